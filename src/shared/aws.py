@@ -1,0 +1,40 @@
+"""The one place boto3 clients are built: lazily, once per process, from the standard environment.
+
+Built on first use (not at import) so that moto, the sandbox or AWS_ENDPOINT_URL are already in
+place, and so that importing a handler stays cheap.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+
+@cache
+def _client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def dynamodb() -> DynamoDBClient:
+    return _client("dynamodb")  # type: ignore[no-any-return]
+
+
+def sqs() -> SQSClient:
+    return _client("sqs")  # type: ignore[no-any-return]
+
+
+def s3() -> S3Client:
+    return _client("s3")  # type: ignore[no-any-return]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch emulators between cases)."""
+    _client.cache_clear()

@@ -1,0 +1,112 @@
+"""Every error the domain raises, rooted at PointbridgeError.
+
+Each carries a stable `code` (what API replies and DLQ messages use) and a sentence for people.
+Handlers map these to HTTP problem details or DLQ reasons in one place each.
+"""
+
+from __future__ import annotations
+
+
+class PointbridgeError(Exception):
+    """Root of every error Pointbridge raises on purpose."""
+
+    code = "pointbridge_error"
+    status = 500
+
+    def __init__(self, detail: str, **context: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+
+class InvalidInputError(PointbridgeError):
+    """Raised when a request or event fails validation before anything is read or written."""
+
+    code = "invalid_input"
+    status = 400
+
+
+class NotFoundError(PointbridgeError):
+    """Raised when something the caller named does not exist."""
+
+    code = "not_found"
+    status = 404
+
+
+class UnknownProgramError(NotFoundError):
+    """Raised when an operation names a program that has no live configuration."""
+
+    code = "unknown_program"
+
+
+class UnknownMemberError(NotFoundError):
+    """Raised when a spend, hold or lookup names a member with no account in the program."""
+
+    code = "unknown_member"
+
+
+class UnknownEntryError(NotFoundError):
+    """Raised when an operation refers to an entry (a hold, a pending earn) that does not exist."""
+
+    code = "unknown_entry"
+
+
+class LedgerError(PointbridgeError):
+    """Raised when the ledger refuses an operation; nothing has been written."""
+
+    code = "ledger_error"
+    status = 409
+
+
+class InsufficientPointsError(LedgerError):
+    """Raised when a debit needs more unexpired available points than the member has."""
+
+    code = "insufficient_points"
+    status = 422
+
+
+class IdempotencyConflictError(LedgerError):
+    """Raised when a (source, external id) already posted a different operation."""
+
+    code = "idempotency_conflict"
+
+
+class AlreadySettledError(LedgerError):
+    """Raised when a hold or pending earn was already captured, released, activated or voided."""
+
+    code = "already_settled"
+
+
+class NotReversibleError(LedgerError):
+    """Raised when asked to reverse an entry whose kind has its own undo (void, release)."""
+
+    code = "not_reversible"
+    status = 422
+
+
+class CaptureExceedsHoldError(LedgerError):
+    """Raised when a capture asks for more points than its hold reserved."""
+
+    code = "capture_exceeds_hold"
+    status = 422
+
+
+class TooManyLotsError(LedgerError):
+    """Raised when one debit would touch more lots than one DynamoDB transaction can hold."""
+
+    code = "too_many_lots"
+    status = 422
+
+
+class ContentionError(LedgerError):
+    """Raised when an account stayed too busy to update after every retry; safe to retry later."""
+
+    code = "contention"
+    status = 503
+
+
+class ConfigError(PointbridgeError):
+    """Raised when a program configuration is invalid; the live version stays in force."""
+
+    code = "invalid_config"
+    status = 422

@@ -1,0 +1,22 @@
+"""Runtime settings, read once from the environment at cold start."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    table_name: str = Field(default="pointbridge-dev-points", alias="TABLE_NAME")
+    ingest_queue_url: str = Field(default="", alias="INGEST_QUEUE_URL")
+    # Key for the keyed hashes of e-mails and phone numbers; raw values are never stored.
+    identity_hash_key: str = Field(default="local-identity-key", alias="IDENTITY_HASH_KEY")
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
