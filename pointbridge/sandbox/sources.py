@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote_plus, unquote_plus
 
 from pointbridge.sandbox.runtime import InvocationError
 
@@ -155,7 +156,9 @@ class SqsPoller(Poller):
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
-            messages.extend(got)
+            # A message whose visibility ran out during the window comes back: keep its newest receipt.
+            seen = {m["MessageId"] for m in got}
+            messages = [m for m in messages if m["MessageId"] not in seen] + got
             if time.monotonic() >= deadline or (not got and not messages):
                 break
             if not got:
@@ -222,8 +225,13 @@ def s3_events(messages: list[dict[str, Any]]) -> list[Any]:
     events = []
     for message in messages:
         body = json.loads(message["Body"])
-        if "Records" in body:  # moto also sends an s3:TestEvent when notifications are configured
-            events.append(body)
+        if "Records" not in body:  # moto also sends an s3:TestEvent when notifications are configured
+            continue
+        for record in body["Records"]:
+            # moto encodes '/' as %2F; AWS form-encodes the key but leaves the slashes.
+            obj = record["s3"]["object"]
+            obj["key"] = quote_plus(unquote_plus(obj["key"]), safe="/")
+        events.append(body)
     return events
 
 
