@@ -236,7 +236,9 @@ class ApiGateway:
         assert auth is not None
         headers = {k.lower(): v for k, v in (event["headers"] or {}).items()}
         query = event["queryStringParameters"] or {}
-        if any(h.lower() not in headers for h in auth.headers) or any(q not in query for q in auth.query_strings):
+        if any(h.lower() not in headers for h in auth.headers) or any(
+            q not in query for q in auth.query_strings
+        ):
             return 401, "Unauthorized"
         method_arn = (
             f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{route.api_id}/{route.stage}/"
@@ -328,9 +330,7 @@ def _json_type() -> dict[str, list[str]]:
     return {"Content-Type": ["application/json"]}
 
 
-def _reply(
-    request: BaseHTTPRequestHandler, status: int, headers: dict[str, Any], payload: bytes
-) -> None:
+def _reply(request: BaseHTTPRequestHandler, status: int, headers: dict[str, Any], payload: bytes) -> None:
     request.send_response(status)
     for name, values in headers.items():
         for value in values if isinstance(values, list) else [values]:

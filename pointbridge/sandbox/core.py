@@ -19,7 +19,6 @@ from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, schedule
 from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, s3_events
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
-    SERVERLESS_API,
     SERVERLESS_FUNCTION,
     function_properties,
     load_template,
@@ -48,7 +47,11 @@ class Invocation:
 
 
 def _outcome(reply: Any) -> str:
-    if isinstance(reply, dict) and isinstance(reply.get("batchItemFailures"), list) and reply["batchItemFailures"]:
+    if (
+        isinstance(reply, dict)
+        and isinstance(reply.get("batchItemFailures"), list)
+        and reply["batchItemFailures"]
+    ):
         return "partial"
     return "ok"
 
@@ -134,10 +137,15 @@ class Sandbox:
 
     def run_function(self, logical_id: str, now: datetime | None = None) -> Any:
         """One scheduled run, as if the function's schedule fired at `now` (default: now)."""
+        self._check_function(logical_id)
         spec = next((s for s in self.schedules if s.function == logical_id), None)
         moment = now or datetime.now(UTC)
         event = scheduled_event(spec, self.functions[logical_id].arn, self.region, moment)
         return self._invoke(logical_id, event, "schedule", 1)
+
+    def _check_function(self, logical_id: str) -> None:
+        if logical_id not in self.functions:
+            raise KeyError(f"no function {logical_id!r}; the template has {sorted(self.functions)}")
 
     def wait_for_idle(self, timeout: float = 30) -> None:
         """Returns once every event source is drained and nothing is running; else TimeoutError."""
@@ -202,7 +210,9 @@ class Sandbox:
                 self.functions[logical_id] = self._function_spec(logical_id, resource)
                 self._pools[logical_id] = FunctionPool(self.functions[logical_id], self.pool_size)
         if self.state_dir is not None:
-            restored = state.restore(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+            restored = state.restore(
+                self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores()
+            )
             log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
         routes = self._wire_events()
         self._api = ApiGateway(routes, self._invoke, self._control, self.region, self.api_port)
@@ -264,7 +274,9 @@ class Sandbox:
                 elif kind == "SQS":
                     self._sqs_source(logical_id, self.provisioner.resolver.resolve(raw))
                 elif kind == "S3":
-                    self._s3_source(logical_id, event_id, self.provisioner.resolver.resolve(raw), notifications)
+                    self._s3_source(
+                        logical_id, event_id, self.provisioner.resolver.resolve(raw), notifications
+                    )
                 elif kind == "DynamoDB":
                     self._stream_source(logical_id, self.provisioner.resolver.resolve(raw))
                 elif kind in ("ScheduleV2", "Schedule"):
@@ -303,7 +315,11 @@ class Sandbox:
         )
 
     def _s3_source(
-        self, function: str, event_id: str, props: dict[str, Any], notifications: dict[str, list[dict[str, Any]]]
+        self,
+        function: str,
+        event_id: str,
+        props: dict[str, Any],
+        notifications: dict[str, list[dict[str, Any]]],
     ) -> None:
         # moto delivers bucket notifications to SQS; a hidden queue per mapping carries them here.
         sqs = self.client("sqs")
@@ -371,9 +387,13 @@ class Sandbox:
         else:
             events = self.client("events")
             arn = events.put_rule(Name=name, ScheduleExpression=expression, State=state_name)["RuleArn"]
-            events.put_targets(Rule=name, Targets=[{"Id": "1", **{k: v for k, v in target.items() if k != "RoleArn"}}])
+            events.put_targets(
+                Rule=name, Targets=[{"Id": "1", **{k: v for k, v in target.items() if k != "RoleArn"}}]
+            )
         self.schedules.append(
-            ScheduleSpec(function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled)
+            ScheduleSpec(
+                function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled
+            )
         )
 
     def _api_settings(self, api_logical_id: str) -> tuple[str, str, dict[str, Any], tuple[str, ...]]:
@@ -420,9 +440,8 @@ class Sandbox:
 
     # -- invocations ----------------------------------------------------------------------------
     def _invoke(self, logical_id: str, event: Any, source: str, batch_size: int) -> Any:
-        pool = self._pools.get(logical_id)
-        if pool is None:
-            raise KeyError(f"no function {logical_id} in the template")
+        self._check_function(logical_id)
+        pool = self._pools[logical_id]
         with self._busy_lock:
             self._busy += 1
         started = time.time()
@@ -439,7 +458,9 @@ class Sandbox:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _record(self, function: str, source: str, size: int, outcome: str, error: str | None, t0: float) -> None:
+    def _record(
+        self, function: str, source: str, size: int, outcome: str, error: str | None, t0: float
+    ) -> None:
         self.invocations.append(
             Invocation(function, source, size, outcome, error, t0, round((time.time() - t0) * 1000, 1))
         )

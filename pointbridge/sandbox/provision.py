@@ -175,7 +175,11 @@ class Provisioner:
             args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         self.client("s3").create_bucket(**args)
         return Provisioned(
-            logical_id, "AWS::S3::Bucket", name, f"arn:aws:s3:::{name}", {"DomainName": f"{name}.s3.amazonaws.com"}
+            logical_id,
+            "AWS::S3::Bucket",
+            name,
+            f"arn:aws:s3:::{name}",
+            {"DomainName": f"{name}.s3.amazonaws.com"},
         )
 
     def _topic(self, logical_id: str, props: dict[str, Any]) -> Provisioned:

@@ -77,7 +77,7 @@ def next_fire(expression: str, timezone: str, after: datetime) -> datetime | Non
     cron = _CRON.match(expression.strip())
     if not cron:
         return None  # at(...) one-off schedules are not run by the local clock
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
 
     five, year = aws_cron_to_croniter(cron.group(1))
     it = croniter(five, after.astimezone(ZoneInfo(timezone or "UTC")))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ def save(state_dir: Path, dynamodb: Any, s3: Any, tables: dict[str, str], bucket
     target = state_dir / SNAPSHOT
     partial = target.with_suffix(".tmp")
     partial.write_text(json.dumps(_encode(snapshot)), encoding="utf-8")
-    os.replace(partial, target)  # a crash mid-write leaves the previous snapshot intact
+    partial.replace(target)  # a crash mid-write leaves the previous snapshot intact
     return target
 
 

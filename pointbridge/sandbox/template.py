@@ -38,7 +38,7 @@ def _plain(value: Any) -> Any:
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    from cfnlint.decode.cfn_yaml import loads
+    from cfnlint.decode.cfn_yaml import loads  # type: ignore[import-untyped]
 
     loaded: dict[str, Any] = _plain(loads(path.read_text(encoding="utf-8")))
     return loaded
@@ -113,7 +113,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._name(arg)
             if key == "Fn::GetAtt":

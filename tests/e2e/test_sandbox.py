@@ -167,9 +167,12 @@ def test_partial_batch_failure_returns_only_the_failed_record_then_dlq(sb: Sandb
     assert record["awsRegion"] == "us-east-1"
     assert record["messageAttributes"]["kind"]["stringValue"] == "ok"
     assert record["messageAttributes"]["kind"]["dataType"] == "String"
-    assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(
-        record["attributes"]
-    )
+    assert {
+        "ApproximateReceiveCount",
+        "SentTimestamp",
+        "SenderId",
+        "ApproximateFirstReceiveTimestamp",
+    } <= set(record["attributes"])
     assert len(record["md5OfBody"]) == 32
     assert [b["n"] for b in dlq_bodies(sb, tag)] == [1]
 
@@ -251,8 +254,15 @@ def test_scheduled_run_with_a_chosen_now(sb: Sandbox) -> None:
     ).json()
 
     # Then the placeholders were substituted and the parsed JSON passed
-    expected_arn = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/pointbridge-test-TickFunction-Hourly"
-    assert reply["event"] == {"job": "tick", "at": "2026-03-01T00:05:00Z", "schedule": expected_arn, "attempt": "1"}
+    expected_arn = (
+        "arn:aws:scheduler:us-east-1:123456789012:schedule/default/pointbridge-test-TickFunction-Hourly"
+    )
+    assert reply["event"] == {
+        "job": "tick",
+        "at": "2026-03-01T00:05:00Z",
+        "schedule": expected_arn,
+        "attempt": "1",
+    }
     assert over_http["reply"] == reply
     schedule = sb.client("scheduler").get_schedule(Name="pointbridge-test-TickFunction-Hourly")
     assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
@@ -304,7 +314,8 @@ def test_snapshot_survives_restart_and_stop_leaves_nothing_running(tmp_path: Pat
     others = set(multiprocessing.active_children())  # another test's sandbox may be running
     with Sandbox(template=FIXTURE, stage="snap", state_dir=tmp_path, pool_size=1) as first:
         first.client("dynamodb").put_item(
-            TableName=first.resource("Table"), Item={"PK": {"S": "M#1"}, "SK": {"S": "BAL"}, "b": {"B": b"\x00"}}
+            TableName=first.resource("Table"),
+            Item={"PK": {"S": "M#1"}, "SK": {"S": "BAL"}, "b": {"B": b"\x00"}},
         )
         first.client("s3").put_object(Bucket=first.resource("Uploads"), Key="kept.txt", Body=b"kept")
         assert first.invoke("TickFunction", {"n": 1})["event"] == {"n": 1}
@@ -324,7 +335,9 @@ def test_snapshot_survives_restart_and_stop_leaves_nothing_running(tmp_path: Pat
         item = second.client("dynamodb").get_item(
             TableName=second.resource("Table"), Key={"PK": {"S": "M#1"}, "SK": {"S": "BAL"}}
         )["Item"]
-        body = second.client("s3").get_object(Bucket=second.resource("Uploads"), Key="kept.txt")["Body"].read()
+        body = (
+            second.client("s3").get_object(Bucket=second.resource("Uploads"), Key="kept.txt")["Body"].read()
+        )
     assert item["b"] == {"B": b"\x00"}
     assert body == b"kept"
     assert set(multiprocessing.active_children()) <= others
