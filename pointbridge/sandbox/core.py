@@ -300,19 +300,22 @@ class Sandbox:
         if props.get("Enabled", True) is False:
             return
         queue = self._queue_by_arn(props["Queue"])
-        self._pollers.append(
-            SqsPoller(
-                sqs=self.client("sqs"),
-                function=function,
-                queue_url=queue.physical_id,
-                queue_arn=queue.arn,
-                region=self.region,
-                invoke=self._invoke,
-                batch_size=int(props.get("BatchSize", 10)),
-                window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+        # Lambda polls a queue with several concurrent pollers; one per warm worker here.
+        concurrency = int(props.get("ScalingConfig", {}).get("MaximumConcurrency", self.pool_size))
+        for _ in range(max(1, min(self.pool_size, concurrency))):
+            self._pollers.append(
+                SqsPoller(
+                    sqs=self.client("sqs"),
+                    function=function,
+                    queue_url=queue.physical_id,
+                    queue_arn=queue.arn,
+                    region=self.region,
+                    invoke=self._invoke,
+                    batch_size=int(props.get("BatchSize", 10)),
+                    window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                )
             )
-        )
 
     def _s3_source(
         self,
