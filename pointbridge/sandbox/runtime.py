@@ -74,22 +74,34 @@ def _init_worker(settings: dict[str, Any]) -> None:
     sys.path.insert(0, settings["code_dir"])
     _settings.update(settings)
     module_name, _, attribute = settings["handler"].rpartition(".")
-    _handler = getattr(importlib.import_module(module_name), attribute)
+    try:
+        _handler = getattr(importlib.import_module(module_name), attribute)
+    except Exception as exc:
+        # Reported on every invocation, as Lambda reports Runtime.ImportModuleError, rather than
+        # breaking the pool with an opaque "process terminated abruptly".
+        _settings["import_error"] = _error(exc, "Runtime.ImportModuleError")
+
+
+def _error(exc: BaseException, error_type: str | None = None) -> str:
+    return json.dumps(
+        {
+            "errorType": error_type or type(exc).__name__,
+            "errorMessage": f"{type(exc).__name__}: {exc}" if error_type else str(exc),
+            "stackTrace": traceback.format_exception(exc),
+        }
+    )
 
 
 def _invoke_in_worker(event_json: str, request_id: str) -> tuple[bool, str]:
+    if "import_error" in _settings:
+        return False, str(_settings["import_error"])
     deadline = time.time() + float(_settings["timeout_s"])
     context = LambdaContext(_settings, request_id, deadline)
     try:
         reply = _handler(json.loads(event_json), context)
         return True, json.dumps(reply)
     except Exception as exc:  # any exception is an invocation error, reported to the caller
-        error = {
-            "errorType": type(exc).__name__,
-            "errorMessage": str(exc),
-            "stackTrace": traceback.format_exception(exc),
-        }
-        return False, json.dumps(error)
+        return False, _error(exc)
 
 
 class FunctionPool:
