@@ -7,12 +7,14 @@ the time of the purchase or action (event time), never the time of arrival.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -119,9 +121,7 @@ class BehaviourEvent(_Event):
     subject: str = ""  # the reviewed product, the referred member, ...
 
 
-NormalisedEvent = Annotated[
-    PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent, Field(discriminator="kind")
-]
+NormalisedEvent = Annotated[PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent, Field(discriminator="kind")]
 
 
 def event_time(event: PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent) -> datetime:
