@@ -95,7 +95,8 @@ class EarnDecision(BaseModel):
         parts = [f"{self.points} = {_show(first.points)} {first.label}"]
         for step in rest:
             if step.factor is not None:
-                parts.append(f"x{_show(step.factor)} {step.label}")
+                # Factors come from the config and are shown as written there.
+                parts.append(f"x{format(step.factor.normalize(), 'f')} {step.label}")
             elif step.points >= 0:
                 parts.append(f"+ {_show(step.points)} {step.label}")
             else:

@@ -430,3 +430,24 @@ def test_decision_is_frozen_and_serialisable() -> None:
     assert dumped["explanation"] == "60 = 60 base"
     with pytest.raises(ValueError, match="frozen"):
         decision.points = 1  # type: ignore[misc]
+
+
+def test_calendar_year_expiry_counts_the_program_local_year() -> None:
+    # Given calendar-year expiry (end of the next year) and a purchase at 20:00 on Dec 31 in New
+    # York, which is already Jan 1 in UTC
+    config = demo_with(expiry={"kind": "calendar_year", "years": 1})
+    order = purchase("60", at=datetime(2026, 12, 31, 20, 0, tzinfo=NEW_YORK))
+
+    # When it earns
+    decision = evaluate_purchase(config, order, "member", 0)
+
+    # Then the points belong to 2026 and expire at the end of 2027
+    assert decision.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert decision.earn_day == date(2026, 12, 31)
+
+
+def test_explanation_shows_rounding_when_it_changes_the_total() -> None:
+    decision = evaluate_purchase(demo(), purchase("10.75"), "silver", 0)
+    # 10.75 x 1.2 = 12.9, floored to 12
+    assert decision.points == 12
+    assert decision.explanation == "12 = 10.75 base x1.2 silver tier - 0.9 rounding (floor)"

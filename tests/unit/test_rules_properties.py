@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.events import BehaviourAction, PurchaseEvent
-from shared.program import ProgramConfig, Rounding
-from shared.rules import evaluate_behaviour, evaluate_purchase, refund_clawback
+from shared.program import ProgramConfig, QualifyingActivity, Rounding
+from shared.rules import evaluate_behaviour, evaluate_purchase, qualifying_tier, refund_clawback
 from tests.unit.rules_factories import behaviour, demo_with, line, purchase
 
 # Built once: parsing a config per example would dominate the run time.
@@ -139,3 +139,20 @@ def test_sign_in_points_respect_the_daily_cap(streak: int, used_today: int, tier
     decision = evaluate_behaviour(config, behaviour(BehaviourAction.SIGN_IN), tier, used_today, streak)
     assert 0 <= decision.points <= max(0, 5_000 - used_today)
     assert decision.uncapped_points in (5, 105)
+
+
+@settings(max_examples=100, deadline=None)
+@given(low=amounts, high=amounts)
+def test_more_qualifying_spend_never_lowers_the_tier(low: Decimal, high: Decimal) -> None:
+    # Given two members whose rolling spend differs
+    low, high = sorted((low, high))
+    config = _CONFIGS[Rounding.FLOOR]
+
+    # When their tiers are evaluated
+    lower = qualifying_tier(config, QualifyingActivity(spend=low))
+    higher = qualifying_tier(config, QualifyingActivity(spend=high))
+
+    # Then the bigger spender is at least as high, and each tier's threshold is met
+    assert lower.rank <= higher.rank
+    assert lower.threshold <= low
+    assert higher.threshold <= high
