@@ -266,10 +266,11 @@ def _as_obj(value: object, where: str) -> dict[str, Any]:
 def _refund_currency(items: list[Any], basis: str) -> str:
     side = "shop_money" if basis == "shop" else "presentment_money"
     for item in items:
-        if isinstance(item, dict) and isinstance(item.get("subtotal_set"), dict):
-            code = (item["subtotal_set"].get(side) or {}).get("currency_code")
-            if isinstance(code, str) and code:
-                return code
+        money_set = item.get("subtotal_set") if isinstance(item, dict) else None
+        money = money_set.get(side) if isinstance(money_set, dict) else None
+        code = money.get("currency_code") if isinstance(money, dict) else None
+        if isinstance(code, str) and code:
+            return code
     raise MalformedPayloadError("refund_line_items carry no subtotal_set currency")
 
 
