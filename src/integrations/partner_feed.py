@@ -106,7 +106,7 @@ def _row(row: Row, config: PartnerFeedConfig, now: datetime) -> Event:
         "program": config.program,
         "channel": Channel.PARTNER,
         "source": config.source,
-        "external_id": field(row, "external_id")[:200],
+        "external_id": field(row, "external_id"),
         "identity": Identity(kind=IdentityKind.PARTNER, value=member, scope=config.partner_id),
         "occurred_at": event_time(row, "occurred_at", now, config.max_age, config.future_skew),
     }

@@ -34,7 +34,6 @@ from integrations.errors import (
     MalformedPayloadError,
     MissingIdentityError,
     UnknownSourceError,
-    UnsupportedCurrencyError,
     UnsupportedEventError,
 )
 from shared.events import Channel, Identity, IdentityKind, LineItem, PurchaseEvent, RefundEvent, Text
@@ -218,16 +217,8 @@ def _purchase(order: Mapping[str, Any], config: ShopifyConfig) -> list[Event]:
             )
         )
 
-    shipping = (
-        money.read(order, "total_shipping_price_set", None, "order")
-        if _has(order, "total_shipping_price_set")
-        else Decimal(0)
-    )
-    tax = (
-        money.read(order, "total_tax_set", "total_tax", "order")
-        if _has(order, "total_tax_set", "total_tax")
-        else (Decimal(0))
-    )
+    shipping = _optional_money(money, order, "total_shipping_price_set", None)
+    tax = _optional_money(money, order, "total_tax_set", "total_tax")
     eligible = merchandise
     if config.include_shipping:
         eligible += shipping
@@ -253,8 +244,11 @@ def _purchase(order: Mapping[str, Any], config: ShopifyConfig) -> list[Event]:
     ]
 
 
-def _has(data: Mapping[str, Any], *keys: str) -> bool:
-    return any(data.get(key) is not None for key in keys)
+def _optional_money(money: _Money, order: Mapping[str, Any], set_key: str, plain_key: str | None) -> Decimal:
+    """Shipping and tax are absent on some orders (digital goods, tax-exempt buyers): that is zero."""
+    if order.get(set_key) is None and (plain_key is None or order.get(plain_key) is None):
+        return Decimal(0)
+    return money.read(order, set_key, plain_key, "order")
 
 
 def _as_obj(value: object, where: str) -> dict[str, Any]:
@@ -324,6 +318,3 @@ def _refund(refund: Mapping[str, Any], config: ShopifyConfig) -> list[Event]:
             fx=convert.record(check_amount(total, "refunded amount")),
         )
     ]
-
-
-__all__ = ["ShopifyConfig", "UnsupportedCurrencyError", "parse_shopify_webhook"]
