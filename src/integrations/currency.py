@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from integrations.errors import UnsupportedCurrencyError
 from shared.events import Currency, FxConversion
@@ -57,6 +57,14 @@ class CurrencyPolicy(BaseModel):
 
     program_currency: Currency
     rates: dict[Currency, Rate] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> CurrencyPolicy:
+        # A typo in configuration should fail when it is loaded, not on the first order.
+        unknown = sorted({self.program_currency, *self.rates} - MINOR_UNITS.keys())
+        if unknown:
+            raise ValueError(f"not ISO 4217 currency codes: {', '.join(unknown)}")
+        return self
 
     def converter(self, currency: str) -> Converter:
         exponent(currency)  # unknown codes fail here with their own reason
