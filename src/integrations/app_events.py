@@ -47,9 +47,7 @@ class AppEventBody(BaseModel):
     subject: Subject = ""
 
 
-def parse_app_event(
-    raw: bytes | str | dict[str, Any], config: AppEventConfig, *, now: datetime
-) -> BehaviourEvent:
+def parse_app_event(raw: bytes | str | dict[str, Any], config: AppEventConfig, *, now: datetime) -> BehaviourEvent:
     payload = parse_json_object(raw)
     try:
         body = AppEventBody.model_validate(payload)

@@ -58,9 +58,7 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def csv_rows(
-    text: str, required: frozenset[str], aliases: Mapping[str, str], report: BatchReport
-) -> Iterator[Row]:
+def csv_rows(text: str, required: frozenset[str], aliases: Mapping[str, str], report: BatchReport) -> Iterator[Row]:
     """Yield data rows as canonical-name dicts; file- and row-level problems go into the report."""
     lines = io.StringIO(text, newline="")
     first = next((line for line in text.splitlines() if line.strip()), "")
@@ -123,9 +121,7 @@ def jsonl_rows(text: str, report: BatchReport) -> Iterator[Row]:
             report.rejected.append(RejectedRow(number, MalformedPayloadError.code, f"not JSON: {exc}"))
             continue
         if not isinstance(value, dict):
-            report.rejected.append(
-                RejectedRow(number, MalformedPayloadError.code, "line is not a JSON object")
-            )
+            report.rejected.append(RejectedRow(number, MalformedPayloadError.code, "line is not a JSON object"))
             continue
         yield Row(number, value)
 

@@ -37,9 +37,7 @@ def exponent(currency: str) -> int:
     try:
         return MINOR_UNITS[currency]
     except KeyError:
-        raise UnsupportedCurrencyError(
-            f"{currency!r} is not an ISO 4217 currency code", currency=currency
-        ) from None
+        raise UnsupportedCurrencyError(f"{currency!r} is not an ISO 4217 currency code", currency=currency) from None
 
 
 def from_minor_units(amount: int, currency: str) -> Decimal:
@@ -98,6 +96,4 @@ class Converter:
     def record(self, original_amount: Decimal) -> FxConversion | None:
         if not self.converted:
             return None
-        return FxConversion(
-            original_currency=self.source_currency, original_amount=original_amount, rate=self.rate
-        )
+        return FxConversion(original_currency=self.source_currency, original_amount=original_amount, rate=self.rate)

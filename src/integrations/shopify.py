@@ -93,9 +93,7 @@ def parse_shopify_webhook(
     triggered = header(headers, TRIGGERED_AT_HEADER)
     if triggered is None:
         raise MalformedPayloadError(f"{TRIGGERED_AT_HEADER} header is missing")
-    check_window(
-        parse_time(triggered, TRIGGERED_AT_HEADER), now, config.replay_window, "webhook triggered at"
-    )
+    check_window(parse_time(triggered, TRIGGERED_AT_HEADER), now, config.replay_window, "webhook triggered at")
     topic = (header(headers, TOPIC_HEADER) or "").strip()
     payload = parse_json_object(raw)
     if topic == "orders/paid":
@@ -119,9 +117,7 @@ class _Money:
             side = obj(money_set, self.key, f"{where}.{set_key}")
             code = side.get("currency_code")
             if code is not None and code != self.currency:
-                raise MalformedPayloadError(
-                    f"{where}.{set_key}.{self.key} is in {code}, the order in {self.currency}"
-                )
+                raise MalformedPayloadError(f"{where}.{set_key}.{self.key} is in {code}, the order in {self.currency}")
             return parse_money(side.get("amount"), f"{where}.{set_key}.{self.key}.amount")
         # The plain fields are in the shop's currency only.
         if plain_key is not None and self.basis == "shop" and data.get(plain_key) is not None:
@@ -308,9 +304,7 @@ def _refund(refund: Mapping[str, Any], config: ShopifyConfig) -> list[Event]:
             source=source,
             external_id=refund_id,
             identity=Identity(kind=IdentityKind.ORDER, value=order_id, scope=source),
-            occurred_at=parse_time(
-                refund.get("processed_at") or refund.get("created_at"), "refund.created_at"
-            ),
+            occurred_at=parse_time(refund.get("processed_at") or refund.get("created_at"), "refund.created_at"),
             order_external_id=order_id,
             currency=config.currency.program_currency,
             refunded_amount=check_amount(convert(total), "refunded amount"),

@@ -110,9 +110,7 @@ def parse_square_webhook(
             f"event is for merchant {merchant!r}, this source is {config.merchant_id!r}", merchant=merchant
         )
     # created_at is inside the signed body, so unlike a header it cannot be moved by a replayer.
-    check_window(
-        parse_time(envelope.get("created_at"), "event.created_at"), now, config.replay_window, "event"
-    )
+    check_window(parse_time(envelope.get("created_at"), "event.created_at"), now, config.replay_window, "event")
     kind = text(envelope, "type", "event")
     data_object = obj(obj(envelope, "data", "event"), "object", "event.data")
     if kind in PAYMENT_EVENTS:
@@ -127,9 +125,7 @@ def parse_square_webhook(
     raise UnsupportedEventError(f"Square event type {kind!r} does not earn or refund", event_type=kind)
 
 
-def _money(
-    data: Mapping[str, Any], key: str, where: str, *, required: bool = True
-) -> tuple[Decimal, str] | None:
+def _money(data: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> tuple[Decimal, str] | None:
     value = data.get(key)
     if value is None:
         if required:
@@ -196,9 +192,7 @@ def _identity(data: Mapping[str, Any], config: SquareConfig) -> Identity:
                     return Identity(kind=IdentityKind.CARD, value=match.group(1))
             else:
                 try:
-                    return Identity(
-                        kind=IdentityKind.PHONE, value=hash_phone(id_key, value, config.phone_region)
-                    )
+                    return Identity(kind=IdentityKind.PHONE, value=hash_phone(id_key, value, config.phone_region))
                 except InvalidIdentityError:
                     continue
     raise MissingIdentityError(f"nothing identifies a member in {', '.join(config.identity_sources)}")
@@ -267,9 +261,7 @@ def _order(order: Mapping[str, Any], config: SquareConfig) -> list[Event]:
             )
         )
     tenders = [t for t in array(order, "tenders", where) if isinstance(t, dict)]
-    payment_ids = {
-        opt_text(t, "payment_id", "order.tenders") or opt_text(t, "id", "order.tenders") for t in tenders
-    }
+    payment_ids = {opt_text(t, "payment_id", "order.tenders") or opt_text(t, "id", "order.tenders") for t in tenders}
     # One tender: key by the payment, so a payment event for the same sale is the same earn.
     external_id = next(iter(payment_ids)) if len(payment_ids) == 1 and None not in payment_ids else None
     return [

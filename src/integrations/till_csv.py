@@ -142,9 +142,7 @@ def _row(row: Row, config: TillCsvConfig, now: datetime) -> Event:
         if not _ID.match(original_receipt) or (original_till and not _ID.match(original_till)):
             raise MalformedPayloadError(f"original_receipt_no {original[:40]!r} is not [till:]receipt")
         identity = _identity_or_order(row, config, order, store)
-        return build(
-            RefundEvent, identity=identity, order_external_id=order, refunded_amount=converted, **common
-        )
+        return build(RefundEvent, identity=identity, order_external_id=order, refunded_amount=converted, **common)
     raise MalformedPayloadError(f"type {kind[:20]!r} is neither sale nor refund")
 
 

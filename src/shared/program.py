@@ -155,9 +155,7 @@ class Promotion(BaseModel):
         if (self.starts_at.tzinfo is None) != (self.ends_at.tzinfo is None):
             raise ValueError(f"promotion {self.id!r} mixes a naive and a timezone-aware time")
         if self.ends_at <= self.starts_at:
-            raise ValueError(
-                f"promotion {self.id!r} ends ({self.ends_at}) before it starts ({self.starts_at})"
-            )
+            raise ValueError(f"promotion {self.id!r} ends ({self.ends_at}) before it starts ({self.starts_at})")
         return self
 
     @property
@@ -190,9 +188,7 @@ class ProductBonus(BaseModel):
             raise ValueError(f"product bonus {self.id!r} needs exactly one of multiplier or per_unit")
         if not (self.categories or self.skus or self.new_product):
             # An unfiltered bonus is a base-rate change in disguise; say so in the base rate.
-            raise ValueError(
-                f"product bonus {self.id!r} matches nothing: set categories, skus or new_product"
-            )
+            raise ValueError(f"product bonus {self.id!r} matches nothing: set categories, skus or new_product")
         return self
 
 

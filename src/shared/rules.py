@@ -128,9 +128,7 @@ def qualifying_tier(config: ProgramConfig, activity: QualifyingActivity) -> Tier
     return reached
 
 
-def evaluate_purchase(
-    config: ProgramConfig, event: PurchaseEvent, tier: str, used_today: int
-) -> EarnDecision:
+def evaluate_purchase(config: ProgramConfig, event: PurchaseEvent, tier: str, used_today: int) -> EarnDecision:
     """Points for a purchase: base x tier x promotion, plus bonuses, rounded once, then capped."""
     _same_program(config, event.program)
     if event.currency != config.currency:
@@ -196,9 +194,7 @@ def evaluate_behaviour(
     return _finish(config, event.occurred_at, member_tier, steps, used_today, True, None, None)
 
 
-def evaluate_points(
-    config: ProgramConfig, event: PointsEvent, tier: str, used_today: int = 0
-) -> EarnDecision:
+def evaluate_points(config: ProgramConfig, event: PointsEvent, tier: str, used_today: int = 0) -> EarnDecision:
     """Producer-computed points pass through unchanged: no rate, tier or promotion applies again."""
     _same_program(config, event.program)
     member_tier = _tier(config, tier)
@@ -307,16 +303,12 @@ def _promotion_steps(
             _push(steps, StepKind.PROMO, promo.label, Decimal(promo.bonus_points))
 
 
-def _product_bonus_steps(
-    config: ProgramConfig, shares: list[tuple[LineItem, Decimal]], steps: list[Step]
-) -> None:
+def _product_bonus_steps(config: ProgramConfig, shares: list[tuple[LineItem, Decimal]], steps: list[Step]) -> None:
     for bonus in config.product_bonuses:
         matched_lines = [
             (line, share)
             for line, share in shares
-            if (bonus.new_product and line.new_product)
-            or line.category in bonus.categories
-            or line.sku in bonus.skus
+            if (bonus.new_product and line.new_product) or line.category in bonus.categories or line.sku in bonus.skus
         ]
         if not matched_lines:
             continue
@@ -344,9 +336,7 @@ def _total(steps: Iterable[Step]) -> Decimal:
     return sum((step.points for step in steps), _ZERO)
 
 
-def _push(
-    steps: list[Step], kind: StepKind, label: str, points: Decimal, factor: Decimal | None = None
-) -> None:
+def _push(steps: list[Step], kind: StepKind, label: str, points: Decimal, factor: Decimal | None = None) -> None:
     # A factor is shown only when it is literally true of everything before this step; otherwise
     # "x2" in the explanation would overstate an additive or line-level boost.
     running = _total(steps)
@@ -373,9 +363,7 @@ def _finish(
     exact = _total(steps)
     uncapped = max(0, _round(exact, config.rounding))
     if Decimal(uncapped) != exact:
-        steps.append(
-            Step(kind=StepKind.ROUNDING, label=f"rounding ({config.rounding.value})", points=uncapped - exact)
-        )
+        steps.append(Step(kind=StepKind.ROUNDING, label=f"rounding ({config.rounding.value})", points=uncapped - exact))
     points = uncapped
     caps = config.caps
     if capped and caps.per_event is not None and points > caps.per_event:

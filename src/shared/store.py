@@ -478,3 +478,18 @@ class ProgramRepository:
             raise
         self._cache.pop(config.program, None)
         return config
+
+
+# === Members and identities (channels) ===
+
+# === End of members and identities ===
+
+
+# === Catalogue, exchange, access keys, idempotent replies (HTTP API) ===
+
+# === End of HTTP API items ===
+
+
+# === Job progress, reminders, tiers, settlement, flags (scheduled jobs) ===
+
+# === End of job items ===

@@ -63,9 +63,7 @@ def purchase(
 
 
 def line(sku: str, amount: str, quantity: int = 1, category: str = "", new_product: bool = False) -> LineItem:
-    return LineItem(
-        sku=sku, quantity=quantity, amount=Decimal(amount), category=category, new_product=new_product
-    )
+    return LineItem(sku=sku, quantity=quantity, amount=Decimal(amount), category=category, new_product=new_product)
 
 
 def behaviour(action: BehaviourAction, at: datetime = ORDINARY) -> BehaviourEvent:

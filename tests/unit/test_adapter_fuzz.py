@@ -69,9 +69,7 @@ SQUARE_CONFIG = SquareConfig(
 @given(st.data(), JSON)
 def test_shopify_answers_events_or_a_typed_error(data: st.DataObject, value: Any) -> None:
     # Given a signed orders/paid or refunds/create body with one field replaced by arbitrary JSON
-    topic, document = data.draw(
-        st.sampled_from([("orders/paid", SHOPIFY_ORDER), ("refunds/create", SHOPIFY_REFUND)])
-    )
+    topic, document = data.draw(st.sampled_from([("orders/paid", SHOPIFY_ORDER), ("refunds/create", SHOPIFY_REFUND)]))
     body = replaced(document, data.draw(st.sampled_from(paths(document))), value)
     headers = {
         "X-Shopify-Hmac-Sha256": sign("s", body),

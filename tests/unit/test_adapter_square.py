@@ -169,9 +169,7 @@ def test_completed_refund_claws_back_against_the_payment() -> None:
 
 
 def test_pending_refunds_wait() -> None:
-    body = edited(
-        "square_refund_updated.json", lambda p: p["data"]["object"]["refund"].update(status="PENDING")
-    )
+    body = edited("square_refund_updated.json", lambda p: p["data"]["object"]["refund"].update(status="PENDING"))
     assert deliver(body) == []
 
 

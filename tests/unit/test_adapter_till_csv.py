@@ -14,9 +14,7 @@ from shared.identity_hash import hash_phone
 from tests.unit.adapter_helpers import raw
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
-HEADER = (
-    "store_id,till_id,receipt_no,occurred_at,card_number,phone,currency,amount,type,original_receipt_no\n"
-)
+HEADER = "store_id,till_id,receipt_no,occurred_at,card_number,phone,currency,amount,type,original_receipt_no\n"
 
 
 def config(**overrides: Any) -> TillCsvConfig:

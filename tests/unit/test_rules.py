@@ -165,9 +165,7 @@ def test_purchase_points_are_pending_through_the_return_window() -> None:
 
 def test_return_window_keeps_local_time_across_a_dst_change() -> None:
     # Given a purchase on Oct 20 at noon New York time (EDT), whose window ends after the switch to EST
-    decision = evaluate_purchase(
-        demo(), purchase("60", at=datetime(2026, 10, 20, 12, tzinfo=NEW_YORK)), "member", 0
-    )
+    decision = evaluate_purchase(demo(), purchase("60", at=datetime(2026, 10, 20, 12, tzinfo=NEW_YORK)), "member", 0)
 
     # Then the window closes at noon local time, 17:00 UTC, not 16:00
     assert decision.pending_until == datetime(2026, 11, 19, 17, 0, tzinfo=UTC)
@@ -257,9 +255,7 @@ def test_line_filtered_promo_only_boosts_matching_lines() -> None:
     # Given a x2 promo on one category in the window
     promo = HOLIDAY_PROMO | {"categories": ["toys"]}
     config = demo_with(promotions=[promo])
-    order = purchase(
-        "60", at=HOLIDAY, lines=(line("t1", "20", category="toys"), line("b1", "40", category="books"))
-    )
+    order = purchase("60", at=HOLIDAY, lines=(line("t1", "20", category="toys"), line("b1", "40", category="books")))
 
     # When a member earns
     decision = evaluate_purchase(config, order, "member", 0)
@@ -271,13 +267,8 @@ def test_line_filtered_promo_only_boosts_matching_lines() -> None:
 
 def test_channel_filter_limits_a_promo_to_its_channels() -> None:
     config = demo_with(promotions=[HOLIDAY_PROMO | {"channels": ["pos"]}])
-    assert (
-        evaluate_purchase(config, purchase("60", at=HOLIDAY, channel=Channel.POS), "member", 0).points == 120
-    )
-    assert (
-        evaluate_purchase(config, purchase("60", at=HOLIDAY, channel=Channel.ONLINE), "member", 0).points
-        == 60
-    )
+    assert evaluate_purchase(config, purchase("60", at=HOLIDAY, channel=Channel.POS), "member", 0).points == 120
+    assert evaluate_purchase(config, purchase("60", at=HOLIDAY, channel=Channel.ONLINE), "member", 0).points == 60
 
 
 def test_best_stacking_applies_only_the_richest_multiplier() -> None:
@@ -367,9 +358,7 @@ def test_refund_in_parts_claws_back_exactly_what_was_earned() -> None:
     # When each part is clawed back with the running totals
     parts = []
     for _ in range(3):
-        part = refund_clawback(
-            config, earned, order_amount, Decimal("30"), clawed, previously_refunded=refunded
-        )
+        part = refund_clawback(config, earned, order_amount, Decimal("30"), clawed, previously_refunded=refunded)
         parts.append(part)
         clawed += part
         refunded += Decimal("30")

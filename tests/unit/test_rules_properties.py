@@ -53,9 +53,7 @@ modes = st.sampled_from(list(Rounding))
 tiers = st.sampled_from(["member", "silver", "gold", "diamond"])
 used = st.integers(min_value=0, max_value=8_000)
 # December 2026 is dense with windows; the rest of the range checks ordinary days.
-moments = st.datetimes(
-    min_value=datetime(2026, 11, 1), max_value=datetime(2027, 1, 31), timezones=st.just(UTC)
-)
+moments = st.datetimes(min_value=datetime(2026, 11, 1), max_value=datetime(2027, 1, 31), timezones=st.just(UTC))
 toy_share = st.decimals(min_value=0, max_value=1, places=2)
 
 
