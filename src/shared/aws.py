@@ -20,19 +20,20 @@ def _client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    session: Any = boto3.session.Session()
+    return session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def dynamodb() -> DynamoDBClient:
-    return _client("dynamodb")  # type: ignore[no-any-return]
+    return _client("dynamodb")
 
 
 def sqs() -> SQSClient:
-    return _client("sqs")  # type: ignore[no-any-return]
+    return _client("sqs")
 
 
 def s3() -> S3Client:
-    return _client("s3")  # type: ignore[no-any-return]
+    return _client("s3")
 
 
 def reset_clients() -> None:

@@ -7,12 +7,14 @@ the time of the purchase or action (event time), never the time of arrival.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -37,6 +39,13 @@ class IdentityKind(StrEnum):
     CARD = "card"  # loyalty card number printed on the card
     PARTNER = "partner"  # a partner brand's own member id, scoped by partner
     MEMBER = "member"  # our own member id, when the channel already knows it
+    # A channel's own customer id (Shopify, Square), scoped by the event's source: the fallback
+    # when a payload has no e-mail, phone or card, linked to a member once they connect the shop.
+    CUSTOMER = "customer"
+    # "Whoever earned on this order": value is the order's external id, scope the source. For
+    # refunds whose payload names no customer (Shopify refunds/create); ingest resolves it from
+    # the original purchase.
+    ORDER = "order"
 
 
 class Identity(BaseModel):
@@ -62,6 +71,16 @@ class LineItem(BaseModel):
     new_product: bool = False
 
 
+class FxConversion(BaseModel):
+    """How an amount in another currency became the program's: kept so an audit can redo it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    original_currency: Currency
+    original_amount: Money
+    rate: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=10)]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,6 +102,7 @@ class PurchaseEvent(_Event):
     lines: tuple[LineItem, ...] = ()
     shipping: Money = Decimal(0)
     tax: Money = Decimal(0)
+    fx: FxConversion | None = None  # set when the channel's currency was converted
 
 
 class RefundEvent(_Event):
@@ -93,6 +113,7 @@ class RefundEvent(_Event):
     currency: Currency
     refunded_amount: Money
     lines: tuple[LineItem, ...] = ()
+    fx: FxConversion | None = None
 
 
 class PointsEvent(_Event):
@@ -119,9 +140,7 @@ class BehaviourEvent(_Event):
     subject: str = ""  # the reviewed product, the referred member, ...
 
 
-NormalisedEvent = Annotated[
-    PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent, Field(discriminator="kind")
-]
+NormalisedEvent = Annotated[PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent, Field(discriminator="kind")]
 
 
 def event_time(event: PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent) -> datetime:

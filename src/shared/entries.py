@@ -1,0 +1,168 @@
+"""The ledger's records: entries and their postings, lots, holds and member account states.
+
+All immutable. Points are int; a posting's amount is signed (+ credits the account).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+GENESIS_HASH = "0" * 64
+
+
+class Account(StrEnum):
+    """The accounts of one program (one point currency).
+
+    A member account has three buckets, each a ledger account of its own. Program-side accounts
+    are the counterparties; they are not materialised per posting (they would be hot items) but
+    summed from entries by the audit and rolled up by projections.
+    """
+
+    AVAILABLE = "available"  # member: spendable once unexpired
+    PENDING = "pending"  # member: earned, waiting for the return window to close
+    HELD = "held"  # member: reserved by a checkout hold
+    ISSUANCE = "issuance"  # program: where earned points come from (goes negative)
+    REDEMPTION = "redemption"  # program: where spent points go
+    BREAKAGE = "breakage"  # program: where expired points go
+    PARTNER = "partner"  # program: settlement with one partner (owner = partner id)
+    TRANSFER = "transfer"  # program: clearing between two members (gifts, merges)
+
+
+MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD})
+
+
+class EntryKind(StrEnum):
+    EARN = "earn"
+    EARN_PENDING = "earn_pending"
+    ACTIVATE = "activate"
+    VOID = "void"
+    SPEND = "spend"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    REVERSAL = "reversal"
+    EXPIRY = "expiry"
+
+
+class Posting(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    account: Account
+    amount: int
+    owner: str = ""  # the partner for PARTNER postings; member postings belong to the entry's member
+
+
+class LotMove(BaseModel):
+    """How an entry changed one lot: + created/restored, - consumed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    expires_at: AwareDatetime
+    amount: int
+
+
+class Entry(BaseModel):
+    """One immutable posting to one member's account chain, summing to zero across accounts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    entry_id: str  # "<source>:<external id>", or derived from the entry it settles/reverses
+    member: str
+    kind: EntryKind
+    source: str
+    external_id: str
+    reason: str
+    config_version: int
+    postings: tuple[Posting, ...]
+    lots: tuple[LotMove, ...] = ()
+    related: str = ""  # the entry this one settles, activates, voids or reverses
+    event_time: AwareDatetime
+    recorded_at: AwareDatetime
+    expires_at: AwareDatetime | None = None  # for pending earns: the lot's expiry once activated
+    details: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str  # hash of the request that produced it, to tell a replay from a conflict
+    seq: Annotated[int, Field(ge=1)]
+    prev_hash: str
+    hash: str = ""
+
+    def delta(self, account: Account) -> int:
+        return sum(p.amount for p in self.postings if p.account is account)
+
+    def content_hash(self) -> str:
+        body = self.model_dump(mode="json", exclude={"hash"})
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def sealed(self) -> Entry:
+        return self.model_copy(update={"hash": self.content_hash()})
+
+
+class Lot(BaseModel):
+    """Points credited together, spent earliest-expiry-first, expired by their unspent remainder."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    member: str
+    lot_id: str
+    expires_at: AwareDatetime
+    remaining: Annotated[int, Field(ge=0)]
+    origin: str  # the entry that credited it
+
+    def expired(self, at: datetime) -> bool:
+        return self.expires_at <= at
+
+
+class Hold(BaseModel):
+    """Points reserved at checkout: captured (in full or part) or released, once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    member: str
+    hold_id: str  # the entry id of the HOLD entry
+    amount: int
+    lots: tuple[LotMove, ...]  # what the hold took from which lot, to give back on release
+    lapses_at: AwareDatetime
+
+
+class AccountState(BaseModel):
+    """A member's balance in one program, with the head of its entry chain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    member: str
+    available: Annotated[int, Field(ge=0)] = 0
+    pending: Annotated[int, Field(ge=0)] = 0
+    held: Annotated[int, Field(ge=0)] = 0
+    seq: Annotated[int, Field(ge=0)] = 0
+    head: str = GENESIS_HASH
+    updated_at: AwareDatetime | None = None
+
+    def after(self, entry: Entry) -> AccountState:
+        return self.model_copy(
+            update={
+                "available": self.available + entry.delta(Account.AVAILABLE),
+                "pending": self.pending + entry.delta(Account.PENDING),
+                "held": self.held + entry.delta(Account.HELD),
+                "seq": entry.seq,
+                "head": entry.hash,
+                "updated_at": entry.recorded_at,
+            }
+        )
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,732 @@
+"""The points ledger: every movement of points, for every channel, goes through here.
+
+Invariants, in plain words (the audit in `shared.audit` checks each one):
+
+1. Append-only. An entry is never edited or deleted; a mistake is undone by a new entry that
+   names the one it reverses.
+2. Double entry. Every entry's postings sum to zero, so points are never created or destroyed
+   silently; all accounts of a program sum to zero.
+3. Exactly-once effect. An entry's id comes from its source and the source's own id (or from the
+   entry it settles), and its write is conditional: a replay writes nothing and returns the stored
+   entry; the same id with a different request is a typed conflict. This never expires.
+   A rejected request (insufficient points, unknown member, ...) writes nothing, so retrying it
+   later is evaluated afresh against the balance at that time.
+4. Lots. Every credit to a member's available points is a lot with an expiry; debits consume lots
+   earliest-expiry-first (ties by lot id) and never touch a lot that has expired, even before the
+   expiry job has run; expiry debits exactly a lot's unspent remainder. Available = sum of lots.
+5. Guarded balances. The entry, the member's balance and the lots change in one transaction,
+   conditional on the balance's sequence number and each lot's remaining points, so concurrent
+   operations serialise and no bucket (available, pending, held) can go negative.
+6. Tamper evidence. A member account's entries form a hash chain (seq 1, 2, ...; each hash covers
+   the previous one); the balance item holds the head.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.entries import (
+    Account,
+    AccountState,
+    Entry,
+    EntryKind,
+    Hold,
+    Lot,
+    LotMove,
+    Posting,
+    fingerprint,
+)
+from shared.errors import (
+    AlreadySettledError,
+    CaptureExceedsHoldError,
+    ContentionError,
+    IdempotencyConflictError,
+    InsufficientPointsError,
+    InvalidInputError,
+    LedgerError,
+    NotFoundError,
+    NotReversibleError,
+    TooManyLotsError,
+    UnknownEntryError,
+    UnknownMemberError,
+)
+from shared.program import ProgramId
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from shared.program import ProgramConfig
+
+# DynamoDB's TransactWriteItems takes at most 100 items; an operation writes a few besides lots.
+MAX_TRANSACTION_ITEMS = 100
+MAX_LOTS_PER_OPERATION = MAX_TRANSACTION_ITEMS - 4
+MAX_POINTS_PER_OPERATION = 100_000_000
+MAX_ATTEMPTS = 40
+
+Points = Annotated[int, Field(strict=True, gt=0, le=MAX_POINTS_PER_OPERATION)]
+Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+CREDIT_COUNTERS = frozenset({Account.ISSUANCE, Account.PARTNER, Account.TRANSFER})
+DEBIT_COUNTERS = frozenset({Account.REDEMPTION, Account.PARTNER, Account.TRANSFER})
+
+
+# --- The store's contract -------------------------------------------------------------------
+
+
+class EntryExistsError(Exception):
+    """The store found an entry already written under this id (a replay or a conflict)."""
+
+
+class ConcurrentUpdateError(Exception):
+    """The store found the account or a lot changed since it was read; plan again."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """Everything one operation writes, applied by the store atomically or not at all."""
+
+    entries: tuple[Entry, ...]
+    # New state and the sequence number it must still have (0: the account must not exist yet).
+    accounts: tuple[tuple[AccountState, int], ...]
+    lots_created: tuple[Lot, ...] = ()
+    # New state and the remaining points the lot must still have.
+    lots_updated: tuple[tuple[Lot, int], ...] = ()
+    lots_deleted: tuple[tuple[Lot, int], ...] = ()
+    hold_created: Hold | None = None
+    hold_deleted: Hold | None = None
+
+    @property
+    def item_count(self) -> int:
+        holds = (self.hold_created is not None) + (self.hold_deleted is not None)
+        lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
+        return len(self.entries) + len(self.accounts) + lots + holds
+
+
+class LedgerStore(Protocol):
+    def get_account(self, program: str, member: str) -> AccountState | None: ...
+
+    def get_account_and_lots(self, program: str, member: str) -> tuple[AccountState | None, list[Lot]]: ...
+
+    def get_entry(self, program: str, entry_id: str) -> Entry | None: ...
+
+    def get_hold(self, program: str, member: str, hold_id: str) -> Hold | None: ...
+
+    def commit(self, change: Change) -> None:
+        """Apply atomically; raise EntryExistsError or ConcurrentUpdateError when a condition fails."""
+        ...
+
+
+class Programs(Protocol):
+    def get(self, program: str) -> ProgramConfig:
+        """The live config; raises UnknownProgramError."""
+        ...
+
+
+# --- Commands: what callers ask the ledger to do ----------------------------------------------
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    program: ProgramId
+    member: Key
+
+    def fingerprint(self) -> str:
+        return fingerprint({"op": type(self).__name__, **self.model_dump(mode="json")})
+
+
+class Earn(_Command):
+    """Credit a member: available at once (a lot), or pending until activated."""
+
+    points: Points
+    source: Key
+    external_id: Key
+    reason: Reason
+    event_time: AwareDatetime
+    expires_at: AwareDatetime | None = None  # default: the program's expiry policy at event_time
+    pending: bool = False
+    counter: Account = Account.ISSUANCE
+    counter_owner: str = ""
+    config_version: int | None = None  # default: the live config's version
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Spend(_Command):
+    """Debit a member's unexpired available points, earliest expiry first."""
+
+    points: Points
+    source: Key
+    external_id: Key
+    reason: Reason
+    counter: Account = Account.REDEMPTION
+    counter_owner: str = ""
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Authorise(_Command):
+    """Reserve points for a checkout; captured or released later, or released when it lapses."""
+
+    points: Points
+    source: Key
+    external_id: Key
+    reason: Reason
+    lapses_at: AwareDatetime
+
+
+class Capture(_Command):
+    """Post a hold in full or in part; the part not captured goes back to the member."""
+
+    hold_id: Key
+    points: Points | None = None  # default: the whole hold
+    reason: Reason = "checkout captured"
+
+
+class Release(_Command):
+    hold_id: Key
+    reason: Reason = "checkout hold released"
+
+
+class Activate(_Command):
+    """Make a pending earn spendable (its return window closed)."""
+
+    entry_id: Key
+    reason: Reason = "return window closed"
+
+
+class Void(_Command):
+    """Cancel a pending earn (the order was returned within the window)."""
+
+    entry_id: Key
+    reason: Reason = "pending points voided"
+
+
+class Reverse(_Command):
+    """Undo an earn, an activation, a spend or a capture with a linked entry."""
+
+    entry_id: Key
+    reason: Reason
+
+
+class ExpireLot(_Command):
+    """Move the unspent remainder of an expired lot to breakage."""
+
+    lot_id: Key
+
+
+# --- Lot policy -------------------------------------------------------------------------------
+
+
+def spend_order(lots: Iterable[Lot]) -> list[Lot]:
+    """Earliest expiry first; ties by lot id so every run picks the same lots."""
+    return sorted(lots, key=lambda lot: (lot.expires_at, lot.lot_id))
+
+
+def take_from_lots(lots: Sequence[Lot], points: int, at: datetime, prefer: str = "") -> list[tuple[Lot, int]]:
+    """Which lots a debit of `points` consumes and how much of each; `prefer` is taken first."""
+    usable = [lot for lot in spend_order(lots) if not lot.expired(at) and lot.remaining > 0]
+    usable.sort(key=lambda lot: lot.lot_id != prefer)  # stable: keeps expiry order otherwise
+    spendable = sum(lot.remaining for lot in usable)
+    if spendable < points:
+        raise InsufficientPointsError(
+            f"needs {points} points, {spendable} available", needed=points, available=spendable
+        )
+    taken: list[tuple[Lot, int]] = []
+    left = points
+    for lot in usable:
+        if left == 0:
+            break
+        amount = min(lot.remaining, left)
+        taken.append((lot, amount))
+        left -= amount
+    if len(taken) > MAX_LOTS_PER_OPERATION:
+        raise TooManyLotsError(
+            f"this debit would touch {len(taken)} lots; at most {MAX_LOTS_PER_OPERATION} at once",
+            lots=len(taken),
+        )
+    return taken
+
+
+def spendable(lots: Iterable[Lot], at: datetime) -> int:
+    return sum(lot.remaining for lot in lots if not lot.expired(at))
+
+
+# --- The ledger -------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Draft:
+    """An entry being planned, before its chain position is known."""
+
+    kind: EntryKind
+    postings: list[Posting]
+    source: str
+    external_id: str
+    reason: str
+    event_time: datetime
+    lots: list[LotMove] = field(default_factory=list)
+    related: str = ""
+    expires_at: datetime | None = None
+    config_version: int | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Ledger:
+    def __init__(
+        self,
+        store: LedgerStore,
+        programs: Programs,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._programs = programs
+        self._clock = clock
+        self._sleep = sleep
+
+    # Reads
+
+    def account(self, program: str, member: str) -> AccountState:
+        self._programs.get(program)
+        state = self._store.get_account(program, member)
+        if state is None:
+            raise UnknownMemberError(f"member {member} has no account in {program}", member=member)
+        return state
+
+    def lots(self, program: str, member: str) -> list[Lot]:
+        return spend_order(self._store.get_account_and_lots(program, member)[1])
+
+    # Credits
+
+    def earn(self, cmd: Earn, at: datetime | None = None) -> Entry:
+        config = self._programs.get(cmd.program)
+        if cmd.counter not in CREDIT_COUNTERS:
+            raise InvalidInputError(f"an earn cannot come from the {cmd.counter} account")
+        entry_id = f"{cmd.source}:{cmd.external_id}"
+        expires_at = cmd.expires_at or config.expiry.expires_at(cmd.event_time)
+        if expires_at <= cmd.event_time:
+            raise InvalidInputError("points cannot expire before they are earned")
+        bucket = Account.PENDING if cmd.pending else Account.AVAILABLE
+        version = cmd.config_version or config.version
+
+        def plan(now: datetime) -> Change:
+            state = self._store.get_account(cmd.program, cmd.member)
+            draft = _Draft(
+                kind=EntryKind.EARN_PENDING if cmd.pending else EntryKind.EARN,
+                postings=[
+                    Posting(account=cmd.counter, owner=cmd.counter_owner, amount=-cmd.points),
+                    Posting(account=bucket, amount=cmd.points),
+                ],
+                source=cmd.source,
+                external_id=cmd.external_id,
+                reason=cmd.reason,
+                event_time=cmd.event_time,
+                expires_at=expires_at,
+                config_version=version,
+                details=dict(cmd.details),
+            )
+            if not cmd.pending:
+                draft.lots.append(LotMove(lot_id=entry_id, expires_at=expires_at, amount=cmd.points))
+            return self._change(cmd, entry_id, state, draft, now)
+
+        return self._post(cmd, entry_id, plan, at)
+
+    def activate(self, cmd: Activate, at: datetime | None = None) -> Entry:
+        entry_id = f"settle:{cmd.entry_id}"
+
+        def plan(now: datetime) -> Change:
+            pending = self._pending_entry(cmd)
+            assert pending.expires_at is not None
+            draft = self._derived(EntryKind.ACTIVATE, entry_id, cmd.reason, pending, now)
+            draft.postings = [
+                Posting(account=Account.PENDING, amount=-pending.delta(Account.PENDING)),
+                Posting(account=Account.AVAILABLE, amount=pending.delta(Account.PENDING)),
+            ]
+            draft.lots.append(
+                LotMove(lot_id=entry_id, expires_at=pending.expires_at, amount=pending.delta(Account.PENDING))
+            )
+            state = self._store.get_account(cmd.program, cmd.member)
+            return self._change(cmd, entry_id, state, draft, now)
+
+        return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
+
+    def void(self, cmd: Void, at: datetime | None = None) -> Entry:
+        entry_id = f"settle:{cmd.entry_id}"
+
+        def plan(now: datetime) -> Change:
+            pending = self._pending_entry(cmd)
+            points = pending.delta(Account.PENDING)
+            counter = next(p for p in pending.postings if p.amount < 0)
+            draft = self._derived(EntryKind.VOID, entry_id, cmd.reason, pending, now)
+            draft.postings = [
+                Posting(account=Account.PENDING, amount=-points),
+                Posting(account=counter.account, owner=counter.owner, amount=points),
+            ]
+            state = self._store.get_account(cmd.program, cmd.member)
+            return self._change(cmd, entry_id, state, draft, now)
+
+        return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
+
+    # Debits
+
+    def spend(self, cmd: Spend, at: datetime | None = None) -> Entry:
+        self._programs.get(cmd.program)
+        if cmd.counter not in DEBIT_COUNTERS:
+            raise InvalidInputError(f"a spend cannot go to the {cmd.counter} account")
+        entry_id = f"{cmd.source}:{cmd.external_id}"
+
+        def plan(now: datetime) -> Change:
+            state, lots = self._member_lots(cmd)
+            taken = take_from_lots(lots, cmd.points, now)
+            draft = _Draft(
+                kind=EntryKind.SPEND,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-cmd.points),
+                    Posting(account=cmd.counter, owner=cmd.counter_owner, amount=cmd.points),
+                ],
+                source=cmd.source,
+                external_id=cmd.external_id,
+                reason=cmd.reason,
+                event_time=now,
+                details=dict(cmd.details),
+            )
+            return self._change(cmd, entry_id, state, draft, now, taken=taken)
+
+        return self._post(cmd, entry_id, plan, at)
+
+    def authorise(self, cmd: Authorise, at: datetime | None = None) -> Entry:
+        self._programs.get(cmd.program)
+        entry_id = f"{cmd.source}:{cmd.external_id}"
+
+        def plan(now: datetime) -> Change:
+            if cmd.lapses_at <= now:
+                raise InvalidInputError("a hold must lapse in the future")
+            state, lots = self._member_lots(cmd)
+            taken = take_from_lots(lots, cmd.points, now)
+            draft = _Draft(
+                kind=EntryKind.HOLD,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-cmd.points),
+                    Posting(account=Account.HELD, amount=cmd.points),
+                ],
+                source=cmd.source,
+                external_id=cmd.external_id,
+                reason=cmd.reason,
+                event_time=now,
+                details={"lapses_at": cmd.lapses_at.isoformat()},
+            )
+            change = self._change(cmd, entry_id, state, draft, now, taken=taken)
+            hold = Hold(
+                program=cmd.program,
+                member=cmd.member,
+                hold_id=entry_id,
+                amount=cmd.points,
+                lots=tuple(LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=n) for lot, n in taken),
+                lapses_at=cmd.lapses_at,
+            )
+            return Change(**{**change.__dict__, "hold_created": hold})
+
+        return self._post(cmd, entry_id, plan, at)
+
+    def capture(self, cmd: Capture, at: datetime | None = None) -> Entry:
+        entry_id = f"settle:{cmd.hold_id}"
+
+        def plan(now: datetime) -> Change:
+            hold = self._open_hold(cmd.program, cmd.member, cmd.hold_id)
+            captured = hold.amount if cmd.points is None else cmd.points
+            if captured > hold.amount:
+                raise CaptureExceedsHoldError(
+                    f"capture of {captured} exceeds the hold of {hold.amount}", hold=hold.amount
+                )
+            released = hold.amount - captured
+            hold_entry = self._store.get_entry(cmd.program, cmd.hold_id)
+            assert hold_entry is not None
+            draft = self._derived(EntryKind.CAPTURE, entry_id, cmd.reason, hold_entry, now)
+            draft.postings = [
+                Posting(account=Account.HELD, amount=-hold.amount),
+                Posting(account=Account.REDEMPTION, amount=captured),
+            ]
+            if released:
+                draft.postings.append(Posting(account=Account.AVAILABLE, amount=released))
+                draft.lots = _restore(entry_id, _slices(hold.lots, skip=captured))
+            draft.details["captured"] = str(captured)
+            state = self._store.get_account(cmd.program, cmd.member)
+            change = self._change(cmd, entry_id, state, draft, now)
+            return Change(**{**change.__dict__, "hold_deleted": hold})
+
+        return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
+
+    def release(self, cmd: Release, at: datetime | None = None) -> Entry:
+        entry_id = f"settle:{cmd.hold_id}"
+
+        def plan(now: datetime) -> Change:
+            hold = self._open_hold(cmd.program, cmd.member, cmd.hold_id)
+            hold_entry = self._store.get_entry(cmd.program, cmd.hold_id)
+            assert hold_entry is not None
+            draft = self._derived(EntryKind.RELEASE, entry_id, cmd.reason, hold_entry, now)
+            draft.postings = [
+                Posting(account=Account.HELD, amount=-hold.amount),
+                Posting(account=Account.AVAILABLE, amount=hold.amount),
+            ]
+            draft.lots = _restore(entry_id, hold.lots)
+            state = self._store.get_account(cmd.program, cmd.member)
+            change = self._change(cmd, entry_id, state, draft, now)
+            return Change(**{**change.__dict__, "hold_deleted": hold})
+
+        return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
+
+    def reverse(self, cmd: Reverse, at: datetime | None = None) -> Entry:
+        entry_id = f"reversal:{cmd.entry_id}"
+
+        def plan(now: datetime) -> Change:
+            original = self._store.get_entry(cmd.program, cmd.entry_id)
+            if original is None or original.member != cmd.member:
+                raise UnknownEntryError(f"no entry {cmd.entry_id} for member {cmd.member}")
+            draft = self._derived(EntryKind.REVERSAL, entry_id, cmd.reason, original, now)
+            if original.kind in (EntryKind.EARN, EntryKind.ACTIVATE):
+                return self._claw_back(cmd, entry_id, original, draft, now)
+            if original.kind is EntryKind.SPEND:
+                points = -original.delta(Account.AVAILABLE)
+                counter = next(p for p in original.postings if p.amount > 0)
+                draft.postings = [
+                    Posting(account=counter.account, owner=counter.owner, amount=-points),
+                    Posting(account=Account.AVAILABLE, amount=points),
+                ]
+                consumed = [LotMove(lot_id=m.lot_id, expires_at=m.expires_at, amount=-m.amount) for m in original.lots]
+                draft.lots = _restore(entry_id, consumed)
+            elif original.kind is EntryKind.CAPTURE:
+                captured = original.delta(Account.REDEMPTION)
+                hold_entry = self._store.get_entry(cmd.program, original.related)
+                assert hold_entry is not None
+                consumed = [
+                    LotMove(lot_id=m.lot_id, expires_at=m.expires_at, amount=-m.amount) for m in hold_entry.lots
+                ]
+                draft.postings = [
+                    Posting(account=Account.REDEMPTION, amount=-captured),
+                    Posting(account=Account.AVAILABLE, amount=captured),
+                ]
+                draft.lots = _restore(entry_id, _slices(consumed, take=captured))
+            else:
+                raise NotReversibleError(
+                    f"a {original.kind} entry is undone by its own operation (void, release), not reversed"
+                )
+            state = self._store.get_account(cmd.program, cmd.member)
+            return self._change(cmd, entry_id, state, draft, now)
+
+        return self._post(cmd, entry_id, plan, at)
+
+    def expire_lot(self, cmd: ExpireLot, at: datetime | None = None) -> Entry:
+        entry_id = f"expiry:{cmd.lot_id}"
+
+        def plan(now: datetime) -> Change:
+            state, lots = self._member_lots(cmd)
+            lot = next((lot for lot in lots if lot.lot_id == cmd.lot_id), None)
+            if lot is None:
+                raise UnknownEntryError(f"member {cmd.member} has no open lot {cmd.lot_id}")
+            if not lot.expired(now):
+                raise InvalidInputError(f"lot {cmd.lot_id} expires at {lot.expires_at.isoformat()}, not yet")
+            draft = _Draft(
+                kind=EntryKind.EXPIRY,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-lot.remaining),
+                    Posting(account=Account.BREAKAGE, amount=lot.remaining),
+                ],
+                source="ledger",
+                external_id=entry_id,
+                reason=f"points earned by {lot.origin} expired on {lot.expires_at.date().isoformat()}",
+                event_time=lot.expires_at,
+                lots=[LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-lot.remaining)],
+                related=lot.origin,
+            )
+            return self._change(cmd, entry_id, state, draft, now, taken=[(lot, lot.remaining)], lot_moves_done=True)
+
+        return self._post(cmd, entry_id, plan, at)
+
+    # Internals
+
+    def _claw_back(self, cmd: Reverse, entry_id: str, original: Entry, draft: _Draft, now: datetime) -> Change:
+        points = original.delta(Account.AVAILABLE)
+        source_entry = original
+        if original.kind is EntryKind.ACTIVATE:
+            pending = self._store.get_entry(cmd.program, original.related)
+            assert pending is not None
+            source_entry = pending
+        counter = next(p for p in source_entry.postings if p.amount < 0)
+        draft.postings = [
+            Posting(account=Account.AVAILABLE, amount=-points),
+            Posting(account=counter.account, owner=counter.owner, amount=points),
+        ]
+        state, lots = self._member_lots(cmd)
+        taken = take_from_lots(lots, points, now, prefer=original.entry_id)
+        return self._change(cmd, entry_id, state, draft, now, taken=taken)
+
+    def _derived(self, kind: EntryKind, entry_id: str, reason: str, related: Entry, now: datetime) -> _Draft:
+        return _Draft(
+            kind=kind,
+            postings=[],
+            source="ledger",
+            external_id=entry_id,
+            reason=reason,
+            event_time=now,
+            related=related.entry_id,
+        )
+
+    def _pending_entry(self, cmd: Activate | Void) -> Entry:
+        pending = self._store.get_entry(cmd.program, cmd.entry_id)
+        if pending is None or pending.member != cmd.member or pending.kind is not EntryKind.EARN_PENDING:
+            raise UnknownEntryError(f"no pending earn {cmd.entry_id} for member {cmd.member}")
+        return pending
+
+    def _open_hold(self, program: str, member: str, hold_id: str) -> Hold:
+        hold = self._store.get_hold(program, member, hold_id)
+        if hold is None:
+            raise UnknownEntryError(f"no open hold {hold_id} for member {member}")
+        return hold
+
+    def _member_lots(self, cmd: _Command) -> tuple[AccountState, list[Lot]]:
+        state, lots = self._store.get_account_and_lots(cmd.program, cmd.member)
+        if state is None:
+            raise UnknownMemberError(f"member {cmd.member} has no account in {cmd.program}", member=cmd.member)
+        return state, lots
+
+    def _change(
+        self,
+        cmd: _Command,
+        entry_id: str,
+        state: AccountState | None,
+        draft: _Draft,
+        now: datetime,
+        taken: Sequence[tuple[Lot, int]] = (),
+        lot_moves_done: bool = False,
+    ) -> Change:
+        if state is None:
+            if any(p.amount < 0 for p in draft.postings if p.account in (Account.AVAILABLE, Account.HELD)):
+                raise UnknownMemberError(f"member {cmd.member} has no account in {cmd.program}")
+            state = AccountState(program=cmd.program, member=cmd.member)
+        if not lot_moves_done:
+            draft.lots = [
+                *(LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-n) for lot, n in taken),
+                *draft.lots,
+            ]
+        config_version = draft.config_version or self._programs.get(cmd.program).version
+        entry = Entry(
+            program=cmd.program,
+            entry_id=entry_id,
+            member=cmd.member,
+            kind=draft.kind,
+            source=draft.source,
+            external_id=draft.external_id,
+            reason=draft.reason,
+            config_version=config_version,
+            postings=tuple(p for p in draft.postings if p.amount != 0),
+            lots=tuple(draft.lots),
+            related=draft.related,
+            event_time=draft.event_time,
+            recorded_at=now,
+            expires_at=draft.expires_at,
+            details=draft.details,
+            fingerprint=cmd.fingerprint(),
+            seq=state.seq + 1,
+            prev_hash=state.head,
+        ).sealed()
+        if sum(p.amount for p in entry.postings) != 0:
+            raise LedgerError(f"entry {entry_id} does not balance")  # a bug, never a user error
+        new_state = state.after(entry)
+        created = [
+            Lot(
+                program=cmd.program,
+                member=cmd.member,
+                lot_id=m.lot_id,
+                expires_at=m.expires_at,
+                remaining=m.amount,
+                origin=entry_id,
+            )
+            for m in draft.lots
+            if m.amount > 0
+        ]
+        updated = [(lot.model_copy(update={"remaining": lot.remaining - n}), lot.remaining) for lot, n in taken]
+        change = Change(
+            entries=(entry,),
+            accounts=((new_state, state.seq),),
+            lots_created=tuple(created),
+            lots_updated=tuple((lot, before) for lot, before in updated if lot.remaining > 0),
+            lots_deleted=tuple((lot, before) for lot, before in updated if lot.remaining == 0),
+        )
+        if change.item_count > MAX_TRANSACTION_ITEMS:
+            raise TooManyLotsError(f"operation would write {change.item_count} items; at most {MAX_TRANSACTION_ITEMS}")
+        return change
+
+    def _post(
+        self,
+        cmd: _Command,
+        entry_id: str,
+        plan: Callable[[datetime], Change],
+        at: datetime | None,
+        on_conflict: type[LedgerError] = IdempotencyConflictError,
+    ) -> Entry:
+        now = at or self._clock()
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                change = plan(now)
+            except (LedgerError, NotFoundError, InvalidInputError):
+                # A rejected request may be the retry of one that already succeeded.
+                existing = self._store.get_entry(cmd.program, entry_id)
+                if existing is not None:
+                    return self._replayed(cmd, existing, on_conflict)
+                raise
+            try:
+                self._store.commit(change)
+            except EntryExistsError:
+                existing = self._store.get_entry(cmd.program, entry_id)
+                assert existing is not None
+                return self._replayed(cmd, existing, on_conflict)
+            except ConcurrentUpdateError:
+                self._sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+                continue
+            return change.entries[0]
+        raise ContentionError(f"account {cmd.member} stayed busy; retry later", member=cmd.member)
+
+    @staticmethod
+    def _replayed(cmd: _Command, existing: Entry, on_conflict: type[LedgerError]) -> Entry:
+        if existing.fingerprint == cmd.fingerprint():
+            return existing
+        if on_conflict is AlreadySettledError:
+            raise AlreadySettledError(f"{existing.related} was already settled by a {existing.kind}")
+        raise IdempotencyConflictError(
+            f"{existing.entry_id} was already posted with a different request", entry_id=existing.entry_id
+        )
+
+
+def _slices(moves: Sequence[LotMove], *, take: int | None = None, skip: int = 0) -> list[LotMove]:
+    """The part of a list of lot takings after skipping `skip` points, up to `take` points."""
+    out: list[LotMove] = []
+    to_skip, to_take = skip, take if take is not None else sum(m.amount for m in moves)
+    for move in moves:
+        amount = move.amount
+        cut = min(amount, to_skip)
+        amount -= cut
+        to_skip -= cut
+        amount = min(amount, to_take)
+        if amount > 0:
+            out.append(move.model_copy(update={"amount": amount}))
+            to_take -= amount
+    return out
+
+
+def _restore(entry_id: str, taken: Sequence[LotMove]) -> list[LotMove]:
+    """Points given back become new lots with their original expiry, named after the entry."""
+    return [
+        LotMove(lot_id=f"{entry_id}/{i}", expires_at=move.expires_at, amount=move.amount)
+        for i, move in enumerate(taken)
+        if move.amount > 0
+    ]

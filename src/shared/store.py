@@ -1,0 +1,495 @@
+"""The single-table DynamoDB store: the only domain module that talks to DynamoDB.
+
+| item            | PK                       | SK                                   | indexes                          |
+|-----------------|--------------------------|--------------------------------------|----------------------------------|
+| member balance  | M#<member>               | P#<program>#BAL                      |                                  |
+| lot             | M#<member>               | P#<program>#LOT#<expires>#<lot id>   | GSI1 X#<program>#<expiry date>   |
+| hold            | M#<member>               | P#<program>#HOLD#<hold id>           | GSI1 H#<program>#<lapse date>    |
+| entry           | E#<program>#<entry id>   | E                                    | GSI2 A#<program>#<member> / seq  |
+| program config  | P#<program>              | CFG#<version> and LIVE               |                                  |
+
+A member's balance, holds and lots of one program share a partition and sort together
+(BAL < HOLD < LOT), so one Query reads everything a debit needs. Entries live in their own
+partitions: the entry's key is its idempotency key, checked by a conditional put in the same
+transaction as the balance, permanently, whoever the member is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from shared import aws
+from shared.entries import AccountState, Entry, Hold, Lot
+from shared.errors import ConfigError, UnknownProgramError
+from shared.ledger import Change, ConcurrentUpdateError, EntryExistsError
+from shared.program import ProgramConfig
+from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+CONFIG_CACHE_SECONDS = 30.0
+
+
+def _ts(value: datetime) -> str:
+    """A sortable UTC timestamp: every key that holds a time uses this one format."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def member_pk(member: str) -> str:
+    return f"M#{member}"
+
+
+def balance_sk(program: str) -> str:
+    return f"P#{program}#BAL"
+
+
+def lot_sk(program: str, expires_at: datetime, lot_id: str) -> str:
+    return f"P#{program}#LOT#{_ts(expires_at)}#{lot_id}"
+
+
+def hold_sk(program: str, hold_id: str) -> str:
+    return f"P#{program}#HOLD#{hold_id}"
+
+
+def entry_pk(program: str, entry_id: str) -> str:
+    return f"E#{program}#{entry_id}"
+
+
+def account_history_pk(program: str, member: str) -> str:
+    return f"A#{program}#{member}"
+
+
+def expiry_index_pk(program: str, day: str) -> str:
+    return f"X#{program}#{day}"
+
+
+@dataclass
+class RequestStats:
+    """What this store asked of DynamoDB: requests by operation and the capacity DynamoDB reported."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    reported_wcu: float = 0.0
+    reported_rcu: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, operation: str, response: dict[str, Any]) -> None:
+        consumed = response.get("ConsumedCapacity")
+        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        with self._lock:
+            self.requests[operation] += 1
+            for c in entries:
+                self.reported_wcu += float(c.get("WriteCapacityUnits", 0) or 0)
+                self.reported_rcu += float(c.get("ReadCapacityUnits", 0) or 0)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.reported_wcu = self.reported_rcu = 0.0
+
+
+class DynamoStore:
+    """Implements `shared.ledger.LedgerStore` on one DynamoDB table."""
+
+    def __init__(self, table: str | None = None, client: DynamoDBClient | None = None) -> None:
+        self.table = table or get_settings().table_name
+        self._client = client
+        self.stats = RequestStats()
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = aws.dynamodb()
+        return self._client
+
+    # Reads
+
+    def get_account(self, program: str, member: str) -> AccountState | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=_item({"PK": member_pk(member), "SK": balance_sk(program)}),
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return _account(_plain(item)) if item else None
+
+    def get_account_and_lots(self, program: str, member: str) -> tuple[AccountState | None, list[Lot]]:
+        state: AccountState | None = None
+        lots: list[Lot] = []
+        for item in self._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues=_item({":pk": member_pk(member), ":prefix": f"P#{program}#"}),
+            ConsistentRead=True,
+        ):
+            if item["type"] == "balance":
+                state = _account(item)
+            elif item["type"] == "lot":
+                lots.append(_lot(item))
+        return state, lots
+
+    def get_entry(self, program: str, entry_id: str) -> Entry | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=_item({"PK": entry_pk(program, entry_id), "SK": "E"}),
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return Entry.model_validate_json(_plain(item)["body"]) if item else None
+
+    def get_hold(self, program: str, member: str, hold_id: str) -> Hold | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=_item({"PK": member_pk(member), "SK": hold_sk(program, hold_id)}),
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return Hold.model_validate_json(_plain(item)["body"]) if item else None
+
+    def entries(self, program: str, member: str, after_seq: int = 0, limit: int | None = None) -> list[Entry]:
+        """A member's entries in chain order (the account history index)."""
+        found: list[Entry] = []
+        for item in self._query(
+            IndexName="GSI2",
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK > :after",
+            ExpressionAttributeValues=_item(
+                {":pk": account_history_pk(program, member), ":after": f"{after_seq:012d}"}
+            ),
+        ):
+            found.append(Entry.model_validate_json(item["body"]))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def scan(self) -> Iterator[dict[str, Any]]:
+        """Every item, for the audit and snapshots. Costs a full read of the table."""
+        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        while True:
+            page = self.client.scan(**kwargs)
+            self.stats.record("Scan", dict(page))
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def ledger_records(self) -> tuple[list[Entry], list[AccountState], list[Lot], list[Hold]]:
+        entries: list[Entry] = []
+        accounts: list[AccountState] = []
+        lots: list[Lot] = []
+        holds: list[Hold] = []
+        for item in self.scan():
+            kind = item.get("type")
+            if kind == "entry":
+                entries.append(Entry.model_validate_json(item["body"]))
+            elif kind == "balance":
+                accounts.append(_account(item))
+            elif kind == "lot":
+                lots.append(_lot(item))
+            elif kind == "hold":
+                holds.append(Hold.model_validate_json(item["body"]))
+        return entries, accounts, lots, holds
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        kwargs = {"TableName": self.table, "ReturnConsumedCapacity": "TOTAL", **kwargs}
+        while True:
+            page = self.client.query(**kwargs)
+            self.stats.record("Query", dict(page))
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # Writes
+
+    def commit(self, change: Change) -> None:
+        items = transaction_items(self.table, change)
+        try:
+            response = self.client.transact_write_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
+        except ClientError as error:
+            self.stats.record("TransactWriteItems", {})
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+            entry_count = len(change.entries)
+            if any(code == "ConditionalCheckFailed" for code in reasons[:entry_count]):
+                raise EntryExistsError(change.entries[0].entry_id) from error
+            if not reasons or any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
+                raise ConcurrentUpdateError() from error
+            raise
+        self.stats.record("TransactWriteItems", dict(response))
+
+
+def transaction_items(table: str, change: Change) -> list[TransactWriteItemTypeDef]:
+    """The TransactWriteItems request for a change: the entry, the balance, then lots and holds."""
+    items: list[Any] = []
+    for entry in change.entries:
+        items.append(
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": entry_item(entry),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        )
+    for state, expected_seq in change.accounts:
+        put: dict[str, Any] = {"TableName": table, "Item": account_item(state)}
+        if expected_seq == 0:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put["ConditionExpression"] = "#seq = :expected"
+            put["ExpressionAttributeNames"] = {"#seq": "seq"}
+            put["ExpressionAttributeValues"] = _item({":expected": expected_seq})
+        items.append({"Put": put})
+    for lot in change.lots_created:
+        items.append(
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": lot_item(lot),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        )
+    for lot, before in change.lots_updated:
+        items.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": _item({"PK": member_pk(lot.member), "SK": lot_sk(lot.program, lot.expires_at, lot.lot_id)}),
+                    "UpdateExpression": "SET remaining = :after",
+                    "ConditionExpression": "remaining = :before",
+                    "ExpressionAttributeValues": _item({":after": lot.remaining, ":before": before}),
+                }
+            }
+        )
+    for lot, before in change.lots_deleted:
+        items.append(
+            {
+                "Delete": {
+                    "TableName": table,
+                    "Key": _item({"PK": member_pk(lot.member), "SK": lot_sk(lot.program, lot.expires_at, lot.lot_id)}),
+                    "ConditionExpression": "remaining = :before",
+                    "ExpressionAttributeValues": _item({":before": before}),
+                }
+            }
+        )
+    if change.hold_created is not None:
+        items.append(
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": hold_item(change.hold_created),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        )
+    if change.hold_deleted is not None:
+        hold = change.hold_deleted
+        items.append(
+            {
+                "Delete": {
+                    "TableName": table,
+                    "Key": _item({"PK": member_pk(hold.member), "SK": hold_sk(hold.program, hold.hold_id)}),
+                    "ConditionExpression": "attribute_exists(PK)",
+                }
+            }
+        )
+    return items
+
+
+def entry_item(entry: Entry) -> dict[str, Any]:
+    return _item(
+        {
+            "PK": entry_pk(entry.program, entry.entry_id),
+            "SK": "E",
+            "type": "entry",
+            "GSI2PK": account_history_pk(entry.program, entry.member),
+            "GSI2SK": f"{entry.seq:012d}",
+            "body": entry.model_dump_json(),
+        }
+    )
+
+
+def account_item(state: AccountState) -> dict[str, Any]:
+    return _item(
+        {
+            "PK": member_pk(state.member),
+            "SK": balance_sk(state.program),
+            "type": "balance",
+            "program": state.program,
+            "member": state.member,
+            "available": state.available,
+            "pending": state.pending,
+            "held": state.held,
+            "seq": state.seq,
+            "head": state.head,
+            "updated_at": _ts(state.updated_at) if state.updated_at else None,
+        }
+    )
+
+
+def lot_item(lot: Lot) -> dict[str, Any]:
+    return _item(
+        {
+            "PK": member_pk(lot.member),
+            "SK": lot_sk(lot.program, lot.expires_at, lot.lot_id),
+            "type": "lot",
+            "program": lot.program,
+            "member": lot.member,
+            "lot_id": lot.lot_id,
+            "expires_at": _ts(lot.expires_at),
+            "remaining": lot.remaining,
+            "origin": lot.origin,
+            "GSI1PK": expiry_index_pk(lot.program, _ts(lot.expires_at)[:10]),
+            "GSI1SK": f"{_ts(lot.expires_at)}#{lot.member}#{lot.lot_id}",
+        }
+    )
+
+
+def hold_item(hold: Hold) -> dict[str, Any]:
+    return _item(
+        {
+            "PK": member_pk(hold.member),
+            "SK": hold_sk(hold.program, hold.hold_id),
+            "type": "hold",
+            "body": hold.model_dump_json(),
+            "GSI1PK": f"H#{hold.program}#{_ts(hold.lapses_at)[:10]}",
+            "GSI1SK": f"{_ts(hold.lapses_at)}#{hold.member}#{hold.hold_id}",
+        }
+    )
+
+
+def _account(item: dict[str, Any]) -> AccountState:
+    updated = item.get("updated_at")
+    return AccountState(
+        program=item["program"],
+        member=item["member"],
+        available=int(item["available"]),
+        pending=int(item["pending"]),
+        held=int(item["held"]),
+        seq=int(item["seq"]),
+        head=item["head"],
+        updated_at=datetime.strptime(updated, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if updated else None,
+    )
+
+
+def _lot(item: dict[str, Any]) -> Lot:
+    return Lot(
+        program=item["program"],
+        member=item["member"],
+        lot_id=item["lot_id"],
+        expires_at=datetime.strptime(item["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+        remaining=int(item["remaining"]),
+        origin=item["origin"],
+    )
+
+
+class ProgramRepository:
+    """Versioned program configs: CFG#<version> items and a LIVE pointer, cached per process."""
+
+    def __init__(self, store: DynamoStore, cache_seconds: float = CONFIG_CACHE_SECONDS) -> None:
+        self._store = store
+        self._cache: dict[str, tuple[float, ProgramConfig]] = {}
+        self._cache_seconds = cache_seconds
+
+    def get(self, program: str) -> ProgramConfig:
+        cached = self._cache.get(program)
+        if cached and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        response = self._store.client.get_item(
+            TableName=self._store.table, Key=_item({"PK": f"P#{program}", "SK": "LIVE"})
+        )
+        self._store.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        if not item:
+            raise UnknownProgramError(f"no program {program!r}", program=program)
+        config = ProgramConfig.model_validate_json(_plain(item)["body"])
+        self._cache[program] = (time.monotonic(), config)
+        return config
+
+    def publish(self, config: ProgramConfig) -> ProgramConfig:
+        """Store a new version and make it live, unless that version number is taken."""
+        body = config.model_dump_json()
+        pk = f"P#{config.program}"
+        try:
+            self._store.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._store.table,
+                            "Item": _item(
+                                {"PK": pk, "SK": f"CFG#{config.version:06d}", "type": "config", "body": body}
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._store.table,
+                            "Item": _item(
+                                {
+                                    "PK": pk,
+                                    "SK": "LIVE",
+                                    "type": "live_config",
+                                    "version": config.version,
+                                    "body": body,
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK) OR version < :v",
+                            "ExpressionAttributeValues": _item({":v": config.version}),
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ConfigError(
+                    f"version {config.version} of {config.program} exists or is older than the live one"
+                ) from error
+            raise
+        self._cache.pop(config.program, None)
+        return config
+
+
+# === Members and identities (channels) ===
+
+# === End of members and identities ===
+
+
+# === Catalogue, exchange, access keys, idempotent replies (HTTP API) ===
+
+# === End of HTTP API items ===
+
+
+# === Job progress, reminders, tiers, settlement, flags (scheduled jobs) ===
+
+# === End of job items ===
