@@ -146,16 +146,12 @@ def _run_function(args: argparse.Namespace) -> int:
 def _run_in_own_sandbox(args: argparse.Namespace, now: datetime | None) -> int:
     from pointbridge.sandbox import InvocationError, Sandbox
 
-    sandbox: Sandbox = Sandbox(
-        template=args.template, stage=args.stage, state_dir=args.state, pool_size=args.pool_size
-    )
+    sandbox: Sandbox = Sandbox(template=args.template, stage=args.stage, state_dir=args.state, pool_size=args.pool_size)
     with sandbox:
         try:
             reply = sandbox.run_function(args.function, now=now)
         except InvocationError as exc:
-            print(
-                json.dumps({"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}, indent=2)
-            )
+            print(json.dumps({"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}, indent=2))
             return 1
         except KeyError as exc:
             print(f"error: {exc.args[0]}", file=sys.stderr)

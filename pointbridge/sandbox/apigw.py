@@ -236,9 +236,7 @@ class ApiGateway:
         assert auth is not None
         headers = {k.lower(): v for k, v in (event["headers"] or {}).items()}
         query = event["queryStringParameters"] or {}
-        if any(h.lower() not in headers for h in auth.headers) or any(
-            q not in query for q in auth.query_strings
-        ):
+        if any(h.lower() not in headers for h in auth.headers) or any(q not in query for q in auth.query_strings):
             return 401, "Unauthorized"
         method_arn = (
             f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{route.api_id}/{route.stage}/"

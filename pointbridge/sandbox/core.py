@@ -47,11 +47,7 @@ class Invocation:
 
 
 def _outcome(reply: Any) -> str:
-    if (
-        isinstance(reply, dict)
-        and isinstance(reply.get("batchItemFailures"), list)
-        and reply["batchItemFailures"]
-    ):
+    if isinstance(reply, dict) and isinstance(reply.get("batchItemFailures"), list) and reply["batchItemFailures"]:
         return "partial"
     return "ok"
 
@@ -210,9 +206,7 @@ class Sandbox:
                 self.functions[logical_id] = self._function_spec(logical_id, resource)
                 self._pools[logical_id] = FunctionPool(self.functions[logical_id], self.pool_size)
         if self.state_dir is not None:
-            restored = state.restore(
-                self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores()
-            )
+            restored = state.restore(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
             log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
         routes = self._wire_events()
         self._api = ApiGateway(routes, self._invoke, self._control, self.region, self.api_port)
@@ -274,9 +268,7 @@ class Sandbox:
                 elif kind == "SQS":
                     self._sqs_source(logical_id, self.provisioner.resolver.resolve(raw))
                 elif kind == "S3":
-                    self._s3_source(
-                        logical_id, event_id, self.provisioner.resolver.resolve(raw), notifications
-                    )
+                    self._s3_source(logical_id, event_id, self.provisioner.resolver.resolve(raw), notifications)
                 elif kind == "DynamoDB":
                     self._stream_source(logical_id, self.provisioner.resolver.resolve(raw))
                 elif kind in ("ScheduleV2", "Schedule"):
@@ -390,13 +382,9 @@ class Sandbox:
         else:
             events = self.client("events")
             arn = events.put_rule(Name=name, ScheduleExpression=expression, State=state_name)["RuleArn"]
-            events.put_targets(
-                Rule=name, Targets=[{"Id": "1", **{k: v for k, v in target.items() if k != "RoleArn"}}]
-            )
+            events.put_targets(Rule=name, Targets=[{"Id": "1", **{k: v for k, v in target.items() if k != "RoleArn"}}])
         self.schedules.append(
-            ScheduleSpec(
-                function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled
-            )
+            ScheduleSpec(function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled)
         )
 
     def _api_settings(self, api_logical_id: str) -> tuple[str, str, dict[str, Any], tuple[str, ...]]:
@@ -461,9 +449,7 @@ class Sandbox:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _record(
-        self, function: str, source: str, size: int, outcome: str, error: str | None, t0: float
-    ) -> None:
+    def _record(self, function: str, source: str, size: int, outcome: str, error: str | None, t0: float) -> None:
         self.invocations.append(
             Invocation(function, source, size, outcome, error, t0, round((time.time() - t0) * 1000, 1))
         )

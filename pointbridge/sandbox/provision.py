@@ -160,9 +160,7 @@ class Provisioner:
         name = self._name(logical_id, p, "QueueName")
         if p.get("FifoQueue") and not name.endswith(".fifo"):
             name += ".fifo"
-        attributes = {
-            key: _attribute_value(value) for key, value in p.items() if key not in ("QueueName", "Tags")
-        }
+        attributes = {key: _attribute_value(value) for key, value in p.items() if key not in ("QueueName", "Tags")}
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return Provisioned(logical_id, "AWS::SQS::Queue", url, arn, {"QueueName": name, "QueueUrl": url})

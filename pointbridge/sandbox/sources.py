@@ -207,9 +207,7 @@ class SqsPoller(Poller):
             if chunk:
                 self.sqs.delete_message_batch(
                     QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)
-                    ],
+                    Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
                 )
 
     def drained(self) -> bool:
@@ -313,9 +311,7 @@ class StreamPoller(Poller):
             return True
         self._attempts += 1
         if 0 <= self.max_retries < self._attempts:
-            log.warning(
-                "sandbox: %s dropped a stream batch after %d retries", self.function, self.max_retries
-            )
+            log.warning("sandbox: %s dropped a stream batch after %d retries", self.function, self.max_retries)
             self.pending = self.pending[len(batch) :]
             self._attempts = 0
             return True

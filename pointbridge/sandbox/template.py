@@ -38,7 +38,7 @@ def _plain(value: Any) -> Any:
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    from cfnlint.decode.cfn_yaml import loads  # type: ignore[import-untyped]
+    from cfnlint.decode.cfn_yaml import loads
 
     loaded: dict[str, Any] = _plain(loads(path.read_text(encoding="utf-8")))
     return loaded

@@ -270,9 +270,7 @@ def test_scheduled_run_with_a_chosen_now(sb: Sandbox) -> None:
     ).json()
 
     # Then the placeholders were substituted and the parsed JSON passed
-    expected_arn = (
-        "arn:aws:scheduler:us-east-1:123456789012:schedule/default/pointbridge-test-TickFunction-Hourly"
-    )
+    expected_arn = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/pointbridge-test-TickFunction-Hourly"
     assert reply["event"] == {
         "job": "tick",
         "at": "2026-03-01T00:05:00Z",
@@ -369,9 +367,7 @@ def test_snapshot_survives_restart_and_stop_leaves_nothing_running(tmp_path: Pat
         item = second.client("dynamodb").get_item(
             TableName=second.resource("Table"), Key={"PK": {"S": "M#1"}, "SK": {"S": "BAL"}}
         )["Item"]
-        body = (
-            second.client("s3").get_object(Bucket=second.resource("Uploads"), Key="kept.txt")["Body"].read()
-        )
+        body = second.client("s3").get_object(Bucket=second.resource("Uploads"), Key="kept.txt")["Body"].read()
     assert item["b"] == {"B": b"\x00"}
     assert body == b"kept"
     assert _child_pids() <= others

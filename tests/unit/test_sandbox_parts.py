@@ -109,8 +109,7 @@ def test_resolver_handles_ref_getatt_sub_and_parameters() -> None:
 
     # When / Then
     assert (
-        resolver.resolve({"Fn::Sub": "pb-${Stage}-${AWS::Region}-${Q.Arn}-${T}"})
-        == "pb-local-eu-west-1-Q.Arn!-ref:T"
+        resolver.resolve({"Fn::Sub": "pb-${Stage}-${AWS::Region}-${Q.Arn}-${T}"}) == "pb-local-eu-west-1-Q.Arn!-ref:T"
     )
     assert resolver.resolve({"Fn::GetAtt": ["Q", "Arn"]}) == "Q.Arn!"
     assert resolver.resolve([{"Ref": "Stage"}, {"Fn::Sub": ["${x}-1", {"x": {"Ref": "T"}}]}]) == [
