@@ -40,16 +40,21 @@ class Invocation:
     function: str
     source: str  # api, sqs, s3, dynamodb, schedule, direct, authorizer
     batch_size: int
-    outcome: str  # ok, partial (some batch items failed), error
+    outcome: str  # ok, partial (some batch items failed), malformed (batch reply), error
     error: str | None
     started_at: float
     duration_ms: float
 
 
 def _outcome(reply: Any) -> str:
-    if isinstance(reply, dict) and isinstance(reply.get("batchItemFailures"), list) and reply["batchItemFailures"]:
-        return "partial"
-    return "ok"
+    if not isinstance(reply, dict) or "batchItemFailures" not in reply:
+        return "ok"
+    failures = reply["batchItemFailures"]
+    if not isinstance(failures, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("itemIdentifier"), str) and f["itemIdentifier"] for f in failures
+    ):
+        return "malformed"  # the poller fails the whole batch (unknown ids are caught there too)
+    return "partial" if failures else "ok"
 
 
 class Sandbox:

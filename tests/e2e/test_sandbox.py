@@ -202,6 +202,7 @@ def test_malformed_batch_reply_fails_the_whole_batch(sb: Sandbox) -> None:
 
     # Then every record of it, the good one too, ended in the DLQ
     assert sorted(b["n"] for b in dlq_bodies(sb, tag)) == [0, 1]
+    assert "malformed" in [i.outcome for i in sb.invocations if i.function == "BatchFunction"]
 
 
 def test_handler_exception_fails_the_batch_and_is_recorded(sb: Sandbox) -> None:
@@ -214,6 +215,7 @@ def test_handler_exception_fails_the_batch_and_is_recorded(sb: Sandbox) -> None:
 
     # Then the invocation errors were recorded and the message was redriven
     errors = [i for i in sb.invocations[before:] if i.function == "BatchFunction" and i.outcome == "error"]
+    assert all(i.batch_size == 1 for i in errors)
     assert errors and "ValueError: asked to raise" in (errors[0].error or "")
     assert [b["n"] for b in dlq_bodies(sb, tag)] == [0]
     with pytest.raises(InvocationError):
@@ -257,6 +259,23 @@ def test_stream_event_is_delivered(sb: Sandbox) -> None:
     assert record["eventSourceARN"] == sb.resources["Table"].attributes["StreamArn"]
     assert record["dynamodb"]["NewImage"]["SK"] == {"S": "x"}
     assert record["dynamodb"]["SequenceNumber"]
+
+
+def test_stream_partial_failure_retries_from_the_failed_record(sb: Sandbox) -> None:
+    # Given an item the stream handler reports as failed the first time it sees it
+    pk = f"S#{uuid.uuid4().hex}"
+    before = len(sb.invocations)
+
+    # When it is written
+    sb.client("dynamodb").put_item(
+        TableName=sb.resource("Table"), Item={"PK": {"S": pk}, "SK": {"S": "x"}, "failonce": {"BOOL": True}}
+    )
+    sb.wait_for_idle(timeout=30)
+
+    # Then the batch was partially failed once, retried from that record, and processed once
+    outcomes = [i.outcome for i in sb.invocations[before:] if i.function == "StreamFunction"]
+    assert outcomes[0] == "partial" and outcomes[-1] == "ok"
+    assert len([r for r in drain(sb, "StreamOut") if r["dynamodb"]["Keys"]["PK"]["S"] == pk]) == 1
 
 
 def test_scheduled_run_with_a_chosen_now(sb: Sandbox) -> None:
