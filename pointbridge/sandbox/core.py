@@ -189,6 +189,7 @@ class Sandbox:
             self._pollers = []
             self._api = None
             self._clients = {}
+            self._started = False
 
     def __enter__(self) -> Self:
         return self.start()
@@ -200,6 +201,8 @@ class Sandbox:
 
     # -- start-up -----------------------------------------------------------------------------
     def _start(self) -> None:
+        # A restart (stop, then start) gets a fresh emulator, restored from state_dir if given.
+        self.functions, self._pools, self.schedules, self._pollers = {}, {}, [], []
         self._emulator.start()
         self.template = load_template(self.template_path)
         self.provisioner = Provisioner(

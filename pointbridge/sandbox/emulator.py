@@ -103,3 +103,4 @@ class Emulator:
             self._conn.close()
         self._process = None
         self._conn = None
+        self.port = 0

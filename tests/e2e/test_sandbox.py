@@ -375,14 +375,15 @@ def test_snapshot_survives_restart_and_stop_leaves_nothing_running(tmp_path: Pat
         assert len(_child_pids() - others) == 4
         our_threads = set(threading.enumerate()) - threads_before
 
-    # When it has stopped
+    # When it has stopped (twice: stop is idempotent)
+    first.stop()
     # Then no worker, emulator, poller or socket is left
     assert _child_pids() <= others
     assert not [t for t in our_threads if t.is_alive()]
     assert all(_closed(url) for url in urls)
 
-    # And a new sandbox on the same state dir starts where the first stopped
-    with Sandbox(template=FIXTURE, stage="snap", state_dir=tmp_path, pool_size=1) as second:
+    # And the same sandbox, started again on its state dir, starts where it stopped
+    with first as second:
         item = second.client("dynamodb").get_item(
             TableName=second.resource("Table"), Key={"PK": {"S": "M#1"}, "SK": {"S": "BAL"}}
         )["Item"]
