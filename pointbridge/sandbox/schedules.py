@@ -124,9 +124,15 @@ def scheduled_event(spec: ScheduleSpec | None, function_arn: str, region: str, n
 class ScheduleRunner:
     """One thread runs every enabled schedule when its next time comes."""
 
-    def __init__(self, specs: list[ScheduleSpec], run: Callable[[ScheduleSpec, datetime], Any]) -> None:
+    def __init__(
+        self,
+        specs: list[ScheduleSpec],
+        run: Callable[[ScheduleSpec, datetime], Any],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.specs = [s for s in specs if s.enabled]
         self.run = run
+        self.clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="schedules", daemon=True)
 
@@ -140,14 +146,14 @@ class ScheduleRunner:
             self._thread.join(timeout=60)
 
     def _loop(self) -> None:
-        now = datetime.now(UTC)
+        now = self.clock()
         due = {s: next_fire(s.expression, s.timezone, now) for s in self.specs}
         while not self._stop.is_set():
             pending = {s: t for s, t in due.items() if t is not None}
             if not pending:
                 return
             spec, when = min(pending.items(), key=lambda item: item[1])
-            if self._stop.wait(max(0.0, (when - datetime.now(UTC)).total_seconds())):
+            if self._stop.wait(max(0.0, (when - self.clock()).total_seconds())):
                 return
             try:
                 self.run(spec, when)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pointbridge.sandbox.apigw import translate_reply
-from pointbridge.sandbox.schedules import ScheduleSpec, aws_cron_to_croniter, next_fire, scheduled_event
+from pointbridge.sandbox.schedules import (
+    ScheduleRunner,
+    ScheduleSpec,
+    aws_cron_to_croniter,
+    next_fire,
+    scheduled_event,
+)
 from pointbridge.sandbox.sources import failed_item_ids
 from pointbridge.sandbox.template import Resolver
 
@@ -116,3 +123,27 @@ def test_resolver_handles_ref_getatt_sub_and_parameters() -> None:
         "local",
         "ref:T-1",
     ]
+
+
+def test_schedule_runner_fires_enabled_schedules_at_their_time() -> None:
+    # Given a clock that jumps a minute after start, an enabled and a disabled rate(1 minute)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = iter([t0])
+    enabled = ScheduleSpec("On", "E", "ScheduleV2", "on", "arn:on", "rate(1 minute)", "UTC", None, True)
+    disabled = ScheduleSpec("Off", "E", "ScheduleV2", "off", "arn:off", "rate(1 minute)", "UTC", None, False)
+    fired: list[tuple[str, datetime]] = []
+    done = threading.Event()
+
+    def run(spec: ScheduleSpec, when: datetime) -> None:
+        fired.append((spec.function, when))
+        done.set()
+
+    runner = ScheduleRunner([enabled, disabled], run, clock=lambda: next(readings, t0 + timedelta(minutes=1)))
+
+    # When it runs until the first fire
+    runner.start()
+    assert done.wait(10)
+    runner.stop()
+
+    # Then only the enabled schedule fired, at its scheduled time
+    assert fired == [("On", t0 + timedelta(minutes=1))]
