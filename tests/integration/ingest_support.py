@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.entries import Account
+from shared.errors import UnknownProgramError
 from shared.events import (
     BehaviourAction,
     BehaviourEvent,
@@ -42,7 +43,10 @@ class Clock:
 
 def wire(store: DynamoStore, config: ProgramConfig, clock: Clock | None = None) -> Ingest:
     programs = ProgramRepository(store, cache_seconds=0)
-    programs.publish(config)
+    try:
+        programs.get(config.program)
+    except UnknownProgramError:
+        programs.publish(config)
     clock = clock or Clock()
     ledger = Ledger(store, programs, clock=clock, sleep=lambda _: None)
     return Ingest(ledger, store, MemberDirectory(store), programs, clock=clock)
