@@ -54,7 +54,7 @@ def once_in_order() -> dict[str, tuple[int, int]]:
         return _ingest_all(DynamoStore("baseline", client), list(range(len(EVENTS))))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(order=st.permutations(list(range(3 * len(EVENTS)))))
 def test_every_channel_delivered_three_times_in_any_order_gives_the_same_balances(
     order: list[int], once_in_order: dict[str, tuple[int, int]]
