@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from integrations.sources import Sources, parse_sources
+from shared import aws
 from shared.ingest import Ingest
 from shared.ledger import Ledger
 from shared.queues import EventQueue
@@ -22,7 +23,11 @@ def ingest_service() -> Ingest:
 @cache
 def sources() -> Sources:
     settings = get_settings()
-    return parse_sources(settings.sources, settings.identity_hash_key)
+    text = settings.sources
+    if text.startswith("ssm:"):
+        # Secrets stay out of the function's environment: SOURCES names an SSM SecureString.
+        text = aws.ssm().get_parameter(Name=text.removeprefix("ssm:"), WithDecryption=True)["Parameter"]["Value"]
+    return parse_sources(text, settings.identity_hash_key)
 
 
 @cache
