@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import TypeAdapter
 
@@ -39,6 +39,7 @@ from shared.errors import (
 from shared.events import (
     BehaviourAction,
     BehaviourEvent,
+    Channel,
     Identity,
     IdentityKind,
     NormalisedEvent,
@@ -46,7 +47,7 @@ from shared.events import (
     PurchaseEvent,
     RefundEvent,
 )
-from shared.ledger import Activate, ClawBack, Earn, Tally, TallyChangedError, Transfer
+from shared.ledger import Activate, ClawBack, Earn, Tally, TallyChangedError, Transfer, Void
 from shared.rules import evaluate_behaviour, evaluate_points, evaluate_purchase, refund_clawback
 
 if TYPE_CHECKING:
@@ -222,6 +223,7 @@ class Ingest:
                 expires_at=decision.expires_at,
                 pending=decision.pending_until is not None,
                 config_version=decision.config_version,
+                **_counter(event),
                 details=self._details(event, decision, digest),
             )
             try:
@@ -334,9 +336,30 @@ class Ingest:
             # Park first, then look again: whichever of order and refund lands second applies it.
             self._directory.park_refund(event.program, order_id, entry_key(event), event.model_dump_json())
             earned = self._earned_entry(event.program, order_id)
+            if earned is None and self._void_if_fully_refunded(event.program, order_id):
+                earned = self._earned_entry(event.program, order_id)
             if earned is None:
                 return Outcome("parked", entry_key(event), note=f"waiting for {order_id} to post or activate")
         return self._apply_refund(config, event, earned, digest)
+
+    def _void_if_fully_refunded(self, program: str, order_id: str) -> bool:
+        """An order refunded in full within its return window never pays out: void its pending earn."""
+        order = self._entries.get_entry(program, order_id)
+        if order is None or order.kind is not EntryKind.EARN_PENDING:
+            return False
+        refunds = [parse_event(body) for body in self._directory.waiting_refunds(program, order_id)]
+        total = sum((r.refunded_amount for r in refunds if isinstance(r, RefundEvent)), Decimal(0))
+        if total < Decimal(order.details.get("basis_amount", "0")):
+            return False
+        try:
+            self._ledger.void(
+                Void(program=program, member=order.member, entry_id=order_id, reason="refunded in full in its window")
+            )
+        except AlreadySettledError:
+            return False  # activated meanwhile: the refunds claw back from the activation instead
+        self._directory.clear_pending(program, order.member, order_id)
+        self._apply_waiting(program, order_id)  # the parked refunds are settled by the void: drop them
+        return True
 
     def _earned_entry(self, program: str, order_id: str) -> Entry | None:
         """The entry holding the order's spendable points: the earn, or its activation once pending ends."""
@@ -522,6 +545,13 @@ class Ingest:
     def _provisional(self, member: str) -> bool:
         profile = self._directory.profile(member)
         return bool(profile and profile.get("provisional"))
+
+
+def _counter(event: Event) -> dict[str, Any]:
+    """Partner points are owed by the partner: they come from its settlement account, not issuance."""
+    if event.channel is Channel.PARTNER:
+        return {"counter": Account.PARTNER, "counter_owner": event.source.removeprefix("partner:")}
+    return {}
 
 
 def _streak(days: frozenset[str] | set[str], today: date) -> int:

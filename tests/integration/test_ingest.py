@@ -213,3 +213,33 @@ class MemberDirectoryView:
 
     def waiting(self, order_id: str) -> list[str]:
         return self._directory.waiting_refunds("demo", order_id)
+
+
+def test_an_order_refunded_in_full_within_its_window_is_voided(store: DynamoStore) -> None:
+    # Given a pending earn of 100 and a first partial refund, parked until the window closes
+    ingest = wire(store, program(return_window_days=30))
+    ingest.handle(purchase("1001", "100"))
+    assert ingest.handle(refund("r1", "1001", "40")).status == "parked"
+
+    # When the rest is refunded before the window closes
+    outcome = ingest.handle(refund("r2", "1001", "60"))
+
+    # Then the pending earn is voided, nothing waits, and the activation job finds nothing to do
+    assert outcome.status == "skipped"
+    member = provisional_member(EMAIL)
+    state = store.get_account("demo", member)
+    assert state is not None and (state.available, state.pending) == (0, 0)
+    assert MemberDirectoryView(store).waiting("shopify:acme.myshopify.com:1001") == []
+    assert ingest.activate_due("demo", NOW + timedelta(days=31)) == []
+    assert audit(*store.ledger_records()).ok
+
+
+def test_partner_points_are_owed_by_the_partner(store: DynamoStore) -> None:
+    ingest = wire(store, program())
+    ingest.handle(partner_points("f-1", 300))
+    entry = store.get_entry("demo", "partner:airline:f-1")
+    assert entry is not None
+    assert {(p.account, p.owner, p.amount) for p in entry.postings} == {
+        (Account.PARTNER, "airline", -300),
+        (Account.AVAILABLE, "", 300),
+    }
