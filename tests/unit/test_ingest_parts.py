@@ -7,7 +7,6 @@ from datetime import date
 
 import pytest
 
-from functions.ingest.app import PoisonMessageError, read_message
 from integrations.errors import UnknownSourceError
 from integrations.sources import parse_sources
 from shared.errors import ConfigError
@@ -20,6 +19,10 @@ EVENT = channel_events()[0]
 
 
 def test_a_message_is_an_enveloped_or_bare_event() -> None:
+    # Imported here, not at collection: powertools reads its namespace from the environment that
+    # the autouse fixture sets only for the test itself.
+    from functions.ingest.app import read_message
+
     assert read_message(envelope(EVENT)) == EVENT
     assert read_message(json.dumps(json.loads(envelope(EVENT))["event"])) == EVENT
 
@@ -29,6 +32,8 @@ def test_a_message_is_an_enveloped_or_bare_event() -> None:
     ["{not json", "[]", '"text"', json.dumps({"event": {"kind": "purchase"}}), json.dumps({"kind": "teleport"})],
 )
 def test_anything_else_is_poison(body: str) -> None:
+    from functions.ingest.app import PoisonMessageError, read_message
+
     with pytest.raises(PoisonMessageError) as caught:
         read_message(body)
     assert caught.value.code == "malformed_event"
