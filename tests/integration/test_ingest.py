@@ -243,3 +243,32 @@ def test_partner_points_are_owed_by_the_partner(store: DynamoStore) -> None:
         (Account.PARTNER, "airline", -300),
         (Account.AVAILABLE, "", 300),
     }
+
+
+def test_a_cap_decided_on_a_stale_tally_is_decided_again(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.ledger import Change, Tally
+    from shared.store import MemberDirectory
+
+    # Given a daily cap of 100, and another earn of 80 that lands between our read and our write
+    ingest = wire(store, program(caps=Caps(per_member_per_day=100)))
+    member = provisional_member(EMAIL)
+    ingest.handle(purchase("0", "1"))  # the member exists, 1 point used today
+    real_commit = store.commit
+    raced: list[bool] = []
+
+    def commit_after_a_rival(change: Change) -> None:
+        if not raced and change.tallies:
+            raced.append(True)
+            day = NOW.date().isoformat()
+            MemberDirectory(store).bump(Tally("demo", member, f"earned#{day}", 80), once_for="rival")
+        real_commit(change)
+
+    monkeypatch.setattr(store, "commit", commit_after_a_rival)
+
+    # When an order worth 90 is ingested
+    ingest.handle(purchase("1", "90"))
+
+    # Then it was re-evaluated on the fresh tally: 100 - 1 - 80 = 19 points, the rest recorded as capped
+    entry = store.get_entry("demo", "shopify:acme.myshopify.com:1")
+    assert entry is not None and entry.delta(Account.AVAILABLE) == 19
+    assert entry.details["capped_points"] == "71"
