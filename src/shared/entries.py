@@ -50,6 +50,8 @@ class EntryKind(StrEnum):
     RELEASE = "release"
     REVERSAL = "reversal"
     EXPIRY = "expiry"
+    CLAWBACK = "clawback"  # part of an earn taken back for a refund
+    TRANSFER = "transfer"  # points moved between two members (a merge); one entry on each side
 
 
 class Posting(BaseModel):
