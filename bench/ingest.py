@@ -1,0 +1,161 @@
+"""Ingest throughput: SQS -> ingest function -> ledger through the sandbox, next to the bare requests.
+
+Figures:
+- pipeline_events_per_s: purchase events sent to the ingest queue until the sandbox is idle again
+  (its pollers, worker processes, the ingest function and the ledger, against the emulator).
+- ddb_requests_per_event: DynamoDB requests the ingest use case makes for one purchase by a known
+  member (the same code the function runs, counted in-process against the same emulator).
+- raw_events_per_s: the very SQS requests (send, receive, delete; batched by 10 as the pipeline
+  does) and DynamoDB requests (captured from the use case, replayed for fresh members with the same
+  history) one event costs, issued bare by boto3 against the same emulator in the same run.
+- pipeline_vs_raw: pipeline_events_per_s / raw_events_per_s (1.0 would be no overhead at all).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from bench.common import ROOT, write_results
+from bench.ledger import Recorder
+from pointbridge.sandbox import Sandbox
+from shared.events import Channel, Identity, IdentityKind, PurchaseEvent
+from shared.ingest import Ingest
+from shared.ledger import Ledger
+from shared.program import load_program
+from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+
+EVENTS = int(os.environ.get("BENCH_INGEST_EVENTS", "200"))
+SAMPLE = 40
+BATCH = 10
+OPERATIONS = {
+    "GetItem": "get_item",
+    "Query": "query",
+    "PutItem": "put_item",
+    "UpdateItem": "update_item",
+    "DeleteItem": "delete_item",
+    "TransactWriteItems": "transact_write_items",
+}
+
+
+def purchase(identity: str, order: str) -> PurchaseEvent:
+    return PurchaseEvent(
+        program="demo",
+        channel=Channel.ONLINE,
+        source="shop",
+        external_id=order,
+        identity=Identity(kind=IdentityKind.EMAIL, value=identity),
+        occurred_at=datetime.now(UTC),
+        currency="USD",
+        eligible_amount=Decimal("60.00"),
+    )
+
+
+def identity(prefix: str, i: int) -> str:
+    return f"{prefix}{i:063x}"
+
+
+def message(event: PurchaseEvent) -> str:
+    return json.dumps({"event": event.model_dump(mode="json")})
+
+
+def main() -> None:
+    with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=2) as sb:
+        ddb = sb.client("dynamodb")
+        sqs = sb.client("sqs")
+        store = DynamoStore(sb.resource("PointsTable"), ddb)
+        programs = ProgramRepository(store, cache_seconds=3600)
+        programs.publish(load_program(ROOT / "seeds" / "demo-program.json"))
+        directory = MemberDirectory(store)
+        ingest = Ingest(Ledger(store, programs), store, directory, programs)
+        queue = sb.resource("IngestQueue")
+
+        # Members who bought before: the common case, and the same history for every figure below.
+        for prefix, count in (("a", EVENTS), ("b", SAMPLE), ("c", SAMPLE)):
+            for i in range(count):
+                ingest.handle(purchase(identity(prefix, i), f"{prefix}-first-{i:06d}"))
+
+        # The pipeline: every event through SQS and the ingest function.
+        sb.wait_for_idle(timeout=60)
+        started = time.perf_counter()
+        for first in range(0, EVENTS, BATCH):
+            entries = [
+                {"Id": str(i), "MessageBody": message(purchase(identity("a", i), f"a-again-{i:06d}"))}
+                for i in range(first, min(first + BATCH, EVENTS))
+            ]
+            sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+        sb.wait_for_idle(timeout=600)
+        pipeline_seconds = time.perf_counter() - started
+        posted = sum(1 for i in range(EVENTS) if store.get_entry("demo", f"shop:a-again-{i:06d}") is not None)
+        if posted != EVENTS:
+            raise RuntimeError(f"only {posted} of {EVENTS} events reached the ledger")
+
+        # What one event asks of DynamoDB, captured from the use case itself.
+        recorder = Recorder(ddb)
+        captured: list[list[tuple[str, dict[str, Any]]]] = []
+        for i in range(SAMPLE):
+            recorder.calls.clear()
+            ingest.handle(purchase(identity("b", i), f"b-again-{i:06d}"))
+            captured.append(list(recorder.calls))
+        ddb_requests = sum(len(calls) for calls in captured) / SAMPLE
+
+        # The same requests bare, for members "c" who have the same history as members "b".
+        replays = []
+        for i, calls in enumerate(captured):
+            old_member = directory.member_for(Identity(kind=IdentityKind.EMAIL, value=identity("b", i)).key)
+            new_member = directory.member_for(Identity(kind=IdentityKind.EMAIL, value=identity("c", i)).key)
+            assert old_member and new_member and len(old_member) == len(new_member)
+            replays.append(
+                [
+                    (
+                        op,
+                        json.loads(
+                            json.dumps(p)
+                            .replace(identity("b", i), identity("c", i))
+                            .replace(old_member, new_member)
+                            .replace(f"b-again-{i:06d}", f"c-again-{i:06d}")
+                        ),
+                    )
+                    for op, p in calls
+                ]
+            )
+        raw_queue = sqs.create_queue(QueueName="bench-raw-ingest")["QueueUrl"]
+        started = time.perf_counter()
+        for first in range(0, SAMPLE, BATCH):
+            chunk = range(first, min(first + BATCH, SAMPLE))
+            sqs.send_message_batch(
+                QueueUrl=raw_queue,
+                Entries=[{"Id": str(i), "MessageBody": message(purchase(identity("c", i), f"c-{i}"))} for i in chunk],
+            )
+            received = sqs.receive_message(QueueUrl=raw_queue, MaxNumberOfMessages=BATCH).get("Messages", [])
+            for i in chunk:
+                for op, params in replays[i]:
+                    getattr(ddb, OPERATIONS[op])(**params)
+            if received:
+                sqs.delete_message_batch(
+                    QueueUrl=raw_queue,
+                    Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(received)],
+                )
+        raw_seconds = time.perf_counter() - started
+
+        pipeline_rate = EVENTS / pipeline_seconds
+        raw_rate = SAMPLE / raw_seconds
+        write_results(
+            "ingest",
+            {
+                "pipeline_events_per_s": round(pipeline_rate, 2),
+                "raw_events_per_s": round(raw_rate, 2),
+                "pipeline_vs_raw": round(pipeline_rate / raw_rate, 3),
+                "ddb_requests_per_event": round(ddb_requests, 2),
+                "events": EVENTS,
+                "ingest_workers": 2,
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()
