@@ -101,12 +101,40 @@ class Change:
     lots_deleted: tuple[tuple[Lot, int], ...] = ()
     hold_created: Hold | None = None
     hold_deleted: Hold | None = None
+    # Counters bumped in the same transaction (reward stock, per-member limits); see Guard.
+    guards: tuple[Guard, ...] = ()
 
     @property
     def item_count(self) -> int:
         holds = (self.hold_created is not None) + (self.hold_deleted is not None)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
-        return len(self.entries) + len(self.accounts) + lots + holds
+        return len(self.entries) + len(self.accounts) + lots + holds + len(self.guards)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A counter an operation adds to atomically with its entries, refused if it would pass `limit`.
+
+    Limits that must hold under concurrency (reward stock, per-member and per-day limits) cannot be
+    checked by reading first: two redemptions would both see the last item. Bumping a counter with
+    a condition in the ledger's own transaction makes the entry and the limit succeed or fail together.
+    """
+
+    pk: str
+    sk: str
+    amount: int
+    limit: int | None = None  # the counter's value after adding must stay <= limit
+    # Raised (by the caller that owns the limit) when the store reports the condition failed.
+    code: str = "limit_reached"
+    detail: str = "a limit was reached"
+
+
+class GuardRefusedError(Exception):
+    """The store found a guard's counter would pass its limit; nothing was written."""
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__(guard.detail)
+        self.guard = guard
 
 
 class LedgerStore(Protocol):
@@ -212,6 +240,28 @@ class Reverse(_Command):
 
     entry_id: Key
     reason: Reason
+
+
+class Transfer(_Command):
+    """Move points from one member account to another in one transaction (gifts, exchanges).
+
+    The sender's entry debits `points` to the counter account (TRANSFER within a program, PARTNER
+    with owner = the other program across programs); the receiver's entry credits `credited` from
+    the counter account of its own program. Each program's accounts still sum to zero on their own.
+    """
+
+    to_program: ProgramId
+    to_member: Key
+    points: Points
+    credited: Points
+    source: Key
+    external_id: Key
+    reason: Reason
+    counter: Account = Account.TRANSFER
+    # Gifts keep the original expiry dates (the sender's lots move); an exchange starts new lots
+    # under the receiving program's expiry policy.
+    keep_expiry: bool = False
+    details: dict[str, str] = Field(default_factory=dict)
 
 
 class ExpireLot(_Command):
@@ -379,7 +429,7 @@ class Ledger:
 
     # Debits
 
-    def spend(self, cmd: Spend, at: datetime | None = None) -> Entry:
+    def spend(self, cmd: Spend, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
         self._programs.get(cmd.program)
         if cmd.counter not in DEBIT_COUNTERS:
             raise InvalidInputError(f"a spend cannot go to the {cmd.counter} account")
@@ -402,7 +452,7 @@ class Ledger:
             )
             return self._change(cmd, entry_id, state, draft, now, taken=taken)
 
-        return self._post(cmd, entry_id, plan, at)
+        return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def authorise(self, cmd: Authorise, at: datetime | None = None) -> Entry:
         self._programs.get(cmd.program)
@@ -524,6 +574,73 @@ class Ledger:
             return self._change(cmd, entry_id, state, draft, now)
 
         return self._post(cmd, entry_id, plan, at)
+
+    def transfer(self, cmd: Transfer, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
+        """Debit one member and credit another in one transaction; returns the sender's entry."""
+        if (cmd.program, cmd.member) == (cmd.to_program, cmd.to_member):
+            raise InvalidInputError("a transfer needs two different accounts")
+        if cmd.counter not in (Account.TRANSFER, Account.PARTNER):
+            raise InvalidInputError(f"a transfer cannot clear through the {cmd.counter} account")
+        if cmd.keep_expiry and cmd.credited != cmd.points:
+            raise InvalidInputError("moving lots keeps their points: credited must equal points")
+        receiving = self._programs.get(cmd.to_program)
+        self._programs.get(cmd.program)
+        entry_id = f"{cmd.source}:{cmd.external_id}"
+        credit_id = f"{entry_id}/in"
+        # Across programs each side names the other program as the partner it settles with.
+        out_owner = cmd.to_program if cmd.counter is Account.PARTNER else ""
+        in_owner = cmd.program if cmd.counter is Account.PARTNER else ""
+        receiver = cmd.model_copy(update={"program": cmd.to_program, "member": cmd.to_member})
+
+        def plan(now: datetime) -> Change:
+            state, lots = self._member_lots(cmd)
+            taken = take_from_lots(lots, cmd.points, now)
+            details = {**cmd.details, "to": f"{cmd.to_program}/{cmd.to_member}"}
+            debit = _Draft(
+                kind=EntryKind.TRANSFER_OUT,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-cmd.points),
+                    Posting(account=cmd.counter, owner=out_owner, amount=cmd.points),
+                ],
+                source=cmd.source,
+                external_id=cmd.external_id,
+                reason=cmd.reason,
+                event_time=now,
+                details=details,
+            )
+            if cmd.keep_expiry:
+                moved = [LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=n) for lot, n in taken]
+                credit_lots = _restore(credit_id, moved)
+            else:
+                expires = receiving.expiry.expires_at(now)
+                credit_lots = [LotMove(lot_id=credit_id, expires_at=expires, amount=cmd.credited)]
+            credit = _Draft(
+                kind=EntryKind.TRANSFER_IN,
+                postings=[
+                    Posting(account=cmd.counter, owner=in_owner, amount=-cmd.credited),
+                    Posting(account=Account.AVAILABLE, amount=cmd.credited),
+                ],
+                source=cmd.source,
+                external_id=f"{cmd.external_id}/in",
+                reason=cmd.reason,
+                event_time=now,
+                lots=credit_lots,
+                related=entry_id,
+                details={**cmd.details, "from": f"{cmd.program}/{cmd.member}"},
+            )
+            out = self._change(cmd, entry_id, state, debit, now, taken=taken)
+            into = self._change(
+                receiver, credit_id, self._store.get_account(cmd.to_program, cmd.to_member), credit, now
+            )
+            return Change(
+                entries=out.entries + into.entries,
+                accounts=out.accounts + into.accounts,
+                lots_created=out.lots_created + into.lots_created,
+                lots_updated=out.lots_updated,
+                lots_deleted=out.lots_deleted,
+            )
+
+        return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def expire_lot(self, cmd: ExpireLot, at: datetime | None = None) -> Entry:
         entry_id = f"expiry:{cmd.lot_id}"
@@ -673,11 +790,14 @@ class Ledger:
         plan: Callable[[datetime], Change],
         at: datetime | None,
         on_conflict: type[LedgerError] = IdempotencyConflictError,
+        guards: Sequence[Guard] = (),
     ) -> Entry:
         now = at or self._clock()
         for attempt in range(MAX_ATTEMPTS):
             try:
                 change = plan(now)
+                if guards:
+                    change = Change(**{**change.__dict__, "guards": tuple(guards)})
             except (LedgerError, NotFoundError, InvalidInputError):
                 # A rejected request may be the retry of one that already succeeded.
                 existing = self._store.get_entry(cmd.program, entry_id)
