@@ -95,3 +95,23 @@ def resolve_key(store: DynamoStore, key: str) -> Principal | None:
         return None
     body = ApiItems(store).get_key(hash_key(key))
     return Principal.model_validate_json(body) if body else None
+
+
+def require_agreement(principal: Principal, parties: frozenset[str], from_program: str, member: str) -> None:
+    """Who may quote or execute an exchange under an agreement between `parties`."""
+    if principal.kind is PrincipalKind.ADMIN:
+        return
+    if principal.kind is PrincipalKind.PARTNER:
+        if not parties & set(principal.programs):
+            raise ForbiddenError(f"partner {principal.id} is not a party to this agreement")
+        return
+    principal.require_member(from_program, member)
+
+
+def require_partner(principal: Principal, partner: str, program: str) -> None:
+    """An external partner acts only as itself, on programs it has an agreement with."""
+    if principal.kind is PrincipalKind.ADMIN:
+        return
+    if principal.kind is not PrincipalKind.PARTNER or principal.id != partner:
+        raise ForbiddenError(f"only partner {partner} may do this")
+    principal.require_program(program)

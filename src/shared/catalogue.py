@@ -72,12 +72,23 @@ class Reward(BaseModel):
         return self
 
 
+class GiftPolicy(BaseModel):
+    """Gifts between members of one program; kept with the catalogue (both are what members can do with points)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    daily_limit: Annotated[int, Field(gt=0, le=100_000_000)] = 5_000  # points a member may send per UTC day
+    minimum: Annotated[int, Field(gt=0)] = 1
+
+
 class Catalogue(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     program: ProgramId
     version: Annotated[int, Field(ge=1)]
     rewards: tuple[Reward, ...] = ()
+    gifts: GiftPolicy = GiftPolicy()
 
     @field_validator("rewards")
     @classmethod

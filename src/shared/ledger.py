@@ -214,6 +214,9 @@ class Capture(_Command):
     hold_id: Key
     points: Points | None = None  # default: the whole hold
     reason: Reason = "checkout captured"
+    # Where captured points go: redemption for a checkout, a partner for an outbound transfer.
+    counter: Account = Account.REDEMPTION
+    counter_owner: str = ""
 
 
 class Release(_Command):
@@ -489,6 +492,8 @@ class Ledger:
         return self._post(cmd, entry_id, plan, at)
 
     def capture(self, cmd: Capture, at: datetime | None = None) -> Entry:
+        if cmd.counter not in DEBIT_COUNTERS:
+            raise InvalidInputError(f"a capture cannot go to the {cmd.counter} account")
         entry_id = f"settle:{cmd.hold_id}"
 
         def plan(now: datetime) -> Change:
@@ -504,7 +509,7 @@ class Ledger:
             draft = self._derived(EntryKind.CAPTURE, entry_id, cmd.reason, hold_entry, now)
             draft.postings = [
                 Posting(account=Account.HELD, amount=-hold.amount),
-                Posting(account=Account.REDEMPTION, amount=captured),
+                Posting(account=cmd.counter, owner=cmd.counter_owner, amount=captured),
             ]
             if released:
                 draft.postings.append(Posting(account=Account.AVAILABLE, amount=released))
@@ -555,14 +560,15 @@ class Ledger:
                 consumed = [LotMove(lot_id=m.lot_id, expires_at=m.expires_at, amount=-m.amount) for m in original.lots]
                 draft.lots = _restore(entry_id, consumed)
             elif original.kind is EntryKind.CAPTURE:
-                captured = original.delta(Account.REDEMPTION)
+                counter = next(p for p in original.postings if p.amount > 0 and p.account in DEBIT_COUNTERS)
+                captured = counter.amount
                 hold_entry = self._store.get_entry(cmd.program, original.related)
                 assert hold_entry is not None
                 consumed = [
                     LotMove(lot_id=m.lot_id, expires_at=m.expires_at, amount=-m.amount) for m in hold_entry.lots
                 ]
                 draft.postings = [
-                    Posting(account=Account.REDEMPTION, amount=-captured),
+                    Posting(account=counter.account, owner=counter.owner, amount=-captured),
                     Posting(account=Account.AVAILABLE, amount=captured),
                 ]
                 draft.lots = _restore(entry_id, _slices(consumed, take=captured))

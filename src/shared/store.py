@@ -498,6 +498,8 @@ class ProgramRepository:
 
 def guard_item(table: str, guard: Guard) -> dict[str, Any]:
     """An ADD to a counter item, conditional on the result staying within the guard's limit."""
+    if guard.limit is not None and guard.amount > guard.limit:
+        raise GuardRefusedError(guard)  # no counter value could allow it; the condition would miss this
     update: dict[str, Any] = {
         "TableName": table,
         "Key": _item({"PK": guard.pk, "SK": guard.sk}),
