@@ -631,6 +631,33 @@ class ApiItems:
             )
         ]
 
+    # Points draws: the draw item (commitment, later the revealed seed) and ticket counters
+    # (Guards, so tickets are bought atomically with their spend) in one partition.
+
+    def put_draw(self, program: str, draw_id: str, body: str) -> bool:
+        return self._put_new({"PK": f"DRAW#{program}#{draw_id}", "SK": "DRAW", "type": "draw", "body": body})
+
+    def get_draw(self, program: str, draw_id: str) -> str | None:
+        item = self._get(f"DRAW#{program}#{draw_id}", "DRAW")
+        return item["body"] if item else None
+
+    def save_draw(self, program: str, draw_id: str, body: str) -> None:
+        self.store.client.put_item(
+            TableName=self.store.table,
+            Item=_item({"PK": f"DRAW#{program}#{draw_id}", "SK": "DRAW", "type": "draw", "body": body}),
+        )
+        self.store.stats.record("PutItem", {})
+
+    def draw_tickets(self, program: str, draw_id: str) -> dict[str, int]:
+        return {
+            item["SK"].removeprefix("T#"): int(item.get("used", 0))
+            for item in self.store._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :t)",
+                ExpressionAttributeValues=_item({":pk": f"DRAW#{program}#{draw_id}", ":t": "T#"}),
+                ConsistentRead=True,
+            )
+        }
+
     # Programs that may have holds: one small partition the hold-lapse job reads instead of a scan.
 
     def register_program(self, program: str) -> None:
