@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,3 +104,44 @@ def test_schema_no_server_errors(stack: tuple[Sandbox, Seeded]) -> None:
     # Some cases must get through to a handler's success path, or the run proved little.
     assert len(statuses) >= 2 * len(operations)
     assert any(200 <= status < 300 for status in statuses), statuses
+
+
+def test_last_items_of_stock_go_once_under_concurrency(stack: tuple[Sandbox, Seeded]) -> None:
+    # Given a mug with stock 5 and two members asking for 8 between them at once
+    sb, seeded = stack
+    url = f"{sb.api_url}/programs/demo/members/{{m}}/redemptions"
+
+    def attempt(n: int) -> requests.Response:
+        member = f"m{n % 2}"
+        return requests.post(
+            url.format(m=member),
+            json={"reward_id": "mug", "reference": f"race-{n}"},
+            headers={"x-api-key": seeded.member_keys[member]},
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(attempt, range(8)))
+    # Then exactly five redemptions win and the rest are typed refusals, never an overdraw
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [201] * 5 + [409] * 3, [r.text for r in replies]
+    assert {r.json()["code"] for r in replies if r.status_code == 409} == {"out_of_stock"}
+    assert audit(*seeded.store.ledger_records()).ok
+
+
+def test_hold_lapse_schedule_releases_over_the_stack(stack: tuple[Sandbox, Seeded]) -> None:
+    sb, seeded = stack
+    key = seeded.member_keys["m1"]
+    held = requests.post(
+        f"{sb.api_url}/programs/demo/members/m1/holds",
+        json={"points": 30, "reference": "lapse-1", "lapses_in_seconds": 60},
+        headers={"x-api-key": key},
+        timeout=30,
+    )
+    assert held.status_code == 201, held.text
+    before = requests.get(f"{sb.api_url}/programs/demo/members/m1/balance", headers={"x-api-key": key}, timeout=30)
+    assert before.json()["held"] == 30
+    result = sb.run_function("HoldLapseFunction", now=datetime.now(UTC) + timedelta(minutes=2))
+    assert result["released"] == 1
+    after = requests.get(f"{sb.api_url}/programs/demo/members/m1/balance", headers={"x-api-key": key}, timeout=30)
+    assert after.json()["held"] == 0
