@@ -80,6 +80,8 @@ class GiftPolicy(BaseModel):
     enabled: bool = True
     daily_limit: Annotated[int, Field(gt=0, le=100_000_000)] = 5_000  # points a member may send per UTC day
     minimum: Annotated[int, Field(gt=0)] = 1
+    # Received points stay held this many days (e.g. against fraud), then become spendable.
+    hold_days: Annotated[int, Field(ge=0, le=90)] = 0
 
 
 class Catalogue(BaseModel):

@@ -2,11 +2,13 @@
 
 The sender's lots move with their original expiry dates (a gift never extends or shortens a
 point's life), through the program's TRANSFER account, in one transaction for both members.
-A per-sender daily limit is a Guard in that same transaction.
+A per-sender daily limit is a Guard in that same transaction. With `hold_days`, the recipient's
+points arrive held and are released (lots and expiry dates intact) by the hold-lapse job.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.entries import Account
@@ -60,6 +62,7 @@ def send_gift(
         reason=f"gift from {sender} to {recipient}" + (f": {message}" if message else ""),
         counter=Account.TRANSFER,
         keep_expiry=True,
+        hold_until=now + timedelta(days=policy.hold_days) if policy.hold_days else None,
     )
     try:
         return ledger.transfer(cmd, at=now, guards=[guard])

@@ -264,6 +264,8 @@ class Transfer(_Command):
     # Gifts keep the original expiry dates (the sender's lots move); an exchange starts new lots
     # under the receiving program's expiry policy.
     keep_expiry: bool = False
+    # Received points stay held until then (gifts), released by the hold-lapse job with their lots.
+    hold_until: AwareDatetime | None = None
     details: dict[str, str] = Field(default_factory=dict)
 
 
@@ -620,11 +622,25 @@ class Ledger:
             else:
                 expires = receiving.expiry.expires_at(now)
                 credit_lots = [LotMove(lot_id=credit_id, expires_at=expires, amount=cmd.credited)]
+            hold: Hold | None = None
+            if cmd.hold_until is not None:
+                # Held points have no lots yet; the hold remembers them, and its release restores
+                # them with their expiry dates, exactly as a released checkout hold does.
+                hold = Hold(
+                    program=cmd.to_program,
+                    member=cmd.to_member,
+                    hold_id=credit_id,
+                    amount=cmd.credited,
+                    lots=tuple(credit_lots),
+                    lapses_at=cmd.hold_until,
+                )
+                credit_lots = []
+            bucket = Account.AVAILABLE if hold is None else Account.HELD
             credit = _Draft(
                 kind=EntryKind.TRANSFER_IN,
                 postings=[
                     Posting(account=cmd.counter, owner=in_owner, amount=-cmd.credited),
-                    Posting(account=Account.AVAILABLE, amount=cmd.credited),
+                    Posting(account=bucket, amount=cmd.credited),
                 ],
                 source=cmd.source,
                 external_id=f"{cmd.external_id}/in",
@@ -644,6 +660,7 @@ class Ledger:
                 lots_created=out.lots_created + into.lots_created,
                 lots_updated=out.lots_updated,
                 lots_deleted=out.lots_deleted,
+                hold_created=hold,
             )
 
         return self._post(cmd, entry_id, plan, at, guards=guards)

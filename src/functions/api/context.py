@@ -57,6 +57,17 @@ def reset() -> None:
     """Forget built services (tests switch emulators between cases)."""
     for factory in (store, programs, items):
         factory.cache_clear()
+    _with_holds.clear()
+
+
+_with_holds: set[str] = set()
+
+
+def note_holds(program: str) -> None:
+    """Record once per container that a program has holds: the lapse job reads that list, not a scan."""
+    if program not in _with_holds:
+        items().register_program(program)
+        _with_holds.add(program)
 
 
 def principal(event: APIGatewayProxyEvent) -> Principal:

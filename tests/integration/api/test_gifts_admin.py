@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from functions.holds.app import handler
 from shared.access import PrincipalKind
 from shared.audit import audit
 from shared.catalogue import Catalogue, GiftPolicy, publish_catalogue
 from shared.store import ApiItems
+from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
     from shared.ledger import Ledger
@@ -72,3 +75,26 @@ def test_admin_mints_keys(api: Client, admin_key: str) -> None:
     reply = api.call("POST", "/admin/keys", key=admin_key, body={"kind": "member", "id": "m7", "programs": ["demo"]})
     assert reply.status == 201
     assert api.call("GET", "/programs/demo/members/m7/balance", key=reply.body["key"]).code == "unknown_member"
+
+
+def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, store: DynamoStore) -> None:
+    # Given gifts held for 3 days
+    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(hold_days=3)))
+    key = api.key_for(PrincipalKind.MEMBER, "m1")
+    body = {"to_member": "m2", "points": 80, "reference": "h"}
+    reply = api.call("POST", "/programs/demo/members/m1/gifts", key=key, body=body)
+    assert reply.status == 201, reply.body
+    admin = api.key_for(PrincipalKind.ADMIN, "ops", ())
+    held = api.call("GET", "/programs/demo/members/m2/balance", key=admin).body
+    assert (held["available"], held["held"]) == (0, 80)
+    # When the lapse job runs after the three days
+    _, _, lots, holds = store.ledger_records()
+    sender_expiry = next(lot.expires_at for lot in lots if lot.member == "m1")
+    due = {"scheduled_time": (holds[0].lapses_at + timedelta(minutes=1)).isoformat()}
+    assert handler(due, FakeContext())["released"] == 1  # type: ignore[arg-type]
+    # Then the points are spendable, with the sender's expiry date, and the ledger audits clean
+    after = api.call("GET", "/programs/demo/members/m2/balance", key=admin).body
+    assert (after["available"], after["held"]) == (80, 0)
+    _, _, lots, _ = store.ledger_records()
+    assert [lot.expires_at for lot in lots if lot.member == "m2"] == [sender_expiry]
+    assert audit(*store.ledger_records()).ok

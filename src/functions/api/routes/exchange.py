@@ -130,7 +130,7 @@ def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: Inb
 @router.post("/programs/<program>/members/<member>/transfers-out", status_code=201)
 def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
-    context.items().register_program(program)
+    context.note_holds(program)
     cmd = Authorise(
         program=program,
         member=member,

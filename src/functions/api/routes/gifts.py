@@ -33,6 +33,8 @@ class GiftOut(BaseModel):
 def gift(program: ProgramPath, member: MemberPath, body: GiftIn) -> GiftOut:
     context.principal(router.current_event).require_member(program, member)
     policy = live_catalogue(context.items(), program).gifts
+    if policy.hold_days:
+        context.note_holds(program)
     sent = send_gift(
         context.ledger(),
         policy,

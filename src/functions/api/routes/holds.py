@@ -16,7 +16,6 @@ from shared.ledger import Authorise, Capture, Key, Points, Reason, Release
 router = APIGatewayRouter()
 HOLD_SOURCE = "checkout"
 RefPath = Annotated[str, Path(min_length=1, max_length=200)]
-_registered: set[str] = set()
 
 
 class HoldIn(BaseModel):
@@ -41,10 +40,7 @@ def _hold_id(reference: str) -> str:
 @router.post("/programs/<program>/members/<member>/holds", status_code=201)
 def authorise(program: ProgramPath, member: MemberPath, body: HoldIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
-    if program not in _registered:
-        # The lapse job reads one small partition listing programs with holds, instead of a scan.
-        context.items().register_program(program)
-        _registered.add(program)
+    context.note_holds(program)
     cmd = Authorise(
         program=program,
         member=member,
