@@ -118,7 +118,7 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     _sandbox_options(parser)
 
 
-def _live_sandbox() -> dict[str, Any] | None:
+def live_sandbox() -> dict[str, Any] | None:
     try:
         info: dict[str, Any] = json.loads(RUNTIME_FILE.read_text(encoding="utf-8"))
         with urllib.request.urlopen(f"{info['api_url']}/_sandbox/health", timeout=2):
@@ -129,7 +129,7 @@ def _live_sandbox() -> dict[str, Any] | None:
 
 def _run_function(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.now) if args.now else None
-    live = _live_sandbox()
+    live = live_sandbox()
     if live is not None:
         query = urllib.parse.urlencode({"now": now.isoformat()} if now else {})
         url = f"{live['api_url']}/_sandbox/functions/{args.function}/invoke?{query}"

@@ -36,6 +36,10 @@ def s3() -> S3Client:
     return _client("s3")
 
 
+def ssm() -> Any:
+    return _client("ssm")
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch emulators between cases)."""
     _client.cache_clear()

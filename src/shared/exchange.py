@@ -13,7 +13,7 @@ Each program is its own currency, so "conservation" is stated per program and pe
   a settlement sums it. Rounding is always down: the member never receives a fraction that B did
   not agree to issue, and a rounding error can only ever be less than one point of B per exchange.
 
-Both entries are written in ONE transaction (Ledger.transfer), so one side never exists without
+Both entries are written in ONE transaction (Ledger.send), so one side never exists without
 the other.
 """
 
@@ -34,7 +34,7 @@ from shared.errors import (
     NotFoundError,
     QuoteExpiredError,
 )
-from shared.ledger import Guard, GuardRefusedError, Transfer
+from shared.ledger import Guard, GuardRefusedError, Send
 from shared.program import ProgramId, RuleId
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def execute(ledger: Ledger, agreement: Agreement, q: Quote, now: datetime) -> En
                 detail=f"exchanges under {agreement.id} are limited to {agreement.daily_limit} points a day",
             )
         )
-    cmd = Transfer(
+    cmd = Send(
         program=q.from_program,
         member=q.member,
         to_program=q.to_program,
@@ -209,7 +209,7 @@ def execute(ledger: Ledger, agreement: Agreement, q: Quote, now: datetime) -> En
         },
     )
     try:
-        return ledger.transfer(cmd, guards=guards)
+        return ledger.send(cmd, guards=guards)
     except GuardRefusedError as refused:
         raise LimitReachedError(refused.guard.detail) from refused
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from shared.entries import Account
 from shared.errors import InvalidInputError, LimitReachedError
-from shared.ledger import Guard, GuardRefusedError, Transfer
+from shared.ledger import Guard, GuardRefusedError, Send
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,7 +50,7 @@ def send_gift(
         limit=policy.daily_limit,
         detail=f"gifts are limited to {policy.daily_limit} points a day",
     )
-    cmd = Transfer(
+    cmd = Send(
         program=program,
         member=sender,
         to_program=program,
@@ -65,6 +65,6 @@ def send_gift(
         hold_until=now + timedelta(days=policy.hold_days) if policy.hold_days else None,
     )
     try:
-        return ledger.transfer(cmd, at=now, guards=[guard])
+        return ledger.send(cmd, at=now, guards=[guard])
     except GuardRefusedError as refused:
         raise LimitReachedError(refused.guard.detail) from refused

@@ -88,6 +88,31 @@ class ConcurrentUpdateError(Exception):
     """The store found the account or a lot changed since it was read; plan again."""
 
 
+class TallyChangedError(Exception):
+    """A tally no longer holds the value the caller decided on; the caller must decide again.
+
+    Not a ConcurrentUpdateError on purpose: the ledger cannot re-plan it, because the points of the
+    command were computed from the stale tally (e.g. a daily cap) by the caller.
+    """
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A small counter outside the ledger that must move with an entry, in the same transaction.
+
+    Used by ingest for a member's points earned on a day (daily caps), refunded money per order
+    and sign-in days. `expected` guards against deciding on a stale value (None: unguarded);
+    `mark` adds a label (e.g. a day) to the tally's set.
+    """
+
+    program: str
+    member: str
+    name: str
+    add: int = 0
+    expected: int | None = None
+    mark: str = ""
+
+
 @dataclass(frozen=True)
 class Change:
     """Everything one operation writes, applied by the store atomically or not at all."""
@@ -101,6 +126,7 @@ class Change:
     lots_deleted: tuple[tuple[Lot, int], ...] = ()
     hold_created: Hold | None = None
     hold_deleted: Hold | None = None
+    tallies: tuple[Tally, ...] = ()
     # Counters bumped in the same transaction (reward stock, per-member limits); see Guard.
     guards: tuple[Guard, ...] = ()
 
@@ -108,7 +134,7 @@ class Change:
     def item_count(self) -> int:
         holds = (self.hold_created is not None) + (self.hold_deleted is not None)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
-        return len(self.entries) + len(self.accounts) + lots + holds + len(self.guards)
+        return len(self.entries) + len(self.accounts) + lots + holds + len(self.tallies) + len(self.guards)
 
 
 @dataclass(frozen=True)
@@ -147,7 +173,7 @@ class LedgerStore(Protocol):
     def get_hold(self, program: str, member: str, hold_id: str) -> Hold | None: ...
 
     def commit(self, change: Change) -> None:
-        """Apply atomically; raise EntryExistsError or ConcurrentUpdateError when a condition fails."""
+        """Apply atomically; raise EntryExistsError, TallyChangedError or ConcurrentUpdateError if a check fails."""
         ...
 
 
@@ -245,8 +271,31 @@ class Reverse(_Command):
     reason: Reason
 
 
+class ClawBack(_Command):
+    """Take back points of one earn (a refund): never more than the member has available.
+
+    What cannot be taken is the shortfall, recorded on the entry (details `shortfall`). Zero
+    points is allowed so that a refund too small to cost a point still leaves a record.
+    """
+
+    entry_id: Key  # the EARN or ACTIVATE entry whose points are taken back; its lot goes first
+    points: Annotated[int, Field(strict=True, ge=0, le=MAX_POINTS_PER_OPERATION)]
+    source: Key
+    external_id: Key
+    reason: Reason
+    details: dict[str, str] = Field(default_factory=dict)
+
+
 class Transfer(_Command):
-    """Move points from one member account to another in one transaction (gifts, exchanges).
+    """Move all of a member's unexpired available points to another member, lot by lot (a merge)."""
+
+    to_member: Key
+    external_id: Key
+    reason: Reason
+
+
+class Send(_Command):
+    """Send points from one member account to another in one transaction (gifts, exchanges).
 
     The sender's entry debits `points` to the counter account (TRANSFER within a program, PARTNER
     with owner = the other program across programs); the receiver's entry credits `credited` from
@@ -363,7 +412,7 @@ class Ledger:
 
     # Credits
 
-    def earn(self, cmd: Earn, at: datetime | None = None) -> Entry:
+    def earn(self, cmd: Earn, at: datetime | None = None, tallies: Sequence[Tally] = ()) -> Entry:
         config = self._programs.get(cmd.program)
         if cmd.counter not in CREDIT_COUNTERS:
             raise InvalidInputError(f"an earn cannot come from the {cmd.counter} account")
@@ -392,7 +441,7 @@ class Ledger:
             )
             if not cmd.pending:
                 draft.lots.append(LotMove(lot_id=entry_id, expires_at=expires_at, amount=cmd.points))
-            return self._change(cmd, entry_id, state, draft, now)
+            return _with_tallies(self._change(cmd, entry_id, state, draft, now), tallies)
 
         return self._post(cmd, entry_id, plan, at)
 
@@ -583,12 +632,103 @@ class Ledger:
 
         return self._post(cmd, entry_id, plan, at)
 
-    def transfer(self, cmd: Transfer, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
+    def claw_back(self, cmd: ClawBack, at: datetime | None = None, tallies: Sequence[Tally] = ()) -> Entry:
+        self._programs.get(cmd.program)
+        entry_id = f"{cmd.source}:{cmd.external_id}"
+
+        def plan(now: datetime) -> Change:
+            original = self._store.get_entry(cmd.program, cmd.entry_id)
+            if original is None or original.kind not in (EntryKind.EARN, EntryKind.ACTIVATE):
+                raise UnknownEntryError(f"no earn {cmd.entry_id} to claw back from")
+            source_entry = original
+            if original.kind is EntryKind.ACTIVATE:
+                pending = self._store.get_entry(cmd.program, original.related)
+                assert pending is not None
+                source_entry = pending
+            counter = next(p for p in source_entry.postings if p.amount < 0)
+            state, lots = self._store.get_account_and_lots(cmd.program, cmd.member)
+            # The points may have been spent (or moved by a merge): take what is there, owe the rest.
+            taken_points = min(cmd.points, spendable(lots, now))
+            taken = take_from_lots(lots, taken_points, now, prefer=original.entry_id) if taken_points else []
+            draft = _Draft(
+                kind=EntryKind.CLAWBACK,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-taken_points),
+                    Posting(account=counter.account, owner=counter.owner, amount=taken_points),
+                ],
+                source=cmd.source,
+                external_id=cmd.external_id,
+                reason=cmd.reason,
+                event_time=now,
+                related=original.entry_id,
+                details={**cmd.details, "requested": str(cmd.points), "shortfall": str(cmd.points - taken_points)},
+            )
+            return _with_tallies(self._change(cmd, entry_id, state, draft, now, taken=taken), tallies)
+
+        return self._post(cmd, entry_id, plan, at)
+
+    def transfer(self, cmd: Transfer, at: datetime | None = None) -> Entry:
+        """Two entries in one transaction: out of `member`, into `to_member`, each lot keeping its expiry."""
+        self._programs.get(cmd.program)
+        if cmd.to_member == cmd.member:
+            raise InvalidInputError("a member cannot transfer to themselves")
+        entry_id = f"transfer:{cmd.external_id}"
+        in_id = f"{entry_id}:in"
+
+        def plan(now: datetime) -> Change:
+            state, lots = self._member_lots(cmd)
+            moving = [lot for lot in spend_order(lots) if not lot.expired(now) and lot.remaining > 0]
+            if 2 * len(moving) + 2 > MAX_TRANSACTION_ITEMS:
+                raise TooManyLotsError(f"a transfer of {len(moving)} lots does not fit one transaction")
+            total = sum(lot.remaining for lot in moving)
+            out = _Draft(
+                kind=EntryKind.TRANSFER,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-total),
+                    Posting(account=Account.TRANSFER, amount=total),
+                ],
+                source="ledger",
+                external_id=entry_id,
+                reason=cmd.reason,
+                event_time=now,
+                details={"to_member": cmd.to_member},
+            )
+            sent = self._change(cmd, entry_id, state, out, now, taken=[(lot, lot.remaining) for lot in moving])
+            receiver = cmd.model_copy(update={"member": cmd.to_member, "to_member": cmd.member})
+            into = _Draft(
+                kind=EntryKind.TRANSFER,
+                postings=[
+                    Posting(account=Account.TRANSFER, amount=-total),
+                    Posting(account=Account.AVAILABLE, amount=total),
+                ],
+                source="ledger",
+                external_id=in_id,
+                reason=cmd.reason,
+                event_time=now,
+                related=entry_id,
+                lots=[
+                    LotMove(lot_id=f"{in_id}/{i}", expires_at=lot.expires_at, amount=lot.remaining)
+                    for i, lot in enumerate(moving)
+                ],
+                details={"from_member": cmd.member},
+            )
+            received = self._change(receiver, in_id, self._store.get_account(cmd.program, cmd.to_member), into, now)
+            return Change(
+                entries=sent.entries + received.entries,
+                accounts=sent.accounts + received.accounts,
+                lots_created=sent.lots_created + received.lots_created,
+                lots_updated=sent.lots_updated,
+                lots_deleted=sent.lots_deleted,
+            )
+
+        return self._post(cmd, entry_id, plan, at)
+
+    def send(self, cmd: Send, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
         """Debit one member and credit another in one transaction; returns the sender's entry."""
         if (cmd.program, cmd.member) == (cmd.to_program, cmd.to_member):
-            raise InvalidInputError("a transfer needs two different accounts")
+            raise InvalidInputError("sending points needs two different accounts")
         if cmd.counter not in (Account.TRANSFER, Account.PARTNER):
-            raise InvalidInputError(f"a transfer cannot clear through the {cmd.counter} account")
+            raise InvalidInputError(f"points cannot be sent through the {cmd.counter} account")
         if cmd.keep_expiry and cmd.credited != cmd.points:
             raise InvalidInputError("moving lots keeps their points: credited must equal points")
         receiving = self._programs.get(cmd.to_program)
@@ -848,6 +988,15 @@ class Ledger:
         raise IdempotencyConflictError(
             f"{existing.entry_id} was already posted with a different request", entry_id=existing.entry_id
         )
+
+
+def _with_tallies(change: Change, tallies: Sequence[Tally]) -> Change:
+    if not tallies:
+        return change
+    change = Change(**{**change.__dict__, "tallies": tuple(tallies)})
+    if change.item_count > MAX_TRANSACTION_ITEMS:
+        raise TooManyLotsError(f"operation would write {change.item_count} items; at most {MAX_TRANSACTION_ITEMS}")
+    return change
 
 
 def _slices(moves: Sequence[LotMove], *, take: int | None = None, skip: int = 0) -> list[LotMove]:

@@ -29,7 +29,14 @@ from botocore.exceptions import ClientError
 from shared import aws
 from shared.entries import AccountState, Entry, Hold, Lot
 from shared.errors import ConfigError, UnknownProgramError
-from shared.ledger import Change, ConcurrentUpdateError, EntryExistsError, GuardRefusedError
+from shared.ledger import (
+    Change,
+    ConcurrentUpdateError,
+    EntryExistsError,
+    GuardRefusedError,
+    Tally,
+    TallyChangedError,
+)
 from shared.program import ProgramConfig
 from shared.settings import get_settings
 
@@ -243,11 +250,15 @@ class DynamoStore:
             entry_count = len(change.entries)
             if any(code == "ConditionalCheckFailed" for code in reasons[:entry_count]):
                 raise EntryExistsError(change.entries[0].entry_id) from error
-            # Guards come last in the transaction; a failed one is a limit, not a race to retry.
+            # Guards come after tallies, last in the transaction; a failed one is a limit, not a race.
             guard_reasons = reasons[len(reasons) - len(change.guards) :] if change.guards else []
             for guard, code in zip(change.guards, guard_reasons, strict=False):
                 if code == "ConditionalCheckFailed":
                     raise GuardRefusedError(guard) from error
+            tally_end = len(reasons) - len(change.guards)
+            tally_reasons = reasons[tally_end - len(change.tallies) : tally_end] if change.tallies else []
+            if any(code == "ConditionalCheckFailed" for code in tally_reasons):
+                raise TallyChangedError() from error
             if not reasons or any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
                 raise ConcurrentUpdateError() from error
             raise
@@ -330,8 +341,34 @@ def transaction_items(table: str, change: Change) -> list[TransactWriteItemTypeD
                 }
             }
         )
+    # Tallies, then guards, go last: commit() finds their cancellation reasons at the end of the list.
+    items.extend({"Update": tally_update(table, tally)} for tally in change.tallies)
     items.extend(guard_item(table, guard) for guard in change.guards)
     return items
+
+
+def tally_sk(program: str, name: str) -> str:
+    return f"P#{program}#T#{name}"
+
+
+def tally_update(table: str, tally: Tally) -> dict[str, Any]:
+    adds = ["#v :add"] + (["marks :mark"] if tally.mark else [])
+    values: dict[str, Any] = {":add": tally.add, ":type": "tally"}
+    if tally.mark:
+        values[":mark"] = {tally.mark}
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": _item({"PK": member_pk(tally.member), "SK": tally_sk(tally.program, tally.name)}),
+        "UpdateExpression": "SET #type = :type ADD " + ", ".join(adds),
+        "ExpressionAttributeNames": {"#v": "value", "#type": "type"},
+    }
+    if tally.expected is not None:
+        values[":expected"] = tally.expected
+        update["ConditionExpression"] = (
+            "attribute_not_exists(#v) OR #v = :expected" if tally.expected == 0 else "#v = :expected"
+        )
+    update["ExpressionAttributeValues"] = _item(values)
+    return update
 
 
 def entry_item(entry: Entry) -> dict[str, Any]:
@@ -489,6 +526,206 @@ class ProgramRepository:
 
 
 # === Members and identities (channels) ===
+#
+# | item                  | PK                          | SK                          | indexes                       |
+# |-----------------------|-----------------------------|-----------------------------|-------------------------------|
+# | identity link         | ID#<kind>[#<scope>]#<value> | ID                          |                               |
+# | member profile        | M#<member>                  | PROFILE                     |                               |
+# | tally (counter, set)  | M#<member>                  | P#<program>#T#<name>        |                               |
+# | member tier           | M#<member>                  | P#<program>#TIER            |                               |
+# | pending-earn marker   | M#<member>                  | P#<program>#PEND#<entry id> | GSI1 N#<program>#<due date>   |
+# | waiting refund        | W#<program>#<order entry>   | R#<refund entry id>         |                               |
+
+
+def identity_pk(identity_key: str) -> str:
+    return f"ID#{identity_key}"
+
+
+def pending_index_pk(program: str, day: str) -> str:
+    return f"N#{program}#{day}"
+
+
+class MemberDirectory:
+    """Identities, member profiles, tallies, pending-earn markers and waiting refunds (`shared.ingest.Directory`)."""
+
+    def __init__(self, store: DynamoStore) -> None:
+        self._store = store
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        return self._store.client
+
+    @property
+    def _table(self) -> str:
+        return self._store.table
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
+        )
+        self._store.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return _plain(item) if item else None
+
+    # Identities and members
+
+    def member_for(self, identity_key: str) -> str | None:
+        item = self._get(identity_pk(identity_key), "ID")
+        return str(item["member"]) if item else None
+
+    def claim(self, identity_key: str, member: str, *, provisional: bool) -> str:
+        """Link an unclaimed identity to `member` (creating its profile); returns whoever holds it."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _item(
+                                {"PK": identity_pk(identity_key), "SK": "ID", "type": "identity", "member": member}
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _item({"PK": member_pk(member), "SK": "PROFILE"}),
+                            "UpdateExpression": "SET #type = :type, provisional = if_not_exists(provisional, :p) "
+                            "ADD identities :id",
+                            "ExpressionAttributeNames": {"#type": "type"},
+                            "ExpressionAttributeValues": _item(
+                                {":type": "member", ":p": provisional, ":id": {identity_key}}
+                            ),
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            holder = self.member_for(identity_key)
+            if holder is None:
+                raise
+            return holder
+        self._store.stats.record("TransactWriteItems", {})
+        return member
+
+    def profile(self, member: str) -> dict[str, Any] | None:
+        return self._get(member_pk(member), "PROFILE")
+
+    def repoint(self, identity_key: str, member: str) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item=_item({"PK": identity_pk(identity_key), "SK": "ID", "type": "identity", "member": member}),
+        )
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({"PK": member_pk(member), "SK": "PROFILE"}),
+            UpdateExpression="SET #type = :type, provisional = if_not_exists(provisional, :p) ADD identities :id",
+            ExpressionAttributeNames={"#type": "type"},
+            ExpressionAttributeValues=_item({":type": "member", ":p": False, ":id": {identity_key}}),
+        )
+
+    def mark_merged(self, member: str, into: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({"PK": member_pk(member), "SK": "PROFILE"}),
+            UpdateExpression="SET #type = :type, merged_into = :into",
+            ExpressionAttributeNames={"#type": "type"},
+            ExpressionAttributeValues=_item({":type": "member", ":into": into}),
+        )
+
+    def tier(self, program: str, member: str) -> str | None:
+        item = self._get(member_pk(member), f"P#{program}#TIER")
+        return str(item["tier"]) if item else None
+
+    # Tallies
+
+    def tally(self, program: str, member: str, name: str) -> tuple[int, frozenset[str]]:
+        item = self._get(member_pk(member), tally_sk(program, name))
+        if not item:
+            return 0, frozenset()
+        return int(item.get("value", 0)), frozenset(item.get("marks", set()))
+
+    def bump(self, tally: Tally, once_for: str) -> None:
+        """Apply a tally outside a transaction, once per `once_for` (the id that caused it)."""
+        update = tally_update(self._table, tally)
+        update.pop("TableName")
+        update["UpdateExpression"] += ", seen :once"
+        update["ConditionExpression"] = "NOT contains(seen, :one)"
+        update["ExpressionAttributeValues"].update(_item({":once": {once_for}, ":one": once_for}))
+        try:
+            self._client.update_item(TableName=self._table, **update)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    # Pending earns, by the day their return window closes
+
+    def mark_pending(self, program: str, member: str, entry_id: str, due: datetime) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item=_item(
+                {
+                    "PK": member_pk(member),
+                    "SK": f"P#{program}#PEND#{entry_id}",
+                    "type": "pending",
+                    "entry_id": entry_id,
+                    "member": member,
+                    "due": _ts(due),
+                    "GSI1PK": pending_index_pk(program, _ts(due)[:10]),
+                    "GSI1SK": f"{_ts(due)}#{member}#{entry_id}",
+                }
+            ),
+        )
+
+    def due_pending(self, program: str, day: str, until: datetime) -> list[tuple[str, str]]:
+        """(member, entry id) of pending earns due on `day` up to `until`, in due order."""
+        return [
+            (item["member"], item["entry_id"])
+            for item in self._store._query(
+                IndexName="GSI1",
+                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
+                ExpressionAttributeValues=_item({":pk": pending_index_pk(program, day), ":until": f"{_ts(until)}~"}),
+            )
+        ]
+
+    def clear_pending(self, program: str, member: str, entry_id: str) -> None:
+        self._client.delete_item(
+            TableName=self._table, Key=_item({"PK": member_pk(member), "SK": f"P#{program}#PEND#{entry_id}"})
+        )
+
+    # Refunds waiting for their order (or for its return window to close)
+
+    def park_refund(self, program: str, order_entry_id: str, refund_entry_id: str, body: str) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item=_item(
+                {
+                    "PK": f"W#{program}#{order_entry_id}",
+                    "SK": f"R#{refund_entry_id}",
+                    "type": "waiting_refund",
+                    "body": body,
+                }
+            ),
+        )
+
+    def waiting_refunds(self, program: str, order_entry_id: str) -> list[str]:
+        return [
+            item["body"]
+            for item in self._store._query(
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues=_item({":pk": f"W#{program}#{order_entry_id}"}),
+                ConsistentRead=True,
+            )
+        ]
+
+    def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None:
+        self._client.delete_item(
+            TableName=self._table, Key=_item({"PK": f"W#{program}#{order_entry_id}", "SK": f"R#{refund_entry_id}"})
+        )
+
 
 # === End of members and identities ===
 

@@ -57,6 +57,8 @@ _VERBS = {
     "expiry": "{n} points expired",
     "transfer_out": "You sent {n} points",
     "transfer_in": "You received {n} points",
+    "transfer": "{n} points moved between your merged accounts",
+    "clawback": "{n} points were taken back for a refund",
 }
 
 

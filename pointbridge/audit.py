@@ -1,0 +1,70 @@
+"""`pointbridge audit`: recompute chains, balances and zero sums from the table's entries.
+
+Against the running sandbox (from .pointbridge/sandbox.json) by default, or against whatever the
+standard AWS environment points at with --table (a deployed stack).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from pointbridge.cli import live_sandbox, register
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--table", help="table name (default: the running sandbox's points table)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run_audit(table: str, client: Any = None) -> dict[str, Any]:
+    from shared.audit import audit
+    from shared.store import DynamoStore
+
+    report = audit(*DynamoStore(table, client).ledger_records())
+    return {
+        "ok": report.ok,
+        "entries": report.entries,
+        "accounts": report.accounts,
+        "problems": report.problems,
+        "totals": report.totals,
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    import boto3
+
+    client = None
+    table = args.table
+    live = live_sandbox()
+    if table is None:
+        if live is None:
+            print("no running sandbox (start one with `pointbridge sandbox`), and no --table given")
+            return 2
+        table = live["resources"]["PointsTable"]["physical_id"]
+    if live is not None and not os.environ.get("AWS_ENDPOINT_URL"):
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=live["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+        )
+    result = run_audit(table, client)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"audit of {table}: {result['entries']} entries, {result['accounts']} member accounts")
+        for program, totals in sorted(result["totals"].items()):
+            print(f"  {program}: " + ", ".join(f"{k} {v:+,}" for k, v in sorted(totals.items())) + "  (sum 0)")
+        for problem in result["problems"]:
+            print(f"  PROBLEM {problem}")
+        print("  OK: every chain, balance, lot and zero sum checks out" if result["ok"] else "  FAILED")
+    return 0 if result["ok"] else 1
+
+
+register("audit", "verify the ledger: hash chains, balances = entries, programs sum to zero", _configure, _run)

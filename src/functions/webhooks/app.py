@@ -1,0 +1,92 @@
+"""HTTP receiver for webhooks and app events: verify, normalise, queue, answer fast.
+
+The adapters check the signature (and the replay window) before they read the body, and they are
+pure and quick, so events are parsed here and queued already normalised: ingest never sees a raw
+payload, and a bad signature or malformed body is refused before anything is queued. Sources and
+their secrets come from the SOURCES configuration (integrations.sources).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.wiring import ingest_queue, sources
+from integrations.app_events import parse_app_event
+from integrations.shopify import parse_shopify_webhook
+from integrations.square import parse_square_webhook
+from shared.errors import PointbridgeError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from shared.ingest import Event
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+app = APIGatewayRestResolver()
+PROBLEM = "application/problem+json"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _body() -> bytes:
+    raw = app.current_event.decoded_body or ""
+    return raw.encode("utf-8") if isinstance(raw, str) else raw
+
+
+def _headers() -> dict[str, str]:
+    return dict(app.current_event.headers or {})
+
+
+def _accepted(events: Sequence[Event]) -> dict[str, Any]:
+    queued = ingest_queue().send(events)
+    metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=queued)
+    return {"queued": queued}
+
+
+@app.post("/webhooks/shopify/<shop>")
+def shopify(shop: str) -> dict[str, Any]:
+    return _accepted(parse_shopify_webhook(_body(), _headers(), sources().shop(shop), now=_now()))
+
+
+@app.post("/webhooks/square/<merchant>")
+def square(merchant: str) -> dict[str, Any]:
+    return _accepted(parse_square_webhook(_body(), _headers(), sources().merchant(merchant), now=_now()))
+
+
+@app.post("/app-events")
+def app_events() -> dict[str, Any]:
+    return _accepted([parse_app_event(_body(), sources().app_config(), now=_now())])
+
+
+@app.exception_handler(PointbridgeError)
+def problem(error: PointbridgeError) -> Response[str]:
+    """Every refusal as RFC 9457 problem details, with the error's stable code."""
+    logger.info("refused", extra={"code": error.code})
+    metrics.add_metric(name=f"Refused_{error.code}", unit=MetricUnit.Count, value=1)
+    body = {
+        "type": f"urn:pointbridge:error:{error.code}",
+        "title": error.code,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    return Response(status_code=error.status, content_type=PROBLEM, body=json.dumps(body))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

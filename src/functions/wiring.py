@@ -1,0 +1,46 @@
+"""Built once per warm container, on first use: the store, the ledger, ingest and the sources config."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from integrations.sources import Sources, parse_sources
+from shared import aws
+from shared.ingest import Ingest
+from shared.ledger import Ledger
+from shared.queues import EventQueue
+from shared.settings import get_settings
+from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+
+
+@cache
+def ingest_service() -> Ingest:
+    store = DynamoStore()
+    programs = ProgramRepository(store)
+    return Ingest(Ledger(store, programs), store, MemberDirectory(store), programs)
+
+
+@cache
+def sources() -> Sources:
+    settings = get_settings()
+    text = settings.sources
+    if text.startswith("ssm:"):
+        # Secrets stay out of the function's environment: SOURCES names an SSM SecureString.
+        text = aws.ssm().get_parameter(Name=text.removeprefix("ssm:"), WithDecryption=True)["Parameter"]["Value"]
+    return parse_sources(text, settings.identity_hash_key)
+
+
+@cache
+def ingest_queue() -> EventQueue:
+    return EventQueue(get_settings().ingest_queue_url)
+
+
+@cache
+def dead_letter_queue() -> EventQueue:
+    return EventQueue(get_settings().ingest_dlq_url)
+
+
+def reset() -> None:
+    """Forget everything built (tests switch emulators and settings between cases)."""
+    for factory in (ingest_service, sources, ingest_queue, dead_letter_queue):
+        factory.cache_clear()

@@ -1,0 +1,142 @@
+"""One person, every channel, over the local sandbox: webhooks over HTTP, files in the bucket, SQS.
+
+They buy online (Shopify), in a store (Square, and the till's end-of-day file) and at a partner
+(feed file); after their identities are linked one member holds one balance equal to the sum; a
+partial refund reduces it; the statement explains every entry.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+
+from pointbridge.sandbox import Sandbox
+from shared.audit import audit
+from shared.entries import EntryKind
+from shared.events import Identity, IdentityKind
+from shared.identity_hash import hash_email
+from shared.ingest import Ingest
+from shared.ledger import Ledger
+from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+from tests.integration.channel_fixtures import (
+    ID_KEY,
+    MERCHANT,
+    SHOP,
+    SOURCES,
+    acme,
+    shopify_headers,
+    square_headers,
+)
+from tests.unit.adapter_helpers import load, raw
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(
+        template=ROOT / "template.yaml", queue_overrides={"IngestQueue": {"VisibilityTimeout": 5}}, schedules=False
+    ) as sandbox:
+        sources = {
+            kind: {
+                k: {**v, "identity_key": ID_KEY} if kind not in ("app", "partners") else v for k, v in configs.items()
+            }
+            for kind, configs in SOURCES.items()
+        }
+        sandbox.client("ssm").put_parameter(
+            Name="/pointbridge/local/channel-sources", Value=json.dumps(sources), Type="SecureString"
+        )
+        yield sandbox
+
+
+def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: Sandbox) -> None:
+    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
+    programs = ProgramRepository(store, cache_seconds=0)
+    programs.publish(acme())
+    ingest = Ingest(Ledger(store, programs), store, MemberDirectory(store), programs)
+    now = datetime.now(UTC)
+
+    # Given an online order (Shopify webhook over HTTP): 51.50 EUR -> 51 points
+    order = raw("shopify_orders_paid.json")
+    reply = requests.post(
+        f"{sb.api_url}/webhooks/shopify/{SHOP}",
+        data=order,
+        headers=shopify_headers(order, "orders/paid", now),
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    # And a tampered one, refused before anything is queued
+    bad = requests.post(
+        f"{sb.api_url}/webhooks/shopify/{SHOP}",
+        data=order + b" ",
+        headers=shopify_headers(order, "orders/paid", now),
+        timeout=30,
+    )
+    assert bad.status_code == 401 and bad.headers["Content-Type"] == "application/problem+json"
+    # And an in-store card payment (Square webhook): 12.50 USD at 0.9 -> 11 points
+    payment = load("square_payment_updated.json")
+    payment["created_at"] = now.isoformat().replace("+00:00", "Z")
+    body = json.dumps(payment).encode()
+    reply = requests.post(
+        f"{sb.api_url}/webhooks/square/{MERCHANT}", data=body, headers=square_headers(body), timeout=30
+    )
+    assert reply.status_code == 200, reply.text
+    # And the till's end-of-day file, same card, with one broken row: 42.50 EUR -> 42 points
+    at = (now - timedelta(hours=2)).isoformat()
+    till = (
+        "store_id,till_id,receipt_no,occurred_at,card_number,currency,amount,type\n"
+        f"S001,T1,R1001,{at},6012 3456 78,EUR,42.50,sale\n"
+        f"S001,T1,R1002,{at},6012 3456 78,EUR,-3.00,sale\n"
+    )
+    s3 = sb.client("s3")
+    s3.put_object(Bucket=sb.resource("FilesBucket"), Key="till/eod.csv", Body=till.encode())
+    # And the partner's feed: 250 points
+    feed = f"partner_member_id,external_id,occurred_at,points,reason\nAIR-778812,tx-1,{at},250,flight LHR-CDG\n"
+    s3.put_object(Bucket=sb.resource("FilesBucket"), Key="partners/skyair/feed.csv", Body=feed.encode())
+    sb.wait_for_idle(timeout=30)
+
+    report = json.loads(
+        s3.get_object(Bucket=sb.resource("FilesBucket"), Key="reports/till/eod.csv.json")["Body"].read()
+    )
+    assert report["accepted"] == 1 and [r["line"] for r in report["rejected"]] == [3]
+
+    # When the operator links the person's identities
+    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
+    card = Identity(kind=IdentityKind.CARD, value="6012345678")
+    partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
+    survivor = ingest.link("acme", email, card).survivor
+    assert ingest.link("acme", card, partner).survivor == survivor
+
+    # Then one member holds one balance: the sum of every channel
+    assert store.get_account("acme", survivor).available == 51 + 11 + 42 + 250  # type: ignore[union-attr]
+
+    # When part of the online order is refunded (18 of 51.50 EUR)
+    refund = raw("shopify_refunds_create.json")
+    reply = requests.post(
+        f"{sb.api_url}/webhooks/shopify/{SHOP}",
+        data=refund,
+        headers=shopify_headers(refund, "refunds/create", now),
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    sb.wait_for_idle(timeout=30)
+
+    # Then the balance drops in proportion (51 x 18 / 51.50 = 17.8 -> 17), and the books balance
+    assert store.get_account("acme", survivor).available == 354 - 17  # type: ignore[union-attr]
+    assert audit(*store.ledger_records()).ok
+    # And the statement explains every entry
+    statement = store.entries("acme", survivor)
+    assert statement
+    for entry in statement:
+        assert entry.reason
+        if entry.kind in (EntryKind.EARN, EntryKind.CLAWBACK):
+            assert entry.details["explanation"], entry
