@@ -52,6 +52,8 @@ class EntryKind(StrEnum):
     EXPIRY = "expiry"
     CLAWBACK = "clawback"  # part of an earn taken back for a refund
     TRANSFER = "transfer"  # points moved between two members (a merge); one entry on each side
+    TRANSFER_OUT = "transfer_out"  # the sending side of a gift or an exchange
+    TRANSFER_IN = "transfer_in"  # the receiving side, linked to the sending entry by `related`
 
 
 class Posting(BaseModel):

@@ -110,3 +110,47 @@ class ConfigError(PointbridgeError):
 
     code = "invalid_config"
     status = 422
+
+
+# --- Raised by the HTTP API's use cases (catalogue, exchange, access) ---
+
+
+class ForbiddenError(PointbridgeError):
+    """Raised when an authenticated principal asks for something outside what its kind may touch."""
+
+    code = "forbidden"
+    status = 403
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """Raised when a request body is larger than any valid request could be."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class RewardUnavailableError(LedgerError):
+    """Raised when a reward is unknown, outside its availability window, tier-only or below its minimum balance."""
+
+    code = "reward_unavailable"
+    status = 422
+
+
+class OutOfStockError(LedgerError):
+    """Raised when a reward's stock is used up; nothing is written."""
+
+    code = "out_of_stock"
+
+
+class LimitReachedError(LedgerError):
+    """Raised when a per-member, per-period or daily limit would be passed; nothing is written."""
+
+    code = "limit_reached"
+    status = 422
+
+
+class QuoteExpiredError(LedgerError):
+    """Raised when an exchange quote is executed after its lifetime."""
+
+    code = "quote_expired"
+    status = 422

@@ -127,12 +127,40 @@ class Change:
     hold_created: Hold | None = None
     hold_deleted: Hold | None = None
     tallies: tuple[Tally, ...] = ()
+    # Counters bumped in the same transaction (reward stock, per-member limits); see Guard.
+    guards: tuple[Guard, ...] = ()
 
     @property
     def item_count(self) -> int:
         holds = (self.hold_created is not None) + (self.hold_deleted is not None)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
-        return len(self.entries) + len(self.accounts) + lots + holds + len(self.tallies)
+        return len(self.entries) + len(self.accounts) + lots + holds + len(self.tallies) + len(self.guards)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A counter an operation adds to atomically with its entries, refused if it would pass `limit`.
+
+    Limits that must hold under concurrency (reward stock, per-member and per-day limits) cannot be
+    checked by reading first: two redemptions would both see the last item. Bumping a counter with
+    a condition in the ledger's own transaction makes the entry and the limit succeed or fail together.
+    """
+
+    pk: str
+    sk: str
+    amount: int
+    limit: int | None = None  # the counter's value after adding must stay <= limit
+    # Raised (by the caller that owns the limit) when the store reports the condition failed.
+    code: str = "limit_reached"
+    detail: str = "a limit was reached"
+
+
+class GuardRefusedError(Exception):
+    """The store found a guard's counter would pass its limit; nothing was written."""
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__(guard.detail)
+        self.guard = guard
 
 
 class LedgerStore(Protocol):
@@ -212,6 +240,9 @@ class Capture(_Command):
     hold_id: Key
     points: Points | None = None  # default: the whole hold
     reason: Reason = "checkout captured"
+    # Where captured points go: redemption for a checkout, a partner for an outbound transfer.
+    counter: Account = Account.REDEMPTION
+    counter_owner: str = ""
 
 
 class Release(_Command):
@@ -261,6 +292,30 @@ class Transfer(_Command):
     to_member: Key
     external_id: Key
     reason: Reason
+
+
+class Send(_Command):
+    """Send points from one member account to another in one transaction (gifts, exchanges).
+
+    The sender's entry debits `points` to the counter account (TRANSFER within a program, PARTNER
+    with owner = the other program across programs); the receiver's entry credits `credited` from
+    the counter account of its own program. Each program's accounts still sum to zero on their own.
+    """
+
+    to_program: ProgramId
+    to_member: Key
+    points: Points
+    credited: Points
+    source: Key
+    external_id: Key
+    reason: Reason
+    counter: Account = Account.TRANSFER
+    # Gifts keep the original expiry dates (the sender's lots move); an exchange starts new lots
+    # under the receiving program's expiry policy.
+    keep_expiry: bool = False
+    # Received points stay held until then (gifts), released by the hold-lapse job with their lots.
+    hold_until: AwareDatetime | None = None
+    details: dict[str, str] = Field(default_factory=dict)
 
 
 class ExpireLot(_Command):
@@ -428,7 +483,7 @@ class Ledger:
 
     # Debits
 
-    def spend(self, cmd: Spend, at: datetime | None = None) -> Entry:
+    def spend(self, cmd: Spend, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
         self._programs.get(cmd.program)
         if cmd.counter not in DEBIT_COUNTERS:
             raise InvalidInputError(f"a spend cannot go to the {cmd.counter} account")
@@ -451,7 +506,7 @@ class Ledger:
             )
             return self._change(cmd, entry_id, state, draft, now, taken=taken)
 
-        return self._post(cmd, entry_id, plan, at)
+        return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def authorise(self, cmd: Authorise, at: datetime | None = None) -> Entry:
         self._programs.get(cmd.program)
@@ -488,6 +543,8 @@ class Ledger:
         return self._post(cmd, entry_id, plan, at)
 
     def capture(self, cmd: Capture, at: datetime | None = None) -> Entry:
+        if cmd.counter not in DEBIT_COUNTERS:
+            raise InvalidInputError(f"a capture cannot go to the {cmd.counter} account")
         entry_id = f"settle:{cmd.hold_id}"
 
         def plan(now: datetime) -> Change:
@@ -503,7 +560,7 @@ class Ledger:
             draft = self._derived(EntryKind.CAPTURE, entry_id, cmd.reason, hold_entry, now)
             draft.postings = [
                 Posting(account=Account.HELD, amount=-hold.amount),
-                Posting(account=Account.REDEMPTION, amount=captured),
+                Posting(account=cmd.counter, owner=cmd.counter_owner, amount=captured),
             ]
             if released:
                 draft.postings.append(Posting(account=Account.AVAILABLE, amount=released))
@@ -554,14 +611,15 @@ class Ledger:
                 consumed = [LotMove(lot_id=m.lot_id, expires_at=m.expires_at, amount=-m.amount) for m in original.lots]
                 draft.lots = _restore(entry_id, consumed)
             elif original.kind is EntryKind.CAPTURE:
-                captured = original.delta(Account.REDEMPTION)
+                counter = next(p for p in original.postings if p.amount > 0 and p.account in DEBIT_COUNTERS)
+                captured = counter.amount
                 hold_entry = self._store.get_entry(cmd.program, original.related)
                 assert hold_entry is not None
                 consumed = [
                     LotMove(lot_id=m.lot_id, expires_at=m.expires_at, amount=-m.amount) for m in hold_entry.lots
                 ]
                 draft.postings = [
-                    Posting(account=Account.REDEMPTION, amount=-captured),
+                    Posting(account=counter.account, owner=counter.owner, amount=-captured),
                     Posting(account=Account.AVAILABLE, amount=captured),
                 ]
                 draft.lots = _restore(entry_id, _slices(consumed, take=captured))
@@ -664,6 +722,88 @@ class Ledger:
             )
 
         return self._post(cmd, entry_id, plan, at)
+
+    def send(self, cmd: Send, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
+        """Debit one member and credit another in one transaction; returns the sender's entry."""
+        if (cmd.program, cmd.member) == (cmd.to_program, cmd.to_member):
+            raise InvalidInputError("sending points needs two different accounts")
+        if cmd.counter not in (Account.TRANSFER, Account.PARTNER):
+            raise InvalidInputError(f"points cannot be sent through the {cmd.counter} account")
+        if cmd.keep_expiry and cmd.credited != cmd.points:
+            raise InvalidInputError("moving lots keeps their points: credited must equal points")
+        receiving = self._programs.get(cmd.to_program)
+        self._programs.get(cmd.program)
+        entry_id = f"{cmd.source}:{cmd.external_id}"
+        credit_id = f"{entry_id}/in"
+        # Across programs each side names the other program as the partner it settles with.
+        out_owner = cmd.to_program if cmd.counter is Account.PARTNER else ""
+        in_owner = cmd.program if cmd.counter is Account.PARTNER else ""
+        receiver = cmd.model_copy(update={"program": cmd.to_program, "member": cmd.to_member})
+
+        def plan(now: datetime) -> Change:
+            state, lots = self._member_lots(cmd)
+            taken = take_from_lots(lots, cmd.points, now)
+            details = {**cmd.details, "to": f"{cmd.to_program}/{cmd.to_member}"}
+            debit = _Draft(
+                kind=EntryKind.TRANSFER_OUT,
+                postings=[
+                    Posting(account=Account.AVAILABLE, amount=-cmd.points),
+                    Posting(account=cmd.counter, owner=out_owner, amount=cmd.points),
+                ],
+                source=cmd.source,
+                external_id=cmd.external_id,
+                reason=cmd.reason,
+                event_time=now,
+                details=details,
+            )
+            if cmd.keep_expiry:
+                moved = [LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=n) for lot, n in taken]
+                credit_lots = _restore(credit_id, moved)
+            else:
+                expires = receiving.expiry.expires_at(now)
+                credit_lots = [LotMove(lot_id=credit_id, expires_at=expires, amount=cmd.credited)]
+            hold: Hold | None = None
+            if cmd.hold_until is not None:
+                # Held points have no lots yet; the hold remembers them, and its release restores
+                # them with their expiry dates, exactly as a released checkout hold does.
+                hold = Hold(
+                    program=cmd.to_program,
+                    member=cmd.to_member,
+                    hold_id=credit_id,
+                    amount=cmd.credited,
+                    lots=tuple(credit_lots),
+                    lapses_at=cmd.hold_until,
+                )
+                credit_lots = []
+            bucket = Account.AVAILABLE if hold is None else Account.HELD
+            credit = _Draft(
+                kind=EntryKind.TRANSFER_IN,
+                postings=[
+                    Posting(account=cmd.counter, owner=in_owner, amount=-cmd.credited),
+                    Posting(account=bucket, amount=cmd.credited),
+                ],
+                source=cmd.source,
+                external_id=f"{cmd.external_id}/in",
+                reason=cmd.reason,
+                event_time=now,
+                lots=credit_lots,
+                related=entry_id,
+                details={**cmd.details, "from": f"{cmd.program}/{cmd.member}"},
+            )
+            out = self._change(cmd, entry_id, state, debit, now, taken=taken)
+            into = self._change(
+                receiver, credit_id, self._store.get_account(cmd.to_program, cmd.to_member), credit, now
+            )
+            return Change(
+                entries=out.entries + into.entries,
+                accounts=out.accounts + into.accounts,
+                lots_created=out.lots_created + into.lots_created,
+                lots_updated=out.lots_updated,
+                lots_deleted=out.lots_deleted,
+                hold_created=hold,
+            )
+
+        return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def expire_lot(self, cmd: ExpireLot, at: datetime | None = None) -> Entry:
         entry_id = f"expiry:{cmd.lot_id}"
@@ -813,11 +953,14 @@ class Ledger:
         plan: Callable[[datetime], Change],
         at: datetime | None,
         on_conflict: type[LedgerError] = IdempotencyConflictError,
+        guards: Sequence[Guard] = (),
     ) -> Entry:
         now = at or self._clock()
         for attempt in range(MAX_ATTEMPTS):
             try:
                 change = plan(now)
+                if guards:
+                    change = Change(**{**change.__dict__, "guards": tuple(guards)})
             except (LedgerError, NotFoundError, InvalidInputError):
                 # A rejected request may be the retry of one that already succeeded.
                 existing = self._store.get_entry(cmd.program, entry_id)

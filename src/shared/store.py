@@ -29,7 +29,14 @@ from botocore.exceptions import ClientError
 from shared import aws
 from shared.entries import AccountState, Entry, Hold, Lot
 from shared.errors import ConfigError, UnknownProgramError
-from shared.ledger import Change, ConcurrentUpdateError, EntryExistsError, Tally, TallyChangedError
+from shared.ledger import (
+    Change,
+    ConcurrentUpdateError,
+    EntryExistsError,
+    GuardRefusedError,
+    Tally,
+    TallyChangedError,
+)
 from shared.program import ProgramConfig
 from shared.settings import get_settings
 
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
 
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from shared.ledger import Guard
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -241,7 +250,13 @@ class DynamoStore:
             entry_count = len(change.entries)
             if any(code == "ConditionalCheckFailed" for code in reasons[:entry_count]):
                 raise EntryExistsError(change.entries[0].entry_id) from error
-            tally_reasons = reasons[len(reasons) - len(change.tallies) :] if change.tallies else []
+            # Guards come after tallies, last in the transaction; a failed one is a limit, not a race.
+            guard_reasons = reasons[len(reasons) - len(change.guards) :] if change.guards else []
+            for guard, code in zip(change.guards, guard_reasons, strict=False):
+                if code == "ConditionalCheckFailed":
+                    raise GuardRefusedError(guard) from error
+            tally_end = len(reasons) - len(change.guards)
+            tally_reasons = reasons[tally_end - len(change.tallies) : tally_end] if change.tallies else []
             if any(code == "ConditionalCheckFailed" for code in tally_reasons):
                 raise TallyChangedError() from error
             if not reasons or any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
@@ -326,8 +341,9 @@ def transaction_items(table: str, change: Change) -> list[TransactWriteItemTypeD
                 }
             }
         )
-    # Tallies go last: commit() finds their cancellation reasons at the end of the list.
+    # Tallies, then guards, go last: commit() finds their cancellation reasons at the end of the list.
     items.extend({"Update": tally_update(table, tally)} for tally in change.tallies)
+    items.extend(guard_item(table, guard) for guard in change.guards)
     return items
 
 
@@ -715,6 +731,186 @@ class MemberDirectory:
 
 
 # === Catalogue, exchange, access keys, idempotent replies (HTTP API) ===
+
+
+def guard_item(table: str, guard: Guard) -> dict[str, Any]:
+    """An ADD to a counter item, conditional on the result staying within the guard's limit."""
+    if guard.limit is not None and guard.amount > guard.limit:
+        raise GuardRefusedError(guard)  # no counter value could allow it; the condition would miss this
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": _item({"PK": guard.pk, "SK": guard.sk}),
+        "UpdateExpression": "ADD #n :amount SET #t = :type",
+        "ExpressionAttributeNames": {"#n": "used", "#t": "type"},
+        "ExpressionAttributeValues": _item({":amount": guard.amount, ":type": "counter"}),
+    }
+    if guard.limit is not None:
+        update["ConditionExpression"] = "attribute_not_exists(#n) OR #n <= :ceiling"
+        update["ExpressionAttributeValues"] = _item(
+            {":amount": guard.amount, ":type": "counter", ":ceiling": guard.limit - guard.amount}
+        )
+    return {"Update": update}
+
+
+def counter_value(store: DynamoStore, pk: str, sk: str) -> int:
+    response = store.client.get_item(TableName=store.table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True)
+    store.stats.record("GetItem", dict(response))
+    item = response.get("Item")
+    return int(_plain(item).get("used", 0)) if item else 0
+
+
+class ApiItems:
+    """API keys (hashed), idempotent replies, versioned documents (catalogues, agreements) and quotes."""
+
+    def __init__(self, store: DynamoStore) -> None:
+        self.store = store
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self.store.client.get_item(
+            TableName=self.store.table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True
+        )
+        self.store.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return _plain(item) if item else None
+
+    def _put_new(self, values: dict[str, Any]) -> bool:
+        """Put unless the key exists; False when it did (the caller reads what is there)."""
+        try:
+            self.store.client.put_item(
+                TableName=self.store.table, Item=_item(values), ConditionExpression="attribute_not_exists(PK)"
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        self.store.stats.record("PutItem", {})
+        return True
+
+    # API keys: only the SHA-256 of a key is stored, so a table dump reveals no usable key.
+
+    def put_key(self, key_hash: str, principal_json: str) -> None:
+        self._put_new({"PK": f"KEY#{key_hash}", "SK": "KEY", "type": "api_key", "body": principal_json})
+
+    def get_key(self, key_hash: str) -> str | None:
+        item = self._get(f"KEY#{key_hash}", "KEY")
+        return item["body"] if item else None
+
+    # Idempotent replies, keyed by the principal and its Idempotency-Key.
+
+    def get_reply(self, principal: str, key: str) -> dict[str, Any] | None:
+        return self._get(f"IDEM#{principal}", f"KEY#{key}")
+
+    def put_reply(self, principal: str, key: str, fingerprint: str, status: int, body: str) -> bool:
+        return self._put_new(
+            {
+                "PK": f"IDEM#{principal}",
+                "SK": f"KEY#{key}",
+                "type": "reply",
+                "fingerprint": fingerprint,
+                "status": status,
+                "body": body,
+            }
+        )
+
+    # Versioned documents (a catalogue, an agreement): DOC#<version> items and a LIVE pointer.
+
+    def publish_document(self, pk: str, version: int, body: str) -> bool:
+        """Store a version and make it live; False if that version exists or is not newer than live."""
+        try:
+            self.store.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.store.table,
+                            "Item": _item({"PK": pk, "SK": f"DOC#{version:06d}", "type": "document", "body": body}),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.store.table,
+                            "Item": _item(
+                                {"PK": pk, "SK": "LIVE", "type": "live_document", "version": version, "body": body}
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK) OR version < :v",
+                            "ExpressionAttributeValues": _item({":v": version}),
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def live_document(self, pk: str) -> str | None:
+        item = self._get(pk, "LIVE")
+        return item["body"] if item else None
+
+    # Quotes: written once, read when executed; their lifetime is checked on read, not by TTL.
+
+    def put_quote(self, quote_id: str, body: str) -> None:
+        self._put_new({"PK": f"QUOTE#{quote_id}", "SK": "QUOTE", "type": "quote", "body": body})
+
+    def get_quote(self, quote_id: str) -> str | None:
+        item = self._get(f"QUOTE#{quote_id}", "QUOTE")
+        return item["body"] if item else None
+
+    def due_holds(self, program: str, day: str, until: str) -> list[Hold]:
+        """Open holds of a program that lapse on `day`, up to the timestamp `until` (GSI1)."""
+        return [
+            Hold.model_validate_json(item["body"])
+            for item in self.store._query(
+                IndexName="GSI1",
+                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
+                ExpressionAttributeValues=_item({":pk": f"H#{program}#{day}", ":until": f"{until}~"}),
+            )
+        ]
+
+    # Points draws: the draw item (commitment, later the revealed seed) and ticket counters
+    # (Guards, so tickets are bought atomically with their spend) in one partition.
+
+    def put_draw(self, program: str, draw_id: str, body: str) -> bool:
+        return self._put_new({"PK": f"DRAW#{program}#{draw_id}", "SK": "DRAW", "type": "draw", "body": body})
+
+    def get_draw(self, program: str, draw_id: str) -> str | None:
+        item = self._get(f"DRAW#{program}#{draw_id}", "DRAW")
+        return item["body"] if item else None
+
+    def save_draw(self, program: str, draw_id: str, body: str) -> None:
+        self.store.client.put_item(
+            TableName=self.store.table,
+            Item=_item({"PK": f"DRAW#{program}#{draw_id}", "SK": "DRAW", "type": "draw", "body": body}),
+        )
+        self.store.stats.record("PutItem", {})
+
+    def draw_tickets(self, program: str, draw_id: str) -> dict[str, int]:
+        return {
+            item["SK"].removeprefix("T#"): int(item.get("used", 0))
+            for item in self.store._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :t)",
+                ExpressionAttributeValues=_item({":pk": f"DRAW#{program}#{draw_id}", ":t": "T#"}),
+                ConsistentRead=True,
+            )
+        }
+
+    # Programs that may have holds: one small partition the hold-lapse job reads instead of a scan.
+
+    def register_program(self, program: str) -> None:
+        self.store.client.put_item(
+            TableName=self.store.table, Item=_item({"PK": "PROGRAMS", "SK": f"P#{program}", "type": "program_ref"})
+        )
+        self.store.stats.record("PutItem", {})
+
+    def programs(self) -> list[str]:
+        return [
+            item["SK"].removeprefix("P#")
+            for item in self.store._query(
+                KeyConditionExpression="PK = :pk", ExpressionAttributeValues=_item({":pk": "PROGRAMS"})
+            )
+        ]
+
 
 # === End of HTTP API items ===
 

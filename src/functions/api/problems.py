@@ -1,0 +1,77 @@
+"""The one place domain errors become HTTP replies: RFC 9457 problem details.
+
+Every reply carries `type`, `title`, `status`, `detail` and the error's stable `code`; clients
+branch on `code`, people read `detail`.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from shared.errors import PointbridgeError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://pointbridge.dev/problems/"
+logger = Logger(child=True)
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
+    body = {
+        "type": TYPE_BASE + code,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    # Serialised here: powertools only serialises bodies it labels application/json itself.
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
+
+
+def proxy_reply(error: PointbridgeError) -> dict[str, Any]:
+    """A problem as a raw proxy reply, for refusals made before the resolver runs."""
+    reply = problem(error.status, error.code, error.detail, **_context(error))
+    return {
+        "statusCode": reply.status_code,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": reply.body,
+        "isBase64Encoded": False,
+    }
+
+
+def _context(error: PointbridgeError) -> dict[str, Any]:
+    # Only plain values leave the process; anything else stays in the logs.
+    return {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) and k != "code"}
+
+
+def install(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler(PointbridgeError)
+    def domain_error(error: PointbridgeError) -> Response:
+        if error.status >= 500:
+            logger.warning("request refused", extra={"code": error.code, "detail": error.detail})
+        return problem(error.status, error.code, error.detail, **_context(error))
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(error: RequestValidationError) -> Response:
+        # Locations and pydantic's error types, never the offending input (it may hold personal data).
+        errors = [
+            {"loc": [str(part) for part in e["loc"]], "type": e["type"], "msg": str(e.get("msg", ""))}
+            for e in error.errors()
+        ]
+        malformed = any(e["type"] == "json_invalid" for e in errors)
+        detail = "the body is not valid JSON" if malformed else "the request does not match the API's schema"
+        return problem(400, "malformed_json" if malformed else "invalid_input", detail, errors=errors)
+
+    @app.exception_handler(RouteNotFoundError)
+    def no_route(_: RouteNotFoundError) -> Response:
+        return problem(404, "no_such_route", "no route matches this method and path")

@@ -1,0 +1,186 @@
+"""Partner exchange: agreements, quotes, execution, inbound and outbound transfers, settlement."""
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from functions.api import context
+from functions.api.routes.members import MemberPath, ProgramPath
+from functions.api.routes.models import DecimalText, EntryOut
+from shared import exchange
+from shared.access import require_agreement, require_partner
+from shared.entries import Account
+from shared.ledger import Authorise, Capture, Earn, Key, Points, Reason, Release
+
+router = APIGatewayRouter()
+IdPath = Annotated[str, Path(min_length=1, max_length=100)]
+OUTBOUND = "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>"
+OUTBOUND_LAPSE = timedelta(hours=24)  # a partner that never answers: the hold lapses, points return
+
+
+class QuoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member: Key
+    to_member: Key | None = None  # default: the same member id in the other program
+    points: Points
+
+
+class QuoteOut(BaseModel):
+    quote_id: str
+    agreement: str
+    agreement_version: int
+    from_program: str
+    to_program: str
+    member: str
+    to_member: str
+    gross: int
+    fee: int
+    rate: DecimalText
+    credited: int
+    residue: DecimalText
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, q: exchange.Quote) -> "QuoteOut":
+        return cls.model_validate(q.model_dump())
+
+
+class ExecutionOut(BaseModel):
+    debit: EntryOut
+    credit: EntryOut
+
+
+class InboundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transfer_id: Key  # the partner's own id: a retried transfer credits once
+    points: Points
+    reason: Reason = "points transferred from a partner"
+    # Required: it is part of what makes a retry identical (a server-side "now" would differ).
+    occurred_at: AwareDatetime
+
+
+class OutboundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partner: Key
+    transfer_id: Key
+    points: Points
+
+
+class SettlementOut(BaseModel):
+    program: str
+    partner: str
+    start: datetime
+    end: datetime
+    entries: int
+    sent: int
+    received: int
+    net: int
+    fees: int
+    residue: DecimalText
+
+
+@router.post("/agreements/<agreement_id>/quotes", status_code=201)
+def create_quote(agreement_id: IdPath, body: QuoteIn) -> QuoteOut:
+    agreement = exchange.live_agreement(context.items(), agreement_id)
+    who = context.principal(router.current_event)
+    require_agreement(who, agreement.parties(), agreement.from_program, body.member)
+    context.ledger().account(agreement.from_program, body.member)
+    q = exchange.quote(agreement, body.member, body.to_member or body.member, body.points, context.now())
+    return QuoteOut.of(exchange.save_quote(context.items(), q))
+
+
+@router.post("/quotes/<quote_id>/execute", status_code=201)
+def execute_quote(quote_id: IdPath) -> ExecutionOut:
+    q = exchange.load_quote(context.items(), quote_id)
+    agreement = exchange.live_agreement(context.items(), q.agreement)
+    who = context.principal(router.current_event)
+    require_agreement(who, agreement.parties(), q.from_program, q.member)
+    store = context.store()
+    debit = store.get_entry(q.from_program, f"{exchange.SOURCE}:{q.quote_id}")
+    if debit is None:  # not executed yet; an executed quote replays even after it expired
+        debit = exchange.execute(context.ledger(), agreement, q, context.now())
+    credit = store.get_entry(q.to_program, f"{debit.entry_id}/in")
+    assert credit is not None  # written in the same transaction
+    return ExecutionOut(debit=EntryOut.of(debit), credit=EntryOut.of(credit))
+
+
+@router.post("/partners/<partner>/programs/<program>/members/<member>/transfers-in", status_code=201)
+def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: InboundIn) -> EntryOut:
+    require_partner(context.principal(router.current_event), partner, program)
+    cmd = Earn(
+        program=program,
+        member=member,
+        points=body.points,
+        source=f"partner-in:{partner}",
+        external_id=body.transfer_id,
+        reason=body.reason,
+        event_time=body.occurred_at,
+        counter=Account.PARTNER,
+        counter_owner=partner,
+    )
+    return EntryOut.of(context.ledger().earn(cmd))
+
+
+@router.post("/programs/<program>/members/<member>/transfers-out", status_code=201)
+def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> EntryOut:
+    context.principal(router.current_event).require_member(program, member)
+    context.note_holds(program)
+    cmd = Authorise(
+        program=program,
+        member=member,
+        points=body.points,
+        source=f"partner-out:{body.partner}",
+        external_id=body.transfer_id,
+        reason=f"transfer to {body.partner}, waiting for the partner",
+        lapses_at=context.now() + OUTBOUND_LAPSE,
+    )
+    return EntryOut.of(context.ledger().authorise(cmd))
+
+
+@router.post(
+    "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>/confirm", status_code=201
+)
+def confirm_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, transfer_id: IdPath) -> EntryOut:
+    require_partner(context.principal(router.current_event), partner, program)
+    cmd = Capture(
+        program=program,
+        member=member,
+        hold_id=f"partner-out:{partner}:{transfer_id}",
+        reason=f"transfer to {partner} confirmed",
+        counter=Account.PARTNER,
+        counter_owner=partner,
+    )
+    return EntryOut.of(context.ledger().capture(cmd))
+
+
+@router.post(
+    "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>/reject", status_code=201
+)
+def reject_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, transfer_id: IdPath) -> EntryOut:
+    require_partner(context.principal(router.current_event), partner, program)
+    cmd = Release(
+        program=program,
+        member=member,
+        hold_id=f"partner-out:{partner}:{transfer_id}",
+        reason=f"transfer rejected by {partner}",
+    )
+    return EntryOut.of(context.ledger().release(cmd))
+
+
+@router.get("/partners/<partner>/programs/<program>/settlement")
+def settlement(
+    partner: IdPath,
+    program: ProgramPath,
+    start: Annotated[datetime, Query()],
+    end: Annotated[datetime, Query()],
+) -> SettlementOut:
+    require_partner(context.principal(router.current_event), partner, program)
+    entries, _, _, _ = context.store().ledger_records()
+    s = exchange.settlement(entries, program, partner, start, end)
+    return SettlementOut(**s.model_dump(), net=s.net)

@@ -1,0 +1,92 @@
+"""Members: balance, statement, tier and progress."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel
+
+from functions.api import context
+from functions.api.routes.models import DecimalText, EntryOut
+from shared.membership import Expiring, expiring, spendable, tier_status
+
+router = APIGatewayRouter()
+
+ProgramPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
+MemberPath = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+class Balance(BaseModel):
+    program: str
+    member: str
+    available: int
+    spendable: int  # available minus points whose lots expired but the expiry job has not run yet
+    pending: int
+    held: int
+    expiring: list[Expiring]
+    tier: str
+
+
+class Statement(BaseModel):
+    entries: list[EntryOut]
+    next: int | None  # pass as `after` for the next page; null when this is the last
+
+
+class TierOut(BaseModel):
+    tier: str
+    basis: str
+    qualifying: DecimalText
+    next_tier: str | None
+    needed_for_next: DecimalText | None
+
+
+@router.get("/programs/<program>/members/<member>/balance")
+def balance(program: ProgramPath, member: MemberPath) -> Balance:
+    context.principal(router.current_event).require_member(program, member)
+    ledger = context.ledger()
+    state = ledger.account(program, member)
+    lots = ledger.lots(program, member)
+    now = context.now()
+    config = context.programs().get(program)
+    tier = tier_status(config, context.store().entries(program, member), now).tier
+    return Balance(
+        program=program,
+        member=member,
+        available=state.available,
+        spendable=spendable(lots, now),
+        pending=state.pending,
+        held=state.held,
+        expiring=expiring(lots, now),
+        tier=tier,
+    )
+
+
+@router.get("/programs/<program>/members/<member>/statement")
+def statement(
+    program: ProgramPath,
+    member: MemberPath,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> Statement:
+    context.principal(router.current_event).require_member(program, member)
+    context.ledger().account(program, member)
+    found = context.store().entries(program, member, after_seq=after, limit=limit + 1)
+    page = found[:limit]
+    return Statement(
+        entries=[EntryOut.of(e) for e in page],
+        next=page[-1].seq if len(found) > limit else None,
+    )
+
+
+@router.get("/programs/<program>/members/<member>/tier")
+def tier(program: ProgramPath, member: MemberPath) -> TierOut:
+    context.principal(router.current_event).require_member(program, member)
+    context.ledger().account(program, member)
+    status = tier_status(context.programs().get(program), context.store().entries(program, member), context.now())
+    return TierOut(
+        tier=status.tier,
+        basis=status.basis.value,
+        qualifying=status.qualifying,
+        next_tier=status.next_tier,
+        needed_for_next=status.needed_for_next,
+    )

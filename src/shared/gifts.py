@@ -1,0 +1,70 @@
+"""Gifts: a member sends points to another member of the same program.
+
+The sender's lots move with their original expiry dates (a gift never extends or shortens a
+point's life), through the program's TRANSFER account, in one transaction for both members.
+A per-sender daily limit is a Guard in that same transaction. With `hold_days`, the recipient's
+points arrive held and are released (lots and expiry dates intact) by the hold-lapse job.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from shared.entries import Account
+from shared.errors import InvalidInputError, LimitReachedError
+from shared.ledger import Guard, GuardRefusedError, Send
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from shared.catalogue import GiftPolicy
+    from shared.entries import Entry
+    from shared.ledger import Ledger
+
+SOURCE = "gift"
+
+
+def send_gift(
+    ledger: Ledger,
+    policy: GiftPolicy,
+    program: str,
+    sender: str,
+    recipient: str,
+    points: int,
+    reference: str,
+    now: datetime,
+    message: str = "",
+) -> Entry:
+    if not policy.enabled:
+        raise InvalidInputError(f"gifts are switched off in {program}")
+    if points < policy.minimum:
+        raise InvalidInputError(f"the smallest gift is {policy.minimum} points")
+    if sender == recipient:
+        raise InvalidInputError("a member cannot gift points to itself")
+    ledger.account(program, sender)
+    guard = Guard(
+        pk=f"M#{sender}",
+        sk=f"P#{program}#GIFTS#{now.date().isoformat()}",
+        amount=points,
+        limit=policy.daily_limit,
+        detail=f"gifts are limited to {policy.daily_limit} points a day",
+    )
+    cmd = Send(
+        program=program,
+        member=sender,
+        to_program=program,
+        to_member=recipient,
+        points=points,
+        credited=points,
+        source=SOURCE,
+        external_id=f"{sender}:{reference}",
+        reason=f"gift from {sender} to {recipient}" + (f": {message}" if message else ""),
+        counter=Account.TRANSFER,
+        keep_expiry=True,
+        hold_until=now + timedelta(days=policy.hold_days) if policy.hold_days else None,
+    )
+    try:
+        return ledger.send(cmd, at=now, guards=[guard])
+    except GuardRefusedError as refused:
+        raise LimitReachedError(refused.guard.detail) from refused

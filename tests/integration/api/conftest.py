@@ -1,0 +1,140 @@
+"""Call the API handler in-process with API Gateway proxy events, through the real authorizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from functions.api import context as api_context
+from functions.authorizer import app as authorizer
+from shared.access import Principal, PrincipalKind, issue_key
+from shared.ledger import Earn
+from shared.program import ProgramConfig
+from tests.conftest import T0
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from shared.ledger import Ledger
+    from shared.store import DynamoStore, ProgramRepository
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/Prod/GET/health"
+
+
+class FakeContext:
+    function_name = "api"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+    aws_request_id = "req-1"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def code(self) -> str:
+        return str(self.body.get("code", "")) if isinstance(self.body, dict) else ""
+
+
+class Client:
+    def __init__(self, store: DynamoStore) -> None:
+        self.store = store
+
+    def key_for(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = ("demo",)) -> str:
+        return issue_key(self.store, Principal(kind=kind, id=ident, programs=programs))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        body: Any = None,
+        raw: str | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        from functions.api.app import handler
+
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        authorizer_context: dict[str, Any] = {}
+        if key is not None:
+            hdrs["x-api-key"] = key
+            try:
+                policy = authorizer.handler({"headers": hdrs, "methodArn": METHOD_ARN}, FakeContext())  # type: ignore[arg-type]
+            except Exception as error:  # the authorizer's 401 contract
+                assert str(error) == "Unauthorized"
+                return Reply(401, {}, {"message": "Unauthorized"})
+            authorizer_context = {**policy["context"], "principalId": policy["principalId"]}
+        text = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        event = {
+            "resource": "/{proxy+}",
+            "path": path,
+            "httpMethod": method,
+            "headers": hdrs,
+            "multiValueHeaders": {k: [v] for k, v in hdrs.items()},
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+            "pathParameters": {"proxy": path.lstrip("/")},
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": "/{proxy+}",
+                "httpMethod": method,
+                "path": f"/Prod{path}",
+                "stage": "Prod",
+                "requestId": "r",
+                "authorizer": authorizer_context or None,
+                "identity": {"sourceIp": "127.0.0.1"},
+            },
+            "body": text,
+            "isBase64Encoded": False,
+        }
+        out = handler(event, FakeContext())  # type: ignore[arg-type]
+        headers_out = {k.lower(): v for k, v in (out.get("headers") or {}).items()}
+        for k, values in (out.get("multiValueHeaders") or {}).items():
+            headers_out[k.lower()] = values[0]
+        payload = out.get("body") or ""
+        parsed: Any = payload
+        if "json" in headers_out.get("content-type", ""):
+            parsed = json.loads(payload)
+        return Reply(out["statusCode"], headers_out, parsed)
+
+
+@pytest.fixture
+def api(store: DynamoStore, programs: ProgramRepository) -> Iterator[Client]:
+    api_context.reset()
+    yield Client(store)
+    api_context.reset()
+
+
+@pytest.fixture
+def admin_key(api: Client) -> str:
+    return api.key_for(PrincipalKind.ADMIN, "ops", ())
+
+
+@pytest.fixture
+def funded(ledger: Ledger) -> Ledger:
+    """Member m1 of demo with 1,000 points earned at T0 (expiring 12 months later)."""
+    ledger.earn(
+        Earn(
+            program="demo",
+            member="m1",
+            points=1000,
+            source="shop",
+            external_id="o1",
+            reason="order o1",
+            event_time=T0,
+        ),
+        at=T0,
+    )
+    return ledger
+
+
+def second_program(programs: ProgramRepository, name: str = "air") -> None:
+    programs.publish(ProgramConfig(program=name, name=name.title()))

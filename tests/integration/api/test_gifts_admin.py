@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from functions.holds.app import handler
+from shared.access import PrincipalKind
+from shared.audit import audit
+from shared.catalogue import Catalogue, GiftPolicy, publish_catalogue
+from shared.store import ApiItems
+from tests.integration.api.conftest import FakeContext
+
+if TYPE_CHECKING:
+    from shared.ledger import Ledger
+    from shared.store import DynamoStore
+    from tests.integration.api.conftest import Client
+
+
+def test_gift_keeps_expiry_and_daily_limit(api: Client, funded: Ledger, store: DynamoStore) -> None:
+    # Given gifts limited to 500 points a day
+    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(daily_limit=500)))
+    key = api.key_for(PrincipalKind.MEMBER, "m1")
+    path = "/programs/demo/members/m1/gifts"
+    reply = api.call("POST", path, key=key, body={"to_member": "m2", "points": 300, "reference": "g1"})
+    assert reply.status == 201, reply.body
+    _, _, lots, _ = store.ledger_records()
+    by_member = {lot.member: lot for lot in lots}
+    assert by_member["m2"].expires_at == by_member["m1"].expires_at  # the lot moved with its date
+    assert by_member["m2"].remaining == 300
+    assert reply.body["received"]["explanation"].startswith("You received 300 points")
+    refused = api.call("POST", path, key=key, body={"to_member": "m3", "points": 201, "reference": "g2"})
+    assert (refused.status, refused.code) == (422, "limit_reached")
+    assert api.call("POST", path, key=key, body={"to_member": "m1", "points": 5, "reference": "g3"}).status == 400
+    assert audit(*store.ledger_records()).ok
+
+
+def test_admin_publish_rejects_bad_config(api: Client, admin_key: str, store: DynamoStore) -> None:
+    bad = {"program": "demo", "version": 2, "name": "Demo", "tiers": [{"name": "gold", "rank": 1, "threshold": 5}]}
+    reply = api.call("PUT", "/admin/programs/demo", key=admin_key, body=bad)
+    assert (reply.status, reply.code) == (422, "invalid_config")
+    assert "threshold 0" in reply.body["detail"]
+    good = {"program": "demo", "version": 2, "name": "Demo v2"}
+    assert api.call("PUT", "/admin/programs/demo", key=admin_key, body=good).status == 201
+    stale = api.call("PUT", "/admin/programs/demo", key=admin_key, body={**good, "name": "older"})
+    assert (stale.status, stale.code) == (422, "invalid_config")
+    member = api.key_for(PrincipalKind.MEMBER, "m1")
+    assert api.call("PUT", "/admin/programs/demo", key=member, body=good).status == 403
+
+
+def test_admin_catalogue_agreement_and_dry_run(api: Client, admin_key: str) -> None:
+    cat = {"program": "demo", "version": 1, "rewards": [{"id": "mug", "name": "Mug", "kind": "physical", "points": 5}]}
+    assert api.call("PUT", "/admin/programs/demo/catalogue", key=admin_key, body=cat).status == 201
+    assert api.call("GET", "/programs/demo/rewards", key=admin_key).body["version"] == 1
+    bad_agreement = {"id": "x", "version": 1, "from_program": "demo", "to_program": "demo", "rate": "1"}
+    reply = api.call("PUT", "/admin/agreements/x", key=admin_key, body=bad_agreement)
+    assert (reply.status, reply.code) == (422, "invalid_config")
+    order = {
+        "program": "demo",
+        "channel": "online",
+        "source": "shop",
+        "external_id": "o-9",
+        "identity": {"kind": "member", "value": "m1"},
+        "occurred_at": "2026-01-15T12:00:00Z",
+        "currency": "USD",
+        "eligible_amount": "12.50",
+    }
+    draft = {"program": "demo", "version": 9, "name": "Draft", "base_rate": "2"}
+    run = api.call("POST", "/admin/programs/demo/dry-run", key=admin_key, body={"config": draft, "order": order})
+    assert run.status == 200, run.body
+    assert run.body["points"] == 25
+    assert run.body["live_version"] == 1
+
+
+def test_admin_mints_keys(api: Client, admin_key: str) -> None:
+    reply = api.call("POST", "/admin/keys", key=admin_key, body={"kind": "member", "id": "m7", "programs": ["demo"]})
+    assert reply.status == 201
+    assert api.call("GET", "/programs/demo/members/m7/balance", key=reply.body["key"]).code == "unknown_member"
+
+
+def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, store: DynamoStore) -> None:
+    # Given gifts held for 3 days
+    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(hold_days=3)))
+    key = api.key_for(PrincipalKind.MEMBER, "m1")
+    body = {"to_member": "m2", "points": 80, "reference": "h"}
+    reply = api.call("POST", "/programs/demo/members/m1/gifts", key=key, body=body)
+    assert reply.status == 201, reply.body
+    admin = api.key_for(PrincipalKind.ADMIN, "ops", ())
+    held = api.call("GET", "/programs/demo/members/m2/balance", key=admin).body
+    assert (held["available"], held["held"]) == (0, 80)
+    # When the lapse job runs after the three days
+    _, _, lots, holds = store.ledger_records()
+    sender_expiry = next(lot.expires_at for lot in lots if lot.member == "m1")
+    due = {"scheduled_time": (holds[0].lapses_at + timedelta(minutes=1)).isoformat()}
+    assert handler(due, FakeContext())["released"] == 1  # type: ignore[arg-type]
+    # Then the points are spendable, with the sender's expiry date, and the ledger audits clean
+    after = api.call("GET", "/programs/demo/members/m2/balance", key=admin).body
+    assert (after["available"], after["held"]) == (80, 0)
+    _, _, lots, _ = store.ledger_records()
+    assert [lot.expires_at for lot in lots if lot.member == "m2"] == [sender_expiry]
+    assert audit(*store.ledger_records()).ok

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.access import PrincipalKind
+from shared.audit import audit
+from shared.events import Identity, IdentityKind
+from shared.identity_hash import hash_email
+from shared.ledger import Earn
+from shared.settings import get_settings
+from shared.store import MemberDirectory
+from tests.conftest import T0
+
+if TYPE_CHECKING:
+    from shared.ledger import Ledger
+    from shared.store import DynamoStore
+    from tests.integration.api.conftest import Client
+
+
+def test_linking_an_email_folds_its_provisional_points_into_the_member(
+    api: Client, funded: Ledger, store: DynamoStore
+) -> None:
+    # Given points earned online under an e-mail nobody had claimed (a provisional member)
+    hashed = hash_email(get_settings().identity_hash_key.encode(), "Ann@Example.com")
+    email = Identity(kind=IdentityKind.EMAIL, value=hashed)
+    MemberDirectory(store).claim(email.key, "prov-ann", provisional=True)
+    earn = Earn(program="demo", member="prov-ann", points=50, source="s", external_id="o9", reason="o9", event_time=T0)
+    funded.earn(earn, at=T0)
+    key = api.key_for(PrincipalKind.MEMBER, "m1")
+    # When the member links that e-mail (sent raw; hashed by the API)
+    path = "/programs/demo/members/m1/identities"
+    reply = api.call("POST", path, key=key, body={"kind": "email", "value": " ann@example.com "})
+    # Then the provisional balance moved to the member through the ledger, and nothing raw was stored
+    assert reply.status == 201, reply.body
+    assert reply.body == {"member": "m1", "merged": "prov-ann"}
+    assert api.call("GET", "/programs/demo/members/m1/balance", key=key).body["available"] == 1050
+    assert not any("example.com" in str(item) for item in store.scan())
+    assert audit(*store.ledger_records()).ok
+    bad = api.call("POST", path, key=key, body={"kind": "email", "value": "not-an-email"})
+    assert (bad.status, bad.code) == (400, "invalid_identity")
