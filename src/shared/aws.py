@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -34,6 +35,10 @@ def sqs() -> SQSClient:
 
 def s3() -> S3Client:
     return _client("s3")
+
+
+def events() -> EventBridgeClient:
+    return _client("events")
 
 
 def reset_clients() -> None:

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     ingest_queue_url: str = Field(default="", alias="INGEST_QUEUE_URL")
     # Key for the keyed hashes of e-mails and phone numbers; raw values are never stored.
     identity_hash_key: str = Field(default="local-identity-key", alias="IDENTITY_HASH_KEY")
+    # Scheduled jobs: where member notices go and where partner statements are written.
+    notifications_bus: str = Field(default="pointbridge-dev-notifications", alias="NOTIFICATIONS_BUS")
+    statements_bucket: str = Field(default="pointbridge-dev-statements", alias="STATEMENTS_BUCKET")
 
 
 @cache
