@@ -141,6 +141,12 @@ class DayWalk:
             result.pages += 1
             result.items += len(items)
             handle(items)
+            if key is None and day >= end_day:
+                # The level is reached: everything due up to the target has been read and handled.
+                state = {"through": ts(target), "target": ts(target), "cursor_day": "", "cursor_key": ""}
+                self._save(rev, result, state, target)
+                result.finished = True
+                return result
             if key is None:
                 day += timedelta(days=1)
             state = {
@@ -149,8 +155,6 @@ class DayWalk:
                 "cursor_day": day.isoformat(),
                 "cursor_key": json.dumps(key) if key else "",
             }
-            if day > end_day:
-                state = {"through": ts(target), "target": ts(target), "cursor_day": "", "cursor_key": ""}
             rev = self._save(rev, result, state, target)
             if result.yielded:
                 return result
