@@ -699,8 +699,8 @@ class JobStore:
                 "type": "tier",
                 **state,
                 "rev": expected_rev + 1,
-                "GSI1PK": tier_index_pk(program, state["review_at"][:10]),
-                "GSI1SK": f"{state['review_at']}#{member}",
+                "GSI1PK": tier_index_pk(program, state["due_at"][:10]),
+                "GSI1SK": f"{state['due_at']}#{member}",
             }
         )
         put: Any = {"TableName": self._store.table, "Item": tier_item}
@@ -780,33 +780,40 @@ class JobStore:
     def get_flag(self, program: str, member: str) -> dict[str, Any] | None:
         return self._get(f"FLAG#{program}", member)
 
-    def put_flag(self, program: str, member: str, state: dict[str, Any], log: dict[str, Any]) -> None:
-        """The flag's current state and the decision that set it, together."""
-        response = self._client.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self._store.table,
-                        "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._store.table,
-                        "Item": _item(
-                            {
-                                "PK": f"FLAG#{program}",
-                                "SK": f"LOG#{member}#{log['at']}#{log['id']}",
-                                "type": "flag_decision",
-                                **log,
-                            }
-                        ),
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                },
-            ]
-        )
+    def put_flag(self, program: str, member: str, state: dict[str, Any], log: dict[str, Any]) -> bool:
+        """The flag's current state and the decision that set it, together; False if already recorded."""
+        try:
+            response = self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._store.table,
+                            "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._store.table,
+                            "Item": _item(
+                                {
+                                    "PK": f"FLAG#{program}",
+                                    "SK": f"LOG#{member}#{log['at']}#{log['id']}",
+                                    "type": "flag_decision",
+                                    **log,
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            # The decision record exists: a redelivered stream record, already applied.
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
         self._store.stats.record("TransactWriteItems", dict(response))
+        return True
 
     def flag_log(self, program: str, member: str) -> list[dict[str, Any]]:
         return list(
