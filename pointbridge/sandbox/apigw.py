@@ -1,0 +1,342 @@
+"""A stand-in for API Gateway REST APIs (v1) with Lambda proxy integration, over real HTTP.
+
+Requests become the proxy events API Gateway builds; replies are translated back with API
+Gateway's rules, including its 502 for a malformed reply and its authorizer answers.
+`/_sandbox/` is reserved for the sandbox's control endpoints and never reaches the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pointbridge.sandbox.runtime import InvocationError
+from pointbridge.sandbox.template import ACCOUNT_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MAX_PAYLOAD = 10 * 1024 * 1024
+CONTROL_PREFIX = "/_sandbox/"
+_PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    name: str
+    function: str  # logical id
+    kind: str  # TOKEN or REQUEST
+    headers: tuple[str, ...]
+    query_strings: tuple[str, ...] = ()
+
+
+@dataclass
+class Route:
+    function: str
+    method: str
+    resource: str
+    api_id: str
+    stage: str
+    authorizer: Authorizer | None = None
+    binary_media_types: tuple[str, ...] = ()
+    pattern: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        regex = ""
+        for part in re.split(r"(\{[^}]+\})", self.resource):
+            if part.startswith("{") and part.endswith("+}"):
+                regex += "(.+)"
+            elif part.startswith("{"):
+                regex += "([^/]+)"
+            else:
+                regex += re.escape(part)
+        self.pattern = re.compile(f"^{regex}/?$")
+
+    def specificity(self) -> tuple[int, int, int]:
+        # API Gateway prefers literal segments, then {param}, then a greedy {proxy+}.
+        greedy = "+}" in self.resource
+        return (0 if greedy else 1, self.resource.count("/") - self.resource.count("{"), len(self.resource))
+
+
+def _match(route: Route, path: str) -> dict[str, str] | None:
+    found = route.pattern.match(path)
+    if found is None:
+        return None
+    names = re.findall(r"\{([^}+]+)\+?\}", route.resource)
+    return {name: unquote(value) for name, value in zip(names, found.groups(), strict=True)}
+
+
+class ApiGateway:
+    def __init__(
+        self,
+        routes: list[Route],
+        invoke: Callable[[str, Any, str, int], Any],
+        control: Callable[[str, str, dict[str, str], bytes], tuple[int, Any]],
+        region: str,
+        port: int = 0,
+    ) -> None:
+        self.routes = sorted(routes, key=lambda r: r.specificity(), reverse=True)
+        self.invoke = invoke
+        self.control = control
+        self.region = region
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return
+
+            def _any(self) -> None:
+                gateway.handle(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    # -- request handling ---------------------------------------------------------------------
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        if length > MAX_PAYLOAD:
+            request.close_connection = True
+            _reply(request, 413, {}, json.dumps({"message": "Request Too Long"}).encode())
+            return
+        body = request.rfile.read(length) if length else b""
+        split = urlsplit(request.path)
+        path = split.path
+        if path.startswith(CONTROL_PREFIX):
+            query = dict(parse_qsl(split.query, keep_blank_values=True))
+            status, payload = self.control(request.command, path[len(CONTROL_PREFIX) :], query, body)
+            _reply(request, status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+            return
+        for route in self.routes:
+            if route.method not in ("ANY", request.command):
+                continue
+            params = _match(route, path)
+            if params is not None:
+                self._proxy(request, route, params, split.query, body)
+                return
+        _reply(request, 403, _json_type(), b'{"message":"Missing Authentication Token"}')
+
+    def _event(
+        self, request: BaseHTTPRequestHandler, route: Route, params: dict[str, str], query: str, body: bytes
+    ) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers[name] = value
+            multi_headers.setdefault(name, []).append(value)
+        pairs = parse_qsl(query, keep_blank_values=True)
+        multi_query: dict[str, list[str]] = {}
+        for name, value in pairs:
+            multi_query.setdefault(name, []).append(value)
+        content_type = request.headers.get("Content-Type", "")
+        is_binary = any(fnmatch.fnmatch(content_type, t) for t in route.binary_media_types)
+        text: str | None = None
+        if body:
+            try:
+                text = body.decode() if not is_binary else None
+            except UnicodeDecodeError:
+                is_binary = True
+            if is_binary:
+                text = base64.b64encode(body).decode()
+        now = time.time()
+        return {
+            "resource": route.resource,
+            "path": request.path.split("?", 1)[0],
+            "httpMethod": request.command,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": dict(pairs) or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": params or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourceId": uuid.uuid4().hex[:6],
+                "resourcePath": route.resource,
+                "httpMethod": request.command,
+                "extendedRequestId": uuid.uuid4().hex[:16],
+                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "path": f"/{route.stage}{request.path.split('?', 1)[0]}",
+                "accountId": ACCOUNT_ID,
+                "protocol": request.request_version,
+                "stage": route.stage,
+                "domainPrefix": route.api_id,
+                "requestTimeEpoch": int(now * 1000),
+                "requestId": str(uuid.uuid4()),
+                "identity": {
+                    "cognitoIdentityPoolId": None,
+                    "accountId": None,
+                    "cognitoIdentityId": None,
+                    "caller": None,
+                    "sourceIp": request.client_address[0],
+                    "principalOrgId": None,
+                    "accessKey": None,
+                    "cognitoAuthenticationType": None,
+                    "cognitoAuthenticationProvider": None,
+                    "userArn": None,
+                    "userAgent": request.headers.get("User-Agent"),
+                    "user": None,
+                },
+                "domainName": f"{route.api_id}.execute-api.{self.region}.amazonaws.com",
+                "apiId": route.api_id,
+            },
+            "body": text,
+            "isBase64Encoded": is_binary and text is not None,
+        }
+
+    def _proxy(
+        self, request: BaseHTTPRequestHandler, route: Route, params: dict[str, str], query: str, body: bytes
+    ) -> None:
+        event = self._event(request, route, params, query, body)
+        if route.authorizer is not None:
+            denied = self._authorize(route, event)
+            if denied is not None:
+                status, message = denied
+                _reply(request, status, _json_type(), json.dumps({"message": message}).encode())
+                return
+        try:
+            reply = self.invoke(route.function, event, "api", 1)
+        except InvocationError:
+            _reply(request, 502, _json_type(), b'{"message": "Internal server error"}')
+            return
+        translated = translate_reply(reply)
+        if translated is None:
+            _reply(request, 502, _json_type(), b'{"message": "Internal server error"}')
+            return
+        status, headers, payload = translated
+        _reply(request, status, headers, payload)
+
+    def _authorize(self, route: Route, event: dict[str, Any]) -> tuple[int, str | None] | None:
+        auth = route.authorizer
+        assert auth is not None
+        headers = {k.lower(): v for k, v in (event["headers"] or {}).items()}
+        query = event["queryStringParameters"] or {}
+        if any(h.lower() not in headers for h in auth.headers) or any(q not in query for q in auth.query_strings):
+            return 401, "Unauthorized"
+        method_arn = (
+            f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{route.api_id}/{route.stage}/"
+            f"{event['httpMethod']}{event['path']}"
+        )
+        if auth.kind == "TOKEN":
+            auth_event: dict[str, Any] = {
+                "type": "TOKEN",
+                "authorizationToken": headers[auth.headers[0].lower()],
+                "methodArn": method_arn,
+            }
+        else:
+            auth_event = {"type": "REQUEST", "methodArn": method_arn} | {
+                k: v for k, v in event.items() if k not in ("body", "isBase64Encoded")
+            }
+        try:
+            policy = self.invoke(auth.function, auth_event, "authorizer", 1)
+        except InvocationError as exc:
+            if exc.message == "Unauthorized":
+                return 401, "Unauthorized"
+            return 500, None
+        effect = _policy_effect(policy, method_arn)
+        if effect is None:
+            return 500, None
+        if effect == "Deny":
+            return 403, "User is not authorized to access this resource with an explicit deny"
+        if effect != "Allow":
+            return 403, "User is not authorized to access this resource"
+        context = {k: _context_value(v) for k, v in (policy.get("context") or {}).items()}
+        event["requestContext"]["authorizer"] = context | {"principalId": policy.get("principalId")}
+        return None
+
+
+def _context_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _policy_effect(policy: Any, method_arn: str) -> str | None:
+    """Deny wins over Allow; no matching statement is an implicit deny. None: malformed reply."""
+    if not isinstance(policy, dict) or not isinstance(policy.get("policyDocument"), dict):
+        return None
+    statements = policy["policyDocument"].get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list):
+        return None
+    effects = set()
+    for statement in statements:
+        resources = statement.get("Resource", [])
+        resources = [resources] if isinstance(resources, str) else resources
+        if any(fnmatch.fnmatchcase(method_arn, r) for r in resources):
+            effects.add(statement.get("Effect"))
+    if "Deny" in effects:
+        return "Deny"
+    return "Allow" if "Allow" in effects else "Implicit"
+
+
+def translate_reply(reply: Any) -> tuple[int, dict[str, list[str]], bytes] | None:
+    """API Gateway's reading of a proxy reply; None is its 'Malformed Lambda proxy response'."""
+    if not isinstance(reply, dict) or not set(reply) <= _PROXY_KEYS:
+        return None
+    status = reply.get("statusCode")
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        return None
+    body = reply.get("body")
+    if body is not None and not isinstance(body, str):
+        return None
+    headers: dict[str, list[str]] = {}
+    for name, value in (reply.get("multiValueHeaders") or {}).items():
+        if not isinstance(value, list):
+            return None
+        headers.setdefault(name, []).extend(str(v) for v in value)
+    for name, value in (reply.get("headers") or {}).items():
+        headers[name] = [str(value)]
+    payload = (body or "").encode()
+    if reply.get("isBase64Encoded") and body:
+        try:
+            payload = base64.b64decode(body, validate=True)
+        except ValueError:
+            return None
+    return status, headers, payload
+
+
+def _json_type() -> dict[str, list[str]]:
+    return {"Content-Type": ["application/json"]}
+
+
+def _reply(request: BaseHTTPRequestHandler, status: int, headers: dict[str, Any], payload: bytes) -> None:
+    request.send_response(status)
+    for name, values in headers.items():
+        for value in values if isinstance(values, list) else [values]:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                request.send_header(name, value)
+    request.send_header("Content-Length", str(len(payload)))
+    if request.close_connection:
+        request.send_header("Connection", "close")
+    request.end_headers()
+    if request.command != "HEAD":
+        request.wfile.write(payload)

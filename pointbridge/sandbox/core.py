@@ -1,0 +1,493 @@
+"""The Sandbox: template.yaml's stack on one machine, against moto in server mode."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from pointbridge.sandbox import state
+from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route
+from pointbridge.sandbox.emulator import Emulator
+from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
+from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
+from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
+from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, s3_events
+from pointbridge.sandbox.template import (
+    ACCOUNT_ID,
+    SERVERLESS_FUNCTION,
+    function_properties,
+    load_template,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+log = logging.getLogger("pointbridge.sandbox")
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    function: str
+    source: str  # api, sqs, s3, dynamodb, schedule, direct, authorizer
+    batch_size: int
+    outcome: str  # ok, partial (some batch items failed), malformed (batch reply), error
+    error: str | None
+    started_at: float
+    duration_ms: float
+
+
+def _outcome(reply: Any) -> str:
+    if not isinstance(reply, dict) or "batchItemFailures" not in reply:
+        return "ok"
+    failures = reply["batchItemFailures"]
+    if not isinstance(failures, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("itemIdentifier"), str) and f["itemIdentifier"] for f in failures
+    ):
+        return "malformed"  # the poller fails the whole batch (unknown ids are caught there too)
+    return "partial" if failures else "ok"
+
+
+class Sandbox:
+    def __init__(
+        self,
+        template: Path = Path("template.yaml"),
+        stage: str = "local",
+        state_dir: Path | None = None,
+        queue_overrides: dict[str, dict[str, Any]] | None = None,
+        pool_size: int = 4,
+        schedules: bool = False,
+        region: str = "us-east-1",
+        api_port: int = 0,
+    ) -> None:
+        self.template_path = Path(template).resolve()
+        self.stage = stage
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.queue_overrides = queue_overrides or {}
+        self.pool_size = pool_size
+        self.schedules_enabled = schedules
+        self.region = region
+        self.api_port = api_port
+        self.invocations: list[Invocation] = []
+        self.resources: dict[str, Provisioned] = {}
+        self.functions: dict[str, FunctionSpec] = {}
+        self.schedules: list[ScheduleSpec] = []
+        self._emulator = Emulator()
+        self._pools: dict[str, FunctionPool] = {}
+        self._pollers: list[Poller] = []
+        self._api: ApiGateway | None = None
+        self._runner: ScheduleRunner | None = None
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._started = False
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def endpoint_url(self) -> str:
+        return self._emulator.url
+
+    @property
+    def api_url(self) -> str:
+        if self._api is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._api.url
+
+    def resource(self, logical_id: str) -> str:
+        return self.resources[logical_id].physical_id
+
+    def arn(self, logical_id: str) -> str:
+        return self.resources[logical_id].arn
+
+    def boto_env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        } | FAKE_CREDENTIALS
+
+    def client(self, service: str) -> Any:
+        with self._clients_lock:
+            if service not in self._clients:
+                import boto3
+                from botocore.config import Config
+
+                session = boto3.session.Session(
+                    aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
+                )
+                self._clients[service] = session.client(
+                    service,  # type: ignore[call-overload]
+                    endpoint_url=self.endpoint_url,
+                    config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+                )
+            return self._clients[service]
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        """Invoke like `aws lambda invoke`: raises InvocationError if the handler fails."""
+        return self._invoke(logical_id, event, "direct", 1)
+
+    def run_function(self, logical_id: str, now: datetime | None = None) -> Any:
+        """One scheduled run, as if the function's schedule fired at `now` (default: now)."""
+        self._check_function(logical_id)
+        spec = next((s for s in self.schedules if s.function == logical_id), None)
+        moment = now or datetime.now(UTC)
+        event = scheduled_event(spec, self.functions[logical_id].arn, self.region, moment)
+        return self._invoke(logical_id, event, "schedule", 1)
+
+    def _check_function(self, logical_id: str) -> None:
+        if logical_id not in self.functions:
+            raise KeyError(f"no function {logical_id!r}; the template has {sorted(self.functions)}")
+
+    def wait_for_idle(self, timeout: float = 30) -> None:
+        """Returns once every event source is drained and nothing is running; else TimeoutError."""
+        deadline = time.monotonic() + timeout
+        start = {id(p): p.epoch for p in self._pollers}
+        while time.monotonic() < deadline:
+            # Two empty polls after the call: the second began after anything sent before it.
+            polled = all(p.epoch >= start[id(p)] + 2 for p in self._pollers)
+            if polled and self._busy == 0 and all(p.drained() for p in self._pollers) and self._busy == 0:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"sandbox not idle after {timeout}s")
+
+    def start(self) -> Self:
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.stop()
+        for poller in self._pollers:
+            poller.stop()
+        if self._api is not None:
+            self._api.stop()
+        try:
+            if self.state_dir is not None and self._emulator.port and self.resources:
+                self._save()
+        finally:
+            for pool in self._pools.values():
+                pool.close()
+            self._emulator.stop()
+            self._runner = None
+            self._pollers = []
+            self._api = None
+            self._clients = {}
+            self._started = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- start-up -----------------------------------------------------------------------------
+    def _start(self) -> None:
+        # A restart (stop, then start) gets a fresh emulator, restored from state_dir if given.
+        self.functions, self._pools, self.schedules, self._pollers = {}, {}, [], []
+        self._emulator.start()
+        self.template = load_template(self.template_path)
+        self.provisioner = Provisioner(
+            self.template, {"Stage": self.stage}, self.region, self.client, self.queue_overrides
+        )
+        self.resources = self.provisioner.provision_all()
+        for logical_id, resource in self.resources.items():
+            if resource.type == SERVERLESS_FUNCTION:
+                self.functions[logical_id] = self._function_spec(logical_id, resource)
+                self._pools[logical_id] = FunctionPool(self.functions[logical_id], self.pool_size)
+        if self.state_dir is not None:
+            restored = state.restore(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+            log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
+        routes = self._wire_events()
+        self._api = ApiGateway(routes, self._invoke, self._control, self.region, self.api_port)
+        self._api.start()
+        for poller in self._pollers:
+            poller.start()
+        if self.schedules_enabled:
+            self._runner = ScheduleRunner(self.schedules, self._scheduled)
+            self._runner.start()
+
+    def _stores(self) -> tuple[dict[str, str], dict[str, str]]:
+        tables = {k: r.physical_id for k, r in self.resources.items() if r.type == "AWS::DynamoDB::Table"}
+        buckets = {k: r.physical_id for k, r in self.resources.items() if r.type == "AWS::S3::Bucket"}
+        return tables, buckets
+
+    def _save(self) -> None:
+        assert self.state_dir is not None
+        state.save(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+
+    def _function_spec(self, logical_id: str, resource: Provisioned) -> FunctionSpec:
+        props = function_properties(self.template, logical_id)
+        resolve = self.provisioner.resolver.resolve
+        code_dir = (self.template_path.parent / str(resolve(props.get("CodeUri", ".")))).resolve()
+        memory = int(resolve(props.get("MemorySize", 128)))
+        env = {
+            "AWS_LAMBDA_FUNCTION_NAME": resource.physical_id,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{resource.physical_id}",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_" + str(props.get("Runtime", "python3.11")),
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            # No X-Ray daemon here: powertools' Tracer would otherwise try to reach one.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        variables = resolve(props.get("Environment", {}).get("Variables", {}))
+        env |= {str(k): str(v) for k, v in variables.items()}
+        env |= self.boto_env()
+        return FunctionSpec(
+            logical_id=logical_id,
+            name=resource.physical_id,
+            arn=resource.arn,
+            handler=str(props["Handler"]),
+            code_dir=str(code_dir),
+            environment=env,
+            memory_mb=memory,
+            timeout_s=int(resolve(props.get("Timeout", 3))),
+        )
+
+    def _wire_events(self) -> list[Route]:
+        routes: list[Route] = []
+        notifications: dict[str, list[dict[str, Any]]] = {}
+        for logical_id in self.functions:
+            props = function_properties(self.template, logical_id)
+            for event_id, event in props.get("Events", {}).items():
+                kind = event.get("Type")
+                raw = event.get("Properties", {})
+                if kind == "Api":
+                    routes.append(self._route(logical_id, raw))
+                elif kind == "SQS":
+                    self._sqs_source(logical_id, self.provisioner.resolver.resolve(raw))
+                elif kind == "S3":
+                    self._s3_source(logical_id, event_id, self.provisioner.resolver.resolve(raw), notifications)
+                elif kind == "DynamoDB":
+                    self._stream_source(logical_id, self.provisioner.resolver.resolve(raw))
+                elif kind in ("ScheduleV2", "Schedule"):
+                    self._schedule(logical_id, event_id, kind, self.provisioner.resolver.resolve(raw))
+                else:
+                    log.info("sandbox: %s event %s (%s) is not emulated", logical_id, event_id, kind)
+        s3 = self.client("s3")
+        for bucket, configurations in notifications.items():
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
+            )
+        return routes
+
+    def _queue_by_arn(self, arn: str) -> Provisioned:
+        for resource in self.resources.values():
+            if resource.arn == arn:
+                return resource
+        raise KeyError(f"no template queue has ARN {arn}")
+
+    def _sqs_source(self, function: str, props: dict[str, Any]) -> None:
+        if props.get("Enabled", True) is False:
+            return
+        queue = self._queue_by_arn(props["Queue"])
+        # Lambda polls a queue with several concurrent pollers; one per warm worker here.
+        concurrency = int(props.get("ScalingConfig", {}).get("MaximumConcurrency", self.pool_size))
+        for _ in range(max(1, min(self.pool_size, concurrency))):
+            self._pollers.append(
+                SqsPoller(
+                    sqs=self.client("sqs"),
+                    function=function,
+                    queue_url=queue.physical_id,
+                    queue_arn=queue.arn,
+                    region=self.region,
+                    invoke=self._invoke,
+                    batch_size=int(props.get("BatchSize", 10)),
+                    window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                )
+            )
+
+    def _s3_source(
+        self,
+        function: str,
+        event_id: str,
+        props: dict[str, Any],
+        notifications: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        # moto delivers bucket notifications to SQS; a hidden queue per mapping carries them here.
+        sqs = self.client("sqs")
+        name = f"sandbox-s3-{function}-{event_id}"[:80]
+        url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = props.get("Events", [])
+        configuration: dict[str, Any] = {
+            "Id": f"{function}-{event_id}",
+            "QueueArn": arn,
+            "Events": [events] if isinstance(events, str) else events,
+        }
+        rules = props.get("Filter", {}).get("S3Key", {}).get("Rules")
+        if rules:
+            configuration["Filter"] = {"Key": {"FilterRules": rules}}
+        notifications.setdefault(props["Bucket"], []).append(configuration)
+        self._pollers.append(
+            SqsPoller(
+                sqs=sqs,
+                function=function,
+                queue_url=url,
+                queue_arn=arn,
+                region=self.region,
+                invoke=self._invoke,
+                source="s3",
+                shape=s3_events,
+            )
+        )
+
+    def _stream_source(self, function: str, props: dict[str, Any]) -> None:
+        if props.get("Enabled", True) is False:
+            return
+        poller = StreamPoller(
+            streams=self.client("dynamodbstreams"),
+            function=function,
+            stream_arn=props["Stream"],
+            region=self.region,
+            invoke=self._invoke,
+            batch_size=int(props.get("BatchSize", 100)),
+            report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+            max_retries=int(props.get("MaximumRetryAttempts", -1)),
+        )
+        poller.position_at_latest()
+        self._pollers.append(poller)
+
+    def _schedule(self, function: str, event_id: str, kind: str, props: dict[str, Any]) -> None:
+        fn = self.functions[function]
+        name = str(props.get("Name") or f"{fn.name}-{event_id}")[:64]
+        expression = str(props.get("ScheduleExpression") or props.get("Schedule"))
+        enabled = props.get("State", "ENABLED") != "DISABLED" and props.get("Enabled", True) is not False
+        timezone = str(props.get("ScheduleExpressionTimezone", "UTC"))
+        target: dict[str, Any] = {"Arn": fn.arn, "RoleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
+        if "Input" in props:
+            target["Input"] = props["Input"]
+        state_name = "ENABLED" if enabled else "DISABLED"
+        if kind == "ScheduleV2":
+            arn = self.client("scheduler").create_schedule(
+                Name=name,
+                ScheduleExpression=expression,
+                ScheduleExpressionTimezone=timezone,
+                FlexibleTimeWindow=props.get("FlexibleTimeWindow", {"Mode": "OFF"}),
+                Target=target,
+                State=state_name,
+            )["ScheduleArn"]
+        else:
+            events = self.client("events")
+            arn = events.put_rule(Name=name, ScheduleExpression=expression, State=state_name)["RuleArn"]
+            events.put_targets(Rule=name, Targets=[{"Id": "1", **{k: v for k, v in target.items() if k != "RoleArn"}}])
+        self.schedules.append(
+            ScheduleSpec(function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled)
+        )
+
+    def _api_settings(self, api_logical_id: str) -> tuple[str, str, dict[str, Any], tuple[str, ...]]:
+        resource = self.provisioner.ensure(api_logical_id)
+        if api_logical_id == IMPLICIT_API:
+            return resource.physical_id, "Prod", {}, ()
+        props = self.template["Resources"][api_logical_id].get("Properties", {})
+        binary = tuple(str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes", []))
+        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary
+
+    def _route(self, function: str, props: dict[str, Any]) -> Route:
+        rest_api = props.get("RestApiId", {"Ref": IMPLICIT_API})
+        api_logical_id = rest_api["Ref"] if isinstance(rest_api, dict) else IMPLICIT_API
+        api_id, stage, auth, binary = self._api_settings(api_logical_id)
+        name = props.get("Auth", {}).get("Authorizer") or auth.get("DefaultAuthorizer")
+        authorizer = None
+        if name and name not in ("NONE", "AWS_IAM"):
+            authorizer = self._authorizer(str(name), auth.get("Authorizers", {})[name])
+        return Route(
+            function=function,
+            method=str(props.get("Method", "ANY")).upper(),
+            resource=str(props["Path"]),
+            api_id=api_id,
+            stage=stage,
+            authorizer=authorizer,
+            binary_media_types=binary,
+        )
+
+    def _authorizer(self, name: str, config: dict[str, Any]) -> Authorizer:
+        function_arn = config["FunctionArn"]
+        if isinstance(function_arn, dict) and "Fn::GetAtt" in function_arn:
+            target = function_arn["Fn::GetAtt"]
+            function = target[0] if isinstance(target, list) else str(target).split(".")[0]
+        else:
+            arn = self.provisioner.resolver.resolve(function_arn)
+            function = next(k for k, f in self.functions.items() if f.arn == arn)
+        kind = str(config.get("FunctionPayloadType", "TOKEN")).upper()
+        identity = config.get("Identity", {})
+        if kind == "TOKEN":
+            headers: tuple[str, ...] = (str(identity.get("Header", "Authorization")),)
+        else:
+            headers = tuple(str(h) for h in identity.get("Headers", []))
+        return Authorizer(name, function, kind, headers, tuple(identity.get("QueryStrings", [])))
+
+    # -- invocations ----------------------------------------------------------------------------
+    def _invoke(self, logical_id: str, event: Any, source: str, batch_size: int) -> Any:
+        self._check_function(logical_id)
+        pool = self._pools[logical_id]
+        with self._busy_lock:
+            self._busy += 1
+        started = time.time()
+        try:
+            reply = pool.invoke(event)
+        except InvocationError as exc:
+            self._record(logical_id, source, batch_size, "error", f"{exc.error_type}: {exc.message}", started)
+            log.warning("sandbox: %s (%s) failed: %s: %s", logical_id, source, exc.error_type, exc.message)
+            raise
+        else:
+            self._record(logical_id, source, batch_size, _outcome(reply), None, started)
+            return reply
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _record(self, function: str, source: str, size: int, outcome: str, error: str | None, t0: float) -> None:
+        self.invocations.append(
+            Invocation(function, source, size, outcome, error, t0, round((time.time() - t0) * 1000, 1))
+        )
+
+    def _scheduled(self, spec: ScheduleSpec, when: datetime) -> Any:
+        event = scheduled_event(spec, self.functions[spec.function].arn, self.region, when)
+        return self._invoke(spec.function, event, "schedule", 1)
+
+    # -- control endpoints ----------------------------------------------------------------------
+    def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        import json
+
+        parts = path.strip("/").split("/")
+        if method == "GET" and parts == ["resources"]:
+            return 200, {k: r.as_json() for k, r in self.resources.items()}
+        if method == "GET" and parts == ["health"]:
+            return 200, {"endpoint_url": self.endpoint_url, "api_url": self.api_url}
+        if method == "GET" and parts == ["invocations"]:
+            return 200, [asdict(i) for i in self.invocations]
+        if method == "POST" and len(parts) == 3 and parts[0] == "functions" and parts[2] == "invoke":
+            function = parts[1]
+            if function not in self.functions:
+                return 404, {"error": f"no function {function}"}
+            try:
+                if body and "now" not in query:
+                    reply = self.invoke(function, json.loads(body))
+                else:
+                    now = datetime.fromisoformat(query["now"]) if query.get("now") else None
+                    reply = self.run_function(function, now=now)
+            except InvocationError as exc:
+                return 500, {"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}
+            return 200, {"ok": True, "reply": reply}
+        return 404, {"error": f"unknown control endpoint {method} /_sandbox/{path}"}

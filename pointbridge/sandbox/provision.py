@@ -1,0 +1,204 @@
+"""Creating template.yaml's resources in the emulator, through the same boto3 calls as on AWS."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pointbridge.sandbox.template import (
+    ACCOUNT_ID,
+    SERVERLESS_API,
+    SERVERLESS_FUNCTION,
+    Resolver,
+    TemplateError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger("pointbridge.sandbox")
+
+IMPLICIT_API = "ServerlessRestApi"
+
+
+@dataclass
+class Provisioned:
+    logical_id: str
+    type: str
+    physical_id: str  # what Ref returns: table/bucket/function name, queue URL, topic ARN
+    arn: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": self.type, "physical_id": self.physical_id, "arn": self.arn} | self.attributes
+
+
+def _attribute_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+class Provisioner:
+    """Provisions on demand: resolving one resource's properties provisions what they point at."""
+
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str],
+        region: str,
+        client: Callable[[str], Any],
+        queue_overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.template = template
+        self.region = region
+        self.client = client
+        self.queue_overrides = queue_overrides or {}
+        self.resources: dict[str, Provisioned] = {}
+        self._in_progress: set[str] = set()
+        self.resolver = Resolver(parameters, region, ref=self.ref, get_att=self.get_att)
+        self.stack = self.resolver.pseudo["AWS::StackName"]
+        self.skipped: list[str] = []
+
+    # -- intrinsic callbacks ------------------------------------------------------------------
+    def ref(self, logical_id: str) -> str:
+        return self.ensure(logical_id).physical_id
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        resource = self.ensure(logical_id)
+        if attribute == "Arn":
+            return resource.arn
+        if attribute in resource.attributes:
+            return resource.attributes[attribute]
+        raise TemplateError(f"{logical_id}.{attribute} is not known to the sandbox")
+
+    # -- provisioning -------------------------------------------------------------------------
+    def provision_all(self) -> dict[str, Provisioned]:
+        for logical_id in self.template.get("Resources", {}):
+            self.ensure(logical_id)
+        return self.resources
+
+    def ensure(self, logical_id: str) -> Provisioned:
+        if logical_id in self.resources:
+            return self.resources[logical_id]
+        if logical_id == IMPLICIT_API:
+            made = Provisioned(logical_id, SERVERLESS_API, "sandboxapi", "")
+            self.resources[logical_id] = made
+            return made
+        if logical_id not in self.template.get("Resources", {}):
+            raise TemplateError(f"Ref to unknown resource or parameter {logical_id}")
+        if logical_id in self._in_progress:
+            raise TemplateError(f"circular reference through {logical_id}")
+        self._in_progress.add(logical_id)
+        try:
+            made = self._create(logical_id, self.template["Resources"][logical_id])
+        finally:
+            self._in_progress.discard(logical_id)
+        self.resources[logical_id] = made
+        return made
+
+    def _name(self, logical_id: str, props: dict[str, Any], key: str) -> str:
+        if key in props:
+            return str(self.resolver.resolve(props[key]))
+        return f"{self.stack}-{logical_id}"
+
+    def _create(self, logical_id: str, resource: dict[str, Any]) -> Provisioned:
+        kind = resource.get("Type", "")
+        props = resource.get("Properties", {})
+        creators: dict[str, Callable[[str, dict[str, Any]], Provisioned]] = {
+            "AWS::DynamoDB::Table": self._table,
+            "AWS::SQS::Queue": self._queue,
+            "AWS::S3::Bucket": self._bucket,
+            "AWS::SNS::Topic": self._topic,
+            "AWS::Events::EventBus": self._event_bus,
+            SERVERLESS_FUNCTION: self._function,
+            SERVERLESS_API: self._api,
+        }
+        creator = creators.get(kind)
+        if creator is None:
+            log.info("sandbox: skipping %s (%s): not emulated", logical_id, kind)
+            self.skipped.append(logical_id)
+            return Provisioned(logical_id, kind, logical_id, "")
+        return creator(logical_id, props)
+
+    def _table(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        ddb = self.client("dynamodb")
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "TableName")
+        args: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": p["AttributeDefinitions"],
+            "KeySchema": p["KeySchema"],
+            "BillingMode": p.get("BillingMode", "PROVISIONED"),
+        }
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "ProvisionedThroughput"):
+            if key in p:
+                args[key] = p[key]
+        if "StreamSpecification" in p:
+            args["StreamSpecification"] = {"StreamEnabled": True} | p["StreamSpecification"]
+        if p.get("SSESpecification", {}).get("SSEEnabled"):
+            args["SSESpecification"] = {"Enabled": True}
+        description = ddb.create_table(**args)["TableDescription"]
+        if p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+            ddb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+        if p.get("TimeToLiveSpecification", {}).get("Enabled"):
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=p["TimeToLiveSpecification"])
+        attributes = {}
+        if "LatestStreamArn" in description:
+            attributes["StreamArn"] = description["LatestStreamArn"]
+        return Provisioned(logical_id, "AWS::DynamoDB::Table", name, description["TableArn"], attributes)
+
+    def _queue(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        sqs = self.client("sqs")
+        p = self.resolver.resolve(props) | self.queue_overrides.get(logical_id, {})
+        name = self._name(logical_id, p, "QueueName")
+        if p.get("FifoQueue") and not name.endswith(".fifo"):
+            name += ".fifo"
+        attributes = {key: _attribute_value(value) for key, value in p.items() if key not in ("QueueName", "Tags")}
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return Provisioned(logical_id, "AWS::SQS::Queue", url, arn, {"QueueName": name, "QueueUrl": url})
+
+    def _bucket(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve({k: v for k, v in props.items() if k != "NotificationConfiguration"})
+        name = self._name(logical_id, p, "BucketName").lower()
+        args: dict[str, Any] = {"Bucket": name}
+        if self.region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self.client("s3").create_bucket(**args)
+        return Provisioned(
+            logical_id,
+            "AWS::S3::Bucket",
+            name,
+            f"arn:aws:s3:::{name}",
+            {"DomainName": f"{name}.s3.amazonaws.com"},
+        )
+
+    def _topic(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "TopicName")
+        arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+        return Provisioned(logical_id, "AWS::SNS::Topic", arn, arn, {"TopicName": name})
+
+    def _event_bus(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "Name")
+        arn = self.client("events").create_event_bus(Name=name)["EventBusArn"]
+        return Provisioned(logical_id, "AWS::Events::EventBus", name, arn, {"Name": name})
+
+    def _function(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        # Only the name is resolved here: the runtime resolves the rest, which may point back here.
+        name = self._name(logical_id, props, "FunctionName")
+        arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+        return Provisioned(logical_id, SERVERLESS_FUNCTION, name, arn)
+
+    def _api(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        api_id = "sbx" + logical_id.lower()[:7]
+        stage = str(self.resolver.resolve(props.get("StageName", "Prod")))
+        return Provisioned(logical_id, SERVERLESS_API, api_id, "", {"RootResourceId": "root", "Stage": stage})

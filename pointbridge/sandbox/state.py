@@ -1,0 +1,100 @@
+"""Snapshots of DynamoDB items and S3 objects, so a sandbox can stop and start where it left off.
+
+In-flight SQS messages, stream positions and schedules' progress are not kept: a restarted
+sandbox starts with empty queues.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+SNAPSHOT = "snapshot.json"
+FORMAT_VERSION = 1
+
+
+def _encode(value: Any) -> Any:
+    # DynamoDB binary (B, BS) and S3 bodies are bytes; JSON needs them tagged.
+    if isinstance(value, bytes):
+        return {"__b64__": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__b64__"}:
+            return base64.b64decode(value["__b64__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def save(state_dir: Path, dynamodb: Any, s3: Any, tables: dict[str, str], buckets: dict[str, str]) -> Path:
+    """tables/buckets map logical id -> physical name; the snapshot is keyed by logical id so a
+    stage change does not lose it."""
+    snapshot: dict[str, Any] = {"version": FORMAT_VERSION, "tables": {}, "buckets": {}}
+    for logical_id, table in tables.items():
+        items: list[dict[str, Any]] = []
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+            items.extend(page["Items"])
+        snapshot["tables"][logical_id] = items
+    for logical_id, bucket in buckets.items():
+        objects = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for entry in page.get("Contents", []):
+                got = s3.get_object(Bucket=bucket, Key=entry["Key"])
+                objects.append(
+                    {
+                        "key": entry["Key"],
+                        "body": got["Body"].read(),
+                        "content_type": got.get("ContentType", "binary/octet-stream"),
+                        "metadata": got.get("Metadata", {}),
+                    }
+                )
+        snapshot["buckets"][logical_id] = objects
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / SNAPSHOT
+    partial = target.with_suffix(".tmp")
+    partial.write_text(json.dumps(_encode(snapshot)), encoding="utf-8")
+    partial.replace(target)  # a crash mid-write leaves the previous snapshot intact
+    return target
+
+
+def restore(state_dir: Path, dynamodb: Any, s3: Any, tables: dict[str, str], buckets: dict[str, str]) -> int:
+    """Loads the snapshot if there is one; returns how many items and objects were restored."""
+    source = state_dir / SNAPSHOT
+    if not source.exists():
+        return 0
+    snapshot = _decode(json.loads(source.read_text(encoding="utf-8")))
+    restored = 0
+    for logical_id, items in snapshot.get("tables", {}).items():
+        if logical_id not in tables:
+            continue
+        for start in range(0, len(items), 25):
+            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            pending: dict[str, Any] = {tables[logical_id]: requests}
+            while pending:
+                pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        restored += len(items)
+    for logical_id, objects in snapshot.get("buckets", {}).items():
+        if logical_id not in buckets:
+            continue
+        for obj in objects:
+            s3.put_object(
+                Bucket=buckets[logical_id],
+                Key=obj["key"],
+                Body=obj["body"],
+                ContentType=obj["content_type"],
+                Metadata=obj["metadata"],
+            )
+        restored += len(objects)
+    return restored

@@ -1,0 +1,149 @@
+"""Pure parts of the sandbox: schedule expressions, proxy replies, batch replies, intrinsics."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pointbridge.sandbox.apigw import translate_reply
+from pointbridge.sandbox.schedules import (
+    ScheduleRunner,
+    ScheduleSpec,
+    aws_cron_to_croniter,
+    next_fire,
+    scheduled_event,
+)
+from pointbridge.sandbox.sources import failed_item_ids
+from pointbridge.sandbox.template import Resolver
+
+
+@pytest.mark.parametrize(
+    ("aws", "expected"),
+    [
+        ("15 0 * * ? *", ("15 0 * * *", "*")),
+        ("0 12 ? * MON-FRI *", ("0 12 * * MON-FRI", "*")),
+        ("0 8 ? * 2-6 2027", ("0 8 * * 1-5", "2027")),
+        ("0 10 ? * 6#3 *", ("0 10 * * 5#3", "*")),
+    ],
+)
+def test_aws_cron_becomes_croniter(aws: str, expected: tuple[str, str]) -> None:
+    # When / Then
+    assert aws_cron_to_croniter(aws) == expected
+
+
+def test_next_fire_follows_timezone_rate_and_year() -> None:
+    # Given a moment in winter (Paris is UTC+1)
+    after = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+
+    # When / Then
+    assert next_fire("cron(15 0 * * ? *)", "UTC", after) == datetime(2026, 1, 11, 0, 15, tzinfo=UTC)
+    assert next_fire("cron(0 2 * * ? *)", "Europe/Paris", after) == datetime(2026, 1, 11, 1, 0, tzinfo=UTC)
+    assert next_fire("rate(5 minutes)", "UTC", after) == datetime(2026, 1, 10, 12, 5, tzinfo=UTC)
+    assert next_fire("cron(0 0 1 1 ? 2028)", "UTC", after) == datetime(2028, 1, 1, tzinfo=UTC)
+
+
+def test_scheduled_event_without_input_is_the_scheduler_envelope() -> None:
+    # Given a ScheduleV2 without Input
+    spec = ScheduleSpec("Fn", "Nightly", "ScheduleV2", "n", "arn:s", "rate(1 day)", "UTC", None, True)
+
+    # When
+    event = scheduled_event(spec, "arn:fn", "eu-west-1", datetime(2026, 5, 1, 0, 15))
+
+    # Then
+    assert event["source"] == "aws.scheduler" and event["detail-type"] == "Scheduled Event"
+    assert event["time"] == "2026-05-01T00:15:00Z"
+    assert event["resources"] == ["arn:s"] and event["region"] == "eu-west-1" and event["detail"] == {}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "text",
+        {"body": "x"},
+        {"statusCode": 200, "body": {"a": 1}},
+        {"statusCode": 200, "unexpected": 1},
+        {"statusCode": True},
+    ],
+)
+def test_malformed_proxy_replies_are_rejected(reply: object) -> None:
+    assert translate_reply(reply) is None
+
+
+def test_proxy_reply_headers_and_base64() -> None:
+    # When
+    status, headers, body = translate_reply(
+        {
+            "statusCode": "200",
+            "headers": {"A": "1"},
+            "multiValueHeaders": {"B": ["x", "y"]},
+            "body": "aGk=",
+            "isBase64Encoded": True,
+        }
+    ) or (0, {}, b"")
+
+    # Then
+    assert (status, headers, body) == (200, {"B": ["x", "y"], "A": ["1"]}, b"hi")
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (None, set()),
+        ({"batchItemFailures": []}, set()),
+        ({}, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "a"}]}, {"a"}),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, None),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, None),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, None),
+        ({"batchItemFailures": "a"}, None),
+        ([1], None),
+    ],
+)
+def test_batch_reply_rules(reply: object, expected: set[str] | None) -> None:
+    assert failed_item_ids(reply, {"a", "b"}) == expected
+
+
+def test_resolver_handles_ref_getatt_sub_and_parameters() -> None:
+    # Given
+    resolver = Resolver(
+        {"Stage": "local"},
+        "eu-west-1",
+        ref=lambda name: f"ref:{name}",
+        get_att=lambda name, attribute: f"{name}.{attribute}!",
+    )
+
+    # When / Then
+    assert (
+        resolver.resolve({"Fn::Sub": "pb-${Stage}-${AWS::Region}-${Q.Arn}-${T}"}) == "pb-local-eu-west-1-Q.Arn!-ref:T"
+    )
+    assert resolver.resolve({"Fn::GetAtt": ["Q", "Arn"]}) == "Q.Arn!"
+    assert resolver.resolve([{"Ref": "Stage"}, {"Fn::Sub": ["${x}-1", {"x": {"Ref": "T"}}]}]) == [
+        "local",
+        "ref:T-1",
+    ]
+
+
+def test_schedule_runner_fires_enabled_schedules_at_their_time() -> None:
+    # Given a clock that jumps a minute after start, an enabled and a disabled rate(1 minute)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = iter([t0])
+    enabled = ScheduleSpec("On", "E", "ScheduleV2", "on", "arn:on", "rate(1 minute)", "UTC", None, True)
+    disabled = ScheduleSpec("Off", "E", "ScheduleV2", "off", "arn:off", "rate(1 minute)", "UTC", None, False)
+    fired: list[tuple[str, datetime]] = []
+    done = threading.Event()
+
+    def run(spec: ScheduleSpec, when: datetime) -> None:
+        fired.append((spec.function, when))
+        done.set()
+
+    runner = ScheduleRunner([enabled, disabled], run, clock=lambda: next(readings, t0 + timedelta(minutes=1)))
+
+    # When it runs until the first fire
+    runner.start()
+    assert done.wait(10)
+    runner.stop()
+
+    # Then only the enabled schedule fired, at its scheduled time
+    assert fired == [("On", t0 + timedelta(minutes=1))]
