@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -38,6 +39,10 @@ def s3() -> S3Client:
 
 def ssm() -> Any:
     return _client("ssm")
+
+
+def events() -> EventBridgeClient:
+    return _client("events")
 
 
 def reset_clients() -> None:

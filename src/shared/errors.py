@@ -154,3 +154,23 @@ class QuoteExpiredError(LedgerError):
 
     code = "quote_expired"
     status = 422
+
+
+class JobError(PointbridgeError):
+    """Raised when a scheduled job is asked to do something it must refuse; nothing is written."""
+
+    code = "job_error"
+    status = 422
+
+
+class StaleRunError(JobError):
+    """Raised when a job's "now" is earlier than what it has already processed."""
+
+    code = "stale_run"
+    status = 409
+
+
+class SunsetError(JobError):
+    """Raised when a program's end is announced with a notice period that makes no sense."""
+
+    code = "invalid_sunset"

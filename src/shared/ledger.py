@@ -322,6 +322,12 @@ class ExpireLot(_Command):
     """Move the unspent remainder of an expired lot to breakage."""
 
     lot_id: Key
+    # Set when the program has ended: the lot is due from then, whatever its own expiry.
+    program_ended_at: AwareDatetime | None = None
+
+    def fingerprint(self) -> str:
+        # Leave the optional field out when unset, so entries written before it existed still match.
+        return fingerprint({"op": type(self).__name__, **self.model_dump(mode="json", exclude_none=True)})
 
 
 # --- Lot policy -------------------------------------------------------------------------------
@@ -813,8 +819,14 @@ class Ledger:
             lot = next((lot for lot in lots if lot.lot_id == cmd.lot_id), None)
             if lot is None:
                 raise UnknownEntryError(f"member {cmd.member} has no open lot {cmd.lot_id}")
-            if not lot.expired(now):
+            ended = cmd.program_ended_at is not None and cmd.program_ended_at <= now
+            if not lot.expired(now) and not ended:
                 raise InvalidInputError(f"lot {cmd.lot_id} expires at {lot.expires_at.isoformat()}, not yet")
+            reason = f"points earned by {lot.origin} expired on {lot.expires_at.date().isoformat()}"
+            event_time = lot.expires_at
+            if ended and cmd.program_ended_at is not None and cmd.program_ended_at < lot.expires_at:
+                reason = f"program ended on {cmd.program_ended_at.date().isoformat()}: points earned by {lot.origin}"
+                event_time = cmd.program_ended_at
             draft = _Draft(
                 kind=EntryKind.EXPIRY,
                 postings=[
@@ -823,8 +835,8 @@ class Ledger:
                 ],
                 source="ledger",
                 external_id=entry_id,
-                reason=f"points earned by {lot.origin} expired on {lot.expires_at.date().isoformat()}",
-                event_time=lot.expires_at,
+                reason=reason,
+                event_time=event_time,
                 lots=[LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-lot.remaining)],
                 related=lot.origin,
             )

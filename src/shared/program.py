@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.relativedelta import relativedelta
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -59,6 +60,15 @@ class ExpiryPolicy(BaseModel):
     kind: ExpiryKind = ExpiryKind.ROLLING
     months: Annotated[int, Field(ge=1, le=120)] = 12
     years: Annotated[int, Field(ge=0, le=10)] = 1
+    # Rolling only: activity (an earn or a spend) keeps the member's points alive for `months`
+    # more. Validated and stored; see docs/jobs.md for how far the expiry job honours it.
+    extend_on_activity: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ExpiryPolicy:
+        if self.extend_on_activity and self.kind is not ExpiryKind.ROLLING:
+            raise ValueError("extend_on_activity only makes sense with a rolling expiry")
+        return self
 
     def expires_at(self, earned_at: datetime) -> datetime:
         if self.kind is ExpiryKind.NONE:
@@ -106,6 +116,8 @@ class TierQualification(BaseModel):
 
     basis: QualifyingBasis = QualifyingBasis.SPEND
     window_months: Annotated[int, Field(ge=1, le=36)] = 12
+    # A member who no longer qualifies at the end of the period keeps the tier this much longer.
+    grace_days: Annotated[int, Field(ge=0, le=365)] = 30
 
 
 class QualifyingActivity(BaseModel):
@@ -235,6 +247,34 @@ class Caps(BaseModel):
     include_points_events: bool = False
 
 
+class AnomalyRules(BaseModel):
+    """Velocity thresholds the stream watcher flags on; None switches a check off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_earns_per_card_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 20
+    max_exchanges_per_member_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 10
+    max_gifts_per_member_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 10
+    # The same order id arriving from two channels is always suspicious when this is on.
+    same_order_two_channels: bool = True
+
+
+class Sunset(BaseModel):
+    """The announced end of a program: earning stops, redemption stays open, then points expire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    announced_at: AwareDatetime
+    earning_ends_at: AwareDatetime
+    ends_at: AwareDatetime  # redemption closes; every remaining lot expires with reason "program ended"
+
+    @model_validator(mode="after")
+    def _check(self) -> Sunset:
+        if not self.announced_at < self.earning_ends_at <= self.ends_at:
+            raise ValueError("a sunset needs announced_at < earning_ends_at <= ends_at")
+        return self
+
+
 class ProgramConfig(BaseModel):
     """The live rules of one program (one point currency)."""
 
@@ -259,6 +299,10 @@ class ProgramConfig(BaseModel):
     caps: Caps = Caps()
     # Purchase points stay pending this many days (the return window); 0 credits them at once.
     return_window_days: Annotated[int, Field(ge=0, le=365)] = 0
+    # Members hear about expiring points this many days before; 0 switches reminders off.
+    reminder_days: Annotated[int, Field(ge=0, le=365)] = 30
+    anomaly: AnomalyRules = AnomalyRules()
+    sunset: Sunset | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     files_bucket: str = Field(default="", alias="FILES_BUCKET")
     sources: str = Field(default="{}", alias="SOURCES")
     programs: str = Field(default="demo", alias="PROGRAMS")
+    # Scheduled jobs: where member notices go and where partner statements are written.
+    notifications_bus: str = Field(default="pointbridge-dev-notifications", alias="NOTIFICATIONS_BUS")
+    statements_bucket: str = Field(default="pointbridge-dev-statements", alias="STATEMENTS_BUCKET")
 
 
 @cache

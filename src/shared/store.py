@@ -41,7 +41,7 @@ from shared.program import ProgramConfig
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -99,6 +99,7 @@ class RequestStats:
     """What this store asked of DynamoDB: requests by operation and the capacity DynamoDB reported."""
 
     requests: Counter[str] = field(default_factory=Counter)
+    items_read: int = 0  # items returned by Query, Scan and GetItem: what jobs are judged on
     reported_wcu: float = 0.0
     reported_rcu: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -108,6 +109,7 @@ class RequestStats:
         entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
         with self._lock:
             self.requests[operation] += 1
+            self.items_read += len(response.get("Items", [])) + (1 if response.get("Item") else 0)
             for c in entries:
                 self.reported_wcu += float(c.get("WriteCapacityUnits", 0) or 0)
                 self.reported_rcu += float(c.get("ReadCapacityUnits", 0) or 0)
@@ -115,6 +117,7 @@ class RequestStats:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.items_read = 0
             self.reported_wcu = self.reported_rcu = 0.0
 
 
@@ -461,8 +464,14 @@ def _lot(item: dict[str, Any]) -> Lot:
 class ProgramRepository:
     """Versioned program configs: CFG#<version> items and a LIVE pointer, cached per process."""
 
-    def __init__(self, store: DynamoStore, cache_seconds: float = CONFIG_CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: DynamoStore,
+        cache_seconds: float = CONFIG_CACHE_SECONDS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._store = store
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._cache: dict[str, tuple[float, ProgramConfig]] = {}
         self._cache_seconds = cache_seconds
 
@@ -492,7 +501,14 @@ class ProgramRepository:
                         "Put": {
                             "TableName": self._store.table,
                             "Item": _item(
-                                {"PK": pk, "SK": f"CFG#{config.version:06d}", "type": "config", "body": body}
+                                {
+                                    "PK": pk,
+                                    "SK": f"CFG#{config.version:06d}",
+                                    "type": "config",
+                                    "body": body,
+                                    # The first version's time is when the scheduled jobs start looking.
+                                    "published_at": _ts(self._clock()),
+                                }
                             ),
                             "ConditionExpression": "attribute_not_exists(PK)",
                         }
@@ -507,6 +523,9 @@ class ProgramRepository:
                                     "type": "live_config",
                                     "version": config.version,
                                     "body": body,
+                                    # Lists live programs for the scheduled jobs (GSI1 PROGRAMS).
+                                    "GSI1PK": "PROGRAMS",
+                                    "GSI1SK": config.program,
                                 }
                             ),
                             "ConditionExpression": "attribute_not_exists(PK) OR version < :v",
@@ -916,5 +935,321 @@ class ApiItems:
 
 
 # === Job progress, reminders, tiers, settlement, flags (scheduled jobs) ===
+
+# Items of the scheduled jobs (PK / SK; indexes):
+#   live programs         the LIVE config items carry GSI1 PROGRAMS / <program>
+#   job progress          JOB#<job>#<program> / PROGRESS
+#   reminder marker       REM#<program>#<member>#<date> / REM
+#   member tier           M#<member> / P#<program>#TIER; GSI1 T#<program>#<review day>
+#   tier change record    M#<member> / P#<program>#TIERLOG#<ts>#<to tier>
+#   settlement line       S#<program>#<day> / <partner>#<entry id>
+#   velocity window       W#<program>#<check>#<key>#<hour> / W
+#   flag, flag decision   FLAG#<program> / <member>, LOG#<member>#<ts>#<id>
+
+JOB_PAGE_SIZE = 100
+
+
+def ts(value: datetime) -> str:
+    return _ts(value)
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def tier_index_pk(program: str, day: str) -> str:
+    return f"T#{program}#{day}"
+
+
+class JobStore:
+    """The scheduled jobs' items. Every write that guards an effect is conditional."""
+
+    def __init__(self, store: DynamoStore) -> None:
+        self._store = store
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        return self._store.client
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._store.table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True
+        )
+        self._store.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return _plain(item) if item else None
+
+    def _put(
+        self,
+        values: dict[str, Any],
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        values_: dict[str, Any] | None = None,
+    ) -> bool:
+        """Put an item; False when the condition failed (someone else got there first)."""
+        kwargs: dict[str, Any] = {"TableName": self._store.table, "Item": _item(values)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values_:
+            kwargs["ExpressionAttributeValues"] = _item(values_)
+        try:
+            response = self._client.put_item(**kwargs)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                self._store.stats.record("PutItem", {})
+                return False
+            raise
+        self._store.stats.record("PutItem", dict(response))
+        return True
+
+    # Programs and progress
+
+    def live_programs(self) -> list[str]:
+        return [
+            item["GSI1SK"]
+            for item in self._store._query(
+                IndexName="GSI1",
+                KeyConditionExpression="GSI1PK = :pk",
+                ExpressionAttributeValues=_item({":pk": "PROGRAMS"}),
+            )
+        ]
+
+    def program_since(self, program: str) -> datetime | None:
+        """When the program's first version was published (None: no such program)."""
+        for item in self._store._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :cfg)",
+            ExpressionAttributeValues=_item({":pk": f"P#{program}", ":cfg": "CFG#"}),
+            ConsistentRead=True,
+            Limit=1,
+        ):
+            return parse_ts(item["published_at"]) if "published_at" in item else datetime(2000, 1, 1, tzinfo=UTC)
+        return None
+
+    def get_progress(self, job: str, program: str) -> dict[str, Any] | None:
+        return self._get(f"JOB#{job}#{program}", "PROGRESS")
+
+    def save_progress(self, job: str, program: str, state: dict[str, Any], expected_rev: int) -> bool:
+        """Write progress if nobody else moved it since we read it (rev 0: not yet written)."""
+        values = {
+            "PK": f"JOB#{job}#{program}",
+            "SK": "PROGRESS",
+            "type": "job_progress",
+            **state,
+            "rev": expected_rev + 1,
+        }
+        if expected_rev == 0:
+            return self._put(values, "attribute_not_exists(PK)")
+        return self._put(values, "rev = :rev", values_={":rev": expected_rev})
+
+    def due_page(
+        self, pk: str, below: str | None, start_key: dict[str, Any] | None, limit: int = JOB_PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of an index partition (GSI1), optionally only sort keys below `below`."""
+        condition = "GSI1PK = :pk"
+        values: dict[str, Any] = {":pk": pk}
+        if below is not None:
+            condition += " AND GSI1SK < :below"
+            values[":below"] = below
+        kwargs: dict[str, Any] = {
+            "TableName": self._store.table,
+            "IndexName": "GSI1",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": _item(values),
+            "Limit": limit,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        page = self._client.query(**kwargs)
+        self._store.stats.record("Query", dict(page))
+        return [_plain(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+    def member_lots_on(self, program: str, member: str, day: str) -> list[Lot]:
+        return [
+            _lot(item)
+            for item in self._store._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+                ExpressionAttributeValues=_item({":pk": member_pk(member), ":prefix": f"P#{program}#LOT#{day}"}),
+                ConsistentRead=True,
+            )
+        ]
+
+    # Reminders
+
+    def claim_reminder(self, program: str, member: str, day: str, now: datetime, lease_seconds: int) -> bool:
+        """Claim the one notice for (program, member, date); a stale unsent claim may be retaken."""
+        return self._put(
+            {
+                "PK": f"REM#{program}#{member}#{day}",
+                "SK": "REM",
+                "type": "reminder",
+                "status": "claimed",
+                "claimed_at": int(now.timestamp()),
+            },
+            "attribute_not_exists(PK) OR (#s = :claimed AND claimed_at < :stale)",
+            names={"#s": "status"},
+            values_={":claimed": "claimed", ":stale": int(now.timestamp()) - lease_seconds},
+        )
+
+    def reminder_sent(self, program: str, member: str, day: str, points: int, now: datetime) -> None:
+        self._put(
+            {
+                "PK": f"REM#{program}#{member}#{day}",
+                "SK": "REM",
+                "type": "reminder",
+                "status": "sent",
+                "points": points,
+                "sent_at": _ts(now),
+            }
+        )
+
+    def reminder(self, program: str, member: str, day: str) -> dict[str, Any] | None:
+        return self._get(f"REM#{program}#{member}#{day}", "REM")
+
+    # Tiers
+
+    def get_tier(self, program: str, member: str) -> dict[str, Any] | None:
+        return self._get(member_pk(member), f"P#{program}#TIER")
+
+    def move_tier(
+        self, program: str, member: str, state: dict[str, Any], record: dict[str, Any], expected_rev: int
+    ) -> bool:
+        """The member's tier and the record of the move, together; False if the tier changed meanwhile."""
+        tier_item = _item(
+            {
+                "PK": member_pk(member),
+                "SK": f"P#{program}#TIER",
+                "type": "tier",
+                **state,
+                "rev": expected_rev + 1,
+                "GSI1PK": tier_index_pk(program, state["due_at"][:10]),
+                "GSI1SK": f"{state['due_at']}#{member}",
+            }
+        )
+        put: Any = {"TableName": self._store.table, "Item": tier_item}
+        if expected_rev == 0:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put["ConditionExpression"] = "rev = :rev"
+            put["ExpressionAttributeValues"] = _item({":rev": expected_rev})
+        log = _item(
+            {
+                "PK": member_pk(member),
+                "SK": f"P#{program}#TIERLOG#{record['at']}#{record['to']}",
+                "type": "tier_change",
+                **record,
+            }
+        )
+        try:
+            response = self._client.transact_write_items(
+                TransactItems=[{"Put": put}, {"Put": {"TableName": self._store.table, "Item": log}}]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        self._store.stats.record("TransactWriteItems", dict(response))
+        return True
+
+    def tier_changes(self, program: str, member: str) -> list[dict[str, Any]]:
+        return list(
+            self._store._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+                ExpressionAttributeValues=_item({":pk": member_pk(member), ":prefix": f"P#{program}#TIERLOG#"}),
+            )
+        )
+
+    # Settlement
+
+    def add_settlement_line(self, program: str, day: str, partner: str, entry_id: str, points: int) -> None:
+        # Keyed by entry: a redelivered stream record writes the same item again, never a second line.
+        self._put(
+            {
+                "PK": f"S#{program}#{day}",
+                "SK": f"{partner}#{entry_id}",
+                "type": "settlement_line",
+                "partner": partner,
+                "entry_id": entry_id,
+                "points": points,
+            }
+        )
+
+    def settlement_lines(self, program: str, day: str) -> list[dict[str, Any]]:
+        return list(
+            self._store._query(
+                KeyConditionExpression="PK = :pk", ExpressionAttributeValues=_item({":pk": f"S#{program}#{day}"})
+            )
+        )
+
+    # Velocity and flags
+
+    def count_in_window(self, program: str, check: str, key: str, hour: str, member_id: str, expires: int) -> int:
+        """Add an id to a window's set and return the set's size; re-adding the same id counts once."""
+        response = self._client.update_item(
+            TableName=self._store.table,
+            Key=_item({"PK": f"W#{program}#{check}#{key}#{hour}", "SK": "W"}),
+            UpdateExpression="ADD ids :id SET #t = :t, expires = :exp",
+            ExpressionAttributeNames={"#t": "type"},
+            ExpressionAttributeValues={
+                ":id": {"SS": [member_id]},
+                ":t": {"S": "velocity"},
+                ":exp": {"N": str(expires)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        self._store.stats.record("UpdateItem", dict(response))
+        return len(response["Attributes"]["ids"]["SS"])
+
+    def get_flag(self, program: str, member: str) -> dict[str, Any] | None:
+        return self._get(f"FLAG#{program}", member)
+
+    def put_flag(self, program: str, member: str, state: dict[str, Any], log: dict[str, Any]) -> bool:
+        """The flag's current state and the decision that set it, together; False if already recorded."""
+        try:
+            response = self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._store.table,
+                            "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._store.table,
+                            "Item": _item(
+                                {
+                                    "PK": f"FLAG#{program}",
+                                    "SK": f"LOG#{member}#{log['at']}#{log['id']}",
+                                    "type": "flag_decision",
+                                    **log,
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            # The decision record exists: a redelivered stream record, already applied.
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        self._store.stats.record("TransactWriteItems", dict(response))
+        return True
+
+    def flag_log(self, program: str, member: str) -> list[dict[str, Any]]:
+        return list(
+            self._store._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+                ExpressionAttributeValues=_item({":pk": f"FLAG#{program}", ":prefix": f"LOG#{member}#"}),
+            )
+        )
+
+    def recent_entries(self, program: str, member: str, since_seq: int = 0) -> list[Entry]:
+        return self._store.entries(program, member, after_seq=since_seq)
+
 
 # === End of job items ===

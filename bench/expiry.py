@@ -1,0 +1,172 @@
+"""Expiry cost against table size: 10,000 and 100,000 members, 1,000 of them with a lot due today.
+
+Seeds moto (in process, `mock_aws`) with batch_write_item: every member has a balance and a lot
+due in a year; 1,000 also have a lot due today. Then one expiry run, and the figures:
+`items_read_per_expired_lot` (items DynamoDB would return and bill: index items, the member's
+partition read by the ledger, progress and config) and the run time. The first must not grow with
+the number of members. The run time under moto does: moto answers a GSI query by scanning every
+item of the table, which DynamoDB does not (see docs/jobs.md).
+
+Writes bench/results/expiry.json (flat) and prints the same figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto.dynamodb.models as dynamodb_models
+from moto import mock_aws
+from moto.dynamodb.models.table import Table
+
+from shared.expiry import ExpiryJob, JobInput
+from shared.ledger import Ledger
+from shared.program import ProgramConfig
+from shared.store import DynamoStore, JobStore, ProgramRepository, account_item, lot_item
+from tests.support.aws import create_table
+
+from shared.entries import AccountState, Lot  # isort: skip
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+DUE = NOW - timedelta(hours=2)
+LATER = NOW + timedelta(days=365)
+EXPIRING = 1_000
+SIZES = (10_000, 100_000)
+RESULTS = Path(__file__).parent / "results" / "expiry.json"
+
+
+def _seed(client: Any, table: str, members: int) -> float:
+    started = time.perf_counter()
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        request: dict[str, Any] = {table: batch[:]}
+        while request:
+            reply = client.batch_write_item(RequestItems=request)
+            request = reply.get("UnprocessedItems") or {}
+        batch.clear()
+
+    # Members with a lot due today are spread over the whole id range.
+    step = members // EXPIRING
+    for n in range(members):
+        member = f"m{n:06d}"
+        due = n % step == 0
+        remaining = 150 if due else 50
+        state = AccountState(
+            program="demo", member=member, available=remaining, seq=1, updated_at=DUE - timedelta(days=300)
+        )
+        batch.append({"PutRequest": {"Item": account_item(state)}})
+        batch.append(
+            {
+                "PutRequest": {
+                    "Item": lot_item(
+                        Lot(
+                            program="demo",
+                            member=member,
+                            lot_id=f"far-{n}",
+                            expires_at=LATER,
+                            remaining=50,
+                            origin=f"far-{n}",
+                        )
+                    )
+                }
+            }
+        )
+        if due:
+            lot = Lot(
+                program="demo", member=member, lot_id=f"due-{n}", expires_at=DUE, remaining=100, origin=f"due-{n}"
+            )
+            batch.append({"PutRequest": {"Item": lot_item(lot)}})
+        if len(batch) >= 24:
+            flush()
+    if batch:
+        flush()
+    return time.perf_counter() - started
+
+
+class _NoTableBackup:
+    """moto backs up every table (a deep copy) for each item of a TransactWriteItems, to roll back
+    on failure: O(table) per write, minutes per run at 100,000 members and nothing DynamoDB does.
+    In the bench no transaction fails (the counts are asserted), so the backup is skipped."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+_moto_query = Table.query
+
+
+def _partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    """moto answers every Query by sorting and filtering every item of the table; DynamoDB reads one
+    partition. Hand moto's query only the candidate items (same results, same paging), so the run
+    time measures our work rather than moto's scan."""
+    index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+    if index_name is None:
+        candidates = list(self.items.get(hash_key, {}).values())
+    else:
+        wanted = dict(kwargs.get("hash_key_conditions") or [])
+        candidates = [
+            item
+            for part in self.items.values()
+            for item in part.values()
+            if all(name in item.attrs and item.attrs[name] == value for name, value in wanted.items())
+        ]
+    self.all_items = lambda: candidates
+    try:
+        return _moto_query(self, hash_key, *args, **kwargs)
+    finally:
+        del self.all_items
+
+
+def measure(members: int) -> dict[str, float]:
+    dynamodb_models.copy = _NoTableBackup()  # type: ignore[assignment]
+    Table.query = _partition_query  # type: ignore[method-assign]
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        table = create_table(client, f"bench-{members}")
+        seed_seconds = _seed(client, table, members)
+        store = DynamoStore(table, client)
+        programs = ProgramRepository(store, clock=lambda: NOW - timedelta(days=1))
+        programs.publish(ProgramConfig(program="demo", name="Bench"))
+        job = ExpiryJob(Ledger(store, programs, sleep=lambda _: None), programs, JobStore(store))
+        store.stats.reset()
+        started = time.perf_counter()
+        [report] = job.run(JobInput(now=NOW, page_budget=10_000))
+        run_seconds = time.perf_counter() - started
+        assert report.finished and report.lots_expired == EXPIRING, report
+        return {
+            "seed_seconds": round(seed_seconds, 1),
+            "run_seconds": round(run_seconds, 2),
+            "lots_expired": report.lots_expired,
+            "items_read": store.stats.items_read,
+            "items_read_per_expired_lot": round(store.stats.items_read / report.lots_expired, 2),
+            "requests_per_expired_lot": round(sum(store.stats.requests.values()) / report.lots_expired, 2),
+            "index_pages": report.pages,
+        }
+
+
+def main() -> None:
+    flat: dict[str, float] = {"expiring_lots": EXPIRING}
+    for members in SIZES:
+        figures = measure(members)
+        for name, value in figures.items():
+            flat[f"members_{members}_{name}"] = value
+        print(f"{members:>7} members: " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Scheduled expiry: parse the schedule's input, run the job, return what it did."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+
+from shared.expiry import ExpiryJob, parse_job_input
+from shared.jobs import services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    s = services()
+    reports = ExpiryJob(s.ledger, s.programs, s.jobs).run(parse_job_input(event))
+    for report in reports:
+        logger.info("expiry run", extra=asdict(report))
+    return {"reports": [asdict(r) for r in reports]}

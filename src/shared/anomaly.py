@@ -1,0 +1,112 @@
+"""Anomaly watch: velocity checks on new entries, flags that hold a member's new points.
+
+Each check counts distinct ids in a window item (`W#<program>#<check>#<key>#<window>`), with a
+set-add, so a stream record delivered twice counts once. Passing a program's threshold flags the
+member: the flag item (`FLAG#<program>` / member) is what `is_flagged` reads, and the ingest path
+makes a flagged member's earns pending until an operator clears the flag (`clear_flag`). Every
+flag and every decision is a record of its own (`LOG#<member>#...`), never overwritten.
+
+Checks (thresholds in `ProgramConfig.anomaly`, None switches one off):
+- many earns from one card in an hour (the card number an adapter put in the entry's details);
+- the same order id from two channels (two sources posting one order id);
+- a burst of exchanges (entries with a PARTNER posting) or of gifts (TRANSFER) by one member in
+  an hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.entries import Account, EntryKind
+from shared.errors import NotFoundError
+from shared.store import ts
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from shared.entries import Entry
+    from shared.ledger import Programs
+    from shared.store import JobStore
+
+WINDOW_SECONDS = 3600
+ORDER_WINDOW = "all"  # one order id is one order, whenever it arrives
+EARNS = (EntryKind.EARN, EntryKind.EARN_PENDING)
+
+
+class FlagNotFoundError(NotFoundError):
+    """Raised when an operator clears a flag that is not open."""
+
+    code = "flag_not_found"
+
+
+@dataclass(frozen=True)
+class Finding:
+    member: str
+    check: str
+    reason: str
+
+
+class Watch:
+    def __init__(self, programs: Programs, jobs: JobStore) -> None:
+        self._programs, self._jobs = programs, jobs
+
+    def observe(self, entry: Entry) -> list[Finding]:
+        """Count the entry in each window it belongs to; flag the member for each threshold passed."""
+        rules = self._programs.get(entry.program).anomaly
+        hour = entry.event_time.strftime("%Y-%m-%dT%H")
+        expires = int(entry.event_time.timestamp()) + 2 * WINDOW_SECONDS
+        findings: list[Finding] = []
+
+        def count(check: str, key: str, window: str, member_id: str) -> int:
+            return self._jobs.count_in_window(entry.program, check, key, window, member_id, expires)
+
+        card = entry.details.get("card")
+        if entry.kind in EARNS and card and rules.max_earns_per_card_per_hour is not None:
+            seen = count("card", card, hour, entry.entry_id)
+            if seen > rules.max_earns_per_card_per_hour:
+                findings.append(
+                    Finding(entry.member, "card_velocity", f"{seen} earns from card {card} in the hour {hour}")
+                )
+        order = entry.details.get("order_id") or entry.external_id
+        if entry.kind in EARNS and rules.same_order_two_channels:
+            sources = count("order", order, ORDER_WINDOW, entry.source)
+            if sources > 1:
+                findings.append(
+                    Finding(entry.member, "order_two_channels", f"order {order} arrived from {sources} channels")
+                )
+        for account, check, limit in (
+            (Account.PARTNER, "exchange_burst", rules.max_exchanges_per_member_per_hour),
+            (Account.TRANSFER, "gift_burst", rules.max_gifts_per_member_per_hour),
+        ):
+            if (
+                limit is not None
+                and any(p.account is account for p in entry.postings)
+                and entry.kind is not EntryKind.EXPIRY
+            ):
+                seen = count(check, entry.member, hour, entry.entry_id)
+                if seen > limit:
+                    findings.append(Finding(entry.member, check, f"{seen} {check.split('_')[0]}s in the hour {hour}"))
+        for finding in findings:
+            self.flag(entry.program, finding, entry.recorded_at, entry.entry_id)
+        return findings
+
+    def flag(self, program: str, finding: Finding, at: datetime, cause: str) -> None:
+        state = {"status": "open", "reason": finding.reason, "check": finding.check, "since": ts(at)}
+        log = {"at": ts(at), "id": f"{finding.check}:{cause}", "decision": "flagged", "reason": finding.reason}
+        self._jobs.put_flag(program, finding.member, state, log)
+
+
+def is_flagged(jobs: JobStore, program: str, member: str) -> bool:
+    """Whether the member's new points must be held (pending) until an operator clears the flag."""
+    flag = jobs.get_flag(program, member)
+    return flag is not None and flag.get("status") == "open"
+
+
+def clear_flag(jobs: JobStore, program: str, member: str, operator: str, note: str, at: datetime) -> None:
+    """An operator's decision: the member's points are no longer held. Recorded with who and why."""
+    if not is_flagged(jobs, program, member):
+        raise FlagNotFoundError(f"no open flag for {member} in {program}", member=member)
+    state = {"status": "cleared", "reason": note, "check": "operator", "since": ts(at), "operator": operator}
+    log = {"at": ts(at), "id": f"clear:{operator}", "decision": "cleared", "reason": note, "operator": operator}
+    jobs.put_flag(program, member, state, log)

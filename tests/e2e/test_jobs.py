@@ -1,0 +1,66 @@
+"""The scheduled jobs through the local sandbox: expiry at a chosen time, the watch on the stream."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pointbridge.sandbox import Sandbox
+from shared.audit import audit
+from shared.entries import Account
+from shared.ledger import Earn, Ledger
+from shared.program import ProgramConfig
+from shared.store import DynamoStore, JobStore, ProgramRepository
+from tests.support.jobs import PUBLISHED, Clock
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.e2e
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+EARNED = datetime(2026, 1, 10, tzinfo=UTC)
+DUE = datetime(2026, 1, 20, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(template=TEMPLATE, stage="e2e", pool_size=1, schedules=False) as sandbox:
+        yield sandbox
+
+
+def test_expiry_runs_through_the_sandbox_at_a_chosen_time(sb: Sandbox) -> None:
+    # Given a program and two members' lots in the sandbox's table (one from a partner)
+    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
+    programs = ProgramRepository(store, cache_seconds=0, clock=Clock(PUBLISHED))
+    programs.publish(ProgramConfig(program="demo", name="Demo"))
+    ledger = Ledger(store, programs, sleep=lambda _: None)
+    for member, points, counter, owner in (("ann", 100, Account.ISSUANCE, ""), ("bob", 40, Account.PARTNER, "acme")):
+        cmd = Earn(
+            program="demo",
+            member=member,
+            points=points,
+            source="shop",
+            external_id=f"o-{member}",
+            reason="order",
+            event_time=EARNED,
+            expires_at=DUE,
+            counter=counter,
+            counter_owner=owner,
+        )
+        ledger.earn(cmd, at=EARNED)
+    # When the ExpiryFunction's schedule fires an hour after the lots are due, and again
+    first = sb.run_function("ExpiryFunction", now=DUE + timedelta(hours=1))
+    again = sb.run_function("ExpiryFunction", now=DUE + timedelta(hours=1))
+    # Then both lots expired once, and the ledger's audit holds
+    assert first["reports"][0]["points_expired"] == 140
+    assert again["reports"][0]["lots_expired"] == 0
+    report = audit(*store.ledger_records())
+    assert report.ok and report.totals["demo"]["breakage"] == 140
+    # And the watch function on the stream recorded the partner's settlement line
+    sb.wait_for_idle(timeout=30)
+    lines = JobStore(store).settlement_lines("demo", EARNED.date().isoformat())
+    assert [(line["partner"], int(line["points"])) for line in lines] == [("acme", -40)]

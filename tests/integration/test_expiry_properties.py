@@ -1,0 +1,69 @@
+"""Property: over random earns, spends and expiry runs, expiry takes exactly the unspent remainders
+of the expired lots, and a spend never takes a later-expiring lot before an earlier one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+from moto import mock_aws
+
+from shared.errors import InsufficientPointsError, UnknownMemberError
+from shared.expiry import ExpiryJob, JobInput
+from shared.store import DynamoStore
+from tests.support.aws import create_table
+from tests.support.jobs import PUBLISHED, make_world
+
+members = st.sampled_from(("ann", "bob"))
+earn = st.tuples(st.just("earn"), members, st.integers(1, 50), st.integers(1, 240))  # expiry in hours
+spend = st.tuples(st.just("spend"), members, st.integers(1, 80), st.just(0))
+advance = st.tuples(st.just("advance"), st.just(""), st.integers(1, 72), st.just(0))  # hours, then a run
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(earn, spend, advance), min_size=1, max_size=14))
+def test_expiry_takes_exactly_the_remainders_and_spends_go_earliest_first(ops: list[tuple[str, str, int, int]]) -> None:
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_table(client, "points-prop")
+        world = make_world(DynamoStore("points-prop", client))
+        job = ExpiryJob(world.ledger, world.programs, world.jobs)
+        now = PUBLISHED + timedelta(hours=1)
+        model: dict[str, dict[str, list[Any]]] = {"ann": {}, "bob": {}}  # lot id -> [expires, remaining]
+        breakage = 0
+        for n, (op, member, amount, hours) in enumerate(ops):
+            if op == "earn":
+                expires = now + timedelta(hours=hours)
+                lot = world.earn(member, amount, f"o-{n}", now, expires_at=expires)
+                model[member][lot] = [expires, amount]
+            elif op == "spend":
+                usable = sorted((exp, lot_id, rem) for lot_id, (exp, rem) in model[member].items() if exp > now)
+                try:
+                    entry = world.spend(member, amount, f"s-{n}", now)
+                except (InsufficientPointsError, UnknownMemberError):
+                    assert sum(rem for _, _, rem in usable) < amount
+                    continue
+                taken = [(m.lot_id, -m.amount) for m in entry.lots]
+                # Earliest expiry first: the lots taken are a prefix of the usable lots in that order,
+                # each taken whole except possibly the last.
+                assert [lot_id for lot_id, _ in taken] == [lot_id for _, lot_id, _ in usable[: len(taken)]]
+                for i, (lot_id, points) in enumerate(taken):
+                    if i < len(taken) - 1:
+                        assert points == model[member][lot_id][1]
+                    model[member][lot_id][1] -= points
+            else:
+                now += timedelta(hours=amount)
+                due = [(m, lot_id) for m, lots in model.items() for lot_id, (exp, _) in lots.items() if exp <= now]
+                expected = sum(model[m][lot_id][1] for m, lot_id in due)
+                job.run(JobInput(now=now))
+                breakage += expected
+                assert world.breakage() == breakage
+                for m, lot_id in due:
+                    del model[m][lot_id]
+        for member, lots in model.items():
+            if lots:
+                available = world.ledger.account("demo", member).available
+                assert available == sum(rem for _, rem in lots.values())

@@ -1,0 +1,92 @@
+"""Tiers on rolling activity: upgrade at once, downgrade after the period and grace, every move recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pytest
+
+from shared.expiry import JobInput
+from shared.program import ProgramConfig, QualifyingBasis, Tier, TierQualification
+from shared.tiers import Tiers
+from tests.support.jobs import World, make_world
+
+if TYPE_CHECKING:
+    from shared.store import DynamoStore
+
+T1 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+CONFIG = ProgramConfig(
+    program="demo",
+    name="Demo",
+    tier_qualification=TierQualification(basis=QualifyingBasis.POINTS, window_months=12, grace_days=30),
+    tiers=(
+        Tier(name="member", rank=0),
+        Tier(name="silver", rank=1, threshold=Decimal(100), multiplier=Decimal("1.25")),
+        Tier(name="gold", rank=2, threshold=Decimal(500), multiplier=Decimal(2)),
+    ),
+)
+
+
+@pytest.fixture
+def world(store: DynamoStore) -> World:
+    return make_world(store, CONFIG)
+
+
+@pytest.fixture
+def tiers(world: World) -> Tiers:
+    return Tiers(world.ledger, world.programs, world.jobs)
+
+
+def test_upgrade_at_once_on_earned_points_not_on_balance(world: World, tiers: Tiers) -> None:
+    # Given ann earns 150 points
+    world.earn("ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=400))
+    # When the ingest path asks for an upgrade after the earn
+    move = tiers.on_earn("demo", "ann", T1)
+    # Then she is silver at once, with the reason recorded, and silver's multiplier applies from now
+    assert move is not None and (move.from_tier, move.to_tier) == ("member", "silver")
+    assert tiers.current_tier("demo", "ann").multiplier == Decimal("1.25")
+    [record] = tiers.changes("demo", "ann")
+    assert record["reason"].startswith("upgrade: 150 points earned in 12 months reaches silver")
+    # And spending every point does not cost her the tier (activity, not balance)
+    world.spend("ann", 150, "r-1", T1 + timedelta(days=1))
+    assert tiers.on_earn("demo", "ann", T1 + timedelta(days=1)) is None
+    assert tiers.current("demo", "ann").tier == "silver"
+
+
+def test_downgrade_only_after_the_period_and_the_grace(world: World, tiers: Tiers) -> None:
+    # Given ann reached silver on T1 and earned nothing since
+    world.earn("ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=800))
+    tiers.on_earn("demo", "ann", T1)
+    period_end = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
+    # When the tier job runs at the period's end and within the grace
+    for at in (period_end, period_end + timedelta(days=29)):
+        tiers.run(JobInput(now=at))
+        # Then she keeps silver
+        assert tiers.current("demo", "ann").tier == "silver"
+    # When it runs after the grace
+    report = tiers.run(JobInput(now=period_end + timedelta(days=31)))[0]
+    # Then she moves down, with the reason recorded
+    assert report.details["moves"] == ["ann: silver -> member"]
+    assert tiers.current("demo", "ann").tier == "member"
+    reasons = [r["reason"] for r in tiers.changes("demo", "ann")]
+    assert any(r.startswith("downgrade at the end of the period and 30 days' grace") for r in reasons)
+
+
+def test_a_member_who_still_qualifies_keeps_the_tier_for_another_period(world: World, tiers: Tiers) -> None:
+    # Given bob reached gold and kept earning in the last months of the period
+    world.earn("bob", 600, "o-1", T1, expires_at=T1 + timedelta(days=900))
+    assert tiers.on_earn("demo", "bob", T1) is not None
+    world.earn("bob", 550, "o-2", T1 + timedelta(days=300), expires_at=T1 + timedelta(days=900))
+    # When the review comes after the period and grace
+    tiers.run(JobInput(now=T1 + timedelta(days=400)))
+    # Then he stays gold, and the next period runs from the review
+    state = tiers.current("demo", "bob")
+    assert state.tier == "gold" and state.period_ends is not None and state.period_ends.year == 2028
+
+
+def test_upgrade_skips_straight_to_the_highest_tier_reached(world: World, tiers: Tiers) -> None:
+    world.earn("cy", 700, "o-1", T1, expires_at=T1 + timedelta(days=400))
+    move = tiers.on_earn("demo", "cy", T1)
+    assert move is not None and move.to_tier == "gold"

@@ -1,0 +1,72 @@
+"""A small world for job tests: a moto table, a program published at a fixed time, a ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.audit import audit
+from shared.entries import Account
+from shared.ledger import Earn, Ledger, Spend
+from shared.program import ProgramConfig
+from shared.store import DynamoStore, JobStore, ProgramRepository
+
+PUBLISHED = datetime(2025, 12, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = PUBLISHED) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class FakeNotifier:
+    sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
+        self.sent.append((detail_type, event_id, detail))
+
+
+@dataclass
+class World:
+    store: DynamoStore
+    programs: ProgramRepository
+    ledger: Ledger
+    jobs: JobStore
+    clock: Clock
+
+    def earn(self, member: str, points: int, ext: str, at: datetime, expires_at: datetime | None = None) -> str:
+        cmd = Earn(
+            program="demo",
+            member=member,
+            points=points,
+            source="shop",
+            external_id=ext,
+            reason="order",
+            event_time=at,
+            expires_at=expires_at,
+        )
+        return self.ledger.earn(cmd, at=at).entry_id
+
+    def spend(self, member: str, points: int, ext: str, at: datetime) -> Any:
+        cmd = Spend(program="demo", member=member, points=points, source="web", external_id=ext, reason="reward")
+        return self.ledger.spend(cmd, at=at)
+
+    def breakage(self, program: str = "demo") -> int:
+        report = audit(*self.store.ledger_records())
+        assert report.ok, report.problems
+        return report.totals.get(program, {}).get(str(Account.BREAKAGE), 0)
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self.store.scan())
+
+
+def make_world(store: DynamoStore, config: ProgramConfig | None = None) -> World:
+    clock = Clock()
+    programs = ProgramRepository(store, cache_seconds=0, clock=clock)
+    programs.publish(config or ProgramConfig(program="demo", name="Demo rewards"))
+    return World(store, programs, Ledger(store, programs, clock=clock, sleep=lambda _: None), JobStore(store), clock)
