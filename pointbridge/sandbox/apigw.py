@@ -30,6 +30,12 @@ CONTROL_PREFIX = "/_sandbox/"
 _PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 resets connections when many clients connect at once
+    # (API Gateway accepts them all); 50 concurrent redemptions in the e2e test reached it.
+    request_queue_size = 256
+
+
 @dataclass(frozen=True)
 class Authorizer:
     name: str
@@ -101,7 +107,7 @@ class ApiGateway:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2})
 

@@ -1,0 +1,277 @@
+"""`pointbridge demo` (`make demo`): the platform's main job, on the local sandbox.
+
+One shopper, Alice, earns in every channel: an online order (a signed Shopify webhook over HTTP),
+a store visit (the till's end-of-day CSV dropped in the files bucket), a partner airline (its feed
+file), and an app review (a normalised event sent straight to the ingest queue). Her identities
+are then linked, and the HTTP API shows one balance and a statement that explains every entry.
+The API stays up until Ctrl-C (DEMO_EXIT=1: run the scenario and exit).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pointbridge.cli import register
+
+if TYPE_CHECKING:
+    import argparse
+
+    from pointbridge.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRAM_SEED = ROOT / "seeds" / "demo-program.json"
+SHOP = "demo-outfitters.myshopify.com"
+SHOP_SECRET = "demo-shop-webhook-secret"
+IDENTITY_KEY = "demo-identity-key"
+PARTNER = "skyair"
+ALICE_EMAIL = "alice@example.com"
+ALICE_CARD = "6001 2345 6789"
+ALICE_AIRLINE_ID = "AIR-778812"
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument(
+        "--exit",
+        action="store_true",
+        default=os.environ.get("DEMO_EXIT", "0") not in ("", "0"),
+        help="run the scenario and exit (also DEMO_EXIT=1)",
+    )
+
+
+def _sources() -> dict[str, Any]:
+    usd = {"program_currency": "USD"}
+    return {
+        "shopify": {
+            SHOP: {"program": "demo", "webhook_secret": SHOP_SECRET, "identity_key": IDENTITY_KEY, "currency": usd}
+        },
+        "app": {"app": {"program": "demo"}},
+        "till": {"default": {"program": "demo", "identity_key": IDENTITY_KEY, "phone_region": "US", "currency": usd}},
+        "partners": {PARTNER: {"program": "demo", "currency": usd}},
+    }
+
+
+def shopify_order(now: datetime) -> dict[str, Any]:
+    """An orders/paid webhook body in Shopify's documented shape (the fields the adapter reads)."""
+    line = {
+        "id": 1,
+        "sku": "TENT-2P",
+        "title": "Two-person tent",
+        "product_type": "Camping",
+        "quantity": 1,
+        "price": "180.00",
+        "price_set": {
+            "shop_money": {"amount": "180.00", "currency_code": "USD"},
+            "presentment_money": {"amount": "180.00", "currency_code": "USD"},
+        },
+        "gift_card": False,
+        "discount_allocations": [
+            {
+                "amount": "20.00",
+                "amount_set": {
+                    "shop_money": {"amount": "20.00", "currency_code": "USD"},
+                    "presentment_money": {"amount": "20.00", "currency_code": "USD"},
+                },
+            }
+        ],
+        "tax_lines": [],
+    }
+    return {
+        "id": 5001,
+        "name": "#5001",
+        "email": ALICE_EMAIL,
+        "created_at": (now - timedelta(minutes=2)).isoformat(),
+        "processed_at": (now - timedelta(minutes=2)).isoformat(),
+        "currency": "USD",
+        "presentment_currency": "USD",
+        "financial_status": "paid",
+        "taxes_included": False,
+        "test": False,
+        "total_price": "172.50",
+        "total_tax": "12.50",
+        "total_shipping_price_set": {
+            "shop_money": {"amount": "4.50", "currency_code": "USD"},
+            "presentment_money": {"amount": "4.50", "currency_code": "USD"},
+        },
+        "customer": {"id": 77, "email": ALICE_EMAIL},
+        "line_items": [line],
+    }
+
+
+def _shopify_headers(body: bytes, now: datetime) -> dict[str, str]:
+    signature = base64.b64encode(hmac.new(SHOP_SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Hmac-Sha256": signature,
+        "X-Shopify-Topic": "orders/paid",
+        "X-Shopify-Shop-Domain": SHOP,
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": now.isoformat(),
+    }
+
+
+def _till_file(now: datetime) -> bytes:
+    at = (now - timedelta(hours=3)).isoformat(timespec="seconds")
+    rows = [
+        "store_id,till_id,receipt_no,occurred_at,card_number,phone,currency,amount,type,original_receipt_no",
+        f"S01,T1,R1001,{at},{ALICE_CARD},,USD,64.00,sale,",
+        f"S01,T1,R1002,{at},6001 9999 0000,,USD,25.00,sale,",
+        f"S01,T2,R2001,{at},,,USD,12.00,sale,",  # no card or phone: rejected with its reason
+    ]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def _partner_file(now: datetime) -> bytes:
+    at = (now - timedelta(days=1)).isoformat(timespec="seconds")
+    return (
+        "partner_member_id,external_id,occurred_at,points,amount,currency,reason\n"
+        f"{ALICE_AIRLINE_ID},flight-0001,{at},250,,,flight JFK-SFO\n"
+    ).encode()
+
+
+def _app_review(now: datetime, member: str) -> dict[str, Any]:
+    return {
+        "event": {
+            "kind": "behaviour",
+            "program": "demo",
+            "channel": "app",
+            "source": "app",
+            "external_id": "review-tent-2p",
+            "identity": {"kind": "member", "value": member},
+            "occurred_at": now.isoformat(),
+            "action": "review",
+            "subject": "TENT-2P",
+        }
+    }
+
+
+class DemoClient:
+    """The demo's view of the API: plain HTTP with an admin key, as an operator would call it."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        import requests
+
+        self._session = requests.Session()
+        self._session.headers["x-api-key"] = key
+        self._base = base_url
+
+    def get(self, path: str) -> Any:
+        reply = self._session.get(f"{self._base}{path}", timeout=30)
+        reply.raise_for_status()
+        return reply.json()
+
+
+def run_scenario(sb: Sandbox) -> dict[str, Any]:
+    import requests
+
+    from shared.access import Principal, PrincipalKind, issue_key
+    from shared.events import Identity, IdentityKind
+    from shared.identity_hash import hash_email
+    from shared.ingest import Ingest
+    from shared.ledger import Ledger
+    from shared.program import load_program
+    from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+
+    now = datetime.now(UTC)
+    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
+    programs = ProgramRepository(store, cache_seconds=0)
+    program = load_program(PROGRAM_SEED)
+    programs.publish(program)
+    sb.client("ssm").put_parameter(
+        Name="/pointbridge/local/channel-sources", Value=json.dumps(_sources()), Type="SecureString", Overwrite=True
+    )
+    admin_key = issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="demo-operator"))
+    print(f"program {program.program!r} v{program.version}: {program.name}, {len(program.tiers)} tiers")
+
+    print("\n1. Online: a signed Shopify orders/paid webhook over HTTP")
+    body = json.dumps(shopify_order(now)).encode()
+    reply = requests.post(
+        f"{sb.api_url}/webhooks/shopify/{SHOP}", data=body, headers=_shopify_headers(body, now), timeout=30
+    )
+    print(f"   POST /webhooks/shopify/{SHOP} -> {reply.status_code}")
+    forged = requests.post(
+        f"{sb.api_url}/webhooks/shopify/{SHOP}",
+        data=body.replace(b"180.00", b"980.00"),
+        headers=_shopify_headers(body, now),
+        timeout=30,
+    )
+    print(f"   the same webhook with a forged amount -> {forged.status_code} {forged.json().get('code')}")
+
+    print("2. In store: the till's end-of-day CSV dropped in the files bucket")
+    bucket = sb.resource("FilesBucket")
+    sb.client("s3").put_object(Bucket=bucket, Key="till/eod-S01.csv", Body=_till_file(now))
+    print("3. Partner: SkyAir's feed file")
+    sb.client("s3").put_object(Bucket=bucket, Key=f"partners/{PARTNER}/feed.csv", Body=_partner_file(now))
+    sb.wait_for_idle(timeout=60)
+
+    directory = MemberDirectory(store)
+    ledger = Ledger(store, programs)
+    ingest = Ingest(ledger, store, directory, programs)
+    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(IDENTITY_KEY.encode(), ALICE_EMAIL))
+    card = Identity(kind=IdentityKind.CARD, value=ALICE_CARD.replace(" ", ""))
+    airline = Identity(kind=IdentityKind.PARTNER, value=ALICE_AIRLINE_ID, scope=PARTNER)
+    member = directory.member_for(email.key)
+    if member is None:
+        raise RuntimeError("the online order did not reach the ledger; see the sandbox's invocations")
+
+    print("4. App: a product review, sent as a normalised event straight to the ingest queue (SQS)")
+    sb.client("sqs").send_message(QueueUrl=sb.resource("IngestQueue"), MessageBody=json.dumps(_app_review(now, member)))
+    sb.wait_for_idle(timeout=60)
+    report = json.loads(sb.client("s3").get_object(Bucket=bucket, Key="reports/till/eod-S01.csv.json")["Body"].read())
+    print(f"   till file report: {report.get('accepted')} rows accepted, rejected: {report.get('rejected')}")
+
+    print("\n5. Alice's card and airline id are linked to her online account (merged by ledger entries)")
+    for other in (card, airline):
+        ingest.link("demo", email, other)
+
+    api = DemoClient(sb.api_url, admin_key)
+    balance = api.get(f"/programs/demo/members/{member}/balance")
+    statement = api.get(f"/programs/demo/members/{member}/statement")
+    print(f"\nGET /programs/demo/members/{member}/balance")
+    print("   " + json.dumps(balance))
+    print(f"GET /programs/demo/members/{member}/statement")
+    for line in statement.get("entries", []):
+        points = line.get("points", line.get("amount"))
+        print(
+            f"   {str(line.get('recorded_at', ''))[:19]}  {points:>+6}  {line.get('explanation', line.get('reason'))}"
+        )
+    from pointbridge.audit import run_audit
+
+    result = run_audit(sb.resource("PointsTable"), sb.client("dynamodb"))
+    print(f"\naudit: {'OK' if result['ok'] else 'FAILED'} ({result['entries']} entries, chains and zero sums checked)")
+    return {"member": member, "balance": balance, "statement": statement, "audit": result, "admin_key": admin_key}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pointbridge.sandbox import Sandbox
+
+    with Sandbox(template=args.template, stage="local", schedules=not args.exit) as sb:
+        print(f"sandbox up: API {sb.api_url}, emulator {sb.endpoint_url}\n")
+        result = run_scenario(sb)
+        if args.exit:
+            return 0 if result["audit"]["ok"] else 1
+        print(f"\nThe API is up at {sb.api_url} (OpenAPI at {sb.api_url}/docs).")
+        print(
+            f'Try: curl -H "x-api-key: {result["admin_key"]}" '
+            f"{sb.api_url}/programs/demo/members/{result['member']}/balance"
+        )
+        print("Ctrl-C to stop.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+register("demo", "run the platform locally and show its main job", _configure, _run)
