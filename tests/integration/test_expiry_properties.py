@@ -40,7 +40,9 @@ def test_expiry_takes_exactly_the_remainders_and_spends_go_earliest_first(ops: l
                 lot = world.earn(member, amount, f"o-{n}", now, expires_at=expires)
                 model[member][lot] = [expires, amount]
             elif op == "spend":
-                usable = sorted((exp, lot_id, rem) for lot_id, (exp, rem) in model[member].items() if exp > now)
+                usable = sorted(
+                    (exp, lot_id, rem) for lot_id, (exp, rem) in model[member].items() if exp > now and rem > 0
+                )
                 try:
                     entry = world.spend(member, amount, f"s-{n}", now)
                 except (InsufficientPointsError, UnknownMemberError):
