@@ -137,6 +137,15 @@ class DynamoStore:
 
     # Reads
 
+    def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """One item by key, read consistently, as plain Python values."""
+        response = self.client.get_item(
+            TableName=self.table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
+        )
+        self.stats.record("GetItem", dict(response))
+        item = response.get("Item")
+        return _plain(item) if item else None
+
     def get_account(self, program: str, member: str) -> AccountState | None:
         response = self.client.get_item(
             TableName=self.table,
@@ -579,12 +588,7 @@ class MemberDirectory:
         return self._store.table
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        response = self._client.get_item(
-            TableName=self._table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
-        )
-        self._store.stats.record("GetItem", dict(response))
-        item = response.get("Item")
-        return _plain(item) if item else None
+        return self._store.get_item(pk, sk)
 
     # Identities and members
 
@@ -785,12 +789,7 @@ class ApiItems:
         self.store = store
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        response = self.store.client.get_item(
-            TableName=self.store.table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True
-        )
-        self.store.stats.record("GetItem", dict(response))
-        item = response.get("Item")
-        return _plain(item) if item else None
+        return self.store.get_item(pk, sk)
 
     def _put_new(self, values: dict[str, Any]) -> bool:
         """Put unless the key exists; False when it did (the caller reads what is there)."""
@@ -972,12 +971,7 @@ class JobStore:
         return self._store.client
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        response = self._client.get_item(
-            TableName=self._store.table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True
-        )
-        self._store.stats.record("GetItem", dict(response))
-        item = response.get("Item")
-        return _plain(item) if item else None
+        return self._store.get_item(pk, sk)
 
     def _put(
         self,
