@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from integrations.sources import Sources, parse_sources
 from shared import aws
-from shared.ingest import Ingest
-from shared.ledger import Ledger
 from shared.queues import EventQueue
 from shared.settings import get_settings
-from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+
+if TYPE_CHECKING:
+    from shared.ingest import Ingest
 
 
 @cache
 def ingest_service() -> Ingest:
+    # Imported here, not at the top: the webhook receiver shares this module for its sources and
+    # queue but never posts to the ledger, and should not pay the ledger's import on a cold start.
+    from shared.ingest import Ingest
+    from shared.ledger import Ledger
+    from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+
     store = DynamoStore()
     programs = ProgramRepository(store)
     return Ingest(Ledger(store, programs), store, MemberDirectory(store), programs)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 
 
 def read_file(key: str, raw: bytes, now: datetime) -> BatchReport:
@@ -69,7 +68,6 @@ def split(bucket: str, key: str, now: datetime) -> dict[str, Any]:
 @event_source(data_class=S3Event)
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     now = datetime.now(UTC)
     files = [split(event.bucket_name, unquote_plus(record.s3.get_object.key), now) for record in event.records]
