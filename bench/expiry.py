@@ -12,7 +12,6 @@ Writes bench/results/expiry.json (flat) and prints the same figures.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import moto.dynamodb.models as dynamodb_models
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
+from pointbridge.sandbox import moto_speedups
 from shared.expiry import ExpiryJob, JobInput
 from shared.ledger import Ledger
 from shared.program import ProgramConfig
@@ -89,28 +88,14 @@ def _seed(client: Any, table: str, members: int) -> float:
     return time.perf_counter() - started
 
 
-class _NoTableBackup:
-    """moto backs up every table (a deep copy) for each item of a TransactWriteItems, to roll back
-    on failure: O(table) per write, minutes per run at 100,000 members and nothing DynamoDB does.
-    In the bench no transaction fails (the counts are asserted), so the backup is skipped."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        if isinstance(value, Table):
-            return value
-        return copy.deepcopy(value, memo)
-
-
 _moto_query = Table.query
 
 
 def _partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-    """moto answers every Query by sorting and filtering every item of the table; DynamoDB reads one
+    """moto answers an index Query by filtering every item of the table; DynamoDB reads one
     partition. Hand moto's query only the candidate items (same results, same paging), so the run
-    time measures our work rather than moto's scan."""
+    time measures our work rather than moto's scan. (Table queries and transactions are already
+    cheap under `moto_speedups`, which the sandbox uses too; this shim is the bench's own.)"""
     index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
     if index_name is None:
         candidates = list(self.items.get(hash_key, {}).values())
@@ -130,7 +115,7 @@ def _partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any
 
 
 def measure(members: int) -> dict[str, float]:
-    dynamodb_models.copy = _NoTableBackup()  # type: ignore[assignment]
+    moto_speedups.install()
     Table.query = _partition_query  # type: ignore[method-assign]
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")

@@ -5,11 +5,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pointbridge.sandbox import moto_speedups
 from shared.aws import reset_clients
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# The tests' mock_aws runs moto with the sandbox's speedups, so both answer alike.
+moto_speedups.install()
 
 
 @pytest.fixture(autouse=True)

@@ -44,6 +44,10 @@ def _serve(conn: Connection) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import WSGIRequestHandler, make_server
 
+    from pointbridge.sandbox import moto_speedups
+
+    moto_speedups.install()
+
     class QuietHandler(WSGIRequestHandler):
         def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
             return

@@ -1,0 +1,204 @@
+"""Two costs moto has that DynamoDB does not, removed without changing what any request returns.
+
+1. **Transactions back up whole tables.** moto's TransactWriteItems deep-copies every table a
+   transaction names, once per item of the transaction, so that it can roll back on failure. The
+   cost grows with the table, stream records included (about 90 ms per three-item transaction on a
+   table of a few hundred items, 97% of it in `copy.deepcopy`). Here a transaction remembers only
+   the items it touches and the length of each table's stream, and puts exactly those back when
+   it is cancelled. What a client sees is unchanged: conditions are checked item by item against
+   the state before the transaction (moto refuses two actions on one item, so no action can see
+   another's write), every item gets its cancellation reason in order, and a cancelled
+   transaction leaves neither items nor stream records behind.
+2. **A Query on the table reads the whole table.** moto filters every item of every partition for
+   the hash key before sorting. Here it is handed the one partition the key names (same results,
+   same order, same paging). Index queries are left as moto answers them.
+
+`install()` patches moto's classes in the current process: the sandbox's emulator process calls it
+at start, and so do the tests' `mock_aws` fixtures. tests/unit/test_moto_speedups.py holds the
+semantics this must keep.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+MAX_TRANSACTION_ACTIONS = 100
+ACTIONS = ("ConditionCheck", "Put", "Delete", "Update")
+
+_installed = False
+# moto's own methods, kept for the tests that compare the two.
+originals: dict[str, Any] = {}
+
+
+class _ConditionFailedError(Exception):
+    """An action's condition is false; `item` is the item as it was, when the action asked for it."""
+
+    def __init__(self, item: dict[str, Any] | None) -> None:
+        super().__init__("The conditional request failed")
+        self.item = item
+
+
+@dataclass
+class _UndoLog:
+    """The items a transaction changed, as they were, and where each table's stream stood."""
+
+    items: list[tuple[Table, Any, Any, Any]] = field(default_factory=list)
+    stream_lengths: dict[str, tuple[Table, int]] = field(default_factory=dict)
+
+    def remember(self, table: Table, hash_value: Any, range_value: Any, before: Any) -> None:
+        if table.name not in self.stream_lengths:
+            shard = table.stream_shard
+            self.stream_lengths[table.name] = (table, len(shard.items) if shard is not None else 0)
+        self.items.append((table, hash_value, range_value, copy.deepcopy(before)))
+
+    def roll_back(self) -> None:
+        for table, hash_value, range_value, before in reversed(self.items):
+            if table.range_key_attr is None:
+                if before is None:
+                    table.items.pop(hash_value, None)
+                else:
+                    table.items[hash_value] = before
+                continue
+            partition = table.items[hash_value]
+            if before is None:
+                partition.pop(range_value, None)
+                if not partition:
+                    del table.items[hash_value]
+            else:
+                partition[range_value] = before
+        for table, length in self.stream_lengths.values():
+            if table.stream_shard is not None:
+                del table.stream_shard.items[length:]
+
+
+def _key_of(table: Table, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    source = op["Item"] if op_type == "Put" else op["Key"]
+    key = {table.hash_key_attr: source[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = source[table.range_key_attr]
+    return key
+
+
+def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: set[Any], undo: _UndoLog) -> None:
+    """One action of a transaction: check its condition against the item as it is, then write."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import MultipleTransactionsException
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if op_type not in ACTIONS:
+        raise ValueError("Unsupported transaction operation")
+    table_name = op["TableName"]
+    table = backend.get_table(table_name)
+    key = _key_of(table, op_type, op)
+    target = (str(table_name), str(dict(sorted(key.items()))))
+    if target in targets:
+        raise MultipleTransactionsException()
+    targets.add(target)
+    current = backend.get_item(table_name, key)
+    condition = op.get("ConditionExpression")
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if condition is not None and not get_filter_expression(condition, names, values).expr(current):
+        wants_item = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+        raise _ConditionFailedError(current.to_json()["Attributes"] if wants_item and current is not None else None)
+    if op_type == "ConditionCheck":
+        return
+    range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+    undo.remember(table, DynamoType(key[table.hash_key_attr]), range_value, current)
+    if op_type == "Put":
+        backend.put_item(
+            table_name,
+            op["Item"],
+            condition_expression=condition,
+            expression_attribute_names=names,
+            expression_attribute_values=values,
+        )
+    elif op_type == "Delete":
+        backend.delete_item(
+            table_name,
+            key,
+            condition_expression=condition,
+            expression_attribute_names=names,
+            expression_attribute_values=values,
+        )
+    else:
+        backend.update_item(
+            table_name,
+            key,
+            update_expression=op["UpdateExpression"],
+            condition_expression=condition,
+            # moto's own transaction passes these through as given, None included.
+            expression_attribute_names=cast("dict[str, Any]", names),
+            expression_attribute_values=cast("dict[str, Any]", values),
+        )
+
+
+def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    if len(transact_items) > MAX_TRANSACTION_ACTIONS:
+        raise TooManyTransactionsException()
+    undo = _UndoLog()
+    targets: set[tuple[str, str]] = set()
+    reasons: list[tuple[Any, Any, Any]] = []
+    try:
+        for action in transact_items:
+            if len(action) > 1:
+                raise TransactWriteSingleOpException()
+            op_type, op = next(iter(action.items()))
+            try:
+                _apply(self, op_type, op, targets, undo)
+                reasons.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                raise
+            except _ConditionFailedError as failure:
+                reasons.append(("ConditionalCheckFailed", str(failure), failure.item))
+            except ConditionalCheckFailed as failure:
+                reasons.append(("ConditionalCheckFailed", str(failure.message), None))
+            except Exception as failure:  # noqa: BLE001 - reported per item, as moto does
+                reasons.append((type(failure).__name__, str(failure), None))
+    except Exception:
+        undo.roll_back()
+        raise
+    if any(code is not None for code, _, _ in reasons):
+        undo.roll_back()
+        raise TransactionCanceledException(reasons)
+
+
+def install() -> None:
+    """Patch moto in this process (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    moto_query = Table.query
+    originals.update(transact_write_items=DynamoDBBackend.transact_write_items, query=moto_query)
+
+    def partition_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is not None or self.range_key_attr is None:
+            return moto_query(self, hash_key, *args, **kwargs)
+        partition = list(self.items.get(hash_key, {}).values())
+        self.all_items = lambda: partition  # type: ignore[method-assign]
+        try:
+            return moto_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    Table.query = partition_query  # type: ignore[method-assign]
+    _installed = True
