@@ -539,7 +539,10 @@ class Ingest:
         names = [f"refunded#{order_id}", f"clawed#{order_id}"]
         view = self._directory.view(event.program, owner, names, full=False)
         # The points are wherever the earn (or its activation) put them, followed through merges.
-        member = self._follow(view.merged_into or owner) if earned.member == owner else self._follow(earned.member)
+        if earned.member != owner:
+            member = self._follow(earned.member)
+        else:
+            member = self._follow(view.merged_into) if view.merged_into else owner
         for _ in range(MAX_DECISIONS):
             refunded, clawed = view.tally(names[0]).value, view.tally(names[1]).value
             previously = Decimal(refunded) / MONEY_SCALE

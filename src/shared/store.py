@@ -1375,17 +1375,23 @@ class JobStore:
     def get_flag(self, program: str, member: str) -> dict[str, Any] | None:
         return self._get(f"FLAG#{program}", member)
 
-    def put_flag(self, program: str, member: str, state: dict[str, Any], log: dict[str, Any]) -> bool:
-        """The flag's current state and the decision that set it, together; False if already recorded."""
+    def put_flag(
+        self, program: str, member: str, state: dict[str, Any], log: dict[str, Any], only_if_open: bool = False
+    ) -> bool:
+        """The flag's current state and the decision that set it, together; False if already recorded
+        (or, with `only_if_open`, if the flag was no longer open: two operators deciding at once)."""
+        flag_put: Any = {
+            "TableName": self._store.table,
+            "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
+        }
+        if only_if_open:
+            flag_put["ConditionExpression"] = "#s = :open"
+            flag_put["ExpressionAttributeNames"] = {"#s": "status"}
+            flag_put["ExpressionAttributeValues"] = _item({":open": "open"})
         try:
             response = self._client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._store.table,
-                            "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
-                        }
-                    },
+                    {"Put": flag_put},
                     {
                         "Put": {
                             "TableName": self._store.table,
@@ -1409,6 +1415,18 @@ class JobStore:
             raise
         self._store.stats.record("TransactWriteItems", dict(response))
         return True
+
+    def open_flags(self, program: str) -> list[dict[str, Any]]:
+        """Open flags of a program: one Query of its flag partition (decision records filtered out)."""
+        return list(
+            self._store._query(
+                KeyConditionExpression="PK = :pk",
+                FilterExpression="#t = :flag AND #s = :open",
+                ExpressionAttributeNames={"#t": "type", "#s": "status"},
+                ExpressionAttributeValues=_item({":pk": f"FLAG#{program}", ":flag": "flag", ":open": "open"}),
+                ConsistentRead=True,
+            )
+        )
 
     def flag_log(self, program: str, member: str) -> list[dict[str, Any]]:
         return list(
