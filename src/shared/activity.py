@@ -35,6 +35,8 @@ POINTS = "pts#"
 SPEND = "spend#"
 # Money in counters is kept in ten-thousandths, the precision of the event model's money.
 MONEY_SCALE = Decimal(10_000)
+# TierQualification allows windows up to 36 months; counters older than that (plus the current month) are dropped.
+MAX_WINDOW_MONTHS = 36
 
 
 def month_of(config: ProgramConfig, moment: datetime) -> str:
@@ -69,8 +71,20 @@ def change(config: ProgramConfig, at: datetime, points: int, spend: Decimal = De
     return counters
 
 
-def tally(program: str, member: str, counters: Mapping[str, int]) -> Tally:
-    return Tally(program, member, ACTIVITY, counters=tuple(sorted(counters.items())))
+def tally(program: str, member: str, counters: Mapping[str, int], held: Mapping[str, int] | None = None) -> Tally:
+    """The change as a tally; given the counters the item holds now, also drops the months no window reaches."""
+    return Tally(program, member, ACTIVITY, counters=tuple(sorted(counters.items())), drop=stale(held or {}, counters))
+
+
+def stale(held: Mapping[str, int], counters: Mapping[str, int]) -> tuple[str, ...]:
+    """Counters older than the longest window a program may have, so the item stays small."""
+    if not counters:
+        return ()
+    newest = max(name.split("#", 1)[1] for name in counters)
+    year, month = int(newest[:4]), int(newest[5:7])
+    months_back = year * 12 + month - 1 - (MAX_WINDOW_MONTHS + 1)
+    oldest = f"{months_back // 12:04d}-{months_back % 12 + 1:02d}"
+    return tuple(sorted(name for name in held if name.split("#", 1)[1] < oldest and name not in counters))
 
 
 def combined(counters: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:

@@ -381,7 +381,7 @@ class Ingest:
         if decision.points:
             spend = decision.basis_amount or Decimal(0)
             earned = activity.change(config, event.occurred_at, decision.points, spend)
-            tallies.append(activity.tally(event.program, view.member, earned))
+            tallies.append(activity.tally(event.program, view.member, earned, view.tally(activity.ACTIVITY).counters))
         return decision, tallies
 
     def _command(

@@ -107,7 +107,8 @@ class Tally:
     Used by ingest for a member's points earned on a day (daily caps), refunded money per order,
     sign-in days and qualifying activity per month. `expected` guards against deciding on a stale
     value (None: unguarded); `mark` adds a label (e.g. a day) to the tally's set; `counters` are
-    further named numbers of the same item added to, unguarded (e.g. one per month).
+    further named numbers of the same item added to, unguarded (e.g. one per month), and `drop`
+    names counters to remove (ones no window reads any more).
     """
 
     program: str
@@ -117,6 +118,7 @@ class Tally:
     expected: int | None = None
     mark: str = ""
     counters: tuple[tuple[str, int], ...] = ()
+    drop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -441,10 +441,15 @@ def tally_update(table: str, tally: Tally) -> dict[str, Any]:
         adds.append(f"#c{n} :c{n}")
         names[f"#c{n}"] = counter
         values[f":c{n}"] = amount
+    removes = []
+    for n, counter in enumerate(tally.drop):
+        removes.append(f"#d{n}")
+        names[f"#d{n}"] = counter
+    expression = "SET #type = :type ADD " + ", ".join(adds) + (" REMOVE " + ", ".join(removes) if removes else "")
     update: dict[str, Any] = {
         "TableName": table,
         "Key": _item({"PK": member_pk(tally.member), "SK": tally_sk(tally.program, tally.name)}),
-        "UpdateExpression": "SET #type = :type ADD " + ", ".join(adds),
+        "UpdateExpression": expression,
         "ExpressionAttributeNames": names,
     }
     if tally.expected is not None:

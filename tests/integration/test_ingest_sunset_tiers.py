@@ -11,7 +11,7 @@ import pytest
 from shared import activity
 from shared.errors import EarningClosedError
 from shared.ingest import Ingest, provisional_member
-from shared.ledger import Ledger
+from shared.ledger import Ledger, Tally
 from shared.program import Caps, QualifyingBasis, Sunset, Tier, TierQualification
 from shared.store import JobStore, MemberDirectory, ProgramRepository
 from shared.tiers import Tiers
@@ -117,8 +117,14 @@ def test_a_refund_reduces_qualifying_activity_but_not_the_tier_until_the_review(
 
 def test_activity_is_counted_in_the_month_of_the_purchase_and_leaves_the_window(store: DynamoStore) -> None:
     ingest, tiers = tiered(store)
+    # Given a counter from years ago on the member's activity
+    directory = MemberDirectory(store)
+    directory.bump(Tally("demo", MEMBER, activity.ACTIVITY, counters=(("pts#2021-01", 7),)), once_for="old")
+
     ingest.handle(purchase("A", "300", at=NOW - timedelta(days=1)))
-    counters = MemberDirectory(store).view("demo", MEMBER, [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
+
+    # Then the earn counted in its month, and dropped the month no window can reach
+    counters = directory.view("demo", MEMBER, [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
     assert counters == {"pts#2026-06": 300, "spend#2026-06": 3_000_000}
     # Thirteen months on, June 2026 is outside the window (the month of "now" and the 12 before)
     assert tiers.activity(TIERED, MEMBER, NOW + timedelta(days=365)).spend == Decimal(300)
