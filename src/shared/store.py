@@ -839,12 +839,6 @@ class MemberDirectory:
 
     # Tallies
 
-    def tally(self, program: str, member: str, name: str) -> tuple[int, frozenset[str]]:
-        item = self._get(member_pk(member), tally_sk(program, name))
-        if not item:
-            return 0, frozenset()
-        return int(item.get("value", 0)), frozenset(item.get("marks", set()))
-
     def bump(self, tally: Tally, once_for: str) -> None:
         """Apply a tally outside a transaction, once per `once_for` (the id that caused it)."""
         update = tally_update(self._table, tally)

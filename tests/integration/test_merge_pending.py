@@ -163,3 +163,24 @@ def test_an_earn_after_the_link_lands_on_the_survivor_and_activity_follows_the_m
     counters = MemberDirectory(store).view("demo", "m-1", [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
     assert activity.in_window(WINDOW, counters, NOW).spend == 114
     audited(store)
+
+
+def test_the_audit_notices_a_pending_earn_left_behind_or_lost(store: DynamoStore) -> None:
+    from shared.audit import audit
+    from shared.store import member_pk, pending_item, pending_sk
+
+    ingest = wire(store, WINDOW)
+    registered_member_with_an_online_order(store, ingest)
+    ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
+    ingest.link("demo", CARD, EMAIL)
+    [moved] = [p for p in store.get_pending_earns("demo", "m-1") if p.entry_id == f"{TILL}:T1:R9"]
+    # When the moved pending earn turns up under a member its entries never gave it to
+    store.client.delete_item(
+        TableName=store.table, Key={"PK": {"S": member_pk("m-1")}, "SK": {"S": pending_sk("demo", moved.entry_id)}}
+    )
+    store.client.put_item(TableName=store.table, Item=pending_item(moved.model_copy(update={"member": "someone"})))
+
+    # Then the audit says where the entries put it, and that the balances disagree with the items
+    problems = audit(*store.audit_records()).problems
+    assert any(f"pending earn {moved.entry_id}" in p and "held by m-1" in p for p in problems), problems
+    assert any("m-1: open pending earns total" in p for p in problems), problems
