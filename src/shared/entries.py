@@ -171,6 +171,8 @@ class AccountState(BaseModel):
     available: Annotated[int, Field(ge=0)] = 0
     pending: Annotated[int, Field(ge=0)] = 0
     held: Annotated[int, Field(ge=0)] = 0
+    # Set by a merge's transfer: the account is closed and its points went to this member.
+    merged_into: str = ""
     seq: Annotated[int, Field(ge=0)] = 0
     head: str = GENESIS_HASH
     updated_at: AwareDatetime | None = None

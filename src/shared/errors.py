@@ -77,6 +77,20 @@ class AlreadySettledError(LedgerError):
     code = "already_settled"
 
 
+class AccountClosedError(LedgerError):
+    """Raised when an operation would credit or debit an account a merge closed; names the survivor.
+
+    A merge folds a provisional member into another and closes its account in the same transaction
+    that moves its points, so nothing can land there afterwards: the caller re-targets the survivor.
+    """
+
+    code = "account_closed"
+
+    def __init__(self, detail: str, survivor: str, **context: object) -> None:
+        super().__init__(detail, survivor=survivor, **context)
+        self.survivor = survivor
+
+
 class NotReversibleError(LedgerError):
     """Raised when asked to reverse an entry whose kind has its own undo (void, release)."""
 

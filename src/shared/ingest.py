@@ -37,6 +37,7 @@ from pydantic import TypeAdapter
 from shared import activity
 from shared.entries import Account, EntryKind
 from shared.errors import (
+    AccountClosedError,
     AlreadySettledError,
     ContentionError,
     EarningClosedError,
@@ -274,6 +275,13 @@ class Ingest:
                 view = self._view(config, event, member)
                 snapshot = Snapshot(view.account)
                 continue
+            except AccountClosedError as closed:
+                # A merge closed the account after we read it: post on the survivor, as a new read
+                # would have resolved the event (the same entry id, so still exactly once).
+                view = self._view(config, event, closed.survivor)
+                member, entry_id = view.member, self._earn_entry_id(config, event, view.member)
+                snapshot = Snapshot(view.account)
+                continue
             except CheckFailedError:
                 refunds_may_wait = True
                 continue
@@ -507,12 +515,17 @@ class Ingest:
         """Void a pending earn on its holder; its qualifying activity goes with it."""
         basis = Decimal(earned.details.get("basis_amount", "0"))
         taken_back = activity.change(config, earned.event_time, -earned.delta(Account.PENDING), -basis)
-        cmd = Void(program=earned.program, member=holder, entry_id=earned.entry_id, reason=reason[:300])
-        try:
-            self._ledger.void(cmd, tallies=[activity.tally(earned.program, holder, taken_back)])
-        except (AlreadySettledError, UnknownEntryError):
-            return False
-        return True
+        for _ in range(MAX_DECISIONS):
+            cmd = Void(program=earned.program, member=holder, entry_id=earned.entry_id, reason=reason[:300])
+            try:
+                self._ledger.void(cmd, tallies=[activity.tally(earned.program, holder, taken_back)])
+            except AccountClosedError as closed:
+                holder = self._follow(closed.survivor)  # a merge moved the pending earn after we looked
+                continue
+            except (AlreadySettledError, UnknownEntryError):
+                return False
+            return True
+        return False
 
     def _earned_entry(self, program: str, order_id: str) -> Entry | None:
         """The entry holding the order's spendable points: the earn, or its activation once pending ends."""
@@ -578,6 +591,9 @@ class Ingest:
             except TallyChangedError:
                 view = self._directory.view(event.program, owner, names, full=False)
                 continue
+            except AccountClosedError as closed:
+                member = self._follow(closed.survivor)  # merged after we looked: the points are there now
+                continue
             except IdempotencyConflictError:
                 # Applied before (a redelivery, or the order's own pass over its waiting refunds).
                 existing = self._existing(event, entry_key(event), digest)
@@ -628,12 +644,13 @@ class Ingest:
             cmd = Activate(program=program, member=pending.member, entry_id=pending.entry_id, reason=reason[:300])
             self._ledger.activate(cmd, at=now)
             done = True
-        except (AlreadySettledError, UnknownEntryError):
+        except (AlreadySettledError, UnknownEntryError, AccountClosedError):
             done = False  # settled meanwhile, or moved by a merge: the next run finds it with its holder
         self._apply_waiting(program, pending.entry_id)
         survivor = self._follow(pending.member)
         if survivor != pending.member:
-            # Only an earn that landed on a member while it was being merged gets here: follow the member.
+            # Activated in the instant between a merge's pointer and its transfer: move the points along
+            # (whichever of this and the merge's own transfer comes second finds nothing left to move).
             self._ledger.transfer(
                 Transfer(
                     program=program,
@@ -741,18 +758,25 @@ class Ingest:
         assert isinstance(identities, set | frozenset)
         for key in sorted(str(k) for k in identities):
             self._directory.repoint(key, survivor)
-        if self._entries.get_account(program, merged) is not None:
-            # Available lots and pending earns move together, so the survivor's balance is whole at once.
-            self._ledger.transfer(
-                Transfer(
-                    program=program,
-                    member=merged,
-                    to_member=survivor,
-                    external_id=f"merge:{merged}:{survivor}",
-                    reason="identities linked: provisional account merged",
-                ),
-                at=at,
-            )
+        # Everything moves at once and the account closes in the same transaction (even an account
+        # not opened yet), so an earn that resolved the merged member just before cannot land there.
+        for _ in range(MAX_DECISIONS):
+            try:
+                self._ledger.transfer(
+                    Transfer(
+                        program=program,
+                        member=merged,
+                        to_member=survivor,
+                        external_id=f"merge:{merged}:{survivor}",
+                        reason="identities linked: provisional account merged",
+                    ),
+                    at=at,
+                )
+                break
+            except AccountClosedError as closed:
+                survivor = self._follow(closed.survivor)  # the survivor was itself merged meanwhile
+        else:
+            raise ContentionError(f"the survivor of {merged} kept moving; retry the link", member=merged)
         self._directory.merge_tally(program, activity.ACTIVITY, merged, survivor)
         return LinkResult(survivor, merged)
 

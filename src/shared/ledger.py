@@ -21,6 +21,11 @@ Invariants, in plain words (the audit in `shared.audit` checks each one):
    operations serialise and no bucket (available, pending, held) can go negative.
 6. Tamper evidence. A member account's entries form a hash chain (seq 1, 2, ...; each hash covers
    the previous one); the balance item holds the head.
+7. Closed accounts. A merge's transfer moves everything a member holds (unexpired lots, pending
+   earns, holds) to the survivor and closes the account in the same transaction (`merged_into` on
+   the balance). A closed account is neither credited nor debited (`AccountClosedError` names the
+   survivor), so nothing can land there after the merge; only the lots that had already expired at
+   the merge stay, for the expiry job, and a later transfer may still move leftovers onward.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from shared.entries import (
     fingerprint,
 )
 from shared.errors import (
+    AccountClosedError,
     AlreadySettledError,
     CaptureExceedsHoldError,
     ContentionError,
@@ -173,10 +179,12 @@ class Change:
     pending_created: tuple[PendingEarn, ...] = ()
     pending_deleted: tuple[PendingEarn, ...] = ()
     checks: tuple[Check, ...] = ()
+    # Open holds a merge re-homes: (as held by the merged member, as held by the survivor).
+    holds_moved: tuple[tuple[Hold, Hold], ...] = ()
 
     @property
     def item_count(self) -> int:
-        holds = (self.hold_created is not None) + (self.hold_deleted is not None)
+        holds = (self.hold_created is not None) + (self.hold_deleted is not None) + 2 * len(self.holds_moved)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
         pending = len(self.pending_created) + len(self.pending_deleted)
         extras = len(self.tallies) + len(self.guards) + len(self.checks)
@@ -221,6 +229,8 @@ class LedgerStore(Protocol):
     def get_pending(self, program: str, member: str, entry_id: str) -> PendingEarn | None: ...
 
     def get_pending_earns(self, program: str, member: str) -> list[PendingEarn]: ...
+
+    def get_holds(self, program: str, member: str) -> list[Hold]: ...
 
     def commit(self, change: Change) -> None:
         """Apply atomically; raise EntryExistsError, TallyChangedError, CheckFailedError or ConcurrentUpdateError."""
@@ -764,8 +774,16 @@ class Ledger:
 
         return self._post(cmd, entry_id, plan, at)
 
-    def transfer(self, cmd: Transfer, at: datetime | None = None) -> Entry:
-        """Two entries in one transaction: out of `member`, into `to_member`, each lot keeping its expiry."""
+    def transfer(self, cmd: Transfer, at: datetime | None = None) -> Entry | None:
+        """Merge: move everything `member` holds to `to_member` and close `member`'s account, atomically.
+
+        Two entries in one transaction, out of `member` and into `to_member` through the transfer
+        account: each unexpired lot re-created with its expiry, each open pending earn and each open
+        hold re-homed whole. The closure (`merged_into`) is written with them, so an operation planned
+        on the account before the merge fails its sequence condition and finds it closed. With
+        nothing to move, only the closure is written (the account is created closed if it has none)
+        and None is returned; a closed account may still pass leftovers on. Idempotent by `external_id`.
+        """
         self._programs.get(cmd.program)
         if cmd.to_member == cmd.member:
             raise InvalidInputError("a member cannot transfer to themselves")
@@ -773,40 +791,60 @@ class Ledger:
         in_id = f"{entry_id}:in"
 
         def plan(now: datetime) -> Change:
-            state, lots = self._member_lots(cmd)
+            state, lots = self._store.get_account_and_lots(cmd.program, cmd.member)
+            survivor = self._store.get_account(cmd.program, cmd.to_member)
+            if survivor is not None and survivor.merged_into:
+                raise _closed(cmd.program, survivor)  # never close into a closed account: follow it
+            if state is None:
+                # Nothing was ever posted here, but an earn may be about to: close it before it can.
+                closed = AccountState(program=cmd.program, member=cmd.member, merged_into=cmd.to_member)
+                return Change(entries=(), accounts=((closed, 0),))
             moving = [lot for lot in spend_order(lots) if not lot.expired(now) and lot.remaining > 0]
-            # Pending earns move whole, so the survivor's balance shows them at once; their activation,
-            # void or refund then happens on the survivor's account (see `activate` and `void`).
+            # Pending earns and holds move whole, so the survivor's balance shows them at once; their
+            # activation, void, capture or release then happens on the survivor's account.
             waiting = sorted(self._store.get_pending_earns(cmd.program, cmd.member), key=lambda p: p.entry_id)
-            if sum(p.points for p in waiting) != state.pending:
-                raise ConcurrentUpdateError()  # a pending earn came or went between the two reads
-            if 2 * (len(moving) + len(waiting)) + 4 > MAX_TRANSACTION_ITEMS:
+            holds = sorted(self._store.get_holds(cmd.program, cmd.member), key=lambda h: h.hold_id)
+            if sum(p.points for p in waiting) != state.pending or sum(h.amount for h in holds) != state.held:
+                raise ConcurrentUpdateError()  # a pending earn or a hold came or went between the reads
+            if 2 * (len(moving) + len(waiting) + len(holds)) + 4 > MAX_TRANSACTION_ITEMS:
                 raise TooManyLotsError(
-                    f"a transfer of {len(moving)} lots and {len(waiting)} pending earns does not fit one transaction"
+                    f"a transfer of {len(moving)} lots, {len(waiting)} pending earns and {len(holds)} holds "
+                    "does not fit one transaction"
                 )
+            closing = state if state.merged_into else state.model_copy(update={"merged_into": cmd.to_member})
+            if not (moving or waiting or holds):
+                if closing is state:
+                    return Change(entries=(), accounts=())  # closed and emptied before: nothing to do
+                return Change(entries=(), accounts=((closing, state.seq),))
             total = sum(lot.remaining for lot in moving)
-            moved_pending = {"pending_earns": json.dumps([p.entry_id for p in waiting])} if waiting else {}
+            moved = state.pending + state.held
+            moved_items = {"pending_earns": json.dumps([p.entry_id for p in waiting])} if waiting else {}
+            if holds:
+                moved_items["holds"] = json.dumps([h.hold_id for h in holds])
             out = _Draft(
                 kind=EntryKind.TRANSFER,
                 postings=[
                     Posting(account=Account.AVAILABLE, amount=-total),
                     Posting(account=Account.PENDING, amount=-state.pending),
-                    Posting(account=Account.TRANSFER, amount=total + state.pending),
+                    Posting(account=Account.HELD, amount=-state.held),
+                    Posting(account=Account.TRANSFER, amount=total + moved),
                 ],
                 source="ledger",
                 external_id=entry_id,
                 reason=cmd.reason,
                 event_time=now,
-                details={"to_member": cmd.to_member, **moved_pending},
+                details={"to_member": cmd.to_member, **moved_items},
             )
-            sent = self._change(cmd, entry_id, state, out, now, taken=[(lot, lot.remaining) for lot in moving])
+            taken = [(lot, lot.remaining) for lot in moving]
+            sent = self._change(cmd, entry_id, closing, out, now, taken=taken, allow_closed=True)
             receiver = cmd.model_copy(update={"member": cmd.to_member, "to_member": cmd.member})
             into = _Draft(
                 kind=EntryKind.TRANSFER,
                 postings=[
-                    Posting(account=Account.TRANSFER, amount=-(total + state.pending)),
+                    Posting(account=Account.TRANSFER, amount=-(total + moved)),
                     Posting(account=Account.AVAILABLE, amount=total),
                     Posting(account=Account.PENDING, amount=state.pending),
+                    Posting(account=Account.HELD, amount=state.held),
                 ],
                 source="ledger",
                 external_id=in_id,
@@ -817,9 +855,9 @@ class Ledger:
                     LotMove(lot_id=f"{in_id}/{i}", expires_at=lot.expires_at, amount=lot.remaining)
                     for i, lot in enumerate(moving)
                 ],
-                details={"from_member": cmd.member, **moved_pending},
+                details={"from_member": cmd.member, **moved_items},
             )
-            received = self._change(receiver, in_id, self._store.get_account(cmd.program, cmd.to_member), into, now)
+            received = self._change(receiver, in_id, survivor, into, now)
             return Change(
                 entries=sent.entries + received.entries,
                 accounts=sent.accounts + received.accounts,
@@ -828,9 +866,10 @@ class Ledger:
                 lots_deleted=sent.lots_deleted,
                 pending_created=tuple(p.model_copy(update={"member": cmd.to_member}) for p in waiting),
                 pending_deleted=tuple(waiting),
+                holds_moved=tuple((h, h.model_copy(update={"member": cmd.to_member})) for h in holds),
             )
 
-        return self._post(cmd, entry_id, plan, at)
+        return self._post_or_close(cmd, entry_id, plan, at)
 
     def send(self, cmd: Send, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
         """Debit one member and credit another in one transaction; returns the sender's entry."""
@@ -918,7 +957,8 @@ class Ledger:
         entry_id = f"expiry:{cmd.lot_id}"
 
         def plan(now: datetime) -> Change:
-            state, lots = self._member_lots(cmd)
+            # A merge leaves lots that had already expired behind: they still expire where they are.
+            state, lots = self._member_lots(cmd, allow_closed=True)
             lot = next((lot for lot in lots if lot.lot_id == cmd.lot_id), None)
             if lot is None:
                 raise UnknownEntryError(f"member {cmd.member} has no open lot {cmd.lot_id}")
@@ -943,7 +983,8 @@ class Ledger:
                 lots=[LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-lot.remaining)],
                 related=lot.origin,
             )
-            return self._change(cmd, entry_id, state, draft, now, taken=[(lot, lot.remaining)], lot_moves_done=True)
+            taken = [(lot, lot.remaining)]
+            return self._change(cmd, entry_id, state, draft, now, taken=taken, lot_moves_done=True, allow_closed=True)
 
         return self._post(cmd, entry_id, plan, at)
 
@@ -980,19 +1021,28 @@ class Ledger:
         pending = self._store.get_pending(cmd.program, cmd.member, cmd.entry_id)
         if pending is None:
             # Settled already (the caller's retry finds the settling entry), moved by a merge, or unknown.
+            self._refuse_if_closed(cmd.program, cmd.member)
             raise UnknownEntryError(f"no open pending earn {cmd.entry_id} held by member {cmd.member}")
         return pending
 
     def _open_hold(self, program: str, member: str, hold_id: str) -> Hold:
         hold = self._store.get_hold(program, member, hold_id)
         if hold is None:
+            self._refuse_if_closed(program, member)  # a merge moved it: say where to
             raise UnknownEntryError(f"no open hold {hold_id} for member {member}")
         return hold
 
-    def _member_lots(self, cmd: _Command) -> tuple[AccountState, list[Lot]]:
+    def _refuse_if_closed(self, program: str, member: str) -> None:
+        state = self._store.get_account(program, member)
+        if state is not None and state.merged_into:
+            raise _closed(program, state)
+
+    def _member_lots(self, cmd: _Command, allow_closed: bool = False) -> tuple[AccountState, list[Lot]]:
         state, lots = self._store.get_account_and_lots(cmd.program, cmd.member)
         if state is None:
             raise UnknownMemberError(f"member {cmd.member} has no account in {cmd.program}", member=cmd.member)
+        if state.merged_into and not allow_closed:
+            raise _closed(cmd.program, state)
         return state, lots
 
     def _change(
@@ -1004,7 +1054,10 @@ class Ledger:
         now: datetime,
         taken: Sequence[tuple[Lot, int]] = (),
         lot_moves_done: bool = False,
+        allow_closed: bool = False,
     ) -> Change:
+        if state is not None and state.merged_into and not allow_closed:
+            raise _closed(cmd.program, state)
         if state is None:
             if any(p.amount < 0 for p in draft.postings if p.account in (Account.AVAILABLE, Account.HELD)):
                 raise UnknownMemberError(f"member {cmd.member} has no account in {cmd.program}")
@@ -1071,6 +1124,20 @@ class Ledger:
         on_conflict: type[LedgerError] = IdempotencyConflictError,
         guards: Sequence[Guard] = (),
     ) -> Entry:
+        entry = self._post_or_close(cmd, entry_id, plan, at, on_conflict, guards)
+        assert entry is not None, "only a transfer plans a change without entries"
+        return entry
+
+    def _post_or_close(
+        self,
+        cmd: _Command,
+        entry_id: str,
+        plan: Callable[[datetime], Change],
+        at: datetime | None,
+        on_conflict: type[LedgerError] = IdempotencyConflictError,
+        guards: Sequence[Guard] = (),
+    ) -> Entry | None:
+        """Plan, commit, retry on a concurrent update; None when the change wrote no entry (a bare closure)."""
         now = at or self._clock()
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -1086,6 +1153,8 @@ class Ledger:
             except ConcurrentUpdateError:
                 self._sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
                 continue
+            if not change.accounts:
+                return None  # nothing to write
             try:
                 self._store.commit(change)
             except EntryExistsError:
@@ -1095,7 +1164,7 @@ class Ledger:
             except ConcurrentUpdateError:
                 self._sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
                 continue
-            return change.entries[0]
+            return change.entries[0] if change.entries else None
         raise ContentionError(f"account {cmd.member} stayed busy; retry later", member=cmd.member)
 
     @staticmethod
@@ -1107,6 +1176,14 @@ class Ledger:
         raise IdempotencyConflictError(
             f"{existing.entry_id} was already posted with a different request", entry_id=existing.entry_id
         )
+
+
+def _closed(program: str, state: AccountState) -> AccountClosedError:
+    return AccountClosedError(
+        f"member {state.member}'s account in {program} was merged into {state.merged_into}; use that member",
+        survivor=state.merged_into,
+        member=state.member,
+    )
 
 
 def _with_tallies(change: Change, tallies: Sequence[Tally], checks: Sequence[Check] = ()) -> Change:

@@ -221,6 +221,17 @@ class DynamoStore:
             )
         ]
 
+    def get_holds(self, program: str, member: str) -> list[Hold]:
+        """The open holds of a member (one Query of its partition; a merge moves them)."""
+        return [
+            Hold.model_validate_json(item["body"])
+            for item in self._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+                ExpressionAttributeValues=_item({":pk": member_pk(member), ":prefix": f"P#{program}#HOLD#"}),
+                ConsistentRead=True,
+            )
+        ]
+
     def entries(self, program: str, member: str, after_seq: int = 0, limit: int | None = None) -> list[Entry]:
         """A member's entries in chain order (the account history index)."""
         found: list[Entry] = []
@@ -410,6 +421,12 @@ def transaction_items(table: str, change: Change) -> list[TransactWriteItemTypeD
                 }
             }
         )
+    for old, new in change.holds_moved:
+        key = {"PK": member_pk(old.member), "SK": hold_sk(old.program, old.hold_id)}
+        items.append({"Delete": {"TableName": table, "Key": _item(key), "ConditionExpression": "attribute_exists(PK)"}})
+        items.append(
+            {"Put": {"TableName": table, "Item": hold_item(new), "ConditionExpression": "attribute_not_exists(PK)"}}
+        )
     # Checks, tallies, then guards go last: commit() finds their cancellation reasons at the end.
     for check in change.checks:
         items.append(
@@ -485,6 +502,7 @@ def account_item(state: AccountState) -> dict[str, Any]:
             "available": state.available,
             "pending": state.pending,
             "held": state.held,
+            "merged_into": state.merged_into or None,
             "seq": state.seq,
             "head": state.head,
             "updated_at": _ts(state.updated_at) if state.updated_at else None,
@@ -565,6 +583,7 @@ def _account(item: dict[str, Any]) -> AccountState:
         available=int(item["available"]),
         pending=int(item["pending"]),
         held=int(item["held"]),
+        merged_into=str(item.get("merged_into", "")),
         seq=int(item["seq"]),
         head=item["head"],
         updated_at=datetime.strptime(updated, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if updated else None,

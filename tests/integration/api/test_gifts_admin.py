@@ -7,7 +7,9 @@ from functions.holds.app import handler
 from shared.access import PrincipalKind
 from shared.audit import audit
 from shared.catalogue import Catalogue, GiftPolicy, publish_catalogue
+from shared.ledger import Earn, Transfer
 from shared.store import ApiItems
+from tests.conftest import T0
 from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
@@ -97,4 +99,29 @@ def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, st
     assert (after["available"], after["held"]) == (80, 0)
     _, _, lots, _ = store.ledger_records()
     assert [lot.expires_at for lot in lots if lot.member == "m2"] == [sender_expiry]
+    assert audit(*store.ledger_records()).ok
+
+
+def test_points_for_a_merged_member_are_refused_naming_the_survivor(
+    api: Client, funded: Ledger, store: DynamoStore
+) -> None:
+    # Given a provisional member pv-9 (5 points) merged into m2
+    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(daily_limit=500)))
+    funded.earn(
+        Earn(program="demo", member="pv-9", points=5, source="shop", external_id="o9", reason="o", event_time=T0)
+    )
+    funded.transfer(Transfer(program="demo", member="pv-9", to_member="m2", external_id="merge:pv-9", reason="linked"))
+    gift = {"to_member": "pv-9", "points": 10, "reference": "g1"}
+    partner = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
+    inbound = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
+
+    # When a member gifts to pv-9, and a partner credits pv-9
+    gifted = api.call("POST", "/programs/demo/members/m1/gifts", key=api.key_for(PrincipalKind.MEMBER, "m1"), body=gift)
+    credited = api.call("POST", "/partners/acme/programs/demo/members/pv-9/transfers-in", key=partner, body=inbound)
+
+    # Then both are refused with a problem that names the member to use instead, and nothing moved
+    for reply in (gifted, credited):
+        assert (reply.status, reply.code, reply.body["survivor"]) == (409, "account_closed", "m2"), reply.body
+    balances = {a.member: a.available for a in store.ledger_records()[1]}
+    assert balances == {"m1": 1000, "pv-9": 0, "m2": 5}
     assert audit(*store.ledger_records()).ok
