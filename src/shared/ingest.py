@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -70,7 +70,14 @@ from shared.ledger import (
     Transfer,
     Void,
 )
-from shared.member_view import FLAG_OPEN, FLAG_VOIDED
+from shared.member_view import (
+    FLAG_OPEN,
+    FLAG_VOIDED,
+    REFERRAL_AWAITING,
+    REFERRAL_NOT_ELIGIBLE,
+    REFERRAL_PAID,
+    Referral,
+)
 from shared.rules import evaluate_behaviour, evaluate_points, evaluate_purchase, qualifying_tier, refund_clawback
 
 if TYPE_CHECKING:
@@ -92,6 +99,10 @@ MAX_DECISIONS = 5
 CATCH_UP_DAYS = 14
 MONEY_SCALE = activity.MONEY_SCALE
 SIGN_INS = "signins"
+# The source of a referrer's reward; its entry id is `referral:<referred member>`, so it is paid once.
+REFERRAL_SOURCE = "referral"
+# Entry ids of behaviour points keyed per member (and day, year or product) stay within the ledger's key length.
+MAX_KEY = 200
 Decision = Literal["release", "void"]
 
 
@@ -115,7 +126,9 @@ class Directory(Protocol):
 
     def mark_merged(self, member: str, into: str) -> None: ...
 
-    def view(self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True) -> MemberView: ...
+    def view(
+        self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True, referral: bool = False
+    ) -> MemberView: ...
 
     def bump(self, tally: Tally, once_for: str) -> None: ...
 
@@ -133,6 +146,14 @@ class Directory(Protocol):
 
     def no_refund_waiting(self, program: str, order_entry_id: str) -> Check: ...
 
+    def record_referral(self, program: str, referred: str, referral: Referral) -> bool: ...
+
+    def referral_paid(self, program: str, referred: str, reward: str, purchase: str, points: int) -> None: ...
+
+    def referral_ended(self, program: str, referred: str, status: str, reason: str) -> None: ...
+
+    def no_referral_awaiting(self, program: str, member: str) -> Check: ...
+
 
 class TierUpgrades(Protocol):
     """Moves a member up at once when activity reaches a higher tier (`shared.tiers.Tiers`)."""
@@ -144,7 +165,7 @@ class TierUpgrades(Protocol):
 class Outcome:
     """What ingest did with one event."""
 
-    status: Literal["posted", "replayed", "parked", "skipped"]
+    status: Literal["posted", "replayed", "parked", "skipped", "recorded"]
     entry_id: str
     member: str = ""
     points: int = 0
@@ -197,6 +218,8 @@ def _short_reason(event: Event) -> str:
     if isinstance(event, PointsEvent):
         return event.reason
     if isinstance(event, BehaviourEvent):
+        if event.action is BehaviourAction.REFERRAL:
+            return f"referral: {event.subject} made a first purchase"  # only rewards are posted
         return event.action.value.replace("_", " ")
     return "refund"
 
@@ -227,6 +250,8 @@ class Ingest:
     def handle(self, event: Event) -> Outcome:
         if isinstance(event, RefundEvent):
             return self._refund(event)
+        if isinstance(event, BehaviourEvent) and event.action is BehaviourAction.REFERRAL:
+            return self._record_referral(event)
         return self._earn(event)
 
     def dry_run(self, event: PurchaseEvent | PointsEvent | BehaviourEvent) -> EarnDecision:
@@ -252,7 +277,11 @@ class Ingest:
             return replay
 
     def _post_earn(
-        self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, digest: str
+        self,
+        config: ProgramConfig,
+        event: PurchaseEvent | PointsEvent | BehaviourEvent,
+        digest: str,
+        reward: dict[str, Any] | None = None,
     ) -> Outcome:
         now = self._clock()
         self._refuse_if_closed(config, event, now)
@@ -267,8 +296,12 @@ class Ingest:
                 return self._existing(event, entry_id, digest) or self._nothing_to_post(
                     event, member, decision, entry_id
                 )
-            cmd = self._command(config, event, view, entry_id, decision, digest, now)
-            checks = [] if refunds_may_wait else [self._directory.no_refund_waiting(event.program, entry_id)]
+            cmd = self._command(config, event, view, entry_id, decision, digest, now, **(reward or {}))
+            refund_check = self._directory.no_refund_waiting(event.program, entry_id)
+            checks = [] if refunds_may_wait else [refund_check]
+            if _may_be_referred(event, view):
+                # The member's first earn: a referral recorded after our read must make us read again.
+                checks.append(self._directory.no_referral_awaiting(event.program, member))
             try:
                 entry = self._ledger.earn(cmd, tallies=tallies, checks=checks, snapshot=snapshot)
             except TallyChangedError:
@@ -282,8 +315,12 @@ class Ingest:
                 member, entry_id = view.member, self._earn_entry_id(config, event, view.member)
                 snapshot = Snapshot(view.account)
                 continue
-            except CheckFailedError:
-                refunds_may_wait = True
+            except CheckFailedError as failed:
+                if failed.check == refund_check:
+                    refunds_may_wait = True
+                else:  # a referral was recorded meanwhile: this purchase pays it
+                    view = self._view(config, event, member)
+                    snapshot = Snapshot(view.account)
                 continue
             except IdempotencyConflictError:
                 # Posted before (a redelivery, or a rival delivery of the same event that won).
@@ -295,10 +332,12 @@ class Ingest:
                 # The ledger found this very earn already posted: a redelivery (its entry is older
                 # than the balance we read), so repair any follow-up a crash may have cut short.
                 self._after_earn(config, entry)
+                self._pay_referral(config, view, entry)
                 return Outcome("replayed", entry.entry_id, entry.member, _points(entry))
             if refunds_may_wait:
                 self._after_earn(config, entry)
             self._upgrade(config, view, tallies, now)
+            self._pay_referral(config, view, entry)
             note = "held for review: member flagged" if cmd.held else ""
             return Outcome("posted", entry.entry_id, member, decision.points, note=note)
         raise ContentionError(f"member {member}'s daily tally kept changing; retry later", member=member)
@@ -321,10 +360,17 @@ class Ingest:
             )
 
     def _earn_entry_id(self, config: ProgramConfig, event: Event, member: str) -> str:
-        if _is_sign_in(event):
-            day = event.occurred_at.astimezone(config.tz).date().isoformat()
-            return f"{event.source}:sign_in:{member}:{day}"
-        return entry_key(event)
+        """Behaviour is paid once per real thing, whatever the app's event ids: keyed per member and
+        local day (sign-in, member day), local year (birthday) or product (review)."""
+        once = _paid_once_per(config, event)
+        if once is None:
+            return entry_key(event)
+        assert isinstance(event, BehaviourEvent)
+        key = f"{event.action.value}:{member}:{once}"
+        if len(key) > MAX_KEY - len(event.source) - 1:
+            digest = hashlib.sha256("\n".join((member, once)).encode()).hexdigest()[:40]
+            key = f"{event.action.value}:{digest}"
+        return f"{event.source}:{key}"
 
     def _existing(self, event: Event, entry_id: str, digest: str) -> Outcome | None:
         """The outcome for an event whose entry is already there (None: it is not)."""
@@ -332,8 +378,10 @@ class Ingest:
         if existing is None:
             return None
         if existing.details.get("event_hash", digest) != digest:
-            if _is_sign_in(event) and entry_id != entry_key(event):
-                return Outcome("skipped", entry_id, existing.member, note="already rewarded that day")
+            if entry_id != entry_key(event) and isinstance(event, BehaviourEvent):
+                # Another event about the same thing was paid: a duplicate, answered, never an error.
+                note = _already_paid(self._programs.get(event.program), event)
+                return Outcome("skipped", entry_id, existing.member, note=note)
             raise IdempotencyConflictError(f"{entry_id} was already posted from a different event", entry_id=entry_id)
         # A crash after the earn but before its follow-ups is repaired by the redelivery.
         if existing.kind in (EntryKind.EARN_PENDING, EntryKind.EARN):
@@ -347,9 +395,10 @@ class Ingest:
             names.append(f"earned#{event.occurred_at.astimezone(config.tz).date().isoformat()}")
         if _is_sign_in(event):
             names.append(SIGN_INS)
+        referral = isinstance(event, PurchaseEvent)  # a purchase may be the first one a referral waits for
         seen = {member}
         while True:
-            view = self._directory.view(event.program, member, names)
+            view = self._directory.view(event.program, member, names, referral=referral)
             if not view.merged_into or view.merged_into in seen:
                 return view
             member = view.merged_into
@@ -401,10 +450,12 @@ class Ingest:
         decision: EarnDecision,
         digest: str,
         now: datetime,
+        until: datetime | None = None,
+        details: dict[str, str] | None = None,
     ) -> Earn:
-        details = self._details(event, decision, digest)
+        details = {**self._details(event, decision, digest), **(details or {})}
         held = view.flagged
-        until = decision.pending_until
+        until = until or decision.pending_until
         if held:
             details["held"] = f"member flagged: {view.flag_reason}"[:300]
             until = until or now  # no return window: the job sees it at once, and waits for the decision
@@ -479,6 +530,102 @@ class Ingest:
         elif settled.kind is EntryKind.ACTIVATE:
             self._apply_waiting(entry.program, entry.entry_id)
 
+    # --- Referrals ------------------------------------------------------------------------------
+
+    def _record_referral(self, event: BehaviourEvent) -> Outcome:
+        """Record who referred whom; the referrer is paid when the referred member first buys.
+
+        One referrer per referred member (the first recorded wins); nobody refers themself (after
+        following merges); the referred member must be new to the program (nothing posted on its
+        account yet, checked in the same transaction as the record), else the referral is recorded
+        as not eligible with the reason. Nothing is posted now, so a duplicate is just answered.
+        """
+        config = self._programs.get(event.program)
+        now = self._clock()
+        self._refuse_if_closed(config, event, now)
+        if not event.subject:
+            raise InvalidInputError("a referral names the referred member as its subject")
+        # The referrer is the app's member (registered members are never merged into others); its
+        # merges are followed when the reward is paid.
+        referrer = self._identify(event.identity, event.program, create=False)
+        for _ in range(MAX_DECISIONS):
+            referred = self._follow_view(event.program, event.subject)
+            reward_id = f"{REFERRAL_SOURCE}:{referred.member}"
+            if referred.member == referrer:
+                return Outcome("skipped", reward_id, referrer, note="a member cannot refer themself")
+            found = referred.referral
+            if found is not None:
+                return _referral_outcome(event, referred.member, referrer, found, reward_id)
+            record = Referral(
+                referrer=referrer,
+                status=REFERRAL_AWAITING,
+                source=event.source,
+                event_id=event.external_id,
+                recorded_at=now.isoformat(),
+            )
+            if referred.account is not None and referred.account.seq > 0:
+                reason = f"{referred.member} is not new to {event.program}: it has points already"
+                record = replace(record, status=REFERRAL_NOT_ELIGIBLE, reason=reason)
+            if self._directory.record_referral(event.program, referred.member, record):
+                return _referral_outcome(event, referred.member, referrer, record, reward_id)
+            # Someone else's referral, or the member's first earn, got there first: look again.
+        raise ContentionError(f"the referral of {event.subject} kept changing; retry", member=event.subject)
+
+    def _follow_view(self, program: str, member: str) -> MemberView:
+        seen = {member}
+        while True:
+            view = self._directory.view(program, member, referral=True)
+            if not view.merged_into or view.merged_into in seen:
+                return view
+            member = view.merged_into
+            seen.add(member)
+
+    def _pay_referral(self, config: ProgramConfig, buyer: MemberView, purchase: Entry) -> None:
+        """The referred member's first purchase posted: pay its referrer, once (keyed by the referred member).
+
+        The reward is behaviour points for the referrer (caps on the purchase's day, tier expiry, a
+        flag holds it) and waits with the purchase: pending until the purchase's return window closes.
+        """
+        referral = buyer.referral
+        if referral is None or not referral.awaiting or purchase.kind not in (EntryKind.EARN, EntryKind.EARN_PENDING):
+            return
+        reward = BehaviourEvent(
+            program=config.program,
+            channel=Channel.APP,
+            source=REFERRAL_SOURCE,
+            external_id=buyer.member,
+            identity=Identity(kind=IdentityKind.MEMBER, value=referral.referrer),
+            occurred_at=purchase.event_time,
+            action=BehaviourAction.REFERRAL,
+            subject=buyer.member,
+        )
+        until = purchase.details.get("pending_until") if purchase.kind is EntryKind.EARN_PENDING else None
+        extra = {"purchase": purchase.entry_id, "referral_event": f"{referral.source}:{referral.event_id}"}
+        try:
+            outcome = self._post_earn(
+                config,
+                reward,
+                event_hash(reward),
+                {"until": datetime.fromisoformat(until) if until else None, "details": extra},
+            )
+        except IdempotencyConflictError:
+            # Paid before, from an earlier purchase whose follow-up was cut short: just close it.
+            outcome = Outcome("replayed", entry_key(reward))
+        self._directory.referral_paid(
+            config.program, buyer.member, entry_key(reward), purchase.entry_id, outcome.points
+        )
+
+    def _void_referral_of(self, config: ProgramConfig, holder: str, order: Entry) -> None:
+        """A first purchase refunded in full within its window never paid out: nor does its referral."""
+        referred = self._directory.view(config.program, holder, full=False, referral=True).referral
+        if referred is None or referred.status != REFERRAL_PAID or referred.purchase != order.entry_id:
+            return
+        reward = self._entries.get_entry(config.program, referred.reward)
+        if reward is not None and reward.kind is EntryKind.EARN_PENDING:
+            self._void(config, self._follow(reward.member), reward, f"{holder}'s first purchase was returned")
+        reason = f"the first purchase ({order.entry_id}) was refunded in full within its return window"
+        self._directory.referral_ended(config.program, holder, REFERRAL_NOT_ELIGIBLE, reason)
+
     # --- Refunds --------------------------------------------------------------------------------
 
     def _refund(self, event: RefundEvent) -> Outcome:
@@ -509,6 +656,7 @@ class Ingest:
         if not self._void(config, holder, order, "refunded in full in its window"):
             return False  # activated meanwhile: the refunds claw back from the activation instead
         self._apply_waiting(program, order_id)  # the parked refunds are settled by the void: drop them
+        self._void_referral_of(config, holder, order)
         return True
 
     def _void(self, config: ProgramConfig, holder: str, earned: Entry, reason: str) -> bool:
@@ -793,6 +941,21 @@ class Ingest:
         return bool(profile and profile.get("provisional"))
 
 
+def _referral_outcome(event: BehaviourEvent, referred: str, referrer: str, found: Referral, reward_id: str) -> Outcome:
+    """How a referral event is answered, from the referral the referred member has."""
+    if (found.source, found.event_id) != (event.source, event.external_id):
+        if found.referrer != referrer:
+            note = f"{referred} was already referred by {found.referrer}; the first referral wins"
+        else:
+            note = f"{referred} was already referred by {referrer}"
+        return Outcome("skipped", reward_id, referrer, note=note)
+    if found.status == REFERRAL_NOT_ELIGIBLE:
+        return Outcome("skipped", reward_id, referrer, note=f"referral not eligible: {found.reason}")
+    if found.status == REFERRAL_PAID:
+        return Outcome("replayed", reward_id, referrer, note=f"referral of {referred} already paid")
+    return Outcome("recorded", reward_id, referrer, note=f"referral of {referred}: paid when {referred} first buys")
+
+
 def _counter(event: Event) -> dict[str, Any]:
     """Partner points are owed by the partner: they come from its settlement account, not issuance."""
     if event.channel is Channel.PARTNER:
@@ -815,3 +978,34 @@ def _points(entry: Entry) -> int:
 
 def _is_sign_in(event: Event) -> bool:
     return isinstance(event, BehaviourEvent) and event.action is BehaviourAction.SIGN_IN
+
+
+def _paid_once_per(config: ProgramConfig, event: Event) -> str | None:
+    """What a behaviour event is paid once for, per member (None: once per event id)."""
+    if not isinstance(event, BehaviourEvent):
+        return None
+    local = event.occurred_at.astimezone(config.tz)
+    if event.action in (BehaviourAction.SIGN_IN, BehaviourAction.MEMBER_DAY):
+        return local.date().isoformat()
+    if event.action is BehaviourAction.BIRTHDAY:
+        return f"{local.year:04d}"
+    if event.action is BehaviourAction.REVIEW:
+        return event.subject
+    return None  # a referral reward is keyed by the referred member already
+
+
+def _already_paid(config: ProgramConfig, event: BehaviourEvent) -> str:
+    once = _paid_once_per(config, event)
+    notes = {
+        BehaviourAction.SIGN_IN: f"already rewarded that day ({once})",
+        BehaviourAction.MEMBER_DAY: f"the member day bonus was already paid on {once}",
+        BehaviourAction.BIRTHDAY: f"the birthday bonus was already paid for {once}",
+        BehaviourAction.REVIEW: f"a review of {once} was already rewarded",
+    }
+    return notes.get(event.action, "already rewarded")
+
+
+def _may_be_referred(event: Event, view: MemberView) -> bool:
+    """A purchase by a member with nothing posted yet, and no referral seen: one may be recorded meanwhile."""
+    new = view.account is None or view.account.seq == 0
+    return isinstance(event, PurchaseEvent) and new and view.referral is None

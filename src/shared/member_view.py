@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 FLAG_OPEN = "open"
 FLAG_VOIDED = "voided"  # an operator confirmed fraud: the held points are voided
+# A referral's states: waiting for the referred member's first purchase, rewarded, or refused.
+REFERRAL_AWAITING = "awaiting_purchase"
+REFERRAL_PAID = "paid"
+REFERRAL_NOT_ELIGIBLE = "not_eligible"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,24 @@ class Tallied:
     value: int = 0
     marks: frozenset[str] = frozenset()
     counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Referral:
+    """Who referred this member (the first referral recorded for it wins), and what became of it."""
+
+    referrer: str
+    status: str
+    source: str  # the app event that recorded it: (source, event_id) tells a redelivery
+    event_id: str
+    recorded_at: str
+    reason: str = ""  # why it is not eligible
+    purchase: str = ""  # the purchase entry that paid it
+    reward: str = ""  # the referrer's reward entry
+
+    @property
+    def awaiting(self) -> bool:
+        return self.status == REFERRAL_AWAITING
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,7 @@ class MemberView:
     tallies: dict[str, Tallied] = field(default_factory=dict)  # the tallies asked for, by name
     flag_status: str = ""  # "" (never flagged), open, cleared, released or voided
     flag_reason: str = ""
+    referral: Referral | None = None  # read only when asked for (purchases, referral events)
 
     @property
     def flagged(self) -> bool:

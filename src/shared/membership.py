@@ -1,32 +1,31 @@
 """What a member sees about itself: balance buckets, points expiring soon, tier and progress.
 
-Tier here is computed from the member's own entries over the program's qualifying window (the
-qualifying activity, never the balance). A scheduled tier job may store tiers later; until then
-this is the one definition the API uses.
+The tier is the stored tier item and the progress is read from the qualifying activity tally:
+the same two items `shared.tiers.Tiers` decides on and ingest earns with, so the API, ingest and
+the tier job always agree (never the balance, never a recount of the entries).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from dateutil.relativedelta import relativedelta
 from pydantic import BaseModel, ConfigDict
 
-from shared.entries import Account, EntryKind
-from shared.program import QualifyingActivity, QualifyingBasis
-from shared.rules import qualifying_tier
+from shared import activity
+from shared.program import QualifyingBasis
+from shared.store import JobStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from shared.entries import Entry, Lot
+    from shared.entries import Lot
     from shared.program import ProgramConfig
+    from shared.store import DynamoStore
 
 EXPIRING_WINDOW = timedelta(days=90)
-QUALIFYING_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING})
 
 
 class Expiring(BaseModel):
@@ -58,32 +57,26 @@ def expiring(lots: Iterable[Lot], now: datetime) -> list[Expiring]:
     return [Expiring(date=day, points=points) for day, points in sorted(by_day.items())]
 
 
-def qualifying_activity(config: ProgramConfig, entries: Iterable[Entry], now: datetime) -> QualifyingActivity:
-    since = now - relativedelta(months=config.tier_qualification.window_months)
-    points = 0
-    spend = Decimal(0)
-    for entry in entries:
-        if entry.kind not in QUALIFYING_KINDS or entry.event_time < since:
-            continue
-        points += entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING)
-        try:
-            spend += Decimal(entry.details.get("eligible_amount", "0"))
-        except InvalidOperation:
-            continue  # a detail written by another producer; it does not count as spend
-    return QualifyingActivity(points=max(points, 0), spend=max(spend, Decimal(0)))
+def tier_status(store: DynamoStore, config: ProgramConfig, member: str, now: datetime) -> TierStatus:
+    """The member's tier as stored, and how far its qualifying activity is from the next one.
 
-
-def tier_status(config: ProgramConfig, entries: Iterable[Entry], now: datetime) -> TierStatus:
-    activity = qualifying_activity(config, entries, now)
+    Two items, read as `shared.tiers.Tiers` reads them (`JobStore.get_tier`, `tally_counters`).
+    """
+    items = JobStore(store)
+    stored = items.get_tier(config.program, member)
+    tiers = {tier.name: tier for tier in config.tiers}
+    # No tier item yet: the lowest tier; a tier a newer config removed: the lowest, as Tiers does.
+    held = tiers.get(str(stored["tier"]) if stored else "", config.tiers[0])
+    counted = activity.in_window(config, items.tally_counters(config.program, member, activity.ACTIVITY), now)
     basis = config.tier_qualification.basis
-    value = Decimal(activity.points) if basis is QualifyingBasis.POINTS else activity.spend
-    tier = qualifying_tier(config, activity)
-    above = [t for t in config.tiers if t.rank > tier.rank]
-    nxt = min(above, key=lambda t: t.rank) if above else None
+    value = Decimal(counted.points) if basis is QualifyingBasis.POINTS else counted.spend
+    above = [tier for tier in config.tiers if tier.rank > held.rank]
+    nxt = min(above, key=lambda tier: tier.rank) if above else None
     return TierStatus(
-        tier=tier.name,
+        tier=held.name,
         basis=basis,
         qualifying=value,
         next_tier=nxt.name if nxt else None,
-        needed_for_next=(nxt.threshold - value) if nxt else None,
+        # Reached but not moved yet (a flagged member waits for its decision): nothing more needed.
+        needed_for_next=max(nxt.threshold - value, Decimal(0)) if nxt else None,
     )

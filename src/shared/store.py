@@ -41,7 +41,7 @@ from shared.ledger import (
     Tally,
     TallyChangedError,
 )
-from shared.member_view import MemberView, Tallied
+from shared.member_view import REFERRAL_AWAITING, REFERRAL_PAID, MemberView, Referral, Tallied
 from shared.program import ProgramConfig
 from shared.settings import get_settings
 
@@ -693,6 +693,7 @@ class ProgramRepository:
 # | tally (counter, set)  | M#<member>                  | P#<program>#T#<name>        |                               |
 # | member tier           | M#<member>                  | P#<program>#TIER            |                               |
 # | waiting refunds       | W#<program>#<order entry>   | W                           |                               |
+# | referral (referred)   | M#<referred member>         | P#<program>#REFERRAL        |                               |
 #
 # Open pending earns (P#<program>#PEND#<entry id>, indexed on GSI1 N#<program>#<until day>) are
 # ledger items, written and deleted in the ledger's transactions; the directory only reads their index.
@@ -712,6 +713,14 @@ def waiting_pk(program: str, order_entry_id: str) -> str:
 
 def flag_key(program: str, member: str) -> tuple[str, str]:
     return f"FLAG#{program}", member
+
+
+def referral_sk(program: str) -> str:
+    return f"P#{program}#REFERRAL"
+
+
+# Present on a referral item only while it waits for the referred member's first purchase.
+AWAITING = "awaiting"
 
 
 def _counters(tally: dict[str, Any]) -> dict[str, int]:
@@ -809,14 +818,20 @@ class MemberDirectory:
         )
         self._store.stats.record("UpdateItem", {})
 
-    def view(self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True) -> MemberView:
+    def view(
+        self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True, referral: bool = False
+    ) -> MemberView:
         """One consistent BatchGetItem: the profile and the named tallies; with `full`, also the
-        tier, the balance and the member's flag (everything an earn decides on)."""
+        tier, the balance and the member's flag (everything an earn decides on); with `referral`,
+        who referred the member (a purchase may owe that member a reward)."""
         keys = [(member_pk(member), PROFILE)] + [(member_pk(member), tally_sk(program, name)) for name in tallies]
         if full:
             keys += [(member_pk(member), f"P#{program}#TIER"), (member_pk(member), balance_sk(program))]
             keys.append(flag_key(program, member))
+        if referral:
+            keys.append((member_pk(member), referral_sk(program)))
         found = self._batch_get(keys)
+        referred = found.get((member_pk(member), referral_sk(program)))
         profile = found.get((member_pk(member), PROFILE), {})
         tier = found.get((member_pk(member), f"P#{program}#TIER"))
         balance = found.get((member_pk(member), balance_sk(program)))
@@ -835,6 +850,7 @@ class MemberDirectory:
             tallies=read,
             flag_status=str(flag.get("status", "")),
             flag_reason=str(flag.get("reason", "")),
+            referral=_referral(referred) if referred else None,
         )
 
     def _batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -927,6 +943,84 @@ class MemberDirectory:
         """A transaction condition: nothing is parked for this order (the set of refund ids is gone)."""
         return Check(pk=waiting_pk(program, order_entry_id), sk="W", attribute="ids")
 
+    # Referrals: one item under the referred member, written once (the first referral wins).
+
+    def record_referral(self, program: str, referred: str, referral: Referral) -> bool:
+        """Write the referral unless the member has one already; an awaiting one also needs the
+        member's account to have nothing posted yet, checked in the same transaction (so a first
+        earn and a referral cannot cross). False: either condition failed; read again."""
+        values = {
+            "PK": member_pk(referred),
+            "SK": referral_sk(program),
+            "type": "referral",
+            "referrer": referral.referrer,
+            "status": referral.status,
+            "source": referral.source,
+            "event_id": referral.event_id,
+            "recorded_at": referral.recorded_at,
+            "reason": referral.reason or None,
+            AWAITING: referral.referrer if referral.awaiting else None,
+        }
+        items: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(values),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        ]
+        if referral.awaiting:
+            items.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": _item({"PK": member_pk(referred), "SK": balance_sk(program)}),
+                        "ConditionExpression": "attribute_not_exists(PK) OR seq = :none",
+                        "ExpressionAttributeValues": _item({":none": 0}),
+                    }
+                }
+            )
+        try:
+            response = self._client.transact_write_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
+        except ClientError as error:
+            self._store.stats.record("TransactWriteItems", {})
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        self._store.stats.record("TransactWriteItems", dict(response))
+        return True
+
+    def referral_paid(self, program: str, referred: str, reward: str, purchase: str, points: int) -> None:
+        """Close an awaiting referral: the reward is posted (its entry id is the exactly-once key)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({"PK": member_pk(referred), "SK": referral_sk(program)}),
+            UpdateExpression="SET #s = :paid, reward = :reward, purchase = :purchase, points = :points REMOVE #a",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#s": "status", "#a": AWAITING},
+            ExpressionAttributeValues=_item(
+                {":paid": REFERRAL_PAID, ":reward": reward, ":purchase": purchase, ":points": points}
+            ),
+        )
+        self._store.stats.record("UpdateItem", {})
+
+    def referral_ended(self, program: str, referred: str, status: str, reason: str) -> None:
+        """A referral that will never pay (its first purchase was returned in its window)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({"PK": member_pk(referred), "SK": referral_sk(program)}),
+            UpdateExpression="SET #s = :status, reason = :reason REMOVE #a",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#s": "status", "#a": AWAITING},
+            ExpressionAttributeValues=_item({":status": status, ":reason": reason}),
+        )
+        self._store.stats.record("UpdateItem", {})
+
+    def no_referral_awaiting(self, program: str, member: str) -> Check:
+        """A transaction condition: nobody's referral of this member is waiting for its first purchase."""
+        return Check(pk=member_pk(member), sk=referral_sk(program), attribute=AWAITING)
+
     def merge_tally(self, program: str, name: str, merged: str, into: str) -> None:
         """Add a merged member's named counters of a tally to the survivor's, once per merged member."""
         item = self._get(member_pk(merged), tally_sk(program, name))
@@ -942,6 +1036,19 @@ class MemberDirectory:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
         self._store.stats.record("UpdateItem", {})
+
+
+def _referral(item: dict[str, Any]) -> Referral:
+    return Referral(
+        referrer=str(item["referrer"]),
+        status=str(item.get("status", REFERRAL_AWAITING)),
+        source=str(item.get("source", "")),
+        event_id=str(item.get("event_id", "")),
+        recorded_at=str(item.get("recorded_at", "")),
+        reason=str(item.get("reason", "")),
+        purchase=str(item.get("purchase", "")),
+        reward=str(item.get("reward", "")),
+    )
 
 
 # === End of members and identities ===

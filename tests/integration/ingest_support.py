@@ -109,6 +109,21 @@ def sign_in(event_id: str, member: str, at: datetime) -> BehaviourEvent:
     )
 
 
+def behaviour(
+    action: BehaviourAction, event_id: str, member: str, at: datetime = NOW - timedelta(minutes=5), subject: str = ""
+) -> BehaviourEvent:
+    return BehaviourEvent(
+        program="demo",
+        channel=Channel.APP,
+        source="app:app",
+        external_id=event_id,
+        identity=Identity(kind=IdentityKind.MEMBER, value=member),
+        occurred_at=at,
+        action=action,
+        subject=subject,
+    )
+
+
 def available(store: DynamoStore, member: str) -> int:
     state = store.get_account("demo", member)
     return state.available if state else 0

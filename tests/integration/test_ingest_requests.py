@@ -86,3 +86,31 @@ def test_refunds_and_redeliveries(store: DynamoStore) -> None:
     }
     # A refund before its order: parked, after looking for the order twice (before and after parking)
     assert requests(store, ingest, refund("r-2", "2", "10")) == {"GetItem": 3, "UpdateItem": 1}
+
+
+def test_a_referral_costs_two_and_the_first_purchase_that_pays_it_three_more(store: DynamoStore) -> None:
+    ingest = warm(store, program(caps=Caps(per_member_per_day=5000), behaviour=BehaviourRules(referral=500)))
+    MemberDirectory(store).claim(EMAIL.key, "m-new", provisional=False)
+    referral = BehaviourEvent(
+        program="demo",
+        channel=Channel.APP,
+        source="app:app",
+        external_id="ev-9",
+        identity=Identity(kind=IdentityKind.MEMBER, value="m-ref"),
+        occurred_at=NOW - timedelta(minutes=1),
+        action=BehaviourAction.REFERRAL,
+        subject="m-new",
+    )
+    # Recording a referral: one batch read of the referred member, one transaction (the record, and
+    # a check that the member has nothing posted yet)
+    assert requests(store, ingest, referral) == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    # The referred member's first purchase: its usual three, then the referrer's batch read, the
+    # reward's transaction and closing the referral
+    assert requests(store, ingest, purchase("1", "10")) == {
+        "GetItem": 1,
+        "BatchGetItem": 2,
+        "TransactWriteItems": 2,
+        "UpdateItem": 1,
+    }
+    # Later purchases: the usual three (the referral is read in the same batch)
+    assert requests(store, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}

@@ -48,7 +48,7 @@ def balance(program: ProgramPath, member: MemberPath) -> Balance:
     lots = ledger.lots(program, member)
     now = context.now()
     config = context.programs().get(program)
-    tier = tier_status(config, context.store().entries(program, member), now).tier
+    tier = tier_status(context.store(), config, member, now).tier
     return Balance(
         program=program,
         member=member,
@@ -82,7 +82,7 @@ def statement(
 def tier(program: ProgramPath, member: MemberPath) -> TierOut:
     context.principal(router.current_event).require_member(program, member)
     context.ledger().account(program, member)
-    status = tier_status(context.programs().get(program), context.store().entries(program, member), context.now())
+    status = tier_status(context.store(), context.programs().get(program), member, context.now())
     return TierOut(
         tier=status.tier,
         basis=status.basis.value,

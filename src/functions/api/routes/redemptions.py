@@ -86,7 +86,7 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
         raise InvalidInputError("donations go to /donations")
     now = context.now()
     lots = ledger.lots(program, member)
-    tier = tier_status(config, context.store().entries(program, member), now).tier
+    tier = tier_status(context.store(), config, member, now).tier
     catalogue.check_available(reward, tier, spendable(lots, now), now)
     split = catalogue.split(reward, body.points, body.quantity, config.currency)
     cmd = Spend(
