@@ -156,6 +156,25 @@ class QuoteExpiredError(LedgerError):
     status = 422
 
 
+class ProgramClosedError(PointbridgeError):
+    """Raised when a program's announced end (sunset) has closed what was asked; nothing is written."""
+
+    code = "program_closed"
+    status = 422
+
+
+class EarningClosedError(ProgramClosedError):
+    """Raised when points would be credited in a program after its earning ended."""
+
+    code = "earning_closed"
+
+
+class RedemptionClosedError(ProgramClosedError):
+    """Raised when points would be spent in a program after it ended."""
+
+    code = "redemption_closed"
+
+
 class JobError(PointbridgeError):
     """Raised when a scheduled job is asked to do something it must refuse; nothing is written."""
 

@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
+from shared import sunset
 from shared.access import Principal
 from shared.entries import fingerprint
 from shared.errors import ForbiddenError, IdempotencyConflictError, InvalidInputError, PayloadTooLargeError
 from shared.ledger import Ledger
-from shared.store import ApiItems, DynamoStore, ProgramRepository
+from shared.store import ApiItems, DynamoStore, JobStore, ProgramRepository
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+    from shared.program import ProgramConfig
 
 # No valid request comes near this; API Gateway itself would accept up to 10 MB.
 MAX_BODY_BYTES = 64 * 1024
@@ -45,12 +48,35 @@ def items() -> ApiItems:
     return ApiItems(store())
 
 
+def jobs() -> JobStore:
+    return JobStore(store())
+
+
 def ledger() -> Ledger:
     return Ledger(store(), programs())
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def ledger_id(source: str, external_id: str) -> str:
+    """The id the ledger gives an entry posted under a source's own reference (its invariant 3)."""
+    return f"{source}:{external_id}"
+
+
+def require_spending(config: ProgramConfig, entry_id: str | None) -> None:
+    """Refuse a spend after the program's end, unless it replays the entry `entry_id` posted before."""
+    sunset.require_redemption_open(config, now(), lambda: _posted(config.program, entry_id))
+
+
+def require_crediting(config: ProgramConfig, entry_id: str | None) -> None:
+    """Refuse a credit after the program's earning ended, unless it replays the entry `entry_id` posted before."""
+    sunset.require_earning_open(config, now(), lambda: _posted(config.program, entry_id))
+
+
+def _posted(program: str, entry_id: str | None) -> bool:
+    return entry_id is not None and store().get_entry(program, entry_id) is not None
 
 
 def reset() -> None:
