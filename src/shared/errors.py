@@ -129,6 +129,14 @@ class PayloadTooLargeError(InvalidInputError):
     status = 413
 
 
+class SecretNotReplayedError(PointbridgeError):
+    """Raised when a request whose reply held a secret shown once (a minted key) is retried under its
+    Idempotency-Key: it was done, and the secret was not stored to be shown again."""
+
+    code = "secret_not_replayed"
+    status = 409
+
+
 class RewardUnavailableError(LedgerError):
     """Raised when a reward is unknown, outside its availability window, tier-only or below its minimum balance."""
 

@@ -16,7 +16,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from shared import sunset
 from shared.access import Principal
 from shared.entries import fingerprint
-from shared.errors import ForbiddenError, IdempotencyConflictError, InvalidInputError, PayloadTooLargeError
+from shared.errors import (
+    ForbiddenError,
+    IdempotencyConflictError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    SecretNotReplayedError,
+)
 from shared.ledger import Ledger
 from shared.store import ApiItems, DynamoStore, JobStore, ProgramRepository
 
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 200
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Replies that hold a secret shown once (a minted API key) are remembered without their body, so a
+# table dump grants nothing; a retry under the same Idempotency-Key learns the request was done.
+SECRET_REPLIES = frozenset({"/admin/keys"})
 
 
 @cache
@@ -132,6 +141,8 @@ def guard_requests(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         response = next_middleware(app)
         if 200 <= response.status_code < 300:
             text = response.body if isinstance(response.body, str) else json.dumps(response.body)
+            if event.path in SECRET_REPLIES:
+                text = ""
             if items().put_reply(who, key, request, response.status_code, text):
                 return response
             stored = items().get_reply(who, key)  # a concurrent twin stored first
@@ -140,6 +151,10 @@ def guard_requests(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
             return response
     if stored["fingerprint"] != request:
         raise IdempotencyConflictError(f"Idempotency-Key {key!r} was used with a different request", key=key)
+    if not stored["body"]:
+        raise SecretNotReplayedError(
+            f"the request under Idempotency-Key {key!r} was done; its secret is shown once (ask for another)", key=key
+        )
     return Response(
         status_code=int(stored["status"]),
         content_type=content_types.APPLICATION_JSON,

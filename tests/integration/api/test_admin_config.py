@@ -8,7 +8,7 @@ from shared.access import PrincipalKind
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    from shared.store import ProgramRepository
+    from shared.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 
@@ -81,3 +81,19 @@ def test_only_admins_read_config(api: Client) -> None:
         for path in ("/admin/programs/demo", "/admin/programs/demo/versions", "/admin/programs/demo/catalogue"):
             reply = api.call("GET", path, key=key)
             assert (reply.status, reply.code) == (403, "forbidden"), path
+
+
+def test_a_minted_key_is_never_stored_even_for_an_idempotent_retry(
+    api: Client, admin_key: str, store: DynamoStore
+) -> None:
+    # Given a key minted under an Idempotency-Key
+    body = {"kind": "member", "id": "m7", "programs": ["demo"]}
+    first = api.call("POST", "/admin/keys", key=admin_key, body=body, headers={"Idempotency-Key": "mint-1"})
+    assert first.status == 201
+    minted = first.body["key"]
+    # When the same request is retried under that key
+    retry = api.call("POST", "/admin/keys", key=admin_key, body=body, headers={"Idempotency-Key": "mint-1"})
+    # Then the retry learns it was done, but the secret is not shown again, nor stored anywhere
+    assert (retry.status, retry.code) == (409, "secret_not_replayed")
+    assert not any(minted in str(item) for item in store.scan())
+    assert api.call("GET", "/programs/demo/members/m7/balance", key=minted).code == "unknown_member"
