@@ -37,9 +37,10 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 200
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Replies that hold a secret shown once (a minted API key) are remembered without their body, so a
-# table dump grants nothing; a retry under the same Idempotency-Key learns the request was done.
-SECRET_REPLIES = frozenset({"/admin/keys"})
+# Set in the resolver's context by a route whose reply holds a secret shown once (a minted API key):
+# the reply is remembered without its body, so a table dump grants nothing, and a retry under the
+# same Idempotency-Key learns that the request was done.
+SECRET_REPLY = "secret_reply"
 
 
 @cache
@@ -141,7 +142,7 @@ def guard_requests(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         response = next_middleware(app)
         if 200 <= response.status_code < 300:
             text = response.body if isinstance(response.body, str) else json.dumps(response.body)
-            if event.path in SECRET_REPLIES:
+            if app.context.get(SECRET_REPLY):
                 text = ""
             if items().put_reply(who, key, request, response.status_code, text):
                 return response

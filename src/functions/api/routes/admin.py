@@ -144,6 +144,7 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
 @router.post("/admin/keys", status_code=201)
 def create_key(body: Principal) -> KeyOut:
     context.principal(router.current_event).require_admin()
+    router.append_context(**{context.SECRET_REPLY: True})
     return KeyOut(key=issue_key(context.store(), body))
 
 
