@@ -17,6 +17,7 @@ they are not DynamoDB's latencies.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -108,7 +109,12 @@ def main() -> None:
         factories = {"health": health, "balance": balance, "redeem": redeem, "exchange": exchange}
         for warm in (health, balance):  # start every worker once, so cold starts are not measured
             _measure("warm", [warm(i) for i in range(CLIENTS)])
-        figures: dict[str, float | int] = {"clients": CLIENTS, "calls_per_client": PER_CLIENT}
+        # The machine's 1-minute load average as the run starts: other work on its 2 cores slows every figure.
+        figures: dict[str, float | int] = {
+            "clients": CLIENTS,
+            "calls_per_client": PER_CLIENT,
+            "load_average_at_start": round(os.getloadavg()[0], 2),
+        }
         for name in ENDPOINTS:
             figures.update(_measure(name, [factories[name](i) for i in range(CLIENTS)]))
         for name in ENDPOINTS[1:]:
