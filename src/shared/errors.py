@@ -112,13 +112,6 @@ class ConfigError(PointbridgeError):
     status = 422
 
 
-class EarningClosedError(PointbridgeError):
-    """Raised when an event would earn in a program that stopped earning (its sunset); nothing is written."""
-
-    code = "earning_closed"
-    status = 422
-
-
 # --- Raised by the HTTP API's use cases (catalogue, exchange, access) ---
 
 
@@ -134,6 +127,14 @@ class PayloadTooLargeError(InvalidInputError):
 
     code = "payload_too_large"
     status = 413
+
+
+class SecretNotReplayedError(PointbridgeError):
+    """Raised when a request whose reply held a secret shown once (a minted key) is retried under its
+    Idempotency-Key: it was done, and the secret was not stored to be shown again."""
+
+    code = "secret_not_replayed"
+    status = 409
 
 
 class RewardUnavailableError(LedgerError):
@@ -161,6 +162,25 @@ class QuoteExpiredError(LedgerError):
 
     code = "quote_expired"
     status = 422
+
+
+class ProgramClosedError(PointbridgeError):
+    """Raised when a program's announced end (sunset) has closed what was asked; nothing is written."""
+
+    code = "program_closed"
+    status = 422
+
+
+class EarningClosedError(ProgramClosedError):
+    """Raised when points would be credited in a program after its earning ended (API and ingest alike)."""
+
+    code = "earning_closed"
+
+
+class RedemptionClosedError(ProgramClosedError):
+    """Raised when points would be spent in a program after it ended."""
+
+    code = "redemption_closed"
 
 
 class JobError(PointbridgeError):

@@ -1015,7 +1015,15 @@ class ApiItems:
                     {
                         "Put": {
                             "TableName": self.store.table,
-                            "Item": _item({"PK": pk, "SK": f"DOC#{version:06d}", "type": "document", "body": body}),
+                            "Item": _item(
+                                {
+                                    "PK": pk,
+                                    "SK": f"DOC#{version:06d}",
+                                    "type": "document",
+                                    "body": body,
+                                    "published_at": _ts(datetime.now(UTC)),
+                                }
+                            ),
                             "ConditionExpression": "attribute_not_exists(PK)",
                         }
                     },
@@ -1040,6 +1048,29 @@ class ApiItems:
     def live_document(self, pk: str) -> str | None:
         item = self._get(pk, "LIVE")
         return item["body"] if item else None
+
+    # Reading versioned config back (admin): programs are P#<program> / CFG#<version>, documents
+    # <pk> / DOC#<version>; each partition also holds the LIVE pointer with the live version number.
+
+    def live_version(self, pk: str) -> int | None:
+        item = self._get(pk, "LIVE")
+        return int(item["version"]) if item else None
+
+    def config_versions(self, pk: str, prefix: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` versions newer than `after`, oldest first: version, body, published_at (if recorded)."""
+        found = []
+        for item in self.store._query(
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
+            ExpressionAttributeValues=_item(
+                {":pk": pk, ":low": f"{prefix}{after + 1:06d}", ":high": f"{prefix}999999"}
+            ),
+            ConsistentRead=True,
+            Limit=limit,
+        ):
+            found.append({**item, "version": int(item["SK"].removeprefix(prefix))})
+            if len(found) >= limit:
+                break
+        return found
 
     # Quotes: written once, read when executed; their lifetime is checked on read, not by TTL.
 
@@ -1332,7 +1363,16 @@ class JobStore:
 
     # Settlement
 
-    def add_settlement_line(self, program: str, day: str, partner: str, entry_id: str, points: int) -> None:
+    def add_settlement_line(
+        self,
+        program: str,
+        day: str,
+        partner: str,
+        entry_id: str,
+        points: int,
+        fee: int = 0,
+        residue: Decimal | None = None,
+    ) -> None:
         # Keyed by entry: a redelivered stream record writes the same item again, never a second line.
         self._put(
             {
@@ -1342,15 +1382,20 @@ class JobStore:
                 "partner": partner,
                 "entry_id": entry_id,
                 "points": points,
+                # An exchange's fee (on its debit) and rounding residue (on its credit); absent when zero.
+                "fee": fee or None,
+                "residue": residue or None,
             }
         )
 
-    def settlement_lines(self, program: str, day: str) -> list[dict[str, Any]]:
-        return list(
-            self._store._query(
-                KeyConditionExpression="PK = :pk", ExpressionAttributeValues=_item({":pk": f"S#{program}#{day}"})
-            )
-        )
+    def settlement_lines(self, program: str, day: str, partner: str | None = None) -> list[dict[str, Any]]:
+        """A day's lines, all partners' or (one Query on the sort-key prefix) one partner's."""
+        condition, values = "PK = :pk", {":pk": f"S#{program}#{day}"}
+        if partner is not None:
+            condition += " AND begins_with(SK, :partner)"
+            values[":partner"] = f"{partner}#"
+        lines = self._store._query(KeyConditionExpression=condition, ExpressionAttributeValues=_item(values))
+        return [line for line in lines if partner is None or line["partner"] == partner]
 
     # Velocity and flags
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
+from shared.errors import UnknownMemberError
 from shared.membership import Expiring, expiring, spendable, tier_status
 
 router = APIGatewayRouter()
@@ -43,11 +44,11 @@ class TierOut(BaseModel):
 @router.get("/programs/<program>/members/<member>/balance")
 def balance(program: ProgramPath, member: MemberPath) -> Balance:
     context.principal(router.current_event).require_member(program, member)
-    ledger = context.ledger()
-    state = ledger.account(program, member)
-    lots = ledger.lots(program, member)
-    now = context.now()
     config = context.programs().get(program)
+    state, lots = context.store().get_account_and_lots(program, member)  # one Query: balance and lots
+    if state is None:
+        raise UnknownMemberError(f"member {member} has no account in {program}", member=member)
+    now = context.now()
     tier = tier_status(config, context.store().entries(program, member), now).tier
     return Balance(
         program=program,

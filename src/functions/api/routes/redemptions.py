@@ -14,6 +14,8 @@ from shared.ledger import Key, Points, Reason, Spend
 from shared.membership import spendable, tier_status
 
 router = APIGatewayRouter()
+REDEMPTION = "redemption"
+DONATION = "donation"
 
 
 class RedemptionIn(BaseModel):
@@ -69,13 +71,14 @@ def rewards(program: ProgramPath) -> CatalogueOut:
 def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> RedemptionOut:
     context.principal(router.current_event).require_member(program, member)
     config = context.programs().get(program)
+    context.require_spending(config, context.ledger_id(REDEMPTION, body.reference))
     if body.reward_id is None:
         assert body.points is not None
         cmd = Spend(
             program=program,
             member=member,
             points=body.points,
-            source="redemption",
+            source=REDEMPTION,
             external_id=body.reference,
             reason=body.reason or "points redeemed",
         )
@@ -93,7 +96,7 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
         program=program,
         member=member,
         points=split.points,
-        source="redemption",
+        source=REDEMPTION,
         external_id=body.reference,
         reason=body.reason or f"redeemed {body.quantity} x {reward.name}",
         details={"reward": reward.id, "quantity": str(body.quantity), "cash": str(split.cash)},
@@ -109,7 +112,7 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
 @router.post("/programs/<program>/members/<member>/donations", status_code=201)
 def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> RedemptionOut:
     context.principal(router.current_event).require_member(program, member)
-    context.programs().get(program)
+    context.require_spending(context.programs().get(program), context.ledger_id(DONATION, body.reference))
     reward = catalogue.live_catalogue(context.items(), program).reward(body.reward_id)
     if reward.kind is not catalogue.RewardKind.DONATION or reward.cause is None:
         raise InvalidInputError(f"reward {reward.id!r} is not a donation")
@@ -119,7 +122,7 @@ def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> Redemp
         program=program,
         member=member,
         points=body.points,
-        source="donation",
+        source=DONATION,
         external_id=body.reference,
         reason=f"donated to {reward.cause}",
         details={"reward": reward.id, "cause": reward.cause},
