@@ -25,7 +25,7 @@ def run_audit(table: str, client: Any = None) -> dict[str, Any]:
     from shared.audit import audit
     from shared.store import DynamoStore
 
-    report = audit(*DynamoStore(table, client).ledger_records())
+    report = audit(*DynamoStore(table, client).audit_records())
     return {
         "ok": report.ok,
         "entries": report.entries,

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = ("pointbridge.demo", "pointbridge.audit")
 HOME = Path(".pointbridge")
 RUNTIME_FILE = HOME / "sandbox.json"
 DEFAULT_STATE = HOME / "state"
+LOG_DIR = HOME / "logs"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         pool_size=args.pool_size,
         schedules=not args.no_schedules,
         api_port=args.port_api,
+        log_dir=LOG_DIR,
     )
     stop = threading.Event()
     # Explicit handlers: a shell may start a background job with SIGINT ignored.
@@ -101,6 +103,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         print(f"emulator (AWS_ENDPOINT_URL): {sandbox.endpoint_url}")
         print(f"API:                         {sandbox.api_url}")
         print(f"state:                       {args.state} (saved on stop)")
+        print(f"function logs:               {LOG_DIR}/<Function>.log")
         print("Ctrl-C to stop.", flush=True)
         try:
             while not stop.wait(0.5):

@@ -253,10 +253,12 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pointbridge.cli import LOG_DIR
     from pointbridge.sandbox import Sandbox
 
-    with Sandbox(template=args.template, stage="local", schedules=not args.exit) as sb:
-        print(f"sandbox up: API {sb.api_url}, emulator {sb.endpoint_url}\n")
+    with Sandbox(template=args.template, stage="local", schedules=not args.exit, log_dir=LOG_DIR) as sb:
+        print(f"sandbox up: API {sb.api_url}, emulator {sb.endpoint_url}")
+        print(f"function logs (what each Lambda printed): {LOG_DIR}/<Function>.log\n")
         result = run_scenario(sb)
         if args.exit:
             return 0 if result["audit"]["ok"] else 1

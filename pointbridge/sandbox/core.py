@@ -68,6 +68,7 @@ class Sandbox:
         schedules: bool = False,
         region: str = "us-east-1",
         api_port: int = 0,
+        log_dir: Path | None = None,
     ) -> None:
         self.template_path = Path(template).resolve()
         self.stage = stage
@@ -77,6 +78,8 @@ class Sandbox:
         self.schedules_enabled = schedules
         self.region = region
         self.api_port = api_port
+        # One log file per function (<log_dir>/<LogicalId>.log); None: the functions print here.
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.invocations: list[Invocation] = []
         self.resources: dict[str, Provisioned] = {}
         self.functions: dict[str, FunctionSpec] = {}
@@ -203,6 +206,8 @@ class Sandbox:
     def _start(self) -> None:
         # A restart (stop, then start) gets a fresh emulator, restored from state_dir if given.
         self.functions, self._pools, self.schedules, self._pollers = {}, {}, [], []
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         self._emulator.start()
         self.template = load_template(self.template_path)
         self.provisioner = Provisioner(
@@ -261,6 +266,7 @@ class Sandbox:
             environment=env,
             memory_mb=memory,
             timeout_s=int(resolve(props.get("Timeout", 3))),
+            log_file=str(self.log_dir / f"{logical_id}.log") if self.log_dir is not None else None,
         )
 
     def _wire_events(self) -> list[Route]:

@@ -18,6 +18,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _handler: Any = None
@@ -45,6 +46,9 @@ class FunctionSpec:
     environment: dict[str, str]
     memory_mb: int
     timeout_s: int
+    # Where the function's stdout and stderr go (as CloudWatch Logs keeps one log per function);
+    # None: the sandbox's own streams.
+    log_file: str | None = None
 
 
 class LambdaContext:
@@ -68,6 +72,10 @@ class LambdaContext:
 
 def _init_worker(settings: dict[str, Any]) -> None:
     global _handler
+    if settings.get("log_file"):
+        # Line-buffered, appended: several workers of one function share the file, line by line.
+        log = Path(settings["log_file"]).open("a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the worker
+        sys.stdout = sys.stderr = log
     os.environ.update(settings["env"])
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
@@ -122,6 +130,7 @@ class FunctionPool:
             "arn": self.spec.arn,
             "memory_mb": self.spec.memory_mb,
             "timeout_s": self.spec.timeout_s,
+            "log_file": self.spec.log_file,
         }
 
     def _pool(self) -> ProcessPoolExecutor:

@@ -20,11 +20,13 @@ def ingest_service() -> Ingest:
     # queue but never posts to the ledger, and should not pay the ledger's import on a cold start.
     from shared.ingest import Ingest
     from shared.ledger import Ledger
-    from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+    from shared.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
+    from shared.tiers import Tiers
 
     store = DynamoStore()
     programs = ProgramRepository(store)
-    return Ingest(Ledger(store, programs), store, MemberDirectory(store), programs)
+    ledger = Ledger(store, programs)
+    return Ingest(ledger, store, MemberDirectory(store), programs, tiers=Tiers(ledger, programs, JobStore(store)))
 
 
 @cache

@@ -16,10 +16,10 @@ Checks (thresholds in `ProgramConfig.anomaly`, None switches one off):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.entries import Account, EntryKind
-from shared.errors import NotFoundError
+from shared.errors import NotFoundError, PointbridgeError
 from shared.store import ts
 
 if TYPE_CHECKING:
@@ -38,6 +38,18 @@ class FlagNotFoundError(NotFoundError):
     """Raised when an operator clears a flag that is not open."""
 
     code = "flag_not_found"
+
+
+class FlagDecidedError(PointbridgeError):
+    """Raised when an operator decides a flag another decision already closed (the other way)."""
+
+    code = "flag_already_decided"
+    status = 409
+
+
+FlagDecision = Literal["release", "void"]
+# The flag's status once decided: the activation job reads it for earns the flag held.
+DECIDED = {"release": "released", "void": "voided"}
 
 
 @dataclass(frozen=True)
@@ -110,3 +122,44 @@ def clear_flag(jobs: JobStore, program: str, member: str, operator: str, note: s
     state = {"status": "cleared", "reason": note, "check": "operator", "since": ts(at), "operator": operator}
     log = {"at": ts(at), "id": f"clear:{operator}", "decision": "cleared", "reason": note, "operator": operator}
     jobs.put_flag(program, member, state, log)
+
+
+def open_flags(jobs: JobStore, program: str) -> list[dict[str, Any]]:
+    """The program's open flags (member, check, reason, since), for an operator to decide."""
+    return jobs.open_flags(program)
+
+
+def decide_flag(
+    jobs: JobStore, program: str, member: str, decision: FlagDecision, operator: str, note: str, at: datetime
+) -> bool:
+    """Record an operator's decision on an open flag, with who and why; the flag is closed by it.
+
+    Returns False when the same decision was already recorded (a retry: the caller carries on
+    settling what the flag held); a flag that was never raised is `flag_not_found`, one closed by
+    a different decision `flag_already_decided`.
+    """
+    flag = jobs.get_flag(program, member)
+    if flag is None:
+        raise FlagNotFoundError(f"no flag for {member} in {program}", member=member)
+    status = DECIDED[decision]
+    if flag.get("status") == "open":
+        state = {
+            "status": status,
+            "reason": flag.get("reason", ""),
+            "check": flag.get("check", ""),
+            "since": flag.get("since", ts(at)),
+            "decided_at": ts(at),
+            "operator": operator,
+            "note": note,
+        }
+        log = {"at": ts(at), "id": f"{decision}:{operator}", "decision": status, "reason": note, "operator": operator}
+        if jobs.put_flag(program, member, state, log, only_if_open=True):
+            return True
+        flag = jobs.get_flag(program, member) or {}  # decided by someone else in between
+    if flag.get("status") == status:
+        return False
+    raise FlagDecidedError(
+        f"the flag on {member} was already closed ({flag.get('status')}); it cannot be {status} now",
+        member=member,
+        flag_status=str(flag.get("status")),
+    )

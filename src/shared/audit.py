@@ -5,17 +5,30 @@ prev_hash the hash before it, the balance item holding the head); each balance b
 the sum of its postings; the balance's last activity (from which expiry extended by activity
 counts) equal to the latest activity its entries show; each open lot's remaining equal to the
 sum of its lot moves, and the lots summing to the available balance; open holds summing to the
-held balance; and all accounts of the program (member buckets and program-side accounts)
-summing to zero.
+held balance; when given, the open pending earns (who holds each, and how many points) matching
+what the entries say and summing to the pending balance; and all accounts of the program (member
+buckets and program-side accounts) summing to zero.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from shared.entries import GENESIS_HASH, Account, AccountState, Entry, Hold, Lot, activity_time, latest
+from shared.entries import (
+    GENESIS_HASH,
+    Account,
+    AccountState,
+    Entry,
+    EntryKind,
+    Hold,
+    Lot,
+    PendingEarn,
+    activity_time,
+    latest,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -35,10 +48,17 @@ class AuditReport:
 
 
 def audit(
-    entries: Iterable[Entry], accounts: Iterable[AccountState], lots: Iterable[Lot], holds: Iterable[Hold]
+    entries: Iterable[Entry],
+    accounts: Iterable[AccountState],
+    lots: Iterable[Lot],
+    holds: Iterable[Hold],
+    pending: Iterable[PendingEarn] | None = None,
 ) -> AuditReport:
+    """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too."""
     report = AuditReport()
-    chains, lot_moves, totals = _read_entries(entries, report)
+    all_entries = list(entries)
+    chains, lot_moves, totals = _read_entries(all_entries, report)
+    pending_held = _check_pending(all_entries, pending, report) if pending is not None else None
     open_lots = _check_lots(lots, lot_moves, report)
     held: dict[tuple[str, str], int] = defaultdict(int)
     for hold in holds:
@@ -48,10 +68,13 @@ def audit(
         report.accounts += 1
         key = (state.program, state.member)
         report.problems.extend(_check_chain(state, sorted(chains.pop(key, []), key=lambda e: e.seq)))
-        for bucket, expected, what in (
+        checks = [
             (state.available, open_lots.get(key, 0), "open lots"),
             (state.held, held.get(key, 0), "open holds"),
-        ):
+        ]
+        if pending_held is not None:
+            checks.append((state.pending, pending_held.get(key, 0), "open pending earns"))
+        for bucket, expected, what in checks:
             if bucket != expected:
                 report.problems.append(
                     f"{state.program}/{state.member}: {what} total {expected}, balance says {bucket}"
@@ -103,6 +126,46 @@ def _check_lots(
         if moved != 0:
             report.problems.append(f"{program}/{member}: closed lot {lot_id} still has {moved} by its moves")
     return open_lots
+
+
+def _check_pending(
+    entries: list[Entry], pending: Iterable[PendingEarn], report: AuditReport
+) -> dict[tuple[str, str], int]:
+    """Each open pending earn as its entries tell it (earned, moved by merges, not settled) against the items."""
+    earned: dict[tuple[str, str], tuple[str, int]] = {}  # (program, earn id) -> (first holder, points)
+    moves: dict[tuple[str, str, str], str] = {}  # (program, earn id, from member) -> to member
+    settled: set[tuple[str, str]] = set()
+    for entry in entries:
+        if entry.kind is EntryKind.EARN_PENDING:
+            earned[(entry.program, entry.entry_id)] = (entry.member, entry.delta(Account.PENDING))
+        elif entry.kind in (EntryKind.ACTIVATE, EntryKind.VOID):
+            settled.add((entry.program, entry.related))
+        elif entry.kind is EntryKind.TRANSFER and entry.delta(Account.PENDING) > 0:
+            for moved in json.loads(entry.details.get("pending_earns", "[]")):
+                moves[(entry.program, moved, entry.details.get("from_member", ""))] = entry.member
+    expected: dict[tuple[str, str], tuple[str, int]] = {}
+    for (program, earn_id), (holder, points) in earned.items():
+        if (program, earn_id) in settled:
+            continue
+        seen = {holder}
+        while (program, earn_id, holder) in moves and moves[(program, earn_id, holder)] not in seen:
+            holder = moves[(program, earn_id, holder)]
+            seen.add(holder)
+        expected[(program, earn_id)] = (holder, points)
+    held: dict[tuple[str, str], int] = defaultdict(int)
+    for item in pending:
+        where = f"{item.program}/{item.member}"
+        story = expected.pop((item.program, item.entry_id), None)
+        if story is None:
+            report.problems.append(f"{where}: pending earn {item.entry_id} is open, its entries say it is not")
+        elif story != (item.member, item.points):
+            report.problems.append(
+                f"{where}: pending earn {item.entry_id} of {item.points}, its entries say {story[1]} held by {story[0]}"
+            )
+        held[(item.program, item.member)] += item.points
+    for (program, earn_id), (holder, _) in expected.items():
+        report.problems.append(f"{program}/{holder}: pending earn {earn_id} is open by its entries but has no item")
+    return held
 
 
 def _check_chain(state: AccountState, chain: list[Entry]) -> list[str]:

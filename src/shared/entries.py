@@ -142,6 +142,27 @@ class Hold(BaseModel):
     lapses_at: AwareDatetime
 
 
+class PendingEarn(BaseModel):
+    """An open pending earn, kept with the member whose pending bucket holds its points.
+
+    Written with the EARN_PENDING entry, moved with the points when a merge transfers them, and
+    deleted by the activation or void that settles it, always in the same transaction as the
+    entry; so the open pending earns of a member sum to its pending balance.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    member: str  # the holder: the member the points are pending for now (a merge moves them)
+    entry_id: str  # the EARN_PENDING entry
+    points: Annotated[int, Field(gt=0)]
+    expires_at: AwareDatetime  # the lot's expiry once activated
+    # When the activation job may activate it (the return window's end); None: only on request.
+    until: AwareDatetime | None = None
+    # The flagged member whose flag must be decided before these points may activate ("": not held).
+    held_for: str = ""
+
+
 class AccountState(BaseModel):
     """A member's balance in one program, with the head of its entry chain."""
 

@@ -127,6 +127,13 @@ class ConfigError(PointbridgeError):
     status = 422
 
 
+class EarningClosedError(PointbridgeError):
+    """Raised when an event would earn in a program that stopped earning (its sunset); nothing is written."""
+
+    code = "earning_closed"
+    status = 422
+
+
 # --- Raised by the HTTP API's use cases (catalogue, exchange, access) ---
 
 

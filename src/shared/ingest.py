@@ -1,16 +1,23 @@
 """Ingest: one normalised event in, ledger entries out, exactly once, whatever the arrival order.
 
 Per event: find the member behind the identity (an unknown identity gets a provisional member,
-so no point is lost), read the member's tier and the facts the rules need at the EVENT's time
-(points earned that local day, sign-in days), evaluate the program's rules and post the result.
-The ledger key is the source's own id (`<source>:<external id>`), so a redelivery finds its
-entry and changes nothing. Every entry carries the rule version, the explanation and the
-breakdown, so any balance can be explained line by line.
+so no point is lost), read in one batch everything the rules need about the member at the EVENT's
+time (tier, points earned that local day, sign-in days, qualifying activity, balance, flag),
+evaluate the program's rules and post the result. The ledger key is the source's own id
+(`<source>:<external id>`), so a redelivery finds its entry and changes nothing. Every entry
+carries the rule version, the explanation and the breakdown, so any balance can be explained.
+
+- A flagged member's earns are posted pending and held until an operator decides the flag.
+- Nothing earns once the program's sunset stopped earning (by event time) or after its end.
+- An earn that takes qualifying activity (monthly tallies, `shared.activity`) over a tier's
+  threshold upgrades the member at once, so the next earn uses the new multiplier.
 
 Refunds claw back in proportion to the money refunded, cumulatively per order; a refund that
 arrives before its order (or while the order's points are still pending) waits in a list keyed by
-the order and is applied when the order posts (or activates). Linking two identities merges a
-provisional member into the surviving one with ledger transfer entries, never by editing balances.
+the order and is applied when the order posts (or activates): the order's earn is conditional on
+that list being empty, so whichever of order and refund is written second sees the other. Linking
+two identities merges a provisional member into the surviving one with ledger transfer entries
+(available and pending points), never by editing balances.
 
 This module does no I/O of its own: the ledger, the entry store and the `Directory` are passed in.
 docs/channels.md describes the pipeline, the refund policy and identity merging in prose.
@@ -20,20 +27,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import TypeAdapter
 
+from shared import activity
 from shared.entries import Account, EntryKind
 from shared.errors import (
     AlreadySettledError,
     ContentionError,
+    EarningClosedError,
     IdempotencyConflictError,
     InvalidInputError,
     LedgerError,
+    PointbridgeError,
     UnknownEntryError,
 )
 from shared.events import (
@@ -47,14 +57,27 @@ from shared.events import (
     PurchaseEvent,
     RefundEvent,
 )
-from shared.ledger import Activate, ClawBack, Earn, Tally, TallyChangedError, Transfer, Void
-from shared.rules import evaluate_behaviour, evaluate_points, evaluate_purchase, refund_clawback
+from shared.expiry import earning_open
+from shared.ledger import (
+    Activate,
+    CheckFailedError,
+    ClawBack,
+    Earn,
+    Snapshot,
+    Tally,
+    TallyChangedError,
+    Transfer,
+    Void,
+)
+from shared.member_view import FLAG_OPEN, FLAG_VOIDED
+from shared.rules import evaluate_behaviour, evaluate_points, evaluate_purchase, qualifying_tier, refund_clawback
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from shared.entries import Entry
-    from shared.ledger import Ledger, LedgerStore, Programs
+    from shared.entries import Entry, PendingEarn
+    from shared.ledger import Check, Ledger, LedgerStore, Programs
+    from shared.member_view import MemberView
     from shared.program import ProgramConfig
     from shared.rules import EarnDecision
 
@@ -63,12 +86,12 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(NormalisedEvent)
 
 # A tally guards a decision (the daily cap); when it moved underneath, decide again a few times.
 MAX_DECISIONS = 5
-# Pending markers are indexed by due day; an hourly job looks back this far so a missed run (or
-# an outage of several days) still activates everything once it runs again.
+# Pending earns are indexed by the day they may activate; an hourly job looks back this far so a
+# missed run (or an outage of several days) still activates everything once it runs again.
 CATCH_UP_DAYS = 14
-# Refunded money is tallied in ten-thousandths, the precision of the event model's money.
-MONEY_SCALE = Decimal(10_000)
+MONEY_SCALE = activity.MONEY_SCALE
 SIGN_INS = "signins"
+Decision = Literal["release", "void"]
 
 
 class MergeConflictError(LedgerError):
@@ -91,23 +114,29 @@ class Directory(Protocol):
 
     def mark_merged(self, member: str, into: str) -> None: ...
 
-    def tier(self, program: str, member: str) -> str | None: ...
-
-    def tally(self, program: str, member: str, name: str) -> tuple[int, frozenset[str]]: ...
+    def view(self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True) -> MemberView: ...
 
     def bump(self, tally: Tally, once_for: str) -> None: ...
 
-    def mark_pending(self, program: str, member: str, entry_id: str, due: datetime) -> None: ...
+    def merge_tally(self, program: str, name: str, merged: str, into: str) -> None: ...
 
-    def due_pending(self, program: str, day: str, until: datetime) -> list[tuple[str, str]]: ...
+    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn]: ...
 
-    def clear_pending(self, program: str, member: str, entry_id: str) -> None: ...
+    def flag_status(self, program: str, member: str) -> str: ...
 
     def park_refund(self, program: str, order_entry_id: str, refund_entry_id: str, body: str) -> None: ...
 
     def waiting_refunds(self, program: str, order_entry_id: str) -> list[str]: ...
 
     def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None: ...
+
+    def no_refund_waiting(self, program: str, order_entry_id: str) -> Check: ...
+
+
+class TierUpgrades(Protocol):
+    """Moves a member up at once when activity reaches a higher tier (`shared.tiers.Tiers`)."""
+
+    def on_earn(self, program: str, member: str, at: datetime) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,15 @@ class Outcome:
 class LinkResult:
     survivor: str
     merged: str = ""  # the provisional member folded into the survivor, if any
+
+
+@dataclass(frozen=True)
+class HeldSettlement:
+    """What an operator's decision on a flag did to the member's held earns."""
+
+    released: list[str] = field(default_factory=list)  # activated now
+    voided: list[str] = field(default_factory=list)
+    still_pending: list[str] = field(default_factory=list)  # released, but their return window is still open
 
 
 def parse_event(data: str | bytes | dict[str, object]) -> Event:
@@ -174,12 +212,14 @@ class Ingest:
         directory: Directory,
         programs: Programs,
         clock: Callable[[], datetime] = _utcnow,
+        tiers: TierUpgrades | None = None,
     ) -> None:
         self._ledger = ledger
         self._entries = entries
         self._directory = directory
         self._programs = programs
         self._clock = clock
+        self._tiers = tiers
 
     # --- Events ---------------------------------------------------------------------------------
 
@@ -191,83 +231,137 @@ class Ingest:
     def dry_run(self, event: PurchaseEvent | PointsEvent | BehaviourEvent) -> EarnDecision:
         """The decision `handle` would record for this event now, writing nothing."""
         config = self._programs.get(event.program)
-        member = self._resolve(event.identity, event.program, create=False)
-        decision, _ = self._decide(config, event, member)
+        self._refuse_if_closed(config, event, self._clock())
+        view = self._view(config, event, self._identify(event.identity, event.program, create=False))
+        decision, _ = self._decide(config, event, view)
         return decision
 
     def _earn(self, event: PurchaseEvent | PointsEvent | BehaviourEvent) -> Outcome:
         config = self._programs.get(event.program)
         digest = event_hash(event)
-        replay = self._replayed(event, entry_key(event), digest)
-        if replay is not None:
+        try:
+            return self._post_earn(config, event, digest)
+        except ContentionError:
+            raise
+        except PointbridgeError:
+            # A refused event may be the redelivery of one that earned before the rules changed.
+            replay = self._existing(event, entry_key(event), digest)
+            if replay is None:
+                raise
             return replay
-        member = self._resolve(event.identity, event.program, create=True)
+
+    def _post_earn(
+        self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, digest: str
+    ) -> Outcome:
+        now = self._clock()
+        self._refuse_if_closed(config, event, now)
+        view = self._view(config, event, self._identify(event.identity, event.program, create=True))
+        member = view.member
         entry_id = self._earn_entry_id(config, event, member)
-        if entry_id != entry_key(event):
-            # Sign-ins earn once per member per local day, whatever the app's own event id.
-            existing = self._entries.get_entry(event.program, entry_id)
-            if existing is not None:
-                return Outcome("skipped", entry_id, existing.member, note="already rewarded that day")
+        snapshot: Snapshot | None = Snapshot(view.account)
+        refunds_may_wait = False  # learnt from a failed check: post without it, then apply them
         for _ in range(MAX_DECISIONS):
-            decision, tallies = self._decide(config, event, member)
+            decision, tallies = self._decide(config, event, view)
             if decision.points == 0:
-                return self._nothing_to_post(event, member, decision, entry_id)
-            cmd = Earn(
-                program=event.program,
-                member=member,
-                points=decision.points,
-                source=event.source,
-                external_id=entry_id.removeprefix(f"{event.source}:"),
-                reason=_short_reason(event),
-                event_time=event.occurred_at,
-                expires_at=decision.expires_at,
-                pending=decision.pending_until is not None,
-                config_version=decision.config_version,
-                **_counter(event),
-                details=self._details(event, decision, digest),
-            )
+                return self._existing(event, entry_id, digest) or self._nothing_to_post(
+                    event, member, decision, entry_id
+                )
+            cmd = self._command(config, event, view, entry_id, decision, digest, now)
+            checks = [] if refunds_may_wait else [self._directory.no_refund_waiting(event.program, entry_id)]
             try:
-                entry = self._ledger.earn(cmd, tallies=tallies)
+                entry = self._ledger.earn(cmd, tallies=tallies, checks=checks, snapshot=snapshot)
             except TallyChangedError:
+                view = self._view(config, event, member)
+                snapshot = Snapshot(view.account)
+                continue
+            except CheckFailedError:
+                refunds_may_wait = True
                 continue
             except IdempotencyConflictError:
-                # A concurrent delivery of the same event may have posted first, on other tallies.
-                replay = self._replayed(event, entry_id, digest)
-                if replay is None:
+                # Posted before (a redelivery, or a rival delivery of the same event that won).
+                existing = self._existing(event, entry_id, digest)
+                if existing is None:
                     raise
-                return replay
-            self._after_earn(entry)
-            return Outcome("posted", entry.entry_id, member, decision.points)
+                return existing
+            if entry.seq <= (view.account.seq if view.account else 0):
+                # The ledger found this very earn already posted: a redelivery (its entry is older
+                # than the balance we read), so repair any follow-up a crash may have cut short.
+                self._after_earn(config, entry)
+                return Outcome("replayed", entry.entry_id, entry.member, _points(entry))
+            if refunds_may_wait:
+                self._after_earn(config, entry)
+            self._upgrade(config, view, tallies, now)
+            note = "held for review: member flagged" if cmd.held else ""
+            return Outcome("posted", entry.entry_id, member, decision.points, note=note)
         raise ContentionError(f"member {member}'s daily tally kept changing; retry later", member=member)
 
+    def _refuse_if_closed(self, config: ProgramConfig, event: Event, now: datetime) -> None:
+        sunset = config.sunset
+        if sunset is None:
+            return
+        if not earning_open(config, event.occurred_at):
+            raise EarningClosedError(
+                f"{config.program} stopped earning at {sunset.earning_ends_at.isoformat()}; "
+                f"this event is from {event.occurred_at.isoformat()}",
+                earning_ended_at=sunset.earning_ends_at.isoformat(),
+            )
+        if now >= sunset.ends_at:
+            # Late events from before the stop still earn, but not once the program is over.
+            raise EarningClosedError(
+                f"{config.program} ended at {sunset.ends_at.isoformat()}; nothing earns after its end",
+                ended_at=sunset.ends_at.isoformat(),
+            )
+
     def _earn_entry_id(self, config: ProgramConfig, event: Event, member: str) -> str:
-        if isinstance(event, BehaviourEvent) and event.action is BehaviourAction.SIGN_IN:
+        if _is_sign_in(event):
             day = event.occurred_at.astimezone(config.tz).date().isoformat()
             return f"{event.source}:sign_in:{member}:{day}"
         return entry_key(event)
 
-    def _replayed(self, event: Event, entry_id: str, digest: str) -> Outcome | None:
+    def _existing(self, event: Event, entry_id: str, digest: str) -> Outcome | None:
+        """The outcome for an event whose entry is already there (None: it is not)."""
         existing = self._entries.get_entry(event.program, entry_id)
         if existing is None:
             return None
         if existing.details.get("event_hash", digest) != digest:
+            if _is_sign_in(event) and entry_id != entry_key(event):
+                return Outcome("skipped", entry_id, existing.member, note="already rewarded that day")
             raise IdempotencyConflictError(f"{entry_id} was already posted from a different event", entry_id=entry_id)
         # A crash after the earn but before its follow-ups is repaired by the redelivery.
-        if existing.kind is EntryKind.EARN_PENDING or existing.kind is EntryKind.EARN:
-            self._after_earn(existing)
+        if existing.kind in (EntryKind.EARN_PENDING, EntryKind.EARN):
+            self._after_earn(self._programs.get(event.program), existing)
         return Outcome("replayed", existing.entry_id, existing.member, _points(existing))
 
+    def _view(self, config: ProgramConfig, event: Event, member: str) -> MemberView:
+        """The member's batch read, following merges to the member who holds the points now."""
+        names = [activity.ACTIVITY]
+        if self._capped(config, event):
+            names.append(f"earned#{event.occurred_at.astimezone(config.tz).date().isoformat()}")
+        if _is_sign_in(event):
+            names.append(SIGN_INS)
+        seen = {member}
+        while True:
+            view = self._directory.view(event.program, member, names)
+            if not view.merged_into or view.merged_into in seen:
+                return view
+            member = view.merged_into
+            seen.add(member)
+
+    @staticmethod
+    def _capped(config: ProgramConfig, event: Event) -> bool:
+        return config.caps.per_member_per_day is not None and (
+            not isinstance(event, PointsEvent) or config.caps.include_points_events
+        )
+
     def _decide(
-        self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, member: str
+        self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, view: MemberView
     ) -> tuple[EarnDecision, list[Tally]]:
-        tier = self._directory.tier(event.program, member) or config.tiers[0].name
+        tier = view.tier or config.tiers[0].name
         if tier not in {t.name for t in config.tiers}:
             tier = config.tiers[0].name  # a tier renamed by a newer config: fall back, never fail
         day = event.occurred_at.astimezone(config.tz).date()
-        capped = config.caps.per_member_per_day is not None and (
-            not isinstance(event, PointsEvent) or config.caps.include_points_events
-        )
-        used = self._directory.tally(event.program, member, f"earned#{day.isoformat()}")[0] if capped else 0
+        capped = self._capped(config, event)
+        used = view.tally(f"earned#{day.isoformat()}").value if capped else 0
         tallies: list[Tally] = []
         if isinstance(event, PurchaseEvent):
             decision = evaluate_purchase(config, event, tier, used)
@@ -276,15 +370,54 @@ class Ingest:
         else:
             streak = 0
             if event.action is BehaviourAction.SIGN_IN:
-                days = self._directory.tally(event.program, member, SIGN_INS)[1]
+                days = view.tally(SIGN_INS).marks
                 streak = _streak(days | {day.isoformat()}, day)
-                tallies.append(Tally(event.program, member, SIGN_INS, mark=day.isoformat()))
+                tallies.append(Tally(event.program, view.member, SIGN_INS, mark=day.isoformat()))
             decision = evaluate_behaviour(config, event, tier, used, streak)
         if capped:
-            tallies.append(Tally(event.program, member, f"earned#{day.isoformat()}", decision.points, used))
+            tallies.append(Tally(event.program, view.member, f"earned#{day.isoformat()}", decision.points, used))
         if decision.capped_points:
-            tallies.append(Tally(event.program, member, f"capped#{day.isoformat()}", decision.capped_points))
+            tallies.append(Tally(event.program, view.member, f"capped#{day.isoformat()}", decision.capped_points))
+        if decision.points:
+            spend = decision.basis_amount or Decimal(0)
+            earned = activity.change(config, event.occurred_at, decision.points, spend)
+            tallies.append(activity.tally(event.program, view.member, earned, view.tally(activity.ACTIVITY).counters))
         return decision, tallies
+
+    def _command(
+        self,
+        config: ProgramConfig,
+        event: PurchaseEvent | PointsEvent | BehaviourEvent,
+        view: MemberView,
+        entry_id: str,
+        decision: EarnDecision,
+        digest: str,
+        now: datetime,
+    ) -> Earn:
+        details = self._details(event, decision, digest)
+        held = view.flagged
+        until = decision.pending_until
+        if held:
+            details["held"] = f"member flagged: {view.flag_reason}"[:300]
+            until = until or now  # no return window: the job sees it at once, and waits for the decision
+        if until is not None:
+            until = max(until, now)  # a late event whose window already closed activates at the next run
+        return Earn(
+            program=event.program,
+            member=view.member,
+            points=decision.points,
+            source=event.source,
+            external_id=entry_id.removeprefix(f"{event.source}:"),
+            reason=_short_reason(event) + (" (held for review)" if held else ""),
+            event_time=event.occurred_at,
+            expires_at=decision.expires_at,
+            pending=until is not None,
+            pending_until=until,
+            held=held,
+            config_version=decision.config_version,
+            **_counter(event),
+            details=details,
+        )
 
     def _details(self, event: Event, decision: EarnDecision, digest: str) -> dict[str, str]:
         details = {
@@ -311,38 +444,51 @@ class Ingest:
             self._directory.bump(tally, once_for=entry_id)
         return Outcome("skipped", entry_id, member, note=f"0 points: {decision.explanation}")
 
-    def _after_earn(self, entry: Entry) -> None:
-        """Follow-ups of an earn, each idempotent, re-run by every redelivery of its event."""
-        if entry.kind is EntryKind.EARN_PENDING:
-            if self._entries.get_entry(entry.program, f"settle:{entry.entry_id}") is None:
-                due = datetime.fromisoformat(entry.details["pending_until"])
-                self._directory.mark_pending(entry.program, entry.member, entry.entry_id, due)
-            else:
-                self._apply_waiting(entry.program, entry.entry_id)
+    def _upgrade(self, config: ProgramConfig, view: MemberView, tallies: list[Tally], now: datetime) -> None:
+        """Move up at once if this earn took qualifying activity over a higher tier's threshold.
+
+        Decided on the batch read plus this earn, so the common case costs no request; only an
+        actual upgrade asks the tier service, which re-reads and records the move. A flagged
+        member is not moved up until the flag is decided (the earns are on hold).
+        """
+        if self._tiers is None or view.flagged:
             return
-        self._apply_waiting(entry.program, entry.entry_id)
+        added = next((t.counters for t in tallies if t.name == activity.ACTIVITY), ())
+        counters = activity.combined(view.tally(activity.ACTIVITY).counters, dict(added))
+        reached = qualifying_tier(config, activity.in_window(config, counters, now))
+        held = next((t for t in config.tiers if t.name == view.tier), config.tiers[0])
+        if reached.rank > held.rank:
+            self._tiers.on_earn(config.program, view.member, now)
+
+    def _after_earn(self, config: ProgramConfig, entry: Entry) -> None:
+        """Follow-ups of an earn that refunds were waiting for; idempotent, re-run by redeliveries."""
+        if entry.kind is EntryKind.EARN:
+            self._apply_waiting(entry.program, entry.entry_id)
+            return
+        settled = self._entries.get_entry(entry.program, f"settle:{entry.entry_id}")
+        if settled is None:
+            self._void_if_fully_refunded(config, entry.program, entry.entry_id)
+        elif settled.kind is EntryKind.ACTIVATE:
+            self._apply_waiting(entry.program, entry.entry_id)
 
     # --- Refunds --------------------------------------------------------------------------------
 
     def _refund(self, event: RefundEvent) -> Outcome:
         config = self._programs.get(event.program)
         digest = event_hash(event)
-        replay = self._replayed(event, entry_key(event), digest)
-        if replay is not None:
-            return replay
         order_id = f"{event.source}:{event.order_external_id}"
         earned = self._earned_entry(event.program, order_id)
         if earned is None:
             # Park first, then look again: whichever of order and refund lands second applies it.
             self._directory.park_refund(event.program, order_id, entry_key(event), event.model_dump_json())
             earned = self._earned_entry(event.program, order_id)
-            if earned is None and self._void_if_fully_refunded(event.program, order_id):
+            if earned is None and self._void_if_fully_refunded(config, event.program, order_id):
                 earned = self._earned_entry(event.program, order_id)
             if earned is None:
                 return Outcome("parked", entry_key(event), note=f"waiting for {order_id} to post or activate")
         return self._apply_refund(config, event, earned, digest)
 
-    def _void_if_fully_refunded(self, program: str, order_id: str) -> bool:
+    def _void_if_fully_refunded(self, config: ProgramConfig, program: str, order_id: str) -> bool:
         """An order refunded in full within its return window never pays out: void its pending earn."""
         order = self._entries.get_entry(program, order_id)
         if order is None or order.kind is not EntryKind.EARN_PENDING:
@@ -351,14 +497,21 @@ class Ingest:
         total = sum((r.refunded_amount for r in refunds if isinstance(r, RefundEvent)), Decimal(0))
         if total < Decimal(order.details.get("basis_amount", "0")):
             return False
-        try:
-            self._ledger.void(
-                Void(program=program, member=order.member, entry_id=order_id, reason="refunded in full in its window")
-            )
-        except AlreadySettledError:
+        holder = self._follow(order.member)  # a merge moved the pending earn to the survivor
+        if not self._void(config, holder, order, "refunded in full in its window"):
             return False  # activated meanwhile: the refunds claw back from the activation instead
-        self._directory.clear_pending(program, order.member, order_id)
         self._apply_waiting(program, order_id)  # the parked refunds are settled by the void: drop them
+        return True
+
+    def _void(self, config: ProgramConfig, holder: str, earned: Entry, reason: str) -> bool:
+        """Void a pending earn on its holder; its qualifying activity goes with it."""
+        basis = Decimal(earned.details.get("basis_amount", "0"))
+        taken_back = activity.change(config, earned.event_time, -earned.delta(Account.PENDING), -basis)
+        cmd = Void(program=earned.program, member=holder, entry_id=earned.entry_id, reason=reason[:300])
+        try:
+            self._ledger.void(cmd, tallies=[activity.tally(earned.program, holder, taken_back)])
+        except (AlreadySettledError, UnknownEntryError):
+            return False
         return True
 
     def _earned_entry(self, program: str, order_id: str) -> Entry | None:
@@ -377,19 +530,24 @@ class Ingest:
     def _apply_refund(self, config: ProgramConfig, event: RefundEvent, earned: Entry, digest: str) -> Outcome:
         order_id = f"{event.source}:{event.order_external_id}"
         if earned.kind is EntryKind.EARN_PENDING:
-            self._directory.drop_refund(event.program, order_id, entry_key(event))
             return Outcome("skipped", entry_key(event), earned.member, note=f"{order_id} was voided in its window")
         order = earned if earned.kind is not EntryKind.ACTIVATE else self._entries.get_entry(event.program, order_id)
         assert order is not None
         points = earned.delta(Account.AVAILABLE)
         basis = Decimal(order.details.get("basis_amount", "0"))
         owner = order.member  # refund tallies stay with the order, even after a merge
-        member = self._follow(earned.member)
+        names = [f"refunded#{order_id}", f"clawed#{order_id}"]
+        view = self._directory.view(event.program, owner, names, full=False)
+        # The points are wherever the earn (or its activation) put them, followed through merges.
+        if earned.member != owner:
+            member = self._follow(earned.member)
+        else:
+            member = self._follow(view.merged_into) if view.merged_into else owner
         for _ in range(MAX_DECISIONS):
-            refunded, _marks = self._directory.tally(event.program, owner, f"refunded#{order_id}")
-            clawed, _marks = self._directory.tally(event.program, owner, f"clawed#{order_id}")
+            refunded, clawed = view.tally(names[0]).value, view.tally(names[1]).value
             previously = Decimal(refunded) / MONEY_SCALE
             due = refund_clawback(config, points, basis, event.refunded_amount, clawed, previously)
+            refunded_spend = min(event.refunded_amount, max(basis - previously, Decimal(0)))
             cmd = ClawBack(
                 program=event.program,
                 member=member,
@@ -409,15 +567,23 @@ class Ingest:
                     "shortfall_policy": "write_off",
                 },
             )
+            taken_back = activity.change(config, order.event_time, -due, -refunded_spend)
             tallies = [
-                Tally(event.program, owner, f"refunded#{order_id}", int(event.refunded_amount * MONEY_SCALE), refunded),
-                Tally(event.program, owner, f"clawed#{order_id}", due, clawed),
+                Tally(event.program, owner, names[0], int(event.refunded_amount * MONEY_SCALE), refunded),
+                Tally(event.program, owner, names[1], due, clawed),
+                activity.tally(event.program, member, taken_back),
             ]
             try:
                 entry = self._ledger.claw_back(cmd, tallies=tallies)
             except TallyChangedError:
+                view = self._directory.view(event.program, owner, names, full=False)
                 continue
-            self._directory.drop_refund(event.program, order_id, entry.entry_id)
+            except IdempotencyConflictError:
+                # Applied before (a redelivery, or the order's own pass over its waiting refunds).
+                existing = self._existing(event, entry_key(event), digest)
+                if existing is None:
+                    raise
+                return existing
             return Outcome("posted", entry.entry_id, member, -entry.delta(Account.AVAILABLE))
         raise ContentionError(f"order {order_id} kept changing; retry later", order=order_id)
 
@@ -431,53 +597,107 @@ class Ingest:
     # --- Pending points -------------------------------------------------------------------------
 
     def activate_due(self, program: str, now: datetime | None = None) -> list[str]:
-        """Activate every pending earn whose return window has closed by `now`; safe to re-run."""
+        """Activate every pending earn whose return window has closed by `now`; safe to re-run.
+
+        Earns held for a flagged member wait while the flag is open; once an operator decided it,
+        they activate (released) or are voided (fraud confirmed) here, if the decision itself did
+        not already settle them.
+        """
         now = now or self._clock()
-        self._programs.get(program)
+        config = self._programs.get(program)
         activated: list[str] = []
+        flags: dict[str, str] = {}
         today = now.astimezone(UTC).date()
         for back in range(CATCH_UP_DAYS, -1, -1):
             day = (today - timedelta(days=back)).isoformat()
-            for member, entry_id in self._directory.due_pending(program, day, now):
-                try:
-                    self._ledger.activate(Activate(program=program, member=member, entry_id=entry_id), at=now)
-                    activated.append(entry_id)
-                except (AlreadySettledError, UnknownEntryError):
-                    pass  # voided, or activated by an earlier run that stopped before clearing
-                self._apply_waiting(program, entry_id)
-                survivor = self._follow(member)
-                if survivor != member:
-                    # The member was merged while these points were pending: they follow the member.
-                    self._ledger.transfer(
-                        Transfer(
-                            program=program,
-                            member=member,
-                            to_member=survivor,
-                            external_id=f"merge:{member}:{survivor}:{entry_id}",
-                            reason="points activated after merge",
-                        ),
-                        at=now,
-                    )
-                self._directory.clear_pending(program, member, entry_id)
+            for pending in self._directory.due_pending(program, day, now):
+                if pending.held_for:
+                    if pending.held_for not in flags:
+                        flags[pending.held_for] = self._directory.flag_status(program, pending.held_for)
+                    if flags[pending.held_for] == FLAG_OPEN:
+                        continue
+                    if flags[pending.held_for] == FLAG_VOIDED:
+                        self._void_held(config, pending, "fraud confirmed after review")
+                        continue
+                if self._activate(program, pending, now, "return window closed"):
+                    activated.append(pending.entry_id)
         return activated
+
+    def _activate(self, program: str, pending: PendingEarn, now: datetime, reason: str) -> bool:
+        try:
+            cmd = Activate(program=program, member=pending.member, entry_id=pending.entry_id, reason=reason[:300])
+            self._ledger.activate(cmd, at=now)
+            done = True
+        except (AlreadySettledError, UnknownEntryError):
+            done = False  # settled meanwhile, or moved by a merge: the next run finds it with its holder
+        self._apply_waiting(program, pending.entry_id)
+        survivor = self._follow(pending.member)
+        if survivor != pending.member:
+            # Only an earn that landed on a member while it was being merged gets here: follow the member.
+            self._ledger.transfer(
+                Transfer(
+                    program=program,
+                    member=pending.member,
+                    to_member=survivor,
+                    external_id=f"merge:{pending.member}:{survivor}:{pending.entry_id}",
+                    reason="points activated after merge",
+                ),
+                at=now,
+            )
+        return done
+
+    def _void_held(self, config: ProgramConfig, pending: PendingEarn, reason: str) -> bool:
+        earned = self._entries.get_entry(config.program, pending.entry_id)
+        if earned is None or not self._void(config, pending.member, earned, reason):
+            return False
+        self._apply_waiting(config.program, pending.entry_id)  # refunds parked on it: settled by the void
+        return True
+
+    def settle_held(
+        self, program: str, member: str, decision: Decision, note: str, at: datetime | None = None
+    ) -> HeldSettlement:
+        """Apply an operator's decision on a member's flag to the earns it held (record the decision first).
+
+        `release`: each held earn activates now, or stays pending until its return window closes
+        (the activation job then activates it). `void`: each held earn is voided (fraud confirmed).
+        Idempotent: settling twice finds nothing more to do.
+        """
+        now = at or self._clock()
+        config = self._programs.get(program)
+        result = HeldSettlement()
+        holders = dict.fromkeys([member, self._follow(member)])  # the earns follow a merge
+        for holder in holders:
+            for pending in self._entries.get_pending_earns(program, holder):
+                if pending.held_for != member:
+                    continue
+                if decision == "void":
+                    if self._void_held(config, pending, f"voided after review: {note}"):
+                        result.voided.append(pending.entry_id)
+                elif pending.until is None or pending.until <= now:
+                    if self._activate(program, pending, now, f"released after review: {note}"):
+                        result.released.append(pending.entry_id)
+                else:
+                    result.still_pending.append(pending.entry_id)
+        return result
 
     # --- Identities -----------------------------------------------------------------------------
 
     def resolve(self, identity: Identity, program: str) -> str:
         """The member an identity belongs to now, creating a provisional one for a stranger."""
-        return self._resolve(identity, program, create=True)
+        return self._follow(self._identify(identity, program, create=True))
 
-    def _resolve(self, identity: Identity, program: str, *, create: bool) -> str:
+    def _identify(self, identity: Identity, program: str, *, create: bool) -> str:
+        """The member an identity names (before following merges)."""
         if identity.kind is IdentityKind.MEMBER:
-            return self._follow(identity.value)
+            return identity.value
         if identity.kind is IdentityKind.ORDER:
             order = self._entries.get_entry(program, f"{identity.scope}:{identity.value}")
             if order is None:
                 raise UnknownEntryError(f"no order {identity.value} of {identity.scope} to find the member by")
-            return self._follow(order.member)
+            return order.member
         member = self._directory.member_for(identity.key)
         if member is not None:
-            return self._follow(member)
+            return member
         if not create:
             return provisional_member(identity)
         return self._directory.claim(identity.key, provisional_member(identity), provisional=True)
@@ -522,6 +742,7 @@ class Ingest:
         for key in sorted(str(k) for k in identities):
             self._directory.repoint(key, survivor)
         if self._entries.get_account(program, merged) is not None:
+            # Available lots and pending earns move together, so the survivor's balance is whole at once.
             self._ledger.transfer(
                 Transfer(
                     program=program,
@@ -532,6 +753,7 @@ class Ingest:
                 ),
                 at=at,
             )
+        self._directory.merge_tally(program, activity.ACTIVITY, merged, survivor)
         return LinkResult(survivor, merged)
 
     def _known(self, identity: Identity) -> str | None:
@@ -565,3 +787,7 @@ def _streak(days: frozenset[str] | set[str], today: date) -> int:
 
 def _points(entry: Entry) -> int:
     return entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING)
+
+
+def _is_sign_in(event: Event) -> bool:
+    return isinstance(event, BehaviourEvent) and event.action is BehaviourAction.SIGN_IN

@@ -16,6 +16,8 @@ Invariants, in plain words (the audit in `shared.audit` checks each one):
    expiry job has run; expiry debits exactly a lot's unspent remainder. Available = sum of lots.
    "Expired" is the lot's effective expiry: its own date, or, where the program extends expiry by
    activity, no earlier than N months after the member's last activity (kept on the balance).
+   Likewise pending = sum of the member's open pending earns: each is held by one member at a
+   time (a merge moves it) and is settled once, by an activation or a void on that member.
 5. Guarded balances. The entry, the member's balance and the lots change in one transaction,
    conditional on the balance's sequence number and each lot's remaining points, so concurrent
    operations serialise and no bucket (available, pending, held) can go negative.
@@ -25,9 +27,10 @@ Invariants, in plain words (the audit in `shared.audit` checks each one):
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Protocol
 
@@ -42,6 +45,7 @@ from shared.entries import (
     Hold,
     Lot,
     LotMove,
+    PendingEarn,
     Posting,
     fingerprint,
 )
@@ -104,9 +108,11 @@ class TallyChangedError(Exception):
 class Tally:
     """A small counter outside the ledger that must move with an entry, in the same transaction.
 
-    Used by ingest for a member's points earned on a day (daily caps), refunded money per order
-    and sign-in days. `expected` guards against deciding on a stale value (None: unguarded);
-    `mark` adds a label (e.g. a day) to the tally's set.
+    Used by ingest for a member's points earned on a day (daily caps), refunded money per order,
+    sign-in days and qualifying activity per month. `expected` guards against deciding on a stale
+    value (None: unguarded); `mark` adds a label (e.g. a day) to the tally's set; `counters` are
+    further named numbers of the same item added to, unguarded (e.g. one per month), and `drop`
+    names counters to remove (ones no window reads any more).
     """
 
     program: str
@@ -115,6 +121,40 @@ class Tally:
     add: int = 0
     expected: int | None = None
     mark: str = ""
+    counters: tuple[tuple[str, int], ...] = ()
+    drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    """An item that must not carry `attribute` when the operation commits; checked, never written.
+
+    Lets a caller make an operation conditional on something outside the ledger without reading it
+    first (e.g. "no refund is waiting for this order"): the store checks it inside the transaction.
+    """
+
+    pk: str
+    sk: str
+    attribute: str
+
+
+class CheckFailedError(Exception):
+    """The store found a Check's item carrying its attribute; nothing was written."""
+
+    def __init__(self, check: Check) -> None:
+        super().__init__(f"{check.pk}/{check.sk} has {check.attribute}")
+        self.check = check
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A balance the caller has just read consistently (None: no account yet).
+
+    The first attempt of an operation plans on it instead of reading the balance again; a retry
+    after a concurrent update reads afresh, so a stale snapshot costs a retry, never a wrong write.
+    """
+
+    account: AccountState | None
 
 
 @dataclass(frozen=True)
@@ -133,12 +173,18 @@ class Change:
     tallies: tuple[Tally, ...] = ()
     # Counters bumped in the same transaction (reward stock, per-member limits); see Guard.
     guards: tuple[Guard, ...] = ()
+    # Open pending earns written (an earn, the receiving side of a merge) and removed (settled, moved).
+    pending_created: tuple[PendingEarn, ...] = ()
+    pending_deleted: tuple[PendingEarn, ...] = ()
+    checks: tuple[Check, ...] = ()
 
     @property
     def item_count(self) -> int:
         holds = (self.hold_created is not None) + (self.hold_deleted is not None)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
-        return len(self.entries) + len(self.accounts) + lots + holds + len(self.tallies) + len(self.guards)
+        pending = len(self.pending_created) + len(self.pending_deleted)
+        extras = len(self.tallies) + len(self.guards) + len(self.checks)
+        return len(self.entries) + len(self.accounts) + lots + holds + pending + extras
 
 
 @dataclass(frozen=True)
@@ -176,8 +222,12 @@ class LedgerStore(Protocol):
 
     def get_hold(self, program: str, member: str, hold_id: str) -> Hold | None: ...
 
+    def get_pending(self, program: str, member: str, entry_id: str) -> PendingEarn | None: ...
+
+    def get_pending_earns(self, program: str, member: str) -> list[PendingEarn]: ...
+
     def commit(self, change: Change) -> None:
-        """Apply atomically; raise EntryExistsError, TallyChangedError or ConcurrentUpdateError if a check fails."""
+        """Apply atomically; raise EntryExistsError, TallyChangedError, CheckFailedError or ConcurrentUpdateError."""
         ...
 
 
@@ -214,6 +264,17 @@ class Earn(_Command):
     counter_owner: str = ""
     config_version: int | None = None  # default: the live config's version
     details: dict[str, str] = Field(default_factory=dict)
+    # Pending only: when the activation job may activate it, and whether a flag holds it beyond that.
+    pending_until: AwareDatetime | None = None
+    held: bool = False
+
+    def fingerprint(self) -> str:
+        # Leave the newer optional fields out when unset, so entries written before them still match.
+        dumped = self.model_dump(mode="json")
+        for name in ("pending_until", "held"):
+            if not dumped[name]:
+                del dumped[name]
+        return fingerprint({"op": type(self).__name__, **dumped})
 
 
 class Spend(_Command):
@@ -262,7 +323,7 @@ class Activate(_Command):
 
 
 class Void(_Command):
-    """Cancel a pending earn (the order was returned within the window)."""
+    """Cancel a pending earn (the order was returned within the window, or a flag was confirmed)."""
 
     entry_id: Key
     reason: Reason = "pending points voided"
@@ -291,7 +352,7 @@ class ClawBack(_Command):
 
 
 class Transfer(_Command):
-    """Move all of a member's unexpired available points to another member, lot by lot (a merge)."""
+    """Move all of a member's points to another member (a merge): available lot by lot, pending earn by earn."""
 
     to_member: Key
     external_id: Key
@@ -432,19 +493,29 @@ class Ledger:
 
     # Credits
 
-    def earn(self, cmd: Earn, at: datetime | None = None, tallies: Sequence[Tally] = ()) -> Entry:
+    def earn(
+        self,
+        cmd: Earn,
+        at: datetime | None = None,
+        tallies: Sequence[Tally] = (),
+        checks: Sequence[Check] = (),
+        snapshot: Snapshot | None = None,
+    ) -> Entry:
         config = self._programs.get(cmd.program)
         if cmd.counter not in CREDIT_COUNTERS:
             raise InvalidInputError(f"an earn cannot come from the {cmd.counter} account")
+        if (cmd.pending_until is not None or cmd.held) and not cmd.pending:
+            raise InvalidInputError("only a pending earn has a time to activate or a hold")
         entry_id = f"{cmd.source}:{cmd.external_id}"
         expires_at = cmd.expires_at or config.expiry.expires_at(cmd.event_time, config.tz)
         if expires_at <= cmd.event_time:
             raise InvalidInputError("points cannot expire before they are earned")
         bucket = Account.PENDING if cmd.pending else Account.AVAILABLE
         version = cmd.config_version or config.version
+        unread = [snapshot] if snapshot is not None else []
 
         def plan(now: datetime) -> Change:
-            state = self._store.get_account(cmd.program, cmd.member)
+            state = unread.pop().account if unread else self._store.get_account(cmd.program, cmd.member)
             draft = _Draft(
                 kind=EntryKind.EARN_PENDING if cmd.pending else EntryKind.EARN,
                 postings=[
@@ -461,43 +532,63 @@ class Ledger:
             )
             if not cmd.pending:
                 draft.lots.append(LotMove(lot_id=entry_id, expires_at=expires_at, amount=cmd.points))
-            return _with_tallies(self._change(cmd, entry_id, state, draft, now), tallies)
+            change = self._change(cmd, entry_id, state, draft, now)
+            if cmd.pending:
+                opened = PendingEarn(
+                    program=cmd.program,
+                    member=cmd.member,
+                    entry_id=entry_id,
+                    points=cmd.points,
+                    expires_at=expires_at,
+                    until=cmd.pending_until,
+                    held_for=cmd.member if cmd.held else "",
+                )
+                change = replace(change, pending_created=(opened,))
+            return _with_tallies(change, tallies, checks)
 
         return self._post(cmd, entry_id, plan, at)
 
     def activate(self, cmd: Activate, at: datetime | None = None) -> Entry:
+        """Activate a pending earn on the account that holds it now (after a merge: the survivor's)."""
         entry_id = f"settle:{cmd.entry_id}"
 
         def plan(now: datetime) -> Change:
-            pending = self._pending_entry(cmd)
-            assert pending.expires_at is not None
-            draft = self._derived(EntryKind.ACTIVATE, entry_id, cmd.reason, pending, now)
-            draft.postings = [
-                Posting(account=Account.PENDING, amount=-pending.delta(Account.PENDING)),
-                Posting(account=Account.AVAILABLE, amount=pending.delta(Account.PENDING)),
-            ]
-            draft.lots.append(
-                LotMove(lot_id=entry_id, expires_at=pending.expires_at, amount=pending.delta(Account.PENDING))
+            pending = self._open_pending(cmd)
+            draft = _Draft(
+                kind=EntryKind.ACTIVATE,
+                postings=[
+                    Posting(account=Account.PENDING, amount=-pending.points),
+                    Posting(account=Account.AVAILABLE, amount=pending.points),
+                ],
+                source="ledger",
+                external_id=entry_id,
+                reason=cmd.reason,
+                event_time=now,
+                related=cmd.entry_id,
+                lots=[LotMove(lot_id=entry_id, expires_at=pending.expires_at, amount=pending.points)],
             )
             state = self._store.get_account(cmd.program, cmd.member)
-            return self._change(cmd, entry_id, state, draft, now)
+            return replace(self._change(cmd, entry_id, state, draft, now), pending_deleted=(pending,))
 
         return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
 
-    def void(self, cmd: Void, at: datetime | None = None) -> Entry:
+    def void(self, cmd: Void, at: datetime | None = None, tallies: Sequence[Tally] = ()) -> Entry:
+        """Cancel a pending earn on the account that holds it; the points go back where they came from."""
         entry_id = f"settle:{cmd.entry_id}"
 
         def plan(now: datetime) -> Change:
-            pending = self._pending_entry(cmd)
-            points = pending.delta(Account.PENDING)
-            counter = next(p for p in pending.postings if p.amount < 0)
-            draft = self._derived(EntryKind.VOID, entry_id, cmd.reason, pending, now)
+            pending = self._open_pending(cmd)
+            earned = self._store.get_entry(cmd.program, cmd.entry_id)
+            assert earned is not None
+            counter = next(p for p in earned.postings if p.amount < 0)
+            draft = self._derived(EntryKind.VOID, entry_id, cmd.reason, earned, now)
             draft.postings = [
-                Posting(account=Account.PENDING, amount=-points),
-                Posting(account=counter.account, owner=counter.owner, amount=points),
+                Posting(account=Account.PENDING, amount=-pending.points),
+                Posting(account=counter.account, owner=counter.owner, amount=pending.points),
             ]
             state = self._store.get_account(cmd.program, cmd.member)
-            return self._change(cmd, entry_id, state, draft, now)
+            change = replace(self._change(cmd, entry_id, state, draft, now), pending_deleted=(pending,))
+            return _with_tallies(change, tallies)
 
         return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
 
@@ -700,28 +791,38 @@ class Ledger:
             state, lots = self._member_lots(cmd)
             kept = config.kept_until(state.active_at)
             moving = [lot for lot in spend_order(lots) if not lot.expired(now, kept) and lot.remaining > 0]
-            if 2 * len(moving) + 2 > MAX_TRANSACTION_ITEMS:
-                raise TooManyLotsError(f"a transfer of {len(moving)} lots does not fit one transaction")
+            # Pending earns move whole, so the survivor's balance shows them at once; their activation,
+            # void or refund then happens on the survivor's account (see `activate` and `void`).
+            waiting = sorted(self._store.get_pending_earns(cmd.program, cmd.member), key=lambda p: p.entry_id)
+            if sum(p.points for p in waiting) != state.pending:
+                raise ConcurrentUpdateError()  # a pending earn came or went between the two reads
+            if 2 * (len(moving) + len(waiting)) + 4 > MAX_TRANSACTION_ITEMS:
+                raise TooManyLotsError(
+                    f"a transfer of {len(moving)} lots and {len(waiting)} pending earns does not fit one transaction"
+                )
             total = sum(lot.remaining for lot in moving)
+            moved_pending = {"pending_earns": json.dumps([p.entry_id for p in waiting])} if waiting else {}
             out = _Draft(
                 kind=EntryKind.TRANSFER,
                 postings=[
                     Posting(account=Account.AVAILABLE, amount=-total),
-                    Posting(account=Account.TRANSFER, amount=total),
+                    Posting(account=Account.PENDING, amount=-state.pending),
+                    Posting(account=Account.TRANSFER, amount=total + state.pending),
                 ],
                 source="ledger",
                 external_id=entry_id,
                 reason=cmd.reason,
                 event_time=now,
-                details={"to_member": cmd.to_member},
+                details={"to_member": cmd.to_member, **moved_pending},
             )
             sent = self._change(cmd, entry_id, state, out, now, taken=[(lot, lot.remaining) for lot in moving])
             receiver = cmd.model_copy(update={"member": cmd.to_member, "to_member": cmd.member})
             into = _Draft(
                 kind=EntryKind.TRANSFER,
                 postings=[
-                    Posting(account=Account.TRANSFER, amount=-total),
+                    Posting(account=Account.TRANSFER, amount=-(total + state.pending)),
                     Posting(account=Account.AVAILABLE, amount=total),
+                    Posting(account=Account.PENDING, amount=state.pending),
                 ],
                 source="ledger",
                 external_id=in_id,
@@ -732,7 +833,7 @@ class Ledger:
                     LotMove(lot_id=f"{in_id}/{i}", expires_at=lot.expires(kept), amount=lot.remaining)
                     for i, lot in enumerate(moving)
                 ],
-                details={"from_member": cmd.member, **_carried_activity(state)},
+                details={"from_member": cmd.member, **moved_pending, **_carried_activity(state)},
             )
             received = self._change(receiver, in_id, self._store.get_account(cmd.program, cmd.to_member), into, now)
             return Change(
@@ -741,6 +842,8 @@ class Ledger:
                 lots_created=sent.lots_created + received.lots_created,
                 lots_updated=sent.lots_updated,
                 lots_deleted=sent.lots_deleted,
+                pending_created=tuple(p.model_copy(update={"member": cmd.to_member}) for p in waiting),
+                pending_deleted=tuple(waiting),
             )
 
         return self._post(cmd, entry_id, plan, at)
@@ -900,10 +1003,11 @@ class Ledger:
             related=related.entry_id,
         )
 
-    def _pending_entry(self, cmd: Activate | Void) -> Entry:
-        pending = self._store.get_entry(cmd.program, cmd.entry_id)
-        if pending is None or pending.member != cmd.member or pending.kind is not EntryKind.EARN_PENDING:
-            raise UnknownEntryError(f"no pending earn {cmd.entry_id} for member {cmd.member}")
+    def _open_pending(self, cmd: Activate | Void) -> PendingEarn:
+        pending = self._store.get_pending(cmd.program, cmd.member, cmd.entry_id)
+        if pending is None:
+            # Settled already (the caller's retry finds the settling entry), moved by a merge, or unknown.
+            raise UnknownEntryError(f"no open pending earn {cmd.entry_id} held by member {cmd.member}")
         return pending
 
     def _open_hold(self, program: str, member: str, hold_id: str) -> Hold:
@@ -1006,6 +1110,9 @@ class Ledger:
                 if existing is not None:
                     return self._replayed(cmd, existing, on_conflict)
                 raise
+            except ConcurrentUpdateError:
+                self._sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+                continue
             try:
                 self._store.commit(change)
             except EntryExistsError:
@@ -1029,10 +1136,10 @@ class Ledger:
         )
 
 
-def _with_tallies(change: Change, tallies: Sequence[Tally]) -> Change:
-    if not tallies:
+def _with_tallies(change: Change, tallies: Sequence[Tally], checks: Sequence[Check] = ()) -> Change:
+    if not tallies and not checks:
         return change
-    change = Change(**{**change.__dict__, "tallies": tuple(tallies)})
+    change = replace(change, tallies=tuple(tallies), checks=tuple(checks))
     if change.item_count > MAX_TRANSACTION_ITEMS:
         raise TooManyLotsError(f"operation would write {change.item_count} items; at most {MAX_TRANSACTION_ITEMS}")
     return change

@@ -5,6 +5,7 @@
 | member balance  | M#<member>               | P#<program>#BAL                      |                                  |
 | lot             | M#<member>               | P#<program>#LOT#<expires>#<lot id>   | GSI1 X#<program>#<due date>      |
 | hold            | M#<member>               | P#<program>#HOLD#<hold id>           | GSI1 H#<program>#<lapse date>    |
+| pending earn    | M#<holder>               | P#<program>#PEND#<entry id>          | GSI1 N#<program>#<until date>    |
 | entry           | E#<program>#<entry id>   | E                                    | GSI2 A#<program>#<member> / seq  |
 | program config  | P#<program>              | CFG#<version> and LIVE               |                                  |
 
@@ -21,27 +22,31 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from shared import aws
-from shared.entries import AccountState, Entry, Hold, Lot
+from shared.entries import AccountState, Entry, Hold, Lot, PendingEarn
 from shared.errors import ConfigError, UnknownProgramError
 from shared.ledger import (
     Change,
+    Check,
+    CheckFailedError,
     ConcurrentUpdateError,
     EntryExistsError,
     GuardRefusedError,
     Tally,
     TallyChangedError,
 )
+from shared.member_view import MemberView, Tallied
 from shared.program import ProgramConfig
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -109,6 +114,14 @@ def lot_due(expires_at: datetime, written_at: datetime | None) -> datetime:
 def expiry_index_keys(program: str, member: str, lot_id: str, due: datetime) -> dict[str, str]:
     """Where the expiry and reminder jobs find a lot: its due time's UTC day, then that time."""
     return {"GSI1PK": expiry_index_pk(program, _ts(due)[:10]), "GSI1SK": f"{_ts(due)}#{member}#{lot_id}"}
+
+
+def pending_sk(program: str, entry_id: str) -> str:
+    return f"P#{program}#PEND#{entry_id}"
+
+
+def pending_index_pk(program: str, day: str) -> str:
+    return f"N#{program}#{day}"
 
 
 @dataclass
@@ -210,6 +223,21 @@ class DynamoStore:
         item = response.get("Item")
         return Hold.model_validate_json(_plain(item)["body"]) if item else None
 
+    def get_pending(self, program: str, member: str, entry_id: str) -> PendingEarn | None:
+        item = self.get_item(member_pk(member), pending_sk(program, entry_id))
+        return _pending(item) if item else None
+
+    def get_pending_earns(self, program: str, member: str) -> list[PendingEarn]:
+        """The open pending earns a member holds (one Query of its partition)."""
+        return [
+            _pending(item)
+            for item in self._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+                ExpressionAttributeValues=_item({":pk": member_pk(member), ":prefix": f"P#{program}#PEND#"}),
+                ConsistentRead=True,
+            )
+        ]
+
     def entries(self, program: str, member: str, after_seq: int = 0, limit: int | None = None) -> list[Entry]:
         """A member's entries in chain order (the account history index)."""
         found: list[Entry] = []
@@ -238,10 +266,18 @@ class DynamoStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def ledger_records(self) -> tuple[list[Entry], list[AccountState], list[Lot], list[Hold]]:
+        entries, accounts, lots, holds, _ = self.audit_records()
+        return entries, accounts, lots, holds
+
+    def audit_records(
+        self,
+    ) -> tuple[list[Entry], list[AccountState], list[Lot], list[Hold], list[PendingEarn]]:
+        """Everything `shared.audit.audit` checks, open pending earns included (one scan)."""
         entries: list[Entry] = []
         accounts: list[AccountState] = []
         lots: list[Lot] = []
         holds: list[Hold] = []
+        pending: list[PendingEarn] = []
         for item in self.scan():
             kind = item.get("type")
             if kind == "entry":
@@ -252,7 +288,9 @@ class DynamoStore:
                 lots.append(_lot(item))
             elif kind == "hold":
                 holds.append(Hold.model_validate_json(item["body"]))
-        return entries, accounts, lots, holds
+            elif kind == "pending":
+                pending.append(_pending(item))
+        return entries, accounts, lots, holds, pending
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs = {"TableName": self.table, "ReturnConsumedCapacity": "TOTAL", **kwargs}
@@ -285,9 +323,15 @@ class DynamoStore:
                 if code == "ConditionalCheckFailed":
                     raise GuardRefusedError(guard) from error
             tally_end = len(reasons) - len(change.guards)
-            tally_reasons = reasons[tally_end - len(change.tallies) : tally_end] if change.tallies else []
+            tally_start = tally_end - len(change.tallies)
+            tally_reasons = reasons[tally_start:tally_end] if change.tallies else []
             if any(code == "ConditionalCheckFailed" for code in tally_reasons):
                 raise TallyChangedError() from error
+            # Checks sit just before the tallies.
+            check_reasons = reasons[tally_start - len(change.checks) : tally_start] if change.checks else []
+            for check, code in zip(change.checks, check_reasons, strict=False):
+                if code == "ConditionalCheckFailed":
+                    raise CheckFailedError(check) from error
             if not reasons or any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
                 raise ConcurrentUpdateError() from error
             raise
@@ -371,7 +415,31 @@ def transaction_items(table: str, change: Change) -> list[TransactWriteItemTypeD
                 }
             }
         )
-    # Tallies, then guards, go last: commit() finds their cancellation reasons at the end of the list.
+    for pending in change.pending_deleted:
+        key = {"PK": member_pk(pending.member), "SK": pending_sk(pending.program, pending.entry_id)}
+        items.append({"Delete": {"TableName": table, "Key": _item(key), "ConditionExpression": "attribute_exists(PK)"}})
+    for pending in change.pending_created:
+        items.append(
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": pending_item(pending),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        )
+    # Checks, tallies, then guards go last: commit() finds their cancellation reasons at the end.
+    for check in change.checks:
+        items.append(
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": _item({"PK": check.pk, "SK": check.sk}),
+                    "ConditionExpression": "attribute_not_exists(#a)",
+                    "ExpressionAttributeNames": {"#a": check.attribute},
+                }
+            }
+        )
     items.extend({"Update": tally_update(table, tally)} for tally in change.tallies)
     items.extend(guard_item(table, guard) for guard in change.guards)
     return items
@@ -384,13 +452,23 @@ def tally_sk(program: str, name: str) -> str:
 def tally_update(table: str, tally: Tally) -> dict[str, Any]:
     adds = ["#v :add"] + (["marks :mark"] if tally.mark else [])
     values: dict[str, Any] = {":add": tally.add, ":type": "tally"}
+    names = {"#v": "value", "#type": "type"}
     if tally.mark:
         values[":mark"] = {tally.mark}
+    for n, (counter, amount) in enumerate(tally.counters):
+        adds.append(f"#c{n} :c{n}")
+        names[f"#c{n}"] = counter
+        values[f":c{n}"] = amount
+    removes = []
+    for n, counter in enumerate(tally.drop):
+        removes.append(f"#d{n}")
+        names[f"#d{n}"] = counter
+    expression = "SET #type = :type ADD " + ", ".join(adds) + (" REMOVE " + ", ".join(removes) if removes else "")
     update: dict[str, Any] = {
         "TableName": table,
         "Key": _item({"PK": member_pk(tally.member), "SK": tally_sk(tally.program, tally.name)}),
-        "UpdateExpression": "SET #type = :type ADD " + ", ".join(adds),
-        "ExpressionAttributeNames": {"#v": "value", "#type": "type"},
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": names,
     }
     if tally.expected is not None:
         values[":expected"] = tally.expected
@@ -460,6 +538,40 @@ def hold_item(hold: Hold) -> dict[str, Any]:
             "GSI1PK": f"H#{hold.program}#{_ts(hold.lapses_at)[:10]}",
             "GSI1SK": f"{_ts(hold.lapses_at)}#{hold.member}#{hold.hold_id}",
         }
+    )
+
+
+def pending_item(pending: PendingEarn) -> dict[str, Any]:
+    """An open pending earn; indexed by the day it may activate, unless only a request activates it."""
+    until = _ts(pending.until) if pending.until else None
+    return _item(
+        {
+            "PK": member_pk(pending.member),
+            "SK": pending_sk(pending.program, pending.entry_id),
+            "type": "pending",
+            "program": pending.program,
+            "member": pending.member,
+            "entry_id": pending.entry_id,
+            "points": pending.points,
+            "expires_at": _ts(pending.expires_at),
+            "until": until,
+            "held_for": pending.held_for or None,
+            "GSI1PK": pending_index_pk(pending.program, until[:10]) if until else None,
+            "GSI1SK": f"{until}#{pending.member}#{pending.entry_id}" if until else None,
+        }
+    )
+
+
+def _pending(item: dict[str, Any]) -> PendingEarn:
+    until = item.get("until")
+    return PendingEarn(
+        program=item["program"],
+        member=item["member"],
+        entry_id=item["entry_id"],
+        points=int(item["points"]),
+        expires_at=datetime.strptime(item["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+        until=datetime.strptime(until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if until else None,
+        held_for=item.get("held_for", ""),
     )
 
 
@@ -581,20 +693,35 @@ class ProgramRepository:
 # | member profile        | M#<member>                  | PROFILE                     |                               |
 # | tally (counter, set)  | M#<member>                  | P#<program>#T#<name>        |                               |
 # | member tier           | M#<member>                  | P#<program>#TIER            |                               |
-# | pending-earn marker   | M#<member>                  | P#<program>#PEND#<entry id> | GSI1 N#<program>#<due date>   |
-# | waiting refund        | W#<program>#<order entry>   | R#<refund entry id>         |                               |
+# | waiting refunds       | W#<program>#<order entry>   | W                           |                               |
+#
+# Open pending earns (P#<program>#PEND#<entry id>, indexed on GSI1 N#<program>#<until day>) are
+# ledger items, written and deleted in the ledger's transactions; the directory only reads their index.
+# The member's flag (FLAG#<program> / <member>) belongs to the anomaly watch; ingest reads it.
+
+PROFILE = "PROFILE"
+BATCH_GET_LIMIT = 100
 
 
 def identity_pk(identity_key: str) -> str:
     return f"ID#{identity_key}"
 
 
-def pending_index_pk(program: str, day: str) -> str:
-    return f"N#{program}#{day}"
+def waiting_pk(program: str, order_entry_id: str) -> str:
+    return f"W#{program}#{order_entry_id}"
+
+
+def flag_key(program: str, member: str) -> tuple[str, str]:
+    return f"FLAG#{program}", member
+
+
+def _counters(tally: dict[str, Any]) -> dict[str, int]:
+    """A tally item's named counters (Tally.counters): its numbers other than the main value."""
+    return {name: int(v) for name, v in tally.items() if isinstance(v, Decimal) and name != "value"}
 
 
 class MemberDirectory:
-    """Identities, member profiles, tallies, pending-earn markers and waiting refunds (`shared.ingest.Directory`)."""
+    """Identities, member profiles, tallies, the pending-earn index and waiting refunds (`shared.ingest.Directory`)."""
 
     def __init__(self, store: DynamoStore) -> None:
         self._store = store
@@ -633,7 +760,7 @@ class MemberDirectory:
                     {
                         "Update": {
                             "TableName": self._table,
-                            "Key": _item({"PK": member_pk(member), "SK": "PROFILE"}),
+                            "Key": _item({"PK": member_pk(member), "SK": PROFILE}),
                             "UpdateExpression": "SET #type = :type, provisional = if_not_exists(provisional, :p) "
                             "ADD identities :id",
                             "ExpressionAttributeNames": {"#type": "type"},
@@ -645,6 +772,7 @@ class MemberDirectory:
                 ]
             )
         except ClientError as error:
+            self._store.stats.record("TransactWriteItems", {})
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             holder = self.member_for(identity_key)
@@ -655,7 +783,7 @@ class MemberDirectory:
         return member
 
     def profile(self, member: str) -> dict[str, Any] | None:
-        return self._get(member_pk(member), "PROFILE")
+        return self._get(member_pk(member), PROFILE)
 
     def repoint(self, identity_key: str, member: str) -> None:
         self._client.put_item(
@@ -664,32 +792,72 @@ class MemberDirectory:
         )
         self._client.update_item(
             TableName=self._table,
-            Key=_item({"PK": member_pk(member), "SK": "PROFILE"}),
+            Key=_item({"PK": member_pk(member), "SK": PROFILE}),
             UpdateExpression="SET #type = :type, provisional = if_not_exists(provisional, :p) ADD identities :id",
             ExpressionAttributeNames={"#type": "type"},
             ExpressionAttributeValues=_item({":type": "member", ":p": False, ":id": {identity_key}}),
         )
+        self._store.stats.record("PutItem", {})
+        self._store.stats.record("UpdateItem", {})
 
     def mark_merged(self, member: str, into: str) -> None:
         self._client.update_item(
             TableName=self._table,
-            Key=_item({"PK": member_pk(member), "SK": "PROFILE"}),
+            Key=_item({"PK": member_pk(member), "SK": PROFILE}),
             UpdateExpression="SET #type = :type, merged_into = :into",
             ExpressionAttributeNames={"#type": "type"},
             ExpressionAttributeValues=_item({":type": "member", ":into": into}),
         )
+        self._store.stats.record("UpdateItem", {})
 
-    def tier(self, program: str, member: str) -> str | None:
-        item = self._get(member_pk(member), f"P#{program}#TIER")
-        return str(item["tier"]) if item else None
+    def view(self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True) -> MemberView:
+        """One consistent BatchGetItem: the profile and the named tallies; with `full`, also the
+        tier, the balance and the member's flag (everything an earn decides on)."""
+        keys = [(member_pk(member), PROFILE)] + [(member_pk(member), tally_sk(program, name)) for name in tallies]
+        if full:
+            keys += [(member_pk(member), f"P#{program}#TIER"), (member_pk(member), balance_sk(program))]
+            keys.append(flag_key(program, member))
+        found = self._batch_get(keys)
+        profile = found.get((member_pk(member), PROFILE), {})
+        tier = found.get((member_pk(member), f"P#{program}#TIER"))
+        balance = found.get((member_pk(member), balance_sk(program)))
+        flag = found.get(flag_key(program, member), {})
+        read: dict[str, Tallied] = {}
+        for name in tallies:
+            item = found.get((member_pk(member), tally_sk(program, name)))
+            if item:
+                read[name] = Tallied(int(item.get("value", 0)), frozenset(item.get("marks", set())), _counters(item))
+        return MemberView(
+            member=member,
+            merged_into=str(profile.get("merged_into", "")),
+            provisional=bool(profile.get("provisional", False)),
+            tier=str(tier["tier"]) if tier else None,
+            account=_account(balance) if balance else None,
+            tallies=read,
+            flag_status=str(flag.get("status", "")),
+            flag_reason=str(flag.get("reason", "")),
+        )
+
+    def _batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        request: Any = {
+            self._table: {
+                "Keys": [_item({"PK": pk, "SK": sk}) for pk, sk in keys[:BATCH_GET_LIMIT]],
+                "ConsistentRead": True,
+            }
+        }
+        while request:
+            response = self._client.batch_get_item(RequestItems=request, ReturnConsumedCapacity="TOTAL")
+            self._store.stats.record("BatchGetItem", dict(response))
+            for raw in response.get("Responses", {}).get(self._table, []):
+                item = _plain(raw)
+                found[(item["PK"], item["SK"])] = item
+            self._store.stats.items_read += len(response.get("Responses", {}).get(self._table, []))
+            # DynamoDB may leave keys unprocessed under load; asking again for those is its contract.
+            request = response.get("UnprocessedKeys") or None
+        return found
 
     # Tallies
-
-    def tally(self, program: str, member: str, name: str) -> tuple[int, frozenset[str]]:
-        item = self._get(member_pk(member), tally_sk(program, name))
-        if not item:
-            return 0, frozenset()
-        return int(item.get("value", 0)), frozenset(item.get("marks", set()))
 
     def bump(self, tally: Tally, once_for: str) -> None:
         """Apply a tally outside a transaction, once per `once_for` (the id that caused it)."""
@@ -703,30 +871,14 @@ class MemberDirectory:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+        self._store.stats.record("UpdateItem", {})
 
-    # Pending earns, by the day their return window closes
+    # Pending earns, by the day they may activate (ledger items; see the table above)
 
-    def mark_pending(self, program: str, member: str, entry_id: str, due: datetime) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item=_item(
-                {
-                    "PK": member_pk(member),
-                    "SK": f"P#{program}#PEND#{entry_id}",
-                    "type": "pending",
-                    "entry_id": entry_id,
-                    "member": member,
-                    "due": _ts(due),
-                    "GSI1PK": pending_index_pk(program, _ts(due)[:10]),
-                    "GSI1SK": f"{_ts(due)}#{member}#{entry_id}",
-                }
-            ),
-        )
-
-    def due_pending(self, program: str, day: str, until: datetime) -> list[tuple[str, str]]:
-        """(member, entry id) of pending earns due on `day` up to `until`, in due order."""
+    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn]:
+        """Open pending earns that may activate on `day` up to `until`, in that order."""
         return [
-            (item["member"], item["entry_id"])
+            _pending(item)
             for item in self._store._query(
                 IndexName="GSI1",
                 KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
@@ -734,40 +886,63 @@ class MemberDirectory:
             )
         ]
 
-    def clear_pending(self, program: str, member: str, entry_id: str) -> None:
-        self._client.delete_item(
-            TableName=self._table, Key=_item({"PK": member_pk(member), "SK": f"P#{program}#PEND#{entry_id}"})
-        )
+    def flag_status(self, program: str, member: str) -> str:
+        item = self._get(*flag_key(program, member))
+        return str(item.get("status", "")) if item else ""
 
-    # Refunds waiting for their order (or for its return window to close)
+    # Refunds waiting for their order (or for its return window to close): one item per order,
+    # the refunds' ids in a set (gone when empty) and each body under its own attribute.
 
     def park_refund(self, program: str, order_entry_id: str, refund_entry_id: str, body: str) -> None:
-        self._client.put_item(
+        self._client.update_item(
             TableName=self._table,
-            Item=_item(
-                {
-                    "PK": f"W#{program}#{order_entry_id}",
-                    "SK": f"R#{refund_entry_id}",
-                    "type": "waiting_refund",
-                    "body": body,
-                }
-            ),
+            Key=_item({"PK": waiting_pk(program, order_entry_id), "SK": "W"}),
+            UpdateExpression="SET #type = :type, #body = :body ADD ids :id",
+            ExpressionAttributeNames={"#type": "type", "#body": f"r#{refund_entry_id}"},
+            ExpressionAttributeValues=_item({":type": "waiting_refunds", ":body": body, ":id": {refund_entry_id}}),
         )
+        self._store.stats.record("UpdateItem", {})
 
     def waiting_refunds(self, program: str, order_entry_id: str) -> list[str]:
-        return [
-            item["body"]
-            for item in self._store._query(
-                KeyConditionExpression="PK = :pk",
-                ExpressionAttributeValues=_item({":pk": f"W#{program}#{order_entry_id}"}),
-                ConsistentRead=True,
-            )
-        ]
+        item = self._get(waiting_pk(program, order_entry_id), "W")
+        if not item:
+            return []
+        return [item[f"r#{refund}"] for refund in sorted(item.get("ids", set())) if f"r#{refund}" in item]
 
     def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None:
-        self._client.delete_item(
-            TableName=self._table, Key=_item({"PK": f"W#{program}#{order_entry_id}", "SK": f"R#{refund_entry_id}"})
-        )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({"PK": waiting_pk(program, order_entry_id), "SK": "W"}),
+                UpdateExpression="REMOVE #body DELETE ids :id",
+                ExpressionAttributeNames={"#body": f"r#{refund_entry_id}"},
+                ExpressionAttributeValues=_item({":id": {refund_entry_id}}),
+                ConditionExpression="attribute_exists(PK)",  # an update must not create the item
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        self._store.stats.record("UpdateItem", {})
+
+    def no_refund_waiting(self, program: str, order_entry_id: str) -> Check:
+        """A transaction condition: nothing is parked for this order (the set of refund ids is gone)."""
+        return Check(pk=waiting_pk(program, order_entry_id), sk="W", attribute="ids")
+
+    def merge_tally(self, program: str, name: str, merged: str, into: str) -> None:
+        """Add a merged member's named counters of a tally to the survivor's, once per merged member."""
+        item = self._get(member_pk(merged), tally_sk(program, name))
+        counters = _counters(item or {})
+        update = tally_update(self._table, Tally(program, into, name, counters=tuple(sorted(counters.items()))))
+        update.pop("TableName")
+        update["UpdateExpression"] += ", merged_from :once"
+        update["ConditionExpression"] = "NOT contains(merged_from, :one)"
+        update["ExpressionAttributeValues"].update(_item({":once": {merged}, ":one": merged}))
+        try:
+            self._client.update_item(TableName=self._table, **update)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        self._store.stats.record("UpdateItem", {})
 
 
 # === End of members and identities ===
@@ -1263,17 +1438,23 @@ class JobStore:
     def get_flag(self, program: str, member: str) -> dict[str, Any] | None:
         return self._get(f"FLAG#{program}", member)
 
-    def put_flag(self, program: str, member: str, state: dict[str, Any], log: dict[str, Any]) -> bool:
-        """The flag's current state and the decision that set it, together; False if already recorded."""
+    def put_flag(
+        self, program: str, member: str, state: dict[str, Any], log: dict[str, Any], only_if_open: bool = False
+    ) -> bool:
+        """The flag's current state and the decision that set it, together; False if already recorded
+        (or, with `only_if_open`, if the flag was no longer open: two operators deciding at once)."""
+        flag_put: Any = {
+            "TableName": self._store.table,
+            "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
+        }
+        if only_if_open:
+            flag_put["ConditionExpression"] = "#s = :open"
+            flag_put["ExpressionAttributeNames"] = {"#s": "status"}
+            flag_put["ExpressionAttributeValues"] = _item({":open": "open"})
         try:
             response = self._client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._store.table,
-                            "Item": _item({"PK": f"FLAG#{program}", "SK": member, "type": "flag", **state}),
-                        }
-                    },
+                    {"Put": flag_put},
                     {
                         "Put": {
                             "TableName": self._store.table,
@@ -1298,6 +1479,18 @@ class JobStore:
         self._store.stats.record("TransactWriteItems", dict(response))
         return True
 
+    def open_flags(self, program: str) -> list[dict[str, Any]]:
+        """Open flags of a program: one Query of its flag partition (decision records filtered out)."""
+        return list(
+            self._store._query(
+                KeyConditionExpression="PK = :pk",
+                FilterExpression="#t = :flag AND #s = :open",
+                ExpressionAttributeNames={"#t": "type", "#s": "status"},
+                ExpressionAttributeValues=_item({":pk": f"FLAG#{program}", ":flag": "flag", ":open": "open"}),
+                ConsistentRead=True,
+            )
+        )
+
     def flag_log(self, program: str, member: str) -> list[dict[str, Any]]:
         return list(
             self._store._query(
@@ -1305,6 +1498,10 @@ class JobStore:
                 ExpressionAttributeValues=_item({":pk": f"FLAG#{program}", ":prefix": f"LOG#{member}#"}),
             )
         )
+
+    def tally_counters(self, program: str, member: str, name: str) -> dict[str, int]:
+        """A tally's named counters (e.g. the monthly qualifying activity the ingest path keeps)."""
+        return _counters(self._get(member_pk(member), tally_sk(program, name)) or {})
 
     def recent_entries(self, program: str, member: str, since_seq: int = 0) -> list[Entry]:
         return self._store.entries(program, member, after_seq=since_seq)

@@ -1,8 +1,9 @@
 """Member tiers: qualification on rolling activity, upgrade at once, downgrade only after the period.
 
-- Qualifying activity is read from the member's own ledger entries in the program's window
-  (points earned, net of earn reversals; or the `qualifying_spend` an earn recorded in its details),
-  never from the current balance, so spending or expiring points cannot cost a tier.
+- Qualifying activity is the member's monthly activity tally in the program's window (points
+  earned and money spent, net of refunds and voids; see `shared.activity`), written by the ingest
+  path in each earn's own transaction; never the current balance, so spending or expiring points
+  cannot cost a tier. One item read, whatever the member's history.
 - An upgrade happens the moment activity reaches a higher threshold (`on_earn`, which the ingest
   path calls after posting an earn); the new multiplier applies from that moment, because the
   ingest path reads `current_tier` for every evaluation.
@@ -17,21 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dateutil.relativedelta import relativedelta
 
-from shared.entries import Account, EntryKind
+from shared import activity
 from shared.errors import ContentionError
 from shared.expiry import DayWalk, JobInput, JobReport, _Context
-from shared.program import QualifyingActivity
 from shared.rules import qualifying_tier
 from shared.store import parse_ts, tier_index_pk, ts
 
 if TYPE_CHECKING:
-    from shared.program import ProgramConfig, Tier
+    from shared.program import ProgramConfig, QualifyingActivity, Tier
 
 MAX_ATTEMPTS = 5
 
@@ -57,21 +56,7 @@ class Tiers(_Context):
     """Tier use cases; also the scheduled review job (`run`)."""
 
     def activity(self, config: ProgramConfig, member: str, at: datetime) -> QualifyingActivity:
-        start = at - relativedelta(months=config.tier_qualification.window_months)
-        points = 0
-        spend = Decimal(0)
-        for entry in self.jobs.recent_entries(config.program, member):
-            if not start <= entry.event_time <= at:
-                continue
-            if entry.kind in (EntryKind.EARN, EntryKind.ACTIVATE):
-                points += entry.delta(Account.AVAILABLE)
-            elif entry.kind is EntryKind.REVERSAL and entry.delta(Account.AVAILABLE) < 0:
-                points += entry.delta(Account.AVAILABLE)  # an earn clawed back no longer qualifies
-            if entry.kind in (EntryKind.EARN, EntryKind.EARN_PENDING):
-                spend += _money(entry.details.get("qualifying_spend", "0"))
-            elif entry.kind is EntryKind.REVERSAL:
-                spend -= _money(entry.details.get("qualifying_spend", "0"))
-        return QualifyingActivity(points=max(points, 0), spend=max(spend, Decimal(0)))
+        return activity.in_window(config, self.jobs.tally_counters(config.program, member, activity.ACTIVITY), at)
 
     def current(self, program: str, member: str) -> TierState:
         config = self.config(program)
@@ -183,10 +168,3 @@ class Tiers(_Context):
             report.details["moves"] = [f"{m.member}: {m.from_tier} -> {m.to_tier}" for m in moves]
             reports.append(report)
         return reports
-
-
-def _money(text: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return Decimal(0)

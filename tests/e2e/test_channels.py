@@ -1,8 +1,9 @@
 """One person, every channel, over the local sandbox: webhooks over HTTP, files in the bucket, SQS.
 
 They buy online (Shopify), in a store (Square, and the till's end-of-day file) and at a partner
-(feed file); after their identities are linked one member holds one balance equal to the sum; a
-partial refund reduces it; the statement explains every entry.
+(feed file); purchases stay pending for a 30-day return window. After their identities are linked
+one member holds one balance equal to the sum, pending points included; a partial refund waits for
+the window and then reduces it; the statement explains every entry.
 """
 
 from __future__ import annotations
@@ -58,11 +59,17 @@ def sb() -> Iterator[Sandbox]:
         yield sandbox
 
 
+def audit_ok(store: DynamoStore) -> None:
+    report = audit(*store.audit_records())
+    assert report.ok, report.problems
+
+
 def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: Sandbox) -> None:
     store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
     programs = ProgramRepository(store, cache_seconds=0)
-    programs.publish(acme())
-    ingest = Ingest(Ledger(store, programs), store, MemberDirectory(store), programs)
+    programs.publish(acme().model_copy(update={"return_window_days": 30}))
+    directory = MemberDirectory(store)
+    ingest = Ingest(Ledger(store, programs), store, directory, programs)
     now = datetime.now(UTC)
 
     # Given an online order (Shopify webhook over HTTP): 51.50 EUR -> 51 points
@@ -113,11 +120,18 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
     card = Identity(kind=IdentityKind.CARD, value="6012345678")
     partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
+    provisional = {directory.member_for(i.key) for i in (email, card, partner)}
     survivor = ingest.link("acme", email, card).survivor
     assert ingest.link("acme", card, partner).survivor == survivor
 
-    # Then one member holds one balance: the sum of every channel
-    assert store.get_account("acme", survivor).available == 51 + 11 + 42 + 250  # type: ignore[union-attr]
+    # Then one member holds one balance: the sum of every channel, the purchases' pending points included
+    balance = store.get_account("acme", survivor)
+    assert balance is not None
+    assert (balance.available, balance.pending) == (250, 51 + 11 + 42)
+    for merged in provisional - {survivor}:
+        emptied = store.get_account("acme", str(merged))
+        assert emptied is not None and (emptied.available, emptied.pending) == (0, 0)
+    audit_ok(store)
 
     # When part of the online order is refunded (18 of 51.50 EUR)
     refund = raw("shopify_refunds_create.json")
@@ -129,10 +143,19 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     )
     assert reply.status_code == 200, reply.text
     sb.wait_for_idle(timeout=30)
+    # It waits while the order's points are pending
+    waiting = store.get_account("acme", survivor)
+    assert waiting is not None and (waiting.available, waiting.pending) == (250, 104)
 
-    # Then the balance drops in proportion (51 x 18 / 51.50 = 17.8 -> 17), and the books balance
-    assert store.get_account("acme", survivor).available == 354 - 17  # type: ignore[union-attr]
-    assert audit(*store.ledger_records()).ok
+    # When the return windows close (the activation job's use case, run for this program)
+    activated = ingest.activate_due("acme", now + timedelta(days=31))
+
+    # Then the points activate on the linked member and the refund takes its share
+    # (51 x 18 / 51.50 = 17.8 -> 17), and the books balance
+    assert len(activated) == 3
+    balance = store.get_account("acme", survivor)
+    assert balance is not None and (balance.available, balance.pending) == (354 - 17, 0)
+    audit_ok(store)
     # And the statement explains every entry
     statement = store.entries("acme", survivor)
     assert statement
@@ -140,3 +163,62 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
         assert entry.reason
         if entry.kind in (EntryKind.EARN, EntryKind.CLAWBACK):
             assert entry.details["explanation"], entry
+
+
+def test_a_flagged_members_points_wait_for_an_operator_over_http(sb: Sandbox) -> None:
+    from decimal import Decimal
+
+    from shared.access import Principal, PrincipalKind, issue_key
+    from shared.events import Channel, PurchaseEvent
+    from shared.program import ProgramConfig
+
+    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
+    ProgramRepository(store, cache_seconds=0).publish(ProgramConfig(program="watched", name="Watched"))
+    admin = {"x-api-key": issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="ops-e2e"))}
+    now = datetime.now(UTC)
+
+    def order(source: str, order_id: str, amount: str) -> None:
+        event = PurchaseEvent(
+            program="watched",
+            channel=Channel.ONLINE,
+            source=source,
+            external_id=order_id,
+            identity=Identity(kind=IdentityKind.MEMBER, value="m-flag"),
+            occurred_at=now - timedelta(minutes=5),
+            currency="USD",
+            eligible_amount=Decimal(amount),
+        )
+        body = json.dumps({"event": event.model_dump(mode="json")})
+        sb.client("sqs").send_message(QueueUrl=sb.resource("IngestQueue"), MessageBody=body)
+        sb.wait_for_idle(timeout=30)
+
+    def balance() -> tuple[int, int]:
+        url = f"{sb.api_url}/programs/watched/members/m-flag/balance"
+        reply = requests.get(url, headers=admin, timeout=30).json()
+        return reply["available"], reply["pending"]
+
+    # Given the same order id arriving from two channels: the anomaly watch (on the table's stream) flags it
+    order("shop-a", "o-1", "10")
+    order("shop-b", "o-1", "10")
+    flags = requests.get(f"{sb.api_url}/admin/programs/watched/flags", headers=admin, timeout=30)
+    assert flags.status_code == 200, flags.text
+    assert [(f["member"], f["check"]) for f in flags.json()["flags"]] == [("m-flag", "order_two_channels")]
+
+    # When the member buys again, the points are held
+    order("shop-a", "o-2", "30")
+    assert balance() == (20, 30)
+
+    # When an operator releases the flag over HTTP
+    decided = requests.post(
+        f"{sb.api_url}/admin/programs/watched/flags/m-flag/decision",
+        json={"decision": "release", "note": "one order, two integrations: a configuration mistake"},
+        headers=admin,
+        timeout=30,
+    )
+
+    # Then the held points are available, and the decision names the operator
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["released"] == ["shop-a:o-2"] and decided.json()["operator"] == "ops-e2e"
+    assert balance() == (50, 0)
+    assert requests.get(f"{sb.api_url}/admin/programs/watched/flags", headers=admin, timeout=30).json()["flags"] == []
+    audit_ok(store)

@@ -26,9 +26,13 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sandbox" / "templa
 
 
 @pytest.fixture(scope="module")
-def sb() -> Iterator[Sandbox]:
+def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with Sandbox(
-        template=FIXTURE, stage="test", pool_size=1, queue_overrides={"WorkQueue": {"VisibilityTimeout": 2}}
+        template=FIXTURE,
+        stage="test",
+        pool_size=1,
+        queue_overrides={"WorkQueue": {"VisibilityTimeout": 2}},
+        log_dir=tmp_path_factory.mktemp("function-logs"),
     ) as sandbox:
         # A cold start longer than the visibility timeout would redeliver a batch, as on AWS; one
         # warm worker (and so one poller) keeps the batch tests deterministic.
@@ -299,6 +303,19 @@ def test_scheduled_run_with_a_chosen_now(sb: Sandbox) -> None:
     assert over_http["reply"] == reply
     schedule = sb.client("scheduler").get_schedule(Name="pointbridge-test-TickFunction-Hourly")
     assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
+
+
+def test_each_function_prints_to_its_own_log_file(sb: Sandbox) -> None:
+    # Given the sandbox writes function output to log_dir
+    assert sb.log_dir is not None
+    # When a function prints to stdout and stderr
+    sb.run_function("TickFunction", now=datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+    # Then both lines are in that function's log, and in no other function's
+    lines = (sb.log_dir / "TickFunction.log").read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith("tick {") and "2026-03-02T08:00:00Z" in line for line in lines)
+    assert "tick done by pointbridge-test-TickFunction" in lines
+    others = [p for p in sb.log_dir.glob("*.log") if p.name != "TickFunction.log"]
+    assert all("tick" not in p.read_text(encoding="utf-8") for p in others)
 
 
 def test_conditional_writes_are_exact_under_concurrency(sb: Sandbox) -> None:

@@ -121,3 +121,17 @@ def balances(store: DynamoStore) -> dict[str, tuple[int, int]]:
 
 def points_of(entry_delta: Any) -> int:
     return int(entry_delta.delta(Account.AVAILABLE))
+
+
+def audited(store: DynamoStore) -> None:
+    """The whole audit, open pending earns included, must pass."""
+    from shared.audit import audit
+
+    report = audit(*store.audit_records())
+    assert report.ok, report.problems
+
+
+def account(store: DynamoStore, member: str) -> tuple[int, int]:
+    """(available, pending) of a member in demo."""
+    state = store.get_account("demo", member)
+    return (state.available, state.pending) if state else (0, 0)

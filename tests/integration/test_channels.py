@@ -168,6 +168,29 @@ def test_a_batch_with_two_poison_messages_commits_the_rest_and_dead_letters_thos
     assert "nosuch" in codes["unknown_program"]["MessageAttributes"]["reason"]["StringValue"]
 
 
+def test_an_event_after_the_program_stopped_earning_is_dead_lettered_with_its_reason(stack: Stack) -> None:
+    from datetime import timedelta
+
+    from functions.ingest.app import handler
+    from shared.program import Sunset
+
+    # Given acme stopped earning a day before these events were made (announced 40 days earlier)
+    stop = NOW - timedelta(days=1)
+    sunset = Sunset(announced_at=stop - timedelta(days=40), earning_ends_at=stop, ends_at=stop + timedelta(days=3650))
+    ProgramRepository(stack.store).publish(acme().model_copy(update={"version": 2, "sunset": sunset}))
+    wiring.reset()
+
+    # When the ingest function receives an order from after the stop
+    reply = handler(sqs_event([envelope(EVENTS[0])]), FakeContext())
+
+    # Then it is not retried, nothing is posted, and the DLQ holds it with the code and the reason
+    assert reply == {"batchItemFailures": []}
+    assert stack.store.ledger_records()[0] == []
+    [dead] = stack.messages(stack.dlq)
+    assert dead["MessageAttributes"]["code"]["StringValue"] == "earning_closed"
+    assert "stopped earning" in dead["MessageAttributes"]["reason"]["StringValue"]
+
+
 def test_transient_failures_are_reported_for_retry(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     from functions.ingest.app import handler
     from shared.errors import ContentionError

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shared import activity
 from shared.expiry import JobInput
+from shared.ledger import Earn
 from shared.program import ProgramConfig, QualifyingBasis, Tier, TierQualification
 from shared.tiers import Tiers
 from tests.support.jobs import World, make_world
@@ -29,6 +31,22 @@ CONFIG = ProgramConfig(
 )
 
 
+def earn(world: World, member: str, points: int, ext: str, at: datetime, expires_at: datetime) -> None:
+    """An earn as the ingest path posts it: the points and, in the same transaction, their activity."""
+    cmd = Earn(
+        program="demo",
+        member=member,
+        points=points,
+        source="shop",
+        external_id=ext,
+        reason="order",
+        event_time=at,
+        expires_at=expires_at,
+    )
+    counters = activity.change(CONFIG, at, points)
+    world.ledger.earn(cmd, at=at, tallies=[activity.tally("demo", member, counters)])
+
+
 @pytest.fixture
 def world(store: DynamoStore) -> World:
     return make_world(store, CONFIG)
@@ -41,7 +59,7 @@ def tiers(world: World) -> Tiers:
 
 def test_upgrade_at_once_on_earned_points_not_on_balance(world: World, tiers: Tiers) -> None:
     # Given ann earns 150 points
-    world.earn("ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=400))
+    earn(world, "ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=400))
     # When the ingest path asks for an upgrade after the earn
     move = tiers.on_earn("demo", "ann", T1)
     # Then she is silver at once, with the reason recorded, and silver's multiplier applies from now
@@ -57,7 +75,7 @@ def test_upgrade_at_once_on_earned_points_not_on_balance(world: World, tiers: Ti
 
 def test_downgrade_only_after_the_period_and_the_grace(world: World, tiers: Tiers) -> None:
     # Given ann reached silver on T1 and earned nothing since
-    world.earn("ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=800))
+    earn(world, "ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=800))
     tiers.on_earn("demo", "ann", T1)
     period_end = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
     # When the tier job runs at the period's end and within the grace
@@ -76,9 +94,9 @@ def test_downgrade_only_after_the_period_and_the_grace(world: World, tiers: Tier
 
 def test_a_member_who_still_qualifies_keeps_the_tier_for_another_period(world: World, tiers: Tiers) -> None:
     # Given bob reached gold and kept earning in the last months of the period
-    world.earn("bob", 600, "o-1", T1, expires_at=T1 + timedelta(days=900))
+    earn(world, "bob", 600, "o-1", T1, expires_at=T1 + timedelta(days=900))
     assert tiers.on_earn("demo", "bob", T1) is not None
-    world.earn("bob", 550, "o-2", T1 + timedelta(days=300), expires_at=T1 + timedelta(days=900))
+    earn(world, "bob", 550, "o-2", T1 + timedelta(days=300), expires_at=T1 + timedelta(days=900))
     # When the review comes after the period and grace
     tiers.run(JobInput(now=T1 + timedelta(days=400)))
     # Then he stays gold, and the next period runs from the review
@@ -87,6 +105,6 @@ def test_a_member_who_still_qualifies_keeps_the_tier_for_another_period(world: W
 
 
 def test_upgrade_skips_straight_to_the_highest_tier_reached(world: World, tiers: Tiers) -> None:
-    world.earn("cy", 700, "o-1", T1, expires_at=T1 + timedelta(days=400))
+    earn(world, "cy", 700, "o-1", T1, expires_at=T1 + timedelta(days=400))
     move = tiers.on_earn("demo", "cy", T1)
     assert move is not None and move.to_tier == "gold"

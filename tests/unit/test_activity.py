@@ -1,73 +1,30 @@
-"""What counts as a member's activity (for expiry extended by activity), from one entry alone."""
+"""Qualifying activity's monthly counters: the window, and which months an earn drops."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from decimal import Decimal
 
-import pytest
+from shared import activity
+from shared.program import ProgramConfig, TierQualification
 
-from shared.entries import Account, AccountState, Entry, EntryKind, Posting, activity_time
-
-AT = datetime(2026, 3, 20, 12, 0, 30, 123456, tzinfo=UTC)
-
-
-def entry(kind: EntryKind, counter: Account, event_time: datetime = AT, **details: str) -> Entry:
-    return Entry(
-        program="demo",
-        entry_id="x",
-        member="ann",
-        kind=kind,
-        source="s",
-        external_id="x",
-        reason="r",
-        config_version=1,
-        postings=(Posting(account=Account.AVAILABLE, amount=-5), Posting(account=counter, amount=5)),
-        event_time=event_time,
-        recorded_at=AT,
-        details=details,
-        fingerprint="f",
-        seq=1,
-        prev_hash="0" * 64,
-    )
-
-
-@pytest.mark.parametrize(
-    ("kind", "counter", "counts"),
-    [
-        (EntryKind.EARN, Account.ISSUANCE, True),
-        (EntryKind.EARN, Account.PARTNER, True),  # a partner's earn
-        (EntryKind.EARN_PENDING, Account.ISSUANCE, True),  # the purchase, before its return window
-        (EntryKind.SPEND, Account.REDEMPTION, True),
-        (EntryKind.CAPTURE, Account.REDEMPTION, True),
-        (EntryKind.TRANSFER_OUT, Account.PARTNER, True),  # an exchange out to a partner program
-        (EntryKind.TRANSFER_IN, Account.PARTNER, True),  # and in
-        (EntryKind.TRANSFER_OUT, Account.TRANSFER, False),  # a gift sent
-        (EntryKind.TRANSFER_IN, Account.TRANSFER, False),  # a gift received
-        (EntryKind.EARN, Account.TRANSFER, False),  # points moved between members by the ledger
-        (EntryKind.HOLD, Account.HELD, False),
-        (EntryKind.RELEASE, Account.HELD, False),
-        (EntryKind.ACTIVATE, Account.PENDING, False),
-        (EntryKind.REVERSAL, Account.REDEMPTION, False),
-        (EntryKind.CLAWBACK, Account.ISSUANCE, False),
-        (EntryKind.EXPIRY, Account.BREAKAGE, False),
-        (EntryKind.TRANSFER, Account.TRANSFER, False),  # a merge without a carried activity
-    ],
+CONFIG = ProgramConfig(
+    program="demo", name="Demo", timezone="America/New_York", tier_qualification=TierQualification(window_months=2)
 )
-def test_what_counts_as_activity(kind: EntryKind, counter: Account, counts: bool) -> None:
-    assert (activity_time(entry(kind, counter)) is not None) is counts
 
 
-def test_an_earn_counts_when_it_happened_never_in_the_future_in_whole_seconds() -> None:
-    back_dated = AT - timedelta(days=20)
-    assert activity_time(entry(EntryKind.EARN, Account.ISSUANCE, back_dated)) == back_dated.replace(microsecond=0)
-    ahead = AT + timedelta(hours=1)
-    assert activity_time(entry(EntryKind.EARN, Account.ISSUANCE, ahead)) == AT.replace(microsecond=0)
+def test_the_window_is_the_month_of_now_and_the_full_months_before_it_in_the_programs_zone() -> None:
+    # 1 March 03:00 UTC is still February in New York
+    assert activity.window(CONFIG, datetime(2027, 3, 1, 3, 0, tzinfo=UTC)) == ["2027-02", "2027-01", "2026-12"]
+    counters = {"pts#2026-11": 500, "pts#2026-12": 10, "spend#2027-02": 25_000, "pts#2027-02": 2}
+    found = activity.in_window(CONFIG, counters, datetime(2027, 3, 1, 3, 0, tzinfo=UTC))
+    assert (found.points, found.spend) == (12, Decimal("2.5"))
 
 
-def test_a_merge_carries_the_merged_accounts_activity_and_the_balance_keeps_the_latest() -> None:
-    merged = entry(EntryKind.TRANSFER, Account.TRANSFER, active_at="2026-03-01T09:00:00+00:00")
-    assert activity_time(merged) == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    state = AccountState(program="demo", member="ann", available=10, active_at=datetime(2026, 3, 5, tzinfo=UTC))
-    earlier = entry(EntryKind.EARN, Account.ISSUANCE, datetime(2026, 2, 1, tzinfo=UTC))
-    assert state.after(earlier).active_at == datetime(2026, 3, 5, tzinfo=UTC)
-    assert state.after(entry(EntryKind.SPEND, Account.REDEMPTION)).active_at == AT.replace(microsecond=0)
+def test_an_earn_counts_in_its_own_month_and_drops_months_no_window_reaches() -> None:
+    change = activity.change(CONFIG, datetime(2027, 6, 1, 2, 0, tzinfo=UTC), 40, Decimal("40.50"))
+    assert change == {"pts#2027-05": 40, "spend#2027-05": 405_000}
+    held = {"pts#2024-03": 1, "pts#2024-04": 1, "spend#2024-04": 1, "pts#2027-01": 5}
+    # The longest window (36 months before May 2027) starts in May 2024; a month to spare, March 2024 goes
+    assert activity.tally("demo", "m", change, held).drop == ("pts#2024-03",)
+    assert activity.in_window(CONFIG, {"pts#2027-05": -10}, datetime(2027, 5, 2, tzinfo=UTC)).points == 0

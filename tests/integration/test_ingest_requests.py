@@ -1,0 +1,88 @@
+"""DynamoDB requests per kind of event, as docs/channels.md tabulates them: a regression here costs money."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from shared.events import BehaviourAction, BehaviourEvent, Channel, Identity, IdentityKind
+from shared.ingest import Ingest
+from shared.ledger import Ledger
+from shared.program import BehaviourRules, Caps
+from shared.store import MemberDirectory, ProgramRepository
+from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, program, purchase, refund
+
+if TYPE_CHECKING:
+    from shared.ingest import Event
+    from shared.program import ProgramConfig
+    from shared.store import DynamoStore
+
+
+def warm(store: DynamoStore, config: ProgramConfig) -> Ingest:
+    """Wired as the function is: the program's config cached, as a warm container has it."""
+    clock = Clock()
+    programs = ProgramRepository(store, cache_seconds=3600)
+    programs.publish(config)
+    programs.get(config.program)
+    return Ingest(Ledger(store, programs, clock=clock), store, MemberDirectory(store), programs, clock=clock)
+
+
+def requests(store: DynamoStore, ingest: Ingest, event: Event) -> Counter[str]:
+    store.stats.reset()
+    ingest.handle(event)
+    return Counter(store.stats.requests)
+
+
+def test_a_purchase_by_a_known_member_costs_three_requests_pending_or_not(store: DynamoStore) -> None:
+    # Given a capped program with a return window and a member who bought before
+    ingest = warm(store, program(return_window_days=30, caps=Caps(per_member_per_day=5000)))
+    ingest.handle(purchase("1", "10"))
+
+    # Then the next purchase is: the identity, one batch read of the member, one transaction
+    assert requests(store, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+
+
+def test_a_stranger_costs_one_more_an_app_member_one_less(store: DynamoStore) -> None:
+    ingest = warm(store, program(caps=Caps(per_member_per_day=5000), behaviour=BehaviourRules(review=20)))
+    # A new identity is claimed (one transaction) before the usual three
+    assert requests(store, ingest, purchase("1", "10", identity=CARD)) == {
+        "GetItem": 1,
+        "TransactWriteItems": 2,
+        "BatchGetItem": 1,
+    }
+    # An app event names the member itself: no identity lookup
+    review = BehaviourEvent(
+        program="demo",
+        channel=Channel.APP,
+        source="app:app",
+        external_id="ev-1",
+        identity=Identity(kind=IdentityKind.MEMBER, value="m-1"),
+        occurred_at=NOW - timedelta(minutes=1),
+        action=BehaviourAction.REVIEW,
+        subject="sku:1",
+    )
+    assert requests(store, ingest, review) == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    # Partner points for a known partner member: the same three as a purchase
+    ingest.handle(partner_points("f-1", 100))
+    assert sum(requests(store, ingest, partner_points("f-2", 100)).values()) == 3
+
+
+def test_refunds_and_redeliveries(store: DynamoStore) -> None:
+    ingest = warm(store, program())
+    ingest.handle(purchase("1", "100", identity=EMAIL))
+    # A refund after its order: the order, one batch read of its tallies, and the ledger's clawback
+    assert requests(store, ingest, refund("r-1", "1", "10")) == {
+        "GetItem": 2,
+        "BatchGetItem": 1,
+        "Query": 1,
+        "TransactWriteItems": 1,
+    }
+    # A redelivered purchase: found by its transaction, then read back once, plus its refund list
+    assert requests(store, ingest, purchase("1", "100", identity=EMAIL)) == {
+        "GetItem": 3,
+        "BatchGetItem": 1,
+        "TransactWriteItems": 1,
+    }
+    # A refund before its order: parked, after looking for the order twice (before and after parking)
+    assert requests(store, ingest, refund("r-2", "2", "10")) == {"GetItem": 3, "UpdateItem": 1}
