@@ -199,13 +199,15 @@ class AccountState(BaseModel):
 # exchanging points with a partner program, in either direction. Gifts do not count, sent or
 # received: receiving is not the member's doing, and two members passing one point back and forth
 # would otherwise keep each other's points alive forever. The ledger's own moves (activation,
-# release, reversal, expiry, claw-back) do not count either.
+# release, reversal, expiry, claw-back) do not count either, nor an earn held because the member
+# is flagged (ingest marks it with the detail "held"): suspected fraud keeps no points alive.
 ACTIVITY_KINDS = frozenset(
     {EntryKind.EARN, EntryKind.EARN_PENDING, EntryKind.SPEND, EntryKind.CAPTURE}
     | {EntryKind.TRANSFER_OUT, EntryKind.TRANSFER_IN}
 )
 # A merge's incoming entry carries the merged account's last activity: both were the same person.
 CARRIED_ACTIVITY = "active_at"
+HELD_FOR_REVIEW = "held"
 
 
 def activity_time(entry: Entry) -> datetime | None:
@@ -214,6 +216,8 @@ def activity_time(entry: Entry) -> datetime | None:
         carried = entry.details.get(CARRIED_ACTIVITY)
         return datetime.fromisoformat(carried) if carried else None
     if entry.kind not in ACTIVITY_KINDS or any(p.account is Account.TRANSFER for p in entry.postings):
+        return None
+    if entry.details.get(HELD_FOR_REVIEW):
         return None
     # An earn counts when it happened (a partner file may report it days later), never in the future;
     # whole seconds, the precision the balance item stores.

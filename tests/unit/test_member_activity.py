@@ -57,6 +57,11 @@ def test_what_counts_as_activity(kind: EntryKind, counter: Account, counts: bool
     assert (activity_time(entry(kind, counter)) is not None) is counts
 
 
+def test_an_earn_held_because_the_member_is_flagged_does_not_count() -> None:
+    held = entry(EntryKind.EARN_PENDING, Account.ISSUANCE, held="member flagged: velocity")
+    assert activity_time(held) is None
+
+
 def test_an_earn_counts_when_it_happened_never_in_the_future_in_whole_seconds() -> None:
     back_dated = AT - timedelta(days=20)
     assert activity_time(entry(EntryKind.EARN, Account.ISSUANCE, back_dated)) == back_dated.replace(microsecond=0)
