@@ -6,6 +6,11 @@ Handlers map these to HTTP problem details or DLQ reasons in one place each.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 
 class PointbridgeError(Exception):
     """Root of every error Pointbridge raises on purpose."""
@@ -96,6 +101,16 @@ class TooManyLotsError(LedgerError):
 
     code = "too_many_lots"
     status = 422
+
+
+class NotDueError(LedgerError):
+    """Raised when asked to expire a lot before its effective expiry (e.g. kept alive by activity)."""
+
+    code = "not_due"
+
+    def __init__(self, detail: str, due: datetime, **context: object) -> None:
+        super().__init__(detail, due=due.isoformat(), **context)
+        self.due = due
 
 
 class ContentionError(LedgerError):

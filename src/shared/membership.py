@@ -8,7 +8,7 @@ this is the one definition the API uses.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from shared.rules import qualifying_tier
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import tzinfo
 
     from shared.entries import Entry, Lot
     from shared.program import ProgramConfig
@@ -46,15 +47,19 @@ class TierStatus(BaseModel):
     needed_for_next: Decimal | None = None  # how much more qualifying activity reaches the next tier
 
 
-def spendable(lots: Iterable[Lot], now: datetime) -> int:
-    return sum(lot.remaining for lot in lots if not lot.expired(now))
+def spendable(lots: Iterable[Lot], now: datetime, kept_until: datetime | None = None) -> int:
+    return sum(lot.remaining for lot in lots if not lot.expired(now, kept_until))
 
 
-def expiring(lots: Iterable[Lot], now: datetime) -> list[Expiring]:
+def expiring(
+    lots: Iterable[Lot], now: datetime, tz: tzinfo = UTC, kept_until: datetime | None = None
+) -> list[Expiring]:
+    """Points expiring soon by the date they go, as the program's local date (effective expiry)."""
     by_day: dict[date, int] = defaultdict(int)
     for lot in lots:
-        if now < lot.expires_at <= now + EXPIRING_WINDOW and lot.remaining:
-            by_day[lot.expires_at.date()] += lot.remaining
+        expires = lot.expires(kept_until)
+        if now < expires <= now + EXPIRING_WINDOW and lot.remaining:
+            by_day[expires.astimezone(tz).date()] += lot.remaining
     return [Expiring(date=day, points=points) for day, points in sorted(by_day.items())]
 
 

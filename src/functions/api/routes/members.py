@@ -50,14 +50,15 @@ def balance(program: ProgramPath, member: MemberPath) -> Balance:
         raise UnknownMemberError(f"member {member} has no account in {program}", member=member)
     now = context.now()
     tier = tier_status(config, context.store().entries(program, member), now).tier
+    kept = config.kept_until(state.active_at)  # activity may keep points past their own dates
     return Balance(
         program=program,
         member=member,
         available=state.available,
-        spendable=spendable(lots, now),
+        spendable=spendable(lots, now, kept),
         pending=state.pending,
         held=state.held,
-        expiring=expiring(lots, now),
+        expiring=expiring(lots, now, config.tz, kept),
         tier=tier,
     )
 

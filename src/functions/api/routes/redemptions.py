@@ -11,7 +11,7 @@ from functions.api.routes.models import DecimalText, EntryOut
 from shared import catalogue
 from shared.errors import InvalidInputError
 from shared.ledger import Key, Points, Reason, Spend
-from shared.membership import spendable, tier_status
+from shared.membership import tier_status
 
 router = APIGatewayRouter()
 REDEMPTION = "redemption"
@@ -88,9 +88,8 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
     if reward.kind is catalogue.RewardKind.DONATION:
         raise InvalidInputError("donations go to /donations")
     now = context.now()
-    lots = ledger.lots(program, member)
     tier = tier_status(config, context.store().entries(program, member), now).tier
-    catalogue.check_available(reward, tier, spendable(lots, now), now)
+    catalogue.check_available(reward, tier, ledger.spendable_points(program, member, now), now)
     split = catalogue.split(reward, body.points, body.quantity, config.currency)
     cmd = Spend(
         program=program,
