@@ -7,6 +7,10 @@ partition read by the ledger, progress and config) and the run time. The first m
 the number of members. The run time under moto does: moto answers a GSI query by scanning every
 item of the table, which DynamoDB does not (see docs/jobs.md).
 
+The same 1,000 members also belong to a second program, `ext`, whose expiry is extended by
+activity: half were active two months ago (their due lot is kept and moves in the index), half
+over a year ago (it expires). `ext_items_read_per_due_lot` covers both kinds of work.
+
 Writes bench/results/expiry.json (flat) and prints the same figures.
 """
 
@@ -25,7 +29,7 @@ from moto.dynamodb.models.table import Table
 from pointbridge.sandbox import moto_speedups
 from shared.expiry import ExpiryJob, JobInput
 from shared.ledger import Ledger
-from shared.program import ProgramConfig
+from shared.program import ExpiryPolicy, ProgramConfig
 from shared.store import DynamoStore, JobStore, ProgramRepository, account_item, lot_item
 from tests.support.aws import create_table
 
@@ -81,11 +85,23 @@ def _seed(client: Any, table: str, members: int) -> float:
                 program="demo", member=member, lot_id=f"due-{n}", expires_at=DUE, remaining=100, origin=f"due-{n}"
             )
             batch.append({"PutRequest": {"Item": lot_item(lot)}})
+            batch.extend(_extended_program_items(member, n, kept=(n // step) % 2 == 0))
         if len(batch) >= 24:
             flush()
     if batch:
         flush()
     return time.perf_counter() - started
+
+
+def _extended_program_items(member: str, n: int, kept: bool) -> list[dict[str, Any]]:
+    """The member in `ext`: a balance whose last activity keeps its due lot alive, or not."""
+    active = NOW - timedelta(days=60 if kept else 400)
+    state = AccountState(program="ext", member=member, available=150, seq=1, updated_at=active, active_at=active)
+    lots = [
+        Lot(program="ext", member=member, lot_id=f"due-{n}", expires_at=DUE, remaining=100, origin=f"due-{n}"),
+        Lot(program="ext", member=member, lot_id=f"far-{n}", expires_at=LATER, remaining=50, origin=f"far-{n}"),
+    ]
+    return [{"PutRequest": {"Item": account_item(state)}}, *({"PutRequest": {"Item": lot_item(lot)}} for lot in lots)]
 
 
 _moto_query = Table.query
@@ -124,13 +140,16 @@ def measure(members: int) -> dict[str, float]:
         store = DynamoStore(table, client)
         programs = ProgramRepository(store, clock=lambda: NOW - timedelta(days=1))
         programs.publish(ProgramConfig(program="demo", name="Bench"))
+        programs.publish(
+            ProgramConfig(program="ext", name="Bench ext", expiry=ExpiryPolicy(months=12, extend_on_activity=True))
+        )
         job = ExpiryJob(Ledger(store, programs, sleep=lambda _: None), programs, JobStore(store))
         store.stats.reset()
         started = time.perf_counter()
-        [report] = job.run(JobInput(now=NOW, page_budget=10_000))
+        [report] = job.run(JobInput(now=NOW, program="demo", page_budget=10_000))
         run_seconds = time.perf_counter() - started
         assert report.finished and report.lots_expired == EXPIRING, report
-        return {
+        figures = {
             "seed_seconds": round(seed_seconds, 1),
             "run_seconds": round(run_seconds, 2),
             "lots_expired": report.lots_expired,
@@ -139,6 +158,17 @@ def measure(members: int) -> dict[str, float]:
             "requests_per_expired_lot": round(sum(store.stats.requests.values()) / report.lots_expired, 2),
             "index_pages": report.pages,
         }
+        store.stats.reset()
+        [ext] = job.run(JobInput(now=NOW, program="ext", page_budget=10_000))
+        handled = ext.lots_expired + ext.lots_extended
+        assert ext.finished and handled == EXPIRING and ext.lots_extended == EXPIRING // 2, ext
+        figures |= {
+            "ext_lots_expired": ext.lots_expired,
+            "ext_lots_extended": ext.lots_extended,
+            "ext_items_read_per_due_lot": round(store.stats.items_read / handled, 2),
+            "ext_requests_per_due_lot": round(sum(store.stats.requests.values()) / handled, 2),
+        }
+        return figures
 
 
 def main() -> None:

@@ -2,11 +2,12 @@
 
 Checks, for every program: each entry's hash and zero sum; each member chain (seq 1..n, each
 prev_hash the hash before it, the balance item holding the head); each balance bucket equal to
-the sum of its postings; each open lot's remaining equal to the sum of its lot moves, and the
-lots summing to the available balance; open holds summing to the held balance; when given, the
-open pending earns (who holds each, and how many points) matching what the entries say and
-summing to the pending balance; and all accounts of the program (member buckets and
-program-side accounts) summing to zero.
+the sum of its postings; the balance's last activity (from which expiry extended by activity
+counts) equal to the latest activity its entries show; each open lot's remaining equal to the
+sum of its lot moves, and the lots summing to the available balance; open holds summing to the
+held balance; when given, the open pending earns (who holds each, and how many points) matching
+what the entries say and summing to the pending balance; and all accounts of the program (member
+buckets and program-side accounts) summing to zero.
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from shared.entries import GENESIS_HASH, Account, AccountState, Entry, EntryKind, Hold, Lot, PendingEarn
+from shared.entries import (
+    GENESIS_HASH,
+    Account,
+    AccountState,
+    Entry,
+    EntryKind,
+    Hold,
+    Lot,
+    PendingEarn,
+    activity_time,
+    latest,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -175,4 +187,9 @@ def _check_chain(state: AccountState, chain: list[Entry]) -> list[str]:
         recorded = getattr(state, account.value)
         if summed != recorded:
             problems.append(f"{where}: {account} is {recorded}, its entries sum to {summed}")
+    active = None
+    for entry in chain:
+        active = latest(active, activity_time(entry))
+    if state.active_at != active:
+        problems.append(f"{where}: last activity recorded {state.active_at}, its entries show {active}")
     return problems

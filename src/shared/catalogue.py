@@ -22,6 +22,7 @@ from shared.errors import (
     ConfigError,
     InvalidInputError,
     LimitReachedError,
+    NotFoundError,
     OutOfStockError,
     RewardUnavailableError,
 )
@@ -70,6 +71,12 @@ class Reward(BaseModel):
         if (self.kind is RewardKind.DONATION) != (self.cause is not None):
             raise ValueError(f"reward {self.id!r}: a donation needs a cause, and only a donation has one")
         return self
+
+
+class UnknownCatalogueError(NotFoundError):
+    """Raised when an operator asks for a program's catalogue and no version was ever published."""
+
+    code = "unknown_catalogue"
 
 
 class GiftPolicy(BaseModel):
@@ -196,14 +203,19 @@ def spend_guarded(ledger: Ledger, cmd: Spend, limits: list[Guard]) -> Entry:
         raise LimitReachedError(refused.guard.detail) from refused
 
 
+def catalogue_key(program: str) -> str:
+    """The partition of a program's catalogue versions."""
+    return f"CAT#{program}"
+
+
 def live_catalogue(items: ApiItems, program: str) -> Catalogue:
-    body = items.live_document(f"CAT#{program}")
+    body = items.live_document(catalogue_key(program))
     if body is None:
         return Catalogue(program=program, version=1)
     return Catalogue.model_validate_json(body)
 
 
 def publish_catalogue(items: ApiItems, catalogue: Catalogue) -> Catalogue:
-    if not items.publish_document(f"CAT#{catalogue.program}", catalogue.version, catalogue.model_dump_json()):
+    if not items.publish_document(catalogue_key(catalogue.program), catalogue.version, catalogue.model_dump_json()):
         raise ConfigError(f"catalogue version {catalogue.version} exists or is not newer than the live one")
     return catalogue

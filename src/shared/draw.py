@@ -80,6 +80,11 @@ def pick_winners(seed: str, tickets: dict[str, int], winners: int) -> list[str]:
     return chosen
 
 
+def source(draw_id: str) -> str:
+    """The ledger source of a draw's ticket spends."""
+    return f"draw:{draw_id}"
+
+
 def create(items: ApiItems, program: str, spec: DrawIn, now: datetime) -> Draw:
     if spec.closes_at <= now:
         raise InvalidInputError("a draw must close in the future")
@@ -111,7 +116,7 @@ def enter(ledger: Ledger, draw: Draw, member: str, tickets: int, reference: str,
         program=draw.program,
         member=member,
         points=tickets * draw.ticket_points,
-        source=f"draw:{draw.id}",
+        source=source(draw.id),
         external_id=reference,
         reason=f"{tickets} ticket(s) in the draw for {draw.prize}",
         details={"draw": draw.id, "tickets": str(tickets)},

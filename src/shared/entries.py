@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 GENESIS_HASH = "0" * 64
 
@@ -123,8 +121,12 @@ class Lot(BaseModel):
     remaining: Annotated[int, Field(ge=0)]
     origin: str  # the entry that credited it
 
-    def expired(self, at: datetime) -> bool:
-        return self.expires_at <= at
+    def expires(self, kept_until: datetime | None = None) -> datetime:
+        """The effective expiry: the lot's own date, or later while the member's activity keeps it."""
+        return self.expires_at if kept_until is None else max(self.expires_at, kept_until)
+
+    def expired(self, at: datetime, kept_until: datetime | None = None) -> bool:
+        return self.expires(kept_until) <= at
 
 
 class Hold(BaseModel):
@@ -176,8 +178,11 @@ class AccountState(BaseModel):
     seq: Annotated[int, Field(ge=0)] = 0
     head: str = GENESIS_HASH
     updated_at: AwareDatetime | None = None
+    # The member's latest activity (see activity_time): expiry extended by activity counts from it.
+    active_at: AwareDatetime | None = None
 
     def after(self, entry: Entry) -> AccountState:
+        active = activity_time(entry)
         return self.model_copy(
             update={
                 "available": self.available + entry.delta(Account.AVAILABLE),
@@ -186,8 +191,45 @@ class AccountState(BaseModel):
                 "seq": entry.seq,
                 "head": entry.hash,
                 "updated_at": entry.recorded_at,
+                "active_at": latest(self.active_at, active),
             }
         )
+
+
+# What counts as the member being active, for expiry extended by activity: earning (including a
+# purchase still pending and a partner's earn), redeeming (a spend, a captured checkout) and
+# exchanging points with a partner program, in either direction. Gifts do not count, sent or
+# received: receiving is not the member's doing, and two members passing one point back and forth
+# would otherwise keep each other's points alive forever. The ledger's own moves (activation,
+# release, reversal, expiry, claw-back) do not count either, nor an earn held because the member
+# is flagged (ingest marks it with the detail "held"): suspected fraud keeps no points alive.
+ACTIVITY_KINDS = frozenset(
+    {EntryKind.EARN, EntryKind.EARN_PENDING, EntryKind.SPEND, EntryKind.CAPTURE}
+    | {EntryKind.TRANSFER_OUT, EntryKind.TRANSFER_IN}
+)
+# A merge's incoming entry carries the merged account's last activity: both were the same person.
+CARRIED_ACTIVITY = "active_at"
+HELD_FOR_REVIEW = "held"
+
+
+def activity_time(entry: Entry) -> datetime | None:
+    """When `entry` shows its member active, or None. Derived from the entry alone, so auditable."""
+    if entry.kind is EntryKind.TRANSFER:
+        carried = entry.details.get(CARRIED_ACTIVITY)
+        return datetime.fromisoformat(carried) if carried else None
+    if entry.kind not in ACTIVITY_KINDS or any(p.account is Account.TRANSFER for p in entry.postings):
+        return None
+    if entry.details.get(HELD_FOR_REVIEW):
+        return None
+    # An earn counts when it happened (a partner file may report it days later), never in the future;
+    # whole seconds, the precision the balance item stores.
+    return min(entry.event_time, entry.recorded_at).replace(microsecond=0)
+
+
+def latest(first: datetime | None, second: datetime | None) -> datetime | None:
+    if first is None or second is None:
+        return first or second
+    return max(first, second)
 
 
 def fingerprint(payload: dict[str, Any]) -> str:

@@ -6,6 +6,11 @@ Handlers map these to HTTP problem details or DLQ reasons in one place each.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 
 class PointbridgeError(Exception):
     """Root of every error Pointbridge raises on purpose."""
@@ -112,6 +117,16 @@ class TooManyLotsError(LedgerError):
     status = 422
 
 
+class NotDueError(LedgerError):
+    """Raised when asked to expire a lot before its effective expiry (e.g. kept alive by activity)."""
+
+    code = "not_due"
+
+    def __init__(self, detail: str, due: datetime, **context: object) -> None:
+        super().__init__(detail, due=due.isoformat(), **context)
+        self.due = due
+
+
 class ContentionError(LedgerError):
     """Raised when an account stayed too busy to update after every retry; safe to retry later."""
 
@@ -123,13 +138,6 @@ class ConfigError(PointbridgeError):
     """Raised when a program configuration is invalid; the live version stays in force."""
 
     code = "invalid_config"
-    status = 422
-
-
-class EarningClosedError(PointbridgeError):
-    """Raised when an event would earn in a program that stopped earning (its sunset); nothing is written."""
-
-    code = "earning_closed"
     status = 422
 
 
@@ -148,6 +156,14 @@ class PayloadTooLargeError(InvalidInputError):
 
     code = "payload_too_large"
     status = 413
+
+
+class SecretNotReplayedError(PointbridgeError):
+    """Raised when a request whose reply held a secret shown once (a minted key) is retried under its
+    Idempotency-Key: it was done, and the secret was not stored to be shown again."""
+
+    code = "secret_not_replayed"
+    status = 409
 
 
 class RewardUnavailableError(LedgerError):
@@ -175,6 +191,25 @@ class QuoteExpiredError(LedgerError):
 
     code = "quote_expired"
     status = 422
+
+
+class ProgramClosedError(PointbridgeError):
+    """Raised when a program's announced end (sunset) has closed what was asked; nothing is written."""
+
+    code = "program_closed"
+    status = 422
+
+
+class EarningClosedError(ProgramClosedError):
+    """Raised when points would be credited in a program after its earning ended (API and ingest alike)."""
+
+    code = "earning_closed"
+
+
+class RedemptionClosedError(ProgramClosedError):
+    """Raised when points would be spent in a program after it ended."""
+
+    code = "redemption_closed"
 
 
 class JobError(PointbridgeError):

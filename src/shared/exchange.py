@@ -10,8 +10,9 @@ Each program is its own currency, so "conservation" is stated per program and pe
   `credited = floor((gross - fee) * rate)` and `residue = (gross - fee) * rate - credited`,
   with 0 <= residue < 1 point of B. The residue is never paid to anybody; it is recorded on both
   entries (with the rate and fee), so the pair can be re-derived: `check_pair` recomputes it, and
-  a settlement sums it. Rounding is always down: the member never receives a fraction that B did
-  not agree to issue, and a rounding error can only ever be less than one point of B per exchange.
+  the partner settlement (shared.settlement) sums it. Rounding is always down: the member never
+  receives a fraction that B did not agree to issue, and a rounding error can only ever be less
+  than one point of B per exchange.
 
 Both entries are written in ONE transaction (Ledger.send), so one side never exists without
 the other.
@@ -115,14 +116,19 @@ def parse_agreement(body: object) -> Agreement:
         raise ConfigError(f"invalid agreement: {reasons}", reasons=reasons) from exc
 
 
+def agreement_key(agreement_id: str) -> str:
+    """The partition of an agreement's versions."""
+    return f"AGR#{agreement_id}"
+
+
 def publish_agreement(items: ApiItems, agreement: Agreement) -> Agreement:
-    if not items.publish_document(f"AGR#{agreement.id}", agreement.version, agreement.model_dump_json()):
+    if not items.publish_document(agreement_key(agreement.id), agreement.version, agreement.model_dump_json()):
         raise ConfigError(f"agreement version {agreement.version} exists or is not newer than the live one")
     return agreement
 
 
 def live_agreement(items: ApiItems, agreement_id: str) -> Agreement:
-    body = items.live_document(f"AGR#{agreement_id}")
+    body = items.live_document(agreement_key(agreement_id))
     agreement = Agreement.model_validate_json(body) if body else None
     if agreement is None or not agreement.active:
         raise UnknownAgreementError(f"no active agreement {agreement_id!r}")
@@ -247,53 +253,3 @@ def check_exchanges(entries: Iterable[Entry]) -> list[str]:
     for key in debits.keys() & credits.keys():
         problems.extend(check_pair(debits[key], credits[key]))
     return problems
-
-
-class Settlement(BaseModel):
-    """What one program and one partner owe each other for a period, summed from entries."""
-
-    model_config = ConfigDict(frozen=True)
-
-    program: str
-    partner: str
-    start: datetime
-    end: datetime
-    entries: int
-    sent: int  # points that left this program's members towards the partner (incl. fees)
-    received: int  # points this program's members received from the partner
-    fees: int
-    residue: Decimal  # sum of rounding residues on credits received through exchanges
-
-    @property
-    def net(self) -> int:
-        return self.sent - self.received
-
-
-def settlement(entries: Iterable[Entry], program: str, partner: str, start: datetime, end: datetime) -> Settlement:
-    sent = received = fees = count = 0
-    residue = Decimal(0)
-    for entry in entries:
-        if entry.program != program or not start <= entry.recorded_at < end:
-            continue
-        moved = sum(p.amount for p in entry.postings if p.account is Account.PARTNER and p.owner == partner)
-        if not moved:
-            continue
-        count += 1
-        if moved > 0:
-            sent += moved
-            fees += int(entry.details.get("fee", "0") or 0) if entry.source == SOURCE else 0
-        else:
-            received += -moved
-            if entry.source == SOURCE:
-                residue += Decimal(entry.details.get("residue", "0"))
-    return Settlement(
-        program=program,
-        partner=partner,
-        start=start,
-        end=end,
-        entries=count,
-        sent=sent,
-        received=received,
-        fees=fees,
-        residue=residue,
-    )

@@ -1,7 +1,10 @@
 """Scheduled expiry, expiry reminders and the end of a program (sunset).
 
-The jobs read only what is due: lots carry GSI1PK `X#<program>#<day>` (their expiry day, UTC) and
-GSI1SK `<expires ts>#<member>#<lot id>`. A `DayWalk` reads those day partitions from where the
+The jobs read only what is due: lots carry GSI1PK `X#<program>#<day>` (the UTC day of their due
+time) and GSI1SK `<due ts>#<member>#<lot id>`. A lot is due at its expiry, or just after it was
+written if that is later (points restored after their date, back-dated earns: see
+`shared.store.lot_due`), or, once a job found it kept alive by the member's activity, at its new
+effective expiry (`JobStore.reindex_lot`). A `DayWalk` reads those day partitions from where the
 last run stopped up to a target time, a page at a time, and records its position in the progress
 item `JOB#<job>#<program>` after every page. So:
 
@@ -13,12 +16,16 @@ item `JOB#<job>#<program>` after every page. So:
 - safe twice or twice at once: the ledger's entry id `expiry:<lot id>` makes a second expiry of
   a lot a replay that writes nothing; a lot gone meanwhile (spent, expired) counts as done.
 
-TTL is never consulted: an expired lot is one whose expiry time has passed, read from the lot.
+TTL is never consulted: an expired lot is one whose effective expiry has passed, decided by the
+ledger from the lot and the member's balance (its last activity), never from the index alone.
+Dates members see (reminders, entry reasons) are local dates of the program's time zone; the
+index's days are UTC days, which only decide which partition a lot sits in.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -27,13 +34,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from shared.entries import Account
-from shared.errors import InvalidInputError, StaleRunError, SunsetError, UnknownEntryError, UnknownProgramError
+from shared.errors import (
+    InvalidInputError,
+    NotDueError,
+    StaleRunError,
+    SunsetError,
+    UnknownEntryError,
+    UnknownProgramError,
+)
 from shared.ledger import ExpireLot, Ledger
-from shared.program import NEVER, ExpiryKind, ExpiryPolicy, ProgramConfig, Sunset
+from shared.program import NEVER, ExpiryKind, ExpiryPolicy, ProgramConfig, Sunset, end_of_local_day
 from shared.store import JOB_PAGE_SIZE, expiry_index_pk, parse_ts, ts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import tzinfo
 
     from shared.store import JobStore, ProgramRepository
 
@@ -188,6 +203,7 @@ class JobReport:
     lots_expired: int = 0
     points_expired: int = 0
     lots_gone: int = 0  # spent or expired by someone else before we got to them
+    lots_extended: int = 0  # kept alive by the member's activity: moved to their new date in the index
     notices_sent: int = 0
     notices_skipped: int = 0
     details: dict[str, Any] = field(default_factory=dict)
@@ -261,6 +277,11 @@ class ExpiryJob(_Context):
                 except UnknownEntryError:
                     report.lots_gone += 1  # fully spent (or reversed) since the index was read
                     continue
+                except NotDueError as kept:
+                    # Kept alive by the member's activity: the walk meets the lot again on its new date.
+                    if self.jobs.reindex_lot(item, kept.due):
+                        report.lots_extended += 1
+                    continue
                 report.lots_expired += 1
                 report.points_expired += entry.delta(Account.BREAKAGE)
 
@@ -307,8 +328,9 @@ def lots_horizon(config: ProgramConfig) -> datetime:
     latest = config.sunset.ends_at
     for policy in [config.expiry, *(t.expiry for t in config.tiers if t.expiry is not None)]:
         if policy.kind is not ExpiryKind.NONE:
-            latest = max(latest, policy.expires_at(last_earn))
-    return latest
+            latest = max(latest, policy.expires_at(last_earn, config.tz))
+    # Redeeming stays open until the end, and counts as activity.
+    return max(latest, config.kept_until(config.sunset.ends_at) or latest)
 
 
 # --- Reminders --------------------------------------------------------------------------------
@@ -317,11 +339,12 @@ def lots_horizon(config: ProgramConfig) -> datetime:
 class ReminderJob(_Context):
     """One notice per member per expiry date, `reminder_days` before, never sent twice.
 
-    The marker `REM#<program>#<member>#<date>` is claimed (conditional put) before publishing and
-    marked sent after. A crash between publishing and marking leaves a claim that a run after the
-    lease may retake: delivery is at-least-once in that one window, at-most-once otherwise, and
-    every notice carries the stable id `reminder:<program>:<member>:<date>` so a consumer can drop
-    the rare duplicate.
+    Dates are effective expiry dates (kept later by the member's activity where the program says
+    so), as local dates of the program's time zone. The marker `REM#<program>#<member>#<date>` is
+    claimed (conditional put) before publishing and marked sent after. A crash between publishing
+    and marking leaves a claim that a run after the lease may retake: delivery is at-least-once in
+    that one window, at-most-once otherwise, and every notice carries the stable id
+    `reminder:<program>:<member>:<date>` so a consumer can drop the rare duplicate.
     """
 
     def __init__(self, ledger: Ledger, programs: ProgramRepository, jobs: JobStore, notifier: Notifier) -> None:
@@ -345,36 +368,79 @@ class ReminderJob(_Context):
                     self.start(program),
                     self.page_size,
                 )
-                result = walk.run(target, budget, self._reminder(program, now, report))
+                result = walk.run(target, budget, self._reminder(program, config, now, target, report))
                 report.pages, report.items_read, report.finished = result.pages, result.items, result.finished
             if config.sunset is not None and config.sunset.announced_at <= now < config.sunset.ends_at:
                 self._tell_sunset(program, config, config.sunset, now, budget, report)
             reports.append(report)
         return reports
 
-    def _reminder(self, program: str, now: datetime, report: JobReport) -> Callable[[list[dict[str, Any]]], None]:
+    def _reminder(
+        self, program: str, config: ProgramConfig, now: datetime, target: datetime, report: JobReport
+    ) -> Callable[[list[dict[str, Any]]], None]:
         def handle(items: list[dict[str, Any]]) -> None:
-            seen: set[tuple[str, str]] = set()
+            by_member: dict[str, list[dict[str, Any]]] = {}
             for item in items:
-                if item.get("type") != "lot" or parse_ts(item["expires_at"]) <= now:
-                    continue
-                key = (item["member"], item["expires_at"][:10])
-                if key in seen:
-                    continue
-                seen.add(key)
-                self._notify(program, key[0], key[1], now, report, "PointsExpiring")
+                if item.get("type") == "lot":
+                    by_member.setdefault(item["member"], []).append(item)
+            for member, due in by_member.items():
+                self._remind_member(program, config, member, due, now, target, report)
 
         return handle
 
-    def _notify(self, program: str, member: str, day: str, now: datetime, report: JobReport, kind: str) -> None:
-        marker = day if kind == "PointsExpiring" else f"END-{day}"
+    def _remind_member(
+        self,
+        program: str,
+        config: ProgramConfig,
+        member: str,
+        due: list[dict[str, Any]],
+        now: datetime,
+        target: datetime,
+        report: JobReport,
+    ) -> None:
+        """Notices for the dates this member's lots met in the index expire on, effective and local."""
+        # One read: the balance (its last activity may keep the points) and every lot that can fall
+        # on a date inside the window, so a date's notice has the whole amount across index pages.
+        window_end = end_of_local_day(target.astimezone(config.tz).date(), config.tz)
+        state, lots = self.jobs.member_lots_until(program, member, window_end)
+        kept = config.kept_until(state.active_at) if state else None
+        by_id = {lot.lot_id: lot for lot in lots}
+        days: set[str] = set()
+        for item in due:
+            lot = by_id.get(item["lot_id"])
+            if lot is None:
+                continue  # spent or expired since the index was read
+            expires = lot.expires(kept)
+            if expires <= now:
+                continue  # already expired: the expiry job's business, too late for a notice
+            if expires > target:
+                # Kept alive beyond the window by activity: move it so this walk meets it again in time.
+                if self.jobs.reindex_lot(item, expires):
+                    report.lots_extended += 1
+                continue
+            days.add(_local_day(expires, config.tz))
+        amounts: dict[str, int] = defaultdict(int)
+        for lot in lots:
+            if lot.expires(kept) > now:
+                amounts[_local_day(lot.expires(kept), config.tz)] += lot.remaining
+        for day in sorted(days):
+            self._notify(program, member, day, day, now, report, "PointsExpiring", partial(amounts.__getitem__, day))
+
+    def _notify(
+        self,
+        program: str,
+        member: str,
+        marker: str,
+        day: str,
+        now: datetime,
+        report: JobReport,
+        kind: str,
+        amount: Callable[[], int],
+    ) -> None:
         if not self.jobs.claim_reminder(program, member, marker, now, REMINDER_LEASE_SECONDS):
             report.notices_skipped += 1
             return
-        # The amount is summed from the member's own lots of that date, so a date split across
-        # index pages still gets one notice with the whole amount.
-        lots = self.jobs.member_lots_on(program, member, "" if kind != "PointsExpiring" else day)
-        points = sum(lot.remaining for lot in lots if lot.expires_at > now)
+        points = amount()
         detail = {"program": program, "member": member, "points": points, "date": day}
         self._notifier.publish(kind, f"reminder:{program}:{member}:{marker}", detail)
         self.jobs.reminder_sent(program, member, marker, points, now)
@@ -384,11 +450,16 @@ class ReminderJob(_Context):
         self, program: str, config: ProgramConfig, sunset: Sunset, now: datetime, budget: int, report: JobReport
     ) -> None:
         """Tell every member who holds points that the program ends: walk all their lots once."""
-        day = sunset.ends_at.date().isoformat()
+        day = _local_day(sunset.ends_at, config.tz)
+
+        def holding(member: str) -> int:
+            state, lots = self.jobs.member_lots_until(program, member, NEVER)
+            kept = config.kept_until(state.active_at) if state else None
+            return sum(lot.remaining for lot in lots if not lot.expired(now, kept))
 
         def handle(items: list[dict[str, Any]]) -> None:
             for member in sorted({i["member"] for i in items if i.get("type") == "lot"}):
-                self._notify(program, member, day, now, report, "ProgramEnding")
+                self._notify(program, member, f"END-{day}", day, now, report, "ProgramEnding", partial(holding, member))
 
         for job, start, target in (
             ("sunset-notice", now, lots_horizon(config)),
@@ -403,6 +474,10 @@ class ReminderJob(_Context):
             if not result.finished:
                 report.finished = False
                 return
+
+
+def _local_day(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).date().isoformat()
 
 
 # --- Sunset -----------------------------------------------------------------------------------
@@ -435,9 +510,9 @@ def redemption_open(config: ProgramConfig, at: datetime) -> bool:
     return config.sunset is None or at < config.sunset.ends_at
 
 
-def validate_policy_for(policy: ExpiryPolicy, earned_at: datetime) -> datetime:
+def validate_policy_for(policy: ExpiryPolicy, earned_at: datetime, tz: tzinfo = UTC) -> datetime:
     """The expiry a policy gives an earn, refused when it is not after the earn."""
-    expires = policy.expires_at(earned_at)
+    expires = policy.expires_at(earned_at, tz)
     if expires <= earned_at:
         raise InvalidInputError(f"policy {policy.kind} makes points earned {ts(earned_at)} expire at {ts(expires)}")
     return expires

@@ -14,6 +14,8 @@ Invariants, in plain words (the audit in `shared.audit` checks each one):
 4. Lots. Every credit to a member's available points is a lot with an expiry; debits consume lots
    earliest-expiry-first (ties by lot id) and never touch a lot that has expired, even before the
    expiry job has run; expiry debits exactly a lot's unspent remainder. Available = sum of lots.
+   "Expired" is the lot's effective expiry: its own date, or, where the program extends expiry by
+   activity, no earlier than N months after the member's last activity (kept on the balance).
    Likewise pending = sum of the member's open pending earns: each is held by one member at a
    time (a merge moves it) and is settled once, by an activation or a void on that member.
 5. Guarded balances. The entry, the member's balance and the lots change in one transaction,
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.entries import (
+    CARRIED_ACTIVITY,
     Account,
     AccountState,
     Entry,
@@ -60,6 +63,7 @@ from shared.errors import (
     InsufficientPointsError,
     InvalidInputError,
     LedgerError,
+    NotDueError,
     NotFoundError,
     NotReversibleError,
     TooManyLotsError,
@@ -405,13 +409,18 @@ class ExpireLot(_Command):
 
 
 def spend_order(lots: Iterable[Lot]) -> list[Lot]:
-    """Earliest expiry first; ties by lot id so every run picks the same lots."""
+    """Earliest expiry first; ties by lot id so every run picks the same lots.
+
+    Also earliest effective expiry first: max(own date, kept_until) never reorders two lots.
+    """
     return sorted(lots, key=lambda lot: (lot.expires_at, lot.lot_id))
 
 
-def take_from_lots(lots: Sequence[Lot], points: int, at: datetime, prefer: str = "") -> list[tuple[Lot, int]]:
+def take_from_lots(
+    lots: Sequence[Lot], points: int, at: datetime, prefer: str = "", kept_until: datetime | None = None
+) -> list[tuple[Lot, int]]:
     """Which lots a debit of `points` consumes and how much of each; `prefer` is taken first."""
-    usable = [lot for lot in spend_order(lots) if not lot.expired(at) and lot.remaining > 0]
+    usable = [lot for lot in spend_order(lots) if not lot.expired(at, kept_until) and lot.remaining > 0]
     usable.sort(key=lambda lot: lot.lot_id != prefer)  # stable: keeps expiry order otherwise
     spendable = sum(lot.remaining for lot in usable)
     if spendable < points:
@@ -434,8 +443,8 @@ def take_from_lots(lots: Sequence[Lot], points: int, at: datetime, prefer: str =
     return taken
 
 
-def spendable(lots: Iterable[Lot], at: datetime) -> int:
-    return sum(lot.remaining for lot in lots if not lot.expired(at))
+def spendable(lots: Iterable[Lot], at: datetime, kept_until: datetime | None = None) -> int:
+    return sum(lot.remaining for lot in lots if not lot.expired(at, kept_until))
 
 
 # --- The ledger -------------------------------------------------------------------------------
@@ -487,6 +496,11 @@ class Ledger:
     def lots(self, program: str, member: str) -> list[Lot]:
         return spend_order(self._store.get_account_and_lots(program, member)[1])
 
+    def spendable_points(self, program: str, member: str, at: datetime) -> int:
+        """Points a debit could take now: unexpired by effective expiry (one read of the partition)."""
+        state, lots = self._store.get_account_and_lots(program, member)
+        return spendable(lots, at, self._programs.get(program).kept_until(state.active_at if state else None))
+
     # Credits
 
     def earn(
@@ -503,7 +517,7 @@ class Ledger:
         if (cmd.pending_until is not None or cmd.held) and not cmd.pending:
             raise InvalidInputError("only a pending earn has a time to activate or a hold")
         entry_id = f"{cmd.source}:{cmd.external_id}"
-        expires_at = cmd.expires_at or config.expiry.expires_at(cmd.event_time)
+        expires_at = cmd.expires_at or config.expiry.expires_at(cmd.event_time, config.tz)
         if expires_at <= cmd.event_time:
             raise InvalidInputError("points cannot expire before they are earned")
         bucket = Account.PENDING if cmd.pending else Account.AVAILABLE
@@ -591,14 +605,14 @@ class Ledger:
     # Debits
 
     def spend(self, cmd: Spend, at: datetime | None = None, guards: Sequence[Guard] = ()) -> Entry:
-        self._programs.get(cmd.program)
+        config = self._programs.get(cmd.program)
         if cmd.counter not in DEBIT_COUNTERS:
             raise InvalidInputError(f"a spend cannot go to the {cmd.counter} account")
         entry_id = f"{cmd.source}:{cmd.external_id}"
 
         def plan(now: datetime) -> Change:
             state, lots = self._member_lots(cmd)
-            taken = take_from_lots(lots, cmd.points, now)
+            taken = take_from_lots(lots, cmd.points, now, kept_until=config.kept_until(state.active_at))
             draft = _Draft(
                 kind=EntryKind.SPEND,
                 postings=[
@@ -616,14 +630,14 @@ class Ledger:
         return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def authorise(self, cmd: Authorise, at: datetime | None = None) -> Entry:
-        self._programs.get(cmd.program)
+        config = self._programs.get(cmd.program)
         entry_id = f"{cmd.source}:{cmd.external_id}"
 
         def plan(now: datetime) -> Change:
             if cmd.lapses_at <= now:
                 raise InvalidInputError("a hold must lapse in the future")
             state, lots = self._member_lots(cmd)
-            taken = take_from_lots(lots, cmd.points, now)
+            taken = take_from_lots(lots, cmd.points, now, kept_until=config.kept_until(state.active_at))
             draft = _Draft(
                 kind=EntryKind.HOLD,
                 postings=[
@@ -740,7 +754,7 @@ class Ledger:
         return self._post(cmd, entry_id, plan, at)
 
     def claw_back(self, cmd: ClawBack, at: datetime | None = None, tallies: Sequence[Tally] = ()) -> Entry:
-        self._programs.get(cmd.program)
+        config = self._programs.get(cmd.program)
         entry_id = f"{cmd.source}:{cmd.external_id}"
 
         def plan(now: datetime) -> Change:
@@ -754,9 +768,10 @@ class Ledger:
                 source_entry = pending
             counter = next(p for p in source_entry.postings if p.amount < 0)
             state, lots = self._store.get_account_and_lots(cmd.program, cmd.member)
+            kept = config.kept_until(state.active_at) if state else None
             # The points may have been spent (or moved by a merge): take what is there, owe the rest.
-            taken_points = min(cmd.points, spendable(lots, now))
-            taken = take_from_lots(lots, taken_points, now, prefer=original.entry_id) if taken_points else []
+            taken_points = min(cmd.points, spendable(lots, now, kept))
+            taken = take_from_lots(lots, taken_points, now, original.entry_id, kept) if taken_points else []
             draft = _Draft(
                 kind=EntryKind.CLAWBACK,
                 postings=[
@@ -784,7 +799,7 @@ class Ledger:
         nothing to move, only the closure is written (the account is created closed if it has none)
         and None is returned; a closed account may still pass leftovers on. Idempotent by `external_id`.
         """
-        self._programs.get(cmd.program)
+        config = self._programs.get(cmd.program)
         if cmd.to_member == cmd.member:
             raise InvalidInputError("a member cannot transfer to themselves")
         entry_id = f"transfer:{cmd.external_id}"
@@ -799,7 +814,8 @@ class Ledger:
                 # Nothing was ever posted here, but an earn may be about to: close it before it can.
                 closed = AccountState(program=cmd.program, member=cmd.member, merged_into=cmd.to_member)
                 return Change(entries=(), accounts=((closed, 0),))
-            moving = [lot for lot in spend_order(lots) if not lot.expired(now) and lot.remaining > 0]
+            kept = config.kept_until(state.active_at)
+            moving = [lot for lot in spend_order(lots) if not lot.expired(now, kept) and lot.remaining > 0]
             # Pending earns and holds move whole, so the survivor's balance shows them at once; their
             # activation, void, capture or release then happens on the survivor's account.
             waiting = sorted(self._store.get_pending_earns(cmd.program, cmd.member), key=lambda p: p.entry_id)
@@ -852,10 +868,10 @@ class Ledger:
                 event_time=now,
                 related=entry_id,
                 lots=[
-                    LotMove(lot_id=f"{in_id}/{i}", expires_at=lot.expires_at, amount=lot.remaining)
+                    LotMove(lot_id=f"{in_id}/{i}", expires_at=lot.expires(kept), amount=lot.remaining)
                     for i, lot in enumerate(moving)
                 ],
-                details={"from_member": cmd.member, **moved_items},
+                details={"from_member": cmd.member, **moved_items, **_carried_activity(state)},
             )
             received = self._change(receiver, in_id, survivor, into, now)
             return Change(
@@ -880,7 +896,7 @@ class Ledger:
         if cmd.keep_expiry and cmd.credited != cmd.points:
             raise InvalidInputError("moving lots keeps their points: credited must equal points")
         receiving = self._programs.get(cmd.to_program)
-        self._programs.get(cmd.program)
+        sending = self._programs.get(cmd.program)
         entry_id = f"{cmd.source}:{cmd.external_id}"
         credit_id = f"{entry_id}/in"
         # Across programs each side names the other program as the partner it settles with.
@@ -890,7 +906,8 @@ class Ledger:
 
         def plan(now: datetime) -> Change:
             state, lots = self._member_lots(cmd)
-            taken = take_from_lots(lots, cmd.points, now)
+            kept = sending.kept_until(state.active_at)
+            taken = take_from_lots(lots, cmd.points, now, kept_until=kept)
             details = {**cmd.details, "to": f"{cmd.to_program}/{cmd.to_member}"}
             debit = _Draft(
                 kind=EntryKind.TRANSFER_OUT,
@@ -905,10 +922,11 @@ class Ledger:
                 details=details,
             )
             if cmd.keep_expiry:
-                moved = [LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=n) for lot, n in taken]
+                # Moved points keep the date they would have expired on for the sender.
+                moved = [LotMove(lot_id=lot.lot_id, expires_at=lot.expires(kept), amount=n) for lot, n in taken]
                 credit_lots = _restore(credit_id, moved)
             else:
-                expires = receiving.expiry.expires_at(now)
+                expires = receiving.expiry.expires_at(now, receiving.tz)
                 credit_lots = [LotMove(lot_id=credit_id, expires_at=expires, amount=cmd.credited)]
             hold: Hold | None = None
             if cmd.hold_until is not None:
@@ -954,6 +972,8 @@ class Ledger:
         return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def expire_lot(self, cmd: ExpireLot, at: datetime | None = None) -> Entry:
+        """Expire a lot whose effective expiry has passed; NotDueError (with the date) if it has not."""
+        config = self._programs.get(cmd.program)
         entry_id = f"expiry:{cmd.lot_id}"
 
         def plan(now: datetime) -> Change:
@@ -963,12 +983,18 @@ class Ledger:
             if lot is None:
                 raise UnknownEntryError(f"member {cmd.member} has no open lot {cmd.lot_id}")
             ended = cmd.program_ended_at is not None and cmd.program_ended_at <= now
-            if not lot.expired(now) and not ended:
-                raise InvalidInputError(f"lot {cmd.lot_id} expires at {lot.expires_at.isoformat()}, not yet")
-            reason = f"points earned by {lot.origin} expired on {lot.expires_at.date().isoformat()}"
-            event_time = lot.expires_at
-            if ended and cmd.program_ended_at is not None and cmd.program_ended_at < lot.expires_at:
-                reason = f"program ended on {cmd.program_ended_at.date().isoformat()}: points earned by {lot.origin}"
+            expires = lot.expires(config.kept_until(state.active_at))
+            if expires > now and not ended:
+                raise NotDueError(f"lot {cmd.lot_id} expires at {expires.isoformat()}, not yet", due=expires)
+            day = expires.astimezone(config.tz).date().isoformat()
+            reason = f"points earned by {lot.origin} expired on {day}"
+            if expires > lot.expires_at and state.active_at is not None:
+                active = state.active_at.astimezone(config.tz).date().isoformat()
+                reason += f", {config.expiry.months} months after the last activity on {active}"
+            event_time = expires
+            if ended and cmd.program_ended_at is not None and cmd.program_ended_at < expires:
+                end = cmd.program_ended_at.astimezone(config.tz).date().isoformat()
+                reason = f"program ended on {end}: points earned by {lot.origin}"
                 event_time = cmd.program_ended_at
             draft = _Draft(
                 kind=EntryKind.EXPIRY,
@@ -1003,7 +1029,8 @@ class Ledger:
             Posting(account=counter.account, owner=counter.owner, amount=points),
         ]
         state, lots = self._member_lots(cmd)
-        taken = take_from_lots(lots, points, now, prefer=original.entry_id)
+        kept = self._programs.get(cmd.program).kept_until(state.active_at)
+        taken = take_from_lots(lots, points, now, prefer=original.entry_id, kept_until=kept)
         return self._change(cmd, entry_id, state, draft, now, taken=taken)
 
     def _derived(self, kind: EntryKind, entry_id: str, reason: str, related: Entry, now: datetime) -> _Draft:
@@ -1209,6 +1236,11 @@ def _slices(moves: Sequence[LotMove], *, take: int | None = None, skip: int = 0)
             out.append(move.model_copy(update={"amount": amount}))
             to_take -= amount
     return out
+
+
+def _carried_activity(state: AccountState) -> dict[str, str]:
+    """A merge carries the merged account's last activity to the surviving one (the same person)."""
+    return {CARRIED_ACTIVITY: state.active_at.isoformat()} if state.active_at else {}
 
 
 def _restore(entry_id: str, taken: Sequence[LotMove]) -> list[LotMove]:

@@ -8,22 +8,21 @@ the tier job always agree (never the balance, never a recount of the entries).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from shared import activity
 from shared.program import QualifyingBasis
-from shared.store import JobStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
+    from datetime import tzinfo
 
     from shared.entries import Lot
-    from shared.program import ProgramConfig
-    from shared.store import DynamoStore
+    from shared.program import ProgramConfig, Tier
 
 EXPIRING_WINDOW = timedelta(days=90)
 
@@ -45,29 +44,38 @@ class TierStatus(BaseModel):
     needed_for_next: Decimal | None = None  # how much more qualifying activity reaches the next tier
 
 
-def spendable(lots: Iterable[Lot], now: datetime) -> int:
-    return sum(lot.remaining for lot in lots if not lot.expired(now))
+def spendable(lots: Iterable[Lot], now: datetime, kept_until: datetime | None = None) -> int:
+    return sum(lot.remaining for lot in lots if not lot.expired(now, kept_until))
 
 
-def expiring(lots: Iterable[Lot], now: datetime) -> list[Expiring]:
+def expiring(
+    lots: Iterable[Lot], now: datetime, tz: tzinfo = UTC, kept_until: datetime | None = None
+) -> list[Expiring]:
+    """Points expiring soon by the date they go, as the program's local date (effective expiry)."""
     by_day: dict[date, int] = defaultdict(int)
     for lot in lots:
-        if now < lot.expires_at <= now + EXPIRING_WINDOW and lot.remaining:
-            by_day[lot.expires_at.date()] += lot.remaining
+        expires = lot.expires(kept_until)
+        if now < expires <= now + EXPIRING_WINDOW and lot.remaining:
+            by_day[expires.astimezone(tz).date()] += lot.remaining
     return [Expiring(date=day, points=points) for day, points in sorted(by_day.items())]
 
 
-def tier_status(store: DynamoStore, config: ProgramConfig, member: str, now: datetime) -> TierStatus:
-    """The member's tier as stored, and how far its qualifying activity is from the next one.
+def held_tier(config: ProgramConfig, stored: Mapping[str, Any] | None) -> Tier:
+    """The tier a member holds: its tier item (`JobStore.get_tier`), the one ingest earns with.
 
-    Two items, read as `shared.tiers.Tiers` reads them (`JobStore.get_tier`, `tally_counters`).
+    No item yet: the lowest tier; a tier a newer config removed: the lowest, as `Tiers` does.
     """
-    items = JobStore(store)
-    stored = items.get_tier(config.program, member)
-    tiers = {tier.name: tier for tier in config.tiers}
-    # No tier item yet: the lowest tier; a tier a newer config removed: the lowest, as Tiers does.
-    held = tiers.get(str(stored["tier"]) if stored else "", config.tiers[0])
-    counted = activity.in_window(config, items.tally_counters(config.program, member, activity.ACTIVITY), now)
+    by_name = {tier.name: tier for tier in config.tiers}
+    return by_name.get(str(stored["tier"]) if stored else "", config.tiers[0])
+
+
+def tier_status(
+    config: ProgramConfig, stored: Mapping[str, Any] | None, counters: Mapping[str, int], now: datetime
+) -> TierStatus:
+    """The tier held, and how far the qualifying activity (the tally's monthly counters, read as
+    `shared.tiers.Tiers.activity` reads them) is from the next one."""
+    held = held_tier(config, stored)
+    counted = activity.in_window(config, counters, now)
     basis = config.tier_qualification.basis
     value = Decimal(counted.points) if basis is QualifyingBasis.POINTS else counted.spend
     above = [tier for tier in config.tiers if tier.rank > held.rank]

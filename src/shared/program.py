@@ -8,7 +8,7 @@ the offending field. docs/rules.md describes each field and how the engine uses 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -54,14 +54,26 @@ class ExpiryKind(StrEnum):
     CALENDAR_YEAR = "calendar_year"  # end of the year N years after the earn (N=0: same year)
 
 
+def end_of_local_day(day: date, tz: tzinfo) -> datetime:
+    """The last second of a calendar day where the program runs, in UTC (keys hold whole seconds)."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=tz).astimezone(UTC)
+
+
 class ExpiryPolicy(BaseModel):
+    """When points expire. Dates are the program's local dates: points last to the end of that day.
+
+    A member reads "expires on 10 March 2027" as usable all of that day where they live, so a lot
+    expires at 23:59:59 local time on its date, whatever time of day it was earned.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: ExpiryKind = ExpiryKind.ROLLING
     months: Annotated[int, Field(ge=1, le=120)] = 12
     years: Annotated[int, Field(ge=0, le=10)] = 1
-    # Rolling only: activity (an earn or a spend) keeps the member's points alive for `months`
-    # more. Validated and stored; see docs/jobs.md for how far the expiry job honours it.
+    # Rolling only: the member's activity (shared.entries.activity_time: earning, redeeming,
+    # exchanging; not gifts) keeps all of their points alive until `months` after the latest
+    # activity. Only the program's own policy may say so (see ProgramConfig); docs/jobs.md.
     extend_on_activity: bool = False
 
     @model_validator(mode="after")
@@ -70,12 +82,19 @@ class ExpiryPolicy(BaseModel):
             raise ValueError("extend_on_activity only makes sense with a rolling expiry")
         return self
 
-    def expires_at(self, earned_at: datetime) -> datetime:
+    def expires_at(self, earned_at: datetime, tz: tzinfo = UTC) -> datetime:
         if self.kind is ExpiryKind.NONE:
             return NEVER
+        local = earned_at.astimezone(tz).date()
         if self.kind is ExpiryKind.ROLLING:
-            return earned_at.astimezone(UTC) + relativedelta(months=self.months)
-        return datetime(earned_at.year + self.years, 12, 31, 23, 59, 59, tzinfo=UTC)
+            return end_of_local_day(local + relativedelta(months=self.months), tz)
+        return end_of_local_day(date(local.year + self.years, 12, 31), tz)
+
+    def extended_until(self, last_activity: datetime | None, tz: tzinfo = UTC) -> datetime | None:
+        """Under expiry extended by activity, no point of the member expires before this; else None."""
+        if not self.extend_on_activity or last_activity is None:
+            return None
+        return self.expires_at(last_activity, tz)
 
 
 class Rounding(StrEnum):
@@ -336,6 +355,14 @@ class ProgramConfig(BaseModel):
             raise ValueError(f"the lowest tier {ladder[0].name!r} must have threshold 0")
         return tuple(ladder)
 
+    @model_validator(mode="after")
+    def _activity_extends_the_whole_account(self) -> ProgramConfig:
+        # Activity keeps all of a member's points alive, whatever tier earned them, so the rule
+        # (and its months) is the program's; a tier saying it would read as if it were per tier.
+        if any(t.expiry is not None and t.expiry.extend_on_activity for t in self.tiers):
+            raise ValueError("extend_on_activity belongs on the program's expiry, not a tier's")
+        return self
+
     @field_validator("promotions")
     @classmethod
     def _distinct_promotions(cls, promotions: tuple[Promotion, ...]) -> tuple[Promotion, ...]:
@@ -365,6 +392,10 @@ class ProgramConfig(BaseModel):
 
     def expiry_for(self, tier: Tier) -> ExpiryPolicy:
         return tier.expiry if tier.expiry is not None else self.expiry
+
+    def kept_until(self, last_activity: datetime | None) -> datetime | None:
+        """No lot of a member last active then expires before this (None: no extension by activity)."""
+        return self.expiry.extended_until(last_activity, self.tz)
 
 
 def _reasons(error: ValidationError) -> str:

@@ -383,7 +383,7 @@ def _finish(
         uncapped_points=uncapped,
         capped_points=uncapped - points,
         pending_until=pending_until,
-        expires_at=config.expiry_for(tier).expires_at(local),
+        expires_at=config.expiry_for(tier).expires_at(local, config.tz),
         earn_day=local.date(),
         basis_amount=basis_amount,
         breakdown=tuple(steps),

@@ -9,6 +9,11 @@ Signs: a PARTNER posting is + when points flow to the partner's account (a membe
 exchanged points out to the partner) and - when they flow from it (the partner issued points to a
 member). `net` is their sum: positive means the program owes the partner for points taken there,
 negative means the partner owes the program for points it issued.
+
+An exchange's line also carries its fee (on the debit, in this program's points) and its rounding
+residue (on the credit: the fraction of a point the member did not receive), so a period statement
+for one partner (`partner_period`, what the API serves) is summed from the day partitions alone,
+one Query per day, without reading any entry.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import csv
 import io
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.entries import Account
+from shared.errors import InvalidInputError
+from shared.exchange import SOURCE as EXCHANGE_SOURCE
 from shared.expiry import JobInput, JobReport, _Context
 from shared.store import ts
 
@@ -64,8 +72,12 @@ def record_partner_postings(jobs: JobStore, entry: Entry) -> int:
         if posting.account is Account.PARTNER:
             by_partner[posting.owner] += posting.amount
     day = entry.recorded_at.date().isoformat()
+    exchange = entry.source == EXCHANGE_SOURCE
     for partner, points in by_partner.items():
-        jobs.add_settlement_line(entry.program, day, partner, entry.entry_id, points)
+        # Both entries of an exchange carry its fee and residue: the fee is the debit side's, the residue the credit's.
+        fee = int(entry.details.get("fee", "0")) if exchange and points > 0 else 0
+        residue = Decimal(entry.details.get("residue", "0")) if exchange and points < 0 else Decimal(0)
+        jobs.add_settlement_line(entry.program, day, partner, entry.entry_id, points, fee=fee, residue=residue)
     return len(by_partner)
 
 
@@ -93,6 +105,85 @@ def statement(jobs: JobStore, program: str, day: date) -> Statement:
         for partner in sorted(count)
     )
     return Statement(program=program, day=day, positions=positions)
+
+
+MAX_PERIOD_DAYS = 93  # a quarter: one Query per day
+
+
+class Position(BaseModel):
+    """What one program and one partner moved between them. Signs as in the module docstring."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entries: int = 0
+    sent: int = 0  # points that went to the partner's account (members spent or exchanged them out, fees included)
+    received: int = 0  # points that came from the partner's account (the partner issued them to members)
+    fees: int = 0  # exchange fees among `sent`, kept by this program
+    residue: Decimal = Decimal(0)  # fractions of points members did not get on exchanges into this program
+
+    @property
+    def net(self) -> int:
+        return self.sent - self.received
+
+    def plus(self, other: Position) -> Position:
+        return Position(
+            entries=self.entries + other.entries,
+            sent=self.sent + other.sent,
+            received=self.received + other.received,
+            fees=self.fees + other.fees,
+            residue=self.residue + other.residue,
+        )
+
+
+def _line_position(line: dict[str, Any]) -> Position:
+    points = int(line["points"])
+    return Position(
+        entries=1,
+        sent=max(points, 0),
+        received=max(-points, 0),
+        fees=int(line.get("fee", 0)),
+        residue=Decimal(line.get("residue", 0)),
+    )
+
+
+class PartnerDay(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    day: date
+    position: Position
+
+
+class PartnerPeriod(BaseModel):
+    """One partner's settlement with one program over whole UTC days, `start` to `end` inclusive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    partner: str
+    start: date
+    end: date
+    total: Position
+    days: tuple[PartnerDay, ...]  # only the days with lines
+
+
+def partner_period(jobs: JobStore, program: str, partner: str, start: date, end: date) -> PartnerPeriod:
+    """Sum one partner's settlement lines day by day (the watch writes them from the table's stream)."""
+    if end < start:
+        raise InvalidInputError("the period ends before it starts")
+    length = (end - start).days + 1
+    if length > MAX_PERIOD_DAYS:
+        raise InvalidInputError(f"a statement covers at most {MAX_PERIOD_DAYS} days, not {length}")
+    total = Position()
+    days = []
+    for offset in range(length):
+        day = start + timedelta(days=offset)
+        position = Position()
+        for line in jobs.settlement_lines(program, day.isoformat(), partner=partner):
+            position = position.plus(_line_position(line))
+        if position.entries:
+            days.append(PartnerDay(day=day, position=position))
+            total = total.plus(position)
+    return PartnerPeriod(program=program, partner=partner, start=start, end=end, total=total, days=tuple(days))
 
 
 def statement_keys(program: str, day: date) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 | item            | PK                       | SK                                   | indexes                          |
 |-----------------|--------------------------|--------------------------------------|----------------------------------|
 | member balance  | M#<member>               | P#<program>#BAL                      |                                  |
-| lot             | M#<member>               | P#<program>#LOT#<expires>#<lot id>   | GSI1 X#<program>#<expiry date>   |
+| lot             | M#<member>               | P#<program>#LOT#<expires>#<lot id>   | GSI1 X#<program>#<due date>      |
 | hold            | M#<member>               | P#<program>#HOLD#<hold id>           | GSI1 H#<program>#<lapse date>    |
 | pending earn    | M#<holder>               | P#<program>#PEND#<entry id>          | GSI1 N#<program>#<until date>    |
 | entry           | E#<program>#<entry id>   | E                                    | GSI2 A#<program>#<member> / seq  |
@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,23 @@ def account_history_pk(program: str, member: str) -> str:
 
 def expiry_index_pk(program: str, day: str) -> str:
     return f"X#{program}#{day}"
+
+
+# A lot written with an expiry already behind the expiry job's progress (points restored after
+# their date, a back-dated earn) would never be met by the job's walk, which starts where the last
+# run stopped. So the index holds a lot's DUE time: its expiry, or shortly after it was written if
+# that is later. The margin covers a write that commits a little after its clock was read while a
+# run is walking past that time. The lot's `expires_at` stays the true date the ledger checks.
+LATE_LOT_MARGIN = timedelta(minutes=5)
+
+
+def lot_due(expires_at: datetime, written_at: datetime | None) -> datetime:
+    return expires_at if written_at is None else max(expires_at, written_at + LATE_LOT_MARGIN)
+
+
+def expiry_index_keys(program: str, member: str, lot_id: str, due: datetime) -> dict[str, str]:
+    """Where the expiry and reminder jobs find a lot: its due time's UTC day, then that time."""
+    return {"GSI1PK": expiry_index_pk(program, _ts(due)[:10]), "GSI1SK": f"{_ts(due)}#{member}#{lot_id}"}
 
 
 def pending_sk(program: str, entry_id: str) -> str:
@@ -354,12 +371,13 @@ def transaction_items(table: str, change: Change) -> list[TransactWriteItemTypeD
             put["ExpressionAttributeNames"] = {"#seq": "seq"}
             put["ExpressionAttributeValues"] = _item({":expected": expected_seq})
         items.append({"Put": put})
+    written = {entry.entry_id: entry.recorded_at for entry in change.entries}
     for lot in change.lots_created:
         items.append(
             {
                 "Put": {
                     "TableName": table,
-                    "Item": lot_item(lot),
+                    "Item": lot_item(lot, written.get(lot.origin)),
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             }
@@ -506,11 +524,12 @@ def account_item(state: AccountState) -> dict[str, Any]:
             "seq": state.seq,
             "head": state.head,
             "updated_at": _ts(state.updated_at) if state.updated_at else None,
+            "active_at": _ts(state.active_at) if state.active_at else None,
         }
     )
 
 
-def lot_item(lot: Lot) -> dict[str, Any]:
+def lot_item(lot: Lot, written_at: datetime | None = None) -> dict[str, Any]:
     return _item(
         {
             "PK": member_pk(lot.member),
@@ -522,8 +541,7 @@ def lot_item(lot: Lot) -> dict[str, Any]:
             "expires_at": _ts(lot.expires_at),
             "remaining": lot.remaining,
             "origin": lot.origin,
-            "GSI1PK": expiry_index_pk(lot.program, _ts(lot.expires_at)[:10]),
-            "GSI1SK": f"{_ts(lot.expires_at)}#{lot.member}#{lot.lot_id}",
+            **expiry_index_keys(lot.program, lot.member, lot.lot_id, lot_due(lot.expires_at, written_at)),
         }
     )
 
@@ -577,6 +595,7 @@ def _pending(item: dict[str, Any]) -> PendingEarn:
 
 def _account(item: dict[str, Any]) -> AccountState:
     updated = item.get("updated_at")
+    active = item.get("active_at")
     return AccountState(
         program=item["program"],
         member=item["member"],
@@ -587,6 +606,7 @@ def _account(item: dict[str, Any]) -> AccountState:
         seq=int(item["seq"]),
         head=item["head"],
         updated_at=datetime.strptime(updated, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if updated else None,
+        active_at=datetime.strptime(active, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if active else None,
     )
 
 
@@ -1141,7 +1161,15 @@ class ApiItems:
                     {
                         "Put": {
                             "TableName": self.store.table,
-                            "Item": _item({"PK": pk, "SK": f"DOC#{version:06d}", "type": "document", "body": body}),
+                            "Item": _item(
+                                {
+                                    "PK": pk,
+                                    "SK": f"DOC#{version:06d}",
+                                    "type": "document",
+                                    "body": body,
+                                    "published_at": _ts(datetime.now(UTC)),
+                                }
+                            ),
                             "ConditionExpression": "attribute_not_exists(PK)",
                         }
                     },
@@ -1166,6 +1194,29 @@ class ApiItems:
     def live_document(self, pk: str) -> str | None:
         item = self._get(pk, "LIVE")
         return item["body"] if item else None
+
+    # Reading versioned config back (admin): programs are P#<program> / CFG#<version>, documents
+    # <pk> / DOC#<version>; each partition also holds the LIVE pointer with the live version number.
+
+    def live_version(self, pk: str) -> int | None:
+        item = self._get(pk, "LIVE")
+        return int(item["version"]) if item else None
+
+    def config_versions(self, pk: str, prefix: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` versions newer than `after`, oldest first: version, body, published_at (if recorded)."""
+        found = []
+        for item in self.store._query(
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
+            ExpressionAttributeValues=_item(
+                {":pk": pk, ":low": f"{prefix}{after + 1:06d}", ":high": f"{prefix}999999"}
+            ),
+            ConsistentRead=True,
+            Limit=limit,
+        ):
+            found.append({**item, "version": int(item["SK"].removeprefix(prefix))})
+            if len(found) >= limit:
+                break
+        return found
 
     # Quotes: written once, read when executed; their lifetime is checked on read, not by TTL.
 
@@ -1371,6 +1422,50 @@ class JobStore:
             )
         ]
 
+    def member_lots_until(self, program: str, member: str, until: datetime) -> tuple[AccountState | None, list[Lot]]:
+        """The member's balance and the lots whose own expiry is at or before `until`, in one Query.
+
+        The balance sorts first in the member's partition (BAL < HOLD < LOT), so the range from it
+        to the last lot due by `until` reads nothing else of the member's (tallies, tiers sort after).
+        """
+        state: AccountState | None = None
+        lots: list[Lot] = []
+        for item in self._store._query(
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues=_item(
+                {":pk": member_pk(member), ":first": balance_sk(program), ":last": f"P#{program}#LOT#{_ts(until)}~"}
+            ),
+            ConsistentRead=True,
+        ):
+            if item["type"] == "balance":
+                state = _account(item)
+            elif item["type"] == "lot":
+                lots.append(_lot(item))
+        return state, lots
+
+    def reindex_lot(self, item: dict[str, Any], due: datetime) -> bool:
+        """Move a lot's place in the expiry index later (its expiry was extended by activity).
+
+        Only ever later, and only while the lot exists: two runs moving it at once cannot move it
+        back, and a lot spent or expired meanwhile is not brought back as a bare index item.
+        """
+        keys = expiry_index_keys(item["program"], item["member"], item["lot_id"], due)
+        try:
+            response = self._client.update_item(
+                TableName=self._store.table,
+                Key=_item({"PK": item["PK"], "SK": item["SK"]}),
+                UpdateExpression="SET GSI1PK = :pk, GSI1SK = :sk",
+                ConditionExpression="attribute_exists(PK) AND GSI1SK < :sk",
+                ExpressionAttributeValues=_item({":pk": keys["GSI1PK"], ":sk": keys["GSI1SK"]}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                self._store.stats.record("UpdateItem", {})
+                return False
+            raise
+        self._store.stats.record("UpdateItem", dict(response))
+        return True
+
     # Reminders
 
     def claim_reminder(self, program: str, member: str, day: str, now: datetime, lease_seconds: int) -> bool:
@@ -1458,7 +1553,16 @@ class JobStore:
 
     # Settlement
 
-    def add_settlement_line(self, program: str, day: str, partner: str, entry_id: str, points: int) -> None:
+    def add_settlement_line(
+        self,
+        program: str,
+        day: str,
+        partner: str,
+        entry_id: str,
+        points: int,
+        fee: int = 0,
+        residue: Decimal | None = None,
+    ) -> None:
         # Keyed by entry: a redelivered stream record writes the same item again, never a second line.
         self._put(
             {
@@ -1468,15 +1572,20 @@ class JobStore:
                 "partner": partner,
                 "entry_id": entry_id,
                 "points": points,
+                # An exchange's fee (on its debit) and rounding residue (on its credit); absent when zero.
+                "fee": fee or None,
+                "residue": residue or None,
             }
         )
 
-    def settlement_lines(self, program: str, day: str) -> list[dict[str, Any]]:
-        return list(
-            self._store._query(
-                KeyConditionExpression="PK = :pk", ExpressionAttributeValues=_item({":pk": f"S#{program}#{day}"})
-            )
-        )
+    def settlement_lines(self, program: str, day: str, partner: str | None = None) -> list[dict[str, Any]]:
+        """A day's lines, all partners' or (one Query on the sort-key prefix) one partner's."""
+        condition, values = "PK = :pk", {":pk": f"S#{program}#{day}"}
+        if partner is not None:
+            condition += " AND begins_with(SK, :partner)"
+            values[":partner"] = f"{partner}#"
+        lines = self._store._query(KeyConditionExpression=condition, ExpressionAttributeValues=_item(values))
+        return [line for line in lines if partner is None or line["partner"] == partner]
 
     # Velocity and flags
 

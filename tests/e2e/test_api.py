@@ -1,4 +1,6 @@
-"""The HTTP API over real HTTP: the sandbox serves template.yaml's API with its REQUEST authorizer."""
+"""The HTTP API's contract over real HTTP: open and guarded routes, typed problems for bad bodies, the
+served OpenAPI document (schemathesis), and two races. Each area has its own module: test_api_members,
+test_api_redemption, test_api_exchange, test_api_admin."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from pointbridge.sandbox import Sandbox
 from shared.audit import audit
-from shared.exchange import check_exchanges
 from tests.support.api_stack import Seeded, seed
+from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,36 +42,34 @@ def test_health_and_docs_are_open_the_rest_needs_a_key(stack: tuple[Sandbox, See
     assert docs.status_code == 200
     assert "openapi" in docs.json()
     assert requests.get(f"{sb.api_url}/programs/demo/members/m0/balance", timeout=30).status_code == 401
+    wrong = {"x-api-key": "pb_" + "A" * 43}
+    assert requests.get(f"{sb.api_url}/programs/demo/members/m0/balance", headers=wrong, timeout=30).status_code == 401
 
 
-def test_redeem_exchange_and_audit_over_http(stack: tuple[Sandbox, Seeded]) -> None:
+def test_bad_bodies_are_typed_problems_and_write_nothing(stack: tuple[Sandbox, Seeded]) -> None:
     sb, seeded = stack
-    headers = {"x-api-key": seeded.member_keys["m0"], "Idempotency-Key": "e2e-1"}
-    url = f"{sb.api_url}/programs/demo/members/m0/redemptions"
-    first = requests.post(url, json={"points": 100, "reference": "e2e-r1"}, headers=headers, timeout=30)
-    again = requests.post(url, json={"points": 100, "reference": "e2e-r1"}, headers=headers, timeout=30)
-    assert first.status_code == again.status_code == 201, first.text
-    assert first.json() == again.json()
-    broke = requests.post(
-        url, json={"points": 10_000, "reference": "e2e-r2"}, headers={"x-api-key": headers["x-api-key"]}, timeout=30
+    api = HttpApi(sb)
+    member, admin = seeded.member_keys["m0"], seeded.admin
+    redeem, publish = "/programs/demo/members/m0/redemptions", "/admin/programs/demo"
+    before = api.table_items()
+    # Malformed JSON, an oversized body, a wrong type, an unknown route: each a problem+json with its code
+    problem(api.call("POST", redeem, member, raw='{"points": 10,'), 400, "malformed_json")
+    problem(api.call("PUT", publish, admin, raw="[1, 2"), 400, "malformed_json")
+    oversized = '{"reference": "' + "x" * 70_000 + '", "points": 1}'
+    problem(api.call("POST", redeem, member, raw=oversized), 413, "payload_too_large")
+    problem(
+        api.call("PUT", publish, admin, raw='{"program": "demo", "name": "' + "n" * 70_000 + '"}'),
+        413,
+        "payload_too_large",
     )
-    assert broke.status_code == 422
-    assert broke.headers["content-type"] == "application/problem+json"
-    assert broke.json()["code"] == "insufficient_points"
-    quote = requests.post(
-        f"{sb.api_url}/agreements/demo-air/quotes",
-        json={"member": "m0", "points": 101},
-        headers={"x-api-key": headers["x-api-key"]},
-        timeout=30,
-    ).json()
-    done = requests.post(
-        f"{sb.api_url}/quotes/{quote['quote_id']}/execute", headers={"x-api-key": headers["x-api-key"]}, timeout=30
-    )
-    assert done.status_code == 201, done.text
-    assert done.json()["credit"]["available_change"] == 50
-    entries, accounts, lots, holds = seeded.store.ledger_records()
-    assert audit(entries, accounts, lots, holds).ok
-    assert check_exchanges(entries) == []
+    invalid = problem(api.call("POST", redeem, member, {"points": 1.5, "reference": "r"}), 400, "invalid_input")
+    assert invalid["errors"][0]["loc"] == ["body", "points"]
+    problem(api.call("POST", redeem, member, {"points": 10, "reference": "r", "extra": 1}), 400, "invalid_input")
+    problem(api.call("GET", "/programs/demo/nothing-here", member), 404, "no_such_route")
+    long_key = {"Idempotency-Key": "k" * 201}
+    problem(api.call("POST", redeem, member, {"points": 1, "reference": "r"}, headers=long_key), 400, "invalid_input")
+    # Then not one item was written
+    assert api.table_items() == before
 
 
 def test_schema_no_server_errors(stack: tuple[Sandbox, Seeded]) -> None:

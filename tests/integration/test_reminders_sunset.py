@@ -63,8 +63,8 @@ def test_reruns_and_overlapping_runs_never_send_twice(world: World) -> None:
     # When the second instance runs a page each time the first reads one, then both rerun
     inner = first._reminder
 
-    def interleaved(program: str, now: datetime, report: Any) -> Any:
-        handle = inner(program, now, report)
+    def interleaved(program: str, config: Any, now: datetime, target: datetime, report: Any) -> Any:
+        handle = inner(program, config, now, target, report)
 
         def step(items: list[dict[str, Any]]) -> None:
             try:

@@ -39,7 +39,15 @@ class World:
     jobs: JobStore
     clock: Clock
 
-    def earn(self, member: str, points: int, ext: str, at: datetime, expires_at: datetime | None = None) -> str:
+    def earn(
+        self,
+        member: str,
+        points: int,
+        ext: str,
+        at: datetime,
+        expires_at: datetime | None = None,
+        written_at: datetime | None = None,  # when it reaches the ledger, if later than it happened
+    ) -> str:
         cmd = Earn(
             program="demo",
             member=member,
@@ -50,7 +58,7 @@ class World:
             event_time=at,
             expires_at=expires_at,
         )
-        return self.ledger.earn(cmd, at=at).entry_id
+        return self.ledger.earn(cmd, at=written_at or at).entry_id
 
     def spend(self, member: str, points: int, ext: str, at: datetime) -> Any:
         cmd = Spend(program="demo", member=member, points=points, source="web", external_id=ext, reason="reward")

@@ -111,13 +111,14 @@ def test_late_event_lands_in_its_own_days_window_and_cap() -> None:
     # When it is evaluated
     decision = evaluate_purchase(demo(), late, "member", used_today=4_950)
 
-    # Then the promotion of Dec 26 applies, the cap counts Dec 26, and expiry runs from event time
+    # Then the promotion of Dec 26 applies, the cap counts Dec 26, and expiry runs from the event's
+    # local day: the end of Dec 26, 2027 in New York
     assert decision.earn_day == date(2026, 12, 26)
     assert earn_day(demo(), late.occurred_at) == date(2026, 12, 26)
     assert decision.uncapped_points == 120
     assert decision.points == 50
     assert decision.capped_points == 70
-    assert decision.expires_at == datetime(2027, 12, 27, 4, 30, tzinfo=UTC)
+    assert decision.expires_at == datetime(2027, 12, 26, 23, 59, 59, tzinfo=NEW_YORK)
 
 
 def test_cap_excess_is_recorded_not_dropped() -> None:
@@ -179,7 +180,8 @@ def test_no_return_window_means_no_pending() -> None:
 def test_top_tier_points_never_expire_others_roll_12_months() -> None:
     config, order = demo(), purchase("60")
     assert evaluate_purchase(config, order, "diamond", 0).expires_at == NEVER
-    assert evaluate_purchase(config, order, "gold", 0).expires_at == datetime(2027, 6, 10, 16, tzinfo=UTC)
+    # 12 months on, to the end of that local day in New York
+    assert evaluate_purchase(config, order, "gold", 0).expires_at == datetime(2027, 6, 10, 23, 59, 59, tzinfo=NEW_YORK)
 
 
 @pytest.mark.parametrize(
@@ -430,8 +432,8 @@ def test_calendar_year_expiry_counts_the_program_local_year() -> None:
     # When it earns
     decision = evaluate_purchase(config, order, "member", 0)
 
-    # Then the points belong to 2026 and expire at the end of 2027
-    assert decision.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC)
+    # Then the points belong to 2026 and expire at the end of 2027 in New York
+    assert decision.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=NEW_YORK)
     assert decision.earn_day == date(2026, 12, 31)
 
 

@@ -13,21 +13,34 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
+from shared import sunset
 from shared.access import Principal
 from shared.entries import fingerprint
-from shared.errors import ForbiddenError, IdempotencyConflictError, InvalidInputError, PayloadTooLargeError
+from shared.errors import (
+    ForbiddenError,
+    IdempotencyConflictError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    SecretNotReplayedError,
+)
 from shared.ledger import Ledger
-from shared.store import ApiItems, DynamoStore, ProgramRepository
+from shared.store import ApiItems, DynamoStore, JobStore, ProgramRepository
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+    from shared.program import ProgramConfig
+
 # No valid request comes near this; API Gateway itself would accept up to 10 MB.
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 200
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Set in the resolver's context by a route whose reply holds a secret shown once (a minted API key):
+# the reply is remembered without its body, so a table dump grants nothing, and a retry under the
+# same Idempotency-Key learns that the request was done.
+SECRET_REPLY = "secret_reply"
 
 
 @cache
@@ -45,12 +58,35 @@ def items() -> ApiItems:
     return ApiItems(store())
 
 
+def jobs() -> JobStore:
+    return JobStore(store())
+
+
 def ledger() -> Ledger:
     return Ledger(store(), programs())
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def ledger_id(source: str, external_id: str) -> str:
+    """The id the ledger gives an entry posted under a source's own reference (its invariant 3)."""
+    return f"{source}:{external_id}"
+
+
+def require_spending(config: ProgramConfig, entry_id: str | None) -> None:
+    """Refuse a spend after the program's end, unless it replays the entry `entry_id` posted before."""
+    sunset.require_redemption_open(config, now(), lambda: _posted(config.program, entry_id))
+
+
+def require_crediting(config: ProgramConfig, entry_id: str | None) -> None:
+    """Refuse a credit after the program's earning ended, unless it replays the entry `entry_id` posted before."""
+    sunset.require_earning_open(config, now(), lambda: _posted(config.program, entry_id))
+
+
+def _posted(program: str, entry_id: str | None) -> bool:
+    return entry_id is not None and store().get_entry(program, entry_id) is not None
 
 
 def reset() -> None:
@@ -106,6 +142,8 @@ def guard_requests(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         response = next_middleware(app)
         if 200 <= response.status_code < 300:
             text = response.body if isinstance(response.body, str) else json.dumps(response.body)
+            if app.context.get(SECRET_REPLY):
+                text = ""
             if items().put_reply(who, key, request, response.status_code, text):
                 return response
             stored = items().get_reply(who, key)  # a concurrent twin stored first
@@ -114,6 +152,10 @@ def guard_requests(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
             return response
     if stored["fingerprint"] != request:
         raise IdempotencyConflictError(f"Idempotency-Key {key!r} was used with a different request", key=key)
+    if not stored["body"]:
+        raise SecretNotReplayedError(
+            f"the request under Idempotency-Key {key!r} was done; its secret is shown once (ask for another)", key=key
+        )
     return Response(
         status_code=int(stored["status"]),
         content_type=content_types.APPLICATION_JSON,

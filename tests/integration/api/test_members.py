@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from functions.api import context as api_context
 from shared.access import PrincipalKind
-from shared.ledger import Earn
+from shared.ledger import Earn, Spend
+from shared.program import ExpiryPolicy
 from tests.conftest import T0
 
 if TYPE_CHECKING:
+    import pytest
+
     from shared.ledger import Ledger
+    from shared.store import ProgramRepository
     from tests.integration.api.conftest import Client
 
 
@@ -72,3 +79,37 @@ def test_statement_pages(api: Client, funded: Ledger) -> None:
     assert rest["next"] is None
     bad = api.call("GET", path, key=key, query={"limit": "1000"})
     assert (bad.status, bad.code) == (400, "invalid_input")
+
+
+def test_expiring_soon_shows_the_effective_local_date(
+    api: Client, ledger: Ledger, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a Los Angeles program whose 3-month expiry is extended by activity, and a member who
+    # earned 100 points on Mar 20 (own date: end of Jun 20) and redeemed 10 at 22:00 on Jun 9
+    live = programs.get("demo")
+    programs.publish(
+        live.model_copy(
+            update={
+                "version": live.version + 1,
+                "timezone": "America/Los_Angeles",
+                "expiry": ExpiryPolicy(months=3, extend_on_activity=True),
+            }
+        )
+    )
+    la = ZoneInfo("America/Los_Angeles")
+    earned = datetime(2026, 3, 20, 11, 0, tzinfo=la)
+    ledger.earn(
+        Earn(
+            program="demo", member="m1", points=100, source="shop", external_id="o1", reason="order", event_time=earned
+        ),
+        at=earned,
+    )
+    redeemed = datetime(2026, 6, 9, 22, 0, tzinfo=la)
+    ledger.spend(Spend(program="demo", member="m1", points=10, source="web", external_id="r1", reason="r"), at=redeemed)
+    # When the member reads its balance on Jun 25, after the points' own date
+    monkeypatch.setattr(api_context, "now", lambda: datetime(2026, 6, 25, tzinfo=UTC))
+    reply = api.call("GET", "/programs/demo/members/m1/balance", key=api.key_for(PrincipalKind.MEMBER, "m1"))
+    # Then they are spendable and expire on Sep 9, Los Angeles time (06:59:59 UTC on Sep 10)
+    assert reply.status == 200, reply.body
+    assert reply.body["spendable"] == 90
+    assert reply.body["expiring"] == [{"date": "2026-09-09", "points": 90}]

@@ -1,13 +1,15 @@
-"""Admin: programs, catalogues and agreements as versioned config; dry runs against drafts; API keys.
+"""Admin: programs, catalogues and agreements as versioned config; dry runs against drafts; API keys;
+announcing a program's end.
 
 Publishing validates first and writes a new version only if it is valid and newer than the live
 one; a refused config is a 422 `invalid_config` problem naming the reasons, and the live version
-stays in force.
+stays in force. Every version stays readable (GET .../versions), next to the live one.
 """
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,15 +17,20 @@ from functions.api import context
 from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
-from shared import catalogue, exchange
+from shared import catalogue, exchange, sunset
 from shared.access import Principal, issue_key
+from shared.config_versions import ConfigHistory, ConfigKind, ConfigVersion, history, live
 from shared.errors import InvalidInputError, UnknownProgramError
 from shared.events import PurchaseEvent
-from shared.program import parse_program
+from shared.expiry import announce_sunset
+from shared.program import ProgramConfig, parse_program
 from shared.rules import evaluate_purchase
 
 router = APIGatewayRouter()
 ConfigBody = Annotated[dict[str, Any], Body()]
+AfterVersion = Annotated[int, Query(ge=0)]
+PageSize = Annotated[int, Query(ge=1, le=50)]
+Days = Annotated[int, Field(ge=-3650, le=3650)]  # the sense of the numbers is judged by announce_sunset
 
 
 class Published(BaseModel):
@@ -59,6 +66,21 @@ class KeyOut(BaseModel):
     key: str  # shown once; only its hash is stored
 
 
+class SunsetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notice_days: Days  # earning stops this many days from now (at least 30)
+    redemption_days: Days  # redemption stays open this many days after earning stops
+
+
+class SunsetOut(BaseModel):
+    program: str
+    version: int  # the config version that carries the sunset
+    announced_at: datetime
+    earning_ends_at: datetime
+    ends_at: datetime  # redemption closes; remaining points expire with entries
+
+
 def _same(path_value: str, body: dict[str, Any], field: str) -> None:
     if body.get(field) != path_value:
         raise InvalidInputError(f"the body's {field} must be {path_value!r}, as in the path")
@@ -68,7 +90,13 @@ def _same(path_value: str, body: dict[str, Any], field: str) -> None:
 def publish_program(program: ProgramPath, body: ConfigBody) -> Published:
     context.principal(router.current_event).require_admin()
     _same(program, body, "program")
-    config = context.programs().publish(parse_program(body))
+    draft = parse_program(body)
+    try:
+        current: ProgramConfig | None = context.programs().get(program)
+    except UnknownProgramError:
+        current = None
+    sunset.check_publish(current, draft)
+    config = context.programs().publish(draft)
     context.items().register_program(program)
     return Published(kind="program", id=program, version=config.version)
 
@@ -116,4 +144,59 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
 @router.post("/admin/keys", status_code=201)
 def create_key(body: Principal) -> KeyOut:
     context.principal(router.current_event).require_admin()
+    router.append_context(**{context.SECRET_REPLY: True})
     return KeyOut(key=issue_key(context.store(), body))
+
+
+@router.post("/admin/programs/<program>/sunset", status_code=201)
+def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
+    """Announce the program's end: earning stops after the notice, redemption after the redemption period."""
+    context.principal(router.current_event).require_admin()
+    config = announce_sunset(context.programs(), program, context.now(), body.notice_days, body.redemption_days)
+    assert config.sunset is not None
+    return SunsetOut(
+        program=program,
+        version=config.version,
+        announced_at=config.sunset.announced_at,
+        earning_ends_at=config.sunset.earning_ends_at,
+        ends_at=config.sunset.ends_at,
+    )
+
+
+# Reading config back: the live version, and every version ever published (oldest first, paged).
+
+
+@router.get("/admin/programs/<program>")
+def live_program(program: ProgramPath) -> ConfigVersion:
+    context.principal(router.current_event).require_admin()
+    return live(context.items(), ConfigKind.PROGRAM, program)
+
+
+@router.get("/admin/programs/<program>/versions")
+def program_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+    context.principal(router.current_event).require_admin()
+    return history(context.items(), ConfigKind.PROGRAM, program, after, limit)
+
+
+@router.get("/admin/programs/<program>/catalogue")
+def live_catalogue(program: ProgramPath) -> ConfigVersion:
+    context.principal(router.current_event).require_admin()
+    return live(context.items(), ConfigKind.CATALOGUE, program)
+
+
+@router.get("/admin/programs/<program>/catalogue/versions")
+def catalogue_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+    context.principal(router.current_event).require_admin()
+    return history(context.items(), ConfigKind.CATALOGUE, program, after, limit)
+
+
+@router.get("/admin/agreements/<agreement_id>")
+def live_agreement(agreement_id: IdPath) -> ConfigVersion:
+    context.principal(router.current_event).require_admin()
+    return live(context.items(), ConfigKind.AGREEMENT, agreement_id)
+
+
+@router.get("/admin/agreements/<agreement_id>/versions")
+def agreement_versions(agreement_id: IdPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+    context.principal(router.current_event).require_admin()
+    return history(context.items(), ConfigKind.AGREEMENT, agreement_id, after, limit)

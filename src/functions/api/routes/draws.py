@@ -59,6 +59,8 @@ def get_draw(program: ProgramPath, draw_id: IdPath) -> DrawOut:
 @router.post("/programs/<program>/members/<member>/draws/<draw_id>/entries", status_code=201)
 def enter_draw(program: ProgramPath, member: MemberPath, draw_id: IdPath, body: TicketsIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
+    config = context.programs().get(program)
+    context.require_spending(config, context.ledger_id(draw.source(draw_id), body.reference))
     d = draw.load(context.items(), program, draw_id)
     return EntryOut.of(draw.enter(context.ledger(), d, member, body.tickets, body.reference, context.now()))
 

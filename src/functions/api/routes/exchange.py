@@ -1,6 +1,6 @@
 """Partner exchange: agreements, quotes, execution, inbound and outbound transfers, settlement."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -14,6 +14,7 @@ from shared import exchange
 from shared.access import require_agreement, require_partner
 from shared.entries import Account
 from shared.ledger import Authorise, Capture, Earn, Key, Points, Reason, Release
+from shared.settlement import Position, partner_period
 
 router = APIGatewayRouter()
 IdPath = Annotated[str, Path(min_length=1, max_length=100)]
@@ -72,17 +73,43 @@ class OutboundIn(BaseModel):
     points: Points
 
 
-class SettlementOut(BaseModel):
+class PositionOut(BaseModel):
+    entries: int
+    sent: int  # points that went to the partner (fees included)
+    received: int  # points that came from the partner
+    net: int  # sent - received: + the program owes the partner, - the partner owes the program
+    fees: int  # exchange fees among `sent`
+    residue: DecimalText  # fractions of points lost to rounding down on exchanges into the program
+
+    @classmethod
+    def fields_of(cls, p: Position) -> dict[str, object]:
+        return {
+            "entries": p.entries,
+            "sent": p.sent,
+            "received": p.received,
+            "net": p.net,
+            "fees": p.fees,
+            "residue": p.residue,
+        }
+
+
+class SettlementDayOut(PositionOut):
+    day: date
+
+
+class SettlementOut(PositionOut):
     program: str
     partner: str
-    start: datetime
-    end: datetime
-    entries: int
-    sent: int
-    received: int
-    net: int
-    fees: int
-    residue: DecimalText
+    start: date
+    end: date  # inclusive: whole UTC days
+    days: list[SettlementDayOut]  # the days with any movement
+
+
+def _require_open(from_program: str, to_program: str) -> None:
+    """An exchange spends in one program and credits in the other: both must still allow it."""
+    # No replay to look for: callers have checked that the quote was not executed.
+    context.require_spending(context.programs().get(from_program), None)
+    context.require_crediting(context.programs().get(to_program), None)
 
 
 @router.post("/agreements/<agreement_id>/quotes", status_code=201)
@@ -90,6 +117,7 @@ def create_quote(agreement_id: IdPath, body: QuoteIn) -> QuoteOut:
     agreement = exchange.live_agreement(context.items(), agreement_id)
     who = context.principal(router.current_event)
     require_agreement(who, agreement.parties(), agreement.from_program, body.member)
+    _require_open(agreement.from_program, agreement.to_program)
     context.ledger().account(agreement.from_program, body.member)
     q = exchange.quote(agreement, body.member, body.to_member or body.member, body.points, context.now())
     return QuoteOut.of(exchange.save_quote(context.items(), q))
@@ -103,7 +131,8 @@ def execute_quote(quote_id: IdPath) -> ExecutionOut:
     require_agreement(who, agreement.parties(), q.from_program, q.member)
     store = context.store()
     debit = store.get_entry(q.from_program, f"{exchange.SOURCE}:{q.quote_id}")
-    if debit is None:  # not executed yet; an executed quote replays even after it expired
+    if debit is None:  # not executed yet; an executed quote replays even after it expired or the program ended
+        _require_open(q.from_program, q.to_program)
         debit = exchange.execute(context.ledger(), agreement, q, context.now())
     credit = store.get_entry(q.to_program, f"{debit.entry_id}/in")
     assert credit is not None  # written in the same transaction
@@ -113,11 +142,13 @@ def execute_quote(quote_id: IdPath) -> ExecutionOut:
 @router.post("/partners/<partner>/programs/<program>/members/<member>/transfers-in", status_code=201)
 def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: InboundIn) -> EntryOut:
     require_partner(context.principal(router.current_event), partner, program)
+    source = f"partner-in:{partner}"
+    context.require_crediting(context.programs().get(program), context.ledger_id(source, body.transfer_id))
     cmd = Earn(
         program=program,
         member=member,
         points=body.points,
-        source=f"partner-in:{partner}",
+        source=source,
         external_id=body.transfer_id,
         reason=body.reason,
         event_time=body.occurred_at,
@@ -130,12 +161,14 @@ def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: Inb
 @router.post("/programs/<program>/members/<member>/transfers-out", status_code=201)
 def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
+    source = f"partner-out:{body.partner}"
+    context.require_spending(context.programs().get(program), context.ledger_id(source, body.transfer_id))
     context.note_holds(program)
     cmd = Authorise(
         program=program,
         member=member,
         points=body.points,
-        source=f"partner-out:{body.partner}",
+        source=source,
         external_id=body.transfer_id,
         reason=f"transfer to {body.partner}, waiting for the partner",
         lapses_at=context.now() + OUTBOUND_LAPSE,
@@ -177,10 +210,18 @@ def reject_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, t
 def settlement(
     partner: IdPath,
     program: ProgramPath,
-    start: Annotated[datetime, Query()],
-    end: Annotated[datetime, Query()],
+    start: Annotated[date, Query()],
+    end: Annotated[date, Query()],
 ) -> SettlementOut:
+    """Summed from the settlement lines the stream watcher writes per day; seconds behind the ledger."""
     require_partner(context.principal(router.current_event), partner, program)
-    entries, _, _, _ = context.store().ledger_records()
-    s = exchange.settlement(entries, program, partner, start, end)
-    return SettlementOut(**s.model_dump(), net=s.net)
+    context.programs().get(program)
+    period = partner_period(context.jobs(), program, partner, start, end)
+    return SettlementOut(
+        program=program,
+        partner=partner,
+        start=start,
+        end=end,
+        days=[SettlementDayOut(day=d.day, **PositionOut.fields_of(d.position)) for d in period.days],
+        **PositionOut.fields_of(period.total),
+    )

@@ -9,6 +9,7 @@ from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
 from shared.catalogue import live_catalogue
+from shared.gifts import SOURCE as GIFT_SOURCE
 from shared.gifts import send_gift
 from shared.ledger import Key, Points
 
@@ -32,6 +33,8 @@ class GiftOut(BaseModel):
 @router.post("/programs/<program>/members/<member>/gifts", status_code=201)
 def gift(program: ProgramPath, member: MemberPath, body: GiftIn) -> GiftOut:
     context.principal(router.current_event).require_member(program, member)
+    config = context.programs().get(program)
+    context.require_spending(config, context.ledger_id(GIFT_SOURCE, f"{member}:{body.reference}"))
     policy = live_catalogue(context.items(), program).gifts
     if policy.hold_days:
         context.note_holds(program)

@@ -40,6 +40,7 @@ def _hold_id(reference: str) -> str:
 @router.post("/programs/<program>/members/<member>/holds", status_code=201)
 def authorise(program: ProgramPath, member: MemberPath, body: HoldIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
+    context.require_spending(context.programs().get(program), context.ledger_id(HOLD_SOURCE, body.reference))
     context.note_holds(program)
     cmd = Authorise(
         program=program,

@@ -8,7 +8,10 @@ from pydantic import BaseModel
 
 from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
-from shared.membership import Expiring, expiring, spendable, tier_status
+from shared.activity import ACTIVITY
+from shared.errors import UnknownMemberError
+from shared.membership import Expiring, expiring, held_tier, spendable, tier_status
+from shared.store import JobStore
 
 router = APIGatewayRouter()
 
@@ -43,20 +46,21 @@ class TierOut(BaseModel):
 @router.get("/programs/<program>/members/<member>/balance")
 def balance(program: ProgramPath, member: MemberPath) -> Balance:
     context.principal(router.current_event).require_member(program, member)
-    ledger = context.ledger()
-    state = ledger.account(program, member)
-    lots = ledger.lots(program, member)
-    now = context.now()
     config = context.programs().get(program)
-    tier = tier_status(context.store(), config, member, now).tier
+    state, lots = context.store().get_account_and_lots(program, member)  # one Query: balance and lots
+    if state is None:
+        raise UnknownMemberError(f"member {member} has no account in {program}", member=member)
+    now = context.now()
+    tier = held_tier(config, JobStore(context.store()).get_tier(program, member)).name
+    kept = config.kept_until(state.active_at)  # activity may keep points past their own dates
     return Balance(
         program=program,
         member=member,
         available=state.available,
-        spendable=spendable(lots, now),
+        spendable=spendable(lots, now, kept),
         pending=state.pending,
         held=state.held,
-        expiring=expiring(lots, now),
+        expiring=expiring(lots, now, config.tz, kept),
         tier=tier,
     )
 
@@ -82,7 +86,9 @@ def statement(
 def tier(program: ProgramPath, member: MemberPath) -> TierOut:
     context.principal(router.current_event).require_member(program, member)
     context.ledger().account(program, member)
-    status = tier_status(context.store(), context.programs().get(program), member, context.now())
+    jobs = JobStore(context.store())  # the tier item and the activity tally, as the tier job reads them
+    stored, counters = jobs.get_tier(program, member), jobs.tally_counters(program, member, ACTIVITY)
+    status = tier_status(context.programs().get(program), stored, counters, context.now())
     return TierOut(
         tier=status.tier,
         basis=status.basis.value,

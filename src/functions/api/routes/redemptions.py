@@ -11,9 +11,12 @@ from functions.api.routes.models import DecimalText, EntryOut
 from shared import catalogue
 from shared.errors import InvalidInputError
 from shared.ledger import Key, Points, Reason, Spend
-from shared.membership import spendable, tier_status
+from shared.membership import held_tier
+from shared.store import JobStore
 
 router = APIGatewayRouter()
+REDEMPTION = "redemption"
+DONATION = "donation"
 
 
 class RedemptionIn(BaseModel):
@@ -69,13 +72,14 @@ def rewards(program: ProgramPath) -> CatalogueOut:
 def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> RedemptionOut:
     context.principal(router.current_event).require_member(program, member)
     config = context.programs().get(program)
+    context.require_spending(config, context.ledger_id(REDEMPTION, body.reference))
     if body.reward_id is None:
         assert body.points is not None
         cmd = Spend(
             program=program,
             member=member,
             points=body.points,
-            source="redemption",
+            source=REDEMPTION,
             external_id=body.reference,
             reason=body.reason or "points redeemed",
         )
@@ -85,15 +89,14 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
     if reward.kind is catalogue.RewardKind.DONATION:
         raise InvalidInputError("donations go to /donations")
     now = context.now()
-    lots = ledger.lots(program, member)
-    tier = tier_status(context.store(), config, member, now).tier
-    catalogue.check_available(reward, tier, spendable(lots, now), now)
+    tier = held_tier(config, JobStore(context.store()).get_tier(program, member)).name
+    catalogue.check_available(reward, tier, ledger.spendable_points(program, member, now), now)
     split = catalogue.split(reward, body.points, body.quantity, config.currency)
     cmd = Spend(
         program=program,
         member=member,
         points=split.points,
-        source="redemption",
+        source=REDEMPTION,
         external_id=body.reference,
         reason=body.reason or f"redeemed {body.quantity} x {reward.name}",
         details={"reward": reward.id, "quantity": str(body.quantity), "cash": str(split.cash)},
@@ -109,7 +112,7 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
 @router.post("/programs/<program>/members/<member>/donations", status_code=201)
 def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> RedemptionOut:
     context.principal(router.current_event).require_member(program, member)
-    context.programs().get(program)
+    context.require_spending(context.programs().get(program), context.ledger_id(DONATION, body.reference))
     reward = catalogue.live_catalogue(context.items(), program).reward(body.reward_id)
     if reward.kind is not catalogue.RewardKind.DONATION or reward.cause is None:
         raise InvalidInputError(f"reward {reward.id!r} is not a donation")
@@ -119,7 +122,7 @@ def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> Redemp
         program=program,
         member=member,
         points=body.points,
-        source="donation",
+        source=DONATION,
         external_id=body.reference,
         reason=f"donated to {reward.cause}",
         details={"reward": reward.id, "cause": reward.cause},

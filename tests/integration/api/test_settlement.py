@@ -1,0 +1,113 @@
+"""The partner settlement statement is served from the stream watcher's settlement lines, never a scan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from functions.api import context as api_context
+from shared.access import PrincipalKind
+from shared.exchange import Agreement, publish_agreement
+from shared.settlement import record_partner_postings
+from shared.store import ApiItems, JobStore
+from tests.integration.api.conftest import second_program
+
+if TYPE_CHECKING:
+    from shared.ledger import Ledger
+    from shared.store import DynamoStore, ProgramRepository
+    from tests.integration.api.conftest import Client
+
+
+def _project_stream(store: DynamoStore, times: int = 2) -> None:
+    """What WatchFunction does for each new entry, delivered `times` times (streams are at-least-once)."""
+    entries = store.ledger_records()[0]
+    for _ in range(times):
+        for entry in entries:
+            record_partner_postings(JobStore(store), entry)
+
+
+def _period() -> dict[str, str]:
+    # The entries are recorded "now" by the API's ledger; a day either side covers a run at midnight.
+    today = datetime.now(UTC).date()
+    return {"start": (today - timedelta(days=1)).isoformat(), "end": (today + timedelta(days=1)).isoformat()}
+
+
+def test_statement_sums_exchange_and_transfer_lines_per_partner(
+    api: Client, funded: Ledger, store: DynamoStore, programs: ProgramRepository
+) -> None:
+    # Given an exchange demo -> air of 250 points (fee 10, rate 0.333: 79 credited, 0.92 lost to rounding)
+    second_program(programs, "air")
+    agreement = Agreement(
+        id="demo-air",
+        version=1,
+        from_program="demo",
+        to_program="air",
+        rate=Decimal("0.333"),
+        fee_points=10,
+        minimum=100,
+    )
+    publish_agreement(ApiItems(store), agreement)
+    member = api.key_for(PrincipalKind.MEMBER, "m1", ("demo", "air"))
+    quote = api.call("POST", "/agreements/demo-air/quotes", key=member, body={"member": "m1", "points": 250}).body
+    assert api.call("POST", f"/quotes/{quote['quote_id']}/execute", key=member).status == 201
+    # And partner acme credited 40 points in, and took 100 out (confirmed)
+    acme = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
+    inbound = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
+    assert (
+        api.call("POST", "/partners/acme/programs/demo/members/m1/transfers-in", key=acme, body=inbound).status == 201
+    )
+    outbound = {"partner": "acme", "transfer_id": "o-1", "points": 100}
+    assert api.call("POST", "/programs/demo/members/m1/transfers-out", key=member, body=outbound).status == 201
+    confirm = "/partners/acme/programs/demo/members/m1/transfers-out/o-1/confirm"
+    assert api.call("POST", confirm, key=acme).status == 201
+    # And the stream watcher wrote the settlement lines (each record delivered twice)
+    _project_stream(store)
+    admin = api.key_for(PrincipalKind.ADMIN, "ops", ())
+    # When the statements are read over the API
+    demo_air = api.call("GET", "/partners/air/programs/demo/settlement", key=admin, query=_period())
+    air_demo = api.call("GET", "/partners/demo/programs/air/settlement", key=admin, query=_period())
+    demo_acme = api.call("GET", "/partners/acme/programs/demo/settlement", key=acme, query=_period())
+    # Then each names what moved, once, with the exchange's fee and rounding residue
+    assert demo_air.status == air_demo.status == demo_acme.status == 200, (demo_air.body, demo_acme.body)
+    figures = ("entries", "sent", "received", "net", "fees", "residue")
+    assert [demo_air.body[f] for f in figures] == [1, 250, 0, 250, 10, "0"]
+    assert [air_demo.body[f] for f in figures] == [1, 0, 79, -79, 0, "0.920"]
+    assert [demo_acme.body[f] for f in figures] == [2, 100, 40, 60, 0, "0"]
+    [day] = demo_acme.body["days"]
+    assert (day["day"], day["net"], day["entries"]) == (datetime.now(UTC).date().isoformat(), 60, 2)
+    # And the API read day partitions: no Scan (the template no longer allows one)
+    assert api_context.store().stats.requests["Scan"] == 0
+
+
+def test_statement_before_the_stream_caught_up_is_empty_not_wrong(api: Client, funded: Ledger) -> None:
+    # Given a transfer in that the watcher has not projected yet
+    acme = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
+    inbound = {"transfer_id": "t-9", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
+    assert (
+        api.call("POST", "/partners/acme/programs/demo/members/m1/transfers-in", key=acme, body=inbound).status == 201
+    )
+    # When acme reads its statement
+    reply = api.call("GET", "/partners/acme/programs/demo/settlement", key=acme, query=_period())
+    # Then it has no lines yet (the projection lags the ledger by the stream's delay)
+    assert reply.status == 200
+    assert (reply.body["entries"], reply.body["days"]) == (0, [])
+
+
+def test_statement_period_and_access_are_checked(api: Client, funded: Ledger) -> None:
+    admin = api.key_for(PrincipalKind.ADMIN, "ops", ())
+    path = "/partners/acme/programs/demo/settlement"
+    backwards = api.call("GET", path, key=admin, query={"start": "2026-02-01", "end": "2026-01-31"})
+    assert (backwards.status, backwards.code) == (400, "invalid_input")
+    too_long = api.call("GET", path, key=admin, query={"start": "2026-01-01", "end": "2026-04-30"})
+    assert (too_long.status, too_long.code) == (400, "invalid_input")
+    assert "at most 93 days" in too_long.body["detail"]
+    not_a_date = api.call("GET", path, key=admin, query={"start": "yesterday", "end": "2026-01-31"})
+    assert (not_a_date.status, not_a_date.code) == (400, "invalid_input")
+    # Another partner may not read acme's statement; nor may acme read a program it has no agreement with
+    zeta = api.key_for(PrincipalKind.PARTNER, "zeta", ("demo",))
+    assert api.call("GET", path, key=zeta, query=_period()).code == "forbidden"
+    acme_elsewhere = api.key_for(PrincipalKind.PARTNER, "acme", ("air",))
+    assert api.call("GET", path, key=acme_elsewhere, query=_period()).code == "forbidden"
+    unknown = api.call("GET", "/partners/acme/programs/nope/settlement", key=admin, query=_period())
+    assert (unknown.status, unknown.code) == (404, "unknown_program")
