@@ -6,8 +6,9 @@ the sum of its postings; the balance's last activity (from which expiry extended
 counts) equal to the latest activity its entries show; each open lot's remaining equal to the
 sum of its lot moves, and the lots summing to the available balance; open holds summing to the
 held balance; when given, the open pending earns (who holds each, and how many points) matching
-what the entries say and summing to the pending balance; and all accounts of the program (member
-buckets and program-side accounts) summing to zero.
+what the entries say and summing to the pending balance; a closed (merged) account holding nothing
+pending or held; and all accounts of the program (member buckets and program-side accounts)
+summing to zero.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def audit(
                 report.problems.append(
                     f"{state.program}/{state.member}: {what} total {expected}, balance says {bucket}"
                 )
+        if state.merged_into and (state.pending or state.held):
+            # A merge moves pending earns and holds with the closure; only expired lots may stay.
+            report.problems.append(
+                f"{state.program}/{state.member}: closed into {state.merged_into} but holds "
+                f"{state.pending} pending and {state.held} held"
+            )
     for program, member in chains:
         report.problems.append(f"{program}/{member}: entries without a balance item")
 

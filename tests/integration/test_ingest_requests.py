@@ -63,6 +63,10 @@ def test_a_stranger_costs_one_more_an_app_member_one_less(store: DynamoStore) ->
         subject="sku:1",
     )
     assert requests(store, ingest, review) == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    # The same review under a new event id: the transaction fails on the entry, which is read (by the
+    # ledger, then by ingest to tell a duplicate from a conflict) to answer "skipped"
+    duplicate = review.model_copy(update={"external_id": "ev-2"})
+    assert requests(store, ingest, duplicate) == {"BatchGetItem": 1, "TransactWriteItems": 1, "GetItem": 2}
     # Partner points for a known partner member: the same three as a purchase
     ingest.handle(partner_points("f-1", 100))
     assert sum(requests(store, ingest, partner_points("f-2", 100)).values()) == 3

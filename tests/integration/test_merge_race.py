@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shared.audit import audit
 from shared.entries import Account, EntryKind
 from shared.errors import AccountClosedError
 from shared.ingest import provisional_member
@@ -237,6 +238,12 @@ def test_holds_move_with_the_merge_and_settle_on_the_survivor(store: DynamoStore
     survivor = store.get_account("demo", "m-1")
     assert survivor is not None and (survivor.available, survivor.held) == (50 + 20 + 20, 0)
     audited(store)
+
+    # And the audit would notice a closed account that still held points
+    entries, accounts, lots, holds, pending = store.audit_records()
+    tampered = [a.model_copy(update={"held": 5}) if a.member == "pv-1" else a for a in accounts]
+    problems = audit(entries, tampered, lots, holds, pending).problems
+    assert "demo/pv-1: closed into m-1 but holds 0 pending and 5 held" in problems
 
 
 def test_lots_already_expired_at_the_merge_stay_and_expire_on_the_closed_account(
