@@ -240,7 +240,8 @@ class BehaviourRules(BaseModel):
     sign_in: AwardPoints = 0
     streak_bonuses: tuple[StreakBonus, ...] = ()
     review: AwardPoints = 0
-    # Paid to the referrer when the referred member first buys (the producer emits the event then).
+    # Paid to the referrer when the referred member's first purchase posts: the app reports the
+    # referral, ingest records it and pays it (docs/channels.md, "Referrals").
     referral: AwardPoints = 0
     birthday: AwardPoints = 0
     member_day: AwardPoints = 0

@@ -171,7 +171,8 @@ def evaluate_behaviour(
     """Flat points for an action; sign-ins add the bonus of any streak milestone reached today.
 
     `streak_days` counts consecutive program-local days with a sign-in, today included. A referral
-    event is expected when the referred member first buys, so the engine pays it as it arrives.
+    is priced here like any action; ingest evaluates it for the referrer when the referred member's
+    first purchase posts (the app's referral event itself only records who referred whom).
     """
     _same_program(config, event.program)
     if streak_days < 0:
