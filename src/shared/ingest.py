@@ -452,6 +452,7 @@ class Ingest:
         now: datetime,
         until: datetime | None = None,
         details: dict[str, str] | None = None,
+        held_for: str = "",
     ) -> Earn:
         details = {**self._details(event, decision, digest), **(details or {})}
         held = view.flagged
@@ -459,6 +460,9 @@ class Ingest:
         if held:
             details["held"] = f"member flagged: {view.flag_reason}"[:300]
             until = until or now  # no return window: the job sees it at once, and waits for the decision
+        elif held_for:
+            details["held"] = f"{held_for} is flagged: paid once its flag is decided"[:300]
+            until = until or now
         if until is not None:
             until = max(until, now)  # a late event whose window already closed activates at the next run
         return Earn(
@@ -467,12 +471,13 @@ class Ingest:
             points=decision.points,
             source=event.source,
             external_id=entry_id.removeprefix(f"{event.source}:"),
-            reason=_short_reason(event) + (" (held for review)" if held else ""),
+            reason=_short_reason(event) + (" (held for review)" if held or held_for else ""),
             event_time=event.occurred_at,
             expires_at=decision.expires_at,
             pending=until is not None,
             pending_until=until,
             held=held,
+            held_for="" if held else held_for,
             config_version=decision.config_version,
             **_counter(event),
             details=details,
@@ -584,7 +589,8 @@ class Ingest:
         """The referred member's first purchase posted: pay its referrer, once (keyed by the referred member).
 
         The reward is behaviour points for the referrer (caps on the purchase's day, tier expiry, a
-        flag holds it) and waits with the purchase: pending until the purchase's return window closes.
+        flag holds it) and waits with the purchase: pending until the purchase's return window closes,
+        and, if the buyer is flagged, until the buyer's flag is decided (voided with a confirmed fraud).
         """
         referral = buyer.referral
         if referral is None or not referral.awaiting or purchase.kind not in (EntryKind.EARN, EntryKind.EARN_PENDING):
@@ -606,7 +612,11 @@ class Ingest:
                 config,
                 reward,
                 event_hash(reward),
-                {"until": datetime.fromisoformat(until) if until else None, "details": extra},
+                {
+                    "until": datetime.fromisoformat(until) if until else None,
+                    "details": extra,
+                    "held_for": buyer.member if buyer.flagged else "",
+                },
             )
         except IdempotencyConflictError:
             # Paid before, from an earlier purchase whose follow-up was cut short: just close it.

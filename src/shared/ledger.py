@@ -277,11 +277,13 @@ class Earn(_Command):
     # Pending only: when the activation job may activate it, and whether a flag holds it beyond that.
     pending_until: AwareDatetime | None = None
     held: bool = False
+    # Another member whose flag must be decided first (a referral reward waits for a flagged buyer's).
+    held_for: str = ""
 
     def fingerprint(self) -> str:
         # Leave the newer optional fields out when unset, so entries written before them still match.
         dumped = self.model_dump(mode="json")
-        for name in ("pending_until", "held"):
+        for name in ("pending_until", "held", "held_for"):
             if not dumped[name]:
                 del dumped[name]
         return fingerprint({"op": type(self).__name__, **dumped})
@@ -514,7 +516,7 @@ class Ledger:
         config = self._programs.get(cmd.program)
         if cmd.counter not in CREDIT_COUNTERS:
             raise InvalidInputError(f"an earn cannot come from the {cmd.counter} account")
-        if (cmd.pending_until is not None or cmd.held) and not cmd.pending:
+        if (cmd.pending_until is not None or cmd.held or cmd.held_for) and not cmd.pending:
             raise InvalidInputError("only a pending earn has a time to activate or a hold")
         entry_id = f"{cmd.source}:{cmd.external_id}"
         expires_at = cmd.expires_at or config.expiry.expires_at(cmd.event_time, config.tz)
@@ -551,7 +553,7 @@ class Ledger:
                     points=cmd.points,
                     expires_at=expires_at,
                     until=cmd.pending_until,
-                    held_for=cmd.member if cmd.held else "",
+                    held_for=cmd.member if cmd.held else cmd.held_for,
                 )
                 change = replace(change, pending_created=(opened,))
             return _with_tallies(change, tallies, checks)

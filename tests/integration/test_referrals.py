@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shared.anomaly import Finding, Watch, decide_flag
 from shared.entries import Account, EntryKind
 from shared.events import BehaviourAction
 from shared.ingest import Ingest
 from shared.ledger import Ledger
 from shared.member_view import REFERRAL_AWAITING, REFERRAL_NOT_ELIGIBLE, REFERRAL_PAID, Referral
 from shared.program import BehaviourRules, Caps
-from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+from shared.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
 from tests.integration.ingest_support import (
     CARD,
     EMAIL,
@@ -244,3 +245,34 @@ def test_a_first_earn_landing_while_the_referral_is_in_flight_makes_it_not_eligi
     found = referral_of(store, referred)
     assert found is not None and found.status == REFERRAL_NOT_ELIGIBLE
     assert store.get_account("demo", "m-ref") is None
+
+
+def test_the_reward_for_a_flagged_buyer_waits_for_the_buyers_flag_and_goes_if_fraud_is_confirmed(
+    store: DynamoStore,
+) -> None:
+    clock = Clock()
+    ingest = wire(store, program(behaviour=RULES), clock)
+    referred = new_member(store)
+    refer(ingest, "m-ref", referred)
+    # Given the referred member is flagged by the anomaly watch before its first purchase
+    Watch(ProgramRepository(store), JobStore(store)).flag(
+        "demo", Finding(referred, "card_velocity", "21 earns from one card in an hour"), NOW, "cause-1"
+    )
+
+    # When it buys: its purchase is held, and so is the referrer's reward, for the buyer's flag
+    ingest.handle(purchase("1001", "40", identity=EMAIL))
+    assert account(store, "m-ref") == (0, 500)
+    reward = store.get_entry("demo", "referral:m-new")
+    assert reward is not None and reward.details["held"] == "m-new is flagged: paid once its flag is decided"
+    assert ingest.activate_due("demo", NOW + timedelta(hours=2)) == []
+
+    # When an operator confirms the fraud, the next run voids the reward
+    jobs = JobStore(store)
+    assert decide_flag(jobs, "demo", referred, "void", "ops-1", "fake account", NOW + timedelta(hours=3))
+    ingest.settle_held("demo", referred, "void", "fake account", NOW + timedelta(hours=3))
+    ingest.activate_due("demo", NOW + timedelta(hours=4))
+    assert account(store, "m-ref") == (0, 0)
+    assert account(store, referred) == (0, 0)
+    voided = store.get_entry("demo", "settle:referral:m-new")
+    assert voided is not None and voided.kind is EntryKind.VOID
+    audited(store)
