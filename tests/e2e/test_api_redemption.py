@@ -11,8 +11,11 @@ import pytest
 from pointbridge.sandbox import Sandbox
 from shared.access import PrincipalKind
 from shared.audit import audit
-from shared.ledger import Earn, Ledger
-from shared.store import ProgramRepository
+from shared.events import Channel, Identity, IdentityKind, PointsEvent
+from shared.ingest import Ingest
+from shared.ledger import Ledger
+from shared.store import JobStore, MemberDirectory, ProgramRepository
+from shared.tiers import Tiers
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
@@ -57,17 +60,23 @@ def api() -> Iterator[HttpApi]:
         admin = api.key(PrincipalKind.ADMIN, "ops")
         api.mutate("PUT", "/admin/programs/shop", admin, SHOP, other={**SHOP, "name": "Other"})
         api.mutate("PUT", "/admin/programs/shop/catalogue", admin, CATALOGUE, other={**CATALOGUE, "version": 2})
-        ledger = Ledger(api.store, ProgramRepository(api.store))
+        # Earned through the ingest path (as the ingest function wires it), so gil's 4,000 points are
+        # qualifying activity and move gil up to gold on the earn, as the API's tier reads it.
+        programs = ProgramRepository(api.store)
+        ledger = Ledger(api.store, programs)
+        tiers = Tiers(ledger, programs, JobStore(api.store))
+        ingest = Ingest(ledger, api.store, MemberDirectory(api.store), programs, tiers=tiers)
         for member, points in (("ann", 2000), ("gil", 4000)):
-            ledger.earn(
-                Earn(
+            ingest.handle(
+                PointsEvent(
                     program="shop",
-                    member=member,
-                    points=points,
+                    channel=Channel.ONLINE,
                     source="shop",
                     external_id=f"seed-{member}",
+                    identity=Identity(kind=IdentityKind.MEMBER, value=member),
+                    occurred_at=datetime.now(UTC),
+                    points=points,
                     reason="welcome",
-                    event_time=datetime.now(UTC),
                 )
             )
         yield api
