@@ -281,8 +281,9 @@ class Ingest:
         config: ProgramConfig,
         event: PurchaseEvent | PointsEvent | BehaviourEvent,
         digest: str,
-        reward: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> Outcome:
+        """Decide and post one earn; `overrides` (until, details, held_for) go to the command as given."""
         now = self._clock()
         self._refuse_if_closed(config, event, now)
         view = self._view(config, event, self._identify(event.identity, event.program, create=True))
@@ -296,7 +297,7 @@ class Ingest:
                 return self._existing(event, entry_id, digest) or self._nothing_to_post(
                     event, member, decision, entry_id
                 )
-            cmd = self._command(config, event, view, entry_id, decision, digest, now, **(reward or {}))
+            cmd = self._command(config, event, view, entry_id, decision, digest, now, **(overrides or {}))
             refund_check = self._directory.no_refund_waiting(event.program, entry_id)
             checks = [] if refunds_may_wait else [refund_check]
             if _may_be_referred(event, view):
