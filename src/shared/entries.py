@@ -120,6 +120,9 @@ class Lot(BaseModel):
     expires_at: AwareDatetime
     remaining: Annotated[int, Field(ge=0)]
     origin: str  # the entry that credited it
+    # When the expiry job must look at it, if before its own date: set on lots created after their
+    # program ended (a hold released late), which are due at once. Only the index uses it.
+    due_at: AwareDatetime | None = None
 
     def expires(self, kept_until: datetime | None = None) -> datetime:
         """The effective expiry: the lot's own date, or later while the member's activity keeps it."""

@@ -1,7 +1,8 @@
 """Gifts: a member sends points to another member of the same program.
 
-The sender's lots move with their original expiry dates (a gift never extends or shortens a
-point's life), through the program's TRANSFER account, in one transaction for both members.
+The sender's lots move with the expiry dates they had for the sender (their own date, or later
+while the sender's activity kept them alive), so a gift never extends or shortens a point's life;
+through the program's TRANSFER account, in one transaction for both members.
 A per-sender daily limit is a Guard in that same transaction. With `hold_days`, the recipient's
 points arrive held and are released (lots and expiry dates intact) by the hold-lapse job.
 """

@@ -1096,7 +1096,10 @@ class Ledger:
                 *(LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-n) for lot, n in taken),
                 *draft.lots,
             ]
-        config_version = draft.config_version or self._programs.get(cmd.program).version
+        config = self._programs.get(cmd.program)
+        config_version = draft.config_version or config.version
+        # After a program's end every lot is due at once: points given back late expire at the next run.
+        ended = config.sunset is not None and config.sunset.ends_at <= now
         entry = Entry(
             program=cmd.program,
             entry_id=entry_id,
@@ -1128,6 +1131,7 @@ class Ledger:
                 expires_at=m.expires_at,
                 remaining=m.amount,
                 origin=entry_id,
+                due_at=now if ended else None,
             )
             for m in draft.lots
             if m.amount > 0

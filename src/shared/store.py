@@ -541,7 +541,12 @@ def lot_item(lot: Lot, written_at: datetime | None = None) -> dict[str, Any]:
             "expires_at": _ts(lot.expires_at),
             "remaining": lot.remaining,
             "origin": lot.origin,
-            **expiry_index_keys(lot.program, lot.member, lot.lot_id, lot_due(lot.expires_at, written_at)),
+            **expiry_index_keys(
+                lot.program,
+                lot.member,
+                lot.lot_id,
+                lot_due(min(lot.expires_at, lot.due_at or lot.expires_at), written_at),
+            ),
         }
     )
 

@@ -12,6 +12,7 @@ import pytest
 from shared.errors import StaleRunError, SunsetError
 from shared.expiry import ExpiryJob, JobInput, ReminderJob, announce_sunset, earning_open, redemption_open
 from shared.jobs import EventBridgeNotifier
+from shared.ledger import Authorise, Release
 from shared.program import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
 from tests.support.jobs import FakeNotifier, World, make_world
 
@@ -174,3 +175,42 @@ def test_a_program_ends_with_notice_then_every_point_expires_with_a_record(store
     assert bob is not None and bob.reason.startswith("program ended on")
     cy = world.store.get_entry("demo", "expiry:shop:o-3")
     assert cy is not None and "expired on" in cy.reason  # due before the end: an ordinary expiry
+
+
+def test_points_given_back_after_the_end_expire_at_the_next_run(store: DynamoStore) -> None:
+    # Given a program ending with notice, and a checkout hold taken just before redemption closed
+    world = make_world(store)
+    world.earn("ann", 100, "o-1", EARNED)
+    config = announce_sunset(world.programs, "demo", NOW, notice_days=30, redemption_days=30)
+    assert config.sunset is not None
+    ends = config.sunset.ends_at
+    hold = world.ledger.authorise(
+        Authorise(
+            program="demo",
+            member="ann",
+            points=40,
+            source="till",
+            external_id="checkout-1",
+            reason="checkout",
+            lapses_at=ends + timedelta(days=2),
+        ),
+        at=ends - timedelta(hours=1),
+    )
+    # And the expiry job's end-of-program pass has expired what was left
+    job = ExpiryJob(world.ledger, world.programs, world.jobs)
+    runs = [job.run(JobInput(now=ends + timedelta(minutes=15 * n)))[0] for n in range(1, 5)]
+    assert runs[-1].finished and world.breakage() == 60
+
+    # When the hold is released after the end (its lot comes back with its own, later expiry date)
+    released_at = ends + timedelta(hours=3)
+    world.ledger.release(Release(program="demo", member="ann", hold_id=hold.entry_id), at=released_at)
+    assert world.ledger.account("demo", "ann").available == 40
+
+    # Then the next scheduled run expires it with the program's end as the reason, once
+    later = job.run(JobInput(now=released_at + timedelta(minutes=15)))[0]
+    again = job.run(JobInput(now=released_at + timedelta(minutes=30)))[0]
+    assert (later.lots_expired, later.points_expired, again.lots_expired) == (1, 40, 0)
+    assert world.ledger.account("demo", "ann").available == 0
+    assert world.breakage() == 100
+    expired = world.store.get_entry("demo", f"expiry:settle:{hold.entry_id}/0")
+    assert expired is not None and expired.reason.startswith("program ended on")
