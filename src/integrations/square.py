@@ -38,7 +38,7 @@ from integrations.errors import (
     UnsupportedEventError,
 )
 from shared.events import Channel, Identity, IdentityKind, LineItem, PurchaseEvent, RefundEvent, Text
-from shared.identity_hash import InvalidIdentityError, hash_email, hash_phone
+from shared.identity_hash import InvalidIdentityError, hash_email, hash_phone, normalise_card
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -189,7 +189,7 @@ def _identity(data: Mapping[str, Any], config: SquareConfig) -> Identity:
             if what == "card":
                 match = re.search(config.card_pattern, value)
                 if match:
-                    return Identity(kind=IdentityKind.CARD, value=match.group(1))
+                    return Identity(kind=IdentityKind.CARD, value=normalise_card(match.group(1)))
             else:
                 try:
                     return Identity(kind=IdentityKind.PHONE, value=hash_phone(id_key, value, config.phone_region))

@@ -23,7 +23,7 @@ from integrations.errors import (
 )
 from integrations.report import BatchReport, RejectedRow
 from shared.events import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent, Text
-from shared.identity_hash import InvalidIdentityError, hash_phone
+from shared.identity_hash import InvalidIdentityError, hash_phone, normalise_card
 
 if TYPE_CHECKING:
     from integrations.batch import Row
@@ -50,7 +50,6 @@ ALIASES = {
     "original_receipt_number": "original_receipt_no",
 }
 _ID = re.compile(r"^[A-Za-z0-9_.\-/]{1,60}$")  # no ':' so till:receipt keys stay unambiguous
-_CARD = re.compile(r"^[A-Z0-9]{4,32}$")
 
 
 class TillCsvConfig(BaseModel):
@@ -94,11 +93,12 @@ def _id(row: Row, name: str) -> str:
 
 
 def _identity(row: Row, config: TillCsvConfig) -> Identity:
-    card = re.sub(r"[\s-]", "", optional(row, "card_number")).upper()
+    card = optional(row, "card_number")
     if card:
-        if not _CARD.match(card):
-            raise MalformedPayloadError("card_number must be 4-32 letters or digits")
-        return Identity(kind=IdentityKind.CARD, value=card)
+        try:
+            return Identity(kind=IdentityKind.CARD, value=normalise_card(card))
+        except InvalidIdentityError:
+            raise MalformedPayloadError("card_number must be 4-32 letters or digits") from None
     phone = optional(row, "phone")
     if phone:
         key = config.identity_key.get_secret_value().encode("utf-8")

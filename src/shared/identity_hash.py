@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 import phonenumbers
 
 from shared.errors import InvalidInputError
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit; longer input is not an address
+_CARD = re.compile(r"^[A-Z0-9]{4,32}$")
 
 
 class InvalidIdentityError(InvalidInputError):
@@ -31,6 +33,18 @@ def normalise_email(email: str) -> str:
         raise InvalidIdentityError("not an e-mail address")
     if any(ch.isspace() for ch in value):
         raise InvalidIdentityError("an e-mail address has no whitespace inside")
+    return value
+
+
+def normalise_card(card: str) -> str:
+    """A loyalty card number as every channel must spell it: spaces and hyphens dropped, upper case.
+
+    Tills print `6012 3456 78`, apps send `6012-3456-78`, Square notes hold `6012345678`: one card,
+    one identity, or a member splits in two.
+    """
+    value = re.sub(r"[\s-]", "", card).upper()
+    if not _CARD.match(value):
+        raise InvalidIdentityError("a card number is 4-32 letters or digits (spaces and hyphens ignored)")
     return value
 
 

@@ -21,11 +21,10 @@ class Settings(BaseModel):
     # Key for the keyed hashes of e-mails and phone numbers; raw values are never stored.
     identity_hash_key: str = Field(default="local-identity-key", alias="IDENTITY_HASH_KEY")
     # Channels (issue 4): where poison messages go, the file drop bucket, per-source adapter
-    # configs as JSON (docs/channels.md, "Sources"), and the programs the activation job walks.
+    # configs as JSON (docs/channels.md, "Sources").
     ingest_dlq_url: str = Field(default="", alias="INGEST_DLQ_URL")
     files_bucket: str = Field(default="", alias="FILES_BUCKET")
     sources: str = Field(default="{}", alias="SOURCES")
-    programs: str = Field(default="demo", alias="PROGRAMS")
     # Scheduled jobs: where member notices go and where partner statements are written.
     notifications_bus: str = Field(default="pointbridge-dev-notifications", alias="NOTIFICATIONS_BUS")
     statements_bucket: str = Field(default="pointbridge-dev-statements", alias="STATEMENTS_BUCKET")

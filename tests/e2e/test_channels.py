@@ -17,12 +17,10 @@ import pytest
 import requests
 
 from pointbridge.sandbox import Sandbox
+from shared.access import Principal, PrincipalKind, issue_key
 from shared.audit import audit
-from shared.entries import EntryKind
 from shared.events import Identity, IdentityKind
 from shared.identity_hash import hash_email
-from shared.ingest import Ingest
-from shared.ledger import Ledger
 from shared.store import DynamoStore, MemberDirectory, ProgramRepository
 from tests.integration.channel_fixtures import (
     ID_KEY,
@@ -69,7 +67,6 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     programs = ProgramRepository(store, cache_seconds=0)
     programs.publish(acme().model_copy(update={"return_window_days": 30}))
     directory = MemberDirectory(store)
-    ingest = Ingest(Ledger(store, programs), store, directory, programs)
     now = datetime.now(UTC)
 
     # Given an online order (Shopify webhook over HTTP): 51.50 EUR -> 51 points
@@ -116,19 +113,28 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     )
     assert report["accepted"] == 1 and [r["line"] for r in report["rejected"]] == [3]
 
-    # When the operator links the person's identities
+    # When the operator links the person's identities over HTTP, onto the online account
     email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
     card = Identity(kind=IdentityKind.CARD, value="6012345678")
     partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
     provisional = {directory.member_for(i.key) for i in (email, card, partner)}
-    survivor = ingest.link("acme", email, card).survivor
-    assert ingest.link("acme", card, partner).survivor == survivor
+    online = directory.member_for(email.key)
+    assert online is not None and len(provisional) == 3
+    admin = {"x-api-key": issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="ops-channels"))}
+    member_url = f"{sb.api_url}/programs/acme/members/{online}"
+    links: list[dict[str, str]] = [
+        {"kind": "card", "value": "6012 3456 78"},  # as printed on the card; the till sent 6012345678
+        {"kind": "partner", "value": "AIR-778812", "scope": "skyair"},
+    ]
+    for link in links:
+        linked = requests.post(f"{member_url}/identities", json=link, headers=admin, timeout=30)
+        assert linked.status_code == 201, linked.text
+        assert linked.json()["member"] == online
 
     # Then one member holds one balance: the sum of every channel, the purchases' pending points included
-    balance = store.get_account("acme", survivor)
-    assert balance is not None
-    assert (balance.available, balance.pending) == (250, 51 + 11 + 42)
-    for merged in provisional - {survivor}:
+    balance = requests.get(f"{member_url}/balance", headers=admin, timeout=30).json()
+    assert (balance["available"], balance["pending"]) == (250, 51 + 11 + 42)
+    for merged in provisional - {online}:
         emptied = store.get_account("acme", str(merged))
         assert emptied is not None and (emptied.available, emptied.pending) == (0, 0)
     audit_ok(store)
@@ -144,31 +150,33 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     assert reply.status_code == 200, reply.text
     sb.wait_for_idle(timeout=30)
     # It waits while the order's points are pending
-    waiting = store.get_account("acme", survivor)
-    assert waiting is not None and (waiting.available, waiting.pending) == (250, 104)
+    waiting = requests.get(f"{member_url}/balance", headers=admin, timeout=30).json()
+    assert (waiting["available"], waiting["pending"]) == (250, 104)
 
-    # When the return windows close (the activation job's use case, run for this program)
-    activated = ingest.activate_due("acme", now + timedelta(days=31))
+    # When the return windows close and the hourly activation function runs (in the sandbox)
+    activated = sb.run_function("ActivationFunction", now=now + timedelta(days=31))
 
     # Then the points activate on the linked member and the refund takes its share
     # (51 x 18 / 51.50 = 17.8 -> 17), and the books balance
-    assert len(activated) == 3
-    balance = store.get_account("acme", survivor)
-    assert balance is not None and (balance.available, balance.pending) == (354 - 17, 0)
+    assert activated["acme"] == 3
+    balance = requests.get(f"{member_url}/balance", headers=admin, timeout=30).json()
+    assert (balance["available"], balance["pending"]) == (354 - 17, 0)
     audit_ok(store)
-    # And the statement explains every entry
-    statement = store.entries("acme", survivor)
-    assert statement
-    for entry in statement:
-        assert entry.reason
-        if entry.kind in (EntryKind.EARN, EntryKind.CLAWBACK):
-            assert entry.details["explanation"], entry
+    # And the statement over HTTP explains every entry in a sentence, and adds up to the balance
+    statement = requests.get(f"{member_url}/statement", params={"limit": 100}, headers=admin, timeout=30).json()
+    lines = statement["entries"]
+    assert statement["next"] is None and lines
+    assert all(line["explanation"].strip() for line in lines)
+    assert sum(line["points"] for line in lines) == balance["available"] + balance["pending"] + balance["held"]
+    clawback = next(line for line in lines if line["kind"] == "clawback")
+    assert clawback["points"] == -17 and "refunded 18" in clawback["explanation"]
+    purchase = next(line for line in lines if line["kind"] == "earn_pending")
+    assert "=" in purchase["explanation"]  # the rule arithmetic, e.g. "51 = 51.50 EUR x 1"
 
 
 def test_a_flagged_members_points_wait_for_an_operator_over_http(sb: Sandbox) -> None:
     from decimal import Decimal
 
-    from shared.access import Principal, PrincipalKind, issue_key
     from shared.events import Channel, PurchaseEvent
     from shared.program import ProgramConfig
 

@@ -8,6 +8,7 @@ from shared.identity_hash import (
     InvalidIdentityError,
     hash_email,
     hash_phone,
+    normalise_card,
     normalise_email,
     normalise_phone,
 )
@@ -64,3 +65,14 @@ def test_hashing_never_fails_with_anything_but_invalid_identity(text: str) -> No
             assert len(fn()) == 64
         except InvalidIdentityError:
             pass
+
+
+def test_a_card_number_has_one_spelling_across_channels() -> None:
+    # Given the ways tills, apps and notes write one loyalty card
+    spellings = ["6012 3456 78", "6012-3456-78", "6012345678", " 6012 345678 "]
+    # Then they normalise to one identity, and junk is refused
+    assert {normalise_card(s) for s in spellings} == {"6012345678"}
+    assert normalise_card("ab-12 cd") == "AB12CD"
+    for junk in ("", "12", "12#45", "x" * 33):
+        with pytest.raises(InvalidIdentityError):
+            normalise_card(junk)

@@ -1,15 +1,15 @@
-"""Hourly: activate pending earns whose return window has closed, for every configured program."""
+"""Hourly: activate pending earns whose return window has closed, in every live program."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.wiring import ingest_service
-from shared.settings import get_settings
+from shared.expiry import parse_job_input
+from shared.jobs import services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -21,11 +21,12 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    # The scheduled time, not the clock: a late or replayed invocation activates the same set.
-    scheduled = event.get("scheduled_time")
-    now = datetime.fromisoformat(scheduled.replace("Z", "+00:00")) if scheduled else datetime.now(UTC)
+    # The scheduled time (or an operator's `now`), not the clock: a late or replayed invocation
+    # activates the same set.
+    request = parse_job_input(event)
+    programs = [request.program] if request.program else services().jobs.live_programs()
     done: dict[str, int] = {}
-    for program in filter(None, (p.strip() for p in get_settings().programs.split(","))):
-        done[program] = len(ingest_service().activate_due(program, now))
+    for program in programs:
+        done[program] = len(ingest_service().activate_due(program, request.at))
         metrics.add_metric(name="PendingActivated", unit=MetricUnit.Count, value=done[program])
     return done

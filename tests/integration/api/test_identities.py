@@ -38,3 +38,23 @@ def test_linking_an_email_folds_its_provisional_points_into_the_member(
     assert audit(*store.ledger_records()).ok
     bad = api.call("POST", path, key=key, body={"kind": "email", "value": "not-an-email"})
     assert (bad.status, bad.code) == (400, "invalid_identity")
+
+
+def test_a_card_number_links_however_it_is_spelled(api: Client, funded: Ledger, store: DynamoStore) -> None:
+    # Given till points under card 6012345678, held by a provisional member
+    card = Identity(kind=IdentityKind.CARD, value="6012345678")
+    MemberDirectory(store).claim(card.key, "prov-card", provisional=True)
+    earn = Earn(
+        program="demo", member="prov-card", points=42, source="till", external_id="r1", reason="r1", event_time=T0
+    )
+    funded.earn(earn, at=T0)
+    key = api.key_for(PrincipalKind.MEMBER, "m1")
+    path = "/programs/demo/members/m1/identities"
+    # When the member types the number as printed on the card, with spaces
+    reply = api.call("POST", path, key=key, body={"kind": "card", "value": "6012 3456-78"})
+    # Then it is the same card: the till's points fold into the member
+    assert reply.status == 201, reply.body
+    assert reply.body == {"member": "m1", "merged": "prov-card"}
+    assert api.call("GET", "/programs/demo/members/m1/balance", key=key).body["available"] == 1042
+    bad = api.call("POST", path, key=key, body={"kind": "card", "value": "12#4"})
+    assert (bad.status, bad.code) == (400, "invalid_identity")

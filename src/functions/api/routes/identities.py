@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from shared.events import Identity, IdentityKind
-from shared.identity_hash import hash_email, hash_phone
+from shared.identity_hash import hash_email, hash_phone, normalise_card
 from shared.ingest import Ingest
 from shared.settings import get_settings
 from shared.store import MemberDirectory
@@ -50,7 +50,7 @@ def _identity(body: LinkIn) -> Identity:
         return Identity(kind=IdentityKind.PHONE, value=hash_phone(key, body.value, body.region))
     if body.kind is LinkKind.PARTNER:
         return Identity(kind=IdentityKind.PARTNER, value=body.value, scope=body.scope)
-    return Identity(kind=IdentityKind.CARD, value=body.value)
+    return Identity(kind=IdentityKind.CARD, value=normalise_card(body.value))
 
 
 @router.post("/programs/<program>/members/<member>/identities", status_code=201)

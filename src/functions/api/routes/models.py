@@ -70,4 +70,6 @@ def explain(entry: Entry) -> str:
     moved = max(abs(available), abs(pending), abs(held))
     total = available + pending + held
     text = _VERBS.get(entry.kind.value, "{n} points moved").format(n=moved, s=f"{total:+d}")
-    return f"{text}: {entry.reason}."
+    # The rules' own arithmetic ("120 = 60 base x2 holiday promo") says why this many.
+    rule = entry.details.get("explanation", "").strip()
+    return f"{text}: {entry.reason} ({rule})." if rule else f"{text}: {entry.reason}."
