@@ -14,9 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from boto3.dynamodb.types import TypeSerializer
 
-from functions.watch.app import handler as watch_handler
 from shared.audit import audit
 from shared.entries import Account
 from shared.events import Channel, Identity, IdentityKind, PurchaseEvent
@@ -29,6 +27,7 @@ from shared.program import ProgramConfig, Tier
 from shared.store import FigureItems, JobStore, MemberDirectory, ProgramRepository
 from shared.tiers import Tiers
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, purchase, refund
+from tests.support.stream import deliver, entry_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,10 +36,6 @@ if TYPE_CHECKING:
 
 TZ = "America/New_York"
 LATER = NOW + timedelta(days=15)  # the return window (14 days) has closed
-
-
-class Context:
-    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "watch", 128, "arn", "req"
 
 
 class Run:
@@ -61,27 +56,10 @@ class Run:
         )
 
     def stream_records(self) -> list[dict[str, Any]]:
-        """The INSERT records DynamoDB Streams delivers for the ledger's entries, built from the stored items."""
-        serializer = TypeSerializer()
-        records: list[dict[str, Any]] = []
-        for item in self.store.scan():
-            if item.get("type") != "entry":
-                continue
-            image = {k: serializer.serialize(v) for k, v in item.items()}
-            keys = {"PK": image["PK"], "SK": image["SK"]}
-            records.append(
-                {
-                    "eventID": item["PK"],
-                    "eventName": "INSERT",
-                    "eventSource": "aws:dynamodb",
-                    "dynamodb": {"Keys": keys, "NewImage": image, "SequenceNumber": str(len(records) + 1)},
-                }
-            )
-        return records
+        return entry_records(self.store)
 
     def deliver(self, records: list[dict[str, Any]]) -> None:
-        reply = watch_handler({"Records": records}, Context())  # type: ignore[arg-type]
-        assert reply["batchItemFailures"] == []
+        deliver(records)
 
     def figures(self, start: date, end: date) -> ProgramFigures:
         count = lambda: sum(self.store.stats.requests.values())  # noqa: E731
