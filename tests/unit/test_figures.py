@@ -122,6 +122,6 @@ def test_shards_tiers_and_periods() -> None:
     # Periods: default 30 local days to today, at most 93, never backwards
     assert period_bounds(config, AT, None, None) == (date(2026, 1, 31), date(2026, 3, 1))
     with pytest.raises(InvalidInputError):
-        period_bounds(config, AT, date(2026, 1, 1), date(2026, 4, 3))
+        period_bounds(config, AT, date(2026, 1, 1), date(2026, 4, 4))  # 94 days
     with pytest.raises(InvalidInputError):
         period_bounds(config, AT, date(2026, 3, 2), date(2026, 3, 1))
