@@ -268,10 +268,9 @@ def show_figures(sb: Sandbox, api: DemoClient, audited: dict[str, Any]) -> dict[
     print(
         f"\nGET /admin/programs/demo/figures ({figures['requests']} DynamoDB requests for {len(figures['days'])} days)"
     )
-    print(
-        f"   issued {to_date['issued']}, partner-funded {to_date['partner_funded']}, redeemed {to_date['redeemed']}, "
-    )
-    print(f"   expired {to_date['expired']}, outstanding liability {to_date['liability']}", end="")
+    print(f"   issued {to_date['issued']}, partner-funded {to_date['partner_funded']}", end="")
+    print(f", redeemed {to_date['redeemed']}, expired {to_date['expired']}")
+    print(f"   outstanding liability {to_date['liability']}", end="")
     print(f" (available {to_date['available']}, pending {to_date['pending']}, held {to_date['held']})")
     rate = to_date["redemption_rate"]
     print(f"   redemption rate {rate if rate is not None else '-'}, members {figures['members']}")
