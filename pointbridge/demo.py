@@ -249,7 +249,38 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
 
     result = run_audit(sb.resource("PointsTable"), sb.client("dynamodb"))
     print(f"\naudit: {'OK' if result['ok'] else 'FAILED'} ({result['entries']} entries, chains and zero sums checked)")
-    return {"member": member, "balance": balance, "statement": statement, "audit": result, "admin_key": admin_key}
+    figures = show_figures(sb, api, result)
+    return {
+        "member": member,
+        "balance": balance,
+        "statement": statement,
+        "audit": result,
+        "admin_key": admin_key,
+        "figures": figures,
+    }
+
+
+def show_figures(sb: Sandbox, api: DemoClient, audited: dict[str, Any]) -> dict[str, Any]:
+    """The program's figures as the operator console shows them (the stream watcher's projection)."""
+    sb.wait_for_idle(timeout=60)  # the watcher has seen every entry
+    figures: dict[str, Any] = api.get("/admin/programs/demo/figures")
+    to_date = figures["to_date"]
+    print(
+        f"\nGET /admin/programs/demo/figures ({figures['requests']} DynamoDB requests for {len(figures['days'])} days)"
+    )
+    print(f"   issued {to_date['issued']}, partner-funded {to_date['partner_funded']}", end="")
+    print(f", redeemed {to_date['redeemed']}, expired {to_date['expired']}")
+    print(f"   outstanding liability {to_date['liability']}", end="")
+    print(f" (available {to_date['available']}, pending {to_date['pending']}, held {to_date['held']})")
+    rate = to_date["redemption_rate"]
+    print(f"   redemption rate {rate if rate is not None else '-'}, members {figures['members']}")
+    print("   tiers: " + ", ".join(f"{t['name']} {t['count']}" for t in figures["tiers"]))
+    print("   channels: " + ", ".join(f"{c['name']} {c['count']} ({c['share']})" for c in to_date["channels"]))
+    members = ("available", "pending", "held")
+    program_side = -sum(v for k, v in audited["totals"].get("demo", {}).items() if k not in members)
+    verdict = "matches" if program_side == to_date["liability"] else "DIFFERS"
+    print(f"   liability as the ledger's program-side accounts say it: {program_side} ({verdict})")
+    return figures
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -261,8 +292,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"function logs (what each Lambda printed): {LOG_DIR}/<Function>.log\n")
         result = run_scenario(sb)
         if args.exit:
-            return 0 if result["audit"]["ok"] else 1
+            return 0 if result["audit"]["ok"] and not result["figures"]["to_date"]["unexplained"] else 1
         print(f"\nThe API is up at {sb.api_url} (OpenAPI at {sb.api_url}/docs).")
+        print(f"Operator console: {sb.api_url}/console (admin key: {result['admin_key']})")
         print(
             f'Try: curl -H "x-api-key: {result["admin_key"]}" '
             f"{sb.api_url}/programs/demo/members/{result['member']}/balance"

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 from shared import aws
 from shared.entries import AccountState, Entry, Hold, Lot, PendingEarn
 from shared.errors import ConfigError, UnknownProgramError
+from shared.figures import ALL, SHARDS, TIERS, shard_of, tier_count_change
 from shared.ledger import (
     Change,
     Check,
@@ -46,7 +47,7 @@ from shared.program import ProgramConfig
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -1509,9 +1510,19 @@ class JobStore:
         return self._get(member_pk(member), f"P#{program}#TIER")
 
     def move_tier(
-        self, program: str, member: str, state: dict[str, Any], record: dict[str, Any], expected_rev: int
+        self,
+        program: str,
+        member: str,
+        state: dict[str, Any],
+        record: dict[str, Any],
+        expected_rev: int,
+        previous: str | None = None,
     ) -> bool:
-        """The member's tier and the record of the move, together; False if the tier changed meanwhile."""
+        """The member's tier and the record of the move, together; False if the tier changed meanwhile.
+
+        `previous` is the tier the item held (None: no item yet): the program's tier counts move in
+        the same transaction (`tier_count_items`).
+        """
         tier_item = _item(
             {
                 "PK": member_pk(member),
@@ -1539,7 +1550,11 @@ class JobStore:
         )
         try:
             response = self._client.transact_write_items(
-                TransactItems=[{"Put": put}, {"Put": {"TableName": self._store.table, "Item": log}}]
+                TransactItems=[
+                    {"Put": put},
+                    {"Put": {"TableName": self._store.table, "Item": log}},
+                    *tier_count_items(self._store.table, program, member, previous, state["tier"]),
+                ]
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
@@ -1684,3 +1699,98 @@ class JobStore:
 
 
 # === End of job items ===
+
+
+# === Program figures (projection) ===
+
+# Items of the program figures (shared.figures), written by the stream watcher and tier moves:
+#   counted-entry marker  FM#<program>#<entry id> / FM
+#   day counters          F#<program>#<local date>#<shard> / F
+#   program-to-date       F#<program>#ALL#<shard> / F
+#   tier counts           F#<program>#TIERS#<shard> / F   (shard by member)
+# Counters are numeric attributes named after the figure ("earned", "channel:pos", "tier:gold").
+
+FIGURES_SK = "F"
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+
+
+def figures_pk(program: str, bucket: str, shard: int) -> str:
+    return f"F#{program}#{bucket}#{shard}"
+
+
+def figures_update(table: str, program: str, bucket: str, shard: int, counters: Mapping[str, int]) -> dict[str, Any]:
+    """One counter item's ADD of every named counter (the item is created by its first ADD)."""
+    names = {f"#c{i}": name for i, name in enumerate(counters)}
+    values: dict[str, Any] = {f":c{i}": value for i, value in enumerate(counters.values())}
+    values |= {":t": "figures", ":p": program, ":b": bucket}
+    adds = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+    return {
+        "TableName": table,
+        "Key": _item({"PK": figures_pk(program, bucket, shard), "SK": FIGURES_SK}),
+        "UpdateExpression": f"ADD {adds} SET #type = :t, #program = :p, #bucket = :b",
+        "ExpressionAttributeNames": {**names, "#type": "type", "#program": "program", "#bucket": "bucket"},
+        "ExpressionAttributeValues": _item(values),
+    }
+
+
+def tier_count_items(table: str, program: str, member: str, previous: str | None, tier: str) -> list[Any]:
+    """The tier counts' share of a tier move's transaction (nothing when the tier stays the same)."""
+    change = tier_count_change(previous, tier)
+    if not change:
+        return []
+    return [{"Update": figures_update(table, program, TIERS, shard_of(member, SHARDS), change)}]
+
+
+class FigureItems:
+    """Implements `shared.figures.FigureStore`: markers, sharded counters and their batch reads."""
+
+    def __init__(self, store: DynamoStore) -> None:
+        self._store = store
+
+    def add_entry(self, program: str, entry_id: str, day: str, shard: int, counters: Mapping[str, int]) -> bool:
+        table = self._store.table
+        marker = {"PK": f"FM#{program}#{entry_id}", "SK": "FM", "type": "figures_marker", "day": day, "shard": shard}
+        items: list[Any] = [
+            {"Put": {"TableName": table, "Item": _item(marker), "ConditionExpression": "attribute_not_exists(PK)"}},
+            {"Update": figures_update(table, program, day, shard, counters)},
+            {"Update": figures_update(table, program, ALL, shard, counters)},
+        ]
+        try:
+            response = self._store.client.transact_write_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
+        except ClientError as error:
+            self._store.stats.record("TransactWriteItems", {})
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False  # counted before: a redelivered stream record
+            raise ConcurrentUpdateError() from error
+        self._store.stats.record("TransactWriteItems", dict(response))
+        return True
+
+    def read_buckets(self, program: str, buckets: Sequence[str], shards: int) -> dict[str, dict[str, int]]:
+        """Every shard of every bucket, summed per bucket; missing items are zeros."""
+        keys = [_item({"PK": figures_pk(program, b, s), "SK": FIGURES_SK}) for b in buckets for s in range(shards)]
+        summed: dict[str, dict[str, int]] = {}
+        while keys:
+            chunk, keys = keys[:BATCH_GET_KEYS], keys[BATCH_GET_KEYS:]
+            response = self._store.client.batch_get_item(
+                RequestItems={self._store.table: {"Keys": chunk}}, ReturnConsumedCapacity="TOTAL"
+            )
+            self._store.stats.record("BatchGetItem", dict(response))
+            for raw in response.get("Responses", {}).get(self._store.table, []):
+                item = _plain(raw)
+                into = summed.setdefault(str(item["bucket"]), {})
+                for name, value in item.items():
+                    if isinstance(value, Decimal):
+                        into[name] = into.get(name, 0) + int(value)
+            # Throttled keys come back unprocessed: asked again, after a pause, with the next chunk.
+            left: Any = response.get("UnprocessedKeys", {}).get(self._store.table, {})
+            unprocessed = list(left.get("Keys", []))
+            if unprocessed:
+                time.sleep(0.05)
+            keys = unprocessed + keys
+        return summed
+
+
+# === End of program figures ===

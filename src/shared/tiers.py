@@ -132,7 +132,8 @@ class Tiers(_Context):
                 "spend": str(activity.spend),
                 "config_version": config.version,
             }
-            if self.jobs.move_tier(program, member, new_state, record, state.rev):
+            previous = state.tier if state.rev else None
+            if self.jobs.move_tier(program, member, new_state, record, state.rev, previous):
                 if not reason:
                     return None
                 return TierMove(member=member, from_tier=held.name, to_tier=target.name, reason=reason, at=at)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from functions.api import problems
 from functions.api.context import guard_requests, oversized
-from functions.api.routes import admin, draws, exchange, flags, gifts, holds, identities, members, redemptions
+from functions.api.routes import admin, draws, exchange, figures, flags, gifts, holds, identities, members, redemptions
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -30,6 +30,7 @@ problems.install(app)
 for area in (members, identities, redemptions, holds, exchange, gifts, draws, admin):
     app.include_router(area.router)
 app.include_router(flags.router)
+app.include_router(figures.router)
 
 app.enable_swagger(
     path="/docs",

@@ -1,4 +1,4 @@
-"""The table's stream: velocity checks (anomaly watch) and partner settlement lines for new entries."""
+"""The table's stream: velocity checks (anomaly watch), partner settlement lines and program figures for new entries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 
 from shared.anomaly import Watch
 from shared.entries import Entry
+from shared.figures import record_entry
 from shared.jobs import services
 from shared.settlement import record_partner_postings
+from shared.store import FigureItems
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -27,6 +29,7 @@ def record_handler(record: DynamoDBRecord) -> None:
     entry = Entry.model_validate_json(image["body"])
     s = services()
     record_partner_postings(s.jobs, entry)
+    record_entry(FigureItems(s.store), s.programs, entry)
     for finding in Watch(s.programs, s.jobs).observe(entry):
         logger.warning(
             "member flagged", extra={"program": entry.program, "member": finding.member, "check": finding.check}

@@ -1,0 +1,92 @@
+"""GET /admin/programs/{p}/figures, GET /admin/programs and the /console page, in-process."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from shared.access import PrincipalKind
+from shared.jobs import services
+from shared.ledger import Spend
+from tests.conftest import T0
+from tests.support.stream import deliver, entry_records
+
+if TYPE_CHECKING:
+    import pytest
+
+    from shared.ledger import Ledger
+    from shared.store import DynamoStore, ProgramRepository
+    from tests.integration.api.conftest import Client
+
+FIGURES = "/admin/programs/demo/figures"
+
+
+def project(store: DynamoStore, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deliver every entry written so far to the stream watcher."""
+    services.cache_clear()
+    monkeypatch.setattr("shared.jobs.DynamoStore", lambda: store)
+    monkeypatch.setattr("shared.jobs.ProgramRepository", lambda _store: programs)
+    deliver(entry_records(store))
+    services.cache_clear()
+
+
+def test_an_admin_reads_the_period_per_day_and_to_date(
+    api: Client, admin_key: str, funded: Ledger, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 1,000 points earned and 250 spent by m1, projected from the stream
+    spend = Spend(program="demo", member="m1", points=250, source="web", external_id="s1", reason="reward")
+    funded.spend(spend, at=T0 + timedelta(hours=1))
+    project(api.store, programs, monkeypatch)
+    day = T0.date().isoformat()
+    # When an admin asks for the day before, the day and the day after
+    before = (T0.date() - timedelta(days=1)).isoformat()
+    after = (T0.date() + timedelta(days=1)).isoformat()
+    reply = api.call("GET", FIGURES, key=admin_key, query={"start": before, "end": after})
+    # Then the figures are the ledger's, per day and in total, with their shares
+    assert reply.status == 200, reply.body
+    body = reply.body
+    assert (body["program"], body["timezone"], body["start"], body["end"]) == ("demo", "UTC", before, after)
+    assert [d["day"] for d in body["days"]] == [before, day, after]
+    assert [d["issued"] for d in body["days"]] == [0, 1000, 0]
+    period, to_date = body["period"], body["to_date"]
+    assert (period["issued"], period["redeemed"], period["liability"], period["unexplained"]) == (1000, 250, 750, 0)
+    assert (to_date["liability"], to_date["available"], to_date["redemption_rate"]) == (750, 750, "0.2500")
+    assert period["channels"] == [{"name": "api", "count": 1000, "share": "1.0000"}]
+    assert body["members"] == 1 and body["tiers"] == [{"name": "member", "count": 1, "share": "1.0000"}]
+    assert body["requests"] == 1  # (3 days + 2) x 8 keys: one BatchGetItem
+
+
+def test_only_admins_read_figures_and_bad_periods_are_problems(api: Client, admin_key: str) -> None:
+    # Given a member's key and an admin's
+    member_key = api.key_for(PrincipalKind.MEMBER, "m1")
+    # Then a member is refused, and so is a missing or unknown key
+    assert api.call("GET", FIGURES, key=member_key).code == "forbidden"
+    assert api.call("GET", "/admin/programs", key=member_key).code == "forbidden"
+    assert api.call("GET", FIGURES, key="pb_" + "x" * 43).status == 401
+    # And a period that ends first, a period too long, a bad date and an unknown program are typed problems
+    backwards = api.call("GET", FIGURES, key=admin_key, query={"start": "2026-03-02", "end": "2026-03-01"})
+    assert (backwards.status, backwards.code) == (400, "invalid_input")
+    too_long = api.call("GET", FIGURES, key=admin_key, query={"start": "2026-01-01", "end": "2026-06-01"})
+    assert (too_long.status, too_long.code) == (400, "invalid_input") and "93" in too_long.body["detail"]
+    assert api.call("GET", FIGURES, key=admin_key, query={"start": "yesterday"}).code == "invalid_input"
+    assert api.call("GET", "/admin/programs/nope/figures", key=admin_key).code == "unknown_program"
+    # And with no period the last 30 local days are shown
+    default = api.call("GET", FIGURES, key=admin_key)
+    assert default.status == 200 and len(default.body["days"]) == 30
+    assert api.call("GET", "/admin/programs", key=admin_key).body == {"programs": ["demo"]}
+
+
+def test_the_console_page_is_open_self_contained_and_locked_down(api: Client) -> None:
+    # When the console page is asked for without a key
+    reply = api.call("GET", "/console")
+    # Then it is HTML that loads nothing from anywhere else, and only its own script may run
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/html")
+    page = reply.body
+    assert "<script>" in page and "sessionStorage" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    policy = reply.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "connect-src 'self'" in policy
+    # And it is not part of the API's OpenAPI document
+    docs = api.call("GET", "/docs", query={"format": "json"})
+    assert "/console" not in docs.body["paths"] and "/admin/programs/{program}/figures" in docs.body["paths"]

@@ -1,0 +1,221 @@
+"""Program figures from the table's stream: a realistic run fed through the watch handler reconciles with the ledger.
+
+The story: online and till purchases (pending for the return window) and a partner's points; an
+order refunded in full inside its window (void); activation once the window closes; a refund
+clawing back half an order; a redemption; a checkout hold captured in part; a gift; an exchange
+to another program; a lot that expires by the expiry job; an upgrade to gold; a till card linked
+to the online member (a merge). Every stream record is then delivered, and delivered again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from shared.audit import audit
+from shared.entries import Account
+from shared.events import Channel, Identity, IdentityKind, PurchaseEvent
+from shared.expiry import ExpiryJob, JobInput
+from shared.figures import SHARDS, ProgramFigures, program_figures
+from shared.ingest import Ingest
+from shared.jobs import services
+from shared.ledger import Authorise, Capture, Earn, Ledger, Send, Spend
+from shared.program import ProgramConfig, Tier
+from shared.store import FigureItems, JobStore, MemberDirectory, ProgramRepository
+from shared.tiers import Tiers
+from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, purchase, refund
+from tests.support.stream import deliver, entry_records
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from shared.store import DynamoStore
+
+TZ = "America/New_York"
+LATER = NOW + timedelta(days=15)  # the return window (14 days) has closed
+
+
+class Run:
+    def __init__(self, store: DynamoStore) -> None:
+        self.store = store
+        self.clock = Clock()
+        self.programs = ProgramRepository(store, cache_seconds=0, clock=self.clock)
+        tiers = (Tier(name="member", rank=0), Tier(name="gold", rank=1, threshold=Decimal(150)))
+        self.programs.publish(
+            ProgramConfig(program="demo", name="Demo", timezone=TZ, return_window_days=14, tiers=tiers)
+        )
+        self.programs.publish(ProgramConfig(program="air", name="Air"))
+        self.ledger = Ledger(store, self.programs, clock=self.clock, sleep=lambda _: None)
+        self.jobs = JobStore(store)
+        self.tiers = Tiers(self.ledger, self.programs, self.jobs)
+        self.ingest = Ingest(
+            self.ledger, store, MemberDirectory(store), self.programs, clock=self.clock, tiers=self.tiers
+        )
+
+    def stream_records(self) -> list[dict[str, Any]]:
+        return entry_records(self.store)
+
+    def deliver(self, records: list[dict[str, Any]]) -> None:
+        deliver(records)
+
+    def figures(self, start: date, end: date) -> ProgramFigures:
+        count = lambda: sum(self.store.stats.requests.values())  # noqa: E731
+        return program_figures(FigureItems(self.store), self.programs.get("demo"), start, end, requests=count)
+
+
+@pytest.fixture
+def run(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+    story = Run(store)
+    services.cache_clear()
+    monkeypatch.setattr("shared.jobs.DynamoStore", lambda: story.store)
+    monkeypatch.setattr("shared.jobs.ProgramRepository", lambda _store: story.programs)
+    yield story
+    services.cache_clear()
+
+
+def till_purchase(order: str, amount: str) -> PurchaseEvent:
+    return PurchaseEvent(
+        program="demo",
+        channel=Channel.POS,
+        source="till:store-1",
+        external_id=order,
+        identity=CARD,
+        occurred_at=NOW - timedelta(hours=3),
+        currency="USD",
+        eligible_amount=Decimal(amount),
+    )
+
+
+def play(run: Run) -> tuple[str, str]:
+    """The story of the module docstring; returns the online member and the till member."""
+    ingest, ledger = run.ingest, run.ledger
+    online = ingest.handle(purchase("o-1", "200")).member
+    ingest.handle(purchase("o-2", "40"))
+    till = ingest.handle(till_purchase("t-1", "60")).member
+    ingest.handle(partner_points("pp-1", 300, identity=Identity(kind=IdentityKind.MEMBER, value=online)))
+    ingest.handle(refund("r-2", "o-2", "40"))  # o-2 refunded in full in its window: voided
+    run.clock.now = LATER
+    ingest.activate_due("demo", LATER)
+    ingest.handle(refund("r-1", "o-1", "100"))  # half of o-1: half its points clawed back
+    ledger.spend(Spend(program="demo", member=online, points=120, source="web", external_id="s-1", reason="reward"))
+    lapse = LATER + timedelta(hours=1)
+    hold = Authorise(program="demo", member=online, points=80, source="pos", external_id="h-1", reason="c",
+                     lapses_at=lapse)  # fmt: skip
+    ledger.authorise(hold)
+    ledger.capture(Capture(program="demo", member=online, hold_id="pos:h-1", points=50))
+    ledger.authorise(hold.model_copy(update={"points": 10, "external_id": "h-2"}))  # left open: held
+    ingest.handle(purchase("o-3", "25", at=LATER))  # inside its return window: pending
+    ledger.send(
+        Send(program="demo", member=online, to_program="demo", to_member=till, points=20, credited=20,
+             source="gift", external_id="g-1", reason="gift", keep_expiry=True)
+    )  # fmt: skip
+    ledger.send(
+        Send(program="demo", member=online, to_program="air", to_member=online, points=40, credited=20,
+             source="exchange", external_id="x-1", reason="exchange", counter=Account.PARTNER)
+    )  # fmt: skip
+    soon = LATER + timedelta(days=2)
+    ledger.earn(
+        Earn(program="demo", member=till, points=35, source="promo", external_id="e-1", reason="bonus",
+             event_time=LATER, expires_at=soon)
+    )  # fmt: skip
+    run.clock.now = soon + timedelta(hours=1)
+    ExpiryJob(ledger, run.programs, run.jobs).run(JobInput(now=run.clock.now))
+    ingest.link("demo", EMAIL, CARD)  # the till's provisional member folds into the online member
+    return online, till
+
+
+def test_figures_reconcile_with_the_ledger_and_redelivery_changes_nothing(run: Run) -> None:
+    # Given the story played on the ledger, and every stream record it produced delivered once
+    play(run)
+    records = run.stream_records()
+    run.deliver(records)
+    start, end = NOW.date() - timedelta(days=1), run.clock.now.date() + timedelta(days=1)
+    figures = run.figures(start, end)
+
+    # When every record is delivered again (as a stream may), in two batches
+    run.deliver(records[: len(records) // 2])
+    run.deliver(records)
+    again = run.figures(start, end)
+
+    # Then the figures did not move
+    assert again.to_date == figures.to_date
+    assert again.days == figures.days
+    # And the outstanding liability is what members hold, bucket by bucket
+    entries, accounts, lots, holds, pending = run.store.audit_records()
+    report = audit(entries, accounts, lots, holds, pending)
+    assert report.ok, report.problems
+    demo = [a for a in accounts if a.program == "demo"]
+    to_date = figures.to_date
+    assert to_date["available"] == sum(a.available for a in demo)
+    assert to_date["pending"] == sum(a.pending for a in demo)
+    assert to_date["held"] == sum(a.held for a in demo)
+    assert to_date.liability == sum(a.available + a.pending + a.held for a in demo)
+    assert (to_date["pending"], to_date["held"]) == (25, 10)
+    # And issued - redeemed - expired - ... is the same number, as the ledger's program-side accounts say
+    assert to_date.unexplained == 0
+    totals = report.totals["demo"]
+    partner_net = sum(v for k, v in totals.items() if k.startswith("partner:"))
+    assert to_date.issued == -totals["issuance"]
+    assert to_date.redeemed == totals["redemption"]
+    assert to_date.expired == totals["breakage"] == 35
+    assert (
+        partner_net
+        == -to_date.partner_funded + to_date.sent_to_partners + to_date["exchanged_out"] - to_date["exchanged_in"]
+    )
+    assert (
+        totals.get("transfer", 0)
+        == to_date["gifts_sent"] - to_date["gifts_received"] + to_date["merged_out"] - to_date["merged_in"]
+    )
+    assert (
+        to_date.issued + to_date.partner_funded - to_date.redeemed - to_date.expired - to_date["exchanged_out"]
+        == to_date.liability
+    )
+    # And each figure is the story's own number
+    assert (to_date["earned"], to_date["taken_back"]) == (200 + 40 + 60 + 35 + 25, 40 + 100)
+    assert (to_date.partner_funded, to_date.redeemed, to_date["exchanged_out"]) == (300, 120 + 50, 40)
+    assert (to_date["gifts_sent"], to_date["gifts_received"]) == (20, 20)
+    assert to_date["accounts_merged"] == 1 and figures.members == 1
+    assert {s.name: s.count for s in to_date.channels()} == {"online": 265, "pos": 60, "partner": 300, "api": 35}
+    assert [(t.name, t.count) for t in figures.tiers] == [("member", 0), ("gold", 1)]
+    assert to_date.redemption_rate == (Decimal(170) / Decimal(220 + 300)).quantize(Decimal("0.0001"))
+    # And the days add up to the period, which here is the program's whole life
+    assert sum(d.figures.liability for d in figures.days) == figures.period.liability == to_date.liability
+    assert {k: v for k, v in figures.period.counters.items() if v} == {k: v for k, v in to_date.counters.items() if v}
+    # And the read cost is proportional to the days asked: (days + 2) x shards keys, 100 a request
+    assert figures.requests == -(-(len(figures.days) + 2) * SHARDS // 100)
+
+
+def test_days_are_the_programs_local_dates(run: Run) -> None:
+    # Given an earn recorded at 02:00 UTC on 11 June: 22:00 on 10 June in New York
+    at = datetime(2026, 6, 11, 2, 0, tzinfo=UTC)
+    cmd = Earn(program="demo", member="ann", points=7, source="shop", external_id="late", reason="o", event_time=at)
+    run.ledger.earn(cmd, at=at)
+    # When the stream delivers it
+    run.deliver(run.stream_records())
+    # Then it counts on the local date 10 June, not the UTC date
+    figures = run.figures(date(2026, 6, 10), date(2026, 6, 11))
+    assert [(d.day.isoformat(), d.figures.issued) for d in figures.days] == [("2026-06-10", 7), ("2026-06-11", 0)]
+    assert figures.members == 1 and [(t.name, t.count) for t in figures.tiers] == [("member", 1), ("gold", 0)]
+
+
+def test_tier_counts_move_with_the_tier_items(run: Run) -> None:
+    # Given two members with accounts, one upgraded to gold, then reviewed down after its period
+    for member in ("ann", "bob"):
+        cmd = Earn(program="demo", member=member, points=10, source="s", external_id=member, reason="o", event_time=NOW)
+        run.ledger.earn(cmd, at=NOW)
+    run.deliver(run.stream_records())
+    config = run.programs.get("demo")
+    state = {"tier": "gold", "since": "2026-06-10T16:00:00Z", "period_ends": "2027-06-10T16:00:00Z"}
+    state |= {"due_at": "2027-06-10T16:00:00Z", "program": "demo", "member": "ann"}
+    record = {"at": "2026-06-10T16:00:00Z", "from": "member", "to": "gold", "reason": "test", "config_version": 1}
+    assert run.jobs.move_tier("demo", "ann", state, record, 0, None)
+    mix = run.figures(NOW.date(), NOW.date()).tiers
+    assert [(t.name, t.count, t.share) for t in mix] == [("member", 1, Decimal("0.5")), ("gold", 1, Decimal("0.5"))]
+    # When the review moves ann back to the base tier (the tier item stays, naming the base tier)
+    down = state | {"tier": config.tiers[0].name}
+    assert run.jobs.move_tier("demo", "ann", down, record | {"at": "2027-06-20T00:00:00Z", "to": "member"}, 1, "gold")
+    # Then gold is empty again and both members are in the base tier
+    assert [(t.name, t.count) for t in run.figures(NOW.date(), NOW.date()).tiers] == [("member", 2), ("gold", 0)]

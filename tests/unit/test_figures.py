@@ -1,0 +1,127 @@
+"""What one entry adds to the program figures (pure): every posting counted once, under the right name."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.entries import Account, Entry, EntryKind, Posting
+from shared.errors import InvalidInputError
+from shared.figures import Figures, entry_counters, period_bounds, shard_of, tier_count_change, tier_mix
+from shared.program import ProgramConfig, Tier
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+A, P, H = Account.AVAILABLE, Account.PENDING, Account.HELD
+
+
+def entry(kind: EntryKind, *postings: tuple[Account, int, str], seq: int = 2, **details: str) -> Entry:
+    return Entry(
+        program="demo",
+        entry_id="e",
+        member="m",
+        kind=kind,
+        source="s",
+        external_id="x",
+        reason="r",
+        config_version=1,
+        postings=tuple(Posting(account=account, amount=amount, owner=owner) for account, amount, owner in postings),
+        event_time=AT,
+        recorded_at=AT,
+        details=details,
+        fingerprint="f",
+        seq=seq,
+        prev_hash="0" * 64,
+    )
+
+
+CASES = [
+    # An earn through a channel opens the account: issued, and counted for its channel
+    (
+        entry(EntryKind.EARN, (Account.ISSUANCE, -100, ""), (A, 100, ""), seq=1, channel="pos"),
+        {"earned": 100, "available": 100, "accounts_opened": 1, "channel:pos": 100},
+    ),
+    (
+        entry(EntryKind.EARN_PENDING, (Account.PARTNER, -50, "air"), (P, 50, "")),
+        {"partner_earned": 50, "pending": 50, "channel:partner": 50},
+    ),
+    (entry(EntryKind.ACTIVATE, (P, -50, ""), (A, 50, "")), {"pending": -50, "available": 50}),
+    (entry(EntryKind.VOID, (P, -30, ""), (Account.ISSUANCE, 30, "")), {"pending": -30, "taken_back": 30}),
+    (entry(EntryKind.CLAWBACK, (A, -5, ""), (Account.PARTNER, 5, "air")), {"available": -5, "partner_taken_back": 5}),
+    (entry(EntryKind.REVERSAL, (A, -7, ""), (Account.PARTNER, 7, "air")), {"available": -7, "partner_taken_back": 7}),
+    (entry(EntryKind.REVERSAL, (Account.PARTNER, -9, "b"), (A, 9, "")), {"available": 9, "to_partners_reversed": 9}),
+    (entry(EntryKind.SPEND, (A, -20, ""), (Account.REDEMPTION, 20, "")), {"available": -20, "redeemed": 20}),
+    (
+        entry(EntryKind.REVERSAL, (Account.REDEMPTION, -20, ""), (A, 20, "")),
+        {"available": 20, "redemptions_reversed": 20},
+    ),
+    (
+        entry(EntryKind.CAPTURE, (H, -80, ""), (Account.PARTNER, 50, "hotel"), (A, 30, "")),
+        {"held": -80, "to_partners": 50, "available": 30},
+    ),
+    (entry(EntryKind.EXPIRY, (A, -11, ""), (Account.BREAKAGE, 11, "")), {"available": -11, "expired": 11}),
+    (
+        entry(EntryKind.TRANSFER_OUT, (A, -40, ""), (Account.PARTNER, 40, "air")),
+        {"available": -40, "exchanged_out": 40},
+    ),
+    (entry(EntryKind.TRANSFER_IN, (Account.PARTNER, -20, "demo"), (A, 20, "")), {"available": 20, "exchanged_in": 20}),
+    (entry(EntryKind.TRANSFER_OUT, (A, -3, ""), (Account.TRANSFER, 3, "")), {"available": -3, "gifts_sent": 3}),
+    (entry(EntryKind.TRANSFER_IN, (Account.TRANSFER, -3, ""), (H, 3, "")), {"held": 3, "gifts_received": 3}),
+    (
+        entry(EntryKind.TRANSFER, (A, -10, ""), (P, -5, ""), (Account.TRANSFER, 15, "")),
+        {"available": -10, "pending": -5, "merged_out": 15, "accounts_merged": 1},
+    ),
+    (
+        entry(EntryKind.TRANSFER, (Account.TRANSFER, -15, ""), (A, 10, ""), (P, 5, "")),
+        {"available": 10, "pending": 5, "merged_in": 15},
+    ),
+]
+
+
+@pytest.mark.parametrize(("posted", "expected"), CASES, ids=[str(c[0].kind) for c in CASES])
+def test_each_posting_lands_on_its_figure(posted: Entry, expected: dict[str, int]) -> None:
+    # When the entry is counted
+    counters = entry_counters(posted)
+    # Then each posting is under its figure, and the liability it moved is explained by the flows
+    assert counters == {"entries": 1, **expected}
+    figures = Figures(counters=counters)
+    assert figures.unexplained == 0
+
+
+ACCOUNTS = st.sampled_from(list(Account))
+
+
+@given(
+    kind=st.sampled_from(list(EntryKind)),
+    legs=st.lists(st.tuples(ACCOUNTS, st.integers(-1000, 1000)), min_size=1, max_size=4),
+)
+def test_any_zero_sum_entry_is_fully_explained(kind: EntryKind, legs: list[tuple[Account, int]]) -> None:
+    # Given any entry whose postings sum to zero (what the ledger guarantees)
+    balanced = [*legs, (Account.ISSUANCE, -sum(amount for _, amount in legs))]
+    owned = [(account, amount, "x" if account is Account.PARTNER else "") for account, amount in balanced]
+    posted = entry(kind, *owned)
+    # Then the member buckets' change equals what the program-side flows say
+    assert Figures(counters=entry_counters(posted)).unexplained == 0
+
+
+def test_shards_tiers_and_periods() -> None:
+    # A shard is stable and in range
+    assert shard_of("shop:o-1") == shard_of("shop:o-1") and 0 <= shard_of("shop:o-1") < 8
+    # A tier move counts one in and one out; a first move has no item to leave; staying moves nothing
+    assert tier_count_change("silver", "gold") == {"tier:gold": 1, "tier:silver": -1}
+    assert tier_count_change(None, "gold") == {"tier:gold": 1}
+    assert tier_count_change("gold", "gold") == {}
+    # Members without a tier item (and in tiers the config dropped) are in the base tier
+    ladder = (Tier(name="base", rank=0), Tier(name="gold", rank=1, threshold=Decimal(500)))
+    config = ProgramConfig(program="demo", name="D", tiers=ladder)
+    mix = tier_mix(config, 10, {"tier:gold": 3, "tier:base": 2, "tier:silver": 1})
+    assert [(s.name, s.count, str(s.share)) for s in mix] == [("base", 7, "0.7000"), ("gold", 3, "0.3000")]
+    # Periods: default 30 local days to today, at most 93, never backwards
+    assert period_bounds(config, AT, None, None) == (date(2026, 1, 31), date(2026, 3, 1))
+    with pytest.raises(InvalidInputError):
+        period_bounds(config, AT, date(2026, 1, 1), date(2026, 4, 4))  # 94 days
+    with pytest.raises(InvalidInputError):
+        period_bounds(config, AT, date(2026, 3, 2), date(2026, 3, 1))
