@@ -13,7 +13,9 @@ def main(names: list[str]) -> int:
     available = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
     for name in names or available:
         module = importlib.import_module(f"bench.{name}")
-        print(f"== bench/{name}.py")
+        if not hasattr(module, "main"):
+            continue  # a helper module (bench/common.py), not a benchmark
+        print(f"== bench/{name}.py", flush=True)
         module.main()
     return 0
 

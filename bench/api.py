@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from bench.common import ROOT, write_results
+from bench.common import FUNCTION_LOGS, ROOT, write_results
 from pointbridge.sandbox import Sandbox
 from tests.support.api_stack import seed
 
@@ -64,7 +64,9 @@ def _expect(response: requests.Response, status: int) -> None:
 
 
 def main() -> None:
-    with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=CLIENTS) as sb:
+    with Sandbox(
+        template=ROOT / "template.yaml", schedules=False, pool_size=CLIENTS, log_dir=FUNCTION_LOGS / "api"
+    ) as sb:
         seeded = seed(sb, members=CLIENTS, points=1_000_000)
         url = sb.api_url
         sessions = [requests.Session() for _ in range(CLIENTS)]

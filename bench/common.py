@@ -10,6 +10,8 @@ from pointbridge.sandbox.template import function_properties, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# What the benchmarks' sandbox functions print goes here, not between the figures.
+FUNCTION_LOGS = ROOT / ".pointbridge" / "bench-logs"
 TEMPLATE = ROOT / "template.yaml"
 
 

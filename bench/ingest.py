@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from bench.common import ROOT, write_results
+from bench.common import FUNCTION_LOGS, ROOT, write_results
 from bench.ledger import Recorder
 from pointbridge.sandbox import Sandbox
 from shared.events import Channel, Identity, IdentityKind, PurchaseEvent
@@ -78,7 +78,7 @@ def message(event: PurchaseEvent) -> str:
 
 
 def main() -> None:
-    with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=2) as sb:
+    with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=2, log_dir=FUNCTION_LOGS / "ingest") as sb:
         ddb = sb.client("dynamodb")
         # The raw side's own client (the sandbox caches one per service, and the recorder hooks that one).
         bare = boto3.session.Session(

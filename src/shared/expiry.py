@@ -214,15 +214,25 @@ class _Context:
 
     def __init__(self, ledger: Ledger, programs: ProgramRepository, jobs: JobStore) -> None:
         self.ledger, self.programs, self.jobs = ledger, programs, jobs
+        # When each program was first published: it never changes, so it is read once per instance
+        # (a warm container), not on every use; a program not found yet is asked again next time.
+        self._since: dict[str, datetime] = {}
+
+    def _program_since(self, program: str) -> datetime | None:
+        if program not in self._since:
+            since = self.jobs.program_since(program)
+            if since is None:
+                return None
+            self._since[program] = since
+        return self._since[program]
 
     def config(self, program: str) -> ProgramConfig:
-        since = self.jobs.program_since(program)
-        if since is None:
+        if self._program_since(program) is None:
             raise UnknownProgramError(f"no program {program!r}", program=program)
         return self.programs.get(program)
 
     def start(self, program: str) -> datetime:
-        since = self.jobs.program_since(program)
+        since = self._program_since(program)
         assert since is not None
         return since
 

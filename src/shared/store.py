@@ -902,10 +902,14 @@ class MemberDirectory:
 
     def bump(self, tally: Tally, once_for: str) -> None:
         """Apply a tally outside a transaction, once per `once_for` (the id that caused it)."""
+        self._update_tally_once(tally, "seen", once_for)
+
+    def _update_tally_once(self, tally: Tally, done_set: str, once_for: str) -> None:
+        """Apply a tally update unless `once_for` is already in the item's set `done_set`, and add it there."""
         update = tally_update(self._table, tally)
         update.pop("TableName")
-        update["UpdateExpression"] += ", seen :once"
-        update["ConditionExpression"] = "NOT contains(seen, :one)"
+        update["UpdateExpression"] += f", {done_set} :once"
+        update["ConditionExpression"] = f"NOT contains({done_set}, :one)"
         update["ExpressionAttributeValues"].update(_item({":once": {once_for}, ":one": once_for}))
         try:
             self._client.update_item(TableName=self._table, **update)
@@ -1051,17 +1055,9 @@ class MemberDirectory:
         """Add a merged member's named counters of a tally to the survivor's, once per merged member."""
         item = self._get(member_pk(merged), tally_sk(program, name))
         counters = _counters(item or {})
-        update = tally_update(self._table, Tally(program, into, name, counters=tuple(sorted(counters.items()))))
-        update.pop("TableName")
-        update["UpdateExpression"] += ", merged_from :once"
-        update["ConditionExpression"] = "NOT contains(merged_from, :one)"
-        update["ExpressionAttributeValues"].update(_item({":once": {merged}, ":one": merged}))
-        try:
-            self._client.update_item(TableName=self._table, **update)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-        self._store.stats.record("UpdateItem", {})
+        self._update_tally_once(
+            Tally(program, into, name, counters=tuple(sorted(counters.items()))), "merged_from", merged
+        )
 
 
 def _referral(item: dict[str, Any]) -> Referral:

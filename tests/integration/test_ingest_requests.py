@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from shared.events import BehaviourAction, BehaviourEvent, Channel, Identity, IdentityKind
 from shared.ingest import Ingest
 from shared.ledger import Ledger
-from shared.program import BehaviourRules, Caps
-from shared.store import MemberDirectory, ProgramRepository
+from shared.program import BehaviourRules, Caps, QualifyingBasis, Tier, TierQualification
+from shared.store import JobStore, MemberDirectory, ProgramRepository
+from shared.tiers import Tiers
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, program, purchase, refund
 
 if TYPE_CHECKING:
@@ -19,13 +21,15 @@ if TYPE_CHECKING:
     from shared.store import DynamoStore
 
 
-def warm(store: DynamoStore, config: ProgramConfig) -> Ingest:
+def warm(store: DynamoStore, config: ProgramConfig, with_tiers: bool = False) -> Ingest:
     """Wired as the function is: the program's config cached, as a warm container has it."""
     clock = Clock()
     programs = ProgramRepository(store, cache_seconds=3600)
     programs.publish(config)
     programs.get(config.program)
-    return Ingest(Ledger(store, programs, clock=clock), store, MemberDirectory(store), programs, clock=clock)
+    ledger = Ledger(store, programs, clock=clock)
+    tiers = Tiers(ledger, programs, JobStore(store)) if with_tiers else None
+    return Ingest(ledger, store, MemberDirectory(store), programs, clock=clock, tiers=tiers)
 
 
 def requests(store: DynamoStore, ingest: Ingest, event: Event) -> Counter[str]:
@@ -118,3 +122,23 @@ def test_a_referral_costs_two_and_the_first_purchase_that_pays_it_three_more(sto
     }
     # Later purchases: the usual three (the referral is read in the same batch)
     assert requests(store, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+
+
+def test_an_earn_that_moves_the_member_up_a_tier_costs_four_more(store: DynamoStore) -> None:
+    # Given a warm function with tiers on qualifying spend, and a member who reached silver
+    config = program(
+        tier_qualification=TierQualification(basis=QualifyingBasis.SPEND, window_months=12),
+        tiers=(
+            Tier(name="member", rank=0),
+            Tier(name="silver", rank=1, threshold=Decimal(500), multiplier=Decimal("1.2")),
+            Tier(name="gold", rank=2, threshold=Decimal(2000), multiplier=Decimal("1.5")),
+        ),
+    )
+    ingest = warm(store, config, with_tiers=True)
+    ingest.handle(purchase("1", "1990"))
+
+    # When an order takes the year's spend past gold's threshold
+    # Then it costs the purchase's three, plus the tier item, the activity tally and the move
+    assert requests(store, ingest, purchase("2", "20")) == {"GetItem": 3, "BatchGetItem": 1, "TransactWriteItems": 2}
+    # And an order that crosses nothing costs three again
+    assert requests(store, ingest, purchase("3", "20")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}

@@ -125,3 +125,6 @@ def test_points_for_a_merged_member_are_refused_naming_the_survivor(
     balances = {a.member: a.available for a in store.ledger_records()[1]}
     assert balances == {"m1": 1000, "pv-9": 0, "m2": 5}
     assert audit(*store.ledger_records()).ok
+    # And the emptied account's balance says where its points went
+    closed = api.call("GET", "/programs/demo/members/pv-9/balance", key=partner).body
+    assert (closed["available"], closed["merged_into"]) == (0, "m2")

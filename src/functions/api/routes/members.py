@@ -28,6 +28,8 @@ class Balance(BaseModel):
     held: int
     expiring: list[Expiring]
     tier: str
+    # Set when this account was merged into another (identities linked): its points live there now.
+    merged_into: str | None = None
 
 
 class Statement(BaseModel):
@@ -62,6 +64,7 @@ def balance(program: ProgramPath, member: MemberPath) -> Balance:
         held=state.held,
         expiring=expiring(lots, now, config.tz, kept),
         tier=tier,
+        merged_into=state.merged_into or None,
     )
 
 
