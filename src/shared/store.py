@@ -188,12 +188,23 @@ class DynamoStore:
         item = response.get("Item")
         return _account(_plain(item)) if item else None
 
-    def get_account_and_lots(self, program: str, member: str) -> tuple[AccountState | None, list[Lot]]:
+    def get_account_and_lots(
+        self, program: str, member: str, until: datetime | None = None
+    ) -> tuple[AccountState | None, list[Lot]]:
+        """The member's balance and lots (those whose own expiry is at or before `until`, if given): one Query.
+
+        The balance sorts first in the member's partition (BAL < HOLD < LOT), so the range from it to
+        the last lot reads none of what sorts after the lots and grows with history (daily tallies,
+        tier log, pending earns).
+        """
+        last_lot = f"P#{program}#LOT#{_ts(until)}~" if until is not None else f"P#{program}#LOT#~"
         state: AccountState | None = None
         lots: list[Lot] = []
         for item in self._query(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
-            ExpressionAttributeValues=_item({":pk": member_pk(member), ":prefix": f"P#{program}#"}),
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues=_item(
+                {":pk": member_pk(member), ":first": balance_sk(program), ":last": last_lot}
+            ),
             ConsistentRead=True,
         ):
             if item["type"] == "balance":
@@ -1425,25 +1436,8 @@ class JobStore:
         ]
 
     def member_lots_until(self, program: str, member: str, until: datetime) -> tuple[AccountState | None, list[Lot]]:
-        """The member's balance and the lots whose own expiry is at or before `until`, in one Query.
-
-        The balance sorts first in the member's partition (BAL < HOLD < LOT), so the range from it
-        to the last lot due by `until` reads nothing else of the member's (tallies, tiers sort after).
-        """
-        state: AccountState | None = None
-        lots: list[Lot] = []
-        for item in self._store._query(
-            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
-            ExpressionAttributeValues=_item(
-                {":pk": member_pk(member), ":first": balance_sk(program), ":last": f"P#{program}#LOT#{_ts(until)}~"}
-            ),
-            ConsistentRead=True,
-        ):
-            if item["type"] == "balance":
-                state = _account(item)
-            elif item["type"] == "lot":
-                lots.append(_lot(item))
-        return state, lots
+        """The member's balance and the lots whose own expiry is at or before `until`, in one Query."""
+        return self._store.get_account_and_lots(program, member, until)
 
     def reindex_lot(self, item: dict[str, Any], due: datetime) -> bool:
         """Move a lot's place in the expiry index later (its expiry was extended by activity).

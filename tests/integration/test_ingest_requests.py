@@ -142,3 +142,17 @@ def test_an_earn_that_moves_the_member_up_a_tier_costs_four_more(store: DynamoSt
     assert requests(store, ingest, purchase("2", "20")) == {"GetItem": 3, "BatchGetItem": 1, "TransactWriteItems": 2}
     # And an order that crosses nothing costs three again
     assert requests(store, ingest, purchase("3", "20")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+
+
+def test_a_debit_reads_the_balance_and_lots_not_the_members_history(store: DynamoStore) -> None:
+    # Given a capped program and a member who bought on six different days (a daily tally each)
+    ingest = warm(store, program(caps=Caps(per_member_per_day=5000)))
+    for day in range(6):
+        ingest.handle(purchase(f"d{day}", "10", at=NOW - timedelta(days=day, hours=1)))
+    member = ingest.resolve(EMAIL, "demo")
+    # When the ledger reads what a debit needs
+    store.stats.reset()
+    state, lots = store.get_account_and_lots("demo", member)
+    # Then one Query returns the balance and the six lots, and none of the tallies
+    assert state is not None and len(lots) == 6
+    assert (dict(store.stats.requests), store.stats.items_read) == ({"Query": 1}, 1 + 6)
