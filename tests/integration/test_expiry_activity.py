@@ -11,7 +11,7 @@ from shared.audit import audit
 from shared.entries import Account
 from shared.errors import InsufficientPointsError
 from shared.expiry import ExpiryJob, JobInput, ReminderJob
-from shared.ledger import Authorise, Earn, Release, Send, Transfer
+from shared.ledger import Earn, Release, Send, Transfer
 from shared.program import ExpiryKind, ExpiryPolicy, ProgramConfig
 from tests.support.jobs import FakeNotifier, World, make_world
 
@@ -200,17 +200,8 @@ def test_points_held_at_checkout_come_back_under_the_extension(world: World) -> 
     # Given ann's points held at checkout on Apr 5, released on Apr 20 (after their own date), and
     # a redemption on Apr 6 (activity: all her points last to Jul 6)
     world.earn("ann", 100, "o-ann", JAN10)
-    hold = world.ledger.authorise(
-        Authorise(
-            program="demo",
-            member="ann",
-            points=60,
-            source="web",
-            external_id="h-1",
-            reason="checkout",
-            lapses_at=datetime(2026, 4, 30, tzinfo=UTC),
-        ),
-        at=datetime(2026, 4, 5, tzinfo=UTC),
+    hold = world.hold(
+        "ann", 60, "h-1", at=datetime(2026, 4, 5, tzinfo=UTC), lapses_at=datetime(2026, 4, 30, tzinfo=UTC)
     )
     world.spend("ann", 5, "r-1", datetime(2026, 4, 6, tzinfo=UTC))
     world.ledger.release(

@@ -9,7 +9,7 @@ import pytest
 
 from shared.entries import Account
 from shared.expiry import ExpiryJob, JobInput
-from shared.ledger import Authorise, Earn, Release, Reverse, Send
+from shared.ledger import Earn, Release, Reverse, Send
 from shared.program import ExpiryPolicy, ProgramConfig
 from tests.support.jobs import World, make_world
 
@@ -36,18 +36,7 @@ def spendable(world: World, member: str, at: datetime) -> int:
 def test_points_released_from_a_hold_after_their_date_expire_at_the_next_run(world: World) -> None:
     # Given 100 points due on D1, 60 of them held at checkout the day before
     world.earn("ann", 100, "o-1", EARNED, expires_at=D1)
-    hold = world.ledger.authorise(
-        Authorise(
-            program="demo",
-            member="ann",
-            points=60,
-            source="web",
-            external_id="h-1",
-            reason="checkout",
-            lapses_at=D1 + timedelta(days=5),
-        ),
-        at=D1 - timedelta(days=1),
-    )
+    hold = world.hold("ann", 60, "h-1", at=D1 - timedelta(days=1), lapses_at=D1 + timedelta(days=5))
     # And the job ran after D1 (expiring the 40 not held) and has run since, up to D1 + 3 days
     assert expire(world, D1 + timedelta(hours=1)).points_expired == 40
     expire(world, D1 + timedelta(days=3))

@@ -12,7 +12,7 @@ import pytest
 from shared.errors import StaleRunError, SunsetError
 from shared.expiry import ExpiryJob, JobInput, ReminderJob, announce_sunset, earning_open, redemption_open
 from shared.jobs import EventBridgeNotifier
-from shared.ledger import Authorise, Release
+from shared.ledger import Release
 from shared.program import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
 from tests.support.jobs import FakeNotifier, World, make_world
 
@@ -184,18 +184,7 @@ def test_points_given_back_after_the_end_expire_at_the_next_run(store: DynamoSto
     config = announce_sunset(world.programs, "demo", NOW, notice_days=30, redemption_days=30)
     assert config.sunset is not None
     ends = config.sunset.ends_at
-    hold = world.ledger.authorise(
-        Authorise(
-            program="demo",
-            member="ann",
-            points=40,
-            source="till",
-            external_id="checkout-1",
-            reason="checkout",
-            lapses_at=ends + timedelta(days=2),
-        ),
-        at=ends - timedelta(hours=1),
-    )
+    hold = world.hold("ann", 40, "checkout-1", at=ends - timedelta(hours=1), lapses_at=ends + timedelta(days=2))
     # And the expiry job's end-of-program pass has expired what was left
     job = ExpiryJob(world.ledger, world.programs, world.jobs)
     runs = [job.run(JobInput(now=ends + timedelta(minutes=15 * n)))[0] for n in range(1, 5)]

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.audit import audit
 from shared.entries import Account
-from shared.ledger import Earn, Ledger, Spend
+from shared.ledger import Authorise, Earn, Ledger, Spend
 from shared.program import ProgramConfig
 from shared.store import DynamoStore, JobStore, ProgramRepository
 
@@ -63,6 +63,19 @@ class World:
     def spend(self, member: str, points: int, ext: str, at: datetime) -> Any:
         cmd = Spend(program="demo", member=member, points=points, source="web", external_id=ext, reason="reward")
         return self.ledger.spend(cmd, at=at)
+
+    def hold(self, member: str, points: int, ext: str, at: datetime, lapses_at: datetime) -> Any:
+        """A checkout hold (authorise) taken at `at`."""
+        cmd = Authorise(
+            program="demo",
+            member=member,
+            points=points,
+            source="web",
+            external_id=ext,
+            reason="checkout",
+            lapses_at=lapses_at,
+        )
+        return self.ledger.authorise(cmd, at=at)
 
     def breakage(self, program: str = "demo") -> int:
         report = audit(*self.store.ledger_records())
