@@ -414,9 +414,7 @@ class Ingest:
     def _decide(
         self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, view: MemberView
     ) -> tuple[EarnDecision, list[Tally]]:
-        tier = view.tier or config.tiers[0].name
-        if tier not in {t.name for t in config.tiers}:
-            tier = config.tiers[0].name  # a tier renamed by a newer config: fall back, never fail
+        tier = config.held_tier(view.tier).name
         day = event.occurred_at.astimezone(config.tz).date()
         capped = self._capped(config, event)
         used = view.tally(f"earned#{day.isoformat()}").value if capped else 0
@@ -521,7 +519,7 @@ class Ingest:
         added = next((t.counters for t in tallies if t.name == activity.ACTIVITY), ())
         counters = activity.combined(view.tally(activity.ACTIVITY).counters, dict(added))
         reached = qualifying_tier(config, activity.in_window(config, counters, now))
-        held = next((t for t in config.tiers if t.name == view.tier), config.tiers[0])
+        held = config.held_tier(view.tier)
         if reached.rank > held.rank:
             self._tiers.on_earn(config.program, view.member, now)
 

@@ -65,8 +65,7 @@ def held_tier(config: ProgramConfig, stored: Mapping[str, Any] | None) -> Tier:
 
     No item yet: the lowest tier; a tier a newer config removed: the lowest, as `Tiers` does.
     """
-    by_name = {tier.name: tier for tier in config.tiers}
-    return by_name.get(str(stored["tier"]) if stored else "", config.tiers[0])
+    return config.held_tier(str(stored["tier"]) if stored else None)
 
 
 def tier_status(

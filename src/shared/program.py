@@ -391,6 +391,11 @@ class ProgramConfig(BaseModel):
                 return tier
         raise KeyError(name)
 
+    def held_tier(self, name: str | None) -> Tier:
+        """The tier a member with this stored tier name earns at: no name yet, or a tier a newer
+        config removed or renamed, is the base tier (never a failure)."""
+        return next((tier for tier in self.tiers if tier.name == name), self.tiers[0])
+
     def expiry_for(self, tier: Tier) -> ExpiryPolicy:
         return tier.expiry if tier.expiry is not None else self.expiry
 

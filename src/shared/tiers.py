@@ -72,7 +72,7 @@ class Tiers(_Context):
 
     def current_tier(self, program: str, member: str) -> Tier:
         """The tier whose multiplier and expiry apply to this member's next earn."""
-        return _named_tier(self.config(program), self.current(program, member).tier)
+        return self.config(program).held_tier(self.current(program, member).tier)
 
     def on_earn(self, program: str, member: str, at: datetime) -> TierMove | None:
         """Upgrade at once if the member's activity now reaches a higher tier."""
@@ -89,7 +89,7 @@ class Tiers(_Context):
         config = self.config(program)
         for _ in range(MAX_ATTEMPTS):
             state = self.current(program, member)
-            held = _named_tier(config, state.tier)
+            held = config.held_tier(state.tier)
             activity = self.activity(config, member, at)
             target = qualifying_tier(config, activity)
             basis = config.tier_qualification.basis
@@ -164,10 +164,3 @@ class Tiers(_Context):
             report.details["moves"] = [f"{m.member}: {m.from_tier} -> {m.to_tier}" for m in moves]
             reports.append(report)
         return reports
-
-
-def _named_tier(config: ProgramConfig, name: str) -> Tier:
-    try:
-        return config.tier(name)
-    except KeyError:
-        return config.tiers[0]  # a tier removed from the config: the base tier applies
