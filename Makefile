@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src pointbridge tests bench
+	$(BIN)/mypy functions integrations shared pointbridge tests bench
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml

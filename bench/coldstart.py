@@ -45,12 +45,12 @@ def import_seconds(module: str, code_dir: str) -> float:
 
 def main() -> None:
     figures: dict[str, float | int] = {}
-    boto3_s = import_seconds("boto3", "src")
+    boto3_s = import_seconds("boto3", ".")
     figures["boto3_import_ms"] = round(boto3_s * 1000, 2)
     ratios = []
     for logical_id, props in sorted(template_functions().items()):
         module = props["Handler"].rsplit(".", 1)[0]
-        seconds = import_seconds(module, props.get("CodeUri", "src/").rstrip("/"))
+        seconds = import_seconds(module, props.get("CodeUri", ".").rstrip("/") or ".")
         figures[f"{logical_id}_import_ms"] = round(seconds * 1000, 2)
         ratios.append(seconds / boto3_s)
     figures["max_import_vs_boto3"] = round(max(ratios), 3)

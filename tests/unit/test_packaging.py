@@ -15,9 +15,9 @@ def _requirements(path: Path) -> list[str]:
 
 def test_sam_build_requirements_match_the_pinned_runtime_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert _requirements(ROOT / "src" / "requirements.txt") == sorted(project["dependencies"])
+    assert _requirements(ROOT / "requirements.txt") == sorted(project["dependencies"])
 
 
 def test_every_runtime_dependency_is_pinned_exactly() -> None:
-    for requirement in _requirements(ROOT / "src" / "requirements.txt"):
+    for requirement in _requirements(ROOT / "requirements.txt"):
         assert "==" in requirement, requirement
