@@ -27,13 +27,12 @@ from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
 from pointbridge.sandbox import moto_speedups
-from shared.expiry import ExpiryJob, JobInput
-from shared.ledger import Ledger
-from shared.program import ExpiryPolicy, ProgramConfig
-from shared.store import DynamoStore, JobStore, ProgramRepository, account_item, lot_item
+from shared.jobs.expiry import ExpiryJob, JobInput
+from shared.ledger.engine import Ledger
+from shared.ledger.models import AccountState, Lot
+from shared.ledger.store import DynamoStore, JobStore, ProgramRepository, account_item, lot_item
+from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.aws import create_table
-
-from shared.entries import AccountState, Lot  # isort: skip
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DUE = NOW - timedelta(hours=2)

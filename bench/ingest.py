@@ -36,11 +36,11 @@ from botocore.config import Config
 from bench.common import FUNCTION_LOGS, ROOT, write_results
 from bench.ledger import Recorder
 from pointbridge.sandbox import Sandbox
-from shared.events import Channel, Identity, IdentityKind, PurchaseEvent
-from shared.ingest import Ingest
-from shared.ledger import Ledger
-from shared.program import load_program
-from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+from shared.earning.ingest import Ingest
+from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
+from shared.ledger.engine import Ledger
+from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
+from shared.program.config import load_program
 
 EVENTS = int(os.environ.get("BENCH_INGEST_EVENTS", "200"))
 SAMPLE = 40

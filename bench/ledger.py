@@ -33,9 +33,9 @@ import boto3
 from bench.common import write_results
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.tables import create_table
-from shared.ledger import Earn, Ledger, Spend
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, ProgramRepository
+from shared.ledger.engine import Earn, Ledger, Spend
+from shared.ledger.store import DynamoStore, ProgramRepository
+from shared.program.config import ProgramConfig
 
 MEMBERS = int(os.environ.get("BENCH_LEDGER_MEMBERS", "300"))
 TABLE = "bench-points"

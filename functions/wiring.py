@@ -6,22 +6,22 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from integrations.sources import Sources, parse_sources
-from shared import aws
-from shared.queues import EventQueue
-from shared.settings import get_settings
+from shared.earning.queue import EventQueue
+from shared.infra import aws
+from shared.infra.settings import get_settings
 
 if TYPE_CHECKING:
-    from shared.ingest import Ingest
+    from shared.earning.ingest import Ingest
 
 
 @cache
 def ingest_service() -> Ingest:
     # Imported here, not at the top: the webhook receiver shares this module for its sources and
     # queue but never posts to the ledger, and should not pay the ledger's import on a cold start.
-    from shared.ingest import Ingest
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
-    from shared.tiers import Tiers
+    from shared.earning.ingest import Ingest
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
+    from shared.members.tiers import Tiers
 
     store = DynamoStore()
     programs = ProgramRepository(store)

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from integrations.common import build, check_window, parse_json_object
 from integrations.errors import MalformedPayloadError, StaleWebhookError
-from shared.events import BehaviourAction, BehaviourEvent, Channel, ExternalId, Identity, IdentityKind, Text
+from shared.events.model import BehaviourAction, BehaviourEvent, Channel, ExternalId, Identity, IdentityKind, Text
 
 MemberId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]

@@ -18,7 +18,7 @@ from integrations.errors import (
     MalformedPayloadError,
     StaleWebhookError,
 )
-from shared.events import MAX_AMOUNT
+from shared.events.model import MAX_AMOUNT
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

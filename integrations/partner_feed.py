@@ -18,15 +18,7 @@ from integrations.common import build, check_amount, parse_money
 from integrations.currency import CurrencyPolicy
 from integrations.errors import AdapterError, AmountOutOfRangeError, MalformedPayloadError
 from integrations.report import BatchReport, RejectedRow
-from shared.events import (
-    MAX_POINTS,
-    Channel,
-    Identity,
-    IdentityKind,
-    PointsEvent,
-    PurchaseEvent,
-    Text,
-)
+from shared.events.model import MAX_POINTS, Channel, Identity, IdentityKind, PointsEvent, PurchaseEvent, Text
 
 if TYPE_CHECKING:
     from integrations.batch import Row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.events import BehaviourEvent, PointsEvent, PurchaseEvent, RefundEvent
+from shared.events.model import BehaviourEvent, PointsEvent, PurchaseEvent, RefundEvent
 
 Event = PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent
 

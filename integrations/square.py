@@ -37,8 +37,8 @@ from integrations.errors import (
     UnknownSourceError,
     UnsupportedEventError,
 )
-from shared.events import Channel, Identity, IdentityKind, LineItem, PurchaseEvent, RefundEvent, Text
-from shared.identity_hash import InvalidIdentityError, hash_email, hash_phone, normalise_card
+from shared.events.identity import InvalidIdentityError, hash_email, hash_phone, normalise_card
+from shared.events.model import Channel, Identity, IdentityKind, LineItem, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

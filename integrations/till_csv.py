@@ -22,8 +22,8 @@ from integrations.errors import (
     UnknownSourceError,
 )
 from integrations.report import BatchReport, RejectedRow
-from shared.events import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent, Text
-from shared.identity_hash import InvalidIdentityError, hash_phone, normalise_card
+from shared.events.identity import InvalidIdentityError, hash_phone, normalise_card
+from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
     from integrations.batch import Row

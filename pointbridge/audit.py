@@ -22,8 +22,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_audit(table: str, client: Any = None) -> dict[str, Any]:
-    from shared.audit import audit
-    from shared.store import DynamoStore
+    from shared.ledger.audit import audit
+    from shared.ledger.store import DynamoStore
 
     report = audit(*DynamoStore(table, client).audit_records())
     return {

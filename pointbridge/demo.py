@@ -174,13 +174,13 @@ class DemoClient:
 def run_scenario(sb: Sandbox) -> dict[str, Any]:
     import requests
 
-    from shared.access import Principal, PrincipalKind, issue_key
-    from shared.events import Identity, IdentityKind
-    from shared.identity_hash import hash_email
-    from shared.ingest import Ingest
-    from shared.ledger import Ledger
-    from shared.program import load_program
-    from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+    from shared.access.keys import Principal, PrincipalKind, issue_key
+    from shared.earning.ingest import Ingest
+    from shared.events.identity import hash_email
+    from shared.events.model import Identity, IdentityKind
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
+    from shared.program.config import load_program
 
     now = datetime.now(UTC)
     store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))

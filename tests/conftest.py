@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pointbridge.sandbox import moto_speedups
-from shared.aws import reset_clients
-from shared.settings import get_settings
+from shared.infra.aws import reset_clients
+from shared.infra.settings import get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -8,8 +8,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.wiring import ingest_service
-from shared.expiry import parse_job_input
-from shared.jobs import services
+from shared.jobs.expiry import parse_job_input
+from shared.jobs.notify import services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

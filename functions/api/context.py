@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from shared import sunset
-from shared.access import Principal
-from shared.entries import fingerprint
+from shared.access.keys import Principal
 from shared.errors import (
     ForbiddenError,
     IdempotencyConflictError,
@@ -23,15 +21,17 @@ from shared.errors import (
     PayloadTooLargeError,
     SecretNotReplayedError,
 )
-from shared.ledger import Ledger
-from shared.store import ApiItems, DynamoStore, JobStore, ProgramRepository
+from shared.ledger.engine import Ledger
+from shared.ledger.models import fingerprint
+from shared.ledger.store import ApiItems, DynamoStore, JobStore, ProgramRepository
+from shared.program import sunset
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-    from shared.program import ProgramConfig
+    from shared.program.config import ProgramConfig
 
 # No valid request comes near this; API Gateway itself would accept up to 10 MB.
 MAX_BODY_BYTES = 64 * 1024

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from shared.access import resolve_key
-from shared.store import DynamoStore
+from shared.access.keys import resolve_key
+from shared.ledger.store import DynamoStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

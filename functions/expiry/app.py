@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from shared.expiry import ExpiryJob, parse_job_input
-from shared.jobs import services
+from shared.jobs.expiry import ExpiryJob, parse_job_input
+from shared.jobs.notify import services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

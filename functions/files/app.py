@@ -21,7 +21,7 @@ from functions.wiring import ingest_queue, sources
 from integrations.errors import UnknownSourceError
 from integrations.partner_feed import parse_partner_feed
 from integrations.till_csv import parse_till_csv
-from shared import aws
+from shared.infra import aws
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from shared.errors import AlreadySettledError, UnknownEntryError
-from shared.ledger import Ledger, Release
-from shared.store import ApiItems, DynamoStore, ProgramRepository
+from shared.ledger.engine import Ledger, Release
+from shared.ledger.store import ApiItems, DynamoStore, ProgramRepository
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -17,15 +17,15 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from pydantic import ValidationError
 
 from functions.wiring import dead_letter_queue, ingest_service
+from shared.earning.ingest import parse_event
 from shared.errors import ContentionError, PointbridgeError
-from shared.ingest import parse_event
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from shared.ingest import Event
+    from shared.earning.ingest import Event
 
 logger = Logger()
 metrics = Metrics()

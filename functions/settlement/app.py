@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from shared import aws
-from shared.expiry import parse_job_input
-from shared.jobs import services
-from shared.settings import get_settings
-from shared.settlement import SettlementJob
+from shared.exchange.settlement import SettlementJob
+from shared.infra import aws
+from shared.infra.settings import get_settings
+from shared.jobs.expiry import parse_job_input
+from shared.jobs.notify import services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from shared.expiry import parse_job_input
-from shared.jobs import services
-from shared.tiers import Tiers
+from shared.jobs.expiry import parse_job_input
+from shared.jobs.notify import services
+from shared.members.tiers import Tiers
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from shared.anomaly import Watch
-from shared.entries import Entry
-from shared.figures import record_entry
-from shared.jobs import services
-from shared.settlement import record_partner_postings
-from shared.store import FigureItems
+from shared.exchange.settlement import record_partner_postings
+from shared.jobs.notify import services
+from shared.ledger.models import Entry
+from shared.ledger.store import FigureItems
+from shared.projections.figures import record_entry
+from shared.projections.watch import Watch
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord

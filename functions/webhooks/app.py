@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from shared.ingest import Event
+    from shared.earning.ingest import Event
 
 logger = Logger()
 metrics = Metrics()

@@ -18,7 +18,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from pointbridge.sandbox import Sandbox
-from shared.audit import audit
+from shared.ledger.audit import audit
 from tests.support.api_stack import Seeded, seed
 from tests.support.http_api import HttpApi, problem
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pointbridge.sandbox import Sandbox
-from shared import draw
-from shared.access import PrincipalKind
-from shared.ledger import Earn, Ledger
-from shared.program import ProgramConfig, Sunset
-from shared.store import ProgramRepository
+from shared.access.keys import PrincipalKind
+from shared.ledger.engine import Earn, Ledger
+from shared.ledger.store import ProgramRepository
+from shared.program.config import ProgramConfig, Sunset
+from shared.rewards import draws as draw
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pointbridge.sandbox import Sandbox
-from shared import exchange
-from shared.access import PrincipalKind
-from shared.audit import audit
-from shared.ledger import Earn, Ledger
-from shared.store import ApiItems, ProgramRepository
+from shared.access.keys import PrincipalKind
+from shared.exchange import agreements as exchange
+from shared.ledger.audit import audit
+from shared.ledger.engine import Earn, Ledger
+from shared.ledger.store import ApiItems, ProgramRepository
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pointbridge.sandbox import Sandbox
-from shared.access import PrincipalKind
-from shared.audit import audit
-from shared.identity_hash import hash_email
-from shared.ledger import Earn, Ledger
-from shared.settings import Settings
-from shared.store import ProgramRepository
+from shared.access.keys import PrincipalKind
+from shared.events.identity import hash_email
+from shared.infra.settings import Settings
+from shared.ledger.audit import audit
+from shared.ledger.engine import Earn, Ledger
+from shared.ledger.store import ProgramRepository
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pointbridge.sandbox import Sandbox
-from shared.access import PrincipalKind
-from shared.audit import audit
-from shared.events import Channel, Identity, IdentityKind, PointsEvent
-from shared.ingest import Ingest
-from shared.ledger import Ledger
-from shared.store import JobStore, MemberDirectory, ProgramRepository
-from shared.tiers import Tiers
+from shared.access.keys import PrincipalKind
+from shared.earning.ingest import Ingest
+from shared.events.model import Channel, Identity, IdentityKind, PointsEvent
+from shared.ledger.audit import audit
+from shared.ledger.engine import Ledger
+from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
+from shared.members.tiers import Tiers
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ import pytest
 import requests
 
 from pointbridge.sandbox import Sandbox
-from shared.access import Principal, PrincipalKind, issue_key
-from shared.audit import audit
-from shared.events import Identity, IdentityKind
-from shared.identity_hash import hash_email
-from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.events.identity import hash_email
+from shared.events.model import Identity, IdentityKind
+from shared.ledger.audit import audit
+from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
 from tests.integration.channel_fixtures import (
     ID_KEY,
     MERCHANT,
@@ -177,8 +177,8 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
 def test_a_flagged_members_points_wait_for_an_operator_over_http(sb: Sandbox) -> None:
     from decimal import Decimal
 
-    from shared.events import Channel, PurchaseEvent
-    from shared.program import ProgramConfig
+    from shared.events.model import Channel, PurchaseEvent
+    from shared.program.config import ProgramConfig
 
     store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
     ProgramRepository(store, cache_seconds=0).publish(ProgramConfig(program="watched", name="Watched"))

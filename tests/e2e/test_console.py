@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from pointbridge.sandbox import Sandbox
-from shared.access import PrincipalKind
-from shared.audit import audit
+from shared.access.keys import PrincipalKind
+from shared.ledger.audit import audit
 from tests.support.api_stack import Seeded, seed
 from tests.support.http_api import HttpApi, problem
 

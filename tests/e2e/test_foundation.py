@@ -14,9 +14,9 @@ import requests
 
 from pointbridge.audit import run_audit
 from pointbridge.sandbox import Sandbox
-from shared.access import Principal, PrincipalKind, issue_key
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, ProgramRepository
+from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.ledger.store import DynamoStore, ProgramRepository
+from shared.program.config import ProgramConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

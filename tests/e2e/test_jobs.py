@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pointbridge.sandbox import Sandbox
-from shared.audit import audit
-from shared.entries import Account
-from shared.ledger import Earn, Ledger
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, JobStore, ProgramRepository
+from shared.ledger.audit import audit
+from shared.ledger.engine import Earn, Ledger
+from shared.ledger.models import Account
+from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
+from shared.program.config import ProgramConfig
 from tests.support.jobs import PUBLISHED, Clock
 
 if TYPE_CHECKING:

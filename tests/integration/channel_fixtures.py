@@ -13,11 +13,11 @@ from integrations.partner_feed import PartnerFeedConfig, parse_partner_feed
 from integrations.shopify import ShopifyConfig, parse_shopify_webhook
 from integrations.square import SquareConfig, parse_square_webhook
 from integrations.till_csv import TillCsvConfig, parse_till_csv
-from shared.program import BehaviourRules, ProgramConfig
+from shared.program.config import BehaviourRules, ProgramConfig
 from tests.unit.adapter_helpers import raw, sign
 
 if TYPE_CHECKING:
-    from shared.ingest import Event
+    from shared.earning.ingest import Event
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 ID_KEY = "identity-key"

@@ -6,9 +6,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.ledger import Ledger
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, ProgramRepository
+from shared.ledger.engine import Ledger
+from shared.ledger.store import DynamoStore, ProgramRepository
+from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared.entries import Account
+from shared.earning.ingest import Ingest
 from shared.errors import UnknownProgramError
-from shared.events import (
+from shared.events.model import (
     BehaviourAction,
     BehaviourEvent,
     Channel,
@@ -18,10 +18,10 @@ from shared.events import (
     PurchaseEvent,
     RefundEvent,
 )
-from shared.ingest import Ingest
-from shared.ledger import Ledger
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, MemberDirectory, ProgramRepository
+from shared.ledger.engine import Ledger
+from shared.ledger.models import Account
+from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
+from shared.program.config import ProgramConfig
 
 NOW = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 EMAIL = Identity(kind=IdentityKind.EMAIL, value="a" * 64)
@@ -140,7 +140,7 @@ def points_of(entry_delta: Any) -> int:
 
 def audited(store: DynamoStore) -> None:
     """The whole audit, open pending earns included, must pass."""
-    from shared.audit import audit
+    from shared.ledger.audit import audit
 
     report = audit(*store.audit_records())
     assert report.ok, report.problems

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.events import BehaviourAction
-from shared.program import BehaviourRules
+from shared.events.model import BehaviourAction
+from shared.program.config import BehaviourRules
 from tests.integration.ingest_support import NOW, Clock, audited, available, behaviour, program, wire
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 RULES = BehaviourRules(review=20, birthday=100, member_day=50, sign_in=5)
 

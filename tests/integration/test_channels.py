@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from functions import wiring
-from shared.audit import audit
-from shared.queues import envelope
-from shared.store import DynamoStore, ProgramRepository
+from shared.earning.queue import envelope
+from shared.ledger.audit import audit
+from shared.ledger.store import DynamoStore, ProgramRepository
 from tests.integration.channel_fixtures import (
     MERCHANT,
     NOW,
@@ -116,7 +116,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             "SOURCES": json.dumps(SOURCES),
         }.items():
             monkeypatch.setenv(name, value)
-        from shared.settings import get_settings
+        from shared.infra.settings import get_settings
 
         get_settings.cache_clear()
         wiring.reset()
@@ -172,7 +172,7 @@ def test_an_event_after_the_program_stopped_earning_is_dead_lettered_with_its_re
     from datetime import timedelta
 
     from functions.ingest.app import handler
-    from shared.program import Sunset
+    from shared.program.config import Sunset
 
     # Given acme stopped earning a day before these events were made (announced 40 days earlier)
     stop = NOW - timedelta(days=1)
@@ -193,8 +193,8 @@ def test_an_event_after_the_program_stopped_earning_is_dead_lettered_with_its_re
 
 def test_transient_failures_are_reported_for_retry(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     from functions.ingest.app import handler
+    from shared.earning.ingest import Ingest
     from shared.errors import ContentionError
-    from shared.ingest import Ingest
 
     real = Ingest.handle
 

@@ -9,13 +9,13 @@ import pytest
 
 from functions.expiry.app import handler
 from shared.errors import ConfigError, InvalidInputError, StaleRunError, UnknownProgramError
-from shared.expiry import ExpiryJob, JobInput, parse_job_input
-from shared.jobs import services
-from shared.program import parse_program
+from shared.jobs.expiry import ExpiryJob, JobInput, parse_job_input
+from shared.jobs.notify import services
+from shared.program.config import parse_program
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 D1 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 D2 = D1 + timedelta(days=1)
@@ -197,7 +197,7 @@ def test_handler_takes_the_schedule_input(world: World, monkeypatch: pytest.Monk
     # Given a lot due on D1 and the handler's services pointed at the test table
     world.earn("ann", 10, "o-1", EARNED, expires_at=D1)
     services.cache_clear()
-    monkeypatch.setattr("shared.jobs.DynamoStore", lambda: world.store)
+    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: world.store)
 
     class Context:
         function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "expiry", 128, "arn", "req"

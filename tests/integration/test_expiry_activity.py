@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.audit import audit
-from shared.entries import Account
 from shared.errors import InsufficientPointsError
-from shared.expiry import ExpiryJob, JobInput, ReminderJob
-from shared.ledger import Earn, Release, Send, Transfer
-from shared.program import ExpiryKind, ExpiryPolicy, ProgramConfig
+from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob
+from shared.ledger.audit import audit
+from shared.ledger.engine import Earn, Release, Send, Transfer
+from shared.ledger.models import Account
+from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig
 from tests.support.jobs import FakeNotifier, World, make_world
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 EXTENDED = ProgramConfig(
     program="demo",

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.entries import Account
-from shared.expiry import ExpiryJob, JobInput
-from shared.ledger import Earn, Release, Reverse, Send
-from shared.program import ExpiryPolicy, ProgramConfig
+from shared.jobs.expiry import ExpiryJob, JobInput
+from shared.ledger.engine import Earn, Release, Reverse, Send
+from shared.ledger.models import Account
+from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 EARNED = datetime(2026, 1, 10, tzinfo=UTC)
 D1 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from moto import mock_aws
 
 from shared.errors import InsufficientPointsError, UnknownMemberError
-from shared.expiry import ExpiryJob, JobInput
-from shared.program import ExpiryPolicy, ProgramConfig
-from shared.store import DynamoStore
+from shared.jobs.expiry import ExpiryJob, JobInput
+from shared.ledger.store import DynamoStore
+from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.aws import create_table
 from tests.support.jobs import PUBLISHED, make_world
 

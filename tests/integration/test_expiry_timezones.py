@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.errors import InsufficientPointsError
-from shared.expiry import ExpiryJob, JobInput, ReminderJob
-from shared.membership import Expiring, expiring
-from shared.program import ExpiryKind, ExpiryPolicy, ProgramConfig
+from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob
+from shared.members.membership import Expiring, expiring
+from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig
 from tests.support.jobs import FakeNotifier, World, make_world
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")

@@ -15,24 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.audit import audit
-from shared.entries import Account
-from shared.events import Channel, Identity, IdentityKind, PurchaseEvent
-from shared.expiry import ExpiryJob, JobInput
-from shared.figures import SHARDS, ProgramFigures, program_figures
-from shared.ingest import Ingest
-from shared.jobs import services
-from shared.ledger import Authorise, Capture, Earn, Ledger, Send, Spend
-from shared.program import ProgramConfig, Tier
-from shared.store import FigureItems, JobStore, MemberDirectory, ProgramRepository
-from shared.tiers import Tiers
+from shared.earning.ingest import Ingest
+from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
+from shared.jobs.expiry import ExpiryJob, JobInput
+from shared.jobs.notify import services
+from shared.ledger.audit import audit
+from shared.ledger.engine import Authorise, Capture, Earn, Ledger, Send, Spend
+from shared.ledger.models import Account
+from shared.ledger.store import FigureItems, JobStore, MemberDirectory, ProgramRepository
+from shared.members.tiers import Tiers
+from shared.program.config import ProgramConfig, Tier
+from shared.projections.figures import SHARDS, ProgramFigures, program_figures
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, purchase, refund
 from tests.support.stream import deliver, entry_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 TZ = "America/New_York"
 LATER = NOW + timedelta(days=15)  # the return window (14 days) has closed
@@ -70,8 +70,8 @@ class Run:
 def run(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     story = Run(store)
     services.cache_clear()
-    monkeypatch.setattr("shared.jobs.DynamoStore", lambda: story.store)
-    monkeypatch.setattr("shared.jobs.ProgramRepository", lambda _store: story.programs)
+    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: story.store)
+    monkeypatch.setattr("shared.jobs.notify.ProgramRepository", lambda _store: story.programs)
     yield story
     services.cache_clear()
 

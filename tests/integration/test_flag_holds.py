@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared import activity
-from shared.anomaly import Finding, FlagDecidedError, FlagNotFoundError, Watch, decide_flag, open_flags
-from shared.entries import EntryKind
-from shared.ingest import provisional_member
-from shared.store import JobStore, MemberDirectory, ProgramRepository
+from shared.earning.ingest import provisional_member
+from shared.ledger.models import EntryKind
+from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
+from shared.members import activity
+from shared.projections.watch import Finding, FlagDecidedError, FlagNotFoundError, Watch, decide_flag, open_flags
 from tests.integration.ingest_support import EMAIL, NOW, Clock, account, audited, program, purchase, refund, wire
 
 if TYPE_CHECKING:
-    from shared.ingest import Ingest
-    from shared.program import ProgramConfig
-    from shared.store import DynamoStore
+    from shared.earning.ingest import Ingest
+    from shared.ledger.store import DynamoStore
+    from shared.program.config import ProgramConfig
 
 MEMBER = provisional_member(EMAIL)
 ORDER = "shopify:acme.myshopify.com:2002"

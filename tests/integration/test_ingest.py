@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.audit import audit
-from shared.entries import Account, EntryKind
+from shared.earning.ingest import MergeConflictError, provisional_member
 from shared.errors import IdempotencyConflictError
-from shared.ingest import MergeConflictError, provisional_member
-from shared.ledger import Spend
-from shared.program import Caps
+from shared.ledger.audit import audit
+from shared.ledger.engine import Spend
+from shared.ledger.models import Account, EntryKind
+from shared.program.config import Caps
 from tests.integration.ingest_support import (
     CARD,
     EMAIL,
@@ -30,8 +30,8 @@ from tests.integration.ingest_support import (
 )
 
 if TYPE_CHECKING:
-    from shared.ingest import Event
-    from shared.store import DynamoStore
+    from shared.earning.ingest import Event
+    from shared.ledger.store import DynamoStore
 
 
 def test_purchase_posts_once_with_its_explanation_and_rule_version(store: DynamoStore) -> None:
@@ -152,7 +152,7 @@ def test_pending_points_activate_when_the_window_closes_and_parked_refunds_follo
 
 
 def test_sign_ins_earn_once_a_day_and_streaks_count_event_days(store: DynamoStore) -> None:
-    from shared.program import BehaviourRules, StreakBonus
+    from shared.program.config import BehaviourRules, StreakBonus
 
     rules = BehaviourRules(sign_in=5, streak_bonuses=(StreakBonus(day=3, points=100),))
     ingest = wire(store, program(behaviour=rules))
@@ -196,7 +196,7 @@ def test_linking_identities_merges_balances_through_the_ledger(store: DynamoStor
 
 
 def test_two_registered_members_are_not_merged_silently(store: DynamoStore) -> None:
-    from shared.events import Identity, IdentityKind
+    from shared.events.model import Identity, IdentityKind
 
     ingest = wire(store, program())
     ingest._directory.claim(CARD.key, "m-1", provisional=False)
@@ -207,7 +207,7 @@ def test_two_registered_members_are_not_merged_silently(store: DynamoStore) -> N
 
 class MemberDirectoryView:
     def __init__(self, store: DynamoStore) -> None:
-        from shared.store import MemberDirectory
+        from shared.ledger.store import MemberDirectory
 
         self._directory = MemberDirectory(store)
 
@@ -246,8 +246,8 @@ def test_partner_points_are_owed_by_the_partner(store: DynamoStore) -> None:
 
 
 def test_a_cap_decided_on_a_stale_tally_is_decided_again(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.ledger import Change, Tally
-    from shared.store import MemberDirectory
+    from shared.ledger.engine import Change, Tally
+    from shared.ledger.store import MemberDirectory
 
     # Given a daily cap of 100, and another earn of 80 that lands between our read and our write
     ingest = wire(store, program(caps=Caps(per_member_per_day=100)))

@@ -7,18 +7,18 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from shared.events import BehaviourAction, BehaviourEvent, Channel, Identity, IdentityKind
-from shared.ingest import Ingest
-from shared.ledger import Ledger
-from shared.program import BehaviourRules, Caps, QualifyingBasis, Tier, TierQualification
-from shared.store import JobStore, MemberDirectory, ProgramRepository
-from shared.tiers import Tiers
+from shared.earning.ingest import Ingest
+from shared.events.model import BehaviourAction, BehaviourEvent, Channel, Identity, IdentityKind
+from shared.ledger.engine import Ledger
+from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
+from shared.members.tiers import Tiers
+from shared.program.config import BehaviourRules, Caps, QualifyingBasis, Tier, TierQualification
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, program, purchase, refund
 
 if TYPE_CHECKING:
-    from shared.ingest import Event
-    from shared.program import ProgramConfig
-    from shared.store import DynamoStore
+    from shared.earning.ingest import Event
+    from shared.ledger.store import DynamoStore
+    from shared.program.config import ProgramConfig
 
 
 def warm(store: DynamoStore, config: ProgramConfig, with_tiers: bool = False) -> Ingest:

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared import activity
+from shared.earning.ingest import Ingest, provisional_member
 from shared.errors import EarningClosedError
-from shared.ingest import Ingest, provisional_member
-from shared.ledger import Ledger, Tally
-from shared.program import Caps, QualifyingBasis, Sunset, Tier, TierQualification
-from shared.store import JobStore, MemberDirectory, ProgramRepository
-from shared.tiers import Tiers
+from shared.ledger.engine import Ledger, Tally
+from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
+from shared.members import activity
+from shared.members.tiers import Tiers
+from shared.program.config import Caps, QualifyingBasis, Sunset, Tier, TierQualification
 from tests.integration.ingest_support import EMAIL, NOW, Clock, account, audited, program, purchase, refund, wire
 
 if TYPE_CHECKING:
-    from shared.program import ProgramConfig
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
+    from shared.program.config import ProgramConfig
 
 MEMBER = provisional_member(EMAIL)
 EARNING_ENDS = NOW - timedelta(days=2)
@@ -132,7 +132,7 @@ def test_activity_is_counted_in_the_month_of_the_purchase_and_leaves_the_window(
 
 
 def test_a_flagged_member_is_not_moved_up_while_the_flag_is_open(store: DynamoStore) -> None:
-    from shared.anomaly import Finding, Watch
+    from shared.projections.watch import Finding, Watch
 
     ingest, tiers = tiered(store)
     Watch(ProgramRepository(store), JobStore(store)).flag("demo", Finding(MEMBER, "card_velocity", "burst"), NOW, "c")

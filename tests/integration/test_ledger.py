@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.audit import audit
-from shared.entries import Account, EntryKind
 from shared.errors import (
     AlreadySettledError,
     CaptureExceedsHoldError,
@@ -20,22 +18,13 @@ from shared.errors import (
     UnknownMemberError,
     UnknownProgramError,
 )
-from shared.ledger import (
-    Activate,
-    Authorise,
-    Capture,
-    Earn,
-    ExpireLot,
-    Ledger,
-    Release,
-    Reverse,
-    Spend,
-    Void,
-)
+from shared.ledger.audit import audit
+from shared.ledger.engine import Activate, Authorise, Capture, Earn, ExpireLot, Ledger, Release, Reverse, Spend, Void
+from shared.ledger.models import Account, EntryKind
 from tests.conftest import T0
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 
 def earn(member: str = "ann", points: int = 100, ext: str = "o-1", **extra: object) -> Earn:

@@ -17,27 +17,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from moto import mock_aws
 
-from shared.audit import audit
 from shared.errors import InsufficientPointsError, PointbridgeError
-from shared.ledger import (
-    Activate,
-    Authorise,
-    Capture,
-    Earn,
-    ExpireLot,
-    Ledger,
-    Release,
-    Reverse,
-    Spend,
-    Void,
-)
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, ProgramRepository
+from shared.ledger.audit import audit
+from shared.ledger.engine import Activate, Authorise, Capture, Earn, ExpireLot, Ledger, Release, Reverse, Spend, Void
+from shared.ledger.store import DynamoStore, ProgramRepository
+from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
 
 if TYPE_CHECKING:
-    from shared.entries import Entry
+    from shared.ledger.models import Entry
 
 MEMBERS = ("ann", "bob")
 members = st.sampled_from(MEMBERS)  # ann is drawn far more often (shrinks towards the first)

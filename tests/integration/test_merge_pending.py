@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from shared import activity
-from shared.entries import Account, EntryKind
-from shared.events import Identity, IdentityKind
-from shared.ingest import provisional_member
-from shared.store import MemberDirectory
+from shared.earning.ingest import provisional_member
+from shared.events.model import Identity, IdentityKind
+from shared.ledger.models import Account, EntryKind
+from shared.ledger.store import MemberDirectory
+from shared.members import activity
 from tests.integration.ingest_support import (
     CARD,
     EMAIL,
@@ -24,8 +24,8 @@ from tests.integration.ingest_support import (
 )
 
 if TYPE_CHECKING:
-    from shared.ingest import Ingest
-    from shared.store import DynamoStore
+    from shared.earning.ingest import Ingest
+    from shared.ledger.store import DynamoStore
 
 TILL = "till:store-1"
 WINDOW = program(return_window_days=30)
@@ -166,8 +166,8 @@ def test_an_earn_after_the_link_lands_on_the_survivor_and_activity_follows_the_m
 
 
 def test_the_audit_notices_a_pending_earn_left_behind_or_lost(store: DynamoStore) -> None:
-    from shared.audit import audit
-    from shared.store import member_pk, pending_item, pending_sk
+    from shared.ledger.audit import audit
+    from shared.ledger.store import member_pk, pending_item, pending_sk
 
     ingest = wire(store, WINDOW)
     registered_member_with_an_online_order(store, ingest)

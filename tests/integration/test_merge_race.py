@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.audit import audit
-from shared.entries import Account, EntryKind
+from shared.earning.ingest import provisional_member
 from shared.errors import AccountClosedError
-from shared.ingest import provisional_member
-from shared.ledger import Authorise, Capture, Earn, ExpireLot, Release, Send, Spend, Transfer
-from shared.store import DynamoStore, MemberDirectory
+from shared.ledger.audit import audit
+from shared.ledger.engine import Authorise, Capture, Earn, ExpireLot, Release, Send, Spend, Transfer
+from shared.ledger.models import Account, EntryKind
+from shared.ledger.store import DynamoStore, MemberDirectory
 from tests.conftest import T0
 from tests.integration.ingest_support import (
     CARD,
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from shared.ingest import Ingest
-    from shared.ledger import Change, Ledger
+    from shared.earning.ingest import Ingest
+    from shared.ledger.engine import Change, Ledger
 
 TILL = "till:store-1"
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.anomaly import Finding, Watch, decide_flag
-from shared.entries import Account, EntryKind
-from shared.events import BehaviourAction
-from shared.ingest import Ingest
-from shared.ledger import Ledger
-from shared.member_view import REFERRAL_AWAITING, REFERRAL_NOT_ELIGIBLE, REFERRAL_PAID, Referral
-from shared.program import BehaviourRules, Caps
-from shared.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
+from shared.earning.ingest import Ingest
+from shared.events.model import BehaviourAction
+from shared.ledger.engine import Ledger
+from shared.ledger.models import Account, EntryKind
+from shared.ledger.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
+from shared.members.view import REFERRAL_AWAITING, REFERRAL_NOT_ELIGIBLE, REFERRAL_PAID, Referral
+from shared.program.config import BehaviourRules, Caps
+from shared.projections.watch import Finding, Watch, decide_flag
 from tests.integration.ingest_support import (
     CARD,
     EMAIL,
@@ -32,8 +32,8 @@ from tests.integration.ingest_support import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from shared.ingest import Outcome
-    from shared.ledger import Change
+    from shared.earning.ingest import Outcome
+    from shared.ledger.engine import Change
 
 REFERRAL = BehaviourAction.REFERRAL
 RULES = BehaviourRules(referral=500, sign_in=5)

@@ -10,14 +10,14 @@ import boto3
 import pytest
 
 from shared.errors import StaleRunError, SunsetError
-from shared.expiry import ExpiryJob, JobInput, ReminderJob, announce_sunset, earning_open, redemption_open
-from shared.jobs import EventBridgeNotifier
-from shared.ledger import Release
-from shared.program import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
+from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob, announce_sunset, earning_open, redemption_open
+from shared.jobs.notify import EventBridgeNotifier
+from shared.ledger.engine import Release
+from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
 from tests.support.jobs import FakeNotifier, World, make_world
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 EARNED = datetime(2026, 1, 10, tzinfo=UTC)
 NOW = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)

@@ -13,19 +13,19 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 
 from functions.watch.app import handler as watch_handler
-from shared.anomaly import FlagNotFoundError, clear_flag, is_flagged
-from shared.entries import Account
-from shared.expiry import JobInput
-from shared.jobs import services
-from shared.ledger import Earn, Spend
-from shared.program import AnomalyRules, ProgramConfig
-from shared.settlement import SettlementJob, statement
+from shared.exchange.settlement import SettlementJob, statement
+from shared.jobs.expiry import JobInput
+from shared.jobs.notify import services
+from shared.ledger.engine import Earn, Spend
+from shared.ledger.models import Account
+from shared.program.config import AnomalyRules, ProgramConfig
+from shared.projections.watch import FlagNotFoundError, clear_flag, is_flagged
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 AT = datetime(2026, 2, 3, 10, 0, tzinfo=UTC)
 RULES = AnomalyRules(max_earns_per_card_per_hour=3, max_exchanges_per_member_per_hour=2)
@@ -39,8 +39,8 @@ class Context:
 def world(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     world = make_world(store, ProgramConfig(program="demo", name="Demo", anomaly=RULES))
     services.cache_clear()
-    monkeypatch.setattr("shared.jobs.DynamoStore", lambda: world.store)
-    monkeypatch.setattr("shared.jobs.ProgramRepository", lambda _store: world.programs)
+    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: world.store)
+    monkeypatch.setattr("shared.jobs.notify.ProgramRepository", lambda _store: world.programs)
     yield world
     services.cache_clear()
 

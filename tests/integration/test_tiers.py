@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared import activity
-from shared.expiry import JobInput
-from shared.ledger import Earn
-from shared.program import ProgramConfig, QualifyingBasis, Tier, TierQualification
-from shared.tiers import Tiers
+from shared.jobs.expiry import JobInput
+from shared.ledger.engine import Earn
+from shared.members import activity
+from shared.members.tiers import Tiers
+from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 T1 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 CONFIG = ProgramConfig(

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from shared.access import Principal, PrincipalKind, issue_key
-from shared.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
-from shared.exchange import Agreement, publish_agreement
-from shared.ledger import Earn, Ledger
-from shared.program import ProgramConfig
-from shared.store import ApiItems, DynamoStore, ProgramRepository
+from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.exchange.agreements import Agreement, publish_agreement
+from shared.ledger.engine import Earn, Ledger
+from shared.ledger.store import ApiItems, DynamoStore, ProgramRepository
+from shared.program.config import ProgramConfig
+from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
 
 if TYPE_CHECKING:
     from pointbridge.sandbox import Sandbox

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from shared.access import Principal, PrincipalKind, issue_key
-from shared.store import DynamoStore
+from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.ledger.store import DynamoStore
 
 if TYPE_CHECKING:
     from pointbridge.sandbox import Sandbox

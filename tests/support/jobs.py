@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.audit import audit
-from shared.entries import Account
-from shared.ledger import Authorise, Earn, Ledger, Spend
-from shared.program import ProgramConfig
-from shared.store import DynamoStore, JobStore, ProgramRepository
+from shared.ledger.audit import audit
+from shared.ledger.engine import Authorise, Earn, Ledger, Spend
+from shared.ledger.models import Account
+from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
+from shared.program.config import ProgramConfig
 
 PUBLISHED = datetime(2025, 12, 1, tzinfo=UTC)
 

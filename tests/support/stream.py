@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeSerializer
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore
+    from shared.ledger.store import DynamoStore
 
 
 class LambdaContext:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.events import (
+from shared.events.model import (
     BehaviourAction,
     BehaviourEvent,
     Channel,
@@ -18,7 +18,7 @@ from shared.events import (
     PointsEvent,
     PurchaseEvent,
 )
-from shared.program import ProgramConfig, load_program, parse_program
+from shared.program.config import ProgramConfig, load_program, parse_program
 
 SEED = Path(__file__).resolve().parents[2] / "seeds" / "demo-program.json"
 NEW_YORK = ZoneInfo("America/New_York")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from shared import activity
-from shared.program import ProgramConfig, TierQualification
+from shared.members import activity
+from shared.program.config import ProgramConfig, TierQualification
 
 CONFIG = ProgramConfig(
     program="demo", name="Demo", timezone="America/New_York", tier_qualification=TierQualification(window_months=2)

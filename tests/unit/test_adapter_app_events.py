@@ -8,7 +8,7 @@ import pytest
 
 from integrations.app_events import AppEventConfig, parse_app_event
 from integrations.errors import MalformedPayloadError, StaleWebhookError
-from shared.events import BehaviourAction, IdentityKind
+from shared.events.model import BehaviourAction, IdentityKind
 from tests.unit.adapter_helpers import load, raw
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.identity_hash import (
+from shared.events.identity import (
     InvalidIdentityError,
     hash_email,
     hash_phone,

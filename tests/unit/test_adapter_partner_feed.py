@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from integrations.currency import CurrencyPolicy
 from integrations.partner_feed import PartnerFeedConfig, parse_partner_feed
-from shared.events import IdentityKind, PointsEvent, PurchaseEvent
+from shared.events.model import IdentityKind, PointsEvent, PurchaseEvent
 from tests.unit.adapter_helpers import raw
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)

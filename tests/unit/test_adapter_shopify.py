@@ -21,8 +21,8 @@ from integrations.errors import (
     UnsupportedEventError,
 )
 from integrations.shopify import ShopifyConfig, parse_shopify_webhook
-from shared.events import IdentityKind, PurchaseEvent, RefundEvent
-from shared.identity_hash import hash_email
+from shared.events.identity import hash_email
+from shared.events.model import IdentityKind, PurchaseEvent, RefundEvent
 from tests.unit.adapter_helpers import load, raw, sign
 
 SECRET = "shpss_test_secret"

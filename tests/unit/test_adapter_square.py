@@ -21,8 +21,8 @@ from integrations.errors import (
     UnsupportedEventError,
 )
 from integrations.square import SquareConfig, parse_square_webhook
-from shared.events import IdentityKind, PurchaseEvent, RefundEvent
-from shared.identity_hash import hash_email, hash_phone
+from shared.events.identity import hash_email, hash_phone
+from shared.events.model import IdentityKind, PurchaseEvent, RefundEvent
 from tests.unit.adapter_helpers import load, raw, sign
 
 KEY = "sq-signature-key"

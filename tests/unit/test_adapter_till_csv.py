@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from integrations.currency import CurrencyPolicy
 from integrations.till_csv import TillCsvConfig, parse_till_csv
-from shared.events import IdentityKind, PurchaseEvent, RefundEvent
-from shared.identity_hash import hash_phone
+from shared.events.identity import hash_phone
+from shared.events.model import IdentityKind, PurchaseEvent, RefundEvent
 from tests.unit.adapter_helpers import raw
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)

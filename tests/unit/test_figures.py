@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.entries import Account, Entry, EntryKind, Posting
 from shared.errors import InvalidInputError
-from shared.figures import Figures, entry_counters, period_bounds, shard_of, tier_count_change, tier_mix
-from shared.program import ProgramConfig, Tier
+from shared.ledger.models import Account, Entry, EntryKind, Posting
+from shared.program.config import ProgramConfig, Tier
+from shared.projections.figures import Figures, entry_counters, period_bounds, shard_of, tier_count_change, tier_mix
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 A, P, H = Account.AVAILABLE, Account.PENDING, Account.HELD

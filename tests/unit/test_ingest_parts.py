@@ -9,10 +9,10 @@ import pytest
 
 from integrations.errors import UnknownSourceError
 from integrations.sources import parse_sources
+from shared.earning.ingest import _streak, event_hash, provisional_member
+from shared.earning.queue import envelope
 from shared.errors import ConfigError
-from shared.events import Identity, IdentityKind
-from shared.ingest import _streak, event_hash, provisional_member
-from shared.queues import envelope
+from shared.events.model import Identity, IdentityKind
 from tests.integration.channel_fixtures import SOURCES, channel_events
 
 EVENT = channel_events()[0]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.entries import Account, AccountState, Entry, EntryKind, Posting, activity_time
+from shared.ledger.models import Account, AccountState, Entry, EntryKind, Posting, activity_time
 
 AT = datetime(2026, 3, 20, 12, 0, 30, 123456, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from shared.membership import held_tier, tier_status
-from shared.program import ProgramConfig, QualifyingBasis, Tier, TierQualification
+from shared.members.membership import held_tier, tier_status
+from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 LADDER = (

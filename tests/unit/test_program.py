@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from shared.errors import ConfigError
-from shared.program import ExpiryKind, ProgramConfig, PromoStacking, Rounding, load_program, parse_program
+from shared.program.config import ExpiryKind, ProgramConfig, PromoStacking, Rounding, load_program, parse_program
 from tests.unit.rules_factories import SEED, demo
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from shared.errors import InvalidInputError
-from shared.events import BehaviourAction, Channel
-from shared.program import NEVER, QualifyingActivity
-from shared.rules import (
+from shared.events.model import BehaviourAction, Channel
+from shared.program.config import NEVER, QualifyingActivity
+from shared.program.rules import (
     EarnDecision,
     StepKind,
     earn_day,

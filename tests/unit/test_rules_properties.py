@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.events import BehaviourAction, PurchaseEvent
-from shared.program import ProgramConfig, QualifyingActivity, Rounding
-from shared.rules import evaluate_behaviour, evaluate_purchase, qualifying_tier, refund_clawback
+from shared.events.model import BehaviourAction, PurchaseEvent
+from shared.program.config import ProgramConfig, QualifyingActivity, Rounding
+from shared.program.rules import evaluate_behaviour, evaluate_purchase, qualifying_tier, refund_clawback
 from tests.unit.rules_factories import behaviour, demo_with, line, purchase
 
 # Built once: parsing a config per example would dominate the run time.

@@ -17,14 +17,16 @@ from functions.api import context
 from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
-from shared import catalogue, exchange, sunset
-from shared.access import Principal, issue_key
-from shared.config_versions import ConfigHistory, ConfigKind, ConfigVersion, history, live
+from shared.access.keys import Principal, issue_key
 from shared.errors import InvalidInputError, UnknownProgramError
-from shared.events import PurchaseEvent
-from shared.expiry import announce_sunset
-from shared.program import ProgramConfig, parse_program
-from shared.rules import evaluate_purchase
+from shared.events.model import PurchaseEvent
+from shared.exchange import agreements as exchange
+from shared.jobs.expiry import announce_sunset
+from shared.program import sunset
+from shared.program.config import ProgramConfig, parse_program
+from shared.program.rules import evaluate_purchase
+from shared.program.versions import ConfigHistory, ConfigKind, ConfigVersion, history, live
+from shared.rewards import catalogue
 
 router = APIGatewayRouter()
 ConfigBody = Annotated[dict[str, Any], Body()]

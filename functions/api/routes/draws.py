@@ -10,8 +10,8 @@ from functions.api import context
 from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
-from shared import draw
-from shared.ledger import Key
+from shared.ledger.engine import Key
+from shared.rewards import draws as draw
 
 router = APIGatewayRouter()
 

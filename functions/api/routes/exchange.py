@@ -10,11 +10,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import DecimalText, EntryOut
-from shared import exchange
-from shared.access import require_agreement, require_partner
-from shared.entries import Account
-from shared.ledger import Authorise, Capture, Earn, Key, Points, Reason, Release
-from shared.settlement import Position, partner_period
+from shared.access.keys import require_agreement, require_partner
+from shared.exchange import agreements as exchange
+from shared.exchange.settlement import Position, partner_period
+from shared.ledger.engine import Authorise, Capture, Earn, Key, Points, Reason, Release
+from shared.ledger.models import Account
 
 router = APIGatewayRouter()
 IdPath = Annotated[str, Path(min_length=1, max_length=100)]

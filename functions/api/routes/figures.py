@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from functions.api import context
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
-from shared.figures import DayFigures, Figures, Share, period_bounds, program_figures
-from shared.store import FigureItems
+from shared.ledger.store import FigureItems
+from shared.projections.figures import DayFigures, Figures, Share, period_bounds, program_figures
 
 router = APIGatewayRouter()
 CONSOLE_PAGE = FilePath(__file__).resolve().parents[1] / "console.html"

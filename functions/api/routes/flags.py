@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from shared.anomaly import decide_flag, open_flags
-from shared.ingest import Ingest
-from shared.store import JobStore, MemberDirectory
+from shared.earning.ingest import Ingest
+from shared.ledger.store import JobStore, MemberDirectory
+from shared.projections.watch import decide_flag, open_flags
 
 router = APIGatewayRouter()
 

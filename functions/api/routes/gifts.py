@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
-from shared.catalogue import live_catalogue
-from shared.gifts import SOURCE as GIFT_SOURCE
-from shared.gifts import send_gift
-from shared.ledger import Key, Points
+from shared.ledger.engine import Key, Points
+from shared.rewards.catalogue import live_catalogue
+from shared.rewards.gifts import SOURCE as GIFT_SOURCE
+from shared.rewards.gifts import send_gift
 
 router = APIGatewayRouter()
 

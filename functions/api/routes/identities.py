@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from shared.events import Identity, IdentityKind
-from shared.identity_hash import hash_email, hash_phone, normalise_card
-from shared.ingest import Ingest
-from shared.settings import get_settings
-from shared.store import MemberDirectory
+from shared.earning.ingest import Ingest
+from shared.events.identity import hash_email, hash_phone, normalise_card
+from shared.events.model import Identity, IdentityKind
+from shared.infra.settings import get_settings
+from shared.ledger.store import MemberDirectory
 
 router = APIGatewayRouter()
 

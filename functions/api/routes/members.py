@@ -8,10 +8,10 @@ from pydantic import BaseModel
 
 from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
-from shared.activity import ACTIVITY
 from shared.errors import UnknownMemberError
-from shared.membership import Expiring, expiring, held_tier, spendable, tier_status
-from shared.store import JobStore
+from shared.ledger.store import JobStore
+from shared.members.activity import ACTIVITY
+from shared.members.membership import Expiring, expiring, held_tier, spendable, tier_status
 
 router = APIGatewayRouter()
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, PlainSerializer
 
-from shared.entries import Account, Entry
+from shared.ledger.models import Account, Entry
 
 DecimalText = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 

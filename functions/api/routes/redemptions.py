@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import DecimalText, EntryOut
-from shared import catalogue
 from shared.errors import InvalidInputError
-from shared.ledger import Key, Points, Reason, Spend
-from shared.membership import held_tier
-from shared.store import JobStore
+from shared.ledger.engine import Key, Points, Reason, Spend
+from shared.ledger.store import JobStore
+from shared.members.membership import held_tier
+from shared.rewards import catalogue
 
 router = APIGatewayRouter()
 REDEMPTION = "redemption"

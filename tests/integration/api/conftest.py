@@ -10,16 +10,16 @@ import pytest
 
 from functions.api import context as api_context
 from functions.authorizer import app as authorizer
-from shared.access import Principal, PrincipalKind, issue_key
-from shared.ledger import Earn
-from shared.program import ProgramConfig
+from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.ledger.engine import Earn
+from shared.program.config import ProgramConfig
 from tests.conftest import T0
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, ProgramRepository
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/Prod/GET/health"
 

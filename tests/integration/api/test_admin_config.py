@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.access import PrincipalKind
+from shared.access.keys import PrincipalKind
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 

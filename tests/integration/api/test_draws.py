@@ -5,15 +5,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from functions.api import context as api_context
-from shared.access import PrincipalKind
-from shared.draw import pick_winners
-from shared.ledger import Earn
+from shared.access.keys import PrincipalKind
+from shared.ledger.engine import Earn
+from shared.rewards.draws import pick_winners
 from tests.conftest import T0
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger import Ledger
+    from shared.ledger.engine import Ledger
     from tests.integration.api.conftest import Client
 
 

@@ -5,17 +5,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from functions.api import context as api_context
-from shared.access import PrincipalKind
-from shared.audit import audit
-from shared.exchange import Agreement, check_exchanges, publish_agreement
-from shared.store import ApiItems
+from shared.access.keys import PrincipalKind
+from shared.exchange.agreements import Agreement, check_exchanges, publish_agreement
+from shared.ledger.audit import audit
+from shared.ledger.store import ApiItems
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from shared.access import PrincipalKind
-from shared.jobs import services
-from shared.ledger import Spend
+from shared.access.keys import PrincipalKind
+from shared.jobs.notify import services
+from shared.ledger.engine import Spend
 from tests.conftest import T0
 from tests.support.stream import deliver, entry_records
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 FIGURES = "/admin/programs/demo/figures"
@@ -24,8 +24,8 @@ FIGURES = "/admin/programs/demo/figures"
 def project(store: DynamoStore, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deliver every entry written so far to the stream watcher."""
     services.cache_clear()
-    monkeypatch.setattr("shared.jobs.DynamoStore", lambda: store)
-    monkeypatch.setattr("shared.jobs.ProgramRepository", lambda _store: programs)
+    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: store)
+    monkeypatch.setattr("shared.jobs.notify.ProgramRepository", lambda _store: programs)
     deliver(entry_records(store))
     services.cache_clear()
 

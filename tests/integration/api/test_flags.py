@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.access import PrincipalKind
-from shared.anomaly import Finding, Watch
-from shared.ingest import provisional_member
-from shared.store import JobStore
+from shared.access.keys import PrincipalKind
+from shared.earning.ingest import provisional_member
+from shared.ledger.store import JobStore
+from shared.projections.watch import Finding, Watch
 from tests.integration.ingest_support import EMAIL, NOW, account, audited, program, purchase, wire
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 MEMBER = provisional_member(EMAIL)

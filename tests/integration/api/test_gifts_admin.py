@@ -4,17 +4,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from functions.holds.app import handler
-from shared.access import PrincipalKind
-from shared.audit import audit
-from shared.catalogue import Catalogue, GiftPolicy, publish_catalogue
-from shared.ledger import Earn, Transfer
-from shared.store import ApiItems
+from shared.access.keys import PrincipalKind
+from shared.ledger.audit import audit
+from shared.ledger.engine import Earn, Transfer
+from shared.ledger.store import ApiItems
+from shared.rewards.catalogue import Catalogue, GiftPolicy, publish_catalogue
 from tests.conftest import T0
 from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 
 

@@ -4,13 +4,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from functions.holds.app import handler
-from shared.access import PrincipalKind
-from shared.audit import audit
+from shared.access.keys import PrincipalKind
+from shared.ledger.audit import audit
 from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 
 

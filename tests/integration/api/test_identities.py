@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.access import PrincipalKind
-from shared.audit import audit
-from shared.events import Identity, IdentityKind
-from shared.identity_hash import hash_email
-from shared.ledger import Earn
-from shared.settings import get_settings
-from shared.store import MemberDirectory
+from shared.access.keys import PrincipalKind
+from shared.events.identity import hash_email
+from shared.events.model import Identity, IdentityKind
+from shared.infra.settings import get_settings
+from shared.ledger.audit import audit
+from shared.ledger.engine import Earn
+from shared.ledger.store import MemberDirectory
 from tests.conftest import T0
 
 if TYPE_CHECKING:
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 
 

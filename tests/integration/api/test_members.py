@@ -5,16 +5,16 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from functions.api import context as api_context
-from shared.access import PrincipalKind
-from shared.ledger import Earn, Spend
-from shared.program import ExpiryPolicy
+from shared.access.keys import PrincipalKind
+from shared.ledger.engine import Earn, Spend
+from shared.program.config import ExpiryPolicy
 from tests.conftest import T0
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger import Ledger
-    from shared.store import ProgramRepository
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import ProgramRepository
     from tests.integration.api.conftest import Client
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from shared.access import PrincipalKind
-from shared.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
-from shared.store import ApiItems
+from shared.access.keys import PrincipalKind
+from shared.ledger.store import ApiItems
+from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
 
 if TYPE_CHECKING:
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 
 REDEEM = "/programs/demo/members/m1/redemptions"

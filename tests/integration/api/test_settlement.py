@@ -7,15 +7,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from functions.api import context as api_context
-from shared.access import PrincipalKind
-from shared.exchange import Agreement, publish_agreement
-from shared.settlement import record_partner_postings
-from shared.store import ApiItems, JobStore
+from shared.access.keys import PrincipalKind
+from shared.exchange.agreements import Agreement, publish_agreement
+from shared.exchange.settlement import record_partner_postings
+from shared.ledger.store import ApiItems, JobStore
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 

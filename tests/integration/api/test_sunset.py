@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from functions.api import context as api_context
-from shared.access import PrincipalKind
-from shared.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
-from shared.exchange import Agreement, publish_agreement
-from shared.store import ApiItems
+from shared.access.keys import PrincipalKind
+from shared.exchange.agreements import Agreement, publish_agreement
+from shared.ledger.store import ApiItems
+from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from shared.ledger import Ledger
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.engine import Ledger
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 M1 = "/programs/demo/members/m1"

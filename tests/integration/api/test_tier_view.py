@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING
 import pytest
 
 from functions.api import context as api_context
-from shared.access import PrincipalKind
-from shared.ingest import Ingest
-from shared.ledger import Ledger
-from shared.program import ProgramConfig, QualifyingBasis, Tier, TierQualification
-from shared.store import JobStore, MemberDirectory
-from shared.tiers import Tiers
+from shared.access.keys import PrincipalKind
+from shared.earning.ingest import Ingest
+from shared.ledger.engine import Ledger
+from shared.ledger.store import JobStore, MemberDirectory
+from shared.members.tiers import Tiers
+from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification
 from tests.integration.ingest_support import EMAIL, NOW, Clock, purchase, refund
 
 if TYPE_CHECKING:
-    from shared.store import DynamoStore, ProgramRepository
+    from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 
 LADDER = (

@@ -1,0 +1,61 @@
+"""Wiring for the scheduled jobs: one cached set of collaborators per process, built lazily."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from shared.errors import PointbridgeError
+from shared.infra import aws
+from shared.infra.settings import get_settings
+from shared.ledger.engine import Ledger
+from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
+
+
+class NotifyError(PointbridgeError):
+    """Raised when EventBridge did not accept a member notice; the job run fails and is retried."""
+
+    code = "notify_failed"
+    status = 502
+
+
+class EventBridgeNotifier:
+    """Member notices as events on the notifications bus (PutEvents, one event per notice)."""
+
+    SOURCE = "pointbridge.jobs"
+
+    def __init__(self, bus: str | None = None, client: Any = None) -> None:
+        self._bus = bus or get_settings().notifications_bus
+        self._client = client
+
+    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
+        client = self._client or aws.events()
+        response = client.put_events(
+            Entries=[
+                {
+                    "Source": self.SOURCE,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps({"id": event_id, **detail}),
+                    "EventBusName": self._bus,
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise NotifyError(f"EventBridge refused {event_id}: {response['Entries'][0].get('ErrorCode')}")
+
+
+@dataclass(frozen=True)
+class Services:
+    store: DynamoStore
+    programs: ProgramRepository
+    ledger: Ledger
+    jobs: JobStore
+
+
+@cache
+def services() -> Services:
+    store = DynamoStore()
+    programs = ProgramRepository(store)
+    return Services(store=store, programs=programs, ledger=Ledger(store, programs), jobs=JobStore(store))

@@ -1,0 +1,202 @@
+"""The audit: recompute everything the ledger promises from the entries alone.
+
+Checks, for every program: each entry's hash and zero sum; each member chain (seq 1..n, each
+prev_hash the hash before it, the balance item holding the head); each balance bucket equal to
+the sum of its postings; the balance's last activity (from which expiry extended by activity
+counts) equal to the latest activity its entries show; each open lot's remaining equal to the
+sum of its lot moves, and the lots summing to the available balance; open holds summing to the
+held balance; when given, the open pending earns (who holds each, and how many points) matching
+what the entries say and summing to the pending balance; a closed (merged) account holding nothing
+pending or held; and all accounts of the program (member buckets and program-side accounts)
+summing to zero.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shared.ledger.models import (
+    GENESIS_HASH,
+    Account,
+    AccountState,
+    Entry,
+    EntryKind,
+    Hold,
+    Lot,
+    PendingEarn,
+    activity_time,
+    latest,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+@dataclass
+class AuditReport:
+    entries: int = 0
+    accounts: int = 0
+    problems: list[str] = field(default_factory=list)
+    # program -> account ("available", "issuance", "partner:acme", ...) -> balance
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def audit(
+    entries: Iterable[Entry],
+    accounts: Iterable[AccountState],
+    lots: Iterable[Lot],
+    holds: Iterable[Hold],
+    pending: Iterable[PendingEarn] | None = None,
+) -> AuditReport:
+    """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too."""
+    report = AuditReport()
+    all_entries = list(entries)
+    chains, lot_moves, totals = _read_entries(all_entries, report)
+    pending_held = _check_pending(all_entries, pending, report) if pending is not None else None
+    open_lots = _check_lots(lots, lot_moves, report)
+    held: dict[tuple[str, str], int] = defaultdict(int)
+    for hold in holds:
+        held[(hold.program, hold.member)] += hold.amount
+
+    for state in accounts:
+        report.accounts += 1
+        key = (state.program, state.member)
+        report.problems.extend(_check_chain(state, sorted(chains.pop(key, []), key=lambda e: e.seq)))
+        checks = [
+            (state.available, open_lots.get(key, 0), "open lots"),
+            (state.held, held.get(key, 0), "open holds"),
+        ]
+        if pending_held is not None:
+            checks.append((state.pending, pending_held.get(key, 0), "open pending earns"))
+        for bucket, expected, what in checks:
+            if bucket != expected:
+                report.problems.append(
+                    f"{state.program}/{state.member}: {what} total {expected}, balance says {bucket}"
+                )
+        if state.merged_into and (state.pending or state.held):
+            # A merge moves pending earns and holds with the closure; only expired lots may stay.
+            report.problems.append(
+                f"{state.program}/{state.member}: closed into {state.merged_into} but holds "
+                f"{state.pending} pending and {state.held} held"
+            )
+    for program, member in chains:
+        report.problems.append(f"{program}/{member}: entries without a balance item")
+
+    for program, by_account in totals.items():
+        report.totals[program] = dict(by_account)
+        if sum(by_account.values()) != 0:
+            report.problems.append(f"{program}: accounts sum to {sum(by_account.values())}, not zero")
+    return report
+
+
+def _read_entries(
+    entries: Iterable[Entry], report: AuditReport
+) -> tuple[dict[tuple[str, str], list[Entry]], dict[tuple[str, str, str], int], dict[str, dict[str, int]]]:
+    chains: dict[tuple[str, str], list[Entry]] = defaultdict(list)
+    lot_moves: dict[tuple[str, str, str], int] = defaultdict(int)
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for entry in entries:
+        report.entries += 1
+        if entry.hash != entry.content_hash():
+            report.problems.append(f"{entry.program}/{entry.entry_id}: hash does not match its content")
+        if sum(p.amount for p in entry.postings) != 0:
+            report.problems.append(f"{entry.program}/{entry.entry_id}: postings do not sum to zero")
+        chains[(entry.program, entry.member)].append(entry)
+        for move in entry.lots:
+            lot_moves[(entry.program, entry.member, move.lot_id)] += move.amount
+        for p in entry.postings:
+            totals[entry.program][f"{p.account}:{p.owner}" if p.owner else str(p.account)] += p.amount
+    return chains, lot_moves, totals
+
+
+def _check_lots(
+    lots: Iterable[Lot], lot_moves: dict[tuple[str, str, str], int], report: AuditReport
+) -> dict[tuple[str, str], int]:
+    """Each open lot must equal the sum of its moves; each closed one must have moved to zero."""
+    open_lots: dict[tuple[str, str], int] = defaultdict(int)
+    moves = dict(lot_moves)
+    for lot in lots:
+        open_lots[(lot.program, lot.member)] += lot.remaining
+        moved = moves.pop((lot.program, lot.member, lot.lot_id), 0)
+        if moved != lot.remaining:
+            report.problems.append(
+                f"{lot.program}/{lot.member}: lot {lot.lot_id} has {lot.remaining}, its moves sum to {moved}"
+            )
+    for (program, member, lot_id), moved in moves.items():
+        if moved != 0:
+            report.problems.append(f"{program}/{member}: closed lot {lot_id} still has {moved} by its moves")
+    return open_lots
+
+
+def _check_pending(
+    entries: list[Entry], pending: Iterable[PendingEarn], report: AuditReport
+) -> dict[tuple[str, str], int]:
+    """Each open pending earn as its entries tell it (earned, moved by merges, not settled) against the items."""
+    earned: dict[tuple[str, str], tuple[str, int]] = {}  # (program, earn id) -> (first holder, points)
+    moves: dict[tuple[str, str, str], str] = {}  # (program, earn id, from member) -> to member
+    settled: set[tuple[str, str]] = set()
+    for entry in entries:
+        if entry.kind is EntryKind.EARN_PENDING:
+            earned[(entry.program, entry.entry_id)] = (entry.member, entry.delta(Account.PENDING))
+        elif entry.kind in (EntryKind.ACTIVATE, EntryKind.VOID):
+            settled.add((entry.program, entry.related))
+        elif entry.kind is EntryKind.TRANSFER and entry.delta(Account.PENDING) > 0:
+            for moved in json.loads(entry.details.get("pending_earns", "[]")):
+                moves[(entry.program, moved, entry.details.get("from_member", ""))] = entry.member
+    expected: dict[tuple[str, str], tuple[str, int]] = {}
+    for (program, earn_id), (holder, points) in earned.items():
+        if (program, earn_id) in settled:
+            continue
+        seen = {holder}
+        while (program, earn_id, holder) in moves and moves[(program, earn_id, holder)] not in seen:
+            holder = moves[(program, earn_id, holder)]
+            seen.add(holder)
+        expected[(program, earn_id)] = (holder, points)
+    held: dict[tuple[str, str], int] = defaultdict(int)
+    for item in pending:
+        where = f"{item.program}/{item.member}"
+        story = expected.pop((item.program, item.entry_id), None)
+        if story is None:
+            report.problems.append(f"{where}: pending earn {item.entry_id} is open, its entries say it is not")
+        elif story != (item.member, item.points):
+            report.problems.append(
+                f"{where}: pending earn {item.entry_id} of {item.points}, its entries say {story[1]} held by {story[0]}"
+            )
+        held[(item.program, item.member)] += item.points
+    for (program, earn_id), (holder, _) in expected.items():
+        report.problems.append(f"{program}/{holder}: pending earn {earn_id} is open by its entries but has no item")
+    return held
+
+
+def _check_chain(state: AccountState, chain: list[Entry]) -> list[str]:
+    where = f"{state.program}/{state.member}"
+    problems: list[str] = []
+    previous = GENESIS_HASH
+    for expected_seq, entry in enumerate(chain, start=1):
+        if entry.seq != expected_seq:
+            problems.append(f"{where}: entry {entry.entry_id} has seq {entry.seq}, expected {expected_seq}")
+            break
+        if entry.prev_hash != previous:
+            problems.append(f"{where}: chain broken at seq {entry.seq} ({entry.entry_id})")
+            break
+        previous = entry.hash
+    if state.seq != len(chain) or state.head != previous:
+        problems.append(f"{where}: balance item at seq {state.seq}, chain has {len(chain)} entries")
+    for account in (Account.AVAILABLE, Account.PENDING, Account.HELD):
+        summed = sum(e.delta(account) for e in chain)
+        recorded = getattr(state, account.value)
+        if summed != recorded:
+            problems.append(f"{where}: {account} is {recorded}, its entries sum to {summed}")
+    active = None
+    for entry in chain:
+        active = latest(active, activity_time(entry))
+    if state.active_at != active:
+        problems.append(f"{where}: last activity recorded {state.active_at}, its entries show {active}")
+    return problems

@@ -1,0 +1,96 @@
+"""Reading versioned config back: the live version and the history of a program, catalogue or agreement.
+
+Every publish keeps its version (programs as `P#<program>` / `CFG#<version>`, written by
+`ProgramRepository.publish`; catalogues and agreements as `<partition>` / `DOC#<version>`, written
+by `ApiItems.publish_document`), next to a LIVE pointer naming the version in force. Nothing is
+ever overwritten, so the history is complete; what an entry was computed under is the version on it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from shared.errors import UnknownProgramError
+from shared.exchange.agreements import UnknownAgreementError, agreement_key
+from shared.ledger.store import parse_ts
+from shared.rewards.catalogue import UnknownCatalogueError, catalogue_key
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shared.errors import NotFoundError
+    from shared.ledger.store import ApiItems
+
+MAX_PAGE = 50
+
+
+class ConfigKind(StrEnum):
+    PROGRAM = "program"
+    CATALOGUE = "catalogue"
+    AGREEMENT = "agreement"
+
+
+_PARTITIONS: dict[ConfigKind, tuple[Callable[[str], str], str, type[NotFoundError]]] = {
+    ConfigKind.PROGRAM: (lambda ident: f"P#{ident}", "CFG#", UnknownProgramError),
+    ConfigKind.CATALOGUE: (catalogue_key, "DOC#", UnknownCatalogueError),
+    ConfigKind.AGREEMENT: (agreement_key, "DOC#", UnknownAgreementError),
+}
+
+
+class ConfigVersion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    live: bool
+    published_at: AwareDatetime | None  # None for versions published before the time was recorded
+    config: dict[str, Any]  # as published: a PUT of it (with a higher version) publishes it again
+
+
+class ConfigHistory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: ConfigKind
+    id: str
+    live_version: int
+    versions: tuple[ConfigVersion, ...]  # oldest first
+    next: int | None  # pass as `after` for the next page; None on the last
+
+
+def history(items: ApiItems, kind: ConfigKind, ident: str, after: int = 0, limit: int = 20) -> ConfigHistory:
+    key, prefix, missing = _PARTITIONS[kind]
+    live_version = items.live_version(key(ident))
+    if live_version is None:
+        raise missing(f"no {kind} {ident!r} was ever published")
+    limit = max(1, min(limit, MAX_PAGE))
+    found = items.config_versions(key(ident), prefix, after, limit + 1)
+    page = [_version(item, live_version) for item in found[:limit]]
+    return ConfigHistory(
+        kind=kind,
+        id=ident,
+        live_version=live_version,
+        versions=tuple(page),
+        next=page[-1].version if len(found) > limit else None,
+    )
+
+
+def live(items: ApiItems, kind: ConfigKind, ident: str) -> ConfigVersion:
+    key, prefix, missing = _PARTITIONS[kind]
+    live_version = items.live_version(key(ident))
+    if live_version is None:
+        raise missing(f"no {kind} {ident!r} was ever published")
+    found = items.config_versions(key(ident), prefix, live_version - 1, 1)
+    return _version(found[0], live_version)
+
+
+def _version(item: dict[str, Any], live_version: int) -> ConfigVersion:
+    published = item.get("published_at")
+    return ConfigVersion(
+        version=item["version"],
+        live=item["version"] == live_version,
+        published_at=parse_ts(published) if published else None,
+        config=json.loads(item["body"]),
+    )

@@ -1,0 +1,360 @@
+"""Program figures: the ledger's entries rolled up into per-program counters, by the program's local day.
+
+The stream watcher hands every new entry to `record_entry`, which adds what the entry moved
+(`entry_counters`) to two counter items in one transaction with a marker keyed by the entry id:
+the day's (`F#<program>#<local date>#<shard>`) and the program-to-date one
+(`F#<program>#ALL#<shard>`). The marker makes a redelivered stream record count nothing; the
+shard (a hash of the entry id) spreads a busy program's writes over several items, since one item
+takes about 1,000 writes a second. `program_figures` reads a period back: every shard of every day
+asked, the program-to-date shards and the tier counts, in `BatchGetItem`s of 100 keys.
+
+What is counted, from the postings alone (so the figures reconcile with the ledger's accounts):
+each posting to a program-side account is a flow between the members and that account, named by
+the account, its direction and, for partner and transfer postings, the entry's kind (the table in
+docs/console.md). Member buckets (available, pending, held) are counted as signed net changes;
+their program-to-date sum is the outstanding liability, and because every entry sums to zero it
+equals what the program-side flows say (`Figures.unexplained` is always 0).
+
+Tier mix: `M#<member>/P#<program>#TIER` items are counted per tier name in `F#<program>#TIERS#<shard>`
+by the tier move's own transaction (`tier_count_change`); members are accounts opened (an entry
+with seq 1) less accounts merged away (the sending side of a merge); members without a tier item
+are in the base tier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.errors import ContentionError, InvalidInputError
+from shared.ledger.engine import ConcurrentUpdateError
+from shared.ledger.models import MEMBER_ACCOUNTS, Account, EntryKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from shared.ledger.engine import Programs
+    from shared.ledger.models import Entry, Posting
+    from shared.program.config import ProgramConfig
+
+# Writes to one program's counters spread over this many items per day (and for the program to
+# date). 8 items at ~500 transactional writes/s each (the 1 KB counter item costs 2 WCU in a
+# transaction) carry about 4,000 entries/s for one program; reading a day costs 8 keys.
+SHARDS = 8
+MAX_PERIOD_DAYS = 93  # a quarter: (93 + 2) x 8 keys = 8 BatchGetItem requests
+DEFAULT_PERIOD_DAYS = 30
+ALL = "ALL"  # the program-to-date bucket
+TIERS = "TIERS"  # the tier counts' bucket
+MAX_ATTEMPTS = 6
+SHARE_PLACES = Decimal("0.0001")
+
+# Gross flows between members and program-side accounts, all >= 0 (see docs/console.md).
+FLOWS = (
+    "earned",  # issuance -> members: earns and pending earns
+    "taken_back",  # members -> issuance: voids, claw-backs, reversed earns
+    "partner_earned",  # partner -> members: earns a partner pays for (partner feeds, transfers in)
+    "partner_taken_back",  # members -> partner: those voided, clawed back or reversed
+    "redeemed",  # members -> redemption: spends and captured holds
+    "redemptions_reversed",  # redemption -> members: reversed spends and captures
+    "to_partners",  # members -> partner: points spent at or transferred out to a partner brand
+    "to_partners_reversed",  # partner -> members: those reversed
+    "expired",  # members -> breakage
+    "expiry_reversed",  # breakage -> members (no operation posts it today; kept so every posting counts)
+    "exchanged_out",  # members -> partner program: the sending side of an exchange, fee included
+    "exchanged_in",  # partner program -> members: the receiving side of an exchange
+    "gifts_sent",  # members -> transfer: gifts sent
+    "gifts_received",  # transfer -> members: gifts received (held until released, or available)
+    "merged_out",  # members -> transfer: a merged account emptied
+    "merged_in",  # transfer -> members: the survivor's side of a merge
+)
+BUCKETS = ("available", "pending", "held")  # signed net changes of the member buckets
+COUNTS = ("entries", "accounts_opened", "accounts_merged")
+CHANNEL_PREFIX = "channel:"
+TIER_PREFIX = "tier:"
+FUNDING_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING, EntryKind.VOID, EntryKind.CLAWBACK})
+EARN_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING})
+EXCHANGE_KINDS = frozenset({EntryKind.TRANSFER_OUT, EntryKind.TRANSFER_IN})
+_CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+class FigureStore(Protocol):
+    """What the projection needs from storage (implemented by `shared.store.FigureItems`).
+
+    `add_entry` writes the marker and both counter items in one transaction: False when the marker
+    was there (counted before), `ConcurrentUpdateError` when another transaction held an item.
+    """
+
+    def add_entry(self, program: str, entry_id: str, day: str, shard: int, counters: Mapping[str, int]) -> bool: ...
+
+    def read_buckets(self, program: str, buckets: Sequence[str], shards: int) -> dict[str, dict[str, int]]: ...
+
+
+# --- What one entry adds ---------------------------------------------------------------------
+
+
+def _flow(entry: Entry, posting: Posting) -> str:
+    """The flow a program-side posting belongs to; `out` is points leaving the members."""
+    out = posting.amount > 0
+    account = posting.account
+    if account is Account.ISSUANCE:
+        return "taken_back" if out else "earned"
+    if account is Account.REDEMPTION:
+        return "redeemed" if out else "redemptions_reversed"
+    if account is Account.BREAKAGE:
+        return "expired" if out else "expiry_reversed"
+    if account is Account.TRANSFER:
+        if entry.kind is EntryKind.TRANSFER:
+            return "merged_out" if out else "merged_in"
+        return "gifts_sent" if out else "gifts_received"
+    # Partner postings: an exchange between programs, a partner-funded earn (or its undoing), or
+    # points sent to a partner brand (or their reversal). A reversal's direction tells which it undoes.
+    if entry.kind in EXCHANGE_KINDS:
+        return "exchanged_out" if out else "exchanged_in"
+    if entry.kind in FUNDING_KINDS or (entry.kind is EntryKind.REVERSAL and out):
+        return "partner_taken_back" if out else "partner_earned"
+    return "to_partners" if out else "to_partners_reversed"
+
+
+def channel_of(entry: Entry) -> str:
+    """The channel an earn came through: the adapter's `channel` detail, else partner or api."""
+    named = entry.details.get("channel", "")
+    if _CHANNEL_NAME.match(named):
+        return named
+    return "partner" if any(p.account is Account.PARTNER for p in entry.postings) else "api"
+
+
+def entry_counters(entry: Entry) -> dict[str, int]:
+    """What one entry adds to its program's counters; zero counters are left out."""
+    counters: dict[str, int] = {"entries": 1}
+
+    def add(name: str, amount: int) -> None:
+        if amount:
+            counters[name] = counters.get(name, 0) + amount
+
+    for posting in entry.postings:
+        if posting.account in MEMBER_ACCOUNTS:
+            add(str(posting.account), posting.amount)
+        else:
+            add(_flow(entry, posting), abs(posting.amount))
+    if entry.seq == 1:
+        add("accounts_opened", 1)
+    if entry.kind is EntryKind.TRANSFER and entry.delta(Account.TRANSFER) > 0:
+        add("accounts_merged", 1)
+    if entry.kind in EARN_KINDS:
+        add(CHANNEL_PREFIX + channel_of(entry), entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING))
+    return counters
+
+
+def shard_of(key: str, shards: int = SHARDS) -> int:
+    """A stable shard for a key (the same entry always lands on the same items)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % shards
+
+
+def local_day(entry: Entry, config: ProgramConfig) -> date:
+    """The day an entry counts on: the program's local date when the ledger recorded it."""
+    return entry.recorded_at.astimezone(config.tz).date()
+
+
+def record_entry(
+    store: FigureStore, programs: Programs, entry: Entry, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Add one entry to its program's figures, once; False when it was already counted (a redelivery).
+
+    A transaction on a busy counter can be refused because another is in flight on the same item:
+    retried here a few times with jitter, then `contention`, and the stream delivers the record again.
+    """
+    config = programs.get(entry.program)
+    day = local_day(entry, config).isoformat()
+    counters = entry_counters(entry)
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return store.add_entry(entry.program, entry.entry_id, day, shard_of(entry.entry_id), counters)
+        except ConcurrentUpdateError:
+            sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise ContentionError(f"the figures of {entry.program} stayed busy; the stream will deliver {entry.entry_id} again")
+
+
+def tier_count_change(previous: str | None, tier: str) -> dict[str, int]:
+    """How a tier move changes the tier counts: one more in `tier`, one less in the tier item's old one."""
+    if previous == tier:
+        return {}
+    change = {TIER_PREFIX + tier: 1}
+    if previous is not None:
+        change[TIER_PREFIX + previous] = -1
+    return change
+
+
+# --- Reading them back -----------------------------------------------------------------------
+
+
+def _share(part: int, whole: int) -> Decimal | None:
+    return (Decimal(part) / Decimal(whole)).quantize(SHARE_PLACES) if whole > 0 else None
+
+
+class Share(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    count: int  # points for a channel, members for a tier
+    share: Decimal | None  # of the whole, 4 places; None when the whole is 0
+
+
+class Figures(BaseModel):
+    """The counters of one day, a period or the program to date, and what follows from them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    counters: dict[str, int] = Field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> int:
+        return self.counters.get(name, 0)
+
+    def plus(self, other: Figures) -> Figures:
+        summed = dict(self.counters)
+        for name, value in other.counters.items():
+            summed[name] = summed.get(name, 0) + value
+        return Figures(counters=summed)
+
+    @property
+    def issued(self) -> int:
+        """Net points out of the issuance account: earned (pending included) less taken back."""
+        return self["earned"] - self["taken_back"]
+
+    @property
+    def partner_funded(self) -> int:
+        return self["partner_earned"] - self["partner_taken_back"]
+
+    @property
+    def redeemed(self) -> int:
+        return self["redeemed"] - self["redemptions_reversed"]
+
+    @property
+    def sent_to_partners(self) -> int:
+        return self["to_partners"] - self["to_partners_reversed"]
+
+    @property
+    def expired(self) -> int:
+        return self["expired"] - self["expiry_reversed"]
+
+    @property
+    def gifts_net(self) -> int:
+        """Gifts received less sent: 0 once both sides of every gift are counted."""
+        return self["gifts_received"] - self["gifts_sent"]
+
+    @property
+    def merges_net(self) -> int:
+        return self["merged_in"] - self["merged_out"]
+
+    @property
+    def liability(self) -> int:
+        """Points members hold (available + pending + held); for a period, its change."""
+        return self["available"] + self["pending"] + self["held"]
+
+    @property
+    def explained(self) -> int:
+        """The liability as the program-side flows say it: what came in less what went out."""
+        came_in = self.issued + self.partner_funded + self["exchanged_in"] + self.gifts_net + self.merges_net
+        went_out = self.redeemed + self.sent_to_partners + self.expired + self["exchanged_out"]
+        return came_in - went_out
+
+    @property
+    def unexplained(self) -> int:
+        """Liability not explained by the flows: 0 unless an entry did not sum to zero."""
+        return self.liability - self.explained
+
+    @property
+    def redemption_rate(self) -> Decimal | None:
+        """Points redeemed per point earned (issued + partner-funded), over the same days."""
+        return _share(self.redeemed, self.issued + self.partner_funded)
+
+    def channels(self) -> list[Share]:
+        """Points earned per channel (gross of later take-backs), largest first."""
+        by_channel = {
+            name.removeprefix(CHANNEL_PREFIX): value
+            for name, value in self.counters.items()
+            if name.startswith(CHANNEL_PREFIX) and value
+        }
+        whole = sum(by_channel.values())
+        ordered = sorted(by_channel.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [Share(name=name, count=points, share=_share(points, whole)) for name, points in ordered]
+
+
+class DayFigures(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    day: date
+    figures: Figures
+
+
+class ProgramFigures(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    program: str
+    timezone: str
+    start: date
+    end: date
+    days: tuple[DayFigures, ...]  # every local day of the period, in order
+    period: Figures
+    to_date: Figures
+    members: int
+    tiers: tuple[Share, ...]  # in the program's tier order, base first
+    requests: int  # DynamoDB requests the read took
+
+
+def period_bounds(config: ProgramConfig, now: datetime, start: date | None, end: date | None) -> tuple[date, date]:
+    """The period asked, defaulting to the last 30 local days up to today; refused past 93 days."""
+    end = end or now.astimezone(config.tz).date()
+    start = start or end - timedelta(days=DEFAULT_PERIOD_DAYS - 1)
+    if end < start:
+        raise InvalidInputError("the period ends before it starts", start=start.isoformat(), end=end.isoformat())
+    length = (end - start).days + 1
+    if length > MAX_PERIOD_DAYS:
+        raise InvalidInputError(f"a period covers at most {MAX_PERIOD_DAYS} days, not {length}", days=length)
+    return start, end
+
+
+def tier_mix(config: ProgramConfig, members: int, tier_counts: Mapping[str, int]) -> list[Share]:
+    """Members per tier of the live config. Tier items name their tier; everyone else is in the base.
+
+    A tier item whose tier the config no longer has counts in the base tier, as the ledger treats it.
+    """
+    base, *higher = config.tiers
+    counted = [(tier.name, max(tier_counts.get(TIER_PREFIX + tier.name, 0), 0)) for tier in higher]
+    in_base = max(members - sum(count for _, count in counted), 0)
+    ladder = [(base.name, in_base), *counted]
+    return [Share(name=name, count=count, share=_share(count, members)) for name, count in ladder]
+
+
+def program_figures(
+    store: FigureStore, config: ProgramConfig, start: date, end: date, requests: Callable[[], int] = lambda: 0
+) -> ProgramFigures:
+    """The figures of `start`..`end` (local dates, inclusive), per day and in total, and to date."""
+    before = requests()
+    days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+    buckets = [day.isoformat() for day in days]
+    found = store.read_buckets(config.program, [*buckets, ALL, TIERS], SHARDS)
+    per_day = tuple(DayFigures(day=day, figures=Figures(counters=found.get(day.isoformat(), {}))) for day in days)
+    period = Figures()
+    for day_figures in per_day:
+        period = period.plus(day_figures.figures)
+    to_date = Figures(counters=found.get(ALL, {}))
+    members = max(to_date["accounts_opened"] - to_date["accounts_merged"], 0)
+    return ProgramFigures(
+        program=config.program,
+        timezone=config.timezone,
+        start=start,
+        end=end,
+        days=per_day,
+        period=period,
+        to_date=to_date,
+        members=members,
+        tiers=tuple(tier_mix(config, members, found.get(TIERS, {}))),
+        requests=requests() - before,
+    )
