@@ -28,7 +28,7 @@ from moto.dynamodb.models.table import Table
 
 from pointbridge.sandbox import moto_speedups
 from shared.jobs.expiry import ExpiryJob, JobInput
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import AccountState, Lot
 from shared.ledger.store import DynamoStore, JobStore, ProgramRepository, account_item, lot_item
 from shared.program.config import ExpiryPolicy, ProgramConfig

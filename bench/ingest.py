@@ -38,7 +38,7 @@ from bench.ledger import Recorder
 from pointbridge.sandbox import Sandbox
 from shared.earning.ingest import Ingest
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
 from shared.program.config import load_program
 

@@ -33,7 +33,8 @@ import boto3
 from bench.common import write_results
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.tables import create_table
-from shared.ledger.engine import Earn, Ledger, Spend
+from shared.ledger.commands import Earn, Spend
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 

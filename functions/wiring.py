@@ -19,7 +19,7 @@ def ingest_service() -> Ingest:
     # Imported here, not at the top: the webhook receiver shares this module for its sources and
     # queue but never posts to the ledger, and should not pay the ledger's import on a cold start.
     from shared.earning.ingest import Ingest
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
     from shared.members.tiers import Tiers
 

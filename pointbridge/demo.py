@@ -178,7 +178,7 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
     from shared.earning.ingest import Ingest
     from shared.events.identity import hash_email
     from shared.events.model import Identity, IdentityKind
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
     from shared.program.config import load_program
 

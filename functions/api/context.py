@@ -21,7 +21,7 @@ from shared.errors import (
     PayloadTooLargeError,
     SecretNotReplayedError,
 )
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import fingerprint
 from shared.ledger.store import ApiItems, DynamoStore, JobStore, ProgramRepository
 from shared.program import sunset

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from shared.errors import AlreadySettledError, UnknownEntryError
-from shared.ledger.engine import Ledger, Release
+from shared.ledger.commands import Release
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import ApiItems, DynamoStore, ProgramRepository
 
 if TYPE_CHECKING:

@@ -57,17 +57,8 @@ from shared.events.model import (
     RefundEvent,
 )
 from shared.jobs.expiry import earning_open
-from shared.ledger.engine import (
-    Activate,
-    CheckFailedError,
-    ClawBack,
-    Earn,
-    Snapshot,
-    Tally,
-    TallyChangedError,
-    Transfer,
-    Void,
-)
+from shared.ledger.commands import Activate, ClawBack, Earn, Transfer, Void
+from shared.ledger.contract import CheckFailedError, Snapshot, Tally, TallyChangedError
 from shared.ledger.models import Account, EntryKind
 from shared.members import activity
 from shared.members.view import (
@@ -89,7 +80,8 @@ from shared.program.rules import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from shared.ledger.engine import Check, Ledger, LedgerStore, Programs
+    from shared.ledger.contract import Check, LedgerStore, Programs
+    from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry, PendingEarn
     from shared.members.view import MemberView
     from shared.program.config import ProgramConfig

@@ -34,14 +34,15 @@ from shared.errors import (
     NotFoundError,
     QuoteExpiredError,
 )
-from shared.ledger.engine import Guard, GuardRefusedError, Send
+from shared.ledger.commands import Send
+from shared.ledger.contract import Guard, GuardRefusedError
 from shared.ledger.models import Account, EntryKind
 from shared.program.config import ProgramId, RuleId
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
     from shared.ledger.store import ApiItems
 

@@ -41,7 +41,7 @@ from shared.errors import (
     UnknownEntryError,
     UnknownProgramError,
 )
-from shared.ledger.engine import ExpireLot, Ledger
+from shared.ledger.commands import ExpireLot
 from shared.ledger.models import Account
 from shared.ledger.store import JOB_PAGE_SIZE, expiry_index_pk, parse_ts, ts
 from shared.program.config import NEVER, ExpiryKind, ExpiryPolicy, ProgramConfig, Sunset, end_of_local_day
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import tzinfo
 
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import JobStore, ProgramRepository
 
 DEFAULT_PAGE_BUDGET = 200

@@ -10,7 +10,7 @@ from typing import Any
 from shared.errors import PointbridgeError
 from shared.infra import aws
 from shared.infra.settings import get_settings
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
 
 

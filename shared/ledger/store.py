@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from shared.errors import ConfigError, UnknownProgramError
 from shared.infra import aws
 from shared.infra.settings import get_settings
-from shared.ledger.engine import (
+from shared.ledger.contract import (
     Change,
     Check,
     CheckFailedError,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-    from shared.ledger.engine import Guard
+    from shared.ledger.contract import Guard
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

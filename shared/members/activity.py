@@ -21,7 +21,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from shared.ledger.engine import Tally
+from shared.ledger.contract import Tally
 from shared.program.config import QualifyingActivity
 
 if TYPE_CHECKING:

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ContentionError, InvalidInputError
-from shared.ledger.engine import ConcurrentUpdateError
+from shared.ledger.contract import ConcurrentUpdateError
 from shared.ledger.models import MEMBER_ACCOUNTS, Account, EntryKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from shared.ledger.engine import Programs
+    from shared.ledger.contract import Programs
     from shared.ledger.models import Entry, Posting
     from shared.program.config import ProgramConfig
 

@@ -25,7 +25,7 @@ from shared.ledger.store import ts
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from shared.ledger.engine import Programs
+    from shared.ledger.contract import Programs
     from shared.ledger.models import Entry
     from shared.ledger.store import JobStore
 

@@ -26,11 +26,12 @@ from shared.errors import (
     OutOfStockError,
     RewardUnavailableError,
 )
-from shared.ledger.engine import Guard, GuardRefusedError, Spend
+from shared.ledger.contract import Guard, GuardRefusedError
 from shared.program.config import Label, ProgramId, RuleId
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.commands import Spend
+    from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
     from shared.ledger.store import ApiItems
 

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.errors import InvalidInputError, LedgerError, LimitReachedError, NotFoundError
-from shared.ledger.engine import Guard, GuardRefusedError, Spend
+from shared.ledger.commands import Spend
+from shared.ledger.contract import Guard, GuardRefusedError
 from shared.program.config import RuleId
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
     from shared.ledger.store import ApiItems
 

@@ -13,13 +13,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.errors import InvalidInputError, LimitReachedError
-from shared.ledger.engine import Guard, GuardRefusedError, Send
+from shared.ledger.commands import Send
+from shared.ledger.contract import Guard, GuardRefusedError
 from shared.ledger.models import Account
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
     from shared.rewards.catalogue import GiftPolicy
 

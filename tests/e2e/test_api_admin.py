@@ -11,7 +11,8 @@ import pytest
 
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
-from shared.ledger.engine import Earn, Ledger
+from shared.ledger.commands import Earn
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import ProgramRepository
 from shared.program.config import ProgramConfig, Sunset
 from shared.rewards import draws as draw

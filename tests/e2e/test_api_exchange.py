@@ -14,7 +14,8 @@ from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
 from shared.exchange import agreements as exchange
 from shared.ledger.audit import audit
-from shared.ledger.engine import Earn, Ledger
+from shared.ledger.commands import Earn
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import ApiItems, ProgramRepository
 from tests.support.http_api import HttpApi, problem
 

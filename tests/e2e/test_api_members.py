@@ -14,7 +14,8 @@ from shared.access.keys import PrincipalKind
 from shared.events.identity import hash_email
 from shared.infra.settings import Settings
 from shared.ledger.audit import audit
-from shared.ledger.engine import Earn, Ledger
+from shared.ledger.commands import Earn
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import ProgramRepository
 from tests.support.http_api import HttpApi, problem
 

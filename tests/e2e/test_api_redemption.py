@@ -13,7 +13,7 @@ from shared.access.keys import PrincipalKind
 from shared.earning.ingest import Ingest
 from shared.events.model import Channel, Identity, IdentityKind, PointsEvent
 from shared.ledger.audit import audit
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
 from shared.members.tiers import Tiers
 from tests.support.http_api import HttpApi, problem

@@ -10,7 +10,8 @@ import pytest
 
 from pointbridge.sandbox import Sandbox
 from shared.ledger.audit import audit
-from shared.ledger.engine import Earn, Ledger
+from shared.ledger.commands import Earn
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
 from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
 from shared.program.config import ProgramConfig

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 from tests.conftest import T0

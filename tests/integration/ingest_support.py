@@ -18,7 +18,7 @@ from shared.events.model import (
     PurchaseEvent,
     RefundEvent,
 )
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
 from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
 from shared.program.config import ProgramConfig

@@ -10,7 +10,7 @@ import pytest
 from shared.errors import InsufficientPointsError
 from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob
 from shared.ledger.audit import audit
-from shared.ledger.engine import Earn, Release, Send, Transfer
+from shared.ledger.commands import Earn, Release, Send, Transfer
 from shared.ledger.models import Account
 from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig
 from tests.support.jobs import FakeNotifier, World, make_world

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from shared.jobs.expiry import ExpiryJob, JobInput
-from shared.ledger.engine import Earn, Release, Reverse, Send
+from shared.ledger.commands import Earn, Release, Reverse, Send
 from shared.ledger.models import Account
 from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.jobs import World, make_world

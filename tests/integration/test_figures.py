@@ -20,7 +20,8 @@ from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
 from shared.jobs.expiry import ExpiryJob, JobInput
 from shared.jobs.notify import services
 from shared.ledger.audit import audit
-from shared.ledger.engine import Authorise, Capture, Earn, Ledger, Send, Spend
+from shared.ledger.commands import Authorise, Capture, Earn, Send, Spend
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
 from shared.ledger.store import FigureItems, JobStore, MemberDirectory, ProgramRepository
 from shared.members.tiers import Tiers

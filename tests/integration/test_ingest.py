@@ -11,7 +11,7 @@ import pytest
 from shared.earning.ingest import MergeConflictError, provisional_member
 from shared.errors import IdempotencyConflictError
 from shared.ledger.audit import audit
-from shared.ledger.engine import Spend
+from shared.ledger.commands import Spend
 from shared.ledger.models import Account, EntryKind
 from shared.program.config import Caps
 from tests.integration.ingest_support import (
@@ -246,7 +246,7 @@ def test_partner_points_are_owed_by_the_partner(store: DynamoStore) -> None:
 
 
 def test_a_cap_decided_on_a_stale_tally_is_decided_again(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.ledger.engine import Change, Tally
+    from shared.ledger.contract import Change, Tally
     from shared.ledger.store import MemberDirectory
 
     # Given a daily cap of 100, and another earn of 80 that lands between our read and our write

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from shared.earning.ingest import Ingest
 from shared.events.model import BehaviourAction, BehaviourEvent, Channel, Identity, IdentityKind
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
 from shared.members.tiers import Tiers
 from shared.program.config import BehaviourRules, Caps, QualifyingBasis, Tier, TierQualification

@@ -10,7 +10,8 @@ import pytest
 
 from shared.earning.ingest import Ingest, provisional_member
 from shared.errors import EarningClosedError
-from shared.ledger.engine import Ledger, Tally
+from shared.ledger.contract import Tally
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
 from shared.members import activity
 from shared.members.tiers import Tiers

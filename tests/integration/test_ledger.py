@@ -19,11 +19,12 @@ from shared.errors import (
     UnknownProgramError,
 )
 from shared.ledger.audit import audit
-from shared.ledger.engine import Activate, Authorise, Capture, Earn, ExpireLot, Ledger, Release, Reverse, Spend, Void
+from shared.ledger.commands import Activate, Authorise, Capture, Earn, ExpireLot, Release, Reverse, Spend, Void
 from shared.ledger.models import Account, EntryKind
 from tests.conftest import T0
 
 if TYPE_CHECKING:
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore
 
 

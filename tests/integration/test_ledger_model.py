@@ -19,7 +19,8 @@ from moto import mock_aws
 
 from shared.errors import InsufficientPointsError, PointbridgeError
 from shared.ledger.audit import audit
-from shared.ledger.engine import Activate, Authorise, Capture, Earn, ExpireLot, Ledger, Release, Reverse, Spend, Void
+from shared.ledger.commands import Activate, Authorise, Capture, Earn, ExpireLot, Release, Reverse, Spend, Void
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 from tests.conftest import T0

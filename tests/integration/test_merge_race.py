@@ -15,7 +15,7 @@ import pytest
 from shared.earning.ingest import provisional_member
 from shared.errors import AccountClosedError
 from shared.ledger.audit import audit
-from shared.ledger.engine import Authorise, Capture, Earn, ExpireLot, Release, Send, Spend, Transfer
+from shared.ledger.commands import Authorise, Capture, Earn, ExpireLot, Release, Send, Spend, Transfer
 from shared.ledger.models import Account, EntryKind
 from shared.ledger.store import DynamoStore, MemberDirectory
 from tests.conftest import T0
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.earning.ingest import Ingest
-    from shared.ledger.engine import Change, Ledger
+    from shared.ledger.contract import Change
+    from shared.ledger.ledger import Ledger
 
 TILL = "till:store-1"
 

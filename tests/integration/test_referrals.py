@@ -9,7 +9,7 @@ import pytest
 
 from shared.earning.ingest import Ingest
 from shared.events.model import BehaviourAction
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account, EntryKind
 from shared.ledger.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
 from shared.members.view import REFERRAL_AWAITING, REFERRAL_NOT_ELIGIBLE, REFERRAL_PAID, Referral
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from shared.earning.ingest import Outcome
-    from shared.ledger.engine import Change
+    from shared.ledger.contract import Change
 
 REFERRAL = BehaviourAction.REFERRAL
 RULES = BehaviourRules(referral=500, sign_in=5)

@@ -12,7 +12,7 @@ import pytest
 from shared.errors import StaleRunError, SunsetError
 from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob, announce_sunset, earning_open, redemption_open
 from shared.jobs.notify import EventBridgeNotifier
-from shared.ledger.engine import Release
+from shared.ledger.commands import Release
 from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
 from tests.support.jobs import FakeNotifier, World, make_world
 

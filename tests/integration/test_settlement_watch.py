@@ -16,7 +16,7 @@ from functions.watch.app import handler as watch_handler
 from shared.exchange.settlement import SettlementJob, statement
 from shared.jobs.expiry import JobInput
 from shared.jobs.notify import services
-from shared.ledger.engine import Earn, Spend
+from shared.ledger.commands import Earn, Spend
 from shared.ledger.models import Account
 from shared.program.config import AnomalyRules, ProgramConfig
 from shared.projections.watch import FlagNotFoundError, clear_flag, is_flagged

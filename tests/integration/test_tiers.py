@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from shared.jobs.expiry import JobInput
-from shared.ledger.engine import Earn
+from shared.ledger.commands import Earn
 from shared.members import activity
 from shared.members.tiers import Tiers
 from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.exchange.agreements import Agreement, publish_agreement
-from shared.ledger.engine import Earn, Ledger
+from shared.ledger.commands import Earn
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import ApiItems, DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.ledger.audit import audit
-from shared.ledger.engine import Authorise, Earn, Ledger, Spend
+from shared.ledger.commands import Authorise, Earn, Spend
+from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
 from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
 from shared.program.config import ProgramConfig

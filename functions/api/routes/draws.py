@@ -10,7 +10,7 @@ from functions.api import context
 from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
-from shared.ledger.engine import Key
+from shared.ledger.commands import Key
 from shared.rewards import draws as draw
 
 router = APIGatewayRouter()

@@ -13,7 +13,7 @@ from functions.api.routes.models import DecimalText, EntryOut
 from shared.access.keys import require_agreement, require_partner
 from shared.exchange import agreements as exchange
 from shared.exchange.settlement import Position, partner_period
-from shared.ledger.engine import Authorise, Capture, Earn, Key, Points, Reason, Release
+from shared.ledger.commands import Authorise, Capture, Earn, Key, Points, Reason, Release
 from shared.ledger.models import Account
 
 router = APIGatewayRouter()

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
-from shared.ledger.engine import Key, Points
+from shared.ledger.commands import Key, Points
 from shared.rewards.catalogue import live_catalogue
 from shared.rewards.gifts import SOURCE as GIFT_SOURCE
 from shared.rewards.gifts import send_gift

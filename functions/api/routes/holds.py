@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
-from shared.ledger.engine import Authorise, Capture, Key, Points, Reason, Release
+from shared.ledger.commands import Authorise, Capture, Key, Points, Reason, Release
 
 router = APIGatewayRouter()
 HOLD_SOURCE = "checkout"

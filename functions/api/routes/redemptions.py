@@ -9,7 +9,7 @@ from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import DecimalText, EntryOut
 from shared.errors import InvalidInputError
-from shared.ledger.engine import Key, Points, Reason, Spend
+from shared.ledger.commands import Key, Points, Reason, Spend
 from shared.ledger.store import JobStore
 from shared.members.membership import held_tier
 from shared.rewards import catalogue

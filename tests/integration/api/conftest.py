@@ -11,14 +11,14 @@ import pytest
 from functions.api import context as api_context
 from functions.authorizer import app as authorizer
 from shared.access.keys import Principal, PrincipalKind, issue_key
-from shared.ledger.engine import Earn
+from shared.ledger.commands import Earn
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, ProgramRepository
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/Prod/GET/health"

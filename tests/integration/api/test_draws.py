@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
-from shared.ledger.engine import Earn
+from shared.ledger.commands import Earn
 from shared.rewards.draws import pick_winners
 from tests.conftest import T0
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from tests.integration.api.conftest import Client
 
 

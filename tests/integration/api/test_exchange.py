@@ -14,7 +14,7 @@ from tests.integration.api.conftest import second_program
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 

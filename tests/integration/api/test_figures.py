@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 from shared.access.keys import PrincipalKind
 from shared.jobs.notify import services
-from shared.ledger.engine import Spend
+from shared.ledger.commands import Spend
 from tests.conftest import T0
 from tests.support.stream import deliver, entry_records
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 from functions.holds.app import handler
 from shared.access.keys import PrincipalKind
 from shared.ledger.audit import audit
-from shared.ledger.engine import Earn, Transfer
+from shared.ledger.commands import Earn, Transfer
 from shared.ledger.store import ApiItems
 from shared.rewards.catalogue import Catalogue, GiftPolicy, publish_catalogue
 from tests.conftest import T0
 from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 

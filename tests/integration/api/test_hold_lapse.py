@@ -9,7 +9,7 @@ from shared.ledger.audit import audit
 from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 

@@ -7,12 +7,12 @@ from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.infra.settings import get_settings
 from shared.ledger.audit import audit
-from shared.ledger.engine import Earn
+from shared.ledger.commands import Earn
 from shared.ledger.store import MemberDirectory
 from tests.conftest import T0
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 

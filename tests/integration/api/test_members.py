@@ -6,14 +6,14 @@ from zoneinfo import ZoneInfo
 
 from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
-from shared.ledger.engine import Earn, Spend
+from shared.ledger.commands import Earn, Spend
 from shared.program.config import ExpiryPolicy
 from tests.conftest import T0
 
 if TYPE_CHECKING:
     import pytest
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import ProgramRepository
     from tests.integration.api.conftest import Client
 

@@ -8,7 +8,7 @@ from shared.ledger.store import ApiItems
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore
     from tests.integration.api.conftest import Client
 

@@ -14,7 +14,7 @@ from shared.ledger.store import ApiItems, JobStore
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 

@@ -18,7 +18,7 @@ from tests.integration.api.conftest import second_program
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from shared.ledger.engine import Ledger
+    from shared.ledger.ledger import Ledger
     from shared.ledger.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
 

@@ -10,7 +10,7 @@ import pytest
 from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
 from shared.earning.ingest import Ingest
-from shared.ledger.engine import Ledger
+from shared.ledger.ledger import Ledger
 from shared.ledger.store import JobStore, MemberDirectory
 from shared.members.tiers import Tiers
 from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification

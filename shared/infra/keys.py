@@ -1,0 +1,335 @@
+"""Every item key of the one table, and nothing else: the only module that spells a key.
+
+| item | PK | SK | GSI |
+| --- | --- | --- | --- |
+| member balance | M#<member> | P#<program>#BAL |  |
+| hold (checkout, transfer) | M#<member> | P#<program>#HOLD#<hold id> | GSI1 H#<program>#<lapse day> |
+| lot | M#<member> | P#<program>#LOT#<expires>#<lot id> | GSI1 X#<program>#<due day> |
+| pending earn | M#<holder> | P#<program>#PEND#<entry id> | GSI1 N#<program>#<until day> |
+| tally (counter, set) | M#<member> | P#<program>#T#<name> |  |
+| guard counter (limits) | M#<member> | P#<program>#LIMIT#... / GIFTS#... |  |
+| member tier | M#<member> | P#<program>#TIER | GSI1 T#<program>#<review day> |
+| tier change record | M#<member> | P#<program>#TIERLOG#<at>#<to> |  |
+| referral (of the referred) | M#<member> | P#<program>#REFERRAL |  |
+| member profile | M#<member> | PROFILE |  |
+| entry | E#<program>#<entry id> | E | GSI2 A#<program>#<member> / <seq> |
+| identity link | ID#<identity key> | ID |  |
+| program config | P#<program> | CFG#<version>, LIVE | GSI1 PROGRAMS / <program> (LIVE) |
+| catalogue, agreement | CAT#<program>, AGR#<id> | DOC#<version>, LIVE |  |
+| programs with holds | PROGRAMS | P#<program> |  |
+| reward stock | REWARD#<program>#<reward> | STOCK |  |
+| draw, its tickets | DRAW#<program>#<draw> | DRAW, T#<member> |  |
+| API key (hash) | KEY#<sha256> | KEY |  |
+| idempotent reply | IDEM#<principal> | KEY#<Idempotency-Key> |  |
+| exchange quote | QUOTE#<quote id> | QUOTE |  |
+| refunds waiting for order | W#<program>#<order entry id> | W |  |
+| velocity window | W#<program>#<check>#<key>#<w> | W |  |
+| flag, flag decision | FLAG#<program> | <member>, LOG#<member>#<at>#<id> |  |
+| job progress | JOB#<job>#<program> | PROGRESS |  |
+| reminder | REM#<program>#<member>#<date> | REM |  |
+| settlement line | S#<program>#<day> | <partner>#<entry id> |  |
+| figures counter, marker | F#<program>#<bucket>#<shard> | F; FM#<program>#<entry id> / FM |  |
+
+A member's balance, holds and lots of one program share a partition and sort together
+(BAL < HOLD < LOT < PEND < T...), so one Query of the range BAL..LOT reads everything a debit needs.
+Entries live in their own partitions: the entry's key is its idempotency key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from shared.infra.codec import ts
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+# Every time in a key is `codec.ts`: sortable UTC seconds; a `~` sorts after any of them.
+AFTER_ALL = "~"
+
+
+class ItemKey(NamedTuple):
+    pk: str
+    sk: str
+
+
+# --- The ledger's member partition -------------------------------------------------------------
+
+
+def member_pk(member: str) -> str:
+    return f"M#{member}"
+
+
+def _program_sk(program: str, rest: str) -> str:
+    return f"P#{program}#{rest}"
+
+
+def balance(program: str, member: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, "BAL"))
+
+
+def lot(program: str, member: str, expires_at: datetime, lot_id: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"LOT#{ts(expires_at)}#{lot_id}"))
+
+
+def lots_through(program: str, until: datetime | None) -> str:
+    """The last sort key of a member's lots whose own expiry is at or before `until` (None: all lots)."""
+    return _program_sk(program, f"LOT#{ts(until)}{AFTER_ALL}" if until is not None else f"LOT#{AFTER_ALL}")
+
+
+def lots_on_day(program: str, day: str) -> str:
+    """The sort-key prefix of a member's lots expiring on a UTC day (YYYY-MM-DD)."""
+    return _program_sk(program, f"LOT#{day}")
+
+
+def hold(program: str, member: str, hold_id: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"HOLD#{hold_id}"))
+
+
+def holds_prefix(program: str) -> str:
+    return _program_sk(program, "HOLD#")
+
+
+def pending(program: str, member: str, entry_id: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"PEND#{entry_id}"))
+
+
+def pending_prefix(program: str) -> str:
+    return _program_sk(program, "PEND#")
+
+
+def tally(program: str, member: str, name: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"T#{name}"))
+
+
+def tier(program: str, member: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, "TIER"))
+
+
+def tier_log(program: str, member: str, at: str, to_tier: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"TIERLOG#{at}#{to_tier}"))
+
+
+def tier_log_prefix(program: str) -> str:
+    return _program_sk(program, "TIERLOG#")
+
+
+def referral(program: str, member: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, "REFERRAL"))
+
+
+def profile(member: str) -> ItemKey:
+    return ItemKey(member_pk(member), "PROFILE")
+
+
+# --- Guard counters (limits checked in the ledger's transaction) ------------------------------
+
+
+def reward_stock(program: str, reward: str) -> ItemKey:
+    return ItemKey(f"REWARD#{program}#{reward}", "STOCK")
+
+
+def reward_limit(program: str, member: str, reward: str, period_start: str | None = None) -> ItemKey:
+    """A member's count of one reward, ever (no period) or in the period starting on that date."""
+    rest = f"LIMIT#{reward}" + (f"#{period_start}" if period_start else "")
+    return ItemKey(member_pk(member), _program_sk(program, rest))
+
+
+def gifts_sent(program: str, member: str, day: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"GIFTS#{day}"))
+
+
+def exchanged(program: str, member: str, agreement: str, day: str) -> ItemKey:
+    return ItemKey(member_pk(member), _program_sk(program, f"XLIMIT#{agreement}#{day}"))
+
+
+def draw(program: str, draw_id: str) -> ItemKey:
+    return ItemKey(f"DRAW#{program}#{draw_id}", "DRAW")
+
+
+def draw_tickets(program: str, draw_id: str, member: str) -> ItemKey:
+    return ItemKey(draw(program, draw_id).pk, f"{TICKET_PREFIX}{member}")
+
+
+TICKET_PREFIX = "T#"
+
+
+# --- Entries and their history ----------------------------------------------------------------
+
+
+def entry(program: str, entry_id: str) -> ItemKey:
+    return ItemKey(f"E#{program}#{entry_id}", "E")
+
+
+def account_history_pk(program: str, member: str) -> str:
+    return f"A#{program}#{member}"
+
+
+def history_sk(seq: int) -> str:
+    return f"{seq:012d}"
+
+
+# --- GSI1: what is due on a day ---------------------------------------------------------------
+
+
+class IndexKey(NamedTuple):
+    GSI1PK: str
+    GSI1SK: str
+
+
+def expiry_index_pk(program: str, day: str) -> str:
+    return f"X#{program}#{day}"
+
+
+def expiry_index(program: str, member: str, lot_id: str, due: datetime) -> IndexKey:
+    """Where the expiry and reminder jobs find a lot: its due time's UTC day, then that time."""
+    return IndexKey(expiry_index_pk(program, ts(due)[:10]), f"{ts(due)}#{member}#{lot_id}")
+
+
+def hold_index_pk(program: str, day: str) -> str:
+    return f"H#{program}#{day}"
+
+
+def hold_index(program: str, member: str, hold_id: str, lapses_at: datetime) -> IndexKey:
+    return IndexKey(hold_index_pk(program, ts(lapses_at)[:10]), f"{ts(lapses_at)}#{member}#{hold_id}")
+
+
+def pending_index_pk(program: str, day: str) -> str:
+    return f"N#{program}#{day}"
+
+
+def pending_index(program: str, member: str, entry_id: str, until: datetime) -> IndexKey:
+    return IndexKey(pending_index_pk(program, ts(until)[:10]), f"{ts(until)}#{member}#{entry_id}")
+
+
+def tier_index_pk(program: str, day: str) -> str:
+    return f"T#{program}#{day}"
+
+
+def tier_index(program: str, member: str, due_at: str) -> IndexKey:
+    return IndexKey(tier_index_pk(program, due_at[:10]), f"{due_at}#{member}")
+
+
+def through(moment: datetime) -> str:
+    """An index sort-key bound that takes everything due at or before `moment` (`<ts>#...` < `<ts>~`)."""
+    return f"{ts(moment)}{AFTER_ALL}"
+
+
+# --- Program config and versioned documents ---------------------------------------------------
+
+LIVE_SK = "LIVE"
+LIVE_PROGRAMS = "PROGRAMS"  # GSI1PK of every program's LIVE item: the programs the jobs walk
+CONFIG_PREFIX = "CFG#"
+DOCUMENT_PREFIX = "DOC#"
+LAST_VERSION = 999_999
+
+
+def program_pk(program: str) -> str:
+    return f"P#{program}"
+
+
+def catalogue_pk(program: str) -> str:
+    return f"CAT#{program}"
+
+
+def agreement_pk(agreement: str) -> str:
+    return f"AGR#{agreement}"
+
+
+def version_sk(prefix: str, version: int) -> str:
+    return f"{prefix}{version:06d}"
+
+
+def live(pk: str) -> ItemKey:
+    return ItemKey(pk, LIVE_SK)
+
+
+def program_with_holds(program: str) -> ItemKey:
+    return ItemKey(LIVE_PROGRAMS, program_pk(program))
+
+
+def program_of_holds_sk(sk: str) -> str:
+    return sk.removeprefix("P#")
+
+
+# --- Identities ------------------------------------------------------------------------------
+
+
+def identity(identity_key: str) -> ItemKey:
+    return ItemKey(f"ID#{identity_key}", "ID")
+
+
+# --- Access -----------------------------------------------------------------------------------
+
+
+def api_key(key_hash: str) -> ItemKey:
+    return ItemKey(f"KEY#{key_hash}", "KEY")
+
+
+def reply(principal: str, idempotency_key: str) -> ItemKey:
+    return ItemKey(f"IDEM#{principal}", f"KEY#{idempotency_key}")
+
+
+def quote(quote_id: str) -> ItemKey:
+    return ItemKey(f"QUOTE#{quote_id}", "QUOTE")
+
+
+# --- Ingest's waiting refunds, the watch's windows and flags -----------------------------------
+
+
+def waiting_refunds(program: str, order_entry_id: str) -> ItemKey:
+    return ItemKey(f"W#{program}#{order_entry_id}", "W")
+
+
+def velocity_window(program: str, check: str, key: str, window: str) -> ItemKey:
+    return ItemKey(f"W#{program}#{check}#{key}#{window}", "W")
+
+
+def flag_pk(program: str) -> str:
+    return f"FLAG#{program}"
+
+
+def flag(program: str, member: str) -> ItemKey:
+    return ItemKey(flag_pk(program), member)
+
+
+def flag_log(program: str, member: str, at: str, decision_id: str) -> ItemKey:
+    return ItemKey(flag_pk(program), f"{flag_log_prefix(member)}{at}#{decision_id}")
+
+
+def flag_log_prefix(member: str) -> str:
+    return f"LOG#{member}#"
+
+
+# --- Jobs -------------------------------------------------------------------------------------
+
+
+def job_progress(job: str, program: str) -> ItemKey:
+    return ItemKey(f"JOB#{job}#{program}", "PROGRESS")
+
+
+def reminder(program: str, member: str, day: str) -> ItemKey:
+    return ItemKey(f"REM#{program}#{member}#{day}", "REM")
+
+
+def settlement_day_pk(program: str, day: str) -> str:
+    return f"S#{program}#{day}"
+
+
+def settlement_line(program: str, day: str, partner: str, entry_id: str) -> ItemKey:
+    return ItemKey(settlement_day_pk(program, day), f"{settlement_partner_prefix(partner)}{entry_id}")
+
+
+def settlement_partner_prefix(partner: str) -> str:
+    return f"{partner}#"
+
+
+# --- Program figures (projection) -------------------------------------------------------------
+
+
+def figures(program: str, bucket: str, shard: int) -> ItemKey:
+    return ItemKey(f"F#{program}#{bucket}#{shard}", "F")
+
+
+def figures_marker(program: str, entry_id: str) -> ItemKey:
+    return ItemKey(f"FM#{program}#{entry_id}", "FM")
