@@ -123,7 +123,7 @@ def main() -> None:
             for stat in ("p50", "p99"):
                 ratio = figures[f"{name}_{stat}_ms"] / figures[f"health_{stat}_ms"]
                 figures[f"{name}_{stat}_vs_trivial"] = round(ratio, 2)
-        figures["table_items_after"] = sum(1 for _ in seeded.store.scan())
+        figures["table_items_after"] = sum(1 for _ in seeded.services.table.scan())
     write_results("api", figures)
 
 

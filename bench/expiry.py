@@ -26,11 +26,11 @@ import boto3
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
+from functions.services import Services
 from pointbridge.sandbox import moto_speedups
-from shared.jobs.expiry import ExpiryJob, JobInput
-from shared.ledger.ledger import Ledger
+from shared.jobs.walk import JobInput
 from shared.ledger.models import AccountState, Lot
-from shared.ledger.store import DynamoStore, JobStore, ProgramRepository, account_item, lot_item
+from shared.ledger.store import account_item, lot_item
 from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.aws import create_table
 
@@ -136,14 +136,14 @@ def measure(members: int) -> dict[str, float]:
         client = boto3.client("dynamodb", region_name="us-east-1")
         table = create_table(client, f"bench-{members}")
         seed_seconds = _seed(client, table, members)
-        store = DynamoStore(table, client)
-        programs = ProgramRepository(store, clock=lambda: NOW - timedelta(days=1))
+        stack = Services(table_name=table, client=client, clock=lambda: NOW - timedelta(days=1), sleep=lambda _: None)
+        programs = stack.programs
         programs.publish(ProgramConfig(program="demo", name="Bench"))
         programs.publish(
             ProgramConfig(program="ext", name="Bench ext", expiry=ExpiryPolicy(months=12, extend_on_activity=True))
         )
-        job = ExpiryJob(Ledger(store, programs, sleep=lambda _: None), programs, JobStore(store))
-        store.stats.reset()
+        job = stack.expiry_job
+        stack.table.stats.reset()
         started = time.perf_counter()
         [report] = job.run(JobInput(now=NOW, program="demo", page_budget=10_000))
         run_seconds = time.perf_counter() - started
@@ -152,20 +152,20 @@ def measure(members: int) -> dict[str, float]:
             "seed_seconds": round(seed_seconds, 1),
             "run_seconds": round(run_seconds, 2),
             "lots_expired": report.lots_expired,
-            "items_read": store.stats.items_read,
-            "items_read_per_expired_lot": round(store.stats.items_read / report.lots_expired, 2),
-            "requests_per_expired_lot": round(sum(store.stats.requests.values()) / report.lots_expired, 2),
+            "items_read": stack.table.stats.items_read,
+            "items_read_per_expired_lot": round(stack.table.stats.items_read / report.lots_expired, 2),
+            "requests_per_expired_lot": round(sum(stack.table.stats.requests.values()) / report.lots_expired, 2),
             "index_pages": report.pages,
         }
-        store.stats.reset()
+        stack.table.stats.reset()
         [ext] = job.run(JobInput(now=NOW, program="ext", page_budget=10_000))
         handled = ext.lots_expired + ext.lots_extended
         assert ext.finished and handled == EXPIRING and ext.lots_extended == EXPIRING // 2, ext
         figures |= {
             "ext_lots_expired": ext.lots_expired,
             "ext_lots_extended": ext.lots_extended,
-            "ext_items_read_per_due_lot": round(store.stats.items_read / handled, 2),
-            "ext_requests_per_due_lot": round(sum(store.stats.requests.values()) / handled, 2),
+            "ext_items_read_per_due_lot": round(stack.table.stats.items_read / handled, 2),
+            "ext_requests_per_due_lot": round(sum(stack.table.stats.requests.values()) / handled, 2),
         }
         return figures
 

@@ -35,11 +35,9 @@ from botocore.config import Config
 
 from bench.common import FUNCTION_LOGS, ROOT, write_results
 from bench.ledger import Recorder
+from functions.services import Services
 from pointbridge.sandbox import Sandbox
-from shared.earning.ingest import Ingest
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
 from shared.program.config import load_program
 
 EVENTS = int(os.environ.get("BENCH_INGEST_EVENTS", "200"))
@@ -85,11 +83,9 @@ def main() -> None:
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=sb.region
         ).client("dynamodb", endpoint_url=sb.endpoint_url, config=Config(retries={"mode": "standard"}))
         sqs = sb.client("sqs")
-        store = DynamoStore(sb.resource("PointsTable"), ddb)
-        programs = ProgramRepository(store, cache_seconds=3600)
-        programs.publish(load_program(ROOT / "seeds" / "demo-program.json"))
-        directory = MemberDirectory(store)
-        ingest = Ingest(Ledger(store, programs), store, directory, programs)
+        stack = Services(table_name=sb.resource("PointsTable"), client=ddb, config_cache_seconds=3600)
+        stack.programs.publish(load_program(ROOT / "seeds" / "demo-program.json"))
+        ingest = stack.ingest
         queue = sb.resource("IngestQueue")
 
         # Members who bought before: the common case, and the same history for every figure below.
@@ -108,7 +104,9 @@ def main() -> None:
             sqs.send_message_batch(QueueUrl=queue, Entries=entries)
         sb.wait_for_idle(timeout=600)
         pipeline_seconds = time.perf_counter() - started
-        posted = sum(1 for i in range(EVENTS) if store.get_entry("demo", f"shop:a-again-{i:06d}") is not None)
+        posted = sum(
+            1 for i in range(EVENTS) if stack.ledger_store.get_entry("demo", f"shop:a-again-{i:06d}") is not None
+        )
         if posted != EVENTS:
             raise RuntimeError(f"only {posted} of {EVENTS} events reached the ledger")
 
@@ -124,8 +122,8 @@ def main() -> None:
         # The same requests bare, for members "c" who have the same history as members "b".
         replays = []
         for i, calls in enumerate(captured):
-            old_member = directory.member_for(Identity(kind=IdentityKind.EMAIL, value=identity("b", i)).key)
-            new_member = directory.member_for(Identity(kind=IdentityKind.EMAIL, value=identity("c", i)).key)
+            old_member = stack.members.member_for(Identity(kind=IdentityKind.EMAIL, value=identity("b", i)).key)
+            new_member = stack.members.member_for(Identity(kind=IdentityKind.EMAIL, value=identity("c", i)).key)
             assert old_member and new_member and len(old_member) == len(new_member)
             replays.append(
                 [
@@ -167,7 +165,9 @@ def main() -> None:
                 )
         raw_seconds = time.perf_counter() - started
         # Fair only if every replayed request did what the pipeline's did: the writes all landed.
-        replayed = sum(1 for i in range(SAMPLE) if store.get_entry("demo", f"shop:c-again-{i:06d}") is not None)
+        replayed = sum(
+            1 for i in range(SAMPLE) if stack.ledger_store.get_entry("demo", f"shop:c-again-{i:06d}") is not None
+        )
         if replayed != SAMPLE:
             raise RuntimeError(f"only {replayed} of {SAMPLE} bare replays wrote their entry")
 

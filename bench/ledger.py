@@ -31,11 +31,10 @@ from typing import Any
 import boto3
 
 from bench.common import write_results
+from functions.services import Services
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.tables import create_table
 from shared.ledger.commands import Earn, Spend
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 
 MEMBERS = int(os.environ.get("BENCH_LEDGER_MEMBERS", "300"))
@@ -141,14 +140,14 @@ def main() -> None:
         bare = dynamodb()  # the raw side's own client: it carries no recorder
         create_table(client, TABLE)
         create_table(client, TWIN)
-        store = DynamoStore(TABLE, client)
-        programs = ProgramRepository(store, cache_seconds=3600)  # a warm function keeps its config
+        stack = Services(table_name=TABLE, client=client, clock=lambda: NOW, config_cache_seconds=3600)
+        programs = stack.programs  # a warm function keeps its config (config_cache_seconds)
         programs.publish(ProgramConfig(program="bench", name="Bench"))
-        ledger = Ledger(store, programs, clock=lambda: NOW)
-        twin_store = DynamoStore(TWIN, client)
-        twin_programs = ProgramRepository(twin_store, cache_seconds=3600)
+        ledger = stack.ledger
+        twin = Services(table_name=TWIN, client=client, clock=lambda: NOW, config_cache_seconds=3600)
+        twin_programs = twin.programs
         twin_programs.publish(ProgramConfig(program="bench", name="Bench"))
-        twin_ledger = Ledger(twin_store, twin_programs, clock=lambda: NOW)
+        twin_ledger = twin.ledger
         members = [f"m{i:06d}" for i in range(MEMBERS)]
         for member in members:  # every member exists before timing, on both tables alike
             ledger.earn(earn_command(member, 0))
@@ -158,7 +157,7 @@ def main() -> None:
         # Rounds of earns through our code on the table (every request recorded), each followed by
         # the same requests bare on the twin, so noise over time hits both sides alike.
         recorder = Recorder(client)
-        store.stats.reset()
+        stack.table.stats.reset()
         store_seconds = raw_seconds = 0.0
         earn_calls: list[tuple[str, dict[str, Any]]] = []
         for start in range(0, MEMBERS, ROUND):
@@ -173,21 +172,21 @@ def main() -> None:
             for op, params in raw:
                 getattr(bare, OPERATIONS[op])(**params)
             raw_seconds += time.perf_counter() - began
-        earn_requests = sum(store.stats.requests.values()) / MEMBERS
+        earn_requests = sum(stack.table.stats.requests.values()) / MEMBERS
         earn_request_seconds = recorder.request_seconds
         own_code_seconds = store_seconds - earn_request_seconds
         earn_wcu, earn_gsi = transaction_wcu(next(p for op, p in earn_calls if op == "TransactWriteItems"))
 
         # Redemptions: one partial lot each.
         recorder.calls.clear()
-        store.stats.reset()
+        stack.table.stats.reset()
         redeemers = members[: min(100, MEMBERS)]
         for member in redeemers:
             ledger.spend(
                 Spend(program="bench", member=member, points=150, source="web", external_id=f"r-{member}", reason="r"),
                 at=NOW,
             )
-        redeem_requests = sum(store.stats.requests.values()) / len(redeemers)
+        redeem_requests = sum(stack.table.stats.requests.values()) / len(redeemers)
         redeem_wcu, redeem_gsi = transaction_wcu(next(p for op, p in recorder.calls if op == "TransactWriteItems"))
 
         store_rate = MEMBERS / store_seconds

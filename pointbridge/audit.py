@@ -22,10 +22,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_audit(table: str, client: Any = None) -> dict[str, Any]:
+    from functions.services import Services
     from shared.ledger.audit import audit
-    from shared.ledger.store import DynamoStore
 
-    report = audit(*DynamoStore(table, client).audit_records())
+    report = audit(*Services(table_name=table, client=client).ledger_store.audit_records())
     return {
         "ok": report.ok,
         "entries": report.entries,

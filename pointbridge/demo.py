@@ -174,23 +174,20 @@ class DemoClient:
 def run_scenario(sb: Sandbox) -> dict[str, Any]:
     import requests
 
+    from functions.services import Services
     from shared.access.keys import Principal, PrincipalKind, issue_key
-    from shared.earning.ingest import Ingest
     from shared.events.identity import hash_email
     from shared.events.model import Identity, IdentityKind
-    from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
     from shared.program.config import load_program
 
     now = datetime.now(UTC)
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
-    programs = ProgramRepository(store, cache_seconds=0)
+    stack = Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), config_cache_seconds=0)
     program = load_program(PROGRAM_SEED)
-    programs.publish(program)
+    stack.programs.publish(program)
     sb.client("ssm").put_parameter(
         Name="/pointbridge/local/channel-sources", Value=json.dumps(_sources()), Type="SecureString", Overwrite=True
     )
-    admin_key = issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="demo-operator"))
+    admin_key = issue_key(stack.access_items, Principal(kind=PrincipalKind.ADMIN, id="demo-operator"))
     print(f"program {program.program!r} v{program.version}: {program.name}, {len(program.tiers)} tiers")
 
     print("\n1. Online: a signed Shopify orders/paid webhook over HTTP")
@@ -214,9 +211,8 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
     sb.client("s3").put_object(Bucket=bucket, Key=f"partners/{PARTNER}/feed.csv", Body=_partner_file(now))
     sb.wait_for_idle(timeout=60)
 
-    directory = MemberDirectory(store)
-    ledger = Ledger(store, programs)
-    ingest = Ingest(ledger, store, directory, programs)
+    directory = stack.members
+    ingest = stack.ingest
     email = Identity(kind=IdentityKind.EMAIL, value=hash_email(IDENTITY_KEY.encode(), ALICE_EMAIL))
     card = Identity(kind=IdentityKind.CARD, value=ALICE_CARD.replace(" ", ""))
     airline = Identity(kind=IdentityKind.PARTNER, value=ALICE_AIRLINE_ID, scope=PARTNER)

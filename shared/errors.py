@@ -56,6 +56,18 @@ class UnknownEntryError(NotFoundError):
     code = "unknown_entry"
 
 
+class UnknownCatalogueError(NotFoundError):
+    """Raised when an operator asks for a program's catalogue and no version was ever published."""
+
+    code = "unknown_catalogue"
+
+
+class UnknownAgreementError(NotFoundError):
+    """Raised when an exchange names an agreement that does not exist or is not active."""
+
+    code = "unknown_agreement"
+
+
 class LedgerError(PointbridgeError):
     """Raised when the ledger refuses an operation; nothing has been written."""
 

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.wiring import ingest_service
-from shared.jobs.expiry import parse_job_input
-from shared.jobs.notify import services
+from functions.services import services
+from shared.jobs.walk import parse_job_input
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,9 +23,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     # The scheduled time (or an operator's `now`), not the clock: a late or replayed invocation
     # activates the same set.
     request = parse_job_input(event)
-    programs = [request.program] if request.program else services().jobs.live_programs()
+    s = services()
+    programs = [request.program] if request.program else s.programs.live_programs()
     done: dict[str, int] = {}
     for program in programs:
-        done[program] = len(ingest_service().activate_due(program, request.at))
+        done[program] = len(s.ingest.activate_due(program, request.at))
         metrics.add_metric(name="PendingActivated", unit=MetricUnit.Count, value=done[program])
     return done

@@ -1,7 +1,7 @@
 """The HTTP API: one powertools REST resolver behind API Gateway, routes split by area.
 
 Handlers are thin: parse (pydantic, via the resolver's validation), call one use case, shape the
-reply. Errors become problem+json replies in functions.api.problems. The OpenAPI document is
+reply. Errors become problem+json replies in functions.problems. The OpenAPI document is
 generated from the pydantic models and served at /docs (Swagger UI, assets bundled inside
 powertools, so no CDN) and /docs?format=json.
 """
@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from pydantic import BaseModel
 
-from functions.api import problems
+from functions import problems
 from functions.api.context import guard_requests, oversized
 from functions.api.routes import admin, draws, exchange, figures, flags, gifts, holds, identities, members, redemptions
 

@@ -1,19 +1,18 @@
-"""What every route shares: lazily built services, the calling principal, and idempotent replies.
+"""What every route shares: the calling principal, sunset checks, and idempotent replies.
 
-Services are built on first use (not at import) so moto, the sandbox or AWS are in place first,
-and cached for the life of the Lambda container.
+Stores and use cases come from the composition root (`functions.services`), never from here.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from functools import cache
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
+from functions.services import services
 from shared.access.keys import Principal
+from shared.access.store import StoredReply
 from shared.errors import (
     ForbiddenError,
     IdempotencyConflictError,
@@ -21,9 +20,7 @@ from shared.errors import (
     PayloadTooLargeError,
     SecretNotReplayedError,
 )
-from shared.ledger.ledger import Ledger
 from shared.ledger.models import fingerprint
-from shared.ledger.store import ApiItems, DynamoStore, JobStore, ProgramRepository
 from shared.program import sunset
 
 if TYPE_CHECKING:
@@ -43,33 +40,6 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SECRET_REPLY = "secret_reply"
 
 
-@cache
-def store() -> DynamoStore:
-    return DynamoStore()
-
-
-@cache
-def programs() -> ProgramRepository:
-    return ProgramRepository(store())
-
-
-@cache
-def items() -> ApiItems:
-    return ApiItems(store())
-
-
-def jobs() -> JobStore:
-    return JobStore(store())
-
-
-def ledger() -> Ledger:
-    return Ledger(store(), programs())
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def ledger_id(source: str, external_id: str) -> str:
     """The id the ledger gives an entry posted under a source's own reference (its invariant 3)."""
     return f"{source}:{external_id}"
@@ -77,33 +47,24 @@ def ledger_id(source: str, external_id: str) -> str:
 
 def require_spending(config: ProgramConfig, entry_id: str | None) -> None:
     """Refuse a spend after the program's end, unless it replays the entry `entry_id` posted before."""
-    sunset.require_redemption_open(config, now(), lambda: _posted(config.program, entry_id))
+    sunset.require_redemption_open(config, services().now(), lambda: _posted(config.program, entry_id))
 
 
 def require_crediting(config: ProgramConfig, entry_id: str | None) -> None:
     """Refuse a credit after the program's earning ended, unless it replays the entry `entry_id` posted before."""
-    sunset.require_earning_open(config, now(), lambda: _posted(config.program, entry_id))
+    sunset.require_earning_open(config, services().now(), lambda: _posted(config.program, entry_id))
 
 
 def _posted(program: str, entry_id: str | None) -> bool:
-    return entry_id is not None and store().get_entry(program, entry_id) is not None
-
-
-def reset() -> None:
-    """Forget built services (tests switch emulators between cases)."""
-    for factory in (store, programs, items):
-        factory.cache_clear()
-    _with_holds.clear()
-
-
-_with_holds: set[str] = set()
+    return entry_id is not None and services().ledger_store.get_entry(program, entry_id) is not None
 
 
 def note_holds(program: str) -> None:
     """Record once per container that a program has holds: the lapse job reads that list, not a scan."""
-    if program not in _with_holds:
-        items().register_program(program)
-        _with_holds.add(program)
+    known: set[str] = services().memo.setdefault("programs_with_holds", set())
+    if program not in known:
+        services().programs.register_holds(program)
+        known.add(program)
 
 
 def principal(event: APIGatewayProxyEvent) -> Principal:
@@ -137,28 +98,29 @@ def guard_requests(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         raise InvalidInputError(f"Idempotency-Key longer than {MAX_IDEMPOTENCY_KEY} characters")
     who = principal(event).key
     request = fingerprint({"method": event.http_method, "path": event.path, "body": body})
-    stored = items().get_reply(who, key)
+    replies = services().access_items
+    stored = replies.get_reply(who, key)
     if stored is None:
         response = next_middleware(app)
         if 200 <= response.status_code < 300:
             text = response.body if isinstance(response.body, str) else json.dumps(response.body)
             if app.context.get(SECRET_REPLY):
                 text = ""
-            if items().put_reply(who, key, request, response.status_code, text):
+            if replies.put_reply(who, key, StoredReply(fingerprint=request, status=response.status_code, body=text)):
                 return response
-            stored = items().get_reply(who, key)  # a concurrent twin stored first
+            stored = replies.get_reply(who, key)  # a concurrent twin stored first
             assert stored is not None
         else:
             return response
-    if stored["fingerprint"] != request:
+    if stored.fingerprint != request:
         raise IdempotencyConflictError(f"Idempotency-Key {key!r} was used with a different request", key=key)
-    if not stored["body"]:
+    if not stored.body:
         raise SecretNotReplayedError(
             f"the request under Idempotency-Key {key!r} was done; its secret is shown once (ask for another)", key=key
         )
     return Response(
-        status_code=int(stored["status"]),
+        status_code=stored.status,
         content_type=content_types.APPLICATION_JSON,
-        body=stored["body"],
+        body=stored.body,
         headers={"Idempotent-Replayed": "true"},
     )

@@ -8,23 +8,17 @@ the program and member are known.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from functions.services import services
 from shared.access.keys import resolve_key
-from shared.ledger.store import DynamoStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-
-
-@cache
-def _store() -> DynamoStore:
-    return DynamoStore()
 
 
 def _api_wide(method_arn: str) -> str:
@@ -44,7 +38,7 @@ def _header(event: dict[str, Any], name: str) -> str:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     key = _header(event, "x-api-key")
-    principal = resolve_key(_store(), key) if key else None
+    principal = resolve_key(services().access_items, key) if key else None
     if principal is None:
         # API Gateway turns exactly this message into a 401 reply.
         raise Exception("Unauthorized")  # noqa: TRY002 - the contract with API Gateway

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from shared.jobs.expiry import ExpiryJob, parse_job_input
-from shared.jobs.notify import services
+from functions.services import services
+from shared.jobs.walk import parse_job_input
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,8 +18,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    s = services()
-    reports = ExpiryJob(s.ledger, s.programs, s.jobs).run(parse_job_input(event))
+    reports = services().expiry_job.run(parse_job_input(event))
     for report in reports:
         logger.info("expiry run", extra=asdict(report))
     return {"reports": [asdict(r) for r in reports]}

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
-from functions.wiring import ingest_queue, sources
+from functions.services import services
 from integrations.errors import UnknownSourceError
 from integrations.partner_feed import parse_partner_feed
 from integrations.till_csv import parse_till_csv
@@ -36,17 +36,17 @@ def read_file(key: str, raw: bytes, now: datetime) -> BatchReport:
     parts = key.split("/")
     if parts[0] == "till":
         feed = parts[1] if len(parts) > 2 else "default"
-        return parse_till_csv(raw, sources().till_config(feed), now=now)
+        return parse_till_csv(raw, services().sources.till_config(feed), now=now)
     if parts[0] == "partners" and len(parts) > 2:
         jsonl = key.endswith((".jsonl", ".ndjson"))
-        return parse_partner_feed(raw, sources().partner(parts[1]), now=now, fmt="jsonl" if jsonl else "csv")
+        return parse_partner_feed(raw, services().sources.partner(parts[1]), now=now, fmt="jsonl" if jsonl else "csv")
     raise UnknownSourceError(f"no feed is configured for {key[:100]!r}")
 
 
 def split(bucket: str, key: str, now: datetime) -> dict[str, Any]:
     raw = aws.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     report = read_file(key, raw, now)
-    queued = ingest_queue().send(report.accepted)
+    queued = services().ingest_queue.send(report.accepted)
     summary = {
         "file": key,
         "processed_at": now.isoformat(),

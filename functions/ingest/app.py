@@ -16,8 +16,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from pydantic import ValidationError
 
-from functions.wiring import dead_letter_queue, ingest_service
-from shared.earning.ingest import parse_event
+from functions.services import services
+from shared.earning.core import parse_event
 from shared.errors import ContentionError, PointbridgeError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from shared.earning.ingest import Event
+    from shared.earning.core import Event
 
 logger = Logger()
 metrics = Metrics()
@@ -58,13 +58,13 @@ def read_message(body: str) -> Event:
 
 def deliver(record: SQSRecord) -> None:
     try:
-        outcome = ingest_service().handle(read_message(record.body))
+        outcome = services().ingest.handle(read_message(record.body))
     except ContentionError:
         raise  # transient: let SQS redeliver this record
     except PointbridgeError as error:
         logger.warning("dead-lettered", extra={"code": error.code, "message_id": record.message_id})
         metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
-        dead_letter_queue().dead_letter(
+        services().dead_letter_queue.dead_letter(
             record.body, code=error.code, reason=error.detail, original_message_id=record.message_id
         )
         return

@@ -7,11 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from shared.exchange.settlement import SettlementJob
-from shared.infra import aws
-from shared.infra.settings import get_settings
-from shared.jobs.expiry import parse_job_input
-from shared.jobs.notify import services
+from functions.services import services
+from shared.jobs.walk import parse_job_input
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -21,9 +18,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    s = services()
-    job = SettlementJob(s.ledger, s.programs, s.jobs, s3=aws.s3(), bucket=get_settings().statements_bucket)
-    reports = job.run(parse_job_input(event))
+    reports = services().settlement_job.run(parse_job_input(event))
     for report in reports:
         logger.info("settlement", extra=asdict(report))
     return {"reports": [asdict(r) for r in reports]}

@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from functions.services import services
 from shared.exchange.settlement import record_partner_postings
-from shared.jobs.notify import services
 from shared.ledger.models import Entry
-from shared.ledger.store import FigureItems
 from shared.projections.figures import record_entry
-from shared.projections.watch import Watch
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -28,9 +26,9 @@ def record_handler(record: DynamoDBRecord) -> None:
         return  # the template's filter already drops these; kept for the sandbox's unfiltered stream
     entry = Entry.model_validate_json(image["body"])
     s = services()
-    record_partner_postings(s.jobs, entry)
-    record_entry(FigureItems(s.store), s.programs, entry)
-    for finding in Watch(s.programs, s.jobs).observe(entry):
+    record_partner_postings(s.exchange_items, entry)
+    record_entry(s.figure_items, s.programs, entry)
+    for finding in s.watch.observe(entry):
         logger.warning(
             "member flagged", extra={"program": entry.program, "member": finding.member, "check": finding.check}
         )

@@ -8,31 +8,30 @@ their secrets come from the SOURCES configuration (integrations.sources).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.wiring import ingest_queue, sources
+from functions import problems
+from functions.services import services
 from integrations.app_events import parse_app_event
 from integrations.shopify import parse_shopify_webhook
 from integrations.square import parse_square_webhook
-from shared.errors import PointbridgeError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from shared.earning.ingest import Event
+    from shared.earning.core import Event
+    from shared.errors import PointbridgeError
 
 logger = Logger()
 metrics = Metrics()
 app = APIGatewayRestResolver()
-PROBLEM = "application/problem+json"
 
 
 def _now() -> datetime:
@@ -49,39 +48,32 @@ def _headers() -> dict[str, str]:
 
 
 def _accepted(events: Sequence[Event]) -> dict[str, Any]:
-    queued = ingest_queue().send(events)
+    queued = services().ingest_queue.send(events)
     metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=queued)
     return {"queued": queued}
 
 
 @app.post("/webhooks/shopify/<shop>")
 def shopify(shop: str) -> dict[str, Any]:
-    return _accepted(parse_shopify_webhook(_body(), _headers(), sources().shop(shop), now=_now()))
+    return _accepted(parse_shopify_webhook(_body(), _headers(), services().sources.shop(shop), now=_now()))
 
 
 @app.post("/webhooks/square/<merchant>")
 def square(merchant: str) -> dict[str, Any]:
-    return _accepted(parse_square_webhook(_body(), _headers(), sources().merchant(merchant), now=_now()))
+    return _accepted(parse_square_webhook(_body(), _headers(), services().sources.merchant(merchant), now=_now()))
 
 
 @app.post("/app-events")
 def app_events() -> dict[str, Any]:
-    return _accepted([parse_app_event(_body(), sources().app_config(), now=_now())])
+    return _accepted([parse_app_event(_body(), services().sources.app_config(), now=_now())])
 
 
-@app.exception_handler(PointbridgeError)
-def problem(error: PointbridgeError) -> Response[str]:
-    """Every refusal as RFC 9457 problem details, with the error's stable code."""
+def _refused(error: PointbridgeError) -> None:
     logger.info("refused", extra={"code": error.code})
     metrics.add_metric(name=f"Refused_{error.code}", unit=MetricUnit.Count, value=1)
-    body = {
-        "type": f"urn:pointbridge:error:{error.code}",
-        "title": error.code,
-        "status": error.status,
-        "detail": error.detail,
-        "code": error.code,
-    }
-    return Response(status_code=error.status, content_type=PROBLEM, body=json.dumps(body))
+
+
+problems.install(app, observe=_refused)
 
 
 @logger.inject_lambda_context

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from shared.errors import ForbiddenError
-from shared.ledger.store import ApiItems
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from shared.access.store import AccessItems
 
 KEY_PREFIX = "pb_"
 
@@ -83,17 +82,17 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def issue_key(store: DynamoStore, principal: Principal) -> str:
+def issue_key(items: AccessItems, principal: Principal) -> str:
     """Mint a key for a principal; the key itself is returned once and never stored."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    ApiItems(store).put_key(hash_key(key), principal.model_dump_json())
+    items.put_key(hash_key(key), principal.model_dump_json())
     return key
 
 
-def resolve_key(store: DynamoStore, key: str) -> Principal | None:
+def resolve_key(items: AccessItems, key: str) -> Principal | None:
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    body = ApiItems(store).get_key(hash_key(key))
+    body = items.get_key(hash_key(key))
     return Principal.model_validate_json(body) if body else None
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_sqs import SQSClient
 
-    from shared.earning.ingest import Event
+    from shared.earning.core import Event
 
 SQS_BATCH = 10
 

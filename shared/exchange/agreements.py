@@ -33,7 +33,9 @@ from shared.errors import (
     LimitReachedError,
     NotFoundError,
     QuoteExpiredError,
+    UnknownAgreementError,
 )
+from shared.infra import keys
 from shared.ledger.commands import Send
 from shared.ledger.contract import Guard, GuardRefusedError
 from shared.ledger.models import Account, EntryKind
@@ -42,18 +44,13 @@ from shared.program.config import ProgramId, RuleId
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from shared.exchange.store import ExchangeItems
     from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
-    from shared.ledger.store import ApiItems
+    from shared.program.store import Documents
 
 SOURCE = "exchange"
 Rate = Annotated[Decimal, Field(gt=0, le=Decimal(10_000), max_digits=14, decimal_places=8)]
-
-
-class UnknownAgreementError(NotFoundError):
-    """Raised when an exchange names an agreement that does not exist or is not active."""
-
-    code = "unknown_agreement"
 
 
 class UnknownQuoteError(NotFoundError):
@@ -117,19 +114,14 @@ def parse_agreement(body: object) -> Agreement:
         raise ConfigError(f"invalid agreement: {reasons}", reasons=reasons) from exc
 
 
-def agreement_key(agreement_id: str) -> str:
-    """The partition of an agreement's versions."""
-    return f"AGR#{agreement_id}"
-
-
-def publish_agreement(items: ApiItems, agreement: Agreement) -> Agreement:
-    if not items.publish_document(agreement_key(agreement.id), agreement.version, agreement.model_dump_json()):
+def publish_agreement(documents: Documents, agreement: Agreement) -> Agreement:
+    if not documents.publish(keys.agreement_pk(agreement.id), agreement.version, agreement.model_dump_json()):
         raise ConfigError(f"agreement version {agreement.version} exists or is not newer than the live one")
     return agreement
 
 
-def live_agreement(items: ApiItems, agreement_id: str) -> Agreement:
-    body = items.live_document(agreement_key(agreement_id))
+def live_agreement(documents: Documents, agreement_id: str) -> Agreement:
+    body = documents.live(keys.agreement_pk(agreement_id))
     agreement = Agreement.model_validate_json(body) if body else None
     if agreement is None or not agreement.active:
         raise UnknownAgreementError(f"no active agreement {agreement_id!r}")
@@ -168,12 +160,12 @@ def quote(agreement: Agreement, member: str, to_member: str, gross: int, now: da
     )
 
 
-def save_quote(items: ApiItems, q: Quote) -> Quote:
+def save_quote(items: ExchangeItems, q: Quote) -> Quote:
     items.put_quote(q.quote_id, q.model_dump_json())
     return q
 
 
-def load_quote(items: ApiItems, quote_id: str) -> Quote:
+def load_quote(items: ExchangeItems, quote_id: str) -> Quote:
     body = items.get_quote(quote_id)
     if body is None:
         raise UnknownQuoteError(f"no quote {quote_id!r}")
@@ -188,8 +180,7 @@ def execute(ledger: Ledger, agreement: Agreement, q: Quote, now: datetime) -> En
     if agreement.daily_limit is not None:
         guards.append(
             Guard(
-                pk=f"M#{q.member}",
-                sk=f"P#{q.from_program}#XLIMIT#{agreement.id}#{now.date().isoformat()}",
+                key=keys.exchanged(q.from_program, q.member, agreement.id, now.date().isoformat()),
                 amount=q.gross,
                 limit=agreement.daily_limit,
                 detail=f"exchanges under {agreement.id} are limited to {agreement.daily_limit} points a day",

@@ -1,9 +1,9 @@
 """Partner settlement: daily net positions per (program, partner), from entries with PARTNER postings.
 
-The stream watcher records one settlement line per entry and partner (`S#<program>#<day>`, keyed
-by entry id, so a redelivered stream record rewrites the same line); the daily job sums a day's
-lines into a statement and writes it to S3 as JSON and CSV. The same statement is what the API
-serves (`statement`).
+The stream watcher records one settlement line per entry and partner (one partition per program
+and day, keyed by entry id, so a redelivered stream record rewrites the same line); the daily job
+(`shared.jobs.settlement`) sums a day's lines into a statement and writes it to S3 as JSON and
+CSV. The same statement is what the API serves (`statement`).
 
 Signs: a PARTNER posting is + when points flow to the partner's account (a member spent or
 exchanged points out to the partner) and - when they flow from it (the partner issued points to a
@@ -21,21 +21,19 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.errors import InvalidInputError
 from shared.exchange.agreements import SOURCE as EXCHANGE_SOURCE
-from shared.jobs.expiry import JobInput, JobReport, _Context
+from shared.exchange.store import ExchangeItems, SettlementLine
 from shared.ledger.models import Account
-from shared.ledger.store import ts
 
 if TYPE_CHECKING:
     from shared.ledger.models import Entry
-    from shared.ledger.store import JobStore
 
 
 class PartnerPosition(BaseModel):
@@ -65,7 +63,7 @@ class Statement(BaseModel):
         return out.getvalue()
 
 
-def record_partner_postings(jobs: JobStore, entry: Entry) -> int:
+def record_partner_postings(items: ExchangeItems, entry: Entry) -> int:
     """Write the entry's settlement lines (one per partner it touches); returns how many."""
     by_partner: dict[str, int] = defaultdict(int)
     for posting in entry.postings:
@@ -77,18 +75,19 @@ def record_partner_postings(jobs: JobStore, entry: Entry) -> int:
         # Both entries of an exchange carry its fee and residue: the fee is the debit side's, the residue the credit's.
         fee = int(entry.details.get("fee", "0")) if exchange and points > 0 else 0
         residue = Decimal(entry.details.get("residue", "0")) if exchange and points < 0 else Decimal(0)
-        jobs.add_settlement_line(entry.program, day, partner, entry.entry_id, points, fee=fee, residue=residue)
+        line = SettlementLine(partner=partner, entry_id=entry.entry_id, points=points, fee=fee, residue=residue)
+        items.add_settlement_line(entry.program, day, line)
     return len(by_partner)
 
 
-def statement(jobs: JobStore, program: str, day: date) -> Statement:
+def statement(items: ExchangeItems, program: str, day: date) -> Statement:
     """The day's net positions, one per partner, in partner order."""
     to_partner: dict[str, int] = defaultdict(int)
     from_partner: dict[str, int] = defaultdict(int)
     count: dict[str, int] = defaultdict(int)
-    for line in jobs.settlement_lines(program, day.isoformat()):
-        points = int(line["points"])
-        partner = line["partner"]
+    for line in items.settlement_lines(program, day.isoformat()):
+        points = line.points
+        partner = line.partner
         count[partner] += 1
         if points >= 0:
             to_partner[partner] += points
@@ -135,14 +134,13 @@ class Position(BaseModel):
         )
 
 
-def _line_position(line: dict[str, Any]) -> Position:
-    points = int(line["points"])
+def _line_position(line: SettlementLine) -> Position:
     return Position(
         entries=1,
-        sent=max(points, 0),
-        received=max(-points, 0),
-        fees=int(line.get("fee", 0)),
-        residue=Decimal(line.get("residue", 0)),
+        sent=max(line.points, 0),
+        received=max(-line.points, 0),
+        fees=line.fee,
+        residue=line.residue,
     )
 
 
@@ -166,7 +164,7 @@ class PartnerPeriod(BaseModel):
     days: tuple[PartnerDay, ...]  # only the days with lines
 
 
-def partner_period(jobs: JobStore, program: str, partner: str, start: date, end: date) -> PartnerPeriod:
+def partner_period(items: ExchangeItems, program: str, partner: str, start: date, end: date) -> PartnerPeriod:
     """Sum one partner's settlement lines day by day (the watch writes them from the table's stream)."""
     if end < start:
         raise InvalidInputError("the period ends before it starts")
@@ -178,38 +176,9 @@ def partner_period(jobs: JobStore, program: str, partner: str, start: date, end:
     for offset in range(length):
         day = start + timedelta(days=offset)
         position = Position()
-        for line in jobs.settlement_lines(program, day.isoformat(), partner=partner):
+        for line in items.settlement_lines(program, day.isoformat(), partner=partner):
             position = position.plus(_line_position(line))
         if position.entries:
             days.append(PartnerDay(day=day, position=position))
             total = total.plus(position)
     return PartnerPeriod(program=program, partner=partner, start=start, end=end, total=total, days=tuple(days))
-
-
-def statement_keys(program: str, day: date) -> tuple[str, str]:
-    base = f"statements/{program}/{day.isoformat()}/settlement"
-    return f"{base}.json", f"{base}.csv"
-
-
-class SettlementJob(_Context):
-    """Each day, yesterday's statement for every live program, written to S3 (rewritten on rerun)."""
-
-    def __init__(self, *args: Any, s3: Any, bucket: str) -> None:
-        super().__init__(*args)
-        self._s3, self._bucket = s3, bucket
-
-    def run(self, request: JobInput, day: date | None = None) -> list[JobReport]:
-        now: datetime = request.at
-        # The day before the run: complete, since entries are recorded before the schedule fires.
-        day = day or (now - timedelta(days=1)).date()
-        reports = []
-        for program in self.program_ids(request.program):
-            result = statement(self.jobs, program, day)
-            json_key, csv_key = statement_keys(program, day)
-            body = result.model_dump_json(indent=2)
-            self._s3.put_object(Bucket=self._bucket, Key=json_key, Body=body.encode(), ContentType="application/json")
-            self._s3.put_object(Bucket=self._bucket, Key=csv_key, Body=result.to_csv().encode(), ContentType="text/csv")
-            report = JobReport(job="settlement", program=program, now=ts(now))
-            report.details = {"day": day.isoformat(), "partners": len(result.positions), "keys": [json_key, csv_key]}
-            reports.append(report)
-        return reports

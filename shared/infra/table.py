@@ -125,14 +125,14 @@ class Table:
             ConsistentRead=consistent,
         )
 
-    def batch_get(self, keys: Sequence[ItemKey]) -> dict[ItemKey, dict[str, Any]]:
-        """Items by key, read consistently, 100 keys a request; keys DynamoDB leaves unprocessed are asked again."""
+    def batch_get(self, keys: Sequence[ItemKey], *, consistent: bool = True) -> dict[ItemKey, dict[str, Any]]:
+        """Items by key, 100 keys a request; keys DynamoDB leaves unprocessed are asked again."""
         found: dict[ItemKey, dict[str, Any]] = {}
         pending = [to_item({"PK": k.pk, "SK": k.sk}) for k in dict.fromkeys(keys)]
         while pending:
             chunk, pending = pending[:BATCH_GET_KEYS], pending[BATCH_GET_KEYS:]
             response = self.client.batch_get_item(
-                RequestItems={self.name: {"Keys": chunk, "ConsistentRead": True}}, ReturnConsumedCapacity="TOTAL"
+                RequestItems={self.name: {"Keys": chunk, "ConsistentRead": consistent}}, ReturnConsumedCapacity="TOTAL"
             )
             self.stats.record("BatchGetItem", dict(response))
             returned = response.get("Responses", {}).get(self.name, [])

@@ -1,17 +1,19 @@
-"""Wiring for the scheduled jobs: one cached set of collaborators per process, built lazily."""
+"""Member notices from the scheduled jobs: the `Notifier` they publish to, and its EventBridge implementation."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from shared.errors import PointbridgeError
 from shared.infra import aws
 from shared.infra.settings import get_settings
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
+
+
+class Notifier(Protocol):
+    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
+        """Publish one member notice; raise if it was not accepted."""
+        ...
 
 
 class NotifyError(PointbridgeError):
@@ -44,18 +46,3 @@ class EventBridgeNotifier:
         )
         if response.get("FailedEntryCount"):
             raise NotifyError(f"EventBridge refused {event_id}: {response['Entries'][0].get('ErrorCode')}")
-
-
-@dataclass(frozen=True)
-class Services:
-    store: DynamoStore
-    programs: ProgramRepository
-    ledger: Ledger
-    jobs: JobStore
-
-
-@cache
-def services() -> Services:
-    store = DynamoStore()
-    programs = ProgramRepository(store)
-    return Services(store=store, programs=programs, ledger=Ledger(store, programs), jobs=JobStore(store))

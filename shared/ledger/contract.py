@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from shared.infra.keys import ItemKey
     from shared.ledger.models import (
         AccountState,
         Entry,
@@ -65,8 +68,7 @@ class Check:
     first (e.g. "no refund is waiting for this order"): the store checks it inside the transaction.
     """
 
-    pk: str
-    sk: str
+    key: ItemKey
     attribute: str
 
 
@@ -74,7 +76,7 @@ class CheckFailedError(Exception):
     """The store found a Check's item carrying its attribute; nothing was written."""
 
     def __init__(self, check: Check) -> None:
-        super().__init__(f"{check.pk}/{check.sk} has {check.attribute}")
+        super().__init__(f"{check.key.pk}/{check.key.sk} has {check.attribute}")
         self.check = check
 
 
@@ -130,8 +132,7 @@ class Guard:
     a condition in the ledger's own transaction makes the entry and the limit succeed or fail together.
     """
 
-    pk: str
-    sk: str
+    key: ItemKey
     amount: int
     limit: int | None = None  # the counter's value after adding must stay <= limit
     # Raised (by the caller that owns the limit) when the store reports the condition failed.
@@ -150,7 +151,11 @@ class GuardRefusedError(Exception):
 class LedgerStore(Protocol):
     def get_account(self, program: str, member: str) -> AccountState | None: ...
 
-    def get_account_and_lots(self, program: str, member: str) -> tuple[AccountState | None, list[Lot]]: ...
+    def get_account_and_lots(
+        self, program: str, member: str, until: datetime | None = None
+    ) -> tuple[AccountState | None, list[Lot]]:
+        """The balance and the lots (those whose own expiry is at or before `until`, if given)."""
+        ...
 
     def get_entry(self, program: str, entry_id: str) -> Entry | None: ...
 

@@ -97,6 +97,12 @@ class LedgerCore:
             raise UnknownMemberError(f"member {member} has no account in {program}", member=member)
         return state
 
+    def account_and_lots(
+        self, program: str, member: str, until: datetime | None = None
+    ) -> tuple[AccountState | None, list[Lot]]:
+        """The balance (None: no account) and the lots whose own expiry is at or before `until`: one read."""
+        return self._store.get_account_and_lots(program, member, until)
+
     def lots(self, program: str, member: str) -> list[Lot]:
         return spend_order(self._store.get_account_and_lots(program, member)[1])
 

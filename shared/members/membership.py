@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datetime import tzinfo
 
     from shared.ledger.models import Lot
+    from shared.members.records import TierRecord
     from shared.program.config import ProgramConfig, Tier
 
 EXPIRING_WINDOW = timedelta(days=90)
@@ -60,16 +61,16 @@ def expiring(
     return [Expiring(date=day, points=points) for day, points in sorted(by_day.items())]
 
 
-def held_tier(config: ProgramConfig, stored: Mapping[str, Any] | None) -> Tier:
-    """The tier a member holds: its tier item (`JobStore.get_tier`), the one ingest earns with.
+def held_tier(config: ProgramConfig, stored: TierRecord | None) -> Tier:
+    """The tier a member holds: its tier record (`MemberDirectory.get_tier`), the one ingest earns with.
 
     No item yet: the lowest tier; a tier a newer config removed: the lowest, as `Tiers` does.
     """
-    return config.held_tier(str(stored["tier"]) if stored else None)
+    return config.held_tier(stored.tier if stored else None)
 
 
 def tier_status(
-    config: ProgramConfig, stored: Mapping[str, Any] | None, counters: Mapping[str, int], now: datetime
+    config: ProgramConfig, stored: TierRecord | None, counters: Mapping[str, int], now: datetime
 ) -> TierStatus:
     """The tier held, and how far the qualifying activity (the tally's monthly counters, read as
     `shared.tiers.Tiers.activity` reads them) is from the next one."""

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dateutil.relativedelta import relativedelta
 
 from shared.errors import ContentionError
-from shared.jobs.expiry import DayWalk, JobInput, JobReport, _Context
-from shared.ledger.store import parse_ts, tier_index_pk, ts
+from shared.infra.codec import parse_ts, ts
 from shared.members import activity
+from shared.members.records import TierChange, TierRecord
 from shared.program.rules import qualifying_tier
 
 if TYPE_CHECKING:
+    from shared.ledger.contract import Programs
+    from shared.members.store import MemberDirectory
     from shared.program.config import ProgramConfig, QualifyingActivity, Tier
 
 MAX_ATTEMPTS = 5
@@ -52,27 +53,30 @@ class TierMove:
     at: datetime
 
 
-class Tiers(_Context):
-    """Tier use cases; also the scheduled review job (`run`)."""
+class Tiers:
+    """Tier use cases: the tier a member holds, upgrades on earning, reviews at the end of a period.
+
+    The scheduled review walks the tier index (`shared.jobs.tiers.TierReviewJob`) and calls `review`.
+    """
+
+    def __init__(self, programs: Programs, members: MemberDirectory) -> None:
+        self._programs, self._members = programs, members
 
     def activity(self, config: ProgramConfig, member: str, at: datetime) -> QualifyingActivity:
-        return activity.in_window(config, self.jobs.tally_counters(config.program, member, activity.ACTIVITY), at)
+        return activity.in_window(config, self._members.tally_counters(config.program, member, activity.ACTIVITY), at)
 
     def current(self, program: str, member: str) -> TierState:
-        config = self.config(program)
-        item = self.jobs.get_tier(program, member)
-        if item is None:
+        config = self._programs.get(program)
+        record = self._members.get_tier(program, member)
+        if record is None:
             return TierState(tier=config.tiers[0].name, since=None, period_ends=None, rev=0)
         return TierState(
-            tier=item["tier"],
-            since=parse_ts(item["since"]),
-            period_ends=parse_ts(item["period_ends"]),
-            rev=int(item["rev"]),
+            tier=record.tier, since=parse_ts(record.since), period_ends=parse_ts(record.period_ends), rev=record.rev
         )
 
     def current_tier(self, program: str, member: str) -> Tier:
         """The tier whose multiplier and expiry apply to this member's next earn."""
-        return self.config(program).held_tier(self.current(program, member).tier)
+        return self._programs.get(program).held_tier(self.current(program, member).tier)
 
     def on_earn(self, program: str, member: str, at: datetime) -> TierMove | None:
         """Upgrade at once if the member's activity now reaches a higher tier."""
@@ -82,11 +86,11 @@ class Tiers(_Context):
         """At the end of the period (plus grace): confirm the tier for another period, or move down."""
         return self._evaluate(program, member, at, review=True)
 
-    def changes(self, program: str, member: str) -> list[dict[str, Any]]:
-        return self.jobs.tier_changes(program, member)
+    def changes(self, program: str, member: str) -> list[TierChange]:
+        return self._members.tier_changes(program, member)
 
     def _evaluate(self, program: str, member: str, at: datetime, review: bool) -> TierMove | None:
-        config = self.config(program)
+        config = self._programs.get(program)
         for _ in range(MAX_ATTEMPTS):
             state = self.current(program, member)
             held = config.held_tier(state.tier)
@@ -110,25 +114,24 @@ class Tiers(_Context):
             else:
                 return None
             period_ends = at + relativedelta(months=window)
-            new_state = {
-                "tier": target.name,
-                "since": ts(at) if reason else ts(state.since or at),
-                "period_ends": ts(period_ends),
-                "due_at": ts(self._due(config, period_ends)),
-                "program": program,
-                "member": member,
-            }
-            record = {
-                "at": ts(at),
-                "from": held.name,
-                "to": target.name,
-                "reason": reason or "requalified for another period",
-                "points": activity.points,
-                "spend": str(activity.spend),
-                "config_version": config.version,
-            }
+            record = TierRecord(
+                tier=target.name,
+                since=ts(at) if reason else ts(state.since or at),
+                period_ends=ts(period_ends),
+                due_at=ts(self._due(config, period_ends)),
+                rev=state.rev,
+            )
+            change = TierChange(
+                at=ts(at),
+                from_tier=held.name,
+                to_tier=target.name,
+                reason=reason or "requalified for another period",
+                points=activity.points,
+                spend=str(activity.spend),
+                config_version=config.version,
+            )
             previous = state.tier if state.rev else None
-            if self.jobs.move_tier(program, member, new_state, record, state.rev, previous):
+            if self._members.move_tier(program, member, record, change, previous):
                 if not reason:
                     return None
                 return TierMove(member=member, from_tier=held.name, to_tier=target.name, reason=reason, at=at)
@@ -137,30 +140,3 @@ class Tiers(_Context):
     @staticmethod
     def _due(config: ProgramConfig, period_ends: datetime) -> datetime:
         return period_ends + timedelta(days=config.tier_qualification.grace_days)
-
-    # The scheduled review
-
-    def run(self, request: JobInput) -> list[JobReport]:
-        now = request.at
-        budget = request.page_budget or 200
-        reports = []
-        for program in self.program_ids(request.program):
-            report = JobReport(job="tiers", program=program, now=ts(now))
-            moves: list[TierMove] = []
-
-            def handle(items: list[dict[str, Any]], program: str = program, moves: list[TierMove] = moves) -> None:
-                for item in items:
-                    if item.get("type") == "tier":
-                        move = self.review(program, item["member"], now)
-                        if move is not None:
-                            moves.append(move)
-
-            # Nobody's period can end before one full window after the program started.
-            window = relativedelta(months=self.config(program).tier_qualification.window_months)
-            first_due = self.start(program) + window
-            walk = DayWalk(self.jobs, "tiers", program, partial(tier_index_pk, program), first_due, self.page_size)
-            result = walk.run(now, budget, handle)
-            report.pages, report.items_read, report.finished = result.pages, result.items, result.finished
-            report.details["moves"] = [f"{m.member}: {m.from_tier} -> {m.to_tier}" for m in moves]
-            reports.append(report)
-        return reports

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shared.members.records import FLAG_OPEN
+
 if TYPE_CHECKING:
     from shared.ledger.models import AccountState
 
-FLAG_OPEN = "open"
-FLAG_VOIDED = "voided"  # an operator confirmed fraud: the held points are voided
 # A referral's states: waiting for the referred member's first purchase, rewarded, or refused.
 REFERRAL_AWAITING = "awaiting_purchase"
 REFERRAL_PAID = "paid"

@@ -27,8 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, InvalidInputError
 from shared.events.model import Channel
+from shared.infra.codec import ts
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -431,3 +432,11 @@ def load_program(path: str | Path) -> ProgramConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read program config {path}: {exc.strerror}", path=str(path)) from exc
     return parse_program(text)
+
+
+def validate_policy_for(policy: ExpiryPolicy, earned_at: datetime, tz: tzinfo = UTC) -> datetime:
+    """The expiry a policy gives an earn, refused when it is not after the earn."""
+    expires = policy.expires_at(earned_at, tz)
+    if expires <= earned_at:
+        raise InvalidInputError(f"policy {policy.kind} makes points earned {ts(earned_at)} expire at {ts(expires)}")
+    return expires

@@ -16,16 +16,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from shared.errors import ConfigError, EarningClosedError, RedemptionClosedError
-from shared.jobs.expiry import earning_open, redemption_open
+from shared.errors import ConfigError, EarningClosedError, RedemptionClosedError, SunsetError
+from shared.program.config import Sunset
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
     from shared.program.config import ProgramConfig
+    from shared.program.store import ProgramRepository
+
+MIN_NOTICE_DAYS = 30
 
 
 def require_redemption_open(config: ProgramConfig, at: datetime, already_posted: Callable[[], bool]) -> None:
@@ -52,3 +56,30 @@ def check_publish(live: ProgramConfig | None, draft: ProgramConfig) -> None:
             f"{draft.program}'s end is announced through POST /admin/programs/{draft.program}/sunset; "
             "a config may not set, change or drop it (copy the live `sunset` unchanged)"
         )
+
+
+def announce_sunset(
+    programs: ProgramRepository, program: str, at: datetime, notice_days: int, redemption_days: int
+) -> ProgramConfig:
+    """Announce the end of a program: earning stops after the notice, redemption a while later."""
+    if notice_days < MIN_NOTICE_DAYS:
+        raise SunsetError(f"members need at least {MIN_NOTICE_DAYS} days' notice, not {notice_days}")
+    if redemption_days < 0:
+        raise SunsetError("redemption cannot close before earning does")
+    config = programs.get(program)
+    if config.sunset is not None:
+        raise SunsetError(f"{program} already ends on {config.sunset.ends_at.date().isoformat()}")
+    earning_ends = at + timedelta(days=notice_days)
+    sunset = Sunset(
+        announced_at=at, earning_ends_at=earning_ends, ends_at=earning_ends + timedelta(days=redemption_days)
+    )
+    return programs.publish(config.model_copy(update={"version": config.version + 1, "sunset": sunset}))
+
+
+def earning_open(config: ProgramConfig, at: datetime) -> bool:
+    """Whether the ingest path may still credit points in this program at `at`."""
+    return config.sunset is None or at < config.sunset.earning_ends_at
+
+
+def redemption_open(config: ProgramConfig, at: datetime) -> bool:
+    return config.sunset is None or at < config.sunset.ends_at

@@ -1,9 +1,9 @@
 """Reading versioned config back: the live version and the history of a program, catalogue or agreement.
 
-Every publish keeps its version (programs as `P#<program>` / `CFG#<version>`, written by
-`ProgramRepository.publish`; catalogues and agreements as `<partition>` / `DOC#<version>`, written
-by `ApiItems.publish_document`), next to a LIVE pointer naming the version in force. Nothing is
-ever overwritten, so the history is complete; what an entry was computed under is the version on it.
+Every publish keeps its version (programs by `ProgramRepository.publish`, catalogues and
+agreements by `Documents.publish`, both in `shared.program.store`), next to a LIVE pointer naming
+the version in force. Nothing is ever overwritten, so the history is complete; what an entry was
+computed under is the version on it.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from shared.errors import UnknownProgramError
-from shared.exchange.agreements import UnknownAgreementError, agreement_key
-from shared.ledger.store import parse_ts
-from shared.rewards.catalogue import UnknownCatalogueError, catalogue_key
+from shared.errors import UnknownAgreementError, UnknownCatalogueError, UnknownProgramError
+from shared.infra import keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from shared.errors import NotFoundError
-    from shared.ledger.store import ApiItems
+    from shared.program.store import Documents, StoredVersion
 
 MAX_PAGE = 50
 
@@ -35,9 +33,9 @@ class ConfigKind(StrEnum):
 
 
 _PARTITIONS: dict[ConfigKind, tuple[Callable[[str], str], str, type[NotFoundError]]] = {
-    ConfigKind.PROGRAM: (lambda ident: f"P#{ident}", "CFG#", UnknownProgramError),
-    ConfigKind.CATALOGUE: (catalogue_key, "DOC#", UnknownCatalogueError),
-    ConfigKind.AGREEMENT: (agreement_key, "DOC#", UnknownAgreementError),
+    ConfigKind.PROGRAM: (keys.program_pk, keys.CONFIG_PREFIX, UnknownProgramError),
+    ConfigKind.CATALOGUE: (keys.catalogue_pk, keys.DOCUMENT_PREFIX, UnknownCatalogueError),
+    ConfigKind.AGREEMENT: (keys.agreement_pk, keys.DOCUMENT_PREFIX, UnknownAgreementError),
 }
 
 
@@ -60,13 +58,13 @@ class ConfigHistory(BaseModel):
     next: int | None  # pass as `after` for the next page; None on the last
 
 
-def history(items: ApiItems, kind: ConfigKind, ident: str, after: int = 0, limit: int = 20) -> ConfigHistory:
+def history(documents: Documents, kind: ConfigKind, ident: str, after: int = 0, limit: int = 20) -> ConfigHistory:
     key, prefix, missing = _PARTITIONS[kind]
-    live_version = items.live_version(key(ident))
+    live_version = documents.live_version(key(ident))
     if live_version is None:
         raise missing(f"no {kind} {ident!r} was ever published")
     limit = max(1, min(limit, MAX_PAGE))
-    found = items.config_versions(key(ident), prefix, after, limit + 1)
+    found = documents.versions(key(ident), prefix, after, limit + 1)
     page = [_version(item, live_version) for item in found[:limit]]
     return ConfigHistory(
         kind=kind,
@@ -77,20 +75,19 @@ def history(items: ApiItems, kind: ConfigKind, ident: str, after: int = 0, limit
     )
 
 
-def live(items: ApiItems, kind: ConfigKind, ident: str) -> ConfigVersion:
+def live(documents: Documents, kind: ConfigKind, ident: str) -> ConfigVersion:
     key, prefix, missing = _PARTITIONS[kind]
-    live_version = items.live_version(key(ident))
+    live_version = documents.live_version(key(ident))
     if live_version is None:
         raise missing(f"no {kind} {ident!r} was ever published")
-    found = items.config_versions(key(ident), prefix, live_version - 1, 1)
+    found = documents.versions(key(ident), prefix, live_version - 1, 1)
     return _version(found[0], live_version)
 
 
-def _version(item: dict[str, Any], live_version: int) -> ConfigVersion:
-    published = item.get("published_at")
+def _version(stored: StoredVersion, live_version: int) -> ConfigVersion:
     return ConfigVersion(
-        version=item["version"],
-        live=item["version"] == live_version,
-        published_at=parse_ts(published) if published else None,
-        config=json.loads(item["body"]),
+        version=stored.version,
+        live=stored.version == live_version,
+        published_at=stored.published_at,
+        config=json.loads(stored.body),
     )

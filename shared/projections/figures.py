@@ -15,15 +15,14 @@ docs/console.md). Member buckets (available, pending, held) are counted as signe
 their program-to-date sum is the outstanding liability, and because every entry sums to zero it
 equals what the program-side flows say (`Figures.unexplained` is always 0).
 
-Tier mix: `M#<member>/P#<program>#TIER` items are counted per tier name in `F#<program>#TIERS#<shard>`
-by the tier move's own transaction (`tier_count_change`); members are accounts opened (an entry
+Tier mix: members' tier items are counted per tier name in the TIERS bucket by the tier move's own
+transaction (`shared.members.store.tier_count_change`); members are accounts opened (an entry
 with seq 1) less accounts merged away (the sending side of a merge); members without a tier item
 are in the base tier.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import time
@@ -34,8 +33,11 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ContentionError, InvalidInputError
+from shared.infra.counters import SHARDS, shard_of
 from shared.ledger.contract import ConcurrentUpdateError
 from shared.ledger.models import MEMBER_ACCOUNTS, Account, EntryKind
+from shared.members.store import TIER_PREFIX, TIERS_BUCKET
+from shared.projections.store import ALL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -47,11 +49,8 @@ if TYPE_CHECKING:
 # Writes to one program's counters spread over this many items per day (and for the program to
 # date). 8 items at ~500 transactional writes/s each (the 1 KB counter item costs 2 WCU in a
 # transaction) carry about 4,000 entries/s for one program; reading a day costs 8 keys.
-SHARDS = 8
 MAX_PERIOD_DAYS = 93  # a quarter: (93 + 2) x 8 keys = 8 BatchGetItem requests
 DEFAULT_PERIOD_DAYS = 30
-ALL = "ALL"  # the program-to-date bucket
-TIERS = "TIERS"  # the tier counts' bucket
 MAX_ATTEMPTS = 6
 SHARE_PLACES = Decimal("0.0001")
 
@@ -77,7 +76,6 @@ FLOWS = (
 BUCKETS = ("available", "pending", "held")  # signed net changes of the member buckets
 COUNTS = ("entries", "accounts_opened", "accounts_merged")
 CHANNEL_PREFIX = "channel:"
-TIER_PREFIX = "tier:"
 FUNDING_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING, EntryKind.VOID, EntryKind.CLAWBACK})
 EARN_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING})
 EXCHANGE_KINDS = frozenset({EntryKind.TRANSFER_OUT, EntryKind.TRANSFER_IN})
@@ -152,11 +150,6 @@ def entry_counters(entry: Entry) -> dict[str, int]:
     return counters
 
 
-def shard_of(key: str, shards: int = SHARDS) -> int:
-    """A stable shard for a key (the same entry always lands on the same items)."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % shards
-
-
 def local_day(entry: Entry, config: ProgramConfig) -> date:
     """The day an entry counts on: the program's local date when the ledger recorded it."""
     return entry.recorded_at.astimezone(config.tz).date()
@@ -179,16 +172,6 @@ def record_entry(
         except ConcurrentUpdateError:
             sleep(random.uniform(0, 0.05 * 2**attempt))
     raise ContentionError(f"the figures of {entry.program} stayed busy; the stream will deliver {entry.entry_id} again")
-
-
-def tier_count_change(previous: str | None, tier: str) -> dict[str, int]:
-    """How a tier move changes the tier counts: one more in `tier`, one less in the tier item's old one."""
-    if previous == tier:
-        return {}
-    change = {TIER_PREFIX + tier: 1}
-    if previous is not None:
-        change[TIER_PREFIX + previous] = -1
-    return change
 
 
 # --- Reading them back -----------------------------------------------------------------------
@@ -339,7 +322,7 @@ def program_figures(
     before = requests()
     days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
     buckets = [day.isoformat() for day in days]
-    found = store.read_buckets(config.program, [*buckets, ALL, TIERS], SHARDS)
+    found = store.read_buckets(config.program, [*buckets, ALL, TIERS_BUCKET], SHARDS)
     per_day = tuple(DayFigures(day=day, figures=Figures(counters=found.get(day.isoformat(), {}))) for day in days)
     period = Figures()
     for day_figures in per_day:
@@ -355,6 +338,6 @@ def program_figures(
         period=period,
         to_date=to_date,
         members=members,
-        tiers=tuple(tier_mix(config, members, found.get(TIERS, {}))),
+        tiers=tuple(tier_mix(config, members, found.get(TIERS_BUCKET, {}))),
         requests=requests() - before,
     )

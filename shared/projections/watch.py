@@ -1,10 +1,9 @@
 """Anomaly watch: velocity checks on new entries, flags that hold a member's new points.
 
-Each check counts distinct ids in a window item (`W#<program>#<check>#<key>#<window>`), with a
-set-add, so a stream record delivered twice counts once. Passing a program's threshold flags the
-member: the flag item (`FLAG#<program>` / member) is what `is_flagged` reads, and the ingest path
-makes a flagged member's earns pending until an operator clears the flag (`clear_flag`). Every
-flag and every decision is a record of its own (`LOG#<member>#...`), never overwritten.
+Each check counts distinct ids in a window item (one per check, key and window), with a set-add,
+so a stream record delivered twice counts once. Passing a program's threshold flags the member
+(`shared.members.flags`): the ingest path makes a flagged member's earns pending until an operator
+decides the flag. Every flag and every decision is a record of its own, never overwritten.
 
 Checks (thresholds in `ProgramConfig.anomaly`, None switches one off):
 - many earns from one card in an hour (the card number an adapter put in the entry's details);
@@ -16,40 +15,23 @@ Checks (thresholds in `ProgramConfig.anomaly`, None switches one off):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-from shared.errors import NotFoundError, PointbridgeError
+from shared.infra.codec import ts
 from shared.ledger.models import Account, EntryKind
-from shared.ledger.store import ts
+from shared.members.records import FLAG_OPEN, Flag, FlagDecision
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.ledger.contract import Programs
     from shared.ledger.models import Entry
-    from shared.ledger.store import JobStore
+    from shared.members.store import MemberDirectory
+    from shared.projections.store import WatchItems
 
 WINDOW_SECONDS = 3600
 ORDER_WINDOW = "all"  # one order id is one order, whenever it arrives
 EARNS = (EntryKind.EARN, EntryKind.EARN_PENDING)
-
-
-class FlagNotFoundError(NotFoundError):
-    """Raised when an operator clears a flag that is not open."""
-
-    code = "flag_not_found"
-
-
-class FlagDecidedError(PointbridgeError):
-    """Raised when an operator decides a flag another decision already closed (the other way)."""
-
-    code = "flag_already_decided"
-    status = 409
-
-
-FlagDecision = Literal["release", "void"]
-# The flag's status once decided: the activation job reads it for earns the flag held.
-DECIDED = {"release": "released", "void": "voided"}
 
 
 @dataclass(frozen=True)
@@ -60,8 +42,8 @@ class Finding:
 
 
 class Watch:
-    def __init__(self, programs: Programs, jobs: JobStore) -> None:
-        self._programs, self._jobs = programs, jobs
+    def __init__(self, programs: Programs, windows: WatchItems, members: MemberDirectory) -> None:
+        self._programs, self._windows, self._members = programs, windows, members
 
     def observe(self, entry: Entry) -> list[Finding]:
         """Count the entry in each window it belongs to; flag the member for each threshold passed."""
@@ -71,7 +53,7 @@ class Watch:
         findings: list[Finding] = []
 
         def count(check: str, key: str, window: str, member_id: str) -> int:
-            return self._jobs.count_in_window(entry.program, check, key, window, member_id, expires)
+            return self._windows.count_in_window(entry.program, check, key, window, member_id, expires)
 
         card = entry.details.get("card")
         if entry.kind in EARNS and card and rules.max_earns_per_card_per_hour is not None:
@@ -104,62 +86,6 @@ class Watch:
         return findings
 
     def flag(self, program: str, finding: Finding, at: datetime, cause: str) -> None:
-        state = {"status": "open", "reason": finding.reason, "check": finding.check, "since": ts(at)}
-        log = {"at": ts(at), "id": f"{finding.check}:{cause}", "decision": "flagged", "reason": finding.reason}
-        self._jobs.put_flag(program, finding.member, state, log)
-
-
-def is_flagged(jobs: JobStore, program: str, member: str) -> bool:
-    """Whether the member's new points must be held (pending) until an operator clears the flag."""
-    flag = jobs.get_flag(program, member)
-    return flag is not None and flag.get("status") == "open"
-
-
-def clear_flag(jobs: JobStore, program: str, member: str, operator: str, note: str, at: datetime) -> None:
-    """An operator's decision: the member's points are no longer held. Recorded with who and why."""
-    if not is_flagged(jobs, program, member):
-        raise FlagNotFoundError(f"no open flag for {member} in {program}", member=member)
-    state = {"status": "cleared", "reason": note, "check": "operator", "since": ts(at), "operator": operator}
-    log = {"at": ts(at), "id": f"clear:{operator}", "decision": "cleared", "reason": note, "operator": operator}
-    jobs.put_flag(program, member, state, log)
-
-
-def open_flags(jobs: JobStore, program: str) -> list[dict[str, Any]]:
-    """The program's open flags (member, check, reason, since), for an operator to decide."""
-    return jobs.open_flags(program)
-
-
-def decide_flag(
-    jobs: JobStore, program: str, member: str, decision: FlagDecision, operator: str, note: str, at: datetime
-) -> bool:
-    """Record an operator's decision on an open flag, with who and why; the flag is closed by it.
-
-    Returns False when the same decision was already recorded (a retry: the caller carries on
-    settling what the flag held); a flag that was never raised is `flag_not_found`, one closed by
-    a different decision `flag_already_decided`.
-    """
-    flag = jobs.get_flag(program, member)
-    if flag is None:
-        raise FlagNotFoundError(f"no flag for {member} in {program}", member=member)
-    status = DECIDED[decision]
-    if flag.get("status") == "open":
-        state = {
-            "status": status,
-            "reason": flag.get("reason", ""),
-            "check": flag.get("check", ""),
-            "since": flag.get("since", ts(at)),
-            "decided_at": ts(at),
-            "operator": operator,
-            "note": note,
-        }
-        log = {"at": ts(at), "id": f"{decision}:{operator}", "decision": status, "reason": note, "operator": operator}
-        if jobs.put_flag(program, member, state, log, only_if_open=True):
-            return True
-        flag = jobs.get_flag(program, member) or {}  # decided by someone else in between
-    if flag.get("status") == status:
-        return False
-    raise FlagDecidedError(
-        f"the flag on {member} was already closed ({flag.get('status')}); it cannot be {status} now",
-        member=member,
-        flag_status=str(flag.get("status")),
-    )
+        flag = Flag(member=finding.member, status=FLAG_OPEN, reason=finding.reason, check=finding.check, since=ts(at))
+        decision = FlagDecision(at=ts(at), id=f"{finding.check}:{cause}", decision="flagged", reason=finding.reason)
+        self._members.put_flag(program, flag, decision)

@@ -22,10 +22,10 @@ from shared.errors import (
     ConfigError,
     InvalidInputError,
     LimitReachedError,
-    NotFoundError,
     OutOfStockError,
     RewardUnavailableError,
 )
+from shared.infra import keys
 from shared.ledger.contract import Guard, GuardRefusedError
 from shared.program.config import Label, ProgramId, RuleId
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from shared.ledger.commands import Spend
     from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
-    from shared.ledger.store import ApiItems
+    from shared.program.store import Documents
 
 CENT = Decimal("0.01")
 PointsCost = Annotated[int, Field(gt=0, le=10_000_000)]
@@ -72,12 +72,6 @@ class Reward(BaseModel):
         if (self.kind is RewardKind.DONATION) != (self.cause is not None):
             raise ValueError(f"reward {self.id!r}: a donation needs a cause, and only a donation has one")
         return self
-
-
-class UnknownCatalogueError(NotFoundError):
-    """Raised when an operator asks for a program's catalogue and no version was ever published."""
-
-    code = "unknown_catalogue"
 
 
 class GiftPolicy(BaseModel):
@@ -161,8 +155,7 @@ def guards(program: str, member: str, reward: Reward, quantity: int, now: dateti
     if reward.stock is not None:
         found.append(
             Guard(
-                pk=f"REWARD#{program}#{reward.id}",
-                sk="STOCK",
+                key=keys.reward_stock(program, reward.id),
                 amount=quantity,
                 limit=reward.stock,
                 code=OutOfStockError.code,
@@ -172,8 +165,7 @@ def guards(program: str, member: str, reward: Reward, quantity: int, now: dateti
     if reward.per_member_limit is not None:
         found.append(
             Guard(
-                pk=f"M#{member}",
-                sk=f"P#{program}#LIMIT#{reward.id}",
+                key=keys.reward_limit(program, member, reward.id),
                 amount=quantity,
                 limit=reward.per_member_limit,
                 detail=f"reward {reward.id!r} is limited to {reward.per_member_limit} per member",
@@ -184,8 +176,7 @@ def guards(program: str, member: str, reward: Reward, quantity: int, now: dateti
         start = date.fromordinal((now.date().toordinal() // reward.period_days) * reward.period_days or 1)
         found.append(
             Guard(
-                pk=f"M#{member}",
-                sk=f"P#{program}#LIMIT#{reward.id}#{start.isoformat()}",
+                key=keys.reward_limit(program, member, reward.id, start.isoformat()),
                 amount=quantity,
                 limit=reward.per_period_limit,
                 detail=f"reward {reward.id!r} is limited to {reward.per_period_limit} per {reward.period_days} days",
@@ -204,19 +195,14 @@ def spend_guarded(ledger: Ledger, cmd: Spend, limits: list[Guard]) -> Entry:
         raise LimitReachedError(refused.guard.detail) from refused
 
 
-def catalogue_key(program: str) -> str:
-    """The partition of a program's catalogue versions."""
-    return f"CAT#{program}"
-
-
-def live_catalogue(items: ApiItems, program: str) -> Catalogue:
-    body = items.live_document(catalogue_key(program))
+def live_catalogue(documents: Documents, program: str) -> Catalogue:
+    body = documents.live(keys.catalogue_pk(program))
     if body is None:
         return Catalogue(program=program, version=1)
     return Catalogue.model_validate_json(body)
 
 
-def publish_catalogue(items: ApiItems, catalogue: Catalogue) -> Catalogue:
-    if not items.publish_document(catalogue_key(catalogue.program), catalogue.version, catalogue.model_dump_json()):
+def publish_catalogue(documents: Documents, catalogue: Catalogue) -> Catalogue:
+    if not documents.publish(keys.catalogue_pk(catalogue.program), catalogue.version, catalogue.model_dump_json()):
         raise ConfigError(f"catalogue version {catalogue.version} exists or is not newer than the live one")
     return catalogue

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.errors import InvalidInputError, LedgerError, LimitReachedError, NotFoundError
+from shared.infra import keys
 from shared.ledger.commands import Spend
 from shared.ledger.contract import Guard, GuardRefusedError
 from shared.program.config import RuleId
@@ -28,7 +29,7 @@ from shared.program.config import RuleId
 if TYPE_CHECKING:
     from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
-    from shared.ledger.store import ApiItems
+    from shared.rewards.store import RewardItems
 
 
 class DrawClosedError(LedgerError):
@@ -86,7 +87,7 @@ def source(draw_id: str) -> str:
     return f"draw:{draw_id}"
 
 
-def create(items: ApiItems, program: str, spec: DrawIn, now: datetime) -> Draw:
+def create(items: RewardItems, program: str, spec: DrawIn, now: datetime) -> Draw:
     if spec.closes_at <= now:
         raise InvalidInputError("a draw must close in the future")
     seed = secrets.token_hex(32)
@@ -96,7 +97,7 @@ def create(items: ApiItems, program: str, spec: DrawIn, now: datetime) -> Draw:
     return draw
 
 
-def load(items: ApiItems, program: str, draw_id: str) -> Draw:
+def load(items: RewardItems, program: str, draw_id: str) -> Draw:
     body = items.get_draw(program, draw_id)
     if body is None:
         raise UnknownDrawError(f"no draw {draw_id!r} in {program}")
@@ -107,8 +108,7 @@ def enter(ledger: Ledger, draw: Draw, member: str, tickets: int, reference: str,
     if now >= draw.closes_at or draw.revealed_at is not None:
         raise DrawClosedError(f"draw {draw.id} closed at {draw.closes_at.isoformat()}")
     guard = Guard(
-        pk=f"DRAW#{draw.program}#{draw.id}",
-        sk=f"T#{member}",
+        key=keys.draw_tickets(draw.program, draw.id, member),
         amount=tickets,
         limit=draw.max_tickets_per_member,
         detail=f"at most {draw.max_tickets_per_member} tickets per member",
@@ -128,7 +128,7 @@ def enter(ledger: Ledger, draw: Draw, member: str, tickets: int, reference: str,
         raise LimitReachedError(refused.guard.detail) from refused
 
 
-def reveal(items: ApiItems, draw: Draw, now: datetime) -> Draw:
+def reveal(items: RewardItems, draw: Draw, now: datetime) -> Draw:
     if draw.revealed_at is not None:
         return draw  # revealing again shows the same result
     if now < draw.closes_at:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.errors import InvalidInputError, LimitReachedError
+from shared.infra import keys
 from shared.ledger.commands import Send
 from shared.ledger.contract import Guard, GuardRefusedError
 from shared.ledger.models import Account
@@ -46,8 +47,7 @@ def send_gift(
         raise InvalidInputError("a member cannot gift points to itself")
     ledger.account(program, sender)
     guard = Guard(
-        pk=f"M#{sender}",
-        sk=f"P#{program}#GIFTS#{now.date().isoformat()}",
+        key=keys.gifts_sent(program, sender, now.date().isoformat()),
         amount=points,
         limit=policy.daily_limit,
         detail=f"gifts are limited to {policy.daily_limit} points a day",

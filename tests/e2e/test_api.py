@@ -126,7 +126,7 @@ def test_last_items_of_stock_go_once_under_concurrency(stack: tuple[Sandbox, See
     codes = sorted(r.status_code for r in replies)
     assert codes == [201] * 5 + [409] * 3, [r.text for r in replies]
     assert {r.json()["code"] for r in replies if r.status_code == 409} == {"out_of_stock"}
-    assert audit(*seeded.store.ledger_records()).ok
+    assert audit(*seeded.services.ledger_store.ledger_records()).ok
 
 
 def test_hold_lapse_schedule_releases_over_the_stack(stack: tuple[Sandbox, Seeded]) -> None:

@@ -12,8 +12,6 @@ import pytest
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
 from shared.ledger.commands import Earn
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import ProgramRepository
 from shared.program.config import ProgramConfig, Sunset
 from shared.rewards import draws as draw
 from tests.support.http_api import HttpApi, problem
@@ -43,7 +41,7 @@ def publish(api: HttpApi, program: str, **config: Any) -> Any:
 
 
 def fund(api: HttpApi, program: str) -> None:
-    ledger = Ledger(api.store, ProgramRepository(api.store, cache_seconds=0))
+    ledger = api.services.ledger
     for member in MEMBERS:
         earn = Earn(
             program=program,
@@ -121,7 +119,7 @@ def test_dry_run_shows_what_a_draft_would_earn_and_writes_nothing(api: HttpApi) 
     draft = {"program": "dry", "version": 2, "name": "Draft", "base_rate": "2"}
     ops = admin(api)
     api.sandbox.wait_for_idle(timeout=60)
-    before = {(i["PK"], i["SK"]) for i in api.store.scan()}
+    before = {(i["PK"], i["SK"]) for i in api.services.table.scan()}
     run = api.mutate(
         "POST",
         "/admin/programs/dry/dry-run",
@@ -139,7 +137,7 @@ def test_dry_run_shows_what_a_draft_would_earn_and_writes_nothing(api: HttpApi) 
     )
     # Only the Idempotency-Key's stored reply was written: no entry, no config version
     api.sandbox.wait_for_idle(timeout=60)
-    written = {(i["PK"], i["SK"]) for i in api.store.scan()} - before
+    written = {(i["PK"], i["SK"]) for i in api.services.table.scan()} - before
     assert [pk.split("#")[0] for pk, _ in written] == ["IDEM"]
     assert api.ok("GET", "/admin/programs/dry", ops)["version"] == 1
 
@@ -158,7 +156,7 @@ def test_minted_keys_work_once_shown_and_are_not_replayed(api: HttpApi) -> None:
     problem(
         api.call("POST", "/admin/keys", admin(api), {**body, "id": "x"}, headers=headers), 409, "idempotency_conflict"
     )
-    assert not any(key in str(item) for item in api.store.scan())
+    assert not any(key in str(item) for item in api.services.table.scan())
     assert api.call("GET", "/programs/keys/members/kim/balance", "pb_not-a-key").status_code == 401
 
 
@@ -246,7 +244,7 @@ def test_announcing_a_programs_end(api: HttpApi) -> None:
 def test_after_the_end_spending_and_earning_are_refused_and_nothing_is_written(api: HttpApi) -> None:
     # Given programs whose end was announced months ago: "late" has stopped earning, "gone" has ended
     now = datetime.now(UTC)
-    repo = ProgramRepository(api.store, cache_seconds=0)
+    repo = api.services.programs
     for program, ends in (("late", now + timedelta(days=20)), ("gone", now - timedelta(days=1))):
         publish(api, program)
         fund(api, program)

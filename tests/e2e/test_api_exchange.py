@@ -15,8 +15,6 @@ from shared.access.keys import PrincipalKind
 from shared.exchange import agreements as exchange
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import ApiItems, ProgramRepository
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
@@ -48,7 +46,7 @@ def api() -> Iterator[HttpApi]:
             config = {"program": program, "version": 1, "name": program.title()}
             api.mutate("PUT", f"/admin/programs/{program}", admin, config, other={**config, "name": "x"})
         api.mutate("PUT", "/admin/agreements/demo-air", admin, AGREEMENT, other={**AGREEMENT, "rate": "0.5"})
-        ledger = Ledger(api.store, ProgramRepository(api.store))
+        ledger = api.services.ledger
         for member in MEMBERS:
             earn = Earn(
                 program="demo",
@@ -99,7 +97,7 @@ def test_an_expired_quote_is_refused_and_writes_nothing(api: HttpApi) -> None:
     # Given a quote issued an hour ago (its lifetime is five minutes)
     agreement = exchange.Agreement.model_validate(AGREEMENT)
     old = exchange.quote(agreement, "m1", "m1", 200, datetime.now(UTC) - timedelta(hours=1))
-    exchange.save_quote(ApiItems(api.store), old)
+    exchange.save_quote(api.services.exchange_items, old)
     m1 = member_key(api, "m1")
     before = api.table_items()
     # When m1 executes it
@@ -127,7 +125,7 @@ def test_an_exchange_run_audits_clean_and_the_stream_settles_it(api: HttpApi) ->
     with ThreadPoolExecutor(len(MEMBERS)) as pool:
         executed = [pair for batch in pool.map(run, MEMBERS) for pair in batch]
     # Then the ledger audits clean: every program sums to zero, and every pair re-derives from its rule
-    entries, accounts, lots, holds = api.store.ledger_records()
+    entries, accounts, lots, holds = api.services.ledger_store.ledger_records()
     report = audit(entries, accounts, lots, holds)
     assert report.ok, report.problems
     assert exchange.check_exchanges(entries) == []

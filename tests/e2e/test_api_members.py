@@ -15,8 +15,6 @@ from shared.events.identity import hash_email
 from shared.infra.settings import Settings
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import ProgramRepository
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
@@ -46,7 +44,7 @@ def api() -> Iterator[HttpApi]:
         api = HttpApi(sb)
         admin = api.key(PrincipalKind.ADMIN, "ops")
         api.mutate("PUT", "/admin/programs/club", admin, CLUB, other={**CLUB, "name": "Another club"})
-        ledger = Ledger(api.store, ProgramRepository(api.store))
+        ledger = api.services.ledger
         now = datetime.now(UTC)
         for ext, points, extra in (
             ("o-1", 700, {}),
@@ -163,8 +161,8 @@ def test_linking_an_email_folds_points_earned_under_it_into_the_member(api: Http
     # Then the provisional member's points moved to cy through the ledger, and no raw e-mail was stored
     assert linked["member"] == "cy" and linked["merged"]
     assert api.ok("GET", "/programs/club/members/cy/balance", cy)["available"] == 40
-    assert not any("example.com" in str(item).lower() for item in api.store.scan())
-    assert audit(*api.store.ledger_records()).ok
+    assert not any("example.com" in str(item).lower() for item in api.services.table.scan())
+    assert audit(*api.services.ledger_store.ledger_records()).ok
     # And linking a card is accepted; nonsense is a typed problem; another member's identities are not cy's to link
     card = {"kind": "card", "value": "card-0042"}
     assert api.mutate("POST", path, cy, card, other={**card, "value": "0043"}) == {"member": "cy", "merged": ""}

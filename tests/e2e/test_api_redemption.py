@@ -10,12 +10,8 @@ import pytest
 
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
-from shared.earning.ingest import Ingest
 from shared.events.model import Channel, Identity, IdentityKind, PointsEvent
 from shared.ledger.audit import audit
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
-from shared.members.tiers import Tiers
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
@@ -62,10 +58,7 @@ def api() -> Iterator[HttpApi]:
         api.mutate("PUT", "/admin/programs/shop/catalogue", admin, CATALOGUE, other={**CATALOGUE, "version": 2})
         # Earned through the ingest path (as the ingest function wires it), so gil's 4,000 points are
         # qualifying activity and move gil up to gold on the earn, as the API's tier reads it.
-        programs = ProgramRepository(api.store)
-        ledger = Ledger(api.store, programs)
-        tiers = Tiers(ledger, programs, JobStore(api.store))
-        ingest = Ingest(ledger, api.store, MemberDirectory(api.store), programs, tiers=tiers)
+        ingest = api.services.ingest
         for member, points in (("ann", 2000), ("gil", 4000)):
             ingest.handle(
                 PointsEvent(
@@ -212,8 +205,10 @@ def test_gift_moves_points_with_their_expiry_and_a_daily_limit(api: HttpApi) -> 
     assert (gift["sent"]["available_change"], gift["received"]["available_change"]) == (-300, 300)
     assert available(api, "ann") == before_ann - 300
     assert available(api, "bo") == 300
-    lots = {lot.member: lot.expires_at for lot in api.store.ledger_records()[2] if lot.program == "shop"}
+    lots = {
+        lot.member: lot.expires_at for lot in api.services.ledger_store.ledger_records()[2] if lot.program == "shop"
+    }
     assert lots["bo"] == lots["ann"]  # the gifted lot kept ann's expiry date
     problem(api.call("POST", path, ann, {"to_member": "bo", "points": 201, "reference": "g-2"}), 422, "limit_reached")
     problem(api.call("POST", path, ann, {"to_member": "ann", "points": 1, "reference": "g-3"}), 400, "invalid_input")
-    assert audit(*api.store.ledger_records()).ok
+    assert audit(*api.services.ledger_store.ledger_records()).ok

@@ -21,7 +21,6 @@ from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.ledger.audit import audit
-from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
 from tests.integration.channel_fixtures import (
     ID_KEY,
     MERCHANT,
@@ -31,10 +30,13 @@ from tests.integration.channel_fixtures import (
     shopify_headers,
     square_headers,
 )
+from tests.support.services import sandbox_services
 from tests.unit.adapter_helpers import load, raw
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from shared.ledger.store import DynamoLedgerStore
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,16 +59,16 @@ def sb() -> Iterator[Sandbox]:
         yield sandbox
 
 
-def audit_ok(store: DynamoStore) -> None:
+def audit_ok(store: DynamoLedgerStore) -> None:
     report = audit(*store.audit_records())
     assert report.ok, report.problems
 
 
 def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: Sandbox) -> None:
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
-    programs = ProgramRepository(store, cache_seconds=0)
-    programs.publish(acme().model_copy(update={"return_window_days": 30}))
-    directory = MemberDirectory(store)
+    services = sandbox_services(sb, config_cache_seconds=0)
+    store = services.ledger_store
+    services.programs.publish(acme().model_copy(update={"return_window_days": 30}))
+    directory = services.members
     now = datetime.now(UTC)
 
     # Given an online order (Shopify webhook over HTTP): 51.50 EUR -> 51 points
@@ -120,7 +122,7 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     provisional = {directory.member_for(i.key) for i in (email, card, partner)}
     online = directory.member_for(email.key)
     assert online is not None and len(provisional) == 3
-    admin = {"x-api-key": issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="ops-channels"))}
+    admin = {"x-api-key": issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops-channels"))}
     member_url = f"{sb.api_url}/programs/acme/members/{online}"
     links: list[dict[str, str]] = [
         {"kind": "card", "value": "6012 3456 78"},  # as printed on the card; the till sent 6012345678
@@ -180,9 +182,10 @@ def test_a_flagged_members_points_wait_for_an_operator_over_http(sb: Sandbox) ->
     from shared.events.model import Channel, PurchaseEvent
     from shared.program.config import ProgramConfig
 
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
-    ProgramRepository(store, cache_seconds=0).publish(ProgramConfig(program="watched", name="Watched"))
-    admin = {"x-api-key": issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="ops-e2e"))}
+    services = sandbox_services(sb, config_cache_seconds=0)
+    store = services.ledger_store
+    services.programs.publish(ProgramConfig(program="watched", name="Watched"))
+    admin = {"x-api-key": issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops-e2e"))}
     now = datetime.now(UTC)
 
     def order(source: str, order_id: str, amount: str) -> None:

@@ -72,14 +72,14 @@ def test_figures_over_http_match_the_ledger(stack: tuple[HttpApi, Seeded]) -> No
     # When an admin asks for the program's figures (the default period: the last 30 days)
     body = figures(api, seeded.admin)
     # Then they are the ledger's: issued, redeemed, partner-funded, and what members hold
-    report = audit(*api.store.ledger_records())
+    report = audit(*api.services.ledger_store.ledger_records())
     assert report.ok, report.problems
     totals = report.totals["demo"]
     to_date, period = body["to_date"], body["period"]
     assert to_date["issued"] == -totals["issuance"] == 2000
     assert to_date["redeemed"] == totals["redemption"] == 150 + 60
     assert to_date["partner_funded"] == 400 and to_date["unexplained"] == 0
-    _, accounts, _, _ = api.store.ledger_records()
+    _, accounts, _, _ = api.services.ledger_store.ledger_records()
     held = sum(a.available + a.pending + a.held for a in accounts if a.program == "demo")
     assert to_date["liability"] == held == 2000 + 400 - 210
     assert period["issued"] == 2000 and sum(day["redeemed"] for day in body["days"]) == 210

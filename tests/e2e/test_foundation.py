@@ -15,8 +15,8 @@ import requests
 from pointbridge.audit import run_audit
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import Principal, PrincipalKind, issue_key
-from shared.ledger.store import DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
+from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,16 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
     with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=8) as sandbox:
-        store = DynamoStore(sandbox.resource("PointsTable"), sandbox.client("dynamodb"))
-        ProgramRepository(store).publish(ProgramConfig(program="found", name="Foundation", currency="USD"))
+        sandbox_services(sandbox).programs.publish(ProgramConfig(program="found", name="Foundation", currency="USD"))
         yield sandbox
 
 
 @pytest.fixture(scope="module")
 def api(sb: Sandbox) -> requests.Session:
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
+    access = sandbox_services(sb).access_items
     session = requests.Session()
-    session.headers["x-api-key"] = issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+    session.headers["x-api-key"] = issue_key(access, Principal(kind=PrincipalKind.ADMIN, id="ops"))
     return session
 
 
@@ -125,8 +124,7 @@ def test_a_malformed_message_goes_to_the_dlq_with_its_reason_and_spares_its_batc
     sb.wait_for_idle(timeout=60)
 
     # Then the good ones are posted and the poison one waits in the DLQ, saying why
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
-    state = store.get_account("found", "m-dlq")
+    state = sandbox_services(sb).ledger_store.get_account("found", "m-dlq")
     assert state is not None and state.available == 12
     dead = sb.client("sqs").receive_message(
         QueueUrl=sb.resource("IngestDeadLetterQueue"), MessageAttributeNames=["All"], MaxNumberOfMessages=10

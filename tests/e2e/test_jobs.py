@@ -11,11 +11,10 @@ import pytest
 from pointbridge.sandbox import Sandbox
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
-from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
-from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
 from shared.program.config import ProgramConfig
 from tests.support.jobs import PUBLISHED, Clock
+from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,10 +34,10 @@ def sb() -> Iterator[Sandbox]:
 
 def test_expiry_runs_through_the_sandbox_at_a_chosen_time(sb: Sandbox) -> None:
     # Given a program and two members' lots in the sandbox's table (one from a partner)
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
-    programs = ProgramRepository(store, cache_seconds=0, clock=Clock(PUBLISHED))
-    programs.publish(ProgramConfig(program="demo", name="Demo"))
-    ledger = Ledger(store, programs, sleep=lambda _: None)
+    services = sandbox_services(sb, clock=Clock(PUBLISHED), sleep=lambda _: None, config_cache_seconds=0)
+    store = services.ledger_store
+    services.programs.publish(ProgramConfig(program="demo", name="Demo"))
+    ledger = services.ledger
     for member, points, counter, owner in (("ann", 100, Account.ISSUANCE, ""), ("bob", 40, Account.PARTNER, "acme")):
         cmd = Earn(
             program="demo",
@@ -63,5 +62,5 @@ def test_expiry_runs_through_the_sandbox_at_a_chosen_time(sb: Sandbox) -> None:
     assert report.ok and report.totals["demo"]["breakage"] == 140
     # And the watch function on the stream recorded the partner's settlement line
     sb.wait_for_idle(timeout=30)
-    lines = JobStore(store).settlement_lines("demo", EARNED.date().isoformat())
-    assert [(line["partner"], int(line["points"])) for line in lines] == [("acme", -40)]
+    lines = services.exchange_items.settlement_lines("demo", EARNED.date().isoformat())
+    assert [(line.partner, line.points) for line in lines] == [("acme", -40)]

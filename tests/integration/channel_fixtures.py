@@ -17,7 +17,7 @@ from shared.program.config import BehaviourRules, ProgramConfig
 from tests.unit.adapter_helpers import raw, sign
 
 if TYPE_CHECKING:
-    from shared.earning.ingest import Event
+    from shared.earning.core import Event
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 ID_KEY = "identity-key"

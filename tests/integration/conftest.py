@@ -6,31 +6,22 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import DynamoStore, ProgramRepository
+from functions.services import reset
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
+from tests.support.services import services_on
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
+    from functions.services import Services
+    from shared.ledger.ledger import Ledger
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.program.store import ProgramRepository
 
-@pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_table(client, "points-test")
-        monkeypatch.setenv("TABLE_NAME", "points-test")
-        yield DynamoStore("points-test", client)
-
-
-@pytest.fixture
-def programs(store: DynamoStore) -> ProgramRepository:
-    repo = ProgramRepository(store)
-    repo.publish(ProgramConfig(program="demo", name="Demo rewards"))
-    return repo
+TABLE = "points-test"
 
 
 class Clock:
@@ -47,5 +38,27 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ledger(store: DynamoStore, programs: ProgramRepository, clock: Clock) -> Ledger:
-    return Ledger(store, programs, clock=clock, sleep=lambda _: None)
+def services(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[Services]:
+    """Everything on a fresh moto table, with the test's clock, installed for in-process handlers."""
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_table(client, TABLE)
+        monkeypatch.setenv("TABLE_NAME", TABLE)
+        yield services_on(TABLE, client, clock)
+        reset()
+
+
+@pytest.fixture
+def store(services: Services) -> DynamoLedgerStore:
+    return services.ledger_store
+
+
+@pytest.fixture
+def programs(services: Services) -> ProgramRepository:
+    services.programs.publish(ProgramConfig(program="demo", name="Demo rewards"))
+    return services.programs
+
+
+@pytest.fixture
+def ledger(services: Services, programs: ProgramRepository) -> Ledger:
+    return services.ledger

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.earning.ingest import Ingest
 from shared.errors import UnknownProgramError
@@ -18,10 +18,12 @@ from shared.events.model import (
     PurchaseEvent,
     RefundEvent,
 )
-from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
-from shared.ledger.store import DynamoStore, MemberDirectory, ProgramRepository
 from shared.program.config import ProgramConfig
+
+if TYPE_CHECKING:
+    from functions.services import Services
+    from shared.ledger.store import DynamoLedgerStore
 
 NOW = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 EMAIL = Identity(kind=IdentityKind.EMAIL, value="a" * 64)
@@ -41,15 +43,29 @@ class Clock:
         return self.now
 
 
-def wire(store: DynamoStore, config: ProgramConfig, clock: Clock | None = None) -> Ingest:
-    programs = ProgramRepository(store, cache_seconds=0)
+def wire(services: Services, config: ProgramConfig, clock: Clock | None = None, *, tiers: bool = False) -> Ingest:
+    """Ingest on the test's services, with `config` published (unless it is already) and the clock at NOW.
+
+    Without `tiers`, no upgrade is made on earning (the tier tests ask for it).
+    """
     try:
-        programs.get(config.program)
+        services.programs.get(config.program)
     except UnknownProgramError:
-        programs.publish(config)
-    clock = clock or Clock()
-    ledger = Ledger(store, programs, clock=clock, sleep=lambda _: None)
-    return Ingest(ledger, store, MemberDirectory(store), programs, clock=clock)
+        services.programs.publish(config)
+    services.clock = clock or Clock()
+    ingest = services.ingest
+    return (
+        ingest
+        if tiers
+        else Ingest(
+            services.ledger,
+            services.ledger_store,
+            services.members,
+            services.earning_items,
+            services.programs,
+            clock=services.now,
+        )
+    )
 
 
 def purchase(
@@ -124,12 +140,12 @@ def behaviour(
     )
 
 
-def available(store: DynamoStore, member: str) -> int:
+def available(store: DynamoLedgerStore, member: str) -> int:
     state = store.get_account("demo", member)
     return state.available if state else 0
 
 
-def balances(store: DynamoStore) -> dict[str, tuple[int, int]]:
+def balances(store: DynamoLedgerStore) -> dict[str, tuple[int, int]]:
     _, accounts, _, _ = store.ledger_records()
     return {a.member: (a.available, a.pending) for a in accounts if a.available or a.pending}
 
@@ -138,7 +154,7 @@ def points_of(entry_delta: Any) -> int:
     return int(entry_delta.delta(Account.AVAILABLE))
 
 
-def audited(store: DynamoStore) -> None:
+def audited(store: DynamoLedgerStore) -> None:
     """The whole audit, open pending earns included, must pass."""
     from shared.ledger.audit import audit
 
@@ -146,7 +162,7 @@ def audited(store: DynamoStore) -> None:
     assert report.ok, report.problems
 
 
-def account(store: DynamoStore, member: str) -> tuple[int, int]:
+def account(store: DynamoLedgerStore, member: str) -> tuple[int, int]:
     """(available, pending) of a member in demo."""
     state = store.get_account("demo", member)
     return (state.available, state.pending) if state else (0, 0)

@@ -10,13 +10,14 @@ from shared.program.config import BehaviourRules
 from tests.integration.ingest_support import NOW, Clock, audited, available, behaviour, program, wire
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
+    from shared.ledger.store import DynamoLedgerStore
 
 RULES = BehaviourRules(review=20, birthday=100, member_day=50, sign_in=5)
 
 
-def test_a_review_of_the_same_product_is_paid_once_per_member(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES))
+def test_a_review_of_the_same_product_is_paid_once_per_member(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program(behaviour=RULES))
     review = BehaviourAction.REVIEW
 
     # When m-1 reviews a product, the app sends the review again under a new event id, and m-1
@@ -37,9 +38,9 @@ def test_a_review_of_the_same_product_is_paid_once_per_member(store: DynamoStore
     audited(store)
 
 
-def test_a_birthday_bonus_once_per_program_local_year(store: DynamoStore) -> None:
+def test_a_birthday_bonus_once_per_program_local_year(services: Services, store: DynamoLedgerStore) -> None:
     clock = Clock()
-    ingest = wire(store, program(behaviour=RULES, timezone="Asia/Tokyo"), clock)
+    ingest = wire(services, program(behaviour=RULES, timezone="Asia/Tokyo"), clock)
     birthday = BehaviourAction.BIRTHDAY
     # 2026-12-31 20:00 UTC is already 2027-01-01 in Tokyo
     new_year_in_tokyo = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)
@@ -59,8 +60,8 @@ def test_a_birthday_bonus_once_per_program_local_year(store: DynamoStore) -> Non
     audited(store)
 
 
-def test_a_member_day_bonus_once_per_local_date(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES, timezone="America/New_York"))
+def test_a_member_day_bonus_once_per_local_date(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program(behaviour=RULES, timezone="America/New_York"))
     member_day = BehaviourAction.MEMBER_DAY
     # 2026-06-10 02:00 UTC is still 9 June in New York
     late_on_the_ninth = datetime(2026, 6, 10, 2, 0, tzinfo=UTC)
@@ -78,8 +79,8 @@ def test_a_member_day_bonus_once_per_local_date(store: DynamoStore) -> None:
     audited(store)
 
 
-def test_a_very_long_product_key_still_fits_the_ledger_key(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES))
+def test_a_very_long_product_key_still_fits_the_ledger_key(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program(behaviour=RULES))
     subject = "sku:" + "X" * 196
 
     first = ingest.handle(behaviour(BehaviourAction.REVIEW, "ev-1", "m-1", subject=subject))

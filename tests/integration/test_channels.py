@@ -14,10 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from functions import wiring
+from functions.services import reset, services
 from shared.earning.queue import envelope
 from shared.ledger.audit import audit
-from shared.ledger.store import DynamoStore, ProgramRepository
 from tests.integration.channel_fixtures import (
     MERCHANT,
     NOW,
@@ -30,20 +29,23 @@ from tests.integration.channel_fixtures import (
 )
 from tests.integration.ingest_support import balances, wire
 from tests.support.aws import create_table
+from tests.support.services import table_services
 from tests.unit.adapter_helpers import raw
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from functions.services import Services
+
 EVENTS = channel_events()
 
 
-def _ingest_all(store: DynamoStore, order: list[int]) -> dict[str, tuple[int, int]]:
-    ingest = wire(store, acme())
+def _ingest_all(services: Services, order: list[int]) -> dict[str, tuple[int, int]]:
+    ingest = wire(services, acme())
     for i in order:
         ingest.handle(EVENTS[i % len(EVENTS)])
-    assert audit(*store.ledger_records()).ok
-    return balances(store)
+    assert audit(*services.ledger_store.ledger_records()).ok
+    return balances(services.ledger_store)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def once_in_order() -> dict[str, tuple[int, int]]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, "baseline")
-        return _ingest_all(DynamoStore("baseline", client), list(range(len(EVENTS))))
+        return _ingest_all(table_services("baseline", client), list(range(len(EVENTS))))
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -64,7 +66,7 @@ def test_every_channel_delivered_three_times_in_any_order_gives_the_same_balance
         client = boto3.client("dynamodb", region_name="us-east-1")
         table = create_table(client, f"t-{uuid.uuid4().hex[:8]}")
         # When they are all ingested
-        result = _ingest_all(DynamoStore(table, client), order)
+        result = _ingest_all(table_services(table, client), order)
     # Then every member holds what one in-order delivery gives
     assert result == once_in_order
     assert len(result) >= 5
@@ -83,7 +85,7 @@ class FakeContext:
 
 @dataclass
 class Stack:
-    store: DynamoStore
+    services: Services  # what the handlers get: built from the environment, as in a container
     sqs: Any
     s3: Any
     queue: str
@@ -119,11 +121,11 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         from shared.infra.settings import get_settings
 
         get_settings.cache_clear()
-        wiring.reset()
-        store = DynamoStore("points-test", ddb)
-        ProgramRepository(store).publish(acme())
-        yield Stack(store, sqs, s3, queue, dlq, "files")
-        wiring.reset()
+        reset()
+        built = services()
+        built.programs.publish(acme())
+        yield Stack(built, sqs, s3, queue, dlq, "files")
+        reset()
 
 
 def sqs_event(bodies: list[str]) -> dict[str, Any]:
@@ -159,7 +161,7 @@ def test_a_batch_with_two_poison_messages_commits_the_rest_and_dead_letters_thos
 
     # Then nothing is retried, 8 entries are committed and the DLQ holds the 2 with their reasons
     assert reply == {"batchItemFailures": []}
-    entries, *_ = stack.store.ledger_records()
+    entries, *_ = stack.services.ledger_store.ledger_records()
     assert len(entries) == 8
     dead = stack.messages(stack.dlq)
     codes = {m["MessageAttributes"]["code"]["StringValue"]: m for m in dead}
@@ -177,15 +179,14 @@ def test_an_event_after_the_program_stopped_earning_is_dead_lettered_with_its_re
     # Given acme stopped earning a day before these events were made (announced 40 days earlier)
     stop = NOW - timedelta(days=1)
     sunset = Sunset(announced_at=stop - timedelta(days=40), earning_ends_at=stop, ends_at=stop + timedelta(days=3650))
-    ProgramRepository(stack.store).publish(acme().model_copy(update={"version": 2, "sunset": sunset}))
-    wiring.reset()
+    stack.services.programs.publish(acme().model_copy(update={"version": 2, "sunset": sunset}))
 
     # When the ingest function receives an order from after the stop
     reply = handler(sqs_event([envelope(EVENTS[0])]), FakeContext())
 
     # Then it is not retried, nothing is posted, and the DLQ holds it with the code and the reason
     assert reply == {"batchItemFailures": []}
-    assert stack.store.ledger_records()[0] == []
+    assert stack.services.ledger_store.ledger_records()[0] == []
     [dead] = stack.messages(stack.dlq)
     assert dead["MessageAttributes"]["code"]["StringValue"] == "earning_closed"
     assert "stopped earning" in dead["MessageAttributes"]["reason"]["StringValue"]

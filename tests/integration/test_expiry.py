@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from functions.expiry.app import handler
+from functions.services import services
 from shared.errors import ConfigError, InvalidInputError, StaleRunError, UnknownProgramError
-from shared.jobs.expiry import ExpiryJob, JobInput, parse_job_input
-from shared.jobs.notify import services
+from shared.jobs.expiry import ExpiryJob
+from shared.jobs.walk import JobInput, parse_job_input
 from shared.program.config import parse_program
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
+    from shared.jobs.store import DueItem
 
 D1 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 D2 = D1 + timedelta(days=1)
@@ -24,8 +26,8 @@ EARNED = datetime(2026, 1, 10, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(store: DynamoStore) -> World:
-    return make_world(store)
+def world(services: Services) -> World:
+    return make_world(services)
 
 
 def job(world: World, page_size: int = 100) -> ExpiryJob:
@@ -88,7 +90,7 @@ def test_two_runs_at_once_interleaved_page_by_page_expire_each_lot_once(world: W
     def interleaved(program: str, now: datetime, report: Any, ended: Any) -> Any:
         inner = ExpiryJob._expirer(first, program, now, report, ended)
 
-        def handle(items: list[dict[str, Any]]) -> None:
+        def handle(items: list[DueItem]) -> None:
             try:
                 second.run(JobInput(now=now, page_budget=1))
             except StaleRunError:
@@ -103,7 +105,7 @@ def test_two_runs_at_once_interleaved_page_by_page_expire_each_lot_once(world: W
     assert world.breakage() == sum(10 + i for i in range(7))
     assert report.finished
     progress = world.jobs.get_progress("expiry", "demo")
-    assert progress is not None and progress["through"] == "2026-03-01T10:00:00Z"
+    assert progress is not None and progress.through == "2026-03-01T10:00:00Z"
     assert run(world, D1 + timedelta(minutes=1)).lots_expired == 0
 
 
@@ -193,17 +195,15 @@ def test_bad_job_input_is_refused() -> None:
         parse_job_input({}).at  # noqa: B018
 
 
-def test_handler_takes_the_schedule_input(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a lot due on D1 and the handler's services pointed at the test table
+def test_handler_takes_the_schedule_input(world: World) -> None:
+    # Given a lot due on D1 and the handler's services on the test table (the world's, installed)
     world.earn("ann", 10, "o-1", EARNED, expires_at=D1)
-    services.cache_clear()
-    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: world.store)
+    assert services() is world.services
 
     class Context:
         function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "expiry", 128, "arn", "req"
 
     # When ScheduleV2 invokes it with its scheduled time
     reply = handler({"scheduled_time": "2026-03-01T10:15:00Z"}, Context())  # type: ignore[arg-type]
-    services.cache_clear()
     # Then the lot is expired and the reply says so
     assert reply["reports"][0]["points_expired"] == 10

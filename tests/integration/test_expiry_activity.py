@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from shared.errors import InsufficientPointsError
-from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob
+from shared.jobs.expiry import ExpiryJob
+from shared.jobs.reminders import ReminderJob
+from shared.jobs.walk import JobInput
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn, Release, Send, Transfer
 from shared.ledger.models import Account
@@ -16,7 +18,7 @@ from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig
 from tests.support.jobs import FakeNotifier, World, make_world
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
 
 EXTENDED = ProgramConfig(
     program="demo",
@@ -27,8 +29,8 @@ JAN10 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(store: DynamoStore) -> World:
-    return make_world(store, EXTENDED)
+def world(services: Services) -> World:
+    return make_world(services, EXTENDED)
 
 
 def expire(world: World, now: datetime) -> Any:
@@ -111,9 +113,11 @@ def test_activity_keeps_points_until_n_months_after_the_last_one(world: World) -
     assert world.breakage() == 50 + 50 + 85  # the audit holds too (breakage() checks it)
 
 
-def test_without_the_extension_activity_changes_nothing(store: DynamoStore) -> None:
+def test_without_the_extension_activity_changes_nothing(services: Services) -> None:
     # Given the same rolling policy without extend_on_activity
-    world = make_world(store, EXTENDED.model_copy(update={"expiry": ExpiryPolicy(kind=ExpiryKind.ROLLING, months=3)}))
+    world = make_world(
+        services, EXTENDED.model_copy(update={"expiry": ExpiryPolicy(kind=ExpiryKind.ROLLING, months=3)})
+    )
     world.earn("ann", 100, "o-ann", JAN10)
     world.spend("ann", 10, "r-1", datetime(2026, 3, 20, 12, 0, tzinfo=UTC))
     # When the job runs after the lot's own date
@@ -122,9 +126,9 @@ def test_without_the_extension_activity_changes_nothing(store: DynamoStore) -> N
     assert (report.lots_expired, report.points_expired, report.lots_extended) == (1, 90, 0)
 
 
-def test_gifts_do_not_count_as_activity_but_exchanges_and_pending_earns_do(store: DynamoStore) -> None:
+def test_gifts_do_not_count_as_activity_but_exchanges_and_pending_earns_do(services: Services) -> None:
     # Given two programs that extend expiry by activity, and members with points from Jan 10
-    world = make_world(store, EXTENDED)
+    world = make_world(services, EXTENDED)
     world.programs.publish(EXTENDED.model_copy(update={"program": "air", "name": "Air"}))
     for member in ("ann", "bob", "cy", "dee"):
         world.earn(member, 100, f"o-{member}", JAN10)
@@ -220,8 +224,8 @@ def test_the_audit_catches_a_last_activity_its_entries_do_not_show(world: World)
     world.spend("ann", 10, "r-1", datetime(2026, 3, 20, 12, 0, tzinfo=UTC))
     assert audit(*world.store.ledger_records()).ok
     # When someone moves the balance item's last activity later (to keep points alive)
-    world.store.client.update_item(
-        TableName=world.store.table,
+    world.services.table.client.update_item(
+        TableName=world.services.table.name,
         Key={"PK": {"S": "M#ann"}, "SK": {"S": "P#demo#BAL"}},
         UpdateExpression="SET active_at = :t",
         ExpressionAttributeValues={":t": {"S": "2026-06-01T00:00:00Z"}},

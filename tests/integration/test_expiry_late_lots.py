@@ -7,22 +7,23 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.jobs.expiry import ExpiryJob, JobInput
+from shared.jobs.expiry import ExpiryJob
+from shared.jobs.walk import JobInput
 from shared.ledger.commands import Earn, Release, Reverse, Send
 from shared.ledger.models import Account
 from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
 
 EARNED = datetime(2026, 1, 10, tzinfo=UTC)
 D1 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(store: DynamoStore) -> World:
-    return make_world(store)
+def world(services: Services) -> World:
+    return make_world(services)
 
 
 def expire(world: World, now: datetime) -> Any:
@@ -75,9 +76,9 @@ def test_points_given_back_by_reversing_an_old_spend_expire_at_the_next_run(worl
     assert world.breakage() == 100
 
 
-def test_a_back_dated_earn_already_past_its_expiry_expires_at_the_next_run(store: DynamoStore) -> None:
+def test_a_back_dated_earn_already_past_its_expiry_expires_at_the_next_run(services: Services) -> None:
     # Given a program whose points expire after one month, and a job that has run up to June 1
-    world = make_world(store, ProgramConfig(program="demo", name="Demo", expiry=ExpiryPolicy(months=1)))
+    world = make_world(services, ProgramConfig(program="demo", name="Demo", expiry=ExpiryPolicy(months=1)))
     june = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
     expire(world, june)
     # When a partner's file arrives late with a purchase made on March 15 (expiry: end of April 15)

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from moto import mock_aws
 
 from shared.errors import InsufficientPointsError, UnknownMemberError
-from shared.jobs.expiry import ExpiryJob, JobInput
-from shared.ledger.store import DynamoStore
+from shared.jobs.expiry import ExpiryJob
+from shared.jobs.walk import JobInput
 from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.aws import create_table
 from tests.support.jobs import PUBLISHED, make_world
+from tests.support.services import table_services
 
 members = st.sampled_from(("ann", "bob"))
 earn = st.tuples(st.just("earn"), members, st.integers(1, 50), st.integers(1, 240))  # expiry in hours
@@ -46,7 +47,9 @@ def test_expiry_takes_exactly_the_remainders_and_spends_go_earliest_first(
         client = boto3.client("dynamodb")
         create_table(client, "points-prop")
         policy = ExpiryPolicy(months=1, extend_on_activity=extended)
-        world = make_world(DynamoStore("points-prop", client), ProgramConfig(program="demo", name="D", expiry=policy))
+        world = make_world(
+            table_services("points-prop", client), ProgramConfig(program="demo", name="D", expiry=policy)
+        )
         job = ExpiryJob(world.ledger, world.programs, world.jobs)
         now = PUBLISHED + timedelta(hours=1)
         model: dict[str, dict[str, list[Any]]] = {"ann": {}, "bob": {}}  # lot id -> [expires, remaining]

@@ -9,13 +9,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.errors import InsufficientPointsError
-from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob
+from shared.jobs.expiry import ExpiryJob
+from shared.jobs.reminders import ReminderJob
+from shared.jobs.walk import JobInput
 from shared.members.membership import Expiring, expiring
 from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig
 from tests.support.jobs import FakeNotifier, World, make_world
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
@@ -31,7 +33,7 @@ def remind(world: World, now: datetime) -> FakeNotifier:
     return notifier
 
 
-def test_calendar_year_points_in_sydney_last_to_the_end_of_dec_31_sydney_time(store: DynamoStore) -> None:
+def test_calendar_year_points_in_sydney_last_to_the_end_of_dec_31_sydney_time(services: Services) -> None:
     # Given a Sydney program whose points expire at the end of the year they were earned in
     config = ProgramConfig(
         program="demo",
@@ -39,7 +41,7 @@ def test_calendar_year_points_in_sydney_last_to_the_end_of_dec_31_sydney_time(st
         timezone="Australia/Sydney",
         expiry=ExpiryPolicy(kind=ExpiryKind.CALENDAR_YEAR, years=0),
     )
-    world = make_world(store, config)
+    world = make_world(services, config)
     world.earn("ann", 100, "o-1", datetime(2026, 6, 1, 12, 0, tzinfo=SYDNEY))
     end_of_year = datetime(2026, 12, 31, 23, 59, 59, tzinfo=SYDNEY)
     assert [lot.expires_at for lot in world.ledger.lots("demo", "ann")] == [end_of_year]
@@ -58,11 +60,11 @@ def test_calendar_year_points_in_sydney_last_to_the_end_of_dec_31_sydney_time(st
     assert entry is not None and entry.reason.endswith("expired on 2026-12-31")
 
 
-def test_rolling_points_in_los_angeles_expire_at_the_end_of_the_local_day(store: DynamoStore) -> None:
+def test_rolling_points_in_los_angeles_expire_at_the_end_of_the_local_day(services: Services) -> None:
     # Given a Los Angeles program with one-month rolling expiry, and an earn at 23:00 on Mar 9
     # local time (06:00 UTC on Mar 10)
     config = ProgramConfig(program="demo", name="Demo", timezone="America/Los_Angeles", expiry=ExpiryPolicy(months=1))
-    world = make_world(store, config)
+    world = make_world(services, config)
     world.earn("ann", 40, "o-1", datetime(2026, 3, 9, 23, 0, tzinfo=LOS_ANGELES))
     # Then the points last to the end of Apr 9 in Los Angeles (06:59:59 UTC on Apr 10)
     end_of_apr9 = datetime(2026, 4, 9, 23, 59, 59, tzinfo=LOS_ANGELES)
@@ -82,7 +84,7 @@ def test_rolling_points_in_los_angeles_expire_at_the_end_of_the_local_day(store:
     assert expire(world, end_of_apr9).points_expired == 40
 
 
-def test_a_sydney_member_active_late_in_the_evening_keeps_points_to_that_local_date(store: DynamoStore) -> None:
+def test_a_sydney_member_active_late_in_the_evening_keeps_points_to_that_local_date(services: Services) -> None:
     # Given a Sydney program extended by activity (3 months), and points earned in January
     config = ProgramConfig(
         program="demo",
@@ -90,7 +92,7 @@ def test_a_sydney_member_active_late_in_the_evening_keeps_points_to_that_local_d
         timezone="Australia/Sydney",
         expiry=ExpiryPolicy(months=3, extend_on_activity=True),
     )
-    world = make_world(store, config)
+    world = make_world(services, config)
     world.earn("ann", 100, "o-1", datetime(2026, 1, 10, 9, 0, tzinfo=SYDNEY))
     # When ann redeems at 22:30 on Mar 20 in Sydney (still Mar 20 in UTC too: 11:30)
     world.spend("ann", 10, "r-1", datetime(2026, 3, 20, 22, 30, tzinfo=SYDNEY))

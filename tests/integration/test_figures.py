@@ -9,72 +9,65 @@ to the online member (a merge). Every stream record is then delivered, and deliv
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.earning.ingest import Ingest
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
-from shared.jobs.expiry import ExpiryJob, JobInput
-from shared.jobs.notify import services
+from shared.infra.counters import SHARDS
+from shared.jobs.walk import JobInput
 from shared.ledger.audit import audit
 from shared.ledger.commands import Authorise, Capture, Earn, Send, Spend
-from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
-from shared.ledger.store import FigureItems, JobStore, MemberDirectory, ProgramRepository
-from shared.members.tiers import Tiers
+from shared.members.records import TierChange, TierRecord
 from shared.program.config import ProgramConfig, Tier
-from shared.projections.figures import SHARDS, ProgramFigures, program_figures
+from shared.projections.figures import ProgramFigures, program_figures
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, purchase, refund
 from tests.support.stream import deliver, entry_records
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
 
 TZ = "America/New_York"
 LATER = NOW + timedelta(days=15)  # the return window (14 days) has closed
 
 
 class Run:
-    def __init__(self, store: DynamoStore) -> None:
-        self.store = store
+    """The story's services (installed: the watch handler records the stream on them), the clock at NOW."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.store = services.ledger_store
         self.clock = Clock()
-        self.programs = ProgramRepository(store, cache_seconds=0, clock=self.clock)
+        services.clock = self.clock
+        self.programs = services.programs
         tiers = (Tier(name="member", rank=0), Tier(name="gold", rank=1, threshold=Decimal(150)))
         self.programs.publish(
             ProgramConfig(program="demo", name="Demo", timezone=TZ, return_window_days=14, tiers=tiers)
         )
         self.programs.publish(ProgramConfig(program="air", name="Air"))
-        self.ledger = Ledger(store, self.programs, clock=self.clock, sleep=lambda _: None)
-        self.jobs = JobStore(store)
-        self.tiers = Tiers(self.ledger, self.programs, self.jobs)
-        self.ingest = Ingest(
-            self.ledger, store, MemberDirectory(store), self.programs, clock=self.clock, tiers=self.tiers
-        )
+        self.ledger = services.ledger
+        self.jobs = services.job_items
+        self.tiers = services.tiers
+        self.ingest = services.ingest
 
     def stream_records(self) -> list[dict[str, Any]]:
-        return entry_records(self.store)
+        return entry_records(self.services.table)
 
     def deliver(self, records: list[dict[str, Any]]) -> None:
         deliver(records)
 
     def figures(self, start: date, end: date) -> ProgramFigures:
-        count = lambda: sum(self.store.stats.requests.values())  # noqa: E731
-        return program_figures(FigureItems(self.store), self.programs.get("demo"), start, end, requests=count)
+        count = lambda: sum(self.services.table.stats.requests.values())  # noqa: E731
+        return program_figures(self.services.figure_items, self.programs.get("demo"), start, end, requests=count)
 
 
 @pytest.fixture
-def run(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
-    story = Run(store)
-    services.cache_clear()
-    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: story.store)
-    monkeypatch.setattr("shared.jobs.notify.ProgramRepository", lambda _store: story.programs)
-    yield story
-    services.cache_clear()
+def run(services: Services) -> Run:
+    return Run(services)
 
 
 def till_purchase(order: str, amount: str) -> PurchaseEvent:
@@ -123,7 +116,7 @@ def play(run: Run) -> tuple[str, str]:
              event_time=LATER, expires_at=soon)
     )  # fmt: skip
     run.clock.now = soon + timedelta(hours=1)
-    ExpiryJob(ledger, run.programs, run.jobs).run(JobInput(now=run.clock.now))
+    run.services.expiry_job.run(JobInput(now=run.clock.now))
     ingest.link("demo", EMAIL, CARD)  # the till's provisional member folds into the online member
     return online, till
 
@@ -209,14 +202,24 @@ def test_tier_counts_move_with_the_tier_items(run: Run) -> None:
         run.ledger.earn(cmd, at=NOW)
     run.deliver(run.stream_records())
     config = run.programs.get("demo")
-    state = {"tier": "gold", "since": "2026-06-10T16:00:00Z", "period_ends": "2027-06-10T16:00:00Z"}
-    state |= {"due_at": "2027-06-10T16:00:00Z", "program": "demo", "member": "ann"}
-    record = {"at": "2026-06-10T16:00:00Z", "from": "member", "to": "gold", "reason": "test", "config_version": 1}
-    assert run.jobs.move_tier("demo", "ann", state, record, 0, None)
+    state = TierRecord(
+        tier="gold", since="2026-06-10T16:00:00Z", period_ends="2027-06-10T16:00:00Z", due_at="2027-06-10T16:00:00Z"
+    )
+    record = TierChange(
+        at="2026-06-10T16:00:00Z",
+        from_tier="member",
+        to_tier="gold",
+        reason="test",
+        points=10,
+        spend="0",
+        config_version=1,
+    )
+    members = run.services.members
+    assert members.move_tier("demo", "ann", state, record, None)
     mix = run.figures(NOW.date(), NOW.date()).tiers
     assert [(t.name, t.count, t.share) for t in mix] == [("member", 1, Decimal("0.5")), ("gold", 1, Decimal("0.5"))]
     # When the review moves ann back to the base tier (the tier item stays, naming the base tier)
-    down = state | {"tier": config.tiers[0].name}
-    assert run.jobs.move_tier("demo", "ann", down, record | {"at": "2027-06-20T00:00:00Z", "to": "member"}, 1, "gold")
+    down = replace(state, tier=config.tiers[0].name, rev=1)
+    assert members.move_tier("demo", "ann", down, replace(record, at="2027-06-20T00:00:00Z", to_tier="member"), "gold")
     # Then gold is empty again and both members are in the base tier
     assert [(t.name, t.count) for t in run.figures(NOW.date(), NOW.date()).tiers] == [("member", 2), ("gold", 0)]

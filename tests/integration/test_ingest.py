@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.earning.ingest import MergeConflictError, provisional_member
+from shared.earning.core import MergeConflictError, provisional_member
 from shared.errors import IdempotencyConflictError
 from shared.ledger.audit import audit
 from shared.ledger.commands import Spend
@@ -30,13 +30,16 @@ from tests.integration.ingest_support import (
 )
 
 if TYPE_CHECKING:
-    from shared.earning.ingest import Event
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
+    from shared.earning.core import Event
+    from shared.ledger.store import DynamoLedgerStore
 
 
-def test_purchase_posts_once_with_its_explanation_and_rule_version(store: DynamoStore) -> None:
+def test_purchase_posts_once_with_its_explanation_and_rule_version(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     # Given a program paying 1 point per dollar
-    ingest = wire(store, program())
+    ingest = wire(services, program())
     event = purchase("1001", "42.50")
 
     # When the order is delivered twice
@@ -55,16 +58,16 @@ def test_purchase_posts_once_with_its_explanation_and_rule_version(store: Dynamo
     assert audit(*store.ledger_records()).ok
 
 
-def test_same_id_with_a_different_event_is_a_conflict(store: DynamoStore) -> None:
-    ingest = wire(store, program())
+def test_same_id_with_a_different_event_is_a_conflict(services: Services) -> None:
+    ingest = wire(services, program())
     ingest.handle(purchase("1001", "10"))
     with pytest.raises(IdempotencyConflictError):
         ingest.handle(purchase("1001", "99"))
 
 
-def test_dry_run_equals_the_recorded_breakdown(store: DynamoStore) -> None:
+def test_dry_run_equals_the_recorded_breakdown(services: Services, store: DynamoLedgerStore) -> None:
     # Given a capped program and a member who already earned today
-    ingest = wire(store, program(caps=Caps(per_member_per_day=100)))
+    ingest = wire(services, program(caps=Caps(per_member_per_day=100)))
     ingest.handle(purchase("1", "70"))
     event = purchase("2", "55.25")
 
@@ -81,16 +84,16 @@ def test_dry_run_equals_the_recorded_breakdown(store: DynamoStore) -> None:
     assert entry.details["capped_points"] == "25"
 
 
-def test_daily_cap_counts_the_event_day_not_the_arrival_day(store: DynamoStore) -> None:
-    ingest = wire(store, program(caps=Caps(per_member_per_day=100)))
+def test_daily_cap_counts_the_event_day_not_the_arrival_day(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program(caps=Caps(per_member_per_day=100)))
     ingest.handle(purchase("1", "90", at=NOW - timedelta(days=3)))
     ingest.handle(purchase("2", "90", at=NOW - timedelta(hours=1)))
     ingest.handle(purchase("3", "90", at=NOW - timedelta(days=3, hours=1)))
     assert available(store, provisional_member(EMAIL)) == 90 + 90 + 10
 
 
-def test_partial_refunds_claw_back_in_proportion(store: DynamoStore) -> None:
-    ingest = wire(store, program())
+def test_partial_refunds_claw_back_in_proportion(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program())
     ingest.handle(purchase("1001", "100"))
     member = provisional_member(EMAIL)
 
@@ -104,20 +107,22 @@ def test_partial_refunds_claw_back_in_proportion(store: DynamoStore) -> None:
 
 
 @pytest.mark.parametrize("refund_first", [True, False])
-def test_refund_before_its_order_converges(store: DynamoStore, refund_first: bool) -> None:
-    ingest = wire(store, program())
+def test_refund_before_its_order_converges(services: Services, store: DynamoLedgerStore, refund_first: bool) -> None:
+    ingest = wire(services, program())
     events: list[Event] = [purchase("1001", "80"), refund("r1", "1001", "20")]
     if refund_first:
         events.reverse()
     outcomes = [ingest.handle(event).status for event in events]
     assert outcomes == (["parked", "posted"] if refund_first else ["posted", "posted"])
     assert available(store, provisional_member(EMAIL)) == 60
-    assert MemberDirectoryView(store).waiting("shopify:acme.myshopify.com:1001") == []
+    assert services.earning_items.waiting_refunds("demo", "shopify:acme.myshopify.com:1001") == []
 
 
-def test_refund_after_spending_never_goes_negative_and_records_the_shortfall(store: DynamoStore) -> None:
+def test_refund_after_spending_never_goes_negative_and_records_the_shortfall(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     clock = Clock()
-    ingest = wire(store, program(), clock)
+    ingest = wire(services, program(), clock)
     ingest.handle(purchase("1001", "100"))
     member = provisional_member(EMAIL)
     ingest._ledger.spend(
@@ -133,9 +138,11 @@ def test_refund_after_spending_never_goes_negative_and_records_the_shortfall(sto
     assert audit(*store.ledger_records()).ok
 
 
-def test_pending_points_activate_when_the_window_closes_and_parked_refunds_follow(store: DynamoStore) -> None:
+def test_pending_points_activate_when_the_window_closes_and_parked_refunds_follow(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     clock = Clock()
-    ingest = wire(store, program(return_window_days=30), clock)
+    ingest = wire(services, program(return_window_days=30), clock)
     ingest.handle(purchase("1001", "100"))
     member = provisional_member(EMAIL)
     assert store.get_account("demo", member).pending == 100  # type: ignore[union-attr]
@@ -151,11 +158,11 @@ def test_pending_points_activate_when_the_window_closes_and_parked_refunds_follo
     assert audit(*store.ledger_records()).ok
 
 
-def test_sign_ins_earn_once_a_day_and_streaks_count_event_days(store: DynamoStore) -> None:
+def test_sign_ins_earn_once_a_day_and_streaks_count_event_days(services: Services, store: DynamoLedgerStore) -> None:
     from shared.program.config import BehaviourRules, StreakBonus
 
     rules = BehaviourRules(sign_in=5, streak_bonuses=(StreakBonus(day=3, points=100),))
-    ingest = wire(store, program(behaviour=rules))
+    ingest = wire(services, program(behaviour=rules))
     # Given sign-ins on three consecutive days, arriving out of order, one of them twice
     for day in (2, 0, 1, 1):
         ingest.handle(sign_in(f"ev-{day}-{NOW.isoformat()}", "m1", NOW - timedelta(days=day)))
@@ -166,9 +173,9 @@ def test_sign_ins_earn_once_a_day_and_streaks_count_event_days(store: DynamoStor
     assert available(store, "m1") == 4 * 5
 
 
-def test_linking_identities_merges_balances_through_the_ledger(store: DynamoStore) -> None:
+def test_linking_identities_merges_balances_through_the_ledger(services: Services, store: DynamoLedgerStore) -> None:
     # Given one person who bought online (e-mail), in store (card) and at a partner
-    ingest = wire(store, program())
+    ingest = wire(services, program())
     ingest.handle(purchase("1001", "40", identity=EMAIL))
     ingest.handle(purchase("T1:R9", "25", identity=CARD, source="till:store-1"))
     ingest.handle(partner_points("f-1", 300))
@@ -195,29 +202,19 @@ def test_linking_identities_merges_balances_through_the_ledger(store: DynamoStor
     assert report.totals["demo"].get(Account.TRANSFER.value, 0) == 0
 
 
-def test_two_registered_members_are_not_merged_silently(store: DynamoStore) -> None:
+def test_two_registered_members_are_not_merged_silently(services: Services) -> None:
     from shared.events.model import Identity, IdentityKind
 
-    ingest = wire(store, program())
-    ingest._directory.claim(CARD.key, "m-1", provisional=False)
-    ingest._directory.claim(EMAIL.key, "m-2", provisional=False)
+    ingest = wire(services, program())
+    services.members.claim(CARD.key, "m-1", provisional=False)
+    services.members.claim(EMAIL.key, "m-2", provisional=False)
     with pytest.raises(MergeConflictError):
         ingest.link("demo", CARD, Identity(kind=IdentityKind.EMAIL, value=EMAIL.value))
 
 
-class MemberDirectoryView:
-    def __init__(self, store: DynamoStore) -> None:
-        from shared.ledger.store import MemberDirectory
-
-        self._directory = MemberDirectory(store)
-
-    def waiting(self, order_id: str) -> list[str]:
-        return self._directory.waiting_refunds("demo", order_id)
-
-
-def test_an_order_refunded_in_full_within_its_window_is_voided(store: DynamoStore) -> None:
+def test_an_order_refunded_in_full_within_its_window_is_voided(services: Services, store: DynamoLedgerStore) -> None:
     # Given a pending earn of 100 and a first partial refund, parked until the window closes
-    ingest = wire(store, program(return_window_days=30))
+    ingest = wire(services, program(return_window_days=30))
     ingest.handle(purchase("1001", "100"))
     assert ingest.handle(refund("r1", "1001", "40")).status == "parked"
 
@@ -229,13 +226,13 @@ def test_an_order_refunded_in_full_within_its_window_is_voided(store: DynamoStor
     member = provisional_member(EMAIL)
     state = store.get_account("demo", member)
     assert state is not None and (state.available, state.pending) == (0, 0)
-    assert MemberDirectoryView(store).waiting("shopify:acme.myshopify.com:1001") == []
+    assert services.earning_items.waiting_refunds("demo", "shopify:acme.myshopify.com:1001") == []
     assert ingest.activate_due("demo", NOW + timedelta(days=31)) == []
     assert audit(*store.ledger_records()).ok
 
 
-def test_partner_points_are_owed_by_the_partner(store: DynamoStore) -> None:
-    ingest = wire(store, program())
+def test_partner_points_are_owed_by_the_partner(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program())
     ingest.handle(partner_points("f-1", 300))
     entry = store.get_entry("demo", "partner:airline:f-1")
     assert entry is not None
@@ -245,12 +242,13 @@ def test_partner_points_are_owed_by_the_partner(store: DynamoStore) -> None:
     }
 
 
-def test_a_cap_decided_on_a_stale_tally_is_decided_again(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cap_decided_on_a_stale_tally_is_decided_again(
+    services: Services, store: DynamoLedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shared.ledger.contract import Change, Tally
-    from shared.ledger.store import MemberDirectory
 
     # Given a daily cap of 100, and another earn of 80 that lands between our read and our write
-    ingest = wire(store, program(caps=Caps(per_member_per_day=100)))
+    ingest = wire(services, program(caps=Caps(per_member_per_day=100)))
     member = provisional_member(EMAIL)
     ingest.handle(purchase("0", "1"))  # the member exists, 1 point used today
     real_commit = store.commit
@@ -260,7 +258,7 @@ def test_a_cap_decided_on_a_stale_tally_is_decided_again(store: DynamoStore, mon
         if not raced and change.tallies:
             raced.append(True)
             day = NOW.date().isoformat()
-            MemberDirectory(store).bump(Tally("demo", member, f"earned#{day}", 80), once_for="rival")
+            services.members.bump(Tally("demo", member, f"earned#{day}", 80), once_for="rival")
         real_commit(change)
 
     monkeypatch.setattr(store, "commit", commit_after_a_rival)

@@ -7,50 +7,56 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from functions.services import Services
 from shared.earning.ingest import Ingest
 from shared.events.model import BehaviourAction, BehaviourEvent, Channel, Identity, IdentityKind
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
-from shared.members.tiers import Tiers
 from shared.program.config import BehaviourRules, Caps, QualifyingBasis, Tier, TierQualification
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, program, purchase, refund
 
 if TYPE_CHECKING:
-    from shared.earning.ingest import Event
-    from shared.ledger.store import DynamoStore
+    from shared.earning.core import Event
+    from shared.ledger.store import DynamoLedgerStore
     from shared.program.config import ProgramConfig
 
 
-def warm(store: DynamoStore, config: ProgramConfig, with_tiers: bool = False) -> Ingest:
-    """Wired as the function is: the program's config cached, as a warm container has it."""
-    clock = Clock()
-    programs = ProgramRepository(store, cache_seconds=3600)
-    programs.publish(config)
-    programs.get(config.program)
-    ledger = Ledger(store, programs, clock=clock)
-    tiers = Tiers(ledger, programs, JobStore(store)) if with_tiers else None
-    return Ingest(ledger, store, MemberDirectory(store), programs, clock=clock, tiers=tiers)
+def warm(services: Services, config: ProgramConfig, with_tiers: bool = False) -> Ingest:
+    """Wired as the function is (its own services, on the test's table), the program's config cached
+    as a warm container has it."""
+    function = Services(table_name=services.table.name, clock=Clock(), config_cache_seconds=3600)
+    function.table = services.table  # the test's table: its requests are the ones counted
+    function.programs.publish(config)
+    function.programs.get(config.program)
+    if with_tiers:
+        return function.ingest
+    return Ingest(
+        function.ledger,
+        function.ledger_store,
+        function.members,
+        function.earning_items,
+        function.programs,
+        clock=function.now,
+    )
 
 
-def requests(store: DynamoStore, ingest: Ingest, event: Event) -> Counter[str]:
-    store.stats.reset()
+def requests(services: Services, ingest: Ingest, event: Event) -> Counter[str]:
+    services.table.stats.reset()
     ingest.handle(event)
-    return Counter(store.stats.requests)
+    return Counter(services.table.stats.requests)
 
 
-def test_a_purchase_by_a_known_member_costs_three_requests_pending_or_not(store: DynamoStore) -> None:
+def test_a_purchase_by_a_known_member_costs_three_requests_pending_or_not(services: Services) -> None:
     # Given a capped program with a return window and a member who bought before
-    ingest = warm(store, program(return_window_days=30, caps=Caps(per_member_per_day=5000)))
+    ingest = warm(services, program(return_window_days=30, caps=Caps(per_member_per_day=5000)))
     ingest.handle(purchase("1", "10"))
 
     # Then the next purchase is: the identity, one batch read of the member, one transaction
-    assert requests(store, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+    assert requests(services, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
 
 
-def test_a_stranger_costs_one_more_an_app_member_one_less(store: DynamoStore) -> None:
-    ingest = warm(store, program(caps=Caps(per_member_per_day=5000), behaviour=BehaviourRules(review=20)))
+def test_a_stranger_costs_one_more_an_app_member_one_less(services: Services) -> None:
+    ingest = warm(services, program(caps=Caps(per_member_per_day=5000), behaviour=BehaviourRules(review=20)))
     # A new identity is claimed (one transaction) before the usual three
-    assert requests(store, ingest, purchase("1", "10", identity=CARD)) == {
+    assert requests(services, ingest, purchase("1", "10", identity=CARD)) == {
         "GetItem": 1,
         "TransactWriteItems": 2,
         "BatchGetItem": 1,
@@ -66,39 +72,41 @@ def test_a_stranger_costs_one_more_an_app_member_one_less(store: DynamoStore) ->
         action=BehaviourAction.REVIEW,
         subject="sku:1",
     )
-    assert requests(store, ingest, review) == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    assert requests(services, ingest, review) == {"BatchGetItem": 1, "TransactWriteItems": 1}
     # The same review under a new event id: the transaction fails on the entry, which is read (by the
     # ledger, then by ingest to tell a duplicate from a conflict) to answer "skipped"
     duplicate = review.model_copy(update={"external_id": "ev-2"})
-    assert requests(store, ingest, duplicate) == {"BatchGetItem": 1, "TransactWriteItems": 1, "GetItem": 2}
+    assert requests(services, ingest, duplicate) == {"BatchGetItem": 1, "TransactWriteItems": 1, "GetItem": 2}
     # Partner points for a known partner member: the same three as a purchase
     ingest.handle(partner_points("f-1", 100))
-    assert sum(requests(store, ingest, partner_points("f-2", 100)).values()) == 3
+    assert sum(requests(services, ingest, partner_points("f-2", 100)).values()) == 3
 
 
-def test_refunds_and_redeliveries(store: DynamoStore) -> None:
-    ingest = warm(store, program())
+def test_refunds_and_redeliveries(services: Services) -> None:
+    ingest = warm(services, program())
     ingest.handle(purchase("1", "100", identity=EMAIL))
     # A refund after its order: the order, one batch read of its tallies, and the ledger's clawback
-    assert requests(store, ingest, refund("r-1", "1", "10")) == {
+    assert requests(services, ingest, refund("r-1", "1", "10")) == {
         "GetItem": 2,
         "BatchGetItem": 1,
         "Query": 1,
         "TransactWriteItems": 1,
     }
     # A redelivered purchase: found by its transaction, then read back once, plus its refund list
-    assert requests(store, ingest, purchase("1", "100", identity=EMAIL)) == {
+    assert requests(services, ingest, purchase("1", "100", identity=EMAIL)) == {
         "GetItem": 3,
         "BatchGetItem": 1,
         "TransactWriteItems": 1,
     }
     # A refund before its order: parked, after looking for the order twice (before and after parking)
-    assert requests(store, ingest, refund("r-2", "2", "10")) == {"GetItem": 3, "UpdateItem": 1}
+    assert requests(services, ingest, refund("r-2", "2", "10")) == {"GetItem": 3, "UpdateItem": 1}
 
 
-def test_a_referral_costs_two_and_the_first_purchase_that_pays_it_three_more(store: DynamoStore) -> None:
-    ingest = warm(store, program(caps=Caps(per_member_per_day=5000), behaviour=BehaviourRules(referral=500)))
-    MemberDirectory(store).claim(EMAIL.key, "m-new", provisional=False)
+def test_a_referral_costs_two_and_the_first_purchase_that_pays_it_three_more(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = warm(services, program(caps=Caps(per_member_per_day=5000), behaviour=BehaviourRules(referral=500)))
+    services.members.claim(EMAIL.key, "m-new", provisional=False)
     referral = BehaviourEvent(
         program="demo",
         channel=Channel.APP,
@@ -111,20 +119,20 @@ def test_a_referral_costs_two_and_the_first_purchase_that_pays_it_three_more(sto
     )
     # Recording a referral: one batch read of the referred member, one transaction (the record, and
     # a check that the member has nothing posted yet)
-    assert requests(store, ingest, referral) == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    assert requests(services, ingest, referral) == {"BatchGetItem": 1, "TransactWriteItems": 1}
     # The referred member's first purchase: its usual three, then the referrer's batch read, the
     # reward's transaction and closing the referral
-    assert requests(store, ingest, purchase("1", "10")) == {
+    assert requests(services, ingest, purchase("1", "10")) == {
         "GetItem": 1,
         "BatchGetItem": 2,
         "TransactWriteItems": 2,
         "UpdateItem": 1,
     }
     # Later purchases: the usual three (the referral is read in the same batch)
-    assert requests(store, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+    assert requests(services, ingest, purchase("2", "10")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
 
 
-def test_an_earn_that_moves_the_member_up_a_tier_costs_four_more(store: DynamoStore) -> None:
+def test_an_earn_that_moves_the_member_up_a_tier_costs_four_more(services: Services) -> None:
     # Given a warm function with tiers on qualifying spend, and a member who reached silver
     config = program(
         tier_qualification=TierQualification(basis=QualifyingBasis.SPEND, window_months=12),
@@ -134,25 +142,27 @@ def test_an_earn_that_moves_the_member_up_a_tier_costs_four_more(store: DynamoSt
             Tier(name="gold", rank=2, threshold=Decimal(2000), multiplier=Decimal("1.5")),
         ),
     )
-    ingest = warm(store, config, with_tiers=True)
+    ingest = warm(services, config, with_tiers=True)
     ingest.handle(purchase("1", "1990"))
 
     # When an order takes the year's spend past gold's threshold
     # Then it costs the purchase's three, plus the tier item, the activity tally and the move
-    assert requests(store, ingest, purchase("2", "20")) == {"GetItem": 3, "BatchGetItem": 1, "TransactWriteItems": 2}
+    assert requests(services, ingest, purchase("2", "20")) == {"GetItem": 3, "BatchGetItem": 1, "TransactWriteItems": 2}
     # And an order that crosses nothing costs three again
-    assert requests(store, ingest, purchase("3", "20")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+    assert requests(services, ingest, purchase("3", "20")) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
 
 
-def test_a_debit_reads_the_balance_and_lots_not_the_members_history(store: DynamoStore) -> None:
+def test_a_debit_reads_the_balance_and_lots_not_the_members_history(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     # Given a capped program and a member who bought on six different days (a daily tally each)
-    ingest = warm(store, program(caps=Caps(per_member_per_day=5000)))
+    ingest = warm(services, program(caps=Caps(per_member_per_day=5000)))
     for day in range(6):
         ingest.handle(purchase(f"d{day}", "10", at=NOW - timedelta(days=day, hours=1)))
     member = ingest.resolve(EMAIL, "demo")
     # When the ledger reads what a debit needs
-    store.stats.reset()
+    services.table.stats.reset()
     state, lots = store.get_account_and_lots("demo", member)
     # Then one Query returns the balance and the six lots, and none of the tallies
     assert state is not None and len(lots) == 6
-    assert (dict(store.stats.requests), store.stats.items_read) == ({"Query": 1}, 1 + 6)
+    assert (dict(services.table.stats.requests), services.table.stats.items_read) == ({"Query": 1}, 1 + 6)

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.earning.ingest import Ingest, provisional_member
+from shared.earning.core import provisional_member
 from shared.errors import EarningClosedError
 from shared.ledger.contract import Tally
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import JobStore, MemberDirectory, ProgramRepository
 from shared.members import activity
-from shared.members.tiers import Tiers
 from shared.program.config import Caps, QualifyingBasis, Sunset, Tier, TierQualification
 from tests.integration.ingest_support import EMAIL, NOW, Clock, account, audited, program, purchase, refund, wire
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
+    from shared.earning.ingest import Ingest
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.members.tiers import Tiers
     from shared.program.config import ProgramConfig
 
 MEMBER = provisional_member(EMAIL)
@@ -27,8 +27,10 @@ EARNING_ENDS = NOW - timedelta(days=2)
 SUNSET = Sunset(announced_at=NOW - timedelta(days=40), earning_ends_at=EARNING_ENDS, ends_at=NOW + timedelta(days=60))
 
 
-def test_an_event_from_before_the_stop_still_earns_one_from_after_is_refused(store: DynamoStore) -> None:
-    ingest = wire(store, program(sunset=SUNSET))
+def test_an_event_from_before_the_stop_still_earns_one_from_after_is_refused(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = wire(services, program(sunset=SUNSET))
 
     # Given an order placed a minute before earning stopped, arriving two days late
     late = ingest.handle(purchase("1", "10", at=EARNING_ENDS - timedelta(minutes=1)))
@@ -49,9 +51,11 @@ def test_an_event_from_before_the_stop_still_earns_one_from_after_is_refused(sto
     audited(store)
 
 
-def test_nothing_earns_once_the_program_has_ended_even_from_before_the_stop(store: DynamoStore) -> None:
+def test_nothing_earns_once_the_program_has_ended_even_from_before_the_stop(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     clock = Clock()
-    ingest = wire(store, program(sunset=SUNSET), clock)
+    ingest = wire(services, program(sunset=SUNSET), clock)
     clock.now = SUNSET.ends_at  # the very end
     with pytest.raises(EarningClosedError) as refused:
         ingest.handle(purchase("1", "10", at=EARNING_ENDS - timedelta(days=1)))
@@ -70,17 +74,13 @@ TIERED = program(
 )
 
 
-def tiered(store: DynamoStore, config: ProgramConfig = TIERED) -> tuple[Ingest, Tiers]:
-    clock = Clock()
-    programs = ProgramRepository(store, cache_seconds=0, clock=clock)
-    programs.publish(config)
-    ledger = Ledger(store, programs, clock=clock, sleep=lambda _: None)
-    tiers = Tiers(ledger, programs, JobStore(store))
-    return Ingest(ledger, store, MemberDirectory(store), programs, clock=clock, tiers=tiers), tiers
+def tiered(services: Services, config: ProgramConfig = TIERED) -> tuple[Ingest, Tiers]:
+    """The services' ingest with tiers (upgrades on earning), the clock at NOW."""
+    return wire(services, config, tiers=True), services.tiers
 
 
-def test_an_earn_crossing_gold_upgrades_at_once_and_the_next_earn_gets_its_multiplier(store: DynamoStore) -> None:
-    ingest, tiers = tiered(store)
+def test_an_earn_crossing_gold_upgrades_at_once_and_the_next_earn_gets_its_multiplier(services: Services) -> None:
+    ingest, tiers = tiered(services)
     # Given a member with 1,990 of qualifying spend (silver since that order)
     ingest.handle(purchase("A", "1990"))
     assert tiers.current("demo", MEMBER).tier == "silver"
@@ -91,16 +91,18 @@ def test_an_earn_crossing_gold_upgrades_at_once_and_the_next_earn_gets_its_multi
     # Then that order earned at silver's rate, and the member is gold at once, the move recorded
     assert crossing.points == 24
     assert tiers.current("demo", MEMBER).tier == "gold"
-    moves = [(r["from"], r["to"]) for r in tiers.changes("demo", MEMBER)]
+    moves = [(r.from_tier, r.to_tier) for r in tiers.changes("demo", MEMBER)]
     assert sorted(moves) == [("member", "silver"), ("silver", "gold")]
-    assert any(r["reason"].startswith("upgrade: 2010") for r in tiers.changes("demo", MEMBER))
+    assert any(r.reason.startswith("upgrade: 2010") for r in tiers.changes("demo", MEMBER))
 
     # And the next order earns 1.5x
     assert ingest.handle(purchase("C", "100")).points == 150
 
 
-def test_a_refund_reduces_qualifying_activity_but_not_the_tier_until_the_review(store: DynamoStore) -> None:
-    ingest, tiers = tiered(store)
+def test_a_refund_reduces_qualifying_activity_but_not_the_tier_until_the_review(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest, tiers = tiered(services)
     ingest.handle(purchase("A", "1990"))
     ingest.handle(purchase("B", "20"))
     assert tiers.activity(TIERED, MEMBER, NOW).spend == Decimal("2010")
@@ -116,10 +118,12 @@ def test_a_refund_reduces_qualifying_activity_but_not_the_tier_until_the_review(
     audited(store)
 
 
-def test_activity_is_counted_in_the_month_of_the_purchase_and_leaves_the_window(store: DynamoStore) -> None:
-    ingest, tiers = tiered(store)
+def test_activity_is_counted_in_the_month_of_the_purchase_and_leaves_the_window(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest, tiers = tiered(services)
     # Given a counter from years ago on the member's activity
-    directory = MemberDirectory(store)
+    directory = services.members
     directory.bump(Tally("demo", MEMBER, activity.ACTIVITY, counters=(("pts#2021-01", 7),)), once_for="old")
 
     ingest.handle(purchase("A", "300", at=NOW - timedelta(days=1)))
@@ -132,10 +136,10 @@ def test_activity_is_counted_in_the_month_of_the_purchase_and_leaves_the_window(
     assert tiers.activity(TIERED, MEMBER, NOW + timedelta(days=400)).spend == Decimal(0)
 
 
-def test_a_flagged_member_is_not_moved_up_while_the_flag_is_open(store: DynamoStore) -> None:
-    from shared.projections.watch import Finding, Watch
+def test_a_flagged_member_is_not_moved_up_while_the_flag_is_open(services: Services) -> None:
+    from shared.projections.watch import Finding
 
-    ingest, tiers = tiered(store)
-    Watch(ProgramRepository(store), JobStore(store)).flag("demo", Finding(MEMBER, "card_velocity", "burst"), NOW, "c")
+    ingest, tiers = tiered(services)
+    services.watch.flag("demo", Finding(MEMBER, "card_velocity", "burst"), NOW, "c")
     ingest.handle(purchase("A", "2500"))
     assert tiers.current("demo", MEMBER).tier == "member"

@@ -24,8 +24,9 @@ from shared.ledger.models import Account, EntryKind
 from tests.conftest import T0
 
 if TYPE_CHECKING:
+    from functions.services import Services
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore
+    from shared.ledger.store import DynamoLedgerStore
 
 
 def earn(member: str = "ann", points: int = 100, ext: str = "o-1", **extra: object) -> Earn:
@@ -51,12 +52,12 @@ def balances(ledger: Ledger, member: str = "ann") -> tuple[int, int, int]:
     return state.available, state.pending, state.held
 
 
-def assert_audit_ok(store: DynamoStore) -> None:
+def assert_audit_ok(store: DynamoLedgerStore) -> None:
     report = audit(*store.ledger_records())
     assert report.ok, report.problems
 
 
-def test_earn_online_spend_in_store_refund_and_expire(ledger: Ledger, store: DynamoStore) -> None:
+def test_earn_online_spend_in_store_refund_and_expire(ledger: Ledger, store: DynamoLedgerStore) -> None:
     # Given an online order worth 100 points
     first = ledger.earn(earn(points=100, expires_at=T0 + timedelta(days=30)))
     assert balances(ledger) == (100, 0, 0)
@@ -93,7 +94,7 @@ def test_earn_online_spend_in_store_refund_and_expire(ledger: Ledger, store: Dyn
     assert_audit_ok(store)
 
 
-def test_replayed_earn_yields_one_entry_and_the_same_reply(ledger: Ledger, store: DynamoStore) -> None:
+def test_replayed_earn_yields_one_entry_and_the_same_reply(ledger: Ledger, store: DynamoLedgerStore) -> None:
     # Given an earn
     command = earn(points=70)
 
@@ -106,7 +107,9 @@ def test_replayed_earn_yields_one_entry_and_the_same_reply(ledger: Ledger, store
     assert len(store.entries("demo", "ann")) == 1
 
 
-def test_replay_with_a_different_payload_is_a_conflict_and_writes_nothing(ledger: Ledger, store: DynamoStore) -> None:
+def test_replay_with_a_different_payload_is_a_conflict_and_writes_nothing(
+    ledger: Ledger, store: DynamoLedgerStore
+) -> None:
     ledger.earn(earn(points=70))
     with pytest.raises(IdempotencyConflictError):
         ledger.earn(earn(points=71))
@@ -139,7 +142,7 @@ def test_replay_of_a_successful_spend_returns_it_even_when_the_balance_no_longer
     assert balances(ledger) == (0, 0, 0)
 
 
-def test_pending_earn_activates_or_voids_once(ledger: Ledger, store: DynamoStore) -> None:
+def test_pending_earn_activates_or_voids_once(ledger: Ledger, store: DynamoLedgerStore) -> None:
     # Given two orders whose points wait for the return window
     ledger.earn(earn(points=40, pending=True))
     ledger.earn(earn(points=60, ext="o-2", pending=True))
@@ -160,7 +163,7 @@ def test_pending_earn_activates_or_voids_once(ledger: Ledger, store: DynamoStore
     assert_audit_ok(store)
 
 
-def test_checkout_hold_captured_in_part_gives_back_the_rest(ledger: Ledger, store: DynamoStore) -> None:
+def test_checkout_hold_captured_in_part_gives_back_the_rest(ledger: Ledger, store: DynamoLedgerStore) -> None:
     # Given 100 points and a checkout that holds 80
     ledger.earn(earn(points=100))
     hold = ledger.authorise(
@@ -193,7 +196,7 @@ def test_checkout_hold_captured_in_part_gives_back_the_rest(ledger: Ledger, stor
     assert_audit_ok(store)
 
 
-def test_released_hold_restores_points(ledger: Ledger, store: DynamoStore) -> None:
+def test_released_hold_restores_points(ledger: Ledger, store: DynamoLedgerStore) -> None:
     ledger.earn(earn(points=100))
     hold = ledger.authorise(
         Authorise(
@@ -213,7 +216,7 @@ def test_released_hold_restores_points(ledger: Ledger, store: DynamoStore) -> No
     assert_audit_ok(store)
 
 
-def test_reversing_an_earn_claws_back_its_own_lot_first(ledger: Ledger, store: DynamoStore) -> None:
+def test_reversing_an_earn_claws_back_its_own_lot_first(ledger: Ledger, store: DynamoLedgerStore) -> None:
     ledger.earn(earn(points=100, expires_at=T0 + timedelta(days=10)))
     ledger.earn(earn(points=40, ext="o-2", expires_at=T0 + timedelta(days=300)))
     reversal = ledger.reverse(Reverse(program="demo", member="ann", entry_id="shop:o-2", reason="order cancelled"))
@@ -228,7 +231,7 @@ def test_points_must_be_whole_positive_and_sane(points: object) -> None:
         earn(points=points)  # type: ignore[arg-type]
 
 
-def test_bad_requests_write_nothing(ledger: Ledger, store: DynamoStore) -> None:
+def test_bad_requests_write_nothing(ledger: Ledger, services: Services) -> None:
     with pytest.raises(UnknownProgramError):
         ledger.earn(earn().model_copy(update={"program": "nope"}))
     with pytest.raises(UnknownMemberError):
@@ -237,10 +240,12 @@ def test_bad_requests_write_nothing(ledger: Ledger, store: DynamoStore) -> None:
         ledger.capture(Capture(program="demo", member="ghost", hold_id="web:nothing"))
     with pytest.raises(InvalidInputError):
         ledger.earn(earn(expires_at=T0 - timedelta(days=1)))
-    assert list(store.scan()) == [item for item in store.scan() if item["type"] in ("config", "live_config")]
+    assert list(services.table.scan()) == [
+        item for item in services.table.scan() if item["type"] in ("config", "live_config")
+    ]
 
 
-def test_audit_detects_a_tampered_entry(ledger: Ledger, store: DynamoStore) -> None:
+def test_audit_detects_a_tampered_entry(ledger: Ledger, store: DynamoLedgerStore) -> None:
     ledger.earn(earn(points=100))
     ledger.spend(spend(points=10))
     entries, accounts, lots, holds = store.ledger_records()

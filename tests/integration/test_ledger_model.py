@@ -20,11 +20,10 @@ from moto import mock_aws
 from shared.errors import InsufficientPointsError, PointbridgeError
 from shared.ledger.audit import audit
 from shared.ledger.commands import Activate, Authorise, Capture, Earn, ExpireLot, Release, Reverse, Spend, Void
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
+from tests.support.services import table_services
 
 if TYPE_CHECKING:
     from shared.ledger.models import Entry
@@ -96,11 +95,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.mock.start()
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, "points-model")
-        self.store = DynamoStore("points-model", client)
-        programs = ProgramRepository(self.store)
-        programs.publish(ProgramConfig(program="demo", name="Model"))
         self.now = T0
-        self.ledger = Ledger(self.store, programs, clock=lambda: self.now, sleep=lambda _: None)
+        services = table_services("points-model", client, clock=lambda: self.now, config_cache_seconds=None)
+        self.store = services.ledger_store
+        services.programs.publish(ProgramConfig(program="demo", name="Model"))
+        self.ledger = services.ledger
         self.model = Model()
         self.counter = 0
         self.done: list[tuple[Any, Entry]] = []  # every command that succeeded, with its reply

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from shared.earning.ingest import provisional_member
+from shared.earning.core import provisional_member
 from shared.events.model import Identity, IdentityKind
 from shared.ledger.models import Account, EntryKind
-from shared.ledger.store import MemberDirectory
 from shared.members import activity
 from tests.integration.ingest_support import (
     CARD,
@@ -24,25 +23,28 @@ from tests.integration.ingest_support import (
 )
 
 if TYPE_CHECKING:
+    from functions.services import Services
     from shared.earning.ingest import Ingest
-    from shared.ledger.store import DynamoStore
+    from shared.ledger.store import DynamoLedgerStore
 
 TILL = "till:store-1"
 WINDOW = program(return_window_days=30)
 
 
-def registered_member_with_an_online_order(store: DynamoStore, ingest: Ingest) -> None:
-    MemberDirectory(store).claim(EMAIL.key, "m-1", provisional=False)
+def registered_member_with_an_online_order(services: Services, ingest: Ingest) -> None:
+    services.members.claim(EMAIL.key, "m-1", provisional=False)
     ingest.handle(purchase("1001", "40", identity=EMAIL))
 
 
-def test_a_store_purchase_pending_on_a_provisional_member_follows_the_merge_to_the_end(store: DynamoStore) -> None:
+def test_a_store_purchase_pending_on_a_provisional_member_follows_the_merge_to_the_end(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     clock = Clock()
-    ingest = wire(store, WINDOW, clock)
+    ingest = wire(services, WINDOW, clock)
     card_member = provisional_member(CARD)
 
     # Given m-1 bought online (40 pending) and someone bought in store with a card nobody has claimed
-    registered_member_with_an_online_order(store, ingest)
+    registered_member_with_an_online_order(services, ingest)
     ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
     assert account(store, "m-1") == (0, 40)
     assert account(store, card_member) == (0, 64)
@@ -86,10 +88,11 @@ def test_a_store_purchase_pending_on_a_provisional_member_follows_the_merge_to_t
 
 
 def test_an_order_refunded_in_full_in_its_window_after_the_merge_is_voided_on_the_survivor(
-    store: DynamoStore,
+    services: Services,
+    store: DynamoLedgerStore,
 ) -> None:
-    ingest = wire(store, WINDOW)
-    registered_member_with_an_online_order(store, ingest)
+    ingest = wire(services, WINDOW)
+    registered_member_with_an_online_order(services, ingest)
     ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
     ingest.link("demo", CARD, EMAIL)
 
@@ -101,16 +104,18 @@ def test_an_order_refunded_in_full_in_its_window_after_the_merge_is_voided_on_th
     assert account(store, "m-1") == (0, 40)
     void = store.get_entry("demo", f"settle:{TILL}:T1:R9")
     assert void is not None and (void.kind, void.member) == (EntryKind.VOID, "m-1")
-    counters = MemberDirectory(store).view("demo", "m-1", [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
+    counters = services.members.view("demo", "m-1", [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
     assert activity.in_window(WINDOW, counters, NOW).spend == 40
     assert ingest.activate_due("demo", NOW + timedelta(days=31)) == ["shopify:acme.myshopify.com:1001"]
     assert account(store, "m-1") == (40, 0)
     audited(store)
 
 
-def test_a_refund_parked_before_the_merge_claws_back_from_the_survivor_at_activation(store: DynamoStore) -> None:
-    ingest = wire(store, WINDOW)
-    registered_member_with_an_online_order(store, ingest)
+def test_a_refund_parked_before_the_merge_claws_back_from_the_survivor_at_activation(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = wire(services, WINDOW)
+    registered_member_with_an_online_order(services, ingest)
     ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
     # Given a partial refund while the store order is still pending (it waits for the activation)
     assert ingest.handle(refund("r-9", "T1:R9", "32", source=TILL)).status == "parked"
@@ -122,12 +127,12 @@ def test_a_refund_parked_before_the_merge_claws_back_from_the_survivor_at_activa
 
     # Then the waiting refund took half of the store's points back from m-1
     assert account(store, "m-1") == (40 + 64 - 32, 0)
-    assert MemberDirectory(store).waiting_refunds("demo", f"{TILL}:T1:R9") == []
+    assert services.earning_items.waiting_refunds("demo", f"{TILL}:T1:R9") == []
     audited(store)
 
 
-def test_pending_points_follow_two_merges_in_a_row(store: DynamoStore) -> None:
-    ingest = wire(store, WINDOW)
+def test_pending_points_follow_two_merges_in_a_row(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, WINDOW)
     # Given two strangers' pending earns (a card, an e-mail), merged into one provisional member
     ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
     ingest.handle(purchase("1001", "40", identity=EMAIL))
@@ -137,7 +142,7 @@ def test_pending_points_follow_two_merges_in_a_row(store: DynamoStore) -> None:
 
     # When that member is linked to a registered member's account
     member = Identity(kind=IdentityKind.MEMBER, value="m-7")
-    MemberDirectory(store).claim(Identity(kind=IdentityKind.PHONE, value="b" * 64).key, "m-7", provisional=False)
+    services.members.claim(Identity(kind=IdentityKind.PHONE, value="b" * 64).key, "m-7", provisional=False)
     second = ingest.link("demo", member, EMAIL)
 
     # Then m-7 holds both pending earns, and they activate there
@@ -149,9 +154,11 @@ def test_pending_points_follow_two_merges_in_a_row(store: DynamoStore) -> None:
     audited(store)
 
 
-def test_an_earn_after_the_link_lands_on_the_survivor_and_activity_follows_the_merge(store: DynamoStore) -> None:
-    ingest = wire(store, WINDOW)
-    registered_member_with_an_online_order(store, ingest)
+def test_an_earn_after_the_link_lands_on_the_survivor_and_activity_follows_the_merge(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = wire(services, WINDOW)
+    registered_member_with_an_online_order(services, ingest)
     ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
     ingest.link("demo", CARD, EMAIL)
     ingest.link("demo", CARD, EMAIL)  # linking again changes nothing
@@ -160,25 +167,29 @@ def test_an_earn_after_the_link_lands_on_the_survivor_and_activity_follows_the_m
 
     assert outcome.member == "m-1"
     assert account(store, "m-1") == (0, 114)
-    counters = MemberDirectory(store).view("demo", "m-1", [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
+    counters = services.members.view("demo", "m-1", [activity.ACTIVITY]).tally(activity.ACTIVITY).counters
     assert activity.in_window(WINDOW, counters, NOW).spend == 114
     audited(store)
 
 
-def test_the_audit_notices_a_pending_earn_left_behind_or_lost(store: DynamoStore) -> None:
+def test_the_audit_notices_a_pending_earn_left_behind_or_lost(services: Services, store: DynamoLedgerStore) -> None:
+    from shared.infra import keys
     from shared.ledger.audit import audit
-    from shared.ledger.store import member_pk, pending_item, pending_sk
+    from shared.ledger.store import pending_item
 
-    ingest = wire(store, WINDOW)
-    registered_member_with_an_online_order(store, ingest)
+    ingest = wire(services, WINDOW)
+    registered_member_with_an_online_order(services, ingest)
     ingest.handle(purchase("T1:R9", "64", identity=CARD, source=TILL))
     ingest.link("demo", CARD, EMAIL)
     [moved] = [p for p in store.get_pending_earns("demo", "m-1") if p.entry_id == f"{TILL}:T1:R9"]
     # When the moved pending earn turns up under a member its entries never gave it to
-    store.client.delete_item(
-        TableName=store.table, Key={"PK": {"S": member_pk("m-1")}, "SK": {"S": pending_sk("demo", moved.entry_id)}}
+    services.table.client.delete_item(
+        TableName=services.table.name,
+        Key=services.table.key(keys.pending("demo", "m-1", moved.entry_id)),
     )
-    store.client.put_item(TableName=store.table, Item=pending_item(moved.model_copy(update={"member": "someone"})))
+    services.table.client.put_item(
+        TableName=services.table.name, Item=pending_item(moved.model_copy(update={"member": "someone"}))
+    )
 
     # Then the audit says where the entries put it, and that the balances disagree with the items
     problems = audit(*store.audit_records()).problems

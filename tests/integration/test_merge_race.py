@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.earning.ingest import provisional_member
+from shared.earning.core import provisional_member
 from shared.errors import AccountClosedError
 from shared.ledger.audit import audit
 from shared.ledger.commands import Authorise, Capture, Earn, ExpireLot, Release, Send, Spend, Transfer
 from shared.ledger.models import Account, EntryKind
-from shared.ledger.store import DynamoStore, MemberDirectory
+from shared.ledger.store import DynamoLedgerStore
 from tests.conftest import T0
 from tests.integration.ingest_support import (
     CARD,
@@ -35,18 +35,20 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
+    from functions.services import Services
     from shared.earning.ingest import Ingest
+    from shared.infra.table import Table
     from shared.ledger.contract import Change
     from shared.ledger.ledger import Ledger
 
 TILL = "till:store-1"
 
 
-class RacingStore(DynamoStore):
+class RacingStore(DynamoLedgerStore):
     """The real store; `before(entry_id, action)` runs `action` once, just before that entry's commit."""
 
-    def __init__(self, store: DynamoStore) -> None:
-        super().__init__(store.table, store.client)
+    def __init__(self, table: Table) -> None:
+        super().__init__(table)
         self._hooks: dict[str, Callable[[], object]] = {}
         self.raced: list[str] = []
 
@@ -63,23 +65,27 @@ class RacingStore(DynamoStore):
 
 
 @pytest.fixture
-def racing(store: DynamoStore) -> RacingStore:
-    return RacingStore(store)
+def racing(services: Services) -> RacingStore:
+    """The services' ledger store, swapped for the racing one before the ledger or ingest is built on it."""
+    assert "ledger_store" not in vars(services)
+    racing = RacingStore(services.table)
+    services.ledger_store = racing
+    return racing
 
 
-def registered_member_with_an_order(racing: RacingStore, ingest: Ingest) -> None:
-    MemberDirectory(racing).claim(EMAIL.key, "m-1", provisional=False)
+def registered_member_with_an_order(services: Services, ingest: Ingest) -> None:
+    services.members.claim(EMAIL.key, "m-1", provisional=False)
     ingest.handle(purchase("1001", "40", identity=EMAIL))
 
 
 @pytest.mark.parametrize("window", [0, 30], ids=["available", "pending"])
 def test_an_earn_that_resolved_the_provisional_member_just_before_the_link_lands_on_the_survivor(
-    racing: RacingStore, window: int
+    services: Services, racing: RacingStore, window: int
 ) -> None:
-    ingest = wire(racing, program(return_window_days=window), Clock())
+    ingest = wire(services, program(return_window_days=window), Clock())
     card_member = provisional_member(CARD)
     # Given m-1 (registered, 40 points) and a till card nobody has claimed, which earned 64 points
-    registered_member_with_an_order(racing, ingest)
+    registered_member_with_an_order(services, ingest)
     ingest.handle(purchase("T1:R1", "64", identity=CARD, source=TILL))
     points = (104, 0) if window == 0 else (0, 104)
 
@@ -106,11 +112,12 @@ def test_an_earn_that_resolved_the_provisional_member_just_before_the_link_lands
 
 
 def test_the_first_earn_of_a_stranger_racing_the_link_closes_an_account_that_never_opened(
+    services: Services,
     racing: RacingStore,
 ) -> None:
-    ingest = wire(racing, program(), Clock())
+    ingest = wire(services, program(), Clock())
     card_member = provisional_member(CARD)
-    registered_member_with_an_order(racing, ingest)
+    registered_member_with_an_order(services, ingest)
 
     # When a card nobody knows buys, and the card is linked to m-1 between that purchase's read and its commit
     racing.before(f"{TILL}:T1:R1", lambda: ingest.link("demo", CARD, EMAIL))
@@ -127,11 +134,12 @@ def test_the_first_earn_of_a_stranger_racing_the_link_closes_an_account_that_nev
 
 
 def test_a_refund_that_found_the_points_on_the_provisional_member_claws_back_from_the_survivor(
+    services: Services,
     racing: RacingStore,
 ) -> None:
-    ingest = wire(racing, program(), Clock())
+    ingest = wire(services, program(), Clock())
     card_member = provisional_member(CARD)
-    registered_member_with_an_order(racing, ingest)
+    registered_member_with_an_order(services, ingest)
     ingest.handle(purchase("T1:R1", "64", identity=CARD, source=TILL))
 
     # When a refund of a quarter of the card's order is about to claw back, and the card is linked first
@@ -169,7 +177,9 @@ def merge(ledger: Ledger, merged: str, survivor: str) -> None:
     )
 
 
-def test_a_closed_account_refuses_credits_and_debits_naming_the_survivor(store: DynamoStore, ledger: Ledger) -> None:
+def test_a_closed_account_refuses_credits_and_debits_naming_the_survivor(
+    store: DynamoLedgerStore, ledger: Ledger
+) -> None:
     # Given pv-1 merged into m-1
     earn(ledger, "pv-1", 50, "o1")
     earn(ledger, "m-1", 10, "o2")
@@ -205,7 +215,7 @@ def test_a_closed_account_refuses_credits_and_debits_naming_the_survivor(store: 
     audited(store)
 
 
-def test_holds_move_with_the_merge_and_settle_on_the_survivor(store: DynamoStore, ledger: Ledger) -> None:
+def test_holds_move_with_the_merge_and_settle_on_the_survivor(store: DynamoLedgerStore, ledger: Ledger) -> None:
     # Given pv-1 with two checkout holds open (30 and 20 of its 100 points)
     earn(ledger, "pv-1", 100, "o1")
     for ref, points in (("h1", 30), ("h2", 20)):
@@ -248,7 +258,7 @@ def test_holds_move_with_the_merge_and_settle_on_the_survivor(store: DynamoStore
 
 
 def test_lots_already_expired_at_the_merge_stay_and_expire_on_the_closed_account(
-    store: DynamoStore, ledger: Ledger
+    store: DynamoLedgerStore, ledger: Ledger
 ) -> None:
     # Given pv-1 with a lot that expired before the merge and one that did not
     earn(ledger, "pv-1", 10, "old", expires_at=T0 - timedelta(days=1))

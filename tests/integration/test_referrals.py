@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.earning.ingest import Ingest
+from shared.earning.store import EarningItems
 from shared.events.model import BehaviourAction
-from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account, EntryKind
-from shared.ledger.store import DynamoStore, JobStore, MemberDirectory, ProgramRepository
+from shared.ledger.store import DynamoLedgerStore
+from shared.members.flags import decide_flag
 from shared.members.view import REFERRAL_AWAITING, REFERRAL_NOT_ELIGIBLE, REFERRAL_PAID, Referral
 from shared.program.config import BehaviourRules, Caps
-from shared.projections.watch import Finding, Watch, decide_flag
+from shared.projections.watch import Finding
 from tests.integration.ingest_support import (
     CARD,
     EMAIL,
@@ -28,11 +28,15 @@ from tests.integration.ingest_support import (
     refund,
     wire,
 )
+from tests.support.services import table_services
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from shared.earning.ingest import Outcome
+    from functions.services import Services
+    from shared.earning.core import Outcome
+    from shared.earning.ingest import Ingest
+    from shared.infra.table import Table
     from shared.ledger.contract import Change
 
 REFERRAL = BehaviourAction.REFERRAL
@@ -43,19 +47,21 @@ def refer(ingest: Ingest, referrer: str, referred: str, event_id: str = "r-1") -
     return ingest.handle(behaviour(REFERRAL, event_id, referrer, subject=referred))
 
 
-def referral_of(store: DynamoStore, member: str) -> Referral | None:
-    return MemberDirectory(store).view("demo", member, full=False, referral=True).referral
+def referral_of(services: Services, member: str) -> Referral | None:
+    return services.members.view("demo", member, full=False, referral=True).referral
 
 
-def new_member(store: DynamoStore, member: str = "m-new") -> str:
+def new_member(services: Services, member: str = "m-new") -> str:
     """A registered member who signed up with an e-mail and has nothing posted yet."""
-    MemberDirectory(store).claim(EMAIL.key, member, provisional=False)
+    services.members.claim(EMAIL.key, member, provisional=False)
     return member
 
 
-def test_the_referrer_is_paid_once_when_the_referred_member_first_buys(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES))
-    referred = new_member(store)
+def test_the_referrer_is_paid_once_when_the_referred_member_first_buys(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = wire(services, program(behaviour=RULES))
+    referred = new_member(services)
 
     # When m-ref refers the new member (the app sends it twice)
     recorded = ingest.handle(behaviour(REFERRAL, "r-1", "m-ref", subject=referred))
@@ -65,7 +71,7 @@ def test_the_referrer_is_paid_once_when_the_referred_member_first_buys(store: Dy
     assert (recorded.status, replayed.status) == ("recorded", "recorded")
     assert recorded.note == "referral of m-new: paid when m-new first buys"
     assert store.get_account("demo", "m-ref") is None
-    found = referral_of(store, referred)
+    found = referral_of(services, referred)
     assert found is not None and (found.referrer, found.status) == ("m-ref", REFERRAL_AWAITING)
 
     # When the referred member buys online, then again
@@ -81,7 +87,7 @@ def test_the_referrer_is_paid_once_when_the_referred_member_first_buys(store: Dy
     assert reward.reason == "referral: m-new made a first purchase"
     assert reward.details["purchase"] == "shopify:acme.myshopify.com:1001"
     assert reward.details["referral_event"] == "app:app:r-1"
-    paid = referral_of(store, referred)
+    paid = referral_of(services, referred)
     assert paid is not None and (paid.status, paid.reward, paid.purchase) == (
         REFERRAL_PAID,
         "referral:m-new",
@@ -93,9 +99,11 @@ def test_the_referrer_is_paid_once_when_the_referred_member_first_buys(store: Dy
     audited(store)
 
 
-def test_one_referrer_per_member_nobody_refers_themself_and_only_new_members(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES))
-    referred = new_member(store)
+def test_one_referrer_per_member_nobody_refers_themself_and_only_new_members(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = wire(services, program(behaviour=RULES))
+    referred = new_member(services)
     ingest.handle(behaviour(BehaviourAction.SIGN_IN, "s-1", "m-old"))  # m-old has points
 
     outcomes = [
@@ -113,7 +121,7 @@ def test_one_referrer_per_member_nobody_refers_themself_and_only_new_members(sto
     assert outcomes[3].note == "a member cannot refer themself"
     assert outcomes[4].note == "referral not eligible: m-old is not new to demo: it has points already"
     # The refusal is recorded with its reason, and it is the one answer for that member
-    old = referral_of(store, "m-old")
+    old = referral_of(services, "m-old")
     assert old is not None and (old.referrer, old.status) == ("m-ref", REFERRAL_NOT_ELIGIBLE)
     assert outcomes[5].note == "m-old was already referred by m-ref; the first referral wins"
     # When the old member buys, nobody is paid
@@ -121,9 +129,11 @@ def test_one_referrer_per_member_nobody_refers_themself_and_only_new_members(sto
     assert store.get_account("demo", "m-ref") is None
 
 
-def test_a_first_purchase_through_a_linked_card_pays_after_the_merge(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES))
-    referred = new_member(store)
+def test_a_first_purchase_through_a_linked_card_pays_after_the_merge(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    ingest = wire(services, program(behaviour=RULES))
+    referred = new_member(services)
     refer(ingest, "m-ref", referred)
 
     # When the referred member links its loyalty card, and buys in store with it
@@ -136,11 +146,13 @@ def test_a_first_purchase_through_a_linked_card_pays_after_the_merge(store: Dyna
     audited(store)
 
 
-def test_the_reward_waits_for_the_purchase_and_goes_if_the_purchase_is_returned(store: DynamoStore) -> None:
+def test_the_reward_waits_for_the_purchase_and_goes_if_the_purchase_is_returned(
+    services: Services, store: DynamoLedgerStore
+) -> None:
     clock = Clock()
-    ingest = wire(store, program(behaviour=RULES, return_window_days=30), clock)
-    alice, bob = new_member(store, "alice"), "bob"
-    MemberDirectory(store).claim(CARD.key, bob, provisional=False)
+    ingest = wire(services, program(behaviour=RULES, return_window_days=30), clock)
+    alice, bob = new_member(services, "alice"), "bob"
+    services.members.claim(CARD.key, bob, provisional=False)
     refer(ingest, "m-ref", alice, "r-1")
     refer(ingest, "m-ref", bob, "r-2")
 
@@ -154,7 +166,7 @@ def test_the_reward_waits_for_the_purchase_and_goes_if_the_purchase_is_returned(
     assert account(store, "m-ref") == (0, 500)
     voided = store.get_entry("demo", "settle:referral:alice")
     assert voided is not None and voided.kind is EntryKind.VOID
-    ended = referral_of(store, alice)
+    ended = referral_of(services, alice)
     assert ended is not None and ended.status == REFERRAL_NOT_ELIGIBLE
     assert "refunded in full within its return window" in ended.reason
 
@@ -165,9 +177,9 @@ def test_the_reward_waits_for_the_purchase_and_goes_if_the_purchase_is_returned(
     audited(store)
 
 
-def test_the_reward_counts_against_the_referrers_daily_cap(store: DynamoStore) -> None:
-    ingest = wire(store, program(behaviour=RULES, caps=Caps(per_member_per_day=300)))
-    referred = new_member(store)
+def test_the_reward_counts_against_the_referrers_daily_cap(services: Services, store: DynamoLedgerStore) -> None:
+    ingest = wire(services, program(behaviour=RULES, caps=Caps(per_member_per_day=300)))
+    referred = new_member(services)
     refer(ingest, "m-ref", referred)
 
     ingest.handle(purchase("1001", "40", identity=EMAIL))
@@ -181,9 +193,14 @@ def test_the_reward_counts_against_the_referrers_daily_cap(store: DynamoStore) -
 # --- Races: the referral and the referred member's first earn cannot cross -----------------------
 
 
-class RacingStore(DynamoStore):
-    def __init__(self, store: DynamoStore, entry_id: str, action: Callable[[], object]) -> None:
-        super().__init__(store.table, store.client)
+def other_container(services: Services) -> Services:
+    """Another container's services on the same table: the other side of a race."""
+    return table_services(services.table.name, services.table.client)
+
+
+class RacingStore(DynamoLedgerStore):
+    def __init__(self, table: Table, entry_id: str, action: Callable[[], object]) -> None:
+        super().__init__(table)
         self._entry_id, self._action = entry_id, action
 
     def commit(self, change: Change) -> None:
@@ -193,9 +210,9 @@ class RacingStore(DynamoStore):
         super().commit(change)
 
 
-class RacingDirectory(MemberDirectory):
-    def __init__(self, store: DynamoStore, action: Callable[[], object]) -> None:
-        super().__init__(store)
+class RacingItems(EarningItems):
+    def __init__(self, table: Table, action: Callable[[], object]) -> None:
+        super().__init__(table)
         self._action: Callable[[], object] | None = action
 
     def record_referral(self, program: str, referred: str, referral: Referral) -> bool:
@@ -205,10 +222,15 @@ class RacingDirectory(MemberDirectory):
         return super().record_referral(program, referred, referral)
 
 
-def test_a_referral_recorded_while_the_first_purchase_is_in_flight_is_paid_by_it(store: DynamoStore) -> None:
-    referred = new_member(store)
-    plain = wire(store, program(behaviour=RULES))
-    racing = RacingStore(store, "shopify:acme.myshopify.com:1001", lambda: refer(plain, "m-ref", referred))
+def test_a_referral_recorded_while_the_first_purchase_is_in_flight_is_paid_by_it(
+    services: Services, store: DynamoLedgerStore
+) -> None:
+    referred = new_member(services)
+    plain = wire(services, program(behaviour=RULES))
+    racing = other_container(services)
+    racing.ledger_store = RacingStore(
+        racing.table, "shopify:acme.myshopify.com:1001", lambda: refer(plain, "m-ref", referred)
+    )
     ingest = wire(racing, program(behaviour=RULES))
 
     # When the referral is recorded after the first purchase read the member, before it commits
@@ -217,47 +239,46 @@ def test_a_referral_recorded_while_the_first_purchase_is_in_flight_is_paid_by_it
     # Then the purchase's transaction saw it (its check failed), read again, and paid the referrer
     assert (outcome.status, outcome.member) == ("posted", referred)
     assert account(store, "m-ref") == (500, 0)
-    paid = referral_of(store, referred)
+    paid = referral_of(services, referred)
     assert paid is not None and paid.status == REFERRAL_PAID
     audited(store)
 
 
 @pytest.mark.parametrize("first_earn", ["purchase", "sign_in"])
 def test_a_first_earn_landing_while_the_referral_is_in_flight_makes_it_not_eligible(
-    store: DynamoStore, first_earn: str
+    services: Services, store: DynamoLedgerStore, first_earn: str
 ) -> None:
-    referred = new_member(store)
-    plain = wire(store, program(behaviour=RULES))
+    referred = new_member(services)
+    plain = wire(services, program(behaviour=RULES))
     event = (
         purchase("1001", "40", identity=EMAIL)
         if first_earn == "purchase"
         else behaviour(BehaviourAction.SIGN_IN, "s-1", referred)
     )
-    programs = ProgramRepository(store, cache_seconds=0)
-    ledger = Ledger(store, programs, clock=Clock(), sleep=lambda _: None)
-    ingest = Ingest(ledger, store, RacingDirectory(store, lambda: plain.handle(event)), programs, clock=Clock())
+    racing = other_container(services)
+    racing.earning_items = RacingItems(racing.table, lambda: plain.handle(event))
+    ingest = wire(racing, program(behaviour=RULES))
 
     # When the member's first earn posts after the referral read the member, before it is recorded
     outcome = refer(ingest, "m-ref", referred)
 
     # Then the referral's own check failed, it read again and recorded the referral as not eligible
     assert outcome.status == "skipped"
-    found = referral_of(store, referred)
+    found = referral_of(services, referred)
     assert found is not None and found.status == REFERRAL_NOT_ELIGIBLE
     assert store.get_account("demo", "m-ref") is None
 
 
 def test_the_reward_for_a_flagged_buyer_waits_for_the_buyers_flag_and_goes_if_fraud_is_confirmed(
-    store: DynamoStore,
+    services: Services,
+    store: DynamoLedgerStore,
 ) -> None:
     clock = Clock()
-    ingest = wire(store, program(behaviour=RULES), clock)
-    referred = new_member(store)
+    ingest = wire(services, program(behaviour=RULES), clock)
+    referred = new_member(services)
     refer(ingest, "m-ref", referred)
     # Given the referred member is flagged by the anomaly watch before its first purchase
-    Watch(ProgramRepository(store), JobStore(store)).flag(
-        "demo", Finding(referred, "card_velocity", "21 earns from one card in an hour"), NOW, "cause-1"
-    )
+    services.watch.flag("demo", Finding(referred, "card_velocity", "21 earns from one card in an hour"), NOW, "cause-1")
 
     # When it buys: its purchase is held, and so is the referrer's reward, for the buyer's flag
     ingest.handle(purchase("1001", "40", identity=EMAIL))
@@ -267,8 +288,7 @@ def test_the_reward_for_a_flagged_buyer_waits_for_the_buyers_flag_and_goes_if_fr
     assert ingest.activate_due("demo", NOW + timedelta(hours=2)) == []
 
     # When an operator confirms the fraud, the next run voids the reward
-    jobs = JobStore(store)
-    assert decide_flag(jobs, "demo", referred, "void", "ops-1", "fake account", NOW + timedelta(hours=3))
+    assert decide_flag(services.members, "demo", referred, "void", "ops-1", "fake account", NOW + timedelta(hours=3))
     ingest.settle_held("demo", referred, "void", "fake account", NOW + timedelta(hours=3))
     ingest.activate_due("demo", NOW + timedelta(hours=4))
     assert account(store, "m-ref") == (0, 0)

@@ -10,14 +10,18 @@ import boto3
 import pytest
 
 from shared.errors import StaleRunError, SunsetError
-from shared.jobs.expiry import ExpiryJob, JobInput, ReminderJob, announce_sunset, earning_open, redemption_open
+from shared.jobs.expiry import ExpiryJob
 from shared.jobs.notify import EventBridgeNotifier
+from shared.jobs.reminders import ReminderJob
+from shared.jobs.walk import JobInput
 from shared.ledger.commands import Release
 from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
+from shared.program.sunset import announce_sunset, earning_open, redemption_open
 from tests.support.jobs import FakeNotifier, World, make_world
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
+    from shared.jobs.store import DueItem
 
 EARNED = datetime(2026, 1, 10, tzinfo=UTC)
 NOW = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
@@ -25,8 +29,8 @@ DUE = NOW + timedelta(days=20)  # inside the 30-day reminder window
 
 
 @pytest.fixture
-def world(store: DynamoStore) -> World:
-    return make_world(store)
+def world(services: Services) -> World:
+    return make_world(services)
 
 
 def remind(world: World, notifier: Any, now: datetime = NOW, **extra: Any) -> Any:
@@ -50,7 +54,7 @@ def test_one_notice_per_member_and_date_with_the_whole_amount(world: World) -> N
     assert {kind for kind, _, _ in notifier.sent} == {"PointsExpiring"}
     assert report.notices_sent == 2
     marker = world.jobs.reminder("demo", "ann", "2026-02-21")
-    assert marker is not None and marker["status"] == "sent"
+    assert marker is not None and marker.status == "sent"
 
 
 def test_reruns_and_overlapping_runs_never_send_twice(world: World) -> None:
@@ -67,7 +71,7 @@ def test_reruns_and_overlapping_runs_never_send_twice(world: World) -> None:
     def interleaved(program: str, config: Any, now: datetime, target: datetime, report: Any) -> Any:
         handle = inner(program, config, now, target, report)
 
-        def step(items: list[dict[str, Any]]) -> None:
+        def step(items: list[DueItem]) -> None:
             try:
                 second.run(JobInput(now=now, page_budget=1))
             except StaleRunError:
@@ -118,8 +122,8 @@ def test_notices_reach_the_eventbridge_bus(world: World) -> None:
     }
 
 
-def test_reminders_can_be_switched_off(store: DynamoStore) -> None:
-    world = make_world(store, ProgramConfig(program="demo", name="Demo", reminder_days=0))
+def test_reminders_can_be_switched_off(services: Services) -> None:
+    world = make_world(services, ProgramConfig(program="demo", name="Demo", reminder_days=0))
     world.earn("ann", 10, "o-1", EARNED, expires_at=DUE)
     notifier = FakeNotifier()
     remind(world, notifier)
@@ -140,9 +144,9 @@ def test_a_sunset_needs_a_real_notice_period(world: World) -> None:
     assert world.programs.get("demo").sunset is None
 
 
-def test_a_program_ends_with_notice_then_every_point_expires_with_a_record(store: DynamoStore) -> None:
+def test_a_program_ends_with_notice_then_every_point_expires_with_a_record(services: Services) -> None:
     # Given a program with a tier whose points never expire, and three members holding points
-    world = make_world(store, ProgramConfig(program="demo", name="Demo", tiers=(Tier(name="member", rank=0), TOP)))
+    world = make_world(services, ProgramConfig(program="demo", name="Demo", tiers=(Tier(name="member", rank=0), TOP)))
     world.earn("ann", 100, "o-1", EARNED)  # default policy: 12 months
     world.earn("bob", 50, "o-2", EARNED, expires_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
     world.earn("cy", 30, "o-3", EARNED, expires_at=NOW + timedelta(days=10))
@@ -177,9 +181,9 @@ def test_a_program_ends_with_notice_then_every_point_expires_with_a_record(store
     assert cy is not None and "expired on" in cy.reason  # due before the end: an ordinary expiry
 
 
-def test_points_given_back_after_the_end_expire_at_the_next_run(store: DynamoStore) -> None:
+def test_points_given_back_after_the_end_expire_at_the_next_run(services: Services) -> None:
     # Given a program ending with notice, and a checkout hold taken just before redemption closed
-    world = make_world(store)
+    world = make_world(services)
     world.earn("ann", 100, "o-1", EARNED)
     config = announce_sunset(world.programs, "demo", NOW, notice_days=30, redemption_days=30)
     assert config.sunset is not None

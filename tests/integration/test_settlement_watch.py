@@ -13,19 +13,16 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 
 from functions.watch.app import handler as watch_handler
-from shared.exchange.settlement import SettlementJob, statement
-from shared.jobs.expiry import JobInput
-from shared.jobs.notify import services
+from shared.exchange.settlement import statement
+from shared.jobs.walk import JobInput
 from shared.ledger.commands import Earn, Spend
 from shared.ledger.models import Account
+from shared.members.flags import FlagNotFoundError, clear_flag, is_flagged
 from shared.program.config import AnomalyRules, ProgramConfig
-from shared.projections.watch import FlagNotFoundError, clear_flag, is_flagged
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
 
 AT = datetime(2026, 2, 3, 10, 0, tzinfo=UTC)
 RULES = AnomalyRules(max_earns_per_card_per_hour=3, max_exchanges_per_member_per_hour=2)
@@ -36,13 +33,9 @@ class Context:
 
 
 @pytest.fixture
-def world(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    world = make_world(store, ProgramConfig(program="demo", name="Demo", anomaly=RULES))
-    services.cache_clear()
-    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: world.store)
-    monkeypatch.setattr("shared.jobs.notify.ProgramRepository", lambda _store: world.programs)
-    yield world
-    services.cache_clear()
+def world(services: Services) -> World:
+    """The program on the test's services, which the stream handler gets (installed)."""
+    return make_world(services, ProgramConfig(program="demo", name="Demo", anomaly=RULES))
 
 
 def stream_event(world: World, seen: set[str]) -> dict[str, Any]:
@@ -95,25 +88,21 @@ def test_daily_statement_nets_each_partner_and_lands_in_s3(world: World) -> None
     event = stream_event(world, seen)
     assert watch_handler(event, Context()) == {"batchItemFailures": []}  # type: ignore[arg-type]
     watch_handler(event, Context())  # type: ignore[arg-type]
+    bucket = world.services.settings.statements_bucket
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="statements")
-    job = SettlementJob(world.ledger, world.programs, world.jobs, s3=s3, bucket="statements")
-    job.run(JobInput(now=AT + timedelta(days=1)))
+    s3.create_bucket(Bucket=bucket)
+    world.services.settlement_job.run(JobInput(now=AT + timedelta(days=1)))
     # Then the statement nets each partner once, in JSON and CSV
-    result = statement(world.jobs, "demo", date(2026, 2, 3))
+    result = statement(world.services.exchange_items, "demo", date(2026, 2, 3))
     acme, beta = result.positions
     assert (acme.partner, acme.points_to_partner, acme.points_from_partner, acme.net) == ("acme", 30, 150, -120)
     assert (beta.partner, beta.net, beta.entries) == ("beta", -20, 1)
-    stored = json.loads(
-        s3.get_object(Bucket="statements", Key="statements/demo/2026-02-03/settlement.json")["Body"].read()
-    )
+    stored = json.loads(s3.get_object(Bucket=bucket, Key="statements/demo/2026-02-03/settlement.json")["Body"].read())
     assert stored["positions"][0]["net"] == -120
     rows = list(
         csv.DictReader(
             io.StringIO(
-                s3.get_object(Bucket="statements", Key="statements/demo/2026-02-03/settlement.csv")["Body"]
-                .read()
-                .decode()
+                s3.get_object(Bucket=bucket, Key="statements/demo/2026-02-03/settlement.csv")["Body"].read().decode()
             )
         )
     )
@@ -139,19 +128,21 @@ def test_many_earns_from_one_card_flag_the_member_until_cleared(world: World) ->
         )
         if i == 2:
             watch_handler(stream_event(world, seen), Context())  # type: ignore[arg-type]
-            assert not is_flagged(world.jobs, "demo", "ann")
+            assert not is_flagged(world.services.members, "demo", "ann")
     # When the stream delivers the fourth
     watch_handler(stream_event(world, seen), Context())  # type: ignore[arg-type]
     # Then ann is flagged with the reason, so the ingest path holds her new points
-    assert is_flagged(world.jobs, "demo", "ann")
-    flag = world.jobs.get_flag("demo", "ann")
-    assert flag is not None and "4 earns from card card-9" in flag["reason"]
+    assert is_flagged(world.services.members, "demo", "ann")
+    flag = world.services.members.get_flag("demo", "ann")
+    assert flag is not None and "4 earns from card card-9" in flag.reason
     # And when an operator clears it, the decision is recorded next to the flag
-    clear_flag(world.jobs, "demo", "ann", operator="ops-1", note="family card, checked", at=AT + timedelta(hours=2))
-    assert not is_flagged(world.jobs, "demo", "ann")
-    assert [d["decision"] for d in world.jobs.flag_log("demo", "ann")] == ["flagged", "cleared"]
+    clear_flag(
+        world.services.members, "demo", "ann", operator="ops-1", note="family card, checked", at=AT + timedelta(hours=2)
+    )
+    assert not is_flagged(world.services.members, "demo", "ann")
+    assert [d.decision for d in world.services.members.flag_log("demo", "ann")] == ["flagged", "cleared"]
     with pytest.raises(FlagNotFoundError):
-        clear_flag(world.jobs, "demo", "ann", operator="ops-1", note="again", at=AT + timedelta(hours=3))
+        clear_flag(world.services.members, "demo", "ann", operator="ops-1", note="again", at=AT + timedelta(hours=3))
 
 
 def test_the_same_order_from_two_channels_is_flagged(world: World) -> None:
@@ -162,7 +153,7 @@ def test_the_same_order_from_two_channels_is_flagged(world: World) -> None:
         at=AT,
     )
     watch_handler(stream_event(world, seen), Context())  # type: ignore[arg-type]
-    assert is_flagged(world.jobs, "demo", "bob")
+    assert is_flagged(world.services.members, "demo", "bob")
 
 
 def test_a_burst_of_exchanges_is_flagged_and_a_redelivery_counts_once(world: World) -> None:
@@ -172,7 +163,7 @@ def test_a_burst_of_exchanges_is_flagged_and_a_redelivery_counts_once(world: Wor
     event = stream_event(world, seen)
     for _ in range(3):  # redelivered: still two exchanges
         watch_handler(event, Context())  # type: ignore[arg-type]
-    assert not is_flagged(world.jobs, "demo", "cy")
+    assert not is_flagged(world.services.members, "demo", "cy")
     partner_earn(world, "cy", "x-9", 5, "acme", AT + timedelta(minutes=5))
     watch_handler(stream_event(world, seen), Context())  # type: ignore[arg-type]
-    assert is_flagged(world.jobs, "demo", "cy")
+    assert is_flagged(world.services.members, "demo", "cy")

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.jobs.expiry import JobInput
+from shared.jobs.walk import JobInput
 from shared.ledger.commands import Earn
 from shared.members import activity
-from shared.members.tiers import Tiers
 from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification
 from tests.support.jobs import World, make_world
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from functions.services import Services
+    from shared.jobs.tiers import TierReviewJob
+    from shared.members.tiers import Tiers
 
 T1 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 CONFIG = ProgramConfig(
@@ -48,13 +49,19 @@ def earn(world: World, member: str, points: int, ext: str, at: datetime, expires
 
 
 @pytest.fixture
-def world(store: DynamoStore) -> World:
-    return make_world(store, CONFIG)
+def world(services: Services) -> World:
+    return make_world(services, CONFIG)
 
 
 @pytest.fixture
 def tiers(world: World) -> Tiers:
-    return Tiers(world.ledger, world.programs, world.jobs)
+    return world.services.tiers
+
+
+@pytest.fixture
+def review(world: World) -> TierReviewJob:
+    """The scheduled tier review, on the same services."""
+    return world.services.tier_review_job
 
 
 def test_upgrade_at_once_on_earned_points_not_on_balance(world: World, tiers: Tiers) -> None:
@@ -66,39 +73,41 @@ def test_upgrade_at_once_on_earned_points_not_on_balance(world: World, tiers: Ti
     assert move is not None and (move.from_tier, move.to_tier) == ("member", "silver")
     assert tiers.current_tier("demo", "ann").multiplier == Decimal("1.25")
     [record] = tiers.changes("demo", "ann")
-    assert record["reason"].startswith("upgrade: 150 points earned in 12 months reaches silver")
+    assert record.reason.startswith("upgrade: 150 points earned in 12 months reaches silver")
     # And spending every point does not cost her the tier (activity, not balance)
     world.spend("ann", 150, "r-1", T1 + timedelta(days=1))
     assert tiers.on_earn("demo", "ann", T1 + timedelta(days=1)) is None
     assert tiers.current("demo", "ann").tier == "silver"
 
 
-def test_downgrade_only_after_the_period_and_the_grace(world: World, tiers: Tiers) -> None:
+def test_downgrade_only_after_the_period_and_the_grace(world: World, tiers: Tiers, review: TierReviewJob) -> None:
     # Given ann reached silver on T1 and earned nothing since
     earn(world, "ann", 150, "o-1", T1, expires_at=T1 + timedelta(days=800))
     tiers.on_earn("demo", "ann", T1)
     period_end = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
     # When the tier job runs at the period's end and within the grace
     for at in (period_end, period_end + timedelta(days=29)):
-        tiers.run(JobInput(now=at))
+        review.run(JobInput(now=at))
         # Then she keeps silver
         assert tiers.current("demo", "ann").tier == "silver"
     # When it runs after the grace
-    report = tiers.run(JobInput(now=period_end + timedelta(days=31)))[0]
+    report = review.run(JobInput(now=period_end + timedelta(days=31)))[0]
     # Then she moves down, with the reason recorded
     assert report.details["moves"] == ["ann: silver -> member"]
     assert tiers.current("demo", "ann").tier == "member"
-    reasons = [r["reason"] for r in tiers.changes("demo", "ann")]
+    reasons = [r.reason for r in tiers.changes("demo", "ann")]
     assert any(r.startswith("downgrade at the end of the period and 30 days' grace") for r in reasons)
 
 
-def test_a_member_who_still_qualifies_keeps_the_tier_for_another_period(world: World, tiers: Tiers) -> None:
+def test_a_member_who_still_qualifies_keeps_the_tier_for_another_period(
+    world: World, tiers: Tiers, review: TierReviewJob
+) -> None:
     # Given bob reached gold and kept earning in the last months of the period
     earn(world, "bob", 600, "o-1", T1, expires_at=T1 + timedelta(days=900))
     assert tiers.on_earn("demo", "bob", T1) is not None
     earn(world, "bob", 550, "o-2", T1 + timedelta(days=300), expires_at=T1 + timedelta(days=900))
     # When the review comes after the period and grace
-    tiers.run(JobInput(now=T1 + timedelta(days=400)))
+    review.run(JobInput(now=T1 + timedelta(days=400)))
     # Then he stays gold, and the next period runs from the review
     state = tiers.current("demo", "bob")
     assert state.tier == "gold" and state.period_ends is not None and state.period_ends.year == 2028

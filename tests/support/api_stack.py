@@ -10,30 +10,28 @@ from typing import TYPE_CHECKING
 from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.exchange.agreements import Agreement, publish_agreement
 from shared.ledger.commands import Earn
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import ApiItems, DynamoStore, ProgramRepository
 from shared.program.config import ProgramConfig
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
+from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
+    from functions.services import Services
     from pointbridge.sandbox import Sandbox
 
 
 @dataclass
 class Seeded:
-    store: DynamoStore
+    services: Services
     admin: str
     member_keys: dict[str, str]
 
 
 def seed(sb: Sandbox, members: int = 1, points: int = 1_000_000) -> Seeded:
-    store = DynamoStore(sb.resource("PointsTable"), sb.client("dynamodb"))
-    programs = ProgramRepository(store)
+    services = sandbox_services(sb)
     for program in ("demo", "air"):
-        programs.publish(ProgramConfig(program=program, name=program.title()))
-    items = ApiItems(store)
+        services.programs.publish(ProgramConfig(program=program, name=program.title()))
     publish_catalogue(
-        items,
+        services.documents,
         Catalogue(
             program="demo",
             version=1,
@@ -41,9 +39,10 @@ def seed(sb: Sandbox, members: int = 1, points: int = 1_000_000) -> Seeded:
         ),
     )
     publish_agreement(
-        items, Agreement(id="demo-air", version=1, from_program="demo", to_program="air", rate=Decimal("0.5"))
+        services.documents,
+        Agreement(id="demo-air", version=1, from_program="demo", to_program="air", rate=Decimal("0.5")),
     )
-    ledger = Ledger(store, programs)
+    ledger = services.ledger
     keys: dict[str, str] = {}
     for n in range(members):
         member = f"m{n}"
@@ -58,6 +57,8 @@ def seed(sb: Sandbox, members: int = 1, points: int = 1_000_000) -> Seeded:
                 event_time=datetime.now(UTC),
             )
         )
-        keys[member] = issue_key(store, Principal(kind=PrincipalKind.MEMBER, id=member, programs=("demo", "air")))
-    admin = issue_key(store, Principal(kind=PrincipalKind.ADMIN, id="ops"))
-    return Seeded(store=store, admin=admin, member_keys=keys)
+        keys[member] = issue_key(
+            services.access_items, Principal(kind=PrincipalKind.MEMBER, id=member, programs=("demo", "air"))
+        )
+    admin = issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+    return Seeded(services=services, admin=admin, member_keys=keys)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
 
 from shared.access.keys import Principal, PrincipalKind, issue_key
-from shared.ledger.store import DynamoStore
+from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
+    from functions.services import Services
     from pointbridge.sandbox import Sandbox
 
 PROBLEM_JSON = "application/problem+json"
@@ -23,15 +25,16 @@ class HttpApi:
     session: requests.Session = field(default_factory=requests.Session)
     _keys: dict[Principal, str] = field(default_factory=dict)
 
-    @property
-    def store(self) -> DynamoStore:
-        return DynamoStore(self.sandbox.resource("PointsTable"), self.sandbox.client("dynamodb"))
+    @cached_property
+    def services(self) -> Services:
+        """The sandbox's table as the test reads and seeds it (its functions have their own services)."""
+        return sandbox_services(self.sandbox, config_cache_seconds=0)
 
     def key(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = ()) -> str:
         """One key per principal, minted on first use (minting writes an item)."""
         principal = Principal(kind=kind, id=ident, programs=programs)
         if principal not in self._keys:
-            self._keys[principal] = issue_key(self.store, principal)
+            self._keys[principal] = issue_key(self.services.access_items, principal)
         return self._keys[principal]
 
     def call(
@@ -85,7 +88,7 @@ class HttpApi:
     def table_items(self) -> int:
         """Every item in the sandbox's table, after the stream watcher has caught up."""
         self.sandbox.wait_for_idle(timeout=60)
-        return sum(1 for _ in self.store.scan())
+        return sum(1 for _ in self.services.table.scan())
 
 
 def problem(reply: requests.Response, status: int, code: str) -> dict[str, Any]:

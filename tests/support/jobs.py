@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.ledger.audit import audit
 from shared.ledger.commands import Authorise, Earn, Spend
-from shared.ledger.ledger import Ledger
 from shared.ledger.models import Account
-from shared.ledger.store import DynamoStore, JobStore, ProgramRepository
 from shared.program.config import ProgramConfig
+
+if TYPE_CHECKING:
+    from functions.services import Services
+    from shared.jobs.store import JobItems
+    from shared.ledger.ledger import Ledger
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.program.store import ProgramRepository
 
 PUBLISHED = datetime(2025, 12, 1, tzinfo=UTC)
 
@@ -34,10 +39,11 @@ class FakeNotifier:
 
 @dataclass
 class World:
-    store: DynamoStore
+    services: Services
+    store: DynamoLedgerStore
     programs: ProgramRepository
     ledger: Ledger
-    jobs: JobStore
+    jobs: JobItems
     clock: Clock
 
     def earn(
@@ -84,11 +90,12 @@ class World:
         return report.totals.get(program, {}).get(str(Account.BREAKAGE), 0)
 
     def items(self) -> list[dict[str, Any]]:
-        return list(self.store.scan())
+        return list(self.services.table.scan())
 
 
-def make_world(store: DynamoStore, config: ProgramConfig | None = None) -> World:
+def make_world(services: Services, config: ProgramConfig | None = None) -> World:
+    """The services with their clock at PUBLISHED, and the program published then."""
     clock = Clock()
-    programs = ProgramRepository(store, cache_seconds=0, clock=clock)
-    programs.publish(config or ProgramConfig(program="demo", name="Demo rewards"))
-    return World(store, programs, Ledger(store, programs, clock=clock, sleep=lambda _: None), JobStore(store), clock)
+    services.clock = clock
+    services.programs.publish(config or ProgramConfig(program="demo", name="Demo rewards"))
+    return World(services, services.ledger_store, services.programs, services.ledger, services.job_items, clock)

@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeSerializer
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore
+    from shared.infra.table import Table
 
 
 class LambdaContext:
     function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "watch", 128, "arn", "req"
 
 
-def entry_records(store: DynamoStore) -> list[dict[str, Any]]:
+def entry_records(table: Table) -> list[dict[str, Any]]:
     """The INSERT records DynamoDB Streams delivers for every entry item in the table, in scan order."""
     serializer = TypeSerializer()
     records: list[dict[str, Any]] = []
-    for item in store.scan():
+    for item in table.scan():
         if item.get("type") != "entry":
             continue
         image = {k: serializer.serialize(v) for k, v in item.items()}

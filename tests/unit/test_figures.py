@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import InvalidInputError
+from shared.infra.counters import shard_of
 from shared.ledger.models import Account, Entry, EntryKind, Posting
+from shared.members.store import tier_count_change
 from shared.program.config import ProgramConfig, Tier
-from shared.projections.figures import Figures, entry_counters, period_bounds, shard_of, tier_count_change, tier_mix
+from shared.projections.figures import Figures, entry_counters, period_bounds, tier_mix
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 A, P, H = Account.AVAILABLE, Account.PENDING, Account.HELD

@@ -9,7 +9,8 @@ import pytest
 
 from integrations.errors import UnknownSourceError
 from integrations.sources import parse_sources
-from shared.earning.ingest import _streak, event_hash, provisional_member
+from shared.earning.core import event_hash, provisional_member
+from shared.earning.purchases import _streak
 from shared.earning.queue import envelope
 from shared.errors import ConfigError
 from shared.events.model import Identity, IdentityKind

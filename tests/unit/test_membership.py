@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from shared.members.membership import held_tier, tier_status
+from shared.members.records import TierRecord
 from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
@@ -14,6 +15,13 @@ LADDER = (
     Tier(name="silver", rank=1, threshold=Decimal(500)),
     Tier(name="gold", rank=2, threshold=Decimal(2000)),
 )
+
+
+def held(tier: str) -> TierRecord:
+    """A stored tier record; only its tier matters to what the member sees."""
+    return TierRecord(
+        tier=tier, since="2026-01-01T00:00:00Z", period_ends="2027-01-01T00:00:00Z", due_at="2027-01-01T00:00:00Z"
+    )
 
 
 def config(basis: QualifyingBasis = QualifyingBasis.POINTS) -> ProgramConfig:
@@ -38,15 +46,15 @@ def test_no_tier_item_is_the_lowest_tier_with_progress_from_the_months_in_the_wi
 def test_the_stored_tier_wins_over_what_the_activity_would_give() -> None:
     # A silver member whose activity dropped keeps silver until the review; one whose activity
     # reached gold but was not moved yet (a flagged member) needs nothing more
-    assert tier_status(config(), {"tier": "silver"}, {}, NOW).tier == "silver"
-    reached = tier_status(config(), {"tier": "silver"}, {"pts#2026-06": 2500}, NOW)
+    assert tier_status(config(), held("silver"), {}, NOW).tier == "silver"
+    reached = tier_status(config(), held("silver"), {"pts#2026-06": 2500}, NOW)
     assert (reached.tier, reached.next_tier, reached.needed_for_next) == ("silver", "gold", Decimal(0))
-    top = tier_status(config(), {"tier": "gold"}, {"pts#2026-06": 2500}, NOW)
+    top = tier_status(config(), held("gold"), {"pts#2026-06": 2500}, NOW)
     assert (top.next_tier, top.needed_for_next) == (None, None)
 
 
 def test_a_tier_the_config_no_longer_has_reads_as_the_lowest() -> None:
-    assert held_tier(config(), {"tier": "platinum"}).name == "member"
+    assert held_tier(config(), held("platinum")).name == "member"
 
 
 def test_spend_based_programs_count_money_in_ten_thousandths() -> None:

@@ -17,14 +17,15 @@ from functions.api import context
 from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
+from functions.services import services
 from shared.access.keys import Principal, issue_key
 from shared.errors import InvalidInputError, UnknownProgramError
 from shared.events.model import PurchaseEvent
 from shared.exchange import agreements as exchange
-from shared.jobs.expiry import announce_sunset
 from shared.program import sunset
 from shared.program.config import ProgramConfig, parse_program
 from shared.program.rules import evaluate_purchase
+from shared.program.sunset import announce_sunset
 from shared.program.versions import ConfigHistory, ConfigKind, ConfigVersion, history, live
 from shared.rewards import catalogue
 
@@ -94,12 +95,12 @@ def publish_program(program: ProgramPath, body: ConfigBody) -> Published:
     _same(program, body, "program")
     draft = parse_program(body)
     try:
-        current: ProgramConfig | None = context.programs().get(program)
+        current: ProgramConfig | None = services().programs.get(program)
     except UnknownProgramError:
         current = None
     sunset.check_publish(current, draft)
-    config = context.programs().publish(draft)
-    context.items().register_program(program)
+    config = services().programs.publish(draft)
+    services().programs.register_holds(program)
     return Published(kind="program", id=program, version=config.version)
 
 
@@ -107,8 +108,8 @@ def publish_program(program: ProgramPath, body: ConfigBody) -> Published:
 def publish_catalogue(program: ProgramPath, body: ConfigBody) -> Published:
     context.principal(router.current_event).require_admin()
     _same(program, body, "program")
-    context.programs().get(program)
-    live = catalogue.publish_catalogue(context.items(), catalogue.parse_catalogue(body))
+    services().programs.get(program)
+    live = catalogue.publish_catalogue(services().documents, catalogue.parse_catalogue(body))
     return Published(kind="catalogue", id=program, version=live.version)
 
 
@@ -118,8 +119,8 @@ def publish_agreement(agreement_id: IdPath, body: ConfigBody) -> Published:
     _same(agreement_id, body, "id")
     agreement = exchange.parse_agreement(body)
     for program in agreement.parties():
-        context.programs().get(program)
-    exchange.publish_agreement(context.items(), agreement)
+        services().programs.get(program)
+    exchange.publish_agreement(services().documents, agreement)
     return Published(kind="agreement", id=agreement.id, version=agreement.version)
 
 
@@ -130,7 +131,7 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
     _same(program, body.config, "program")
     draft = parse_program(body.config)
     try:
-        live_version: int | None = context.programs().get(program).version
+        live_version: int | None = services().programs.get(program).version
     except UnknownProgramError:
         live_version = None
     decision = evaluate_purchase(draft, body.order, body.tier or draft.tiers[0].name, body.used_today)
@@ -147,14 +148,14 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
 def create_key(body: Principal) -> KeyOut:
     context.principal(router.current_event).require_admin()
     router.append_context(**{context.SECRET_REPLY: True})
-    return KeyOut(key=issue_key(context.store(), body))
+    return KeyOut(key=issue_key(services().access_items, body))
 
 
 @router.post("/admin/programs/<program>/sunset", status_code=201)
 def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
     """Announce the program's end: earning stops after the notice, redemption after the redemption period."""
     context.principal(router.current_event).require_admin()
-    config = announce_sunset(context.programs(), program, context.now(), body.notice_days, body.redemption_days)
+    config = announce_sunset(services().programs, program, services().now(), body.notice_days, body.redemption_days)
     assert config.sunset is not None
     return SunsetOut(
         program=program,
@@ -171,34 +172,34 @@ def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
 @router.get("/admin/programs/<program>")
 def live_program(program: ProgramPath) -> ConfigVersion:
     context.principal(router.current_event).require_admin()
-    return live(context.items(), ConfigKind.PROGRAM, program)
+    return live(services().documents, ConfigKind.PROGRAM, program)
 
 
 @router.get("/admin/programs/<program>/versions")
 def program_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
     context.principal(router.current_event).require_admin()
-    return history(context.items(), ConfigKind.PROGRAM, program, after, limit)
+    return history(services().documents, ConfigKind.PROGRAM, program, after, limit)
 
 
 @router.get("/admin/programs/<program>/catalogue")
 def live_catalogue(program: ProgramPath) -> ConfigVersion:
     context.principal(router.current_event).require_admin()
-    return live(context.items(), ConfigKind.CATALOGUE, program)
+    return live(services().documents, ConfigKind.CATALOGUE, program)
 
 
 @router.get("/admin/programs/<program>/catalogue/versions")
 def catalogue_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
     context.principal(router.current_event).require_admin()
-    return history(context.items(), ConfigKind.CATALOGUE, program, after, limit)
+    return history(services().documents, ConfigKind.CATALOGUE, program, after, limit)
 
 
 @router.get("/admin/agreements/<agreement_id>")
 def live_agreement(agreement_id: IdPath) -> ConfigVersion:
     context.principal(router.current_event).require_admin()
-    return live(context.items(), ConfigKind.AGREEMENT, agreement_id)
+    return live(services().documents, ConfigKind.AGREEMENT, agreement_id)
 
 
 @router.get("/admin/agreements/<agreement_id>/versions")
 def agreement_versions(agreement_id: IdPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
     context.principal(router.current_event).require_admin()
-    return history(context.items(), ConfigKind.AGREEMENT, agreement_id, after, limit)
+    return history(services().documents, ConfigKind.AGREEMENT, agreement_id, after, limit)

@@ -10,6 +10,7 @@ from functions.api import context
 from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
+from functions.services import services
 from shared.ledger.commands import Key
 from shared.rewards import draws as draw
 
@@ -46,27 +47,27 @@ class TicketsIn(BaseModel):
 @router.post("/admin/programs/<program>/draws", status_code=201)
 def create_draw(program: ProgramPath, body: draw.DrawIn) -> DrawOut:
     context.principal(router.current_event).require_admin()
-    context.programs().get(program)
-    return DrawOut.of(draw.create(context.items(), program, body, context.now()))
+    services().programs.get(program)
+    return DrawOut.of(draw.create(services().reward_items, program, body, services().now()))
 
 
 @router.get("/programs/<program>/draws/<draw_id>")
 def get_draw(program: ProgramPath, draw_id: IdPath) -> DrawOut:
     context.principal(router.current_event).require_program(program)
-    return DrawOut.of(draw.load(context.items(), program, draw_id))
+    return DrawOut.of(draw.load(services().reward_items, program, draw_id))
 
 
 @router.post("/programs/<program>/members/<member>/draws/<draw_id>/entries", status_code=201)
 def enter_draw(program: ProgramPath, member: MemberPath, draw_id: IdPath, body: TicketsIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
-    config = context.programs().get(program)
+    config = services().programs.get(program)
     context.require_spending(config, context.ledger_id(draw.source(draw_id), body.reference))
-    d = draw.load(context.items(), program, draw_id)
-    return EntryOut.of(draw.enter(context.ledger(), d, member, body.tickets, body.reference, context.now()))
+    d = draw.load(services().reward_items, program, draw_id)
+    return EntryOut.of(draw.enter(services().ledger, d, member, body.tickets, body.reference, services().now()))
 
 
 @router.post("/admin/programs/<program>/draws/<draw_id>/reveal", status_code=201)
 def reveal_draw(program: ProgramPath, draw_id: IdPath) -> DrawOut:
     context.principal(router.current_event).require_admin()
-    d = draw.load(context.items(), program, draw_id)
-    return DrawOut.of(draw.reveal(context.items(), d, context.now()))
+    d = draw.load(services().reward_items, program, draw_id)
+    return DrawOut.of(draw.reveal(services().reward_items, d, services().now()))

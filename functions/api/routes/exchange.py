@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import DecimalText, EntryOut
+from functions.services import services
 from shared.access.keys import require_agreement, require_partner
 from shared.exchange import agreements as exchange
 from shared.exchange.settlement import Position, partner_period
@@ -108,32 +109,32 @@ class SettlementOut(PositionOut):
 def _require_open(from_program: str, to_program: str) -> None:
     """An exchange spends in one program and credits in the other: both must still allow it."""
     # No replay to look for: callers have checked that the quote was not executed.
-    context.require_spending(context.programs().get(from_program), None)
-    context.require_crediting(context.programs().get(to_program), None)
+    context.require_spending(services().programs.get(from_program), None)
+    context.require_crediting(services().programs.get(to_program), None)
 
 
 @router.post("/agreements/<agreement_id>/quotes", status_code=201)
 def create_quote(agreement_id: IdPath, body: QuoteIn) -> QuoteOut:
-    agreement = exchange.live_agreement(context.items(), agreement_id)
+    agreement = exchange.live_agreement(services().documents, agreement_id)
     who = context.principal(router.current_event)
     require_agreement(who, agreement.parties(), agreement.from_program, body.member)
     _require_open(agreement.from_program, agreement.to_program)
-    context.ledger().account(agreement.from_program, body.member)
-    q = exchange.quote(agreement, body.member, body.to_member or body.member, body.points, context.now())
-    return QuoteOut.of(exchange.save_quote(context.items(), q))
+    services().ledger.account(agreement.from_program, body.member)
+    q = exchange.quote(agreement, body.member, body.to_member or body.member, body.points, services().now())
+    return QuoteOut.of(exchange.save_quote(services().exchange_items, q))
 
 
 @router.post("/quotes/<quote_id>/execute", status_code=201)
 def execute_quote(quote_id: IdPath) -> ExecutionOut:
-    q = exchange.load_quote(context.items(), quote_id)
-    agreement = exchange.live_agreement(context.items(), q.agreement)
+    q = exchange.load_quote(services().exchange_items, quote_id)
+    agreement = exchange.live_agreement(services().documents, q.agreement)
     who = context.principal(router.current_event)
     require_agreement(who, agreement.parties(), q.from_program, q.member)
-    store = context.store()
+    store = services().ledger_store
     debit = store.get_entry(q.from_program, f"{exchange.SOURCE}:{q.quote_id}")
     if debit is None:  # not executed yet; an executed quote replays even after it expired or the program ended
         _require_open(q.from_program, q.to_program)
-        debit = exchange.execute(context.ledger(), agreement, q, context.now())
+        debit = exchange.execute(services().ledger, agreement, q, services().now())
     credit = store.get_entry(q.to_program, f"{debit.entry_id}/in")
     assert credit is not None  # written in the same transaction
     return ExecutionOut(debit=EntryOut.of(debit), credit=EntryOut.of(credit))
@@ -143,7 +144,7 @@ def execute_quote(quote_id: IdPath) -> ExecutionOut:
 def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: InboundIn) -> EntryOut:
     require_partner(context.principal(router.current_event), partner, program)
     source = f"partner-in:{partner}"
-    context.require_crediting(context.programs().get(program), context.ledger_id(source, body.transfer_id))
+    context.require_crediting(services().programs.get(program), context.ledger_id(source, body.transfer_id))
     cmd = Earn(
         program=program,
         member=member,
@@ -155,14 +156,14 @@ def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: Inb
         counter=Account.PARTNER,
         counter_owner=partner,
     )
-    return EntryOut.of(context.ledger().earn(cmd))
+    return EntryOut.of(services().ledger.earn(cmd))
 
 
 @router.post("/programs/<program>/members/<member>/transfers-out", status_code=201)
 def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
     source = f"partner-out:{body.partner}"
-    context.require_spending(context.programs().get(program), context.ledger_id(source, body.transfer_id))
+    context.require_spending(services().programs.get(program), context.ledger_id(source, body.transfer_id))
     context.note_holds(program)
     cmd = Authorise(
         program=program,
@@ -171,9 +172,9 @@ def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> Entr
         source=source,
         external_id=body.transfer_id,
         reason=f"transfer to {body.partner}, waiting for the partner",
-        lapses_at=context.now() + OUTBOUND_LAPSE,
+        lapses_at=services().now() + OUTBOUND_LAPSE,
     )
-    return EntryOut.of(context.ledger().authorise(cmd))
+    return EntryOut.of(services().ledger.authorise(cmd))
 
 
 @router.post(
@@ -189,7 +190,7 @@ def confirm_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, 
         counter=Account.PARTNER,
         counter_owner=partner,
     )
-    return EntryOut.of(context.ledger().capture(cmd))
+    return EntryOut.of(services().ledger.capture(cmd))
 
 
 @router.post(
@@ -203,7 +204,7 @@ def reject_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, t
         hold_id=f"partner-out:{partner}:{transfer_id}",
         reason=f"transfer rejected by {partner}",
     )
-    return EntryOut.of(context.ledger().release(cmd))
+    return EntryOut.of(services().ledger.release(cmd))
 
 
 @router.get("/partners/<partner>/programs/<program>/settlement")
@@ -215,8 +216,8 @@ def settlement(
 ) -> SettlementOut:
     """Summed from the settlement lines the stream watcher writes per day; seconds behind the ledger."""
     require_partner(context.principal(router.current_event), partner, program)
-    context.programs().get(program)
-    period = partner_period(context.jobs(), program, partner, start, end)
+    services().programs.get(program)
+    period = partner_period(services().exchange_items, program, partner, start, end)
     return SettlementOut(
         program=program,
         partner=partner,

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from functions.api import context
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
-from shared.ledger.store import FigureItems
+from functions.services import services
 from shared.projections.figures import DayFigures, Figures, Share, period_bounds, program_figures
 
 router = APIGatewayRouter()
@@ -130,12 +130,10 @@ def figures(
 ) -> FiguresOut:
     """Issued, redeemed, expired, liability, redemption rate, tier and channel mix; default the last 30 days."""
     context.principal(router.current_event).require_admin()
-    config = context.programs().get(program)
-    first, last = period_bounds(config, context.now(), start, end)
-    store = context.store()
-    found = program_figures(
-        FigureItems(store), config, first, last, requests=lambda: sum(store.stats.requests.values())
-    )
+    config = services().programs.get(program)
+    first, last = period_bounds(config, services().now(), start, end)
+    s = services()
+    found = program_figures(s.figure_items, config, first, last, requests=lambda: sum(s.table.stats.requests.values()))
     return FiguresOut(
         program=program,
         name=config.name,
@@ -155,7 +153,7 @@ def figures(
 def programs() -> ProgramsOut:
     """The live programs' ids (one Query), for the console's program picker."""
     context.principal(router.current_event).require_admin()
-    return ProgramsOut(programs=sorted(context.jobs().live_programs()))
+    return ProgramsOut(programs=sorted(services().programs.live_programs()))
 
 
 @cache

@@ -1,7 +1,7 @@
 """Flagged members: an operator lists a program's open flags and decides one (admin only).
 
-A decision is recorded first (who, why; `shared.anomaly.decide_flag`), then applied to the earns
-the flag held (`shared.ingest.Ingest.settle_held`): `release` activates them, or leaves them
+A decision is recorded first (who, why; `shared.members.flags.decide_flag`), then applied to the earns
+the flag held (`shared.earning.held`): `release` activates them, or leaves them
 pending until their return window closes; `void` voids them. Repeating the same decision applies
 whatever is left and changes nothing else, so a retried request is safe.
 """
@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from shared.earning.ingest import Ingest
-from shared.ledger.store import JobStore, MemberDirectory
-from shared.projections.watch import decide_flag, open_flags
+from functions.services import services
+from shared.members.flags import decide_flag, open_flags
 
 router = APIGatewayRouter()
 
@@ -50,26 +49,19 @@ class DecisionOut(BaseModel):
 @router.get("/admin/programs/<program>/flags")
 def list_flags(program: ProgramPath) -> FlagsOut:
     context.principal(router.current_event).require_admin()
-    context.programs().get(program)
-    found = open_flags(JobStore(context.store()), program)
-    return FlagsOut(
-        flags=[
-            FlagOut(member=f["SK"], check=f.get("check", ""), reason=f.get("reason", ""), since=f.get("since", ""))
-            for f in found
-        ]
-    )
+    services().programs.get(program)
+    found = open_flags(services().members, program)
+    return FlagsOut(flags=[FlagOut(member=f.member, check=f.check, reason=f.reason, since=f.since) for f in found])
 
 
 @router.post("/admin/programs/<program>/flags/<member>/decision")
 def decide(program: ProgramPath, member: MemberPath, body: DecisionIn) -> DecisionOut:
     operator = context.principal(router.current_event)
     operator.require_admin()
-    context.programs().get(program)
-    store = context.store()
-    now = context.now()
-    decide_flag(JobStore(store), program, member, body.decision, operator.id, body.note, now)
-    ingest = Ingest(context.ledger(), store, MemberDirectory(store), context.programs())
-    settled = ingest.settle_held(program, member, body.decision, body.note, now)
+    services().programs.get(program)
+    now = services().now()
+    decide_flag(services().members, program, member, body.decision, operator.id, body.note, now)
+    settled = services().ingest.settle_held(program, member, body.decision, body.note, now)
     return DecisionOut(
         member=member,
         decision=body.decision,

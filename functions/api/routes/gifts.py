@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
+from functions.services import services
 from shared.ledger.commands import Key, Points
 from shared.rewards.catalogue import live_catalogue
 from shared.rewards.gifts import SOURCE as GIFT_SOURCE
@@ -33,22 +34,22 @@ class GiftOut(BaseModel):
 @router.post("/programs/<program>/members/<member>/gifts", status_code=201)
 def gift(program: ProgramPath, member: MemberPath, body: GiftIn) -> GiftOut:
     context.principal(router.current_event).require_member(program, member)
-    config = context.programs().get(program)
+    config = services().programs.get(program)
     context.require_spending(config, context.ledger_id(GIFT_SOURCE, f"{member}:{body.reference}"))
-    policy = live_catalogue(context.items(), program).gifts
+    policy = live_catalogue(services().documents, program).gifts
     if policy.hold_days:
         context.note_holds(program)
     sent = send_gift(
-        context.ledger(),
+        services().ledger,
         policy,
         program,
         member,
         body.to_member,
         body.points,
         body.reference,
-        context.now(),
+        services().now(),
         body.message,
     )
-    received = context.store().get_entry(program, f"{sent.entry_id}/in")
+    received = services().ledger_store.get_entry(program, f"{sent.entry_id}/in")
     assert received is not None  # written in the same transaction
     return GiftOut(sent=EntryOut.of(sent), received=EntryOut.of(received))

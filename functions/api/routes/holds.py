@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
+from functions.services import services
 from shared.ledger.commands import Authorise, Capture, Key, Points, Reason, Release
 
 router = APIGatewayRouter()
@@ -40,7 +41,7 @@ def _hold_id(reference: str) -> str:
 @router.post("/programs/<program>/members/<member>/holds", status_code=201)
 def authorise(program: ProgramPath, member: MemberPath, body: HoldIn) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
-    context.require_spending(context.programs().get(program), context.ledger_id(HOLD_SOURCE, body.reference))
+    context.require_spending(services().programs.get(program), context.ledger_id(HOLD_SOURCE, body.reference))
     context.note_holds(program)
     cmd = Authorise(
         program=program,
@@ -49,20 +50,20 @@ def authorise(program: ProgramPath, member: MemberPath, body: HoldIn) -> EntryOu
         source=HOLD_SOURCE,
         external_id=body.reference,
         reason=body.reason,
-        lapses_at=context.now() + timedelta(seconds=body.lapses_in_seconds),
+        lapses_at=services().now() + timedelta(seconds=body.lapses_in_seconds),
     )
-    return EntryOut.of(context.ledger().authorise(cmd))
+    return EntryOut.of(services().ledger.authorise(cmd))
 
 
 @router.post("/programs/<program>/members/<member>/holds/<reference>/capture", status_code=201)
 def capture(program: ProgramPath, member: MemberPath, reference: RefPath, body: CaptureIn) -> EntryOut:
     context.principal(router.current_event).require_staff(program)
     cmd = Capture(program=program, member=member, hold_id=_hold_id(reference), points=body.points)
-    return EntryOut.of(context.ledger().capture(cmd))
+    return EntryOut.of(services().ledger.capture(cmd))
 
 
 @router.post("/programs/<program>/members/<member>/holds/<reference>/release", status_code=201)
 def release(program: ProgramPath, member: MemberPath, reference: RefPath) -> EntryOut:
     context.principal(router.current_event).require_member(program, member)
     cmd = Release(program=program, member=member, hold_id=_hold_id(reference))
-    return EntryOut.of(context.ledger().release(cmd))
+    return EntryOut.of(services().ledger.release(cmd))

@@ -1,4 +1,4 @@
-"""Identity linking: attach an e-mail, phone, card or partner id to a member (shared.ingest.Ingest.link).
+"""Identity linking: attach an e-mail, phone, card or partner id to a member (`shared.earning.linking`).
 
 Raw e-mail addresses and phone numbers are hashed here with the program-wide identity key before
 anything else sees them; they are never stored or logged.
@@ -12,11 +12,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from shared.earning.ingest import Ingest
+from functions.services import services
 from shared.events.identity import hash_email, hash_phone, normalise_card
 from shared.events.model import Identity, IdentityKind
 from shared.infra.settings import get_settings
-from shared.ledger.store import MemberDirectory
 
 router = APIGatewayRouter()
 
@@ -56,8 +55,7 @@ def _identity(body: LinkIn) -> Identity:
 @router.post("/programs/<program>/members/<member>/identities", status_code=201)
 def link(program: ProgramPath, member: MemberPath, body: LinkIn) -> LinkOut:
     context.principal(router.current_event).require_member(program, member)
-    context.programs().get(program)
-    store = context.store()
-    ingest = Ingest(context.ledger(), store, MemberDirectory(store), context.programs())
+    services().programs.get(program)
+    ingest = services().ingest
     result = ingest.link(program, Identity(kind=IdentityKind.MEMBER, value=member), _identity(body))
     return LinkOut(member=result.survivor, merged=result.merged)

@@ -8,8 +8,8 @@ from pydantic import BaseModel
 
 from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
+from functions.services import services
 from shared.errors import UnknownMemberError
-from shared.ledger.store import JobStore
 from shared.members.activity import ACTIVITY
 from shared.members.membership import Expiring, expiring, held_tier, spendable, tier_status
 
@@ -48,12 +48,12 @@ class TierOut(BaseModel):
 @router.get("/programs/<program>/members/<member>/balance")
 def balance(program: ProgramPath, member: MemberPath) -> Balance:
     context.principal(router.current_event).require_member(program, member)
-    config = context.programs().get(program)
-    state, lots = context.store().get_account_and_lots(program, member)  # one Query: balance and lots
+    config = services().programs.get(program)
+    state, lots = services().ledger_store.get_account_and_lots(program, member)  # one Query: balance and lots
     if state is None:
         raise UnknownMemberError(f"member {member} has no account in {program}", member=member)
-    now = context.now()
-    tier = held_tier(config, JobStore(context.store()).get_tier(program, member)).name
+    now = services().now()
+    tier = held_tier(config, services().members.get_tier(program, member)).name
     kept = config.kept_until(state.active_at)  # activity may keep points past their own dates
     return Balance(
         program=program,
@@ -76,8 +76,8 @@ def statement(
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> Statement:
     context.principal(router.current_event).require_member(program, member)
-    context.ledger().account(program, member)
-    found = context.store().entries(program, member, after_seq=after, limit=limit + 1)
+    services().ledger.account(program, member)
+    found = services().ledger_store.entries(program, member, after_seq=after, limit=limit + 1)
     page = found[:limit]
     return Statement(
         entries=[EntryOut.of(e) for e in page],
@@ -88,10 +88,10 @@ def statement(
 @router.get("/programs/<program>/members/<member>/tier")
 def tier(program: ProgramPath, member: MemberPath) -> TierOut:
     context.principal(router.current_event).require_member(program, member)
-    context.ledger().account(program, member)
-    jobs = JobStore(context.store())  # the tier item and the activity tally, as the tier job reads them
-    stored, counters = jobs.get_tier(program, member), jobs.tally_counters(program, member, ACTIVITY)
-    status = tier_status(context.programs().get(program), stored, counters, context.now())
+    services().ledger.account(program, member)
+    members = services().members  # the tier item and the activity tally, as the tier job reads them
+    stored, counters = members.get_tier(program, member), members.tally_counters(program, member, ACTIVITY)
+    status = tier_status(services().programs.get(program), stored, counters, services().now())
     return TierOut(
         tier=status.tier,
         basis=status.basis.value,

@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import DecimalText, EntryOut
+from functions.services import services
 from shared.errors import InvalidInputError
 from shared.ledger.commands import Key, Points, Reason, Spend
-from shared.ledger.store import JobStore
 from shared.members.membership import held_tier
 from shared.rewards import catalogue
 
@@ -63,15 +63,15 @@ class CatalogueOut(BaseModel):
 @router.get("/programs/<program>/rewards")
 def rewards(program: ProgramPath) -> CatalogueOut:
     context.principal(router.current_event).require_program(program)
-    context.programs().get(program)
-    live = catalogue.live_catalogue(context.items(), program)
+    services().programs.get(program)
+    live = catalogue.live_catalogue(services().documents, program)
     return CatalogueOut(version=live.version, rewards=list(live.rewards))
 
 
 @router.post("/programs/<program>/members/<member>/redemptions", status_code=201)
 def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> RedemptionOut:
     context.principal(router.current_event).require_member(program, member)
-    config = context.programs().get(program)
+    config = services().programs.get(program)
     context.require_spending(config, context.ledger_id(REDEMPTION, body.reference))
     if body.reward_id is None:
         assert body.points is not None
@@ -83,13 +83,13 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
             external_id=body.reference,
             reason=body.reason or "points redeemed",
         )
-        return RedemptionOut(entry=EntryOut.of(context.ledger().spend(cmd)))
-    ledger = context.ledger()
-    reward = catalogue.live_catalogue(context.items(), program).reward(body.reward_id)
+        return RedemptionOut(entry=EntryOut.of(services().ledger.spend(cmd)))
+    ledger = services().ledger
+    reward = catalogue.live_catalogue(services().documents, program).reward(body.reward_id)
     if reward.kind is catalogue.RewardKind.DONATION:
         raise InvalidInputError("donations go to /donations")
-    now = context.now()
-    tier = held_tier(config, JobStore(context.store()).get_tier(program, member)).name
+    now = services().now()
+    tier = held_tier(config, services().members.get_tier(program, member)).name
     catalogue.check_available(reward, tier, ledger.spendable_points(program, member, now), now)
     split = catalogue.split(reward, body.points, body.quantity, config.currency)
     cmd = Spend(
@@ -112,8 +112,8 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
 @router.post("/programs/<program>/members/<member>/donations", status_code=201)
 def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> RedemptionOut:
     context.principal(router.current_event).require_member(program, member)
-    context.require_spending(context.programs().get(program), context.ledger_id(DONATION, body.reference))
-    reward = catalogue.live_catalogue(context.items(), program).reward(body.reward_id)
+    context.require_spending(services().programs.get(program), context.ledger_id(DONATION, body.reference))
+    reward = catalogue.live_catalogue(services().documents, program).reward(body.reward_id)
     if reward.kind is not catalogue.RewardKind.DONATION or reward.cause is None:
         raise InvalidInputError(f"reward {reward.id!r} is not a donation")
     if body.points < reward.points:
@@ -127,5 +127,7 @@ def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> Redemp
         reason=f"donated to {reward.cause}",
         details={"reward": reward.id, "cause": reward.cause},
     )
-    entry = catalogue.spend_guarded(context.ledger(), cmd, catalogue.guards(program, member, reward, 1, context.now()))
+    entry = catalogue.spend_guarded(
+        services().ledger, cmd, catalogue.guards(program, member, reward, 1, services().now())
+    )
     return RedemptionOut(entry=EntryOut.of(entry), reward_id=reward.id)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.api import context as api_context
 from functions.authorizer import app as authorizer
 from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.ledger.commands import Earn
@@ -16,10 +15,9 @@ from shared.program.config import ProgramConfig
 from tests.conftest import T0
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
+    from functions.services import Services
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from shared.program.store import ProgramRepository
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/Prod/GET/health"
 
@@ -43,11 +41,13 @@ class Reply:
 
 
 class Client:
-    def __init__(self, store: DynamoStore) -> None:
-        self.store = store
+    """The API handler in-process, on the test's services (installed by the `services` fixture)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def key_for(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = ("demo",)) -> str:
-        return issue_key(self.store, Principal(kind=kind, id=ident, programs=programs))
+        return issue_key(self.services.access_items, Principal(kind=kind, id=ident, programs=programs))
 
     def call(
         self,
@@ -107,10 +107,8 @@ class Client:
 
 
 @pytest.fixture
-def api(store: DynamoStore, programs: ProgramRepository) -> Iterator[Client]:
-    api_context.reset()
-    yield Client(store)
-    api_context.reset()
+def api(services: Services, programs: ProgramRepository) -> Client:
+    return Client(services)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from shared.access.keys import PrincipalKind
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from functions.services import Services
+    from shared.program.store import ProgramRepository
     from tests.integration.api.conftest import Client
 
 
@@ -84,7 +85,7 @@ def test_only_admins_read_config(api: Client) -> None:
 
 
 def test_a_minted_key_is_never_stored_even_for_an_idempotent_retry(
-    api: Client, admin_key: str, store: DynamoStore
+    api: Client, admin_key: str, services: Services
 ) -> None:
     # Given a key minted under an Idempotency-Key
     body = {"kind": "member", "id": "m7", "programs": ["demo"]}
@@ -95,5 +96,5 @@ def test_a_minted_key_is_never_stored_even_for_an_idempotent_retry(
     retry = api.call("POST", "/admin/keys", key=admin_key, body=body, headers={"Idempotency-Key": "mint-1"})
     # Then the retry learns it was done, but the secret is not shown again, nor stored anywhere
     assert (retry.status, retry.code) == (409, "secret_not_replayed")
-    assert not any(minted in str(item) for item in store.scan())
+    assert not any(minted in str(item) for item in services.table.scan())
     assert api.call("GET", "/programs/demo/members/m7/balance", key=minted).code == "unknown_member"

@@ -4,27 +4,23 @@ import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
 from shared.ledger.commands import Earn
 from shared.rewards.draws import pick_winners
 from tests.conftest import T0
 
 if TYPE_CHECKING:
-    import pytest
-
     from shared.ledger.ledger import Ledger
     from tests.integration.api.conftest import Client
+    from tests.integration.conftest import Clock
 
 
-def test_draw_commit_enter_reveal_verify(
-    api: Client, funded: Ledger, admin_key: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_draw_commit_enter_reveal_verify(api: Client, funded: Ledger, admin_key: str, clock: Clock) -> None:
     funded.earn(
         Earn(program="demo", member="m2", points=500, source="shop", external_id="o2", reason="o2", event_time=T0),
         at=T0,
     )
-    closes = (api_context.now() + timedelta(hours=1)).isoformat()
+    closes = (clock.now + timedelta(hours=1)).isoformat()
     spec = {"id": "summer", "prize": "A bike", "ticket_points": 50, "max_tickets_per_member": 3, "closes_at": closes}
     created = api.call("POST", "/admin/programs/demo/draws", key=admin_key, body=spec)
     assert created.status == 201, created.body
@@ -39,8 +35,7 @@ def test_draw_commit_enter_reveal_verify(
     assert (over.status, over.code) == (422, "limit_reached")
     early = api.call("POST", "/admin/programs/demo/draws/summer/reveal", key=admin_key)
     assert (early.status, early.code) == (422, "draw_closed")
-    later = api_context.now() + timedelta(hours=2)
-    monkeypatch.setattr(api_context, "now", lambda: later)
+    clock.now += timedelta(hours=2)
     closed = api.call("POST", entry.format(m="m1"), key=m1, body={"tickets": 1, "reference": "d"})
     assert (closed.status, closed.code) == (422, "draw_closed")
     revealed = api.call("POST", "/admin/programs/demo/draws/summer/reveal", key=admin_key)

@@ -4,26 +4,24 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
 from shared.exchange.agreements import Agreement, check_exchanges, publish_agreement
 from shared.ledger.audit import audit
-from shared.ledger.store import ApiItems
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    import pytest
-
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.program.store import Documents, ProgramRepository
     from tests.integration.api.conftest import Client
+    from tests.integration.conftest import Clock
 
 
-def _agreement(store: DynamoStore, programs: ProgramRepository) -> None:
+def _agreement(documents: Documents, programs: ProgramRepository) -> None:
     second_program(programs, "air")
     second_program(programs, "hotel")
     publish_agreement(
-        ApiItems(store),
+        documents,
         Agreement(
             id="demo-air",
             version=1,
@@ -39,10 +37,10 @@ def _agreement(store: DynamoStore, programs: ProgramRepository) -> None:
 
 
 def test_exchange_conserves_value_and_audits(
-    api: Client, funded: Ledger, store: DynamoStore, programs: ProgramRepository
+    api: Client, funded: Ledger, store: DynamoLedgerStore, programs: ProgramRepository
 ) -> None:
     # Given an agreement demo -> air at 0.333 air-points per demo-point, fee 10
-    _agreement(store, programs)
+    _agreement(api.services.documents, programs)
     key = api.key_for(PrincipalKind.MEMBER, "m1", ("demo", "air"))
     # When the member quotes and executes 250 demo-points
     quote = api.call("POST", "/agreements/demo-air/quotes", key=key, body={"member": "m1", "points": 250})
@@ -67,9 +65,9 @@ def test_exchange_conserves_value_and_audits(
 
 
 def test_exchange_refusals_write_nothing(
-    api: Client, funded: Ledger, store: DynamoStore, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch
+    api: Client, funded: Ledger, store: DynamoLedgerStore, programs: ProgramRepository, clock: Clock
 ) -> None:
-    _agreement(store, programs)
+    _agreement(api.services.documents, programs)
     key = api.key_for(PrincipalKind.MEMBER, "m1", ("demo", "air"))
     assert api.call("POST", "/agreements/demo-air/quotes", key=key, body={"member": "m1", "points": 95}).status == 400
     big = api.call("POST", "/agreements/demo-air/quotes", key=key, body={"member": "m1", "points": 600}).body
@@ -77,8 +75,7 @@ def test_exchange_refusals_write_nothing(
     over = api.call("POST", f"/quotes/{big['quote_id']}/execute", key=key)
     assert (over.status, over.code) == (422, "limit_reached")
     q = api.call("POST", "/agreements/demo-air/quotes", key=key, body={"member": "m1", "points": 100}).body
-    later = api_context.now() + timedelta(hours=1)
-    monkeypatch.setattr(api_context, "now", lambda: later)
+    clock.now += timedelta(hours=1)
     expired = api.call("POST", f"/quotes/{q['quote_id']}/execute", key=key)
     assert (expired.status, expired.code) == (422, "quote_expired")
     # A partner outside the agreement is refused and nothing is written
@@ -88,7 +85,7 @@ def test_exchange_refusals_write_nothing(
     assert len(store.ledger_records()[0]) == before
 
 
-def test_inbound_idempotent_and_outbound_confirm_reject(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_inbound_idempotent_and_outbound_confirm_reject(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     partner = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
     member = api.key_for(PrincipalKind.MEMBER, "m1")
     inbound = "/partners/acme/programs/demo/members/m1/transfers-in"

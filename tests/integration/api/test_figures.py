@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.access.keys import PrincipalKind
-from shared.jobs.notify import services
 from shared.ledger.commands import Spend
 from tests.conftest import T0
 from tests.support.stream import deliver, entry_records
@@ -14,20 +13,17 @@ from tests.support.stream import deliver, entry_records
 if TYPE_CHECKING:
     import pytest
 
+    from functions.services import Services
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from shared.program.store import ProgramRepository
     from tests.integration.api.conftest import Client
 
 FIGURES = "/admin/programs/demo/figures"
 
 
-def project(store: DynamoStore, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Deliver every entry written so far to the stream watcher."""
-    services.cache_clear()
-    monkeypatch.setattr("shared.jobs.notify.DynamoStore", lambda: store)
-    monkeypatch.setattr("shared.jobs.notify.ProgramRepository", lambda _store: programs)
-    deliver(entry_records(store))
-    services.cache_clear()
+def project(services: Services) -> None:
+    """Deliver every entry written so far to the stream watcher (which gets these services: installed)."""
+    deliver(entry_records(services.table))
 
 
 def test_an_admin_reads_the_period_per_day_and_to_date(
@@ -36,7 +32,7 @@ def test_an_admin_reads_the_period_per_day_and_to_date(
     # Given 1,000 points earned and 250 spent by m1, projected from the stream
     spend = Spend(program="demo", member="m1", points=250, source="web", external_id="s1", reason="reward")
     funded.spend(spend, at=T0 + timedelta(hours=1))
-    project(api.store, programs, monkeypatch)
+    project(api.services)
     day = T0.date().isoformat()
     # When an admin asks for the day before, the day and the day after
     before = (T0.date() - timedelta(days=1)).isoformat()

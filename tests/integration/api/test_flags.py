@@ -5,31 +5,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.access.keys import PrincipalKind
-from shared.earning.ingest import provisional_member
-from shared.ledger.store import JobStore
-from shared.projections.watch import Finding, Watch
+from shared.earning.core import provisional_member
+from shared.projections.watch import Finding
 from tests.integration.ingest_support import EMAIL, NOW, account, audited, program, purchase, wire
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from functions.services import Services
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.program.store import ProgramRepository
     from tests.integration.api.conftest import Client
 
 MEMBER = provisional_member(EMAIL)
 FLAGS = "/admin/programs/demo/flags"
 
 
-def held_earn(store: DynamoStore, programs: ProgramRepository) -> None:
-    ingest = wire(store, program())
-    Watch(programs, JobStore(store)).flag("demo", Finding(MEMBER, "card_velocity", "21 earns in an hour"), NOW, "c1")
+def held_earn(services: Services) -> None:
+    ingest = wire(services, program())
+    services.watch.flag("demo", Finding(MEMBER, "card_velocity", "21 earns in an hour"), NOW, "c1")
     ingest.handle(purchase("3001", "25"))
-    assert account(store, MEMBER) == (0, 25)
+    assert account(services.ledger_store, MEMBER) == (0, 25)
 
 
 def test_an_operator_lists_open_flags_and_releases_one(
-    api: Client, admin_key: str, store: DynamoStore, programs: ProgramRepository
+    api: Client, admin_key: str, store: DynamoLedgerStore, programs: ProgramRepository
 ) -> None:
     # Given a flagged member whose earn is held
-    held_earn(store, programs)
+    held_earn(api.services)
 
     # When an operator lists the open flags
     listed = api.call("GET", FLAGS, key=admin_key)
@@ -66,8 +67,10 @@ def test_an_operator_lists_open_flags_and_releases_one(
     assert other.headers["content-type"] == "application/problem+json"
 
 
-def test_voiding_over_the_api(api: Client, admin_key: str, store: DynamoStore, programs: ProgramRepository) -> None:
-    held_earn(store, programs)
+def test_voiding_over_the_api(
+    api: Client, admin_key: str, store: DynamoLedgerStore, programs: ProgramRepository
+) -> None:
+    held_earn(api.services)
     reply = api.call(
         "POST", f"{FLAGS}/{MEMBER}/decision", key=admin_key, body={"decision": "void", "note": "stolen card"}
     )
@@ -78,9 +81,9 @@ def test_voiding_over_the_api(api: Client, admin_key: str, store: DynamoStore, p
 
 
 def test_flag_endpoints_refuse_members_bad_input_and_unknown_flags(
-    api: Client, admin_key: str, store: DynamoStore, programs: ProgramRepository
+    api: Client, admin_key: str, store: DynamoLedgerStore, programs: ProgramRepository
 ) -> None:
-    held_earn(store, programs)
+    held_earn(api.services)
     member_key = api.key_for(PrincipalKind.MEMBER, MEMBER)
     path = f"{FLAGS}/{MEMBER}/decision"
 

@@ -7,20 +7,19 @@ from functions.holds.app import handler
 from shared.access.keys import PrincipalKind
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn, Transfer
-from shared.ledger.store import ApiItems
 from shared.rewards.catalogue import Catalogue, GiftPolicy, publish_catalogue
 from tests.conftest import T0
 from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore
+    from shared.ledger.store import DynamoLedgerStore
     from tests.integration.api.conftest import Client
 
 
-def test_gift_keeps_expiry_and_daily_limit(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_gift_keeps_expiry_and_daily_limit(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     # Given gifts limited to 500 points a day
-    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(daily_limit=500)))
+    publish_catalogue(api.services.documents, Catalogue(program="demo", version=1, gifts=GiftPolicy(daily_limit=500)))
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     path = "/programs/demo/members/m1/gifts"
     reply = api.call("POST", path, key=key, body={"to_member": "m2", "points": 300, "reference": "g1"})
@@ -36,7 +35,7 @@ def test_gift_keeps_expiry_and_daily_limit(api: Client, funded: Ledger, store: D
     assert audit(*store.ledger_records()).ok
 
 
-def test_admin_publish_rejects_bad_config(api: Client, admin_key: str, store: DynamoStore) -> None:
+def test_admin_publish_rejects_bad_config(api: Client, admin_key: str, store: DynamoLedgerStore) -> None:
     bad = {"program": "demo", "version": 2, "name": "Demo", "tiers": [{"name": "gold", "rank": 1, "threshold": 5}]}
     reply = api.call("PUT", "/admin/programs/demo", key=admin_key, body=bad)
     assert (reply.status, reply.code) == (422, "invalid_config")
@@ -79,9 +78,9 @@ def test_admin_mints_keys(api: Client, admin_key: str) -> None:
     assert api.call("GET", "/programs/demo/members/m7/balance", key=reply.body["key"]).code == "unknown_member"
 
 
-def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     # Given gifts held for 3 days
-    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(hold_days=3)))
+    publish_catalogue(api.services.documents, Catalogue(program="demo", version=1, gifts=GiftPolicy(hold_days=3)))
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     body = {"to_member": "m2", "points": 80, "reference": "h"}
     reply = api.call("POST", "/programs/demo/members/m1/gifts", key=key, body=body)
@@ -103,10 +102,10 @@ def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, st
 
 
 def test_points_for_a_merged_member_are_refused_naming_the_survivor(
-    api: Client, funded: Ledger, store: DynamoStore
+    api: Client, funded: Ledger, store: DynamoLedgerStore
 ) -> None:
     # Given a provisional member pv-9 (5 points) merged into m2
-    publish_catalogue(ApiItems(store), Catalogue(program="demo", version=1, gifts=GiftPolicy(daily_limit=500)))
+    publish_catalogue(api.services.documents, Catalogue(program="demo", version=1, gifts=GiftPolicy(daily_limit=500)))
     funded.earn(
         Earn(program="demo", member="pv-9", points=5, source="shop", external_id="o9", reason="o", event_time=T0)
     )

@@ -10,11 +10,11 @@ from tests.integration.api.conftest import FakeContext
 
 if TYPE_CHECKING:
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore
+    from shared.ledger.store import DynamoLedgerStore
     from tests.integration.api.conftest import Client
 
 
-def test_lapsed_hold_released_by_schedule(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_lapsed_hold_released_by_schedule(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     # Given a hold that lapses in 60 seconds
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     reply = api.call("POST", "/programs/demo/members/m1/holds", key=key, body={"points": 70, "reference": "L1"})

@@ -4,18 +4,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
 from shared.ledger.commands import Earn, Spend
 from shared.program.config import ExpiryPolicy
 from tests.conftest import T0
 
 if TYPE_CHECKING:
-    import pytest
-
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import ProgramRepository
+    from shared.program.store import ProgramRepository
     from tests.integration.api.conftest import Client
+    from tests.integration.conftest import Clock
 
 
 def test_health_needs_no_key(api: Client) -> None:
@@ -82,7 +80,7 @@ def test_statement_pages(api: Client, funded: Ledger) -> None:
 
 
 def test_expiring_soon_shows_the_effective_local_date(
-    api: Client, ledger: Ledger, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch
+    api: Client, ledger: Ledger, programs: ProgramRepository, clock: Clock
 ) -> None:
     # Given a Los Angeles program whose 3-month expiry is extended by activity, and a member who
     # earned 100 points on Mar 20 (own date: end of Jun 20) and redeemed 10 at 22:00 on Jun 9
@@ -107,7 +105,7 @@ def test_expiring_soon_shows_the_effective_local_date(
     redeemed = datetime(2026, 6, 9, 22, 0, tzinfo=la)
     ledger.spend(Spend(program="demo", member="m1", points=10, source="web", external_id="r1", reason="r"), at=redeemed)
     # When the member reads its balance on Jun 25, after the points' own date
-    monkeypatch.setattr(api_context, "now", lambda: datetime(2026, 6, 25, tzinfo=UTC))
+    clock.now = datetime(2026, 6, 25, tzinfo=UTC)
     reply = api.call("GET", "/programs/demo/members/m1/balance", key=api.key_for(PrincipalKind.MEMBER, "m1"))
     # Then they are spendable and expire on Sep 9, Los Angeles time (06:59:59 UTC on Sep 10)
     assert reply.status == 200, reply.body

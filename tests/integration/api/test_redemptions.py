@@ -4,20 +4,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from shared.access.keys import PrincipalKind
-from shared.ledger.store import ApiItems
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
 
 if TYPE_CHECKING:
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.program.store import Documents
     from tests.integration.api.conftest import Client
 
 REDEEM = "/programs/demo/members/m1/redemptions"
 
 
-def _catalogue(store: DynamoStore) -> None:
+def _catalogue(documents: Documents) -> None:
     publish_catalogue(
-        ApiItems(store),
+        documents,
         Catalogue(
             program="demo",
             version=1,
@@ -37,11 +37,11 @@ def _catalogue(store: DynamoStore) -> None:
     )
 
 
-def _count_entries(store: DynamoStore) -> int:
+def _count_entries(store: DynamoLedgerStore) -> int:
     return len(store.ledger_records()[0])
 
 
-def test_redeem_points_then_insufficient(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_redeem_points_then_insufficient(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     reply = api.call("POST", REDEEM, key=key, body={"points": 400, "reference": "r1"})
     assert reply.status == 201, reply.body
@@ -55,8 +55,8 @@ def test_redeem_points_then_insufficient(api: Client, funded: Ledger, store: Dyn
     assert _count_entries(store) == before
 
 
-def test_reward_stock_limits_and_cash_split(api: Client, funded: Ledger, store: DynamoStore) -> None:
-    _catalogue(store)
+def test_reward_stock_limits_and_cash_split(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
+    _catalogue(api.services.documents)
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     assert api.call("POST", REDEEM, key=key, body={"reward_id": "mug", "reference": "a"}).status == 201
     before = _count_entries(store)
@@ -72,8 +72,8 @@ def test_reward_stock_limits_and_cash_split(api: Client, funded: Ledger, store: 
     assert (over.status, over.code) == (422, "limit_reached")
 
 
-def test_donation(api: Client, funded: Ledger, store: DynamoStore) -> None:
-    _catalogue(store)
+def test_donation(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
+    _catalogue(api.services.documents)
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     body = {"reward_id": "trees", "points": 50, "reference": "d1"}
     reply = api.call("POST", "/programs/demo/members/m1/donations", key=key, body=body)
@@ -81,7 +81,7 @@ def test_donation(api: Client, funded: Ledger, store: DynamoStore) -> None:
     assert reply.body["entry"]["details"]["cause"] == "Forests"
 
 
-def test_idempotent_replay_and_conflict(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_idempotent_replay_and_conflict(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     headers = {"Idempotency-Key": "k-1"}
     first = api.call("POST", REDEEM, key=key, body={"points": 10, "reference": "i1"}, headers=headers)
@@ -95,7 +95,7 @@ def test_idempotent_replay_and_conflict(api: Client, funded: Ledger, store: Dyna
     assert _count_entries(store) == before
 
 
-def test_bad_bodies_are_typed_problems(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_bad_bodies_are_typed_problems(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     key = api.key_for(PrincipalKind.MEMBER, "m1")
     before = _count_entries(store)
     malformed = api.call("POST", REDEEM, key=key, raw="{not json")
@@ -109,7 +109,7 @@ def test_bad_bodies_are_typed_problems(api: Client, funded: Ledger, store: Dynam
     assert _count_entries(store) == before
 
 
-def test_hold_capture_release(api: Client, funded: Ledger, store: DynamoStore) -> None:
+def test_hold_capture_release(api: Client, funded: Ledger, store: DynamoLedgerStore) -> None:
     member = api.key_for(PrincipalKind.MEMBER, "m1")
     till = api.key_for(PrincipalKind.CHANNEL, "till-1")
     base = "/programs/demo/members/m1/holds"

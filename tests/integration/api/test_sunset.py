@@ -8,29 +8,31 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
 from shared.exchange.agreements import Agreement, publish_agreement
-from shared.ledger.store import ApiItems
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from functions.services import Services
     from shared.ledger.ledger import Ledger
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.program.store import ProgramRepository
     from tests.integration.api.conftest import Client
+    from tests.integration.conftest import Clock
 
 M1 = "/programs/demo/members/m1"
 
 
-def _entries(store: DynamoStore) -> int:
+def _entries(store: DynamoLedgerStore) -> int:
     return len(store.ledger_records()[0])
 
 
-def _at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
-    monkeypatch.setattr(api_context, "now", lambda: moment)
+def _at(clock: Clock, moment: datetime) -> None:
+    """The services' clock (the API's time) moves to `moment`."""
+    clock.now = moment
 
 
 def test_announcement_refuses_what_makes_no_sense_and_keeps_the_live_version(api: Client, admin_key: str) -> None:
@@ -79,21 +81,21 @@ def test_an_ordinary_publish_cannot_set_move_or_drop_the_sunset(api: Client, adm
 
 
 @pytest.fixture
-def closing(api: Client, funded: Ledger, store: DynamoStore, programs: ProgramRepository, admin_key: str) -> datetime:
+def closing(api: Client, funded: Ledger, services: Services, programs: ProgramRepository, admin_key: str) -> datetime:
     """demo with a catalogue, a draw and agreements both ways with air; its end announced now (30 + 30 days)."""
     second_program(programs, "air")
-    items = ApiItems(store)
+    documents = services.documents
     rewards = (
         Reward(id="mug", name="Mug", kind=RewardKind.PHYSICAL, points=100),
         Reward(id="trees", name="Plant trees", kind=RewardKind.DONATION, points=10, cause="Forests"),
     )
-    publish_catalogue(items, Catalogue(program="demo", version=1, rewards=rewards))
+    publish_catalogue(documents, Catalogue(program="demo", version=1, rewards=rewards))
     for source, target in (("demo", "air"), ("air", "demo")):
         agreement = Agreement(
             id=f"{source}-{target}", version=1, from_program=source, to_program=target, rate=Decimal(1)
         )
-        publish_agreement(items, agreement)
-    now = api_context.now()
+        publish_agreement(documents, agreement)
+    now = services.now()
     draw = {"id": "car", "prize": "A car", "ticket_points": 10, "closes_at": (now + timedelta(days=90)).isoformat()}
     assert api.call("POST", "/admin/programs/demo/draws", key=admin_key, body=draw).status == 201
     announced = api.call(
@@ -104,17 +106,17 @@ def closing(api: Client, funded: Ledger, store: DynamoStore, programs: ProgramRe
 
 
 def test_earning_closes_on_its_date_while_redemption_stays_open(
-    api: Client, closing: datetime, store: DynamoStore, monkeypatch: pytest.MonkeyPatch
+    api: Client, closing: datetime, store: DynamoLedgerStore, clock: Clock
 ) -> None:
     acme = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
     member = api.key_for(PrincipalKind.MEMBER, "m1", ("demo", "air"))
     inbound = "/partners/acme/programs/demo/members/m1/transfers-in"
     sent = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
     # Given a partner credit accepted during the notice period
-    _at(monkeypatch, closing + timedelta(days=29))
+    _at(clock, closing + timedelta(days=29))
     assert api.call("POST", inbound, key=acme, body=sent).status == 201
     # When earning has ended
-    _at(monkeypatch, closing + timedelta(days=31))
+    _at(clock, closing + timedelta(days=31))
     before = _entries(store)
     late = api.call("POST", inbound, key=acme, body={**sent, "transfer_id": "t-2"})
     into_demo = api.call("POST", "/agreements/air-demo/quotes", key=member, body={"member": "m1", "points": 10})
@@ -130,19 +132,19 @@ def test_earning_closes_on_its_date_while_redemption_stays_open(
 
 
 def test_every_spending_route_refuses_after_the_end(
-    api: Client, closing: datetime, store: DynamoStore, monkeypatch: pytest.MonkeyPatch
+    api: Client, closing: datetime, store: DynamoLedgerStore, clock: Clock
 ) -> None:
     member = api.key_for(PrincipalKind.MEMBER, "m1", ("demo", "air"))
     till = api.key_for(PrincipalKind.CHANNEL, "till", ("demo",))
     # Given, while the program was open: a redemption, a checkout hold and a quote out of demo
-    _at(monkeypatch, closing + timedelta(days=59))
+    _at(clock, closing + timedelta(days=59))
     first = api.call("POST", f"{M1}/redemptions", key=member, body={"points": 5, "reference": "r-open"})
     assert first.status == 201
     hold = {"points": 50, "reference": "h-open", "lapses_in_seconds": 3600}
     assert api.call("POST", f"{M1}/holds", key=member, body=hold).status == 201
     quote = api.call("POST", "/agreements/demo-air/quotes", key=member, body={"member": "m1", "points": 10}).body
     # When the program has ended
-    _at(monkeypatch, closing + timedelta(days=60, seconds=1))
+    _at(clock, closing + timedelta(days=60, seconds=1))
     before = _entries(store)
     attempts = {
         "points": ("POST", f"{M1}/redemptions", {"points": 5, "reference": "r-late"}),

@@ -7,17 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from functions.api import context as api_context
 from shared.access.keys import PrincipalKind
-from shared.earning.ingest import Ingest
-from shared.ledger.ledger import Ledger
-from shared.ledger.store import JobStore, MemberDirectory
-from shared.members.tiers import Tiers
 from shared.program.config import ProgramConfig, QualifyingBasis, Tier, TierQualification
-from tests.integration.ingest_support import EMAIL, NOW, Clock, purchase, refund
+from tests.integration.ingest_support import EMAIL, Clock, purchase, refund
 
 if TYPE_CHECKING:
-    from shared.ledger.store import DynamoStore, ProgramRepository
+    from functions.services import Services
+    from shared.earning.ingest import Ingest
+    from shared.program.store import ProgramRepository
     from tests.integration.api.conftest import Client
 
 LADDER = (
@@ -28,7 +25,7 @@ LADDER = (
 
 
 @pytest.fixture
-def ingest(store: DynamoStore, programs: ProgramRepository, monkeypatch: pytest.MonkeyPatch) -> Ingest:
+def ingest(services: Services, programs: ProgramRepository) -> Ingest:
     """Ingest wired as the function is (tiers move up on the earn), at the API's own time."""
     programs.publish(
         ProgramConfig(
@@ -39,12 +36,9 @@ def ingest(store: DynamoStore, programs: ProgramRepository, monkeypatch: pytest.
             tiers=LADDER,
         )
     )
-    monkeypatch.setattr(api_context, "now", lambda: NOW)
-    clock = Clock()
-    ledger = Ledger(store, programs, clock=clock, sleep=lambda _: None)
-    tiers = Tiers(ledger, programs, JobStore(store))
-    MemberDirectory(store).claim(EMAIL.key, "m1", provisional=False)
-    return Ingest(ledger, store, MemberDirectory(store), programs, clock=clock, tiers=tiers)
+    services.clock = Clock()  # NOW, for the API and ingest alike
+    services.members.claim(EMAIL.key, "m1", provisional=False)
+    return services.ingest
 
 
 def test_an_earn_crossing_a_threshold_shows_the_new_tier_and_the_way_to_the_next(api: Client, ingest: Ingest) -> None:

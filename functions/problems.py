@@ -1,7 +1,8 @@
 """The one place domain errors become HTTP replies: RFC 9457 problem details.
 
 Every reply carries `type`, `title`, `status`, `detail` and the error's stable `code`; clients
-branch on `code`, people read `detail`.
+branch on `code`, people read `detail`. The API and the webhook receiver both install these
+handlers, so the same error reads the same wherever it is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from shared.errors import PointbridgeError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 PROBLEM_JSON = "application/problem+json"
@@ -54,11 +57,15 @@ def _context(error: PointbridgeError) -> dict[str, Any]:
     return {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) and k != "code"}
 
 
-def install(app: APIGatewayRestResolver) -> None:
+def install(app: APIGatewayRestResolver, observe: Callable[[PointbridgeError], None] | None = None) -> None:
+    """Register the problem replies on a resolver; `observe` sees every domain refusal (metrics)."""
+
     @app.exception_handler(PointbridgeError)
     def domain_error(error: PointbridgeError) -> Response:
         if error.status >= 500:
             logger.warning("request refused", extra={"code": error.code, "detail": error.detail})
+        if observe is not None:
+            observe(error)
         return problem(error.status, error.code, error.detail, **_context(error))
 
     @app.exception_handler(RequestValidationError)

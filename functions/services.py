@@ -1,0 +1,282 @@
+"""The composition root: every store, use case and job the functions use, built in one place.
+
+One `Services` per warm container, built on first use (so moto, the sandbox or AWS are in place
+first) and each part built on its first use: a webhook receiver that only queues events never
+imports the ledger. Handlers and routes ask `services()` for what they need and never construct
+a store or a use case themselves. Tests swap the table, the clock (and anything else) with
+`use(Services(...))`, not by patching module paths.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from shared.infra import aws
+from shared.infra.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from integrations.sources import Sources
+    from shared.access.store import AccessItems
+    from shared.earning.ingest import Ingest
+    from shared.earning.queue import EventQueue
+    from shared.earning.store import EarningItems
+    from shared.exchange.store import ExchangeItems
+    from shared.infra.table import Table
+    from shared.jobs.expiry import ExpiryJob
+    from shared.jobs.holds import HoldLapseJob
+    from shared.jobs.notify import Notifier
+    from shared.jobs.reminders import ReminderJob
+    from shared.jobs.settlement import SettlementJob
+    from shared.jobs.store import JobItems
+    from shared.jobs.tiers import TierReviewJob
+    from shared.ledger.ledger import Ledger
+    from shared.ledger.store import DynamoLedgerStore
+    from shared.members.store import MemberDirectory
+    from shared.members.tiers import Tiers
+    from shared.program.store import Documents, ProgramRepository
+    from shared.projections.store import FigureItems, WatchItems
+    from shared.projections.watch import Watch
+    from shared.rewards.store import RewardItems
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        table_name: str | None = None,
+        client: DynamoDBClient | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        config_cache_seconds: float | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self._table_name = table_name or self.settings.table_name
+        self._client = client
+        self.clock = clock
+        self._sleep = sleep
+        self._config_cache_seconds = config_cache_seconds
+        self._notifier = notifier
+
+    def now(self) -> datetime:
+        """The clock every part reads (through this method, so a test may swap `clock` at any time)."""
+        return self.clock()
+
+    # Storage
+
+    @cached_property
+    def table(self) -> Table:
+        from shared.infra.table import Table
+
+        return Table(self._table_name, self._client)
+
+    @cached_property
+    def ledger_store(self) -> DynamoLedgerStore:
+        from shared.ledger.store import DynamoLedgerStore
+
+        return DynamoLedgerStore(self.table)
+
+    @cached_property
+    def programs(self) -> ProgramRepository:
+        from shared.program.store import CONFIG_CACHE_SECONDS, ProgramRepository
+
+        cache = CONFIG_CACHE_SECONDS if self._config_cache_seconds is None else self._config_cache_seconds
+        return ProgramRepository(self.table, cache_seconds=cache, clock=self.now)
+
+    @cached_property
+    def documents(self) -> Documents:
+        from shared.program.store import Documents
+
+        return Documents(self.table, clock=self.now)
+
+    @cached_property
+    def members(self) -> MemberDirectory:
+        from shared.members.store import MemberDirectory
+
+        return MemberDirectory(self.table)
+
+    @cached_property
+    def earning_items(self) -> EarningItems:
+        from shared.earning.store import EarningItems
+
+        return EarningItems(self.table)
+
+    @cached_property
+    def access_items(self) -> AccessItems:
+        from shared.access.store import AccessItems
+
+        return AccessItems(self.table)
+
+    @cached_property
+    def exchange_items(self) -> ExchangeItems:
+        from shared.exchange.store import ExchangeItems
+
+        return ExchangeItems(self.table)
+
+    @cached_property
+    def reward_items(self) -> RewardItems:
+        from shared.rewards.store import RewardItems
+
+        return RewardItems(self.table)
+
+    @cached_property
+    def job_items(self) -> JobItems:
+        from shared.jobs.store import JobItems
+
+        return JobItems(self.table)
+
+    @cached_property
+    def figure_items(self) -> FigureItems:
+        from shared.projections.store import FigureItems
+
+        return FigureItems(self.table)
+
+    @cached_property
+    def watch_items(self) -> WatchItems:
+        from shared.projections.store import WatchItems
+
+        return WatchItems(self.table)
+
+    # Use cases
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from shared.ledger.ledger import Ledger
+
+        return Ledger(self.ledger_store, self.programs, clock=self.now, sleep=self._sleep)
+
+    @cached_property
+    def tiers(self) -> Tiers:
+        from shared.members.tiers import Tiers
+
+        return Tiers(self.programs, self.members)
+
+    @cached_property
+    def ingest(self) -> Ingest:
+        from shared.earning.ingest import Ingest
+
+        return Ingest(
+            self.ledger,
+            self.ledger_store,
+            self.members,
+            self.earning_items,
+            self.programs,
+            clock=self.now,
+            tiers=self.tiers,
+        )
+
+    @cached_property
+    def watch(self) -> Watch:
+        from shared.projections.watch import Watch
+
+        return Watch(self.programs, self.watch_items, self.members)
+
+    # Scheduled jobs
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        if self._notifier is not None:
+            return self._notifier
+        from shared.jobs.notify import EventBridgeNotifier
+
+        return EventBridgeNotifier(self.settings.notifications_bus)
+
+    @cached_property
+    def expiry_job(self) -> ExpiryJob:
+        from shared.jobs.expiry import ExpiryJob
+
+        return ExpiryJob(self.ledger, self.programs, self.job_items)
+
+    @cached_property
+    def reminder_job(self) -> ReminderJob:
+        from shared.jobs.reminders import ReminderJob
+
+        return ReminderJob(self.ledger, self.programs, self.job_items, self.notifier)
+
+    @cached_property
+    def tier_review_job(self) -> TierReviewJob:
+        from shared.jobs.tiers import TierReviewJob
+
+        return TierReviewJob(self.ledger, self.programs, self.job_items, self.tiers)
+
+    @cached_property
+    def hold_lapse_job(self) -> HoldLapseJob:
+        from shared.jobs.holds import HoldLapseJob
+
+        return HoldLapseJob(self.ledger, self.programs, self.job_items)
+
+    @cached_property
+    def settlement_job(self) -> SettlementJob:
+        from shared.jobs.settlement import SettlementJob
+        from shared.jobs.store import StatementFiles
+
+        files = StatementFiles(self.settings.statements_bucket, aws.s3)
+        return SettlementJob(self.ledger, self.programs, self.job_items, self.exchange_items, files)
+
+    # Channels
+
+    @cached_property
+    def sources(self) -> Sources:
+        from integrations.sources import parse_sources
+
+        text = self.settings.sources
+        if text.startswith("ssm:"):
+            # Secrets stay out of the function's environment: SOURCES names an SSM SecureString.
+            parameter = aws.ssm().get_parameter(Name=text.removeprefix("ssm:"), WithDecryption=True)
+            text = parameter["Parameter"]["Value"]
+        return parse_sources(text, self.settings.identity_hash_key)
+
+    @cached_property
+    def ingest_queue(self) -> EventQueue:
+        from shared.earning.queue import EventQueue
+
+        return EventQueue(self.settings.ingest_queue_url)
+
+    @cached_property
+    def dead_letter_queue(self) -> EventQueue:
+        from shared.earning.queue import EventQueue
+
+        return EventQueue(self.settings.ingest_dlq_url)
+
+    # Per container
+
+    @cached_property
+    def memo(self) -> dict[str, Any]:
+        """Small facts a container learns once (e.g. the programs it has already registered holds for)."""
+        return {}
+
+
+_current: Services | None = None
+
+
+def services() -> Services:
+    """This container's services, built from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Services()
+    return _current
+
+
+def use(replacement: Services) -> Services:
+    """Make `replacement` what every handler and route gets (tests: another table, a fixed clock)."""
+    global _current
+    _current = replacement
+    return replacement
+
+
+def reset() -> None:
+    """Forget the built services; the next `services()` builds them afresh from the environment."""
+    global _current
+    _current = None

@@ -1,0 +1,106 @@
+"""Pending earns: activated when their return window closes, held while a flag is open, settled by its decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from shared.earning.core import CATCH_UP_DAYS, Decision, HeldSettlement, IngestCore
+from shared.errors import (
+    AccountClosedError,
+    AlreadySettledError,
+    UnknownEntryError,
+)
+from shared.ledger.commands import Activate, Transfer
+from shared.members.records import FLAG_OPEN, FLAG_VOIDED
+
+if TYPE_CHECKING:
+    from shared.ledger.models import PendingEarn
+    from shared.program.config import ProgramConfig
+
+
+class HeldEarns(IngestCore):
+    def activate_due(self, program: str, now: datetime | None = None) -> list[str]:
+        """Activate every pending earn whose return window has closed by `now`; safe to re-run.
+
+        Earns held for a flagged member wait while the flag is open; once an operator decided it,
+        they activate (released) or are voided (fraud confirmed) here, if the decision itself did
+        not already settle them.
+        """
+        now = now or self._clock()
+        config = self._programs.get(program)
+        activated: list[str] = []
+        flags: dict[str, str] = {}
+        today = now.astimezone(UTC).date()
+        for back in range(CATCH_UP_DAYS, -1, -1):
+            day = (today - timedelta(days=back)).isoformat()
+            for pending in self._items.due_pending(program, day, now):
+                if pending.held_for:
+                    if pending.held_for not in flags:
+                        flags[pending.held_for] = self._members.flag_status(program, pending.held_for)
+                    if flags[pending.held_for] == FLAG_OPEN:
+                        continue
+                    if flags[pending.held_for] == FLAG_VOIDED:
+                        self._void_held(config, pending, "fraud confirmed after review")
+                        continue
+                if self._activate(program, pending, now, "return window closed"):
+                    activated.append(pending.entry_id)
+        return activated
+
+    def _activate(self, program: str, pending: PendingEarn, now: datetime, reason: str) -> bool:
+        try:
+            cmd = Activate(program=program, member=pending.member, entry_id=pending.entry_id, reason=reason[:300])
+            self._ledger.activate(cmd, at=now)
+            done = True
+        except (AlreadySettledError, UnknownEntryError, AccountClosedError):
+            done = False  # settled meanwhile, or moved by a merge: the next run finds it with its holder
+        self._apply_waiting(program, pending.entry_id)
+        survivor = self._follow(pending.member)
+        if survivor != pending.member:
+            # Activated in the instant between a merge's pointer and its transfer: move the points along
+            # (whichever of this and the merge's own transfer comes second finds nothing left to move).
+            self._ledger.transfer(
+                Transfer(
+                    program=program,
+                    member=pending.member,
+                    to_member=survivor,
+                    external_id=f"merge:{pending.member}:{survivor}:{pending.entry_id}",
+                    reason="points activated after merge",
+                ),
+                at=now,
+            )
+        return done
+
+    def _void_held(self, config: ProgramConfig, pending: PendingEarn, reason: str) -> bool:
+        earned = self._entries.get_entry(config.program, pending.entry_id)
+        if earned is None or not self._void(config, pending.member, earned, reason):
+            return False
+        self._apply_waiting(config.program, pending.entry_id)  # refunds parked on it: settled by the void
+        return True
+
+    def settle_held(
+        self, program: str, member: str, decision: Decision, note: str, at: datetime | None = None
+    ) -> HeldSettlement:
+        """Apply an operator's decision on a member's flag to the earns it held (record the decision first).
+
+        `release`: each held earn activates now, or stays pending until its return window closes
+        (the activation job then activates it). `void`: each held earn is voided (fraud confirmed).
+        Idempotent: settling twice finds nothing more to do.
+        """
+        now = at or self._clock()
+        config = self._programs.get(program)
+        result = HeldSettlement()
+        holders = dict.fromkeys([member, self._follow(member)])  # the earns follow a merge
+        for holder in holders:
+            for pending in self._entries.get_pending_earns(program, holder):
+                if pending.held_for != member:
+                    continue
+                if decision == "void":
+                    if self._void_held(config, pending, f"voided after review: {note}"):
+                        result.voided.append(pending.entry_id)
+                elif pending.until is None or pending.until <= now:
+                    if self._activate(program, pending, now, f"released after review: {note}"):
+                        result.released.append(pending.entry_id)
+                else:
+                    result.still_pending.append(pending.entry_id)
+        return result

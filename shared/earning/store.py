@@ -1,0 +1,136 @@
+"""The earning area's items: pending earns by the day they may activate, refunds waiting for their
+order, and referrals. Keys in `shared.infra.keys`.
+
+Open pending earns are ledger items, written and deleted in the ledger's transactions; this module
+only reads their index (GSI1 `N#<program>#<until day>`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shared.infra import keys
+from shared.infra.codec import to_item
+from shared.infra.table import TransactionCanceledError
+from shared.ledger.contract import Check
+from shared.ledger.store import pending_from
+from shared.members.view import REFERRAL_PAID
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from shared.infra.table import Table
+    from shared.ledger.models import PendingEarn
+    from shared.members.view import Referral
+
+# Present on a referral item only while it waits for the referred member's first purchase.
+AWAITING = "awaiting"
+WAITING_IDS = "ids"
+
+
+class EarningItems:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn]:
+        """Open pending earns that may activate on `day` up to `until`, in that order."""
+        return [
+            pending_from(item)
+            for item in self._table.query(
+                IndexName="GSI1",
+                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
+                ExpressionAttributeValues=to_item(
+                    {":pk": keys.pending_index_pk(program, day), ":until": keys.through(until)}
+                ),
+            )
+        ]
+
+    # Refunds waiting for their order (or for its return window to close): one item per order,
+    # the refunds' ids in a set (gone when empty) and each body under its own attribute.
+
+    def park_refund(self, program: str, order_entry_id: str, refund_entry_id: str, body: str) -> None:
+        self._table.update(
+            keys.waiting_refunds(program, order_entry_id),
+            f"SET #type = :type, #body = :body ADD {WAITING_IDS} :id",
+            ExpressionAttributeNames={"#type": "type", "#body": f"r#{refund_entry_id}"},
+            ExpressionAttributeValues=to_item({":type": "waiting_refunds", ":body": body, ":id": {refund_entry_id}}),
+        )
+
+    def waiting_refunds(self, program: str, order_entry_id: str) -> list[str]:
+        item = self._table.get(keys.waiting_refunds(program, order_entry_id))
+        if not item:
+            return []
+        return [item[f"r#{refund}"] for refund in sorted(item.get(WAITING_IDS, set())) if f"r#{refund}" in item]
+
+    def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None:
+        self._table.update(
+            keys.waiting_refunds(program, order_entry_id),
+            f"REMOVE #body DELETE {WAITING_IDS} :id",
+            ExpressionAttributeNames={"#body": f"r#{refund_entry_id}"},
+            ExpressionAttributeValues=to_item({":id": {refund_entry_id}}),
+            ConditionExpression="attribute_exists(PK)",  # an update must not create the item
+        )
+
+    def no_refund_waiting(self, program: str, order_entry_id: str) -> Check:
+        """A transaction condition: nothing is parked for this order (the set of refund ids is gone)."""
+        return Check(key=keys.waiting_refunds(program, order_entry_id), attribute=WAITING_IDS)
+
+    # Referrals: one item under the referred member, written once (the first referral wins).
+
+    def record_referral(self, program: str, referred: str, referral: Referral) -> bool:
+        """Write the referral unless the member has one already; an awaiting one also needs the
+        member's account to have nothing posted yet, checked in the same transaction (so a first
+        earn and a referral cannot cross). False: either condition failed; read again."""
+        key = keys.referral(program, referred)
+        values = {
+            "PK": key.pk,
+            "SK": key.sk,
+            "type": "referral",
+            "referrer": referral.referrer,
+            "status": referral.status,
+            "source": referral.source,
+            "event_id": referral.event_id,
+            "recorded_at": referral.recorded_at,
+            "reason": referral.reason or None,
+            AWAITING: referral.referrer if referral.awaiting else None,
+        }
+        actions: list[Any] = [self._table.put_action(values, "attribute_not_exists(PK)")]
+        if referral.awaiting:
+            balance = {
+                "TableName": self._table.name,
+                "Key": self._table.key(keys.balance(program, referred)),
+                "ConditionExpression": "attribute_not_exists(PK) OR seq = :none",
+                "ExpressionAttributeValues": to_item({":none": 0}),
+            }
+            actions.append({"ConditionCheck": balance})
+        try:
+            self._table.transact(actions)
+        except TransactionCanceledError:
+            return False
+        return True
+
+    def referral_paid(self, program: str, referred: str, reward: str, purchase: str, points: int) -> None:
+        """Close an awaiting referral: the reward is posted (its entry id is the exactly-once key)."""
+        self._table.update(
+            keys.referral(program, referred),
+            "SET #s = :paid, reward = :reward, purchase = :purchase, points = :points REMOVE #a",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#s": "status", "#a": AWAITING},
+            ExpressionAttributeValues=to_item(
+                {":paid": REFERRAL_PAID, ":reward": reward, ":purchase": purchase, ":points": points}
+            ),
+        )
+
+    def referral_ended(self, program: str, referred: str, status: str, reason: str) -> None:
+        """A referral that will never pay (its first purchase was returned in its window)."""
+        self._table.update(
+            keys.referral(program, referred),
+            "SET #s = :status, reason = :reason REMOVE #a",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#s": "status", "#a": AWAITING},
+            ExpressionAttributeValues=to_item({":status": status, ":reason": reason}),
+        )
+
+    def no_referral_awaiting(self, program: str, member: str) -> Check:
+        """A transaction condition: nobody's referral of this member is waiting for its first purchase."""
+        return Check(key=keys.referral(program, member), attribute=AWAITING)

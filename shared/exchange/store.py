@@ -1,0 +1,75 @@
+"""The exchange area's items: quotes, and the settlement lines the stream watcher writes per entry and partner."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.infra import keys
+
+if TYPE_CHECKING:
+    from shared.infra.table import Table
+
+
+class SettlementLine(BaseModel):
+    """What one entry moved between a program and one partner (+: to the partner, -: from it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    partner: str
+    entry_id: str
+    points: int
+    fee: int = 0  # an exchange's fee, on its debit side
+    residue: Decimal = Decimal(0)  # an exchange's rounding residue, on its credit side
+
+
+class ExchangeItems:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    # Quotes: written once, read when executed; their lifetime is checked on read, not by TTL.
+
+    def put_quote(self, quote_id: str, body: str) -> None:
+        key = keys.quote(quote_id)
+        self._table.put_new({"PK": key.pk, "SK": key.sk, "type": "quote", "body": body})
+
+    def get_quote(self, quote_id: str) -> str | None:
+        item = self._table.get(keys.quote(quote_id))
+        return str(item["body"]) if item else None
+
+    # Settlement lines, one partition per program and UTC day.
+
+    def add_settlement_line(self, program: str, day: str, line: SettlementLine) -> None:
+        # Keyed by entry: a redelivered stream record writes the same item again, never a second line.
+        key = keys.settlement_line(program, day, line.partner, line.entry_id)
+        self._table.put(
+            {
+                "PK": key.pk,
+                "SK": key.sk,
+                "type": "settlement_line",
+                "partner": line.partner,
+                "entry_id": line.entry_id,
+                "points": line.points,
+                # Absent when zero.
+                "fee": line.fee or None,
+                "residue": line.residue or None,
+            }
+        )
+
+    def settlement_lines(self, program: str, day: str, partner: str | None = None) -> list[SettlementLine]:
+        """A day's lines, all partners' or (one Query on the sort-key prefix) one partner's."""
+        prefix = keys.settlement_partner_prefix(partner) if partner is not None else None
+        items = self._table.partition(keys.settlement_day_pk(program, day), prefix, consistent=False)
+        return [
+            SettlementLine(
+                partner=str(item["partner"]),
+                entry_id=str(item["entry_id"]),
+                points=int(item["points"]),
+                fee=int(item.get("fee", 0)),
+                residue=Decimal(item.get("residue", 0)),
+            )
+            for item in items
+            if partner is None or item["partner"] == partner
+        ]

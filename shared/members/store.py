@@ -1,0 +1,369 @@
+"""The members area's items: identity links, profiles, tallies, tiers and their history, flags.
+
+Keys in `shared.infra.keys`. An identity link is claimed once (a conditional put), so two channels
+seeing a new card at once still make one member. The read ingest decides an earn on is one
+consistent BatchGetItem of the member's items (`view`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from shared.infra import keys
+from shared.infra.codec import to_item
+from shared.infra.counters import SHARDS, counters_update, shard_of
+from shared.infra.table import TransactionCanceledError
+from shared.ledger.contract import Tally
+from shared.ledger.store import account_from, tally_update
+from shared.members.records import Flag, FlagDecision, Profile, TierChange, TierRecord
+from shared.members.view import REFERRAL_AWAITING, MemberView, Referral, Tallied
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from shared.infra.table import Table
+
+# The program figures count members per tier (`shared.projections.figures` reads them): the tier
+# move's own transaction moves the counts, in the figures' TIERS bucket, sharded by member.
+TIERS_BUCKET = "TIERS"
+TIER_PREFIX = "tier:"
+
+
+def tier_count_change(previous: str | None, tier: str) -> dict[str, int]:
+    """How a tier move changes the tier counts: one more in `tier`, one less in the tier item's old one."""
+    if previous == tier:
+        return {}
+    change = {TIER_PREFIX + tier: 1}
+    if previous is not None:
+        change[TIER_PREFIX + previous] = -1
+    return change
+
+
+def counters_of(item: dict[str, Any]) -> dict[str, int]:
+    """A tally item's named counters (Tally.counters): its numbers other than the main value."""
+    return {name: int(v) for name, v in item.items() if isinstance(v, Decimal) and name != "value"}
+
+
+class MemberDirectory:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    # Identities and profiles
+
+    def member_for(self, identity_key: str) -> str | None:
+        item = self._table.get(keys.identity(identity_key))
+        return str(item["member"]) if item else None
+
+    def claim(self, identity_key: str, member: str, *, provisional: bool) -> str:
+        """Link an unclaimed identity to `member` (creating its profile); returns whoever holds it."""
+        link = keys.identity(identity_key)
+        try:
+            self._table.transact(
+                [
+                    self._table.put_action(
+                        {"PK": link.pk, "SK": link.sk, "type": "identity", "member": member},
+                        "attribute_not_exists(PK)",
+                    ),
+                    {"Update": self._profile_update(member, identity_key, provisional)},
+                ]
+            )
+        except TransactionCanceledError:
+            holder = self.member_for(identity_key)
+            if holder is None:
+                raise
+            return holder
+        return member
+
+    def _profile_update(self, member: str, identity_key: str, provisional: bool) -> dict[str, Any]:
+        return {
+            "TableName": self._table.name,
+            "Key": self._table.key(keys.profile(member)),
+            "UpdateExpression": "SET #type = :type, provisional = if_not_exists(provisional, :p) ADD identities :id",
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": to_item({":type": "member", ":p": provisional, ":id": {identity_key}}),
+        }
+
+    def profile(self, member: str) -> Profile | None:
+        item = self._table.get(keys.profile(member))
+        return _profile(member, item) if item else None
+
+    def repoint(self, identity_key: str, member: str) -> None:
+        link = keys.identity(identity_key)
+        self._table.put({"PK": link.pk, "SK": link.sk, "type": "identity", "member": member})
+        update = self._profile_update(member, identity_key, provisional=False)
+        self._table.update(
+            keys.profile(member),
+            update["UpdateExpression"],
+            ExpressionAttributeNames=update["ExpressionAttributeNames"],
+            ExpressionAttributeValues=update["ExpressionAttributeValues"],
+        )
+
+    def mark_merged(self, member: str, into: str) -> None:
+        self._table.update(
+            keys.profile(member),
+            "SET #type = :type, merged_into = :into",
+            ExpressionAttributeNames={"#type": "type"},
+            ExpressionAttributeValues=to_item({":type": "member", ":into": into}),
+        )
+
+    # What an earn decides on
+
+    def view(
+        self, program: str, member: str, tallies: Sequence[str] = (), *, full: bool = True, referral: bool = False
+    ) -> MemberView:
+        """One consistent BatchGetItem: the profile and the named tallies; with `full`, also the
+        tier, the balance and the member's flag (everything an earn decides on); with `referral`,
+        who referred the member (a purchase may owe that member a reward)."""
+        profile_key = keys.profile(member)
+        tally_keys = {name: keys.tally(program, member, name) for name in tallies}
+        wanted = [profile_key, *tally_keys.values()]
+        if full:
+            wanted += [keys.tier(program, member), keys.balance(program, member), keys.flag(program, member)]
+        if referral:
+            wanted.append(keys.referral(program, member))
+        found = self._table.batch_get(wanted)
+        referred = found.get(keys.referral(program, member))
+        profile = _profile(member, found.get(profile_key, {}))
+        tier = found.get(keys.tier(program, member))
+        balance = found.get(keys.balance(program, member))
+        flag = found.get(keys.flag(program, member), {})
+        read: dict[str, Tallied] = {}
+        for name, key in tally_keys.items():
+            item = found.get(key)
+            if item:
+                read[name] = Tallied(int(item.get("value", 0)), frozenset(item.get("marks", set())), counters_of(item))
+        return MemberView(
+            member=member,
+            merged_into=profile.merged_into,
+            provisional=profile.provisional,
+            tier=str(tier["tier"]) if tier else None,
+            account=account_from(balance) if balance else None,
+            tallies=read,
+            flag_status=str(flag.get("status", "")),
+            flag_reason=str(flag.get("reason", "")),
+            referral=referral_from(referred) if referred else None,
+        )
+
+    # Tallies
+
+    def bump(self, tally: Tally, once_for: str) -> None:
+        """Apply a tally outside a transaction, once per `once_for` (the id that caused it)."""
+        self._update_tally_once(tally, "seen", once_for)
+
+    def merge_tally(self, program: str, name: str, merged: str, into: str) -> None:
+        """Add a merged member's named counters of a tally to the survivor's, once per merged member."""
+        counters = self.tally_counters(program, merged, name)
+        self._update_tally_once(
+            Tally(program, into, name, counters=tuple(sorted(counters.items()))), "merged_from", merged
+        )
+
+    def tally_counters(self, program: str, member: str, name: str) -> dict[str, int]:
+        """A tally's named counters (e.g. the monthly qualifying activity the ingest path keeps)."""
+        return counters_of(self._table.get(keys.tally(program, member, name)) or {})
+
+    def _update_tally_once(self, tally: Tally, done_set: str, once_for: str) -> None:
+        """Apply a tally update unless `once_for` is already in the item's set `done_set`, and add it there."""
+        update = tally_update(self._table.name, tally)
+        values = dict(update["ExpressionAttributeValues"]) | to_item({":once": {once_for}, ":one": once_for})
+        self._table.update(
+            keys.tally(tally.program, tally.member, tally.name),
+            update["UpdateExpression"] + f", {done_set} :once",
+            ConditionExpression=f"NOT contains({done_set}, :one)",
+            ExpressionAttributeNames=update["ExpressionAttributeNames"],
+            ExpressionAttributeValues=values,
+        )
+
+    # Tiers
+
+    def get_tier(self, program: str, member: str) -> TierRecord | None:
+        item = self._table.get(keys.tier(program, member))
+        if item is None:
+            return None
+        return TierRecord(
+            tier=str(item["tier"]),
+            since=str(item["since"]),
+            period_ends=str(item["period_ends"]),
+            due_at=str(item["due_at"]),
+            rev=int(item["rev"]),
+        )
+
+    def move_tier(
+        self, program: str, member: str, record: TierRecord, change: TierChange, previous: str | None = None
+    ) -> bool:
+        """The member's tier and the record of the move, together; False if the tier changed meanwhile.
+
+        `record.rev` is the revision read (0: no item yet), written as the next one; `previous` is the
+        tier the item held (None: no item yet): the program's tier counts move in the same transaction.
+        """
+        key = keys.tier(program, member)
+        tier_item = {
+            "PK": key.pk,
+            "SK": key.sk,
+            "type": "tier",
+            "tier": record.tier,
+            "since": record.since,
+            "period_ends": record.period_ends,
+            "due_at": record.due_at,
+            "program": program,
+            "member": member,
+            "rev": record.rev + 1,
+            **keys.tier_index(program, member, record.due_at)._asdict(),
+        }
+        if record.rev == 0:
+            put = self._table.put_action(tier_item, "attribute_not_exists(PK)")
+        else:
+            put = self._table.put_action(
+                tier_item, "rev = :rev", ExpressionAttributeValues=to_item({":rev": record.rev})
+            )
+        log_key = keys.tier_log(program, member, change.at, change.to_tier)
+        log = {
+            "PK": log_key.pk,
+            "SK": log_key.sk,
+            "type": "tier_change",
+            "at": change.at,
+            "from": change.from_tier,
+            "to": change.to_tier,
+            "reason": change.reason,
+            "points": change.points,
+            "spend": change.spend,
+            "config_version": change.config_version,
+        }
+        actions = [put, self._table.put_action(log)]
+        counts = tier_count_change(previous, record.tier)
+        if counts:
+            shard = keys.figures(program, TIERS_BUCKET, shard_of(member, SHARDS))
+            labels = {"type": "figures", "program": program, "bucket": TIERS_BUCKET}
+            actions.append({"Update": counters_update(self._table.name, shard, counts, labels)})
+        try:
+            self._table.transact(actions)
+        except TransactionCanceledError:
+            return False
+        return True
+
+    def tier_changes(self, program: str, member: str) -> list[TierChange]:
+        return [
+            TierChange(
+                at=str(item["at"]),
+                from_tier=str(item["from"]),
+                to_tier=str(item["to"]),
+                reason=str(item["reason"]),
+                points=int(item["points"]),
+                spend=str(item["spend"]),
+                config_version=int(item["config_version"]),
+            )
+            for item in self._table.partition(keys.member_pk(member), keys.tier_log_prefix(program), consistent=False)
+        ]
+
+    # Flags (raised by the anomaly watch, decided by operators, read by ingest)
+
+    def get_flag(self, program: str, member: str) -> Flag | None:
+        item = self._table.get(keys.flag(program, member))
+        return _flag(item) if item else None
+
+    def put_flag(self, program: str, flag: Flag, decision: FlagDecision, only_if_open: bool = False) -> bool:
+        """The flag's current state and the decision that set it, together; False if already recorded
+        (or, with `only_if_open`, if the flag was no longer open: two operators deciding at once)."""
+        key = keys.flag(program, flag.member)
+        state = {
+            "PK": key.pk,
+            "SK": key.sk,
+            "type": "flag",
+            "status": flag.status,
+            "reason": flag.reason,
+            "check": flag.check,
+            "since": flag.since,
+            "decided_at": flag.decided_at or None,
+            "operator": flag.operator or None,
+            "note": flag.note or None,
+        }
+        if only_if_open:
+            flag_put = self._table.put_action(
+                state,
+                "#s = :open",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item({":open": "open"}),
+            )
+        else:
+            flag_put = self._table.put_action(state)
+        log_key = keys.flag_log(program, flag.member, decision.at, decision.id)
+        log = {
+            "PK": log_key.pk,
+            "SK": log_key.sk,
+            "type": "flag_decision",
+            "at": decision.at,
+            "id": decision.id,
+            "decision": decision.decision,
+            "reason": decision.reason,
+            "operator": decision.operator or None,
+        }
+        try:
+            self._table.transact([flag_put, self._table.put_action(log, "attribute_not_exists(PK)")])
+        except TransactionCanceledError:
+            # The decision record exists (a redelivered stream record, already applied), or the flag was decided.
+            return False
+        return True
+
+    def open_flags(self, program: str) -> list[Flag]:
+        """Open flags of a program: one Query of its flag partition (decision records filtered out)."""
+        return [
+            _flag(item)
+            for item in self._table.query(
+                KeyConditionExpression="PK = :pk",
+                FilterExpression="#t = :flag AND #s = :open",
+                ExpressionAttributeNames={"#t": "type", "#s": "status"},
+                ExpressionAttributeValues=to_item({":pk": keys.flag_pk(program), ":flag": "flag", ":open": "open"}),
+                ConsistentRead=True,
+            )
+        ]
+
+    def flag_log(self, program: str, member: str) -> list[FlagDecision]:
+        return [
+            FlagDecision(
+                at=str(item["at"]),
+                id=str(item["id"]),
+                decision=str(item["decision"]),
+                reason=str(item.get("reason", "")),
+                operator=str(item.get("operator", "")),
+            )
+            for item in self._table.partition(keys.flag_pk(program), keys.flag_log_prefix(member), consistent=False)
+        ]
+
+    def flag_status(self, program: str, member: str) -> str:
+        flag = self.get_flag(program, member)
+        return flag.status if flag else ""
+
+
+def _profile(member: str, item: dict[str, Any]) -> Profile:
+    return Profile(
+        member=member,
+        provisional=bool(item.get("provisional", False)),
+        merged_into=str(item.get("merged_into", "")),
+        identities=frozenset(item.get("identities") or ()),
+    )
+
+
+def _flag(item: dict[str, Any]) -> Flag:
+    return Flag(
+        member=str(item["SK"]),
+        status=str(item.get("status", "")),
+        reason=str(item.get("reason", "")),
+        check=str(item.get("check", "")),
+        since=str(item.get("since", "")),
+        decided_at=str(item.get("decided_at", "")),
+        operator=str(item.get("operator", "")),
+        note=str(item.get("note", "")),
+    )
+
+
+def referral_from(item: dict[str, Any]) -> Referral:
+    return Referral(
+        referrer=str(item["referrer"]),
+        status=str(item.get("status", REFERRAL_AWAITING)),
+        source=str(item.get("source", "")),
+        event_id=str(item.get("event_id", "")),
+        recorded_at=str(item.get("recorded_at", "")),
+        reason=str(item.get("reason", "")),
+        purchase=str(item.get("purchase", "")),
+        reward=str(item.get("reward", "")),
+    )
