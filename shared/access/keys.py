@@ -16,7 +16,7 @@ import secrets
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.errors import ForbiddenError
 
@@ -27,6 +27,8 @@ KEY_PREFIX = "pb_"
 
 
 class PrincipalKind(StrEnum):
+    """The kinds of caller a key can stand for (see the module docstring for what each may touch)."""
+
     ADMIN = "admin"
     PARTNER = "partner"
     CHANNEL = "channel"
@@ -34,11 +36,25 @@ class PrincipalKind(StrEnum):
 
 
 class Principal(BaseModel):
+    """Who a key stands for: what kind of caller, which one, and the programs it may touch."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: PrincipalKind
-    id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^,#\s]+$")]
-    programs: tuple[str, ...] = ()
+    kind: Annotated[
+        PrincipalKind,
+        Field(
+            description="`admin`: everything. `partner`: its programs and agreements. `channel` (a shop, a till): "
+            "members of its programs. `member`: its own account."
+        ),
+    ]
+    id: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=200, pattern=r"^[^,#\s]+$"),
+        Field(description="The caller's id: the member id for a member, the partner's id for a partner."),
+    ]
+    programs: Annotated[
+        tuple[str, ...], Field(description="The programs it may touch (an admin's are not checked).")
+    ] = ()
 
     @property
     def key(self) -> str:

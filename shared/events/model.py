@@ -27,6 +27,8 @@ Money = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=14, decimal_pla
 
 
 class Channel(StrEnum):
+    """Where an event came from."""
+
     ONLINE = "online"
     POS = "pos"
     PARTNER = "partner"
@@ -34,6 +36,8 @@ class Channel(StrEnum):
 
 
 class IdentityKind(StrEnum):
+    """What an identity's value is."""
+
     EMAIL = "email"  # keyed hash of the normalised address, never the address
     PHONE = "phone"  # keyed hash of the E.164 number, never the number
     CARD = "card"  # loyalty card number printed on the card
@@ -49,11 +53,17 @@ class IdentityKind(StrEnum):
 
 
 class Identity(BaseModel):
+    """Who an event is about, as the channel knows them."""
+
     model_config = ConfigDict(frozen=True)
 
-    kind: IdentityKind
-    value: Text
-    scope: str = ""  # the partner id for PARTNER identities; empty otherwise
+    kind: Annotated[IdentityKind, Field(description="What `value` is.")]
+    value: Annotated[
+        Text, Field(description="The identity: a keyed hash for e-mails and phones, else the id or card number.")
+    ]
+    scope: Annotated[
+        str, Field(description="Whose id it is: the partner for `partner`, the source for `customer` and `order`.")
+    ] = ""
 
     @property
     def key(self) -> str:
@@ -61,14 +71,17 @@ class Identity(BaseModel):
 
 
 class LineItem(BaseModel):
+    """One line of an order."""
+
     model_config = ConfigDict(frozen=True)
 
-    sku: Text
-    quantity: Annotated[int, Field(strict=True, ge=1, le=100_000)]
-    # Merchandise value of the whole line after its discounts, before tax.
-    amount: Money
-    category: str = ""
-    new_product: bool = False
+    sku: Annotated[Text, Field(description="The product's SKU.")]
+    quantity: Annotated[int, Field(strict=True, ge=1, le=100_000, description="How many.")]
+    amount: Annotated[
+        Money, Field(description="The whole line's merchandise value after its discounts, before tax (decimal).")
+    ]
+    category: Annotated[str, Field(description="The product's category, for category bonuses.")] = ""
+    new_product: Annotated[bool, Field(description="Whether it is a new product, for new-product bonuses.")] = False
 
 
 class FxConversion(BaseModel):
@@ -76,33 +89,44 @@ class FxConversion(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    original_currency: Currency
-    original_amount: Money
-    rate: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=10)]
+    original_currency: Annotated[Currency, Field(description="The channel's currency (ISO 4217).")]
+    original_amount: Annotated[Money, Field(description="The amount in that currency, before conversion (decimal).")]
+    rate: Annotated[
+        Decimal,
+        Field(
+            gt=0, max_digits=20, decimal_places=10, description="Program currency per unit of the original (decimal)."
+        ),
+    ]
 
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    program: Text
-    channel: Channel
-    source: Text  # the producer, e.g. "shopify:acme.myshopify.com"; with external_id, the idempotency key
-    external_id: ExternalId
-    identity: Identity
-    occurred_at: AwareDatetime
+    program: Annotated[Text, Field(description="The program the event earns in.")]
+    channel: Annotated[Channel, Field(description="Where it came from.")]
+    # With external_id, the idempotency key.
+    source: Annotated[Text, Field(description='The producer, e.g. "shopify:acme.myshopify.com".')]
+    external_id: Annotated[
+        ExternalId, Field(description="The producer's own id for the event; with `source`, it posts once.")
+    ]
+    identity: Annotated[Identity, Field(description="Who the event is about.")]
+    occurred_at: Annotated[AwareDatetime, Field(description="When it happened (with an offset), not when it arrived.")]
 
 
 class PurchaseEvent(_Event):
     """A paid order or till transaction: points follow from the eligible amount and the rules."""
 
-    kind: Literal["purchase"] = "purchase"
-    currency: Currency
-    # Merchandise after discounts, without shipping and tax: what earns points.
-    eligible_amount: Money
-    lines: tuple[LineItem, ...] = ()
-    shipping: Money = Decimal(0)
-    tax: Money = Decimal(0)
-    fx: FxConversion | None = None  # set when the channel's currency was converted
+    kind: Annotated[Literal["purchase"], Field(description="Always `purchase`.")] = "purchase"
+    currency: Annotated[Currency, Field(description="The program's currency (ISO 4217) the amounts are in.")]
+    eligible_amount: Annotated[
+        Money, Field(description="Merchandise after discounts, without shipping and tax: what earns (decimal).")
+    ]
+    lines: Annotated[tuple[LineItem, ...], Field(description="The order's lines, for product rules.")] = ()
+    shipping: Annotated[Money, Field(description="Shipping charged (earns only if the program says so).")] = Decimal(0)
+    tax: Annotated[Money, Field(description="Tax charged (earns only if the program says so).")] = Decimal(0)
+    fx: Annotated[
+        FxConversion | None, Field(description="Set when the channel's currency was converted to the program's.")
+    ] = None
 
 
 class RefundEvent(_Event):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.members import activity
 from shared.program.config import QualifyingBasis
@@ -29,10 +29,12 @@ EXPIRING_WINDOW = timedelta(days=90)
 
 
 class Expiring(BaseModel):
+    """Points that expire on one date."""
+
     model_config = ConfigDict(frozen=True)
 
-    date: date
-    points: int
+    date: Annotated[date, Field(description="The local date (the program's time zone) they expire on.")]
+    points: Annotated[int, Field(description="How many points expire then.")]
 
 
 class TierStatus(BaseModel):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.errors import UnknownAgreementError, UnknownCatalogueError, UnknownProgramError
 from shared.infra import keys
@@ -27,6 +27,8 @@ MAX_PAGE = 50
 
 
 class ConfigKind(StrEnum):
+    """What a versioned configuration document configures."""
+
     PROGRAM = "program"
     CATALOGUE = "catalogue"
     AGREEMENT = "agreement"
@@ -40,22 +42,32 @@ _PARTITIONS: dict[ConfigKind, tuple[Callable[[str], str], str, type[NotFoundErro
 
 
 class ConfigVersion(BaseModel):
+    """One published version of a configuration."""
+
     model_config = ConfigDict(frozen=True)
 
-    version: int
-    live: bool
-    published_at: AwareDatetime | None  # None for versions published before the time was recorded
-    config: dict[str, Any]  # as published: a PUT of it (with a higher version) publishes it again
+    version: Annotated[int, Field(description="The version number.")]
+    live: Annotated[bool, Field(description="Whether this version is the one in force.")]
+    published_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When it was published; null for versions published before the time was recorded."),
+    ]
+    config: Annotated[
+        dict[str, Any],
+        Field(description="The document as published: a PUT of it (with a higher version) publishes it again."),
+    ]
 
 
 class ConfigHistory(BaseModel):
+    """A page of a configuration's versions, oldest first."""
+
     model_config = ConfigDict(frozen=True)
 
-    kind: ConfigKind
-    id: str
-    live_version: int
-    versions: tuple[ConfigVersion, ...]  # oldest first
-    next: int | None  # pass as `after` for the next page; None on the last
+    kind: Annotated[ConfigKind, Field(description="What is configured.")]
+    id: Annotated[str, Field(description="The program's or agreement's id.")]
+    live_version: Annotated[int, Field(description="The version in force.")]
+    versions: Annotated[tuple[ConfigVersion, ...], Field(description="The versions, oldest first.")]
+    next: Annotated[int | None, Field(description="Pass as `after` for the next page; null on the last.")]
 
 
 def history(documents: Documents, kind: ConfigKind, ident: str, after: int = 0, limit: int = 20) -> ConfigHistory:

@@ -41,6 +41,8 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 
 
 class RewardKind(StrEnum):
+    """What a reward is: a thing, a code, a service, or points given to a cause."""
+
     PHYSICAL = "physical"
     DIGITAL = "digital"
     SERVICE = "service"
@@ -48,22 +50,39 @@ class RewardKind(StrEnum):
 
 
 class Reward(BaseModel):
+    """A reward of the catalogue, with its price and the rules for redeeming it."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: RuleId
-    name: Label
-    kind: RewardKind
-    points: PointsCost
-    cash_price: Money | None = None  # enables points + cash
-    min_balance: Annotated[int, Field(ge=0)] = 0  # spendable points needed before redeeming
-    per_member_limit: Annotated[int, Field(gt=0)] | None = None  # ever, per member
-    per_period_limit: Annotated[int, Field(gt=0)] | None = None  # per member per period
-    period_days: Annotated[int, Field(ge=1, le=366)] = 30
-    stock: Annotated[int, Field(ge=0)] | None = None  # None: unlimited (digital, donations)
-    tiers: frozenset[str] = frozenset()  # empty: every tier
-    available_from: AwareDatetime | None = None
-    available_until: AwareDatetime | None = None
-    cause: Label | None = None
+    id: Annotated[RuleId, Field(description="The reward's id in the catalogue.")]
+    name: Annotated[Label, Field(description="Its name, for people.")]
+    kind: Annotated[RewardKind, Field(description="What it is.")]
+    points: Annotated[PointsCost, Field(description="Its price in points (for a donation: the smallest donation).")]
+    cash_price: Annotated[
+        Money | None,
+        Field(description="Its price paid entirely in money; set, it may be paid in points + cash. Decimal string."),
+    ] = None
+    min_balance: Annotated[int, Field(ge=0, description="Spendable points a member needs before redeeming it.")] = 0
+    per_member_limit: Annotated[
+        Annotated[int, Field(gt=0)] | None, Field(description="How many one member may ever redeem; null: no limit.")
+    ] = None
+    per_period_limit: Annotated[
+        Annotated[int, Field(gt=0)] | None,
+        Field(description="How many one member may redeem per period of `period_days`; null: no limit."),
+    ] = None
+    period_days: Annotated[
+        int, Field(ge=1, le=366, description="The length of a period for `per_period_limit`, in days.")
+    ] = 30
+    stock: Annotated[
+        Annotated[int, Field(ge=0)] | None,
+        Field(description="How many there are in all; null: unlimited (digital rewards, donations)."),
+    ] = None
+    tiers: Annotated[frozenset[str], Field(description="The tiers that may redeem it; empty: every tier.")] = (
+        frozenset()
+    )
+    available_from: Annotated[AwareDatetime | None, Field(description="Redeemable from then; null: no start.")] = None
+    available_until: Annotated[AwareDatetime | None, Field(description="Redeemable until then; null: no end.")] = None
+    cause: Annotated[Label | None, Field(description="A donation's cause; set on donations only.")] = None
 
     @model_validator(mode="after")
     def _check(self) -> Reward:

@@ -46,14 +46,20 @@ class UnknownDrawError(NotFoundError):
 
 
 class DrawIn(BaseModel):
+    """A new draw's terms."""
+
     model_config = ConfigDict(extra="forbid")
 
-    id: RuleId
-    prize: Annotated[str, Field(min_length=1, max_length=200)]
-    ticket_points: Annotated[int, Field(gt=0, le=1_000_000)]
-    max_tickets_per_member: Annotated[int, Field(gt=0, le=10_000)] = 100
-    winners: Annotated[int, Field(gt=0, le=1000)] = 1
-    closes_at: AwareDatetime
+    id: Annotated[RuleId, Field(description="The draw's id in the program.")]
+    prize: Annotated[str, Field(min_length=1, max_length=200, description="What the winners get.")]
+    ticket_points: Annotated[int, Field(gt=0, le=1_000_000, description="Points per ticket.")]
+    max_tickets_per_member: Annotated[
+        int, Field(gt=0, le=10_000, description="Tickets one member may hold at most.")
+    ] = 100
+    winners: Annotated[int, Field(gt=0, le=1000, description="How many winners to draw.")] = 1
+    closes_at: Annotated[
+        AwareDatetime, Field(description="Tickets are sold until then (in the future, with an offset).")
+    ]
 
 
 class Draw(DrawIn):

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api import context
-from functions.api.routes.exchange import IdPath
+from functions.api.routes.exchange import AgreementPath
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
 from functions.services import services
@@ -30,58 +30,87 @@ from shared.program.versions import ConfigHistory, ConfigKind, ConfigVersion, hi
 from shared.rewards import catalogue
 
 router = APIGatewayRouter()
-ConfigBody = Annotated[dict[str, Any], Body()]
-AfterVersion = Annotated[int, Query(ge=0)]
-PageSize = Annotated[int, Query(ge=1, le=50)]
+ConfigBody = Annotated[
+    dict[str, Any],
+    Body(
+        description="The whole configuration document, with a `version` higher than the live one (docs/rules.md, "
+        "docs/api.md). Its id (`program` or `id`) must be the path's."
+    ),
+]
+AfterVersion = Annotated[int, Query(ge=0, description="Versions after this one (the previous page's `next`).")]
+PageSize = Annotated[int, Query(ge=1, le=50, description="At most this many versions.")]
 Days = Annotated[int, Field(ge=-3650, le=3650)]  # the sense of the numbers is judged by announce_sunset
 
 
 class Published(BaseModel):
-    kind: str
-    id: str
-    version: int
+    """The version now live."""
+
+    kind: str = Field(description="`program`, `catalogue` or `agreement`.")
+    id: str = Field(description="The program's or agreement's id.")
+    version: int = Field(description="The version published, now live.")
 
 
 class DryRunIn(BaseModel):
+    """A draft program config and an order to evaluate against it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    config: dict[str, Any]  # the draft program config, validated like a publish
-    order: PurchaseEvent
-    tier: str | None = None  # default: the draft's lowest tier
-    used_today: Annotated[int, Field(ge=0)] = 0
+    config: dict[str, Any] = Field(
+        description="The draft program config, validated as a publish would (`invalid_config` when it fails)."
+    )
+    order: PurchaseEvent = Field(description="The order to evaluate, as a channel's adapter would produce it.")
+    tier: str | None = Field(None, description="The member's tier in the draft; default its lowest.")
+    used_today: Annotated[int, Field(ge=0)] = Field(
+        0, description="Points the member already earned today, against the draft's daily cap."
+    )
 
 
 class DryRunStep(BaseModel):
-    kind: str
-    label: str
-    points: DecimalText
+    """One line of the rules' working; the steps sum to the points."""
+
+    kind: str = Field(description="`base`, `tier`, `promo`, `bonus`, `behaviour`, `producer`, `rounding` or `cap`.")
+    label: str = Field(description="Which rule, for people.")
+    points: DecimalText = Field(description="What the step adds (negative for rounding or a cap), decimal string.")
 
 
 class DryRunOut(BaseModel):
-    points: int
-    explanation: str
-    steps: list[DryRunStep]
-    draft_version: int
-    live_version: int | None
+    """What the order would earn under the draft; nothing is written."""
+
+    points: int = Field(description="Points the order would earn.")
+    explanation: str = Field(description="The rules' arithmetic in one line, as statements show it.")
+    steps: list[DryRunStep] = Field(description="The working, step by step.")
+    draft_version: int = Field(description="The draft's `version`.")
+    live_version: int | None = Field(description="The live config's version; null when the program is not live yet.")
 
 
 class KeyOut(BaseModel):
-    key: str  # shown once; only its hash is stored
+    """A new API key."""
+
+    key: str = Field(
+        description="The key, shown this once: only its hash is stored, and a retry under the same "
+        "`Idempotency-Key` does not show it again (`secret_not_replayed`)."
+    )
 
 
 class SunsetIn(BaseModel):
+    """When the program ends."""
+
     model_config = ConfigDict(extra="forbid")
 
-    notice_days: Days  # earning stops this many days from now (at least 30)
-    redemption_days: Days  # redemption stays open this many days after earning stops
+    notice_days: Days = Field(description="Earning stops this many days from now: at least 30.")
+    redemption_days: Days = Field(description="Redemption stays open this many days after earning stops: 0 or more.")
 
 
 class SunsetOut(BaseModel):
-    program: str
-    version: int  # the config version that carries the sunset
-    announced_at: datetime
-    earning_ends_at: datetime
-    ends_at: datetime  # redemption closes; remaining points expire with entries
+    """The program's announced end, as its new config version carries it."""
+
+    program: str = Field(description="The program.")
+    version: int = Field(description="The config version that carries the sunset.")
+    announced_at: datetime = Field(description="When the end was announced (now).")
+    earning_ends_at: datetime = Field(description="From then on, credits answer `earning_closed`.")
+    ends_at: datetime = Field(
+        description="Redemption closes (spends answer `redemption_closed`); points left expire at the next expiry run."
+    )
 
 
 def _same(path_value: str, body: dict[str, Any], field: str) -> None:
@@ -91,6 +120,12 @@ def _same(path_value: str, body: dict[str, Any], field: str) -> None:
 
 @router.put("/admin/programs/<program>", status_code=201)
 def publish_program(program: ProgramPath, body: ConfigBody) -> Published:
+    """Publish a program config.
+
+    Validates the whole config and makes it the live version if it is valid and its `version` is
+    higher than the live one; otherwise `invalid_config` with the reasons, and the live version stays.
+    A config may not set, change or drop `sunset` (announce the end with `POST .../sunset`).
+    """
     context.principal(router.current_event).require_admin()
     _same(program, body, "program")
     draft = parse_program(body)
@@ -106,6 +141,11 @@ def publish_program(program: ProgramPath, body: ConfigBody) -> Published:
 
 @router.put("/admin/programs/<program>/catalogue", status_code=201)
 def publish_catalogue(program: ProgramPath, body: ConfigBody) -> Published:
+    """Publish a catalogue.
+
+    Validates the program's rewards catalogue (and gift policy) and makes it live if valid and newer
+    than the live version.
+    """
     context.principal(router.current_event).require_admin()
     _same(program, body, "program")
     services().programs.get(program)
@@ -114,7 +154,12 @@ def publish_catalogue(program: ProgramPath, body: ConfigBody) -> Published:
 
 
 @router.put("/admin/agreements/<agreement_id>", status_code=201)
-def publish_agreement(agreement_id: IdPath, body: ConfigBody) -> Published:
+def publish_agreement(agreement_id: AgreementPath, body: ConfigBody) -> Published:
+    """Publish an exchange agreement.
+
+    Validates an agreement between two live programs (rate, fee, minimum, steps, daily limit, quote
+    lifetime) and makes it live if valid and newer than the live version.
+    """
     context.principal(router.current_event).require_admin()
     _same(agreement_id, body, "id")
     agreement = exchange.parse_agreement(body)
@@ -126,7 +171,11 @@ def publish_agreement(agreement_id: IdPath, body: ConfigBody) -> Published:
 
 @router.post("/admin/programs/<program>/dry-run")
 def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
-    """Evaluate an order against a draft config without writing anything."""
+    """Dry-run a draft program config.
+
+    Evaluates an order against a draft config, as ingest would, and shows the points and the working.
+    Writes nothing; the draft need not be newer than the live version.
+    """
     context.principal(router.current_event).require_admin()
     _same(program, body.config, "program")
     draft = parse_program(body.config)
@@ -146,6 +195,11 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
 
 @router.post("/admin/keys", status_code=201)
 def create_key(body: Principal) -> KeyOut:
+    """Mint an API key.
+
+    A key for a principal (its kind, id and programs). The key is in this reply only: the table keeps
+    its SHA-256.
+    """
     context.principal(router.current_event).require_admin()
     router.append_context(**{context.SECRET_REPLY: True})
     return KeyOut(key=issue_key(services().access_items, body))
@@ -153,7 +207,11 @@ def create_key(body: Principal) -> KeyOut:
 
 @router.post("/admin/programs/<program>/sunset", status_code=201)
 def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
-    """Announce the program's end: earning stops after the notice, redemption after the redemption period."""
+    """Announce the program's end.
+
+    Earning stops after the notice (at least 30 days), redemption `redemption_days` later; the end is
+    a new config version. Announced once: a second time is `invalid_sunset`.
+    """
     context.principal(router.current_event).require_admin()
     config = announce_sunset(services().programs, program, services().now(), body.notice_days, body.redemption_days)
     assert config.sunset is not None
@@ -171,35 +229,59 @@ def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
 
 @router.get("/admin/programs/<program>")
 def live_program(program: ProgramPath) -> ConfigVersion:
+    """The live program config.
+
+    As published, with its version and publication time: edit it, raise `version`, and PUT it back.
+    """
     context.principal(router.current_event).require_admin()
     return live(services().documents, ConfigKind.PROGRAM, program)
 
 
 @router.get("/admin/programs/<program>/versions")
 def program_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+    """A program config's versions.
+
+    Every version ever published, oldest first, the live one marked. Paged with `after` and `next`.
+    """
     context.principal(router.current_event).require_admin()
     return history(services().documents, ConfigKind.PROGRAM, program, after, limit)
 
 
 @router.get("/admin/programs/<program>/catalogue")
 def live_catalogue(program: ProgramPath) -> ConfigVersion:
+    """The live catalogue config.
+
+    As published, with its version and publication time.
+    """
     context.principal(router.current_event).require_admin()
     return live(services().documents, ConfigKind.CATALOGUE, program)
 
 
 @router.get("/admin/programs/<program>/catalogue/versions")
 def catalogue_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+    """A catalogue's versions.
+
+    Every version ever published, oldest first, the live one marked. Paged with `after` and `next`.
+    """
     context.principal(router.current_event).require_admin()
     return history(services().documents, ConfigKind.CATALOGUE, program, after, limit)
 
 
 @router.get("/admin/agreements/<agreement_id>")
-def live_agreement(agreement_id: IdPath) -> ConfigVersion:
+def live_agreement(agreement_id: AgreementPath) -> ConfigVersion:
+    """The live agreement config.
+
+    As published, with its version and publication time.
+    """
     context.principal(router.current_event).require_admin()
     return live(services().documents, ConfigKind.AGREEMENT, agreement_id)
 
 
 @router.get("/admin/agreements/<agreement_id>/versions")
-def agreement_versions(agreement_id: IdPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+def agreement_versions(agreement_id: AgreementPath, after: AfterVersion = 0, limit: PageSize = 20) -> ConfigHistory:
+    """An agreement's versions.
+
+    Every version ever published, oldest first, the live one marked. Paged with `after` and `next`.
+    """
     context.principal(router.current_event).require_admin()
     return history(services().documents, ConfigKind.AGREEMENT, agreement_id, after, limit)

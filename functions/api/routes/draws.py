@@ -3,11 +3,11 @@
 from datetime import datetime
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api import context
-from functions.api.routes.exchange import IdPath
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut
 from functions.services import services
@@ -15,21 +15,30 @@ from shared.ledger.commands import Key
 from shared.rewards import draws as draw
 
 router = APIGatewayRouter()
+DrawPath = Annotated[str, Path(min_length=1, max_length=100, description="The draw's id in the program.")]
 
 
 class DrawOut(BaseModel):
-    id: str
-    program: str
-    prize: str
-    ticket_points: int
-    max_tickets_per_member: int
-    winners: int
-    closes_at: datetime
-    commitment: str  # sha256 of the seed, published before entries close
-    seed: str | None  # revealed after the draw closed
-    revealed_at: datetime | None
-    tickets: dict[str, int]
-    winner_ids: list[str]
+    """A points draw: its terms, its commitment, and once revealed its seed, tickets and winners."""
+
+    id: str = Field(description="The draw's id in the program.")
+    program: str = Field(description="The program.")
+    prize: str = Field(description="What the winners get.")
+    ticket_points: int = Field(description="Points per ticket.")
+    max_tickets_per_member: int = Field(description="Tickets one member may hold at most.")
+    winners: int = Field(description="How many winners are drawn.")
+    closes_at: datetime = Field(description="Tickets are sold until then; the draw is revealed after.")
+    commitment: str = Field(
+        description="sha256 of the seed (hex), published before entries close: anyone can check the revealed seed "
+        "against it."
+    )
+    seed: str | None = Field(description="The secret seed, revealed after the draw closed; null until then.")
+    revealed_at: datetime | None = Field(description="When the draw was revealed; null until then.")
+    tickets: dict[str, int] = Field(description="Tickets per member, frozen at the reveal; empty until then.")
+    winner_ids: list[str] = Field(
+        description="The winners in the order drawn (`shared.rewards.draws.pick_winners(seed, tickets, winners)`); "
+        "empty until the reveal."
+    )
 
     @classmethod
     def of(cls, d: draw.Draw) -> "DrawOut":
@@ -38,27 +47,43 @@ class DrawOut(BaseModel):
 
 
 class TicketsIn(BaseModel):
+    """Tickets to buy with points."""
+
     model_config = ConfigDict(extra="forbid")
 
-    tickets: Annotated[int, Field(ge=1, le=1000)] = 1
-    reference: Key
+    tickets: Annotated[int, Field(ge=1, le=1000)] = Field(1, description="How many tickets.")
+    reference: Key = Field(description="The caller's own id for this purchase: retrying with it never buys twice.")
 
 
 @router.post("/admin/programs/<program>/draws", status_code=201)
 def create_draw(program: ProgramPath, body: draw.DrawIn) -> DrawOut:
+    """Create a points draw.
+
+    Draws a random secret seed and publishes only its sha256 (`commitment`); the seed is revealed
+    after the draw closes, so it cannot be chosen after seeing the entries.
+    """
     context.principal(router.current_event).require_admin()
     services().programs.get(program)
     return DrawOut.of(draw.create(services().reward_items, program, body, services().now()))
 
 
 @router.get("/programs/<program>/draws/<draw_id>")
-def get_draw(program: ProgramPath, draw_id: IdPath) -> DrawOut:
+def get_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
+    """A points draw.
+
+    Its terms and commitment; after the reveal also the seed, the tickets and the winners.
+    """
     context.principal(router.current_event).require_program(program)
     return DrawOut.of(draw.load(services().reward_items, program, draw_id))
 
 
 @router.post("/programs/<program>/members/<member>/draws/<draw_id>/entries", status_code=201)
-def enter_draw(program: ProgramPath, member: MemberPath, draw_id: IdPath, body: TicketsIn) -> EntryOut:
+def enter_draw(program: ProgramPath, member: MemberPath, draw_id: DrawPath, body: TicketsIn) -> EntryOut:
+    """Buy draw tickets.
+
+    Spends `tickets` x the draw's ticket price; the spend and the member's ticket count commit in one
+    transaction, capped per member.
+    """
     context.principal(router.current_event).require_member(program, member)
     config = services().programs.get(program)
     context.require_spending(config, context.ledger_id(draw.source(draw_id), body.reference))
@@ -67,7 +92,12 @@ def enter_draw(program: ProgramPath, member: MemberPath, draw_id: IdPath, body: 
 
 
 @router.post("/admin/programs/<program>/draws/<draw_id>/reveal", status_code=201)
-def reveal_draw(program: ProgramPath, draw_id: IdPath) -> DrawOut:
+def reveal_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
+    """Reveal a draw.
+
+    After it closed: publishes the seed, freezes the tickets and draws the winners. Revealing again
+    shows the same result.
+    """
     context.principal(router.current_event).require_admin()
     d = draw.load(services().reward_items, program, draw_id)
     return DrawOut.of(draw.reveal(services().reward_items, d, services().now()))

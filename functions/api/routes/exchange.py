@@ -5,7 +5,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -18,33 +18,49 @@ from shared.ledger.commands import Authorise, Capture, Earn, Key, Points, Reason
 from shared.ledger.models import Account
 
 router = APIGatewayRouter()
-IdPath = Annotated[str, Path(min_length=1, max_length=100)]
+AgreementPath = Annotated[str, Path(min_length=1, max_length=100, description="The agreement's id, e.g. `demo-air`.")]
+QuotePath = Annotated[str, Path(min_length=1, max_length=100, description="The `quote_id` a quote was given.")]
+PartnerPath = Annotated[
+    str, Path(min_length=1, max_length=100, description="The partner brand's id (its partner key's id).")
+]
+TransferPath = Annotated[
+    str, Path(min_length=1, max_length=100, description="The `transfer_id` the outbound transfer was made with.")
+]
 OUTBOUND = "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>"
 OUTBOUND_LAPSE = timedelta(hours=24)  # a partner that never answers: the hold lapses, points return
 
 
 class QuoteIn(BaseModel):
+    """Points of one program to exchange into the other, under the agreement."""
+
     model_config = ConfigDict(extra="forbid")
 
-    member: Key
-    to_member: Key | None = None  # default: the same member id in the other program
-    points: Points
+    member: Key = Field(description="The member whose points leave the agreement's `from_program`.")
+    to_member: Key | None = Field(None, description="The member credited in `to_program`; default the same member id.")
+    points: Points = Field(
+        description="Points to take from `member` (the gross, fee included): at least the agreement's minimum, in "
+        "its steps."
+    )
 
 
 class QuoteOut(BaseModel):
-    quote_id: str
-    agreement: str
-    agreement_version: int
-    from_program: str
-    to_program: str
-    member: str
-    to_member: str
-    gross: int
-    fee: int
-    rate: DecimalText
-    credited: int
-    residue: DecimalText
-    expires_at: datetime
+    """A priced exchange, good until `expires_at`: execute it to move the points."""
+
+    quote_id: str = Field(description="Execute it with `POST /quotes/{quote_id}/execute`.")
+    agreement: str = Field(description="The agreement's id.")
+    agreement_version: int = Field(description="The agreement version the quote is priced under.")
+    from_program: str = Field(description="The program points leave.")
+    to_program: str = Field(description="The program points arrive in.")
+    member: str = Field(description="The member debited in `from_program`.")
+    to_member: str = Field(description="The member credited in `to_program`.")
+    gross: int = Field(description="Points debited in `from_program`, fee included.")
+    fee: int = Field(description="The agreement's flat fee, in `from_program` points, kept by `from_program`.")
+    rate: DecimalText = Field(description="`to_program` points per `from_program` point (decimal string).")
+    credited: int = Field(description="Points credited in `to_program`: floor((gross - fee) x rate).")
+    residue: DecimalText = Field(
+        description="The fraction of a `to_program` point lost to rounding down, 0 <= residue < 1 (decimal string)."
+    )
+    expires_at: datetime = Field(description="After this the quote answers `quote_expired`.")
 
     @classmethod
     def of(cls, q: exchange.Quote) -> "QuoteOut":
@@ -52,35 +68,53 @@ class QuoteOut(BaseModel):
 
 
 class ExecutionOut(BaseModel):
-    debit: EntryOut
-    credit: EntryOut
+    """The two entries of an executed exchange, written in one transaction."""
+
+    debit: EntryOut = Field(description="The member's entry in `from_program`: the gross points leave.")
+    credit: EntryOut = Field(description="The receiving member's entry in `to_program`: the credited points arrive.")
 
 
 class InboundIn(BaseModel):
+    """Points a partner transfers to a member."""
+
     model_config = ConfigDict(extra="forbid")
 
-    transfer_id: Key  # the partner's own id: a retried transfer credits once
-    points: Points
-    reason: Reason = "points transferred from a partner"
+    transfer_id: Key = Field(description="The partner's own id for the transfer: a retried transfer credits once.")
+    points: Points = Field(description="Points to credit to the member.")
+    reason: Reason = Field("points transferred from a partner", description="Shown on the statement.")
     # Required: it is part of what makes a retry identical (a server-side "now" would differ).
-    occurred_at: AwareDatetime
+    occurred_at: AwareDatetime = Field(
+        description="When the transfer happened at the partner (with an offset); the points' expiry counts from it."
+    )
 
 
 class OutboundIn(BaseModel):
+    """Points a member sends to a partner brand."""
+
     model_config = ConfigDict(extra="forbid")
 
-    partner: Key
-    transfer_id: Key
-    points: Points
+    partner: Key = Field(description="The partner brand receiving the points.")
+    transfer_id: Key = Field(
+        description="The caller's own id for the transfer: the partner confirms or rejects it under this id, and "
+        "retrying with it never holds twice."
+    )
+    points: Points = Field(description="Points to send.")
 
 
 class PositionOut(BaseModel):
-    entries: int
-    sent: int  # points that went to the partner (fees included)
-    received: int  # points that came from the partner
-    net: int  # sent - received: + the program owes the partner, - the partner owes the program
-    fees: int  # exchange fees among `sent`
-    residue: DecimalText  # fractions of points lost to rounding down on exchanges into the program
+    """What a program and a partner moved between them, in the program's points."""
+
+    entries: int = Field(description="Ledger entries counted.")
+    sent: int = Field(
+        description="Points that went to the partner (members spending or exchanging out), fees included."
+    )
+    received: int = Field(description="Points that came from the partner (points it issued to members).")
+    net: int = Field(description="sent - received: positive, the program owes the partner; negative, the partner owes.")
+    fees: int = Field(description="Exchange fees among `sent`, kept by the program.")
+    residue: DecimalText = Field(
+        description="Fractions of points members did not receive on exchanges into the program, rounded down "
+        "(decimal string)."
+    )
 
     @classmethod
     def fields_of(cls, p: Position) -> dict[str, object]:
@@ -95,15 +129,19 @@ class PositionOut(BaseModel):
 
 
 class SettlementDayOut(PositionOut):
-    day: date
+    """One UTC day's movements between the program and the partner."""
+
+    day: date = Field(description="The UTC day of the entries' `recorded_at`.")
 
 
 class SettlementOut(PositionOut):
-    program: str
-    partner: str
-    start: date
-    end: date  # inclusive: whole UTC days
-    days: list[SettlementDayOut]  # the days with any movement
+    """A partner's settlement with a program over whole UTC days: the totals, and each day with movement."""
+
+    program: str = Field(description="The program.")
+    partner: str = Field(description="The partner brand.")
+    start: date = Field(description="The first UTC day.")
+    end: date = Field(description="The last UTC day (inclusive).")
+    days: list[SettlementDayOut] = Field(description="The days with any movement, in order.")
 
 
 def _require_open(from_program: str, to_program: str) -> None:
@@ -114,7 +152,13 @@ def _require_open(from_program: str, to_program: str) -> None:
 
 
 @router.post("/agreements/<agreement_id>/quotes", status_code=201)
-def create_quote(agreement_id: IdPath, body: QuoteIn) -> QuoteOut:
+def create_quote(agreement_id: AgreementPath, body: QuoteIn) -> QuoteOut:
+    """Quote an exchange.
+
+    Prices an exchange of the member's points into the other program of an active agreement:
+    gross, fee, rate, the points credited (always rounded down) and the residue. Nothing moves until
+    the quote is executed, before it expires.
+    """
     agreement = exchange.live_agreement(services().documents, agreement_id)
     who = context.principal(router.current_event)
     require_agreement(who, agreement.parties(), agreement.from_program, body.member)
@@ -125,7 +169,13 @@ def create_quote(agreement_id: IdPath, body: QuoteIn) -> QuoteOut:
 
 
 @router.post("/quotes/<quote_id>/execute", status_code=201)
-def execute_quote(quote_id: IdPath) -> ExecutionOut:
+def execute_quote(quote_id: QuotePath) -> ExecutionOut:
+    """Execute a quote.
+
+    Debits the member in one program and credits the receiving member in the other, in one
+    transaction, as the quote priced it. Executing an executed quote replays its two entries, even
+    after it expired.
+    """
     q = exchange.load_quote(services().exchange_items, quote_id)
     agreement = exchange.live_agreement(services().documents, q.agreement)
     who = context.principal(router.current_event)
@@ -141,7 +191,12 @@ def execute_quote(quote_id: IdPath) -> ExecutionOut:
 
 
 @router.post("/partners/<partner>/programs/<program>/members/<member>/transfers-in", status_code=201)
-def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: InboundIn) -> EntryOut:
+def inbound(partner: PartnerPath, program: ProgramPath, member: MemberPath, body: InboundIn) -> EntryOut:
+    """Transfer points in from a partner.
+
+    Credits the member with points the partner issues (and owes the program for, see the settlement).
+    Idempotent on the partner's `transfer_id`.
+    """
     require_partner(context.principal(router.current_event), partner, program)
     source = f"partner-in:{partner}"
     context.require_crediting(services().programs.get(program), context.ledger_id(source, body.transfer_id))
@@ -161,6 +216,11 @@ def inbound(partner: IdPath, program: ProgramPath, member: MemberPath, body: Inb
 
 @router.post("/programs/<program>/members/<member>/transfers-out", status_code=201)
 def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> EntryOut:
+    """Transfer points out to a partner.
+
+    Holds the member's points until the partner confirms (they go to the partner) or rejects (they
+    return); a transfer the partner never answers lapses after 24 hours and the points return.
+    """
     context.principal(router.current_event).require_member(program, member)
     source = f"partner-out:{body.partner}"
     context.require_spending(services().programs.get(program), context.ledger_id(source, body.transfer_id))
@@ -180,7 +240,13 @@ def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> Entr
 @router.post(
     "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>/confirm", status_code=201
 )
-def confirm_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, transfer_id: IdPath) -> EntryOut:
+def confirm_outbound(
+    partner: PartnerPath, program: ProgramPath, member: MemberPath, transfer_id: TransferPath
+) -> EntryOut:
+    """Confirm an outbound transfer.
+
+    The partner received the points: the hold is captured to the partner's account.
+    """
     require_partner(context.principal(router.current_event), partner, program)
     cmd = Capture(
         program=program,
@@ -196,7 +262,13 @@ def confirm_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, 
 @router.post(
     "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>/reject", status_code=201
 )
-def reject_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, transfer_id: IdPath) -> EntryOut:
+def reject_outbound(
+    partner: PartnerPath, program: ProgramPath, member: MemberPath, transfer_id: TransferPath
+) -> EntryOut:
+    """Reject an outbound transfer.
+
+    The partner refused the points: the hold is released and they return to the member.
+    """
     require_partner(context.principal(router.current_event), partner, program)
     cmd = Release(
         program=program,
@@ -209,12 +281,17 @@ def reject_outbound(partner: IdPath, program: ProgramPath, member: MemberPath, t
 
 @router.get("/partners/<partner>/programs/<program>/settlement")
 def settlement(
-    partner: IdPath,
+    partner: PartnerPath,
     program: ProgramPath,
-    start: Annotated[date, Query()],
-    end: Annotated[date, Query()],
+    start: Annotated[date, Query(description="The first UTC day (ISO date).")],
+    end: Annotated[date, Query(description="The last UTC day, inclusive (ISO date); at most 93 days after `start`.")],
 ) -> SettlementOut:
-    """Summed from the settlement lines the stream watcher writes per day; seconds behind the ledger."""
+    """A partner's settlement statement.
+
+    What the program and the partner moved between them over whole UTC days: points sent and
+    received, the net, exchange fees and rounding residue, with the same per day. Summed from the
+    settlement lines the stream watcher writes per day, so seconds behind the ledger.
+    """
     require_partner(context.principal(router.current_event), partner, program)
     services().programs.get(program)
     period = partner_period(services().exchange_items, program, partner, start, end)

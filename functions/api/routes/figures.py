@@ -16,7 +16,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from functions.api import context
 from functions.api.routes.members import ProgramPath
@@ -29,9 +29,13 @@ CONSOLE_PAGE = FilePath(__file__).resolve().parents[1] / "console.html"
 
 
 class ShareOut(BaseModel):
-    name: str
-    count: int  # points for a channel, members for a tier
-    share: DecimalText | None  # of the whole, 4 places; null when the whole is 0
+    """One part of a whole: a channel's points, or a tier's members."""
+
+    name: str = Field(description="The channel or tier.")
+    count: int = Field(description="Points earned for a channel; members for a tier.")
+    share: DecimalText | None = Field(
+        description="Its share of the whole, 4 places (decimal string); null when the whole is 0."
+    )
 
     @classmethod
     def of(cls, share: Share) -> "ShareOut":
@@ -39,30 +43,35 @@ class ShareOut(BaseModel):
 
 
 class FlowsOut(BaseModel):
-    """What moved over some days (or to date). Definitions: docs/console.md."""
+    """What moved over some days (or to date), in points. Definitions: docs/console.md."""
 
-    issued: int  # net out of the issuance account: earned - taken_back
-    earned: int
-    taken_back: int  # voids, refund claw-backs, reversed earns
-    partner_funded: int  # net points members earned that a partner pays for
-    redeemed: int  # net into the redemption account: spends and captured holds, less reversals
-    redemptions_reversed: int
-    sent_to_partners: int  # net points transferred out to partner brands
-    expired: int  # net into breakage
-    exchanged_in: int
-    exchanged_out: int
-    gifts_sent: int
-    gifts_received: int
-    merged: int  # points moved from merged accounts to their survivors
-    available: int  # change of members' available points
-    pending: int  # change of members' pending points
-    held: int  # change of members' held points
-    liability: int  # available + pending + held
-    unexplained: int  # liability not explained by the flows above: always 0 for a sound ledger
-    entries: int
-    accounts_opened: int
-    redemption_rate: DecimalText | None  # redeemed / (issued + partner_funded); null when nothing was earned
-    channels: list[ShareOut]  # points earned per channel (gross), largest first
+    issued: int = Field(description="Net points out of the program's issuance account: `earned - taken_back`.")
+    earned: int = Field(description="Points members earned from the program (pending ones included).")
+    taken_back: int = Field(description="Points taken back: voids, refund claw-backs, reversed earns.")
+    partner_funded: int = Field(description="Net points members earned that a partner pays for (not in `issued`).")
+    redeemed: int = Field(description="Net points redeemed: spends and captured holds, less reversals.")
+    redemptions_reversed: int = Field(description="Redemptions reversed.")
+    sent_to_partners: int = Field(description="Net points members transferred out to partner brands.")
+    expired: int = Field(description="Net points expired.")
+    exchanged_in: int = Field(description="Points members received by exchange from other programs.")
+    exchanged_out: int = Field(description="Points members exchanged into other programs (fees included).")
+    gifts_sent: int = Field(description="Points members gave as gifts.")
+    gifts_received: int = Field(description="Points members received as gifts.")
+    merged: int = Field(description="Points moved from merged (provisional) accounts to their survivors.")
+    available: int = Field(description="The change of members' available points (to date: what they hold).")
+    pending: int = Field(description="The change of members' pending points (to date: what they hold).")
+    held: int = Field(description="The change of members' held points (to date: what they hold).")
+    liability: int = Field(description="`available + pending + held`; to date, the outstanding liability.")
+    unexplained: int = Field(
+        description="Liability the flows above do not explain: always 0 for a sound ledger (else see the audit)."
+    )
+    entries: int = Field(description="Ledger entries written.")
+    accounts_opened: int = Field(description="Member accounts opened.")
+    redemption_rate: DecimalText | None = Field(
+        description="`redeemed / (issued + partner_funded)` over the same days, 4 places (decimal string); null when "
+        "nothing was earned."
+    )
+    channels: list[ShareOut] = Field(description="Points earned per channel (gross), largest first.")
 
     @classmethod
     def fields_of(cls, figures: Figures) -> dict[str, object]:
@@ -97,7 +106,9 @@ class FlowsOut(BaseModel):
 
 
 class DayOut(FlowsOut):
-    day: date
+    """What moved on one local day of the program."""
+
+    day: date = Field(description="The local date, in the program's time zone.")
 
     @classmethod
     def of_day(cls, day: DayFigures) -> "DayOut":
@@ -105,30 +116,46 @@ class DayOut(FlowsOut):
 
 
 class FiguresOut(BaseModel):
-    program: str
-    name: str
-    timezone: str  # days are local dates of this zone
-    start: date
-    end: date
-    period: FlowsOut  # start..end, inclusive
-    days: list[DayOut]  # every day of the period
-    to_date: FlowsOut  # since the program's first entry; to_date.liability is the outstanding liability
-    members: int  # accounts opened less accounts merged away
-    tiers: list[ShareOut]  # members per tier, base tier first
-    requests: int  # DynamoDB requests this reply took
+    """A program's figures for a period, each day of it, and to date, from the stream's projection."""
+
+    program: str = Field(description="The program's id.")
+    name: str = Field(description="The program's name.")
+    timezone: str = Field(description="The program's IANA time zone: days are its local dates.")
+    start: date = Field(description="The period's first local day.")
+    end: date = Field(description="The period's last local day (inclusive).")
+    period: FlowsOut = Field(description="What moved from `start` to `end`, inclusive.")
+    days: list[DayOut] = Field(description="What moved each day of the period, in order.")
+    to_date: FlowsOut = Field(
+        description="What moved since the program's first entry; `to_date.liability` is the outstanding liability."
+    )
+    members: int = Field(description="Accounts opened less accounts merged away.")
+    tiers: list[ShareOut] = Field(description="Members per tier, base tier first.")
+    requests: int = Field(description="DynamoDB requests this reply took.")
 
 
 class ProgramsOut(BaseModel):
-    programs: list[str]
+    """The live programs."""
+
+    programs: list[str] = Field(description="Their ids, sorted.")
 
 
 @router.get("/admin/programs/<program>/figures")
 def figures(
     program: ProgramPath,
-    start: Annotated[date | None, Query()] = None,
-    end: Annotated[date | None, Query()] = None,
+    start: Annotated[
+        date | None, Query(description="The period's first local day (ISO date); default 29 days before `end`.")
+    ] = None,
+    end: Annotated[
+        date | None,
+        Query(description="The period's last local day, inclusive (ISO date); default today. At most 93 days."),
+    ] = None,
 ) -> FiguresOut:
-    """Issued, redeemed, expired, liability, redemption rate, tier and channel mix; default the last 30 days."""
+    """A program's figures.
+
+    Issued, redeemed, expired, liability, redemption rate, tier and channel mix, for the period
+    (default the last 30 local days), each day and to date. Projected from the ledger's stream, so
+    seconds behind it. Definitions: docs/console.md.
+    """
     context.principal(router.current_event).require_admin()
     config = services().programs.get(program)
     first, last = period_bounds(config, services().now(), start, end)
@@ -151,7 +178,10 @@ def figures(
 
 @router.get("/admin/programs")
 def programs() -> ProgramsOut:
-    """The live programs' ids (one Query), for the console's program picker."""
+    """The live programs.
+
+    Their ids (one Query), for the console's program picker.
+    """
     context.principal(router.current_event).require_admin()
     return ProgramsOut(programs=sorted(services().programs.live_programs()))
 

@@ -3,7 +3,7 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -18,21 +18,35 @@ router = APIGatewayRouter()
 
 
 class GiftIn(BaseModel):
+    """Points to give another member of the program."""
+
     model_config = ConfigDict(extra="forbid")
 
-    to_member: Key
-    points: Points
-    reference: Key
-    message: Annotated[str, StringConstraints(max_length=140)] = ""
+    to_member: Key = Field(description="The member receiving the points (not the sender).")
+    points: Points = Field(description="Points to give: at least the program's minimum gift, within its daily limit.")
+    reference: Key = Field(description="The sender's own id for this gift: retrying with it never gives twice.")
+    message: Annotated[str, StringConstraints(max_length=140)] = Field(
+        "", description="A note shown on both statements."
+    )
 
 
 class GiftOut(BaseModel):
-    sent: EntryOut
-    received: EntryOut
+    """Both sides of a gift, written in one transaction."""
+
+    sent: EntryOut = Field(description="The sender's entry.")
+    received: EntryOut = Field(
+        description="The recipient's entry: the points keep the expiry dates they had for the sender (held for "
+        "the program's `hold_days` first, when it has them)."
+    )
 
 
 @router.post("/programs/<program>/members/<member>/gifts", status_code=201)
 def gift(program: ProgramPath, member: MemberPath, body: GiftIn) -> GiftOut:
+    """Give points to another member.
+
+    Moves points from the member (the sender) to another member of the program, lots and expiry dates
+    intact, within the catalogue's gift policy (on or off, minimum, daily limit, hold days).
+    """
     context.principal(router.current_event).require_member(program, member)
     config = services().programs.get(program)
     context.require_spending(config, context.ledger_id(GIFT_SOURCE, f"{member}:{body.reference}"))

@@ -16,22 +16,37 @@ from shared.ledger.commands import Authorise, Capture, Key, Points, Reason, Rele
 
 router = APIGatewayRouter()
 HOLD_SOURCE = "checkout"
-RefPath = Annotated[str, Path(min_length=1, max_length=200)]
+RefPath = Annotated[
+    str, Path(min_length=1, max_length=200, description="The `reference` the hold was authorised with.")
+]
 
 
 class HoldIn(BaseModel):
+    """Points to reserve at checkout."""
+
     model_config = ConfigDict(extra="forbid")
 
-    reference: Key
-    points: Points
-    lapses_in_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 900
-    reason: Reason = "checkout"
+    reference: Key = Field(
+        description="The caller's own id for this hold (e.g. the basket): it names the hold in the capture and "
+        "release paths, and retrying with it never holds twice."
+    )
+    points: Points = Field(description="Points to reserve.")
+    lapses_in_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = Field(
+        900,
+        description="Unless captured or released by then, the hold lapses after this many seconds and its "
+        "points return (the hold-lapse job).",
+    )
+    reason: Reason = Field("checkout", description="Shown on the statement.")
 
 
 class CaptureIn(BaseModel):
+    """How much of the hold to take."""
+
     model_config = ConfigDict(extra="forbid")
 
-    points: Points | None = None  # default: the whole hold
+    points: Points | None = Field(
+        None, description="Points to capture, at most the hold's; the rest returns to the member. Default: all."
+    )
 
 
 def _hold_id(reference: str) -> str:
@@ -40,6 +55,11 @@ def _hold_id(reference: str) -> str:
 
 @router.post("/programs/<program>/members/<member>/holds", status_code=201)
 def authorise(program: ProgramPath, member: MemberPath, body: HoldIn) -> EntryOut:
+    """Hold points at checkout.
+
+    Moves points from available to held until the checkout captures or releases them, or the hold
+    lapses. The hold's entry is the reply.
+    """
     context.principal(router.current_event).require_member(program, member)
     context.require_spending(services().programs.get(program), context.ledger_id(HOLD_SOURCE, body.reference))
     context.note_holds(program)
@@ -57,6 +77,11 @@ def authorise(program: ProgramPath, member: MemberPath, body: HoldIn) -> EntryOu
 
 @router.post("/programs/<program>/members/<member>/holds/<reference>/capture", status_code=201)
 def capture(program: ProgramPath, member: MemberPath, reference: RefPath, body: CaptureIn) -> EntryOut:
+    """Capture a hold.
+
+    Spends the held points, all or `points` of them; the rest return to the member with their
+    expiry dates. Capturing again with the same request replays the capture's entry.
+    """
     context.principal(router.current_event).require_staff(program)
     cmd = Capture(program=program, member=member, hold_id=_hold_id(reference), points=body.points)
     return EntryOut.of(services().ledger.capture(cmd))
@@ -64,6 +89,11 @@ def capture(program: ProgramPath, member: MemberPath, reference: RefPath, body: 
 
 @router.post("/programs/<program>/members/<member>/holds/<reference>/release", status_code=201)
 def release(program: ProgramPath, member: MemberPath, reference: RefPath) -> EntryOut:
+    """Release a hold.
+
+    Returns the held points to the member with their expiry dates. Releasing again replays the
+    release's entry.
+    """
     context.principal(router.current_event).require_member(program, member)
     cmd = Release(program=program, member=member, hold_id=_hold_id(reference))
     return EntryOut.of(services().ledger.release(cmd))

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -21,6 +21,8 @@ router = APIGatewayRouter()
 
 
 class LinkKind(StrEnum):
+    """What kind of identity is linked."""
+
     EMAIL = "email"
     PHONE = "phone"
     CARD = "card"
@@ -28,17 +30,32 @@ class LinkKind(StrEnum):
 
 
 class LinkIn(BaseModel):
+    """An identity to attach to the member."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: LinkKind
-    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
-    scope: Annotated[str, StringConstraints(max_length=100)] = ""  # the partner, for partner ids
-    region: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None  # for national phone numbers
+    kind: LinkKind = Field(description="What `value` is.")
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)] = Field(
+        description="The e-mail address, phone number, card number or partner's member id. E-mails and phones are "
+        "hashed before anything stores or logs them; a card number is spelt as every channel spells it (spaces "
+        "and hyphens dropped, upper case)."
+    )
+    scope: Annotated[str, StringConstraints(max_length=100)] = Field(
+        "", description="For a partner id: the partner whose id it is. Empty otherwise."
+    )
+    region: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        None, description="For a phone number without a country code: its country (ISO 3166 alpha-2, e.g. `GB`)."
+    )
 
 
 class LinkOut(BaseModel):
-    member: str  # the member the identities now belong to
-    merged: str  # a provisional member folded into it, or ""
+    """Whom the identities belong to after the link."""
+
+    member: str = Field(description="The member the identities now belong to: use this id from now on.")
+    merged: str = Field(
+        description="A provisional member (who earned before registering) folded into `member`, its points moved "
+        'along; "" when none.'
+    )
 
 
 def _identity(body: LinkIn) -> Identity:
@@ -54,6 +71,14 @@ def _identity(body: LinkIn) -> Identity:
 
 @router.post("/programs/<program>/members/<member>/identities", status_code=201)
 def link(program: ProgramPath, member: MemberPath, body: LinkIn) -> LinkOut:
+    """Link an identity to a member.
+
+    Attaches an e-mail address, phone number, card number or partner id to the member. When a
+    provisional member (one that earned under that identity before registering) holds it, that
+    member is folded in: its points move to this member by a ledger transfer, and its account closes
+    (`account_closed` names the survivor from then on). Linking an identity the member already has
+    changes nothing.
+    """
     context.principal(router.current_event).require_member(program, member)
     services().programs.get(program)
     ingest = services().ingest

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
@@ -15,38 +15,66 @@ from shared.members.membership import Expiring, expiring, held_tier, spendable, 
 
 router = APIGatewayRouter()
 
-ProgramPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
-MemberPath = Annotated[str, Path(min_length=1, max_length=200)]
+ProgramPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="The program's id, e.g. `demo`.")]
+MemberPath = Annotated[str, Path(min_length=1, max_length=200, description="The member's id in the program.")]
 
 
 class Balance(BaseModel):
-    program: str
-    member: str
-    available: int
-    spendable: int  # available minus points whose lots expired but the expiry job has not run yet
-    pending: int
-    held: int
-    expiring: list[Expiring]
-    tier: str
-    # Set when this account was merged into another (identities linked): its points live there now.
-    merged_into: str | None = None
+    """A member's points by bucket, what expires soon, and the tier."""
+
+    program: str = Field(description="The program's id.")
+    member: str = Field(description="The member's id.")
+    available: int = Field(description="Points the member holds and may spend, as the ledger has them.")
+    spendable: int = Field(
+        description="`available` less points whose expiry date has passed but the expiry job has not run yet: "
+        "what a redemption can take now."
+    )
+    pending: int = Field(
+        description="Points earned but not yet spendable (e.g. until an order's return window closes)."
+    )
+    held: int = Field(description="Points reserved by open checkout holds, outbound transfers or held gifts.")
+    expiring: list[Expiring] = Field(
+        description="Points expiring in the next 90 days, by the date they expire on in the program's time zone "
+        "(later than a lot's own date while the member's activity keeps points alive)."
+    )
+    tier: str = Field(description="The member's tier.")
+    merged_into: str | None = Field(
+        None,
+        description="Set when this account was merged into another (identities linked): its points live there now, "
+        "and operations on it answer `account_closed`.",
+    )
 
 
 class Statement(BaseModel):
-    entries: list[EntryOut]
-    next: int | None  # pass as `after` for the next page; null when this is the last
+    """One page of a member's ledger entries, oldest first."""
+
+    entries: list[EntryOut] = Field(description="The entries, in the order the ledger wrote them.")
+    next: int | None = Field(description="Pass as `after` for the next page; null on the last page.")
 
 
 class TierOut(BaseModel):
-    tier: str
-    basis: str
-    qualifying: DecimalText
-    next_tier: str | None
-    needed_for_next: DecimalText | None
+    """A member's tier and the progress towards the next one."""
+
+    tier: str = Field(description="The tier the member holds now.")
+    basis: str = Field(
+        description="What qualifies for tiers in this program: `spend` (eligible money spent in the qualifying "
+        "window, in the program's currency) or `points` (points earned in the window)."
+    )
+    qualifying: DecimalText = Field(description="The member's qualifying activity so far (decimal string).")
+    next_tier: str | None = Field(description="The next tier up; null at the top tier.")
+    needed_for_next: DecimalText | None = Field(
+        description="Qualifying activity still needed for `next_tier` (0 when reached and the move is pending); "
+        "null at the top tier."
+    )
 
 
 @router.get("/programs/<program>/members/<member>/balance")
 def balance(program: ProgramPath, member: MemberPath) -> Balance:
+    """A member's balance.
+
+    Available, spendable, pending and held points, the points expiring in the next 90 days, and the
+    tier. One read of the member's balance and lots.
+    """
     context.principal(router.current_event).require_member(program, member)
     config = services().programs.get(program)
     state, lots = services().ledger_store.get_account_and_lots(program, member)  # one Query: balance and lots
@@ -72,9 +100,14 @@ def balance(program: ProgramPath, member: MemberPath) -> Balance:
 def statement(
     program: ProgramPath,
     member: MemberPath,
-    after: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    after: Annotated[int, Query(ge=0, description="Entries after this `seq` (the previous page's `next`).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="At most this many entries.")] = 25,
 ) -> Statement:
+    """A member's statement.
+
+    Every ledger entry of the member, in the order it was written, each with a sentence that says what
+    happened and why (with the rules' own arithmetic for earns). Paged with `after` and `next`.
+    """
     context.principal(router.current_event).require_member(program, member)
     services().ledger.account(program, member)
     found = services().ledger_store.entries(program, member, after_seq=after, limit=limit + 1)
@@ -87,6 +120,11 @@ def statement(
 
 @router.get("/programs/<program>/members/<member>/tier")
 def tier(program: ProgramPath, member: MemberPath) -> TierOut:
+    """A member's tier and progress.
+
+    The tier held now, the qualifying activity (as the tier job counts it), and what is still needed for
+    the next tier.
+    """
     context.principal(router.current_event).require_member(program, member)
     services().ledger.account(program, member)
     members = services().members  # the tier item and the activity tally, as the tier job reads them

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 from shared.ledger.models import Account, Entry
 
@@ -12,18 +12,33 @@ DecimalText = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 
 
 class EntryOut(BaseModel):
-    entry_id: str
-    kind: str
-    points: int  # the change to the member's available + pending + held points
-    available_change: int
-    reason: str
-    explanation: str
-    source: str
-    related: str = ""
-    event_time: datetime
-    recorded_at: datetime
-    seq: int
-    details: dict[str, str]
+    """One ledger entry on a member's account: what moved, why, and when."""
+
+    entry_id: str = Field(
+        description="The entry's id: the source and the caller's own reference (`redemption:r-1`); retrying the "
+        "same request finds the same entry."
+    )
+    kind: str = Field(
+        description="What happened: `earn`, `earn_pending`, `activate`, `void`, `spend`, `hold`, `capture`, "
+        "`release`, `reversal`, `expiry`, `clawback`, `transfer`, `transfer_out` or `transfer_in`."
+    )
+    points: int = Field(description="The change to the member's available + pending + held points.")
+    available_change: int = Field(description="The change to the member's available points alone.")
+    reason: str = Field(description="Why, as the caller or the rules gave it.")
+    explanation: str = Field(description="One sentence for the member: what happened, how many points, and why.")
+    source: str = Field(description="Who posted it: a channel, `redemption`, `checkout`, `gift`, a partner...")
+    related: str = Field(
+        "",
+        description="The entry this one settles or answers (a hold for its capture, a transfer's other side); "
+        "empty when none.",
+    )
+    event_time: datetime = Field(description="When it happened (an order's time for an earn).")
+    recorded_at: datetime = Field(description="When the ledger wrote it.")
+    seq: int = Field(description="Its position in the member's ledger: 1, 2, 3... with no gaps.")
+    details: dict[str, str] = Field(
+        description="Facts the entry carries, as strings: the rules' arithmetic, a reward and quantity, an "
+        "exchange's rate and fee..."
+    )
 
     @classmethod
     def of(cls, entry: Entry) -> "EntryOut":

@@ -20,13 +20,26 @@ DONATION = "donation"
 
 
 class RedemptionIn(BaseModel):
+    """Points to spend, a reward to redeem, or both (a reward paid partly in cash)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    reference: Key  # the caller's id for this redemption; retrying with it never spends twice
-    points: Points | None = None  # plain points redemption, or the points part of a reward
-    reward_id: Annotated[str, Field(max_length=64)] | None = None
-    quantity: Annotated[int, Field(ge=1, le=100)] = 1
-    reason: Reason | None = None
+    reference: Key = Field(
+        description="The caller's own id for this redemption: retrying with it never spends twice (the same "
+        "request replays its entry; a different one is `idempotency_conflict`)."
+    )
+    points: Points | None = Field(
+        None,
+        description="Points to spend. Alone: a plain points redemption. With `reward_id`: the points part of the "
+        "price, the rest paid in cash (the reward must have a cash price); default the reward's full points price.",
+    )
+    reward_id: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="The catalogue reward to redeem (not a donation: those go to `/donations`)."
+    )
+    quantity: Annotated[int, Field(ge=1, le=100)] = Field(1, description="How many of the reward.")
+    reason: Reason | None = Field(
+        None, description="Shown on the statement; default `points redeemed` or `redeemed <quantity> x <reward>`."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> "RedemptionIn":
@@ -36,32 +49,52 @@ class RedemptionIn(BaseModel):
 
 
 class SplitOut(BaseModel):
-    points: int
-    cash: DecimalText
-    currency: str
+    """How a reward's price was paid: points, and the cash the caller collects."""
+
+    points: int = Field(description="Points spent.")
+    cash: DecimalText = Field(
+        description='Cash to collect for the rest of the price (decimal string), rounded up to the cent; "0" when '
+        "paid in points alone."
+    )
+    currency: str = Field(description="The program's currency (ISO 4217) that `cash` is in.")
 
 
 class RedemptionOut(BaseModel):
-    entry: EntryOut
-    reward_id: str | None = None
-    split: SplitOut | None = None
+    """The spend entry, and for a reward what was redeemed and how it was paid."""
+
+    entry: EntryOut = Field(description="The member's spend entry.")
+    reward_id: str | None = Field(None, description="The reward redeemed (or donated to); null for plain points.")
+    split: SplitOut | None = Field(
+        None, description="How the reward's price was paid; null for plain points and donations."
+    )
 
 
 class DonationIn(BaseModel):
+    """Points given to a cause."""
+
     model_config = ConfigDict(extra="forbid")
 
-    reference: Key
-    reward_id: Annotated[str, Field(max_length=64)]  # a donation reward names the cause
-    points: Points
+    reference: Key = Field(description="The caller's own id for this donation: retrying with it never gives twice.")
+    reward_id: Annotated[str, Field(max_length=64)] = Field(
+        description="A donation reward of the catalogue: it names the cause."
+    )
+    points: Points = Field(description="Points to give: at least the donation reward's `points`.")
 
 
 class CatalogueOut(BaseModel):
-    version: int
-    rewards: list[catalogue.Reward]
+    """The live catalogue of a program."""
+
+    version: int = Field(description="The catalogue's version (1 when none was ever published: an empty one).")
+    rewards: list[catalogue.Reward] = Field(description="Every reward, as published.")
 
 
 @router.get("/programs/<program>/rewards")
 def rewards(program: ProgramPath) -> CatalogueOut:
+    """The live catalogue.
+
+    The rewards a program's members can redeem, with their prices, limits, windows and tiers, as the
+    live catalogue version has them.
+    """
     context.principal(router.current_event).require_program(program)
     services().programs.get(program)
     live = catalogue.live_catalogue(services().documents, program)
@@ -70,6 +103,13 @@ def rewards(program: ProgramPath) -> CatalogueOut:
 
 @router.post("/programs/<program>/members/<member>/redemptions", status_code=201)
 def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> RedemptionOut:
+    """Redeem points or a reward.
+
+    Spends points (`points` alone), or redeems a catalogue reward (`reward_id`, `quantity`), paid in
+    points or in points + cash (`points` below the reward's price). A reward's window, tiers, minimum
+    balance, stock and limits are checked; stock and limits commit with the spend in one transaction,
+    so concurrent redemptions never pass them. Points go in order of expiry, earliest first.
+    """
     context.principal(router.current_event).require_member(program, member)
     config = services().programs.get(program)
     context.require_spending(config, context.ledger_id(REDEMPTION, body.reference))
@@ -111,6 +151,11 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
 
 @router.post("/programs/<program>/members/<member>/donations", status_code=201)
 def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> RedemptionOut:
+    """Donate points to a cause.
+
+    Spends points for a donation reward of the catalogue (its `cause`); at least the reward's
+    `points`, within its limits.
+    """
     context.principal(router.current_event).require_member(program, member)
     context.require_spending(services().programs.get(program), context.ledger_id(DONATION, body.reference))
     reward = catalogue.live_catalogue(services().documents, program).reward(body.reward_id)
