@@ -2,7 +2,9 @@
 
 Every reply carries `type`, `title`, `status`, `detail` and the error's stable `code`; clients
 branch on `code`, people read `detail`. The API and the webhook receiver both install these
-handlers, so the same error reads the same wherever it is refused.
+handlers, so the same error reads the same wherever it is refused. Which codes each operation of
+the API answers with, and what they mean, is declared in its OpenAPI document
+(`functions.api.refusals`, `functions.api.operations`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from shared.errors import PointbridgeError
+from shared.errors import InvalidInputError, PointbridgeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://pointbridge.dev/problems/"
+# The fields every problem has; an error's context never overwrites them.
+CORE_FIELDS = frozenset({"type", "title", "status", "detail", "code"})
+MALFORMED_JSON = "malformed_json"
+NO_SUCH_ROUTE = "no_such_route"
 logger = Logger(child=True)
 
 
@@ -54,7 +60,7 @@ def proxy_reply(error: PointbridgeError) -> dict[str, Any]:
 
 def _context(error: PointbridgeError) -> dict[str, Any]:
     # Only plain values leave the process; anything else stays in the logs.
-    return {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) and k != "code"}
+    return {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) and k not in CORE_FIELDS}
 
 
 def install(app: APIGatewayRestResolver, observe: Callable[[PointbridgeError], None] | None = None) -> None:
@@ -77,8 +83,8 @@ def install(app: APIGatewayRestResolver, observe: Callable[[PointbridgeError], N
         ]
         malformed = any(e["type"] == "json_invalid" for e in errors)
         detail = "the body is not valid JSON" if malformed else "the request does not match the API's schema"
-        return problem(400, "malformed_json" if malformed else "invalid_input", detail, errors=errors)
+        return problem(400, MALFORMED_JSON if malformed else InvalidInputError.code, detail, errors=errors)
 
     @app.exception_handler(RouteNotFoundError)
     def no_route(_: RouteNotFoundError) -> Response:
-        return problem(404, "no_such_route", "no route matches this method and path")
+        return problem(404, NO_SUCH_ROUTE, "no route matches this method and path")

@@ -2,8 +2,8 @@
 
 Handlers are thin: parse (pydantic, via the resolver's validation), call one use case, shape the
 reply. Errors become problem+json replies in functions.problems. The OpenAPI document is
-generated from the pydantic models and served at /docs (Swagger UI, assets bundled inside
-powertools, so no CDN) and /docs?format=json.
+generated from the routes and their pydantic models and finished in functions.api.openapi; it is
+served at /docs (Swagger UI, assets bundled inside powertools, so no CDN) and /docs?format=json.
 """
 
 from __future__ import annotations
@@ -11,13 +11,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-from pydantic import BaseModel
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from functions import problems
+from functions.api import openapi
 from functions.api.context import guard_requests, oversized
-from functions.api.routes import admin, draws, exchange, figures, flags, gifts, holds, identities, members, redemptions
+from functions.api.routes import (
+    admin,
+    draws,
+    exchange,
+    figures,
+    flags,
+    gifts,
+    holds,
+    identities,
+    members,
+    redemptions,
+    service,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -27,28 +38,16 @@ app = APIGatewayRestResolver(enable_validation=True)
 app.use(middlewares=[guard_requests])
 problems.install(app)
 
-for area in (members, identities, redemptions, holds, exchange, gifts, draws, admin):
+for area in (service, members, identities, redemptions, holds, exchange, gifts, draws, admin, flags, figures):
     app.include_router(area.router)
-app.include_router(flags.router)
-app.include_router(figures.router)
-
-app.enable_swagger(
-    path="/docs",
-    title="Pointbridge API",
-    version="1",
-    description="Members, redemption, partner exchange and admin. Errors are application/problem+json.",
-    security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
-    security=[{"apiKey": []}],
-)
 
 
-class Health(BaseModel):
-    status: str
-
-
-@app.get("/health", security=[])
-def health() -> Health:
-    return Health(status="ok")
+@app.get("/docs", include_in_schema=False)
+def docs() -> Response[str]:
+    """Swagger UI, or the OpenAPI document itself with `?format=json` (built once per container)."""
+    if (app.current_event.query_string_parameters or {}).get("format") == "json":
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi.text(app))
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=openapi.swagger_page(app))
 
 
 @logger.inject_lambda_context(clear_state=True)

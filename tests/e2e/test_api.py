@@ -10,20 +10,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from pointbridge.sandbox import Sandbox
 from shared.ledger.audit import audit
+from tests.support import openapi_contract
 from tests.support.api_stack import Seeded, seed
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import requests
 
 pytestmark = pytest.mark.e2e
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -37,13 +44,13 @@ def stack() -> Iterator[tuple[Sandbox, Seeded]]:
 
 def test_health_and_docs_are_open_the_rest_needs_a_key(stack: tuple[Sandbox, Seeded]) -> None:
     sb, _ = stack
-    assert requests.get(f"{sb.api_url}/health", timeout=30).json() == {"status": "ok"}
-    docs = requests.get(f"{sb.api_url}/docs", params={"format": "json"}, timeout=30)
+    api = HttpApi(sb)
+    assert api.ok("GET", "/health", None) == {"status": "ok"}
+    docs = api.call("GET", "/docs", query={"format": "json"})
     assert docs.status_code == 200
     assert "openapi" in docs.json()
-    assert requests.get(f"{sb.api_url}/programs/demo/members/m0/balance", timeout=30).status_code == 401
-    wrong = {"x-api-key": "pb_" + "A" * 43}
-    assert requests.get(f"{sb.api_url}/programs/demo/members/m0/balance", headers=wrong, timeout=30).status_code == 401
+    assert api.call("GET", "/programs/demo/members/m0/balance").status_code == 401
+    assert api.call("GET", "/programs/demo/members/m0/balance", "pb_" + "A" * 43).status_code == 401
 
 
 def test_bad_bodies_are_typed_problems_and_write_nothing(stack: tuple[Sandbox, Seeded]) -> None:
@@ -73,10 +80,13 @@ def test_bad_bodies_are_typed_problems_and_write_nothing(stack: tuple[Sandbox, S
 
 
 def test_schema_no_server_errors(stack: tuple[Sandbox, Seeded]) -> None:
-    """Every documented operation, a few generated cases each: no 5xx, replies match the document.
+    """Every documented operation, a few generated cases each: no 5xx, and every reply is one the
+    document declares for that operation (status, content type, headers, body; a problem's `code`
+    is among those declared for its status, since each status's schema enumerates them).
 
     Driven with hypothesis directly (schemathesis' pytest plugin does not load under pytest 9).
-    An admin key reaches every route, so generated inputs get past the authorizer.
+    An admin key reaches every route, so generated inputs get past the authorizer. The replies are
+    recorded for the module's documented-vs-observed check too (tests/e2e/conftest.py).
     """
     sb, seeded = stack
     loaded = schemathesis.openapi.from_url(f"{sb.api_url}/docs?format=json")
@@ -95,8 +105,18 @@ def test_schema_no_server_errors(stack: tuple[Sandbox, Seeded]) -> None:
         def check(case: schemathesis.Case) -> None:
             response = case.call_and_validate(
                 headers={"x-api-key": seeded.admin},
-                checks=[not_a_server_error, response_schema_conformance],
+                checks=[
+                    not_a_server_error,
+                    status_code_conformance,
+                    content_type_conformance,
+                    response_headers_conformance,
+                    response_schema_conformance,
+                ],
                 timeout=30,
+            )
+            content_type = response.headers.get("content-type", [""])[0]
+            openapi_contract.observe_text(
+                case.method, case.formatted_path, response.status_code, content_type, response.text
             )
             statuses.append(response.status_code)
 
@@ -109,15 +129,12 @@ def test_schema_no_server_errors(stack: tuple[Sandbox, Seeded]) -> None:
 def test_last_items_of_stock_go_once_under_concurrency(stack: tuple[Sandbox, Seeded]) -> None:
     # Given a mug with stock 5 and two members asking for 8 between them at once
     sb, seeded = stack
-    url = f"{sb.api_url}/programs/demo/members/{{m}}/redemptions"
 
     def attempt(n: int) -> requests.Response:
         member = f"m{n % 2}"
-        return requests.post(
-            url.format(m=member),
-            json={"reward_id": "mug", "reference": f"race-{n}"},
-            headers={"x-api-key": seeded.member_keys[member]},
-            timeout=60,
+        body = {"reward_id": "mug", "reference": f"race-{n}"}
+        return HttpApi(sb).call(
+            "POST", f"/programs/demo/members/{member}/redemptions", seeded.member_keys[member], body
         )
 
     with ThreadPoolExecutor(8) as pool:
@@ -131,17 +148,10 @@ def test_last_items_of_stock_go_once_under_concurrency(stack: tuple[Sandbox, See
 
 def test_hold_lapse_schedule_releases_over_the_stack(stack: tuple[Sandbox, Seeded]) -> None:
     sb, seeded = stack
-    key = seeded.member_keys["m1"]
-    held = requests.post(
-        f"{sb.api_url}/programs/demo/members/m1/holds",
-        json={"points": 30, "reference": "lapse-1", "lapses_in_seconds": 60},
-        headers={"x-api-key": key},
-        timeout=30,
-    )
-    assert held.status_code == 201, held.text
-    before = requests.get(f"{sb.api_url}/programs/demo/members/m1/balance", headers={"x-api-key": key}, timeout=30)
-    assert before.json()["held"] == 30
+    api, key = HttpApi(sb), seeded.member_keys["m1"]
+    hold = {"points": 30, "reference": "lapse-1", "lapses_in_seconds": 60}
+    api.ok("POST", "/programs/demo/members/m1/holds", key, hold, status=201)
+    assert api.ok("GET", "/programs/demo/members/m1/balance", key)["held"] == 30
     result = sb.run_function("HoldLapseFunction", now=datetime.now(UTC) + timedelta(minutes=2))
     assert result["released"] == 1
-    after = requests.get(f"{sb.api_url}/programs/demo/members/m1/balance", headers={"x-api-key": key}, timeout=30)
-    assert after.json()["held"] == 0
+    assert api.ok("GET", "/programs/demo/members/m1/balance", key)["held"] == 0

@@ -1,14 +1,11 @@
 """The operator console over real HTTP: stream figures from the sandbox, and the page driven in a browser.
 
-The browser test drives Debian's chromium (/usr/bin/chromium) with Playwright; Playwright never
-downloads a browser here. Without chromium it skips with the reason, unless
-POINTBRIDGE_REQUIRE_BROWSER is set (CI sets it: `.ci/run` installs chromium), where it fails.
+The browser test drives Debian's chromium with Playwright (`tests.support.browser`: skipped with
+the reason without chromium, unless POINTBRIDGE_REQUIRE_BROWSER is set, as in CI).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +17,7 @@ from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
 from shared.ledger.audit import audit
 from tests.support.api_stack import Seeded, seed
+from tests.support.browser import chromium
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
@@ -27,17 +25,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -103,56 +90,40 @@ def test_the_console_page_is_served_without_a_key(stack: tuple[HttpApi, Seeded])
     assert "Pointbridge console" in page.text and "default-src 'none'" in page.headers["content-security-policy"]
 
 
-def _chromium_or_skip() -> None:
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is not installed (apt-get install -y chromium); the console's browser test needs it"
-    if os.environ.get("POINTBRIDGE_REQUIRE_BROWSER"):
-        pytest.fail(reason + ", and POINTBRIDGE_REQUIRE_BROWSER is set")
-    pytest.skip(reason)
-
-
 def test_an_operator_reads_the_figures_in_the_console(stack: tuple[HttpApi, Seeded]) -> None:
-    _chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
-
     api, seeded = stack
     expected = figures(api, seeded.admin)
-    with tempfile.TemporaryDirectory(prefix="pb-chromium-") as profile, sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page()
-            # Given the console opened from the sandbox
-            page.goto(f"{api.sandbox.api_url}/console")
-            # When the operator enters a wrong key and asks for figures
-            page.get_by_label("Admin API key").fill("pb_" + "W" * 43)
-            page.get_by_role("button", name="Show figures").click()
-            # Then the refusal is shown, and no figures
-            alert = page.get_by_role("alert")
-            expect(alert).to_be_visible()
-            expect(alert).to_contain_text("401")
-            expect(page.locator("#results")).to_be_hidden()
-            # When the operator enters the admin key, picks the program and asks again
-            page.get_by_label("Admin API key").fill(seeded.admin)
-            page.get_by_label("Admin API key").dispatch_event("change")
-            expect(page.get_by_label("Program")).to_contain_text("demo")
-            page.get_by_label("Program").select_option("demo")
-            page.get_by_role("button", name="Show figures").click()
-            # Then the numbers are the API's
-            expect(page.locator("#results")).to_be_visible()
-            expect(alert).to_be_hidden()
-            period, to_date = expected["period"], expected["to_date"]
-            expect(page.locator("#issued-period")).to_have_text(f"{period['issued']:,}")
-            expect(page.locator("#redeemed-period")).to_have_text(f"{period['redeemed']:,}")
-            expect(page.locator("#liability")).to_have_text(f"{to_date['liability']:,}")
-            expect(page.locator("#rate-period")).to_have_text("8.75 %")
-            expect(page.locator("#tiers li")).to_have_count(1)
-            expect(page.locator("#channels li")).to_have_count(2)
-            expect(page.locator("#days tr")).to_have_count(len(expected["days"]))
-            # And the key stays in this tab's session storage only
-            assert page.evaluate("sessionStorage.getItem('pointbridge.adminKey')") == seeded.admin
-            assert page.evaluate("localStorage.length") == 0
-        finally:
-            browser.close()
+    with chromium("the console's browser test") as browser:
+        from playwright.sync_api import expect
+
+        page = browser.new_page()
+        # Given the console opened from the sandbox
+        page.goto(f"{api.sandbox.api_url}/console")
+        # When the operator enters a wrong key and asks for figures
+        page.get_by_label("Admin API key").fill("pb_" + "W" * 43)
+        page.get_by_role("button", name="Show figures").click()
+        # Then the refusal is shown, and no figures
+        alert = page.get_by_role("alert")
+        expect(alert).to_be_visible()
+        expect(alert).to_contain_text("401")
+        expect(page.locator("#results")).to_be_hidden()
+        # When the operator enters the admin key, picks the program and asks again
+        page.get_by_label("Admin API key").fill(seeded.admin)
+        page.get_by_label("Admin API key").dispatch_event("change")
+        expect(page.get_by_label("Program")).to_contain_text("demo")
+        page.get_by_label("Program").select_option("demo")
+        page.get_by_role("button", name="Show figures").click()
+        # Then the numbers are the API's
+        expect(page.locator("#results")).to_be_visible()
+        expect(alert).to_be_hidden()
+        period, to_date = expected["period"], expected["to_date"]
+        expect(page.locator("#issued-period")).to_have_text(f"{period['issued']:,}")
+        expect(page.locator("#redeemed-period")).to_have_text(f"{period['redeemed']:,}")
+        expect(page.locator("#liability")).to_have_text(f"{to_date['liability']:,}")
+        expect(page.locator("#rate-period")).to_have_text("8.75 %")
+        expect(page.locator("#tiers li")).to_have_count(1)
+        expect(page.locator("#channels li")).to_have_count(2)
+        expect(page.locator("#days tr")).to_have_count(len(expected["days"]))
+        # And the key stays in this tab's session storage only
+        assert page.evaluate("sessionStorage.getItem('pointbridge.adminKey')") == seeded.admin
+        assert page.evaluate("localStorage.length") == 0

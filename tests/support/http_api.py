@@ -1,4 +1,8 @@
-"""The API over real HTTP for e2e tests: calls with a key, typed problems, Idempotency-Key replays."""
+"""The API over real HTTP for e2e tests: calls with a key, typed problems, Idempotency-Key replays.
+
+Every reply is recorded (`tests.support.openapi_contract.observe`): tests/e2e/conftest.py checks,
+module by module, that openapi.json declares each status and problem code the suite saw.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from shared.access.keys import Principal, PrincipalKind, issue_key
+from tests.support import openapi_contract
 from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
@@ -53,7 +58,7 @@ class HttpApi:
             sent["x-api-key"] = key
         if raw is not None:
             sent["content-type"] = "application/json"
-        return self.session.request(
+        reply = self.session.request(
             method,
             self.sandbox.api_url + path,
             json=body if raw is None else None,
@@ -62,8 +67,12 @@ class HttpApi:
             headers=sent,
             timeout=60,
         )
+        openapi_contract.observe_text(
+            method, path, reply.status_code, reply.headers.get("content-type", ""), reply.text
+        )
+        return reply
 
-    def ok(self, method: str, path: str, key: str, body: Any = None, *, status: int = 200, **kw: Any) -> Any:
+    def ok(self, method: str, path: str, key: str | None, body: Any = None, *, status: int = 200, **kw: Any) -> Any:
         reply = self.call(method, path, key, body, **kw)
         assert reply.status_code == status, f"{method} {path}: {reply.status_code} {reply.text}"
         return reply.json()

@@ -1,4 +1,8 @@
-"""Call the API handler in-process with API Gateway proxy events, through the real authorizer."""
+"""Call the API handler in-process with API Gateway proxy events, through the real authorizer.
+
+Every reply is recorded, and each module's are checked against openapi.json when it ends
+(`tests.support.openapi_contract`), as the e2e suite's are.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.ledger.commands import Earn
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
+from tests.support.openapi_contract import OBSERVED, observe, undeclared
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from functions.services import Services
     from shared.ledger.ledger import Ledger
     from shared.program.store import ProgramRepository
@@ -70,6 +77,7 @@ class Client:
                 policy = authorizer.handler({"headers": hdrs, "methodArn": METHOD_ARN}, FakeContext())  # type: ignore[arg-type]
             except Exception as error:  # the authorizer's 401 contract
                 assert str(error) == "Unauthorized"
+                observe(method, path, 401, "application/json", {"message": "Unauthorized"})
                 return Reply(401, {}, {"message": "Unauthorized"})
             authorizer_context = {**policy["context"], "principalId": policy["principalId"]}
         text = raw if raw is not None else (json.dumps(body) if body is not None else None)
@@ -103,7 +111,17 @@ class Client:
         parsed: Any = payload
         if "json" in headers_out.get("content-type", ""):
             parsed = json.loads(payload)
+        observe(method, path, out["statusCode"], headers_out.get("content-type", ""), parsed)
         return Reply(out["statusCode"], headers_out, parsed)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def replies_are_declared_in_the_document() -> Iterator[None]:
+    """Every status and problem code this module's calls got is declared for its operation."""
+    first = len(OBSERVED)
+    yield
+    found = undeclared(OBSERVED[first:])
+    assert not found, "replies that openapi.json does not declare:\n" + "\n".join(found)
 
 
 @pytest.fixture

@@ -1,0 +1,436 @@
+"""The OpenAPI document, the contract partners code against: generated, finished here, committed.
+
+Powertools generates the paths and schemas from the routes and their pydantic models. `document`
+finishes that once, in this one place: each operation's problem replies (its codes from
+`functions.api.operations`, their meanings from `functions.api.refusals`) instead of powertools'
+422 `HTTPValidationError` (the API answers 400 problems), who may call it, the `Idempotency-Key`
+header on mutations, tags, operation ids and summaries from the route functions, and servers that
+work wherever the document is served. `/docs` serves it (and Swagger UI on it); `openapi.json` at
+the repository root is the committed copy, which a test keeps equal to what `/docs` serves.
+
+Regenerate the committed copy: `python -m functions.api.openapi` (`--check` only compares).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
+from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+from functions.api.context import MAX_IDEMPOTENCY_KEY, MUTATING
+from functions.api.operations import OPERATIONS, Access, Tag
+from functions.api.refusals import REFUSALS, Refusal
+from functions.problems import PROBLEM_JSON, TYPE_BASE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+TITLE = "Pointbridge API"
+VERSION = "1"
+COMMITTED = Path(__file__).resolve().parents[2] / "openapi.json"
+SCHEMAS = "#/components/schemas/"
+RESPONSES = "#/components/responses/"
+API_KEY = "apiKey"
+JSON = "application/json"
+
+INTRO = """\
+One loyalty-points ledger for every channel: members' balances and statements, redemption, \
+checkout holds, gifts, draws, partner exchange and transfers, and operators' configuration and \
+figures.
+
+**Keys.** Every operation but `GET /health` (and this document, `GET /docs`) needs an API key in \
+the `x-api-key` header. API Gateway's authorizer resolves it to a principal (an admin, a partner, \
+a channel such as a shop or a till, or a member, each with the programs it may touch); a missing \
+or unknown key is a `401` from API Gateway before the API runs. Each operation says which \
+principals may call it; any other is a `403` problem with code `forbidden`.
+
+**Errors.** Every refusal by the API is `application/problem+json` (RFC 9457) with `type`, \
+`title`, `status`, `detail` and a stable `code`: branch on `code`, show `detail` to people. Each \
+operation lists the codes it can answer with, by status, with an example of each. A refused \
+request wrote nothing. A path no operation has is `404` `no_such_route`. A `5xx` other than the \
+documented `503` `contention` is a fault on our side (API Gateway answers `502` when the API \
+function fails).
+
+**Retries.** Every mutation is safe to retry: its body carries the caller's own id (`reference`, \
+`transfer_id`, or the quote's id in the path), under which the ledger posts once, and every \
+`POST`/`PUT` takes an `Idempotency-Key` header, under which the first successful reply is \
+stored and replayed (see the header).
+
+**Values.** Points are whole numbers. Money, rates and shares are decimal strings (`"12.50"`), \
+never floats. Times are ISO 8601 with an offset; dates are ISO 8601 dates."""
+
+SERVERS: list[dict[str, Any]] = [
+    {
+        "url": ".",
+        "description": (
+            "Where this document is served from: `/docs` sits at the API's root, so Try it out in `/docs` "
+            "calls the same API, whether the sandbox's local URL or an API Gateway stage."
+        ),
+    },
+    {
+        "url": "https://{api}.execute-api.{region}.amazonaws.com/{stage}",
+        "description": "A deployed stage, addressed directly.",
+        "variables": {
+            "api": {"default": "api-id", "description": "The REST API's id (the stack's PointsApi)."},
+            "region": {"default": "us-east-1", "description": "The AWS region of the stack."},
+            "stage": {"default": "Prod", "description": "The API Gateway stage (template.yaml: Prod)."},
+        },
+    },
+]
+
+SECURITY_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "x-api-key",
+    "description": (
+        "An API key (`pb_` and 43 more characters) that an admin minted with `POST /admin/keys`. API "
+        "Gateway's authorizer resolves it to a principal: its kind (admin, partner, channel or member), "
+        "its id and the programs it may touch. Only the key's hash is stored."
+    ),
+}
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry of this request safe. The first successful (2xx) reply to a request under this key "
+        "is stored for the calling principal, without expiry; the same request (method, path and body) "
+        "sent again under the key gets that reply again, with `Idempotent-Replayed: true`, and does "
+        "nothing else. A different request under the same key is a `409` `idempotency_conflict`, and does "
+        "nothing. A refusal (4xx) is not stored: it wrote nothing, so a retry is evaluated afresh. The "
+        "body is validated before the stored reply is looked up. A reply that holds a secret shown once "
+        "(`POST /admin/keys`) is stored without it: a retry is a `409` `secret_not_replayed`. At most "
+        f"{MAX_IDEMPOTENCY_KEY} characters (`400` `invalid_input`)."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+}
+
+IDEMPOTENT_REPLAYED = {
+    "description": (
+        "`true` when this reply is the stored reply to an earlier request under the same `Idempotency-Key`; "
+        "absent on a first reply."
+    ),
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
+def _string(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def _integer(description: str) -> dict[str, Any]:
+    return {"type": "integer", "description": description}
+
+
+PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "type": "object",
+        "title": "Problem",
+        "description": (
+            "An RFC 9457 problem (`application/problem+json`): why a request was refused. Branch on `code`; "
+            "`detail` is for people. Some problems carry more fields naming what the refusal concerns "
+            "(below; each operation's examples show which)."
+        ),
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "description": f"Names the problem: `{TYPE_BASE}` followed by `code`.",
+            },
+            "title": _string("The HTTP status's reason phrase."),
+            "status": _integer("The HTTP status of the reply."),
+            "detail": _string("What happened, in a sentence for people. Do not parse it."),
+            "code": _string("The stable code to branch on; each operation lists the codes it can answer with."),
+            "errors": {
+                "type": "array",
+                "items": {"$ref": SCHEMAS + "FieldError"},
+                "description": (
+                    "With `invalid_input` or `malformed_json` from the schema check: where the request failed "
+                    "and why, never the input itself."
+                ),
+            },
+            "survivor": _string("With `account_closed`: the member the closed account was merged into."),
+            "member": _string("The member the refusal concerns."),
+            "program": _string("With `unknown_program`: the program named."),
+            "reward": _string("With `reward_unavailable`: the reward named, when the catalogue has none by that id."),
+            "needed": _integer("With `insufficient_points`: the points the operation needs."),
+            "available": _integer("With `insufficient_points`: the member's unexpired available points."),
+            "hold": _integer("With `capture_exceeds_hold`: the points the hold reserved."),
+            "lots": _integer("With `too_many_lots`: how many lots the debit would touch."),
+            "key": _string("With `idempotency_conflict` or `secret_not_replayed`: the `Idempotency-Key` sent."),
+            "entry_id": _string("With `idempotency_conflict` from the ledger: the entry the reference already posted."),
+            "reasons": _string("With `invalid_config`: why the configuration failed validation."),
+            "ended_at": _string("With `redemption_closed`: when the program ended (ISO 8601)."),
+            "earning_ended_at": _string("With `earning_closed`: when the program stopped crediting (ISO 8601)."),
+            "flag_status": _string("With `flag_already_decided`: the decision that closed the flag."),
+            "a": _string("With `cannot_merge_members`: one registered member."),
+            "b": _string("With `cannot_merge_members`: the other registered member."),
+            "start": _string("With `invalid_input` on a period: its first day."),
+            "end": _string("With `invalid_input` on a period: its last day."),
+            "days": _integer("With `invalid_input` on a period: how many days it covers."),
+            "tier": _string("With `invalid_input` from a dry run: the tier named that the draft does not have."),
+        },
+    },
+    "FieldError": {
+        "type": "object",
+        "title": "FieldError",
+        "description": "One place where the request failed the schema check.",
+        "required": ["loc", "type", "msg"],
+        "properties": {
+            "loc": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": (
+                    "Where: `body`, `query`, `path` or `header`, then the field's path within it (for "
+                    "`json_invalid`, the character offset where the JSON stopped parsing)."
+                ),
+            },
+            "type": _string("pydantic's error type, e.g. `missing`, `int_parsing`, `extra_forbidden`, `json_invalid`."),
+            "msg": _string("What is wrong, in a sentence for people."),
+        },
+    },
+    "GatewayMessage": {
+        "type": "object",
+        "title": "GatewayMessage",
+        "description": "A reply written by API Gateway itself, before the API runs (not a problem).",
+        "required": ["message"],
+        "properties": {"message": _string('Why, e.g. "Unauthorized".')},
+    },
+}
+
+UNAUTHORIZED = {
+    "description": (
+        "Unauthorized: no `x-api-key` header, or a key that is not valid. Answered by API Gateway's "
+        "authorizer before the API runs: a JSON `message`, not a problem."
+    ),
+    "content": {JSON: {"schema": {"$ref": SCHEMAS + "GatewayMessage"}, "example": {"message": "Unauthorized"}}},
+}
+
+
+def routes(app: APIGatewayRestResolver) -> dict[tuple[str, str], Callable[..., object]]:
+    """(METHOD, path as the document spells it) -> route function, for every documented route."""
+    # Powertools has no public listing of its routes; its own schema generator walks these two lists.
+    registered = app._static_routes + app._dynamic_routes
+    return {(r.method, r.openapi_path): r.func for r in registered if r.include_in_schema}
+
+
+def document(app: APIGatewayRestResolver) -> dict[str, Any]:
+    """The finished document, as `/docs?format=json` serves it and `openapi.json` holds it."""
+    generated = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
+    functions = routes(app)
+    undocumented = set(functions.values()) - set(OPERATIONS)
+    if undocumented:
+        names = ", ".join(sorted(f.__qualname__ for f in undocumented))
+        raise LookupError(f"routes without a row in functions.api.operations.OPERATIONS: {names}")
+    schemas = {
+        name: schema
+        for name, schema in generated["components"]["schemas"].items()
+        # Powertools' validation replies; the API answers 400 problems (functions.problems) instead.
+        if name not in ("HTTPValidationError", "ValidationError", "ResponseValidationError")
+    }
+    schemas.update(PROBLEM_SCHEMAS)
+    used = _Used()
+    paths = {
+        path: {
+            method: _operation(method.upper(), functions[(method.upper(), path)], generated_op, schemas, used)
+            for method, generated_op in item.items()
+        }
+        for path, item in generated["paths"].items()
+    }
+    return {
+        "openapi": generated["openapi"],
+        "info": {"title": TITLE, "version": VERSION, "description": INTRO},
+        "servers": SERVERS,
+        "tags": [{"name": tag.label, "description": tag.description} for tag in Tag],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "responses": {
+                "Unauthorized": UNAUTHORIZED,
+                **{_pascal(code): _refusal(REFUSALS[code].status, [REFUSALS[code]]) for code in sorted(used.alone)},
+            },
+            "examples": {
+                code: {"summary": _sentence(REFUSALS[code].meaning), "value": REFUSALS[code].example()}
+                for code in sorted(used.codes)
+            },
+            "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY},
+            "headers": {"IdempotentReplayed": IDEMPOTENT_REPLAYED},
+            "securitySchemes": {API_KEY: SECURITY_SCHEME},
+        },
+    }
+
+
+@cache
+def text(app: APIGatewayRestResolver) -> str:
+    """The document as served and committed: pretty-printed, keys in a fixed order, a final newline."""
+    return json.dumps(document(app), indent=2, ensure_ascii=False) + "\n"
+
+
+@cache
+def swagger_page(app: APIGatewayRestResolver) -> str:
+    """Swagger UI on the document, with the JS and CSS powertools bundles (no CDN)."""
+    assets = Path(swagger_ui.__file__).parent
+    script = (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    style = (assets / "swagger-ui.min.css").read_text(encoding="utf-8")
+    # Inlined in a <script>: a "</" inside the JSON must not close it.
+    spec = text(app).replace("</", "<\\/")
+    return generate_swagger_html(spec, script, style, "", None)
+
+
+def _operation(
+    method: str, route: Callable[..., object], generated: dict[str, Any], schemas: dict[str, Any], used: _Used
+) -> dict[str, Any]:
+    row = OPERATIONS[route]
+    summary, description = _docstring(route)
+    mutating = method in MUTATING
+    guarded = row.access is not Access.OPEN
+    parameters = list(generated.get("parameters", []))
+    if mutating:
+        parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+    body = generated.get("requestBody")
+    responses = {}
+    for status, reply in generated["responses"].items():
+        if not status.startswith("2"):
+            continue  # powertools' 422 HTTPValidationError: never sent
+        responses[status] = _success(reply, schemas, mutating)
+    codes = [
+        *(["forbidden"] if guarded else []),
+        *(["invalid_input"] if parameters or body else []),
+        *(["malformed_json"] if body else []),
+        *(["idempotency_conflict", "payload_too_large"] if mutating else []),
+        *row.refusals,
+    ]
+    by_status: dict[int, list[Refusal]] = {}
+    for code in dict.fromkeys(codes):
+        used.codes.add(code)
+        refusal = REFUSALS[code]
+        by_status.setdefault(refusal.status, []).append(refusal)
+    refused = {str(status): used.response(status, found) for status, found in by_status.items()}
+    if guarded:
+        refused["401"] = {"$ref": RESPONSES + "Unauthorized"}
+    responses.update(sorted(refused.items()))
+    notes = [description, f"**Who may call:** {row.access.who}"]
+    if mutating:
+        notes.append("**Retries:** safe under an `Idempotency-Key` (the header below).")
+    operation: dict[str, Any] = {
+        "tags": [row.tag.label],
+        "summary": summary,
+        "description": "\n\n".join(note for note in notes if note),
+        "operationId": route.__name__,
+    }
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = body
+    operation["responses"] = responses
+    operation["security"] = [{API_KEY: []}] if guarded else []
+    return operation
+
+
+def _docstring(route: Callable[..., object]) -> tuple[str, str]:
+    text = inspect.getdoc(route)
+    if not text:
+        raise LookupError(f"route {route.__qualname__} has no docstring: its first line is the operation's summary")
+    first, _, rest = text.partition("\n")
+    # Paragraphs joined into lines: the docstring's wrapping is the source's, not the document's.
+    paragraphs = (" ".join(line.strip() for line in block.splitlines()) for block in rest.strip().split("\n\n"))
+    return first.strip().rstrip("."), "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def _success(reply: dict[str, Any], schemas: dict[str, Any], mutating: bool) -> dict[str, Any]:
+    schema = reply.get("content", {}).get(JSON, {}).get("schema", {})
+    named = schemas.get(schema.get("$ref", "").removeprefix(SCHEMAS), {})
+    finished: dict[str, Any] = {"description": named.get("description") or reply["description"]}
+    if mutating:
+        finished["headers"] = {"Idempotent-Replayed": {"$ref": "#/components/headers/IdempotentReplayed"}}
+    finished["content"] = reply["content"]
+    return finished
+
+
+@dataclass
+class _Used:
+    """What the operations refer to, for the components: every code's example, and the statuses
+    whose only code is one (shared as a whole response, e.g. every 403 is `forbidden`)."""
+
+    codes: set[str] = field(default_factory=set)
+    alone: set[str] = field(default_factory=set)
+
+    def response(self, status: int, refusals: list[Refusal]) -> dict[str, Any]:
+        if len(refusals) == 1:
+            self.alone.add(refusals[0].code)
+            return {"$ref": RESPONSES + _pascal(refusals[0].code)}
+        return _refusal(status, refusals)
+
+
+def _pascal(code: str) -> str:
+    return "".join(part.title() for part in code.split("_"))
+
+
+def _refusal(status: int, refusals: list[Refusal]) -> dict[str, Any]:
+    lines = "\n".join(f"- `{r.code}`: {r.meaning}" for r in refusals)
+    codes = [r.code for r in refusals]
+    return {
+        "description": f"{HTTPStatus(status).phrase}: a problem with one of these codes.\n\n{lines}",
+        "content": {
+            PROBLEM_JSON: {
+                "schema": {
+                    "allOf": [
+                        {"$ref": SCHEMAS + "Problem"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "code": {
+                                    "type": "string",
+                                    "enum": codes,
+                                    "description": "The codes this operation answers with this status.",
+                                }
+                            },
+                        },
+                    ]
+                },
+                "examples": {r.code: {"$ref": "#/components/examples/" + r.code} for r in refusals},
+            }
+        },
+    }
+
+
+def _sentence(meaning: str) -> str:
+    """The first sentence of a refusal's meaning, for an example's one-line summary."""
+    return meaning.split(". ", 1)[0].rstrip(".")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=f"Write the API's OpenAPI document to {COMMITTED.name}.")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the committed copy differs")
+    parser.add_argument("--output", type=Path, default=COMMITTED, help="where to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    from functions.api.app import app
+
+    built = text(app)
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != built:
+            print(f"{args.output} differs from the served document; run python -m functions.api.openapi")
+            return 1
+        print(f"{args.output} is the served document")
+        return 0
+    args.output.write_text(built, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

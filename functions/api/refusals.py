@@ -1,0 +1,238 @@
+"""Every problem code the HTTP API answers with: its status, what it means to a client, an example.
+
+The status and code come from the error class (`shared.errors` and the areas' own errors), so the
+document cannot promise a status the code does not send. `functions.api.operations` says which
+codes each operation can answer with; `functions.api.openapi` turns both into the document.
+Errors the API never raises (the jobs', the webhooks' adapters') are not here; a unit test keeps
+this list and the error classes in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from functions.problems import MALFORMED_JSON, NO_SUCH_ROUTE, TYPE_BASE
+from shared import errors
+from shared.earning.core import MergeConflictError
+from shared.events.identity import InvalidIdentityError
+from shared.exchange.agreements import UnknownQuoteError
+from shared.members.flags import FlagDecidedError, FlagNotFoundError
+from shared.rewards.draws import DrawClosedError, UnknownDrawError
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    status: int
+    meaning: str  # when a client gets it, and what to do
+    detail: str  # an example `detail`, as the API writes it
+    extra: dict[str, Any] = field(default_factory=dict)  # the example's context fields
+
+    def example(self) -> dict[str, Any]:
+        """An example reply body, exactly the shape `functions.problems.problem` writes."""
+        return {
+            "type": TYPE_BASE + self.code,
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+def _of(error: type[errors.PointbridgeError], meaning: str, detail: str, **extra: Any) -> Refusal:
+    return Refusal(error.code, error.status, meaning, detail, extra)
+
+
+_SCHEMA_ERRORS = [{"loc": ["body", "points"], "type": "greater_than", "msg": "Input should be greater than 0"}]
+
+REFUSALS: dict[str, Refusal] = {
+    r.code: r
+    for r in (
+        # 400
+        _of(
+            errors.InvalidInputError,
+            "The request is not valid. A parameter, header or body field fails the operation's schema "
+            "(`errors` lists where and why, never the input), or the operation refuses a value the schema "
+            "allows (a period over 93 days, a gift to oneself, an `Idempotency-Key` over 200 characters...). "
+            "Nothing was written; fix the request.",
+            "the request does not match the API's schema",
+            errors=_SCHEMA_ERRORS,
+        ),
+        Refusal(
+            MALFORMED_JSON,
+            400,
+            "The body is not JSON. Nothing was written.",
+            "the body is not valid JSON",
+            {"errors": [{"loc": ["body", "14"], "type": "json_invalid", "msg": "JSON decode error"}]},
+        ),
+        _of(
+            InvalidIdentityError,
+            "The identity cannot be read. An e-mail address or phone number that cannot be normalised, or a "
+            "card number that is not 4-32 letters or digits; nothing was linked.",
+            "not a phone number",
+        ),
+        # 403
+        _of(
+            errors.ForbiddenError,
+            "The key's principal may not do this. A program outside its key, another member's account, an "
+            "admin-only operation, or a partner acting for another partner.",
+            "a member may only see and move its own points",
+        ),
+        # 404
+        Refusal(NO_SUCH_ROUTE, 404, "No operation has this method and path.", "no route matches this method and path"),
+        _of(errors.UnknownProgramError, "The program has no live configuration.", "no program 'demo'", program="demo"),
+        _of(
+            errors.UnknownMemberError,
+            "The member has no account in the program. It never earned there.",
+            "member m1 has no account in demo",
+            member="m1",
+        ),
+        _of(
+            errors.UnknownEntryError,
+            "No open hold (or outbound transfer) with that reference for this member. Never made, or lapsed "
+            "and released; a settled one answers `already_settled`, or replays the same request.",
+            "no open hold checkout:basket-1 for member m1",
+        ),
+        _of(
+            errors.UnknownCatalogueError,
+            "No catalogue version was ever published for the program.",
+            "no catalogue 'demo' was ever published",
+        ),
+        _of(errors.UnknownAgreementError, "No active agreement with that id.", "no active agreement 'demo-air'"),
+        _of(UnknownQuoteError, "No quote with that id.", "no quote '4b1f0c9e2a7d4e53a1c6f0e8d2b9a731'"),
+        _of(UnknownDrawError, "No draw with that id in the program.", "no draw 'summer' in demo"),
+        _of(FlagNotFoundError, "No flag on that member in the program.", "no flag for m1 in demo", member="m1"),
+        # 409
+        _of(
+            errors.IdempotencyConflictError,
+            "The key or reference was already used with a different request. The `Idempotency-Key`, or the "
+            "caller's own reference in the body (`reference`, `transfer_id`), names another request; nothing "
+            "was done. Send the new request under a new key or reference.",
+            "Idempotency-Key 'k-1' was used with a different request",
+            key="k-1",
+        ),
+        _of(
+            errors.AlreadySettledError,
+            "The hold (or outbound transfer) was already settled another way. Captured, released or lapsed.",
+            "checkout:basket-1 was already settled by a release",
+        ),
+        _of(
+            errors.AccountClosedError,
+            "The member's account was merged into another. Their identities were linked, and `survivor` "
+            "names the member to use. Nothing was written: send the same request for the survivor (no new "
+            "reference or `Idempotency-Key` is needed).",
+            "member p-3f2a's account in demo was merged into m1; use that member",
+            survivor="m1",
+            member="p-3f2a",
+        ),
+        _of(errors.OutOfStockError, "The reward is out of stock. Nothing was spent.", "reward 'mug' is out of stock"),
+        _of(
+            errors.SecretNotReplayedError,
+            "The key was already minted under this `Idempotency-Key`. A minted key is shown once only; mint another.",
+            "the request under Idempotency-Key 'k-1' was done; its secret is shown once (ask for another)",
+            key="k-1",
+        ),
+        _of(
+            MergeConflictError,
+            "The identity belongs to another registered member. Two registered members are merged by hand.",
+            "m1 and m2 are both registered members; merge them by hand",
+            a="m1",
+            b="m2",
+        ),
+        _of(
+            FlagDecidedError,
+            "The flag was already closed by the other decision.",
+            "the flag on m1 was already closed (released); it cannot be voided now",
+            member="m1",
+            flag_status="released",
+        ),
+        # 413
+        _of(
+            errors.PayloadTooLargeError,
+            "The body is over 64 KiB. No valid request is that large; nothing was read.",
+            "request body over 65536 bytes",
+        ),
+        # 422
+        _of(
+            errors.InsufficientPointsError,
+            "The member has too few points. Fewer unexpired available points than the operation needs "
+            "(`needed`, `available`); nothing was spent.",
+            "needs 500 points, 120 available",
+            needed=500,
+            available=120,
+        ),
+        _of(
+            errors.CaptureExceedsHoldError,
+            "The capture is larger than the hold.",
+            "capture of 90 exceeds the hold of 60",
+            hold=60,
+        ),
+        _of(
+            errors.TooManyLotsError,
+            "The debit would touch too many lots. A lot is an earn with its own expiry date, and one "
+            "transaction holds only so many; spend fewer points at once.",
+            "this debit would touch 120 lots; at most 96 at once",
+            lots=120,
+        ),
+        _of(
+            errors.ConfigError,
+            "The configuration is refused. It failed validation (`reasons` says why), or its version is not "
+            "newer than the live one; the live version stays in force.",
+            "invalid program config: tiers: the lowest tier 'member' must have threshold 0",
+            reasons="tiers: the lowest tier 'member' must have threshold 0",
+        ),
+        _of(
+            errors.RewardUnavailableError,
+            "The reward cannot be redeemed. Unknown, outside its availability window, for other tiers, or it "
+            "needs a larger balance.",
+            "reward 'lounge' is for gold members",
+        ),
+        _of(
+            errors.LimitReachedError,
+            "A limit would be passed. A per-member, per-period, gift, draw-ticket or exchange daily limit; "
+            "nothing was written.",
+            "gifts are limited to 5000 points a day",
+        ),
+        _of(
+            errors.QuoteExpiredError,
+            "The quote expired. Ask for a new one.",
+            "quote 4b1f0c9e2a7d4e53a1c6f0e8d2b9a731 expired at 2026-12-01T10:05:00+00:00",
+        ),
+        _of(
+            DrawClosedError,
+            "The draw is closed, or not yet. Tickets after it closed, or a reveal before it closes.",
+            "draw summer closed at 2026-12-01T00:00:00+00:00",
+        ),
+        _of(
+            errors.RedemptionClosedError,
+            "The program has ended. Its points can no longer be spent (`ended_at`); a retry of a request "
+            "posted before the end still replays.",
+            "demo ended at 2027-06-30T00:00:00+00:00: its points can no longer be spent",
+            ended_at="2027-06-30T00:00:00+00:00",
+        ),
+        _of(
+            errors.EarningClosedError,
+            "The program stopped crediting points. Since `earning_ended_at`; a retry of a request posted "
+            "before then still replays.",
+            "demo stopped crediting points at 2027-03-31T00:00:00+00:00",
+            earning_ended_at="2027-03-31T00:00:00+00:00",
+        ),
+        _of(
+            errors.SunsetError,
+            "The program's end cannot be announced so. Under 30 days' notice, a negative redemption period, "
+            "or a second announcement.",
+            "members need at least 30 days' notice, not 7",
+        ),
+        # 503
+        _of(
+            errors.ContentionError,
+            "The account stayed busy. Concurrent updates kept it changing, and nothing was written; retry the "
+            "same request (same reference or `Idempotency-Key`) after a moment.",
+            "account m1 stayed busy; retry later",
+            member="m1",
+        ),
+    )
+}
