@@ -58,14 +58,14 @@ principals may call it; any other is a `403` problem with code `forbidden`.
 **Errors.** Every refusal by the API is `application/problem+json` (RFC 9457) with `type`, \
 `title`, `status`, `detail` and a stable `code`: branch on `code`, show `detail` to people. Each \
 operation lists the codes it can answer with, by status, with an example of each. A refused \
-request wrote nothing. A path no operation has is `404` `no_such_route`. A `5xx` other than the \
-documented `503` `contention` is a fault on our side (API Gateway answers `502` when the API \
-function fails).
+request moved no points. A path no operation has is `404` `no_such_route` (after the key check). A \
+`5xx` other than the documented `503` `contention` is a fault on our side (API Gateway answers \
+`502` when the API function fails).
 
-**Retries.** Every mutation is safe to retry: its body carries the caller's own id (`reference`, \
-`transfer_id`, or the quote's id in the path), under which the ledger posts once, and every \
-`POST`/`PUT` takes an `Idempotency-Key` header, under which the first successful reply is \
-stored and replayed (see the header).
+**Retries.** Mutations that move points carry the caller's own id (`reference`, `transfer_id`, \
+or the quote's or hold's id in the path), under which the ledger posts once; a published \
+configuration carries its `version`. Every `POST`/`PUT` also takes an `Idempotency-Key` header, \
+under which the first successful reply is stored and replayed (see the header).
 
 **Values.** Points are whole numbers. Money, rates and shares are decimal strings (`"12.50"`), \
 never floats. Times are ISO 8601 with an offset; dates are ISO 8601 dates."""

@@ -229,8 +229,8 @@ REFUSALS: dict[str, Refusal] = {
         # 503
         _of(
             errors.ContentionError,
-            "The account stayed busy. Concurrent updates kept it changing, and nothing was written; retry the "
-            "same request (same reference or `Idempotency-Key`) after a moment.",
+            "The account stayed busy. Concurrent updates kept it changing and no points moved; retry the same "
+            "request (same reference or `Idempotency-Key`) after a moment.",
             "account m1 stayed busy; retry later",
             member="m1",
         ),
