@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -16,8 +16,6 @@ from shared.store import ApiItems
 from tests.integration.api.conftest import second_program
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from shared.ledger import Ledger
     from shared.store import DynamoStore, ProgramRepository
     from tests.integration.api.conftest import Client
@@ -100,7 +98,8 @@ def closing(api: Client, funded: Ledger, store: DynamoStore, programs: ProgramRe
         "POST", "/admin/programs/demo/sunset", key=admin_key, body={"notice_days": 30, "redemption_days": 30}
     )
     assert announced.status == 201, announced.body
-    return now
+    # The moment the announcement read, not `now`: on a busy machine the calls between take seconds.
+    return datetime.fromisoformat(announced.body["announced_at"])
 
 
 def test_earning_closes_on_its_date_while_redemption_stays_open(
