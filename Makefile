@@ -6,7 +6,17 @@ STAMP := $(VENV)/.installed
 DEMO_EXIT ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck cfn-lint pytest bench soak sandbox clean
+.PHONY: install install-sam demo test lint typecheck cfn-lint sam-validate sam-build packaging pytest bench soak sandbox clean
+
+# The AWS SAM CLI has its own virtualenv: its pins (boto3, pydantic, cfn-lint...) are not ours.
+SAM_CLI_VERSION := 1.170.0
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+# No telemetry. (build and validate still ask PyPI for a newer SAM CLI once a week, and only warn.)
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+SAM_BUILD_DIR := .aws-sam/build
+# What each function's artifact holds (template.yaml, Metadata BuildMethod: makefile).
+CODE_DIRS := functions integrations shared
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +25,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(SAM_STAMP):
+	rm -rf $(SAM_VENV)
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $(SAM_STAMP)
+
+install-sam: $(SAM_STAMP)
 
 demo: $(STAMP)
 	DEMO_EXIT=$(DEMO_EXIT) $(BIN)/pointbridge demo
@@ -34,9 +53,26 @@ cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow and not packaging" $(PYTEST_ARGS)
 
-test: lint typecheck cfn-lint pytest
+sam-validate: $(SAM_STAMP)
+	$(SAM) validate --lint --template-file template.yaml
+
+# Builds in the source folder: the default scratch copy would copy .venv and the caches for nothing.
+sam-build: $(SAM_STAMP)
+	$(SAM) build --build-in-source --template-file template.yaml --build-dir $(SAM_BUILD_DIR)
+
+# `sam build` runs this once per function, with ARTIFACTS_DIR set: code only, no tests, docs or
+# tools, and no dependencies (those are in DependenciesLayer).
+build-%Function:
+	cp -R $(CODE_DIRS) "$(ARTIFACTS_DIR)"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# What `sam build` produced: each function's artifact and the layer (tests/packaging).
+packaging: sam-build $(STAMP)
+	$(BIN)/pytest -m packaging tests/packaging
+
+test: lint typecheck cfn-lint sam-validate packaging pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -45,4 +81,4 @@ soak: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .pointbridge
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .pointbridge

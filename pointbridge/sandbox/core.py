@@ -20,6 +20,8 @@ from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, s3_even
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
     SERVERLESS_FUNCTION,
+    function_code_dir,
+    function_layers,
     function_properties,
     load_template,
 )
@@ -242,7 +244,9 @@ class Sandbox:
     def _function_spec(self, logical_id: str, resource: Provisioned) -> FunctionSpec:
         props = function_properties(self.template, logical_id)
         resolve = self.provisioner.resolver.resolve
-        code_dir = (self.template_path.parent / str(resolve(props.get("CodeUri", ".")))).resolve()
+        code_dir = function_code_dir(self.template, logical_id, self.template_path.parent)
+        # The layers' packages are in the sandbox's own virtualenv; a broken layer reference fails here.
+        function_layers(self.template, logical_id, self.template_path.parent)
         memory = int(resolve(props.get("MemorySize", 128)))
         env = {
             "AWS_LAMBDA_FUNCTION_NAME": resource.physical_id,

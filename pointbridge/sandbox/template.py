@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 ACCOUNT_ID = "123456789012"  # moto's default account
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 SERVERLESS_API = "AWS::Serverless::Api"
+SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
 
 _SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
 
@@ -59,6 +60,62 @@ def function_properties(template: dict[str, Any], logical_id: str) -> dict[str, 
     props = template["Resources"][logical_id].get("Properties", {})
     merged: dict[str, Any] = _merge(copy.deepcopy(globals_fn), props)
     return merged
+
+
+def _build_method(resource: dict[str, Any]) -> str | None:
+    method = resource.get("Metadata", {}).get("BuildMethod")
+    return str(method) if method is not None else None
+
+
+def function_code_dir(template: dict[str, Any], logical_id: str, base_dir: Path) -> Path:
+    """The folder `sam build` builds the function from; the sandbox runs its handler from there.
+
+    With `BuildMethod: makefile` SAM runs the folder's Makefile (target build-<LogicalId>), which
+    decides what ships; the sandbox imports from the folder itself, so it checks what it can: the
+    folder, its Makefile and the handler's module are there.
+    """
+    props = function_properties(template, logical_id)
+    code_uri = props.get("CodeUri", ".")
+    if not isinstance(code_uri, str):
+        raise TemplateError(f"{logical_id}: CodeUri {code_uri!r} is not a local folder")
+    code_dir = (base_dir / code_uri).resolve()
+    if not code_dir.is_dir():
+        raise TemplateError(f"{logical_id}: CodeUri {code_uri!r} is not a folder next to the template")
+    method = _build_method(template["Resources"][logical_id])
+    if method == "makefile" and not (code_dir / "Makefile").is_file():
+        raise TemplateError(f"{logical_id}: BuildMethod makefile needs a Makefile in {code_uri!r}")
+    handler = props.get("Handler")
+    if not isinstance(handler, str) or "." not in handler:
+        raise TemplateError(f"{logical_id}: Handler {handler!r} is not module.function")
+    module = code_dir.joinpath(*handler.rsplit(".", 1)[0].split("."))
+    if not module.with_suffix(".py").is_file() and not (module / "__init__.py").is_file():
+        raise TemplateError(f"{logical_id}: the module of Handler {handler!r} is not in {code_uri!r}")
+    return code_dir
+
+
+def function_layers(template: dict[str, Any], logical_id: str, base_dir: Path) -> list[str]:
+    """Logical ids of the function's layers, each a layer of this template whose content is here.
+
+    The sandbox's virtualenv already holds what the layers install, so it only checks them: a layer
+    it cannot find would be missing from the deployed function too.
+    """
+    resources = template["Resources"]
+    layers: list[str] = []
+    for entry in function_properties(template, logical_id).get("Layers", []):
+        if not (isinstance(entry, dict) and set(entry) == {"Ref"}):
+            raise TemplateError(f"{logical_id}: layer {entry!r} is not a Ref to a layer of this template")
+        layer_id = str(entry["Ref"])
+        layer = resources.get(layer_id)
+        if layer is None or layer.get("Type") != SERVERLESS_LAYER:
+            raise TemplateError(f"{logical_id}: layer {layer_id!r} is not an {SERVERLESS_LAYER} of this template")
+        content_uri = layer.get("Properties", {}).get("ContentUri")
+        if not isinstance(content_uri, str) or not (base_dir / content_uri).is_dir():
+            raise TemplateError(f"{layer_id}: ContentUri {content_uri!r} is not a folder next to the template")
+        method = _build_method(layer) or ""
+        if method.startswith("python") and not (base_dir / content_uri / "requirements.txt").is_file():
+            raise TemplateError(f"{layer_id}: BuildMethod {method} needs a requirements.txt in {content_uri!r}")
+        layers.append(layer_id)
+    return layers
 
 
 @dataclass
