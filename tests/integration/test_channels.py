@@ -30,6 +30,7 @@ from tests.integration.channel_fixtures import (
 )
 from tests.integration.ingest_support import balances, wire
 from tests.support.aws import create_table
+from tests.support.iam import template_name
 from tests.unit.adapter_helpers import raw
 
 if TYPE_CHECKING:
@@ -107,7 +108,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         sqs, s3 = boto3.client("sqs"), boto3.client("s3")
         dlq = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
         queue = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-        s3.create_bucket(Bucket="files")
+        # The file splitter's policy names its bucket (pointbridge-<stage>-files-<account>), not a Ref.
+        bucket = template_name("FilesBucket")
+        s3.create_bucket(Bucket=bucket)
         for name, value in {
             "TABLE_NAME": "points-test",
             "INGEST_QUEUE_URL": queue,
@@ -122,7 +125,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         wiring.reset()
         store = DynamoStore("points-test", ddb)
         ProgramRepository(store).publish(acme())
-        yield Stack(store, sqs, s3, queue, dlq, "files")
+        yield Stack(store, sqs, s3, queue, dlq, bucket)
         wiring.reset()
 
 
