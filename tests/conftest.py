@@ -5,15 +5,37 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pointbridge.sandbox import moto_speedups
+from pointbridge.sandbox import iam_inprocess, moto_speedups
 from shared.infra.aws import reset_clients
 from shared.infra.settings import get_settings
+from tests.support import iam
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 # The tests' mock_aws runs moto with the sandbox's speedups, so both answer alike.
 moto_speedups.install()
+# Handlers called in-process run as their function and get only what its policy in template.yaml
+# allows, checked by the sandbox's IAM gate ahead of moto (tests/support/iam.py). The tests' own
+# calls (setup, checks) sign as "testing" and are not checked.
+iam.bind_handlers()
+
+
+@pytest.fixture
+def expect_iam_denials() -> list[bool]:
+    """A test that means to be refused by IAM asks for this; any other test fails on a refusal."""
+    return [True]
+
+
+@pytest.fixture(autouse=True)
+def no_iam_denials(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A refusal fails the test even when the code under test caught the error and carried on."""
+    before = iam_inprocess.enforcer.denied
+    yield
+    if "expect_iam_denials" in request.fixturenames:
+        return
+    denials = iam_inprocess.enforcer.recent_denials(iam_inprocess.enforcer.denied - before)
+    assert not denials, "IAM refused in-process calls:\n" + "\n".join(d.message for d in denials)
 
 
 @pytest.fixture(autouse=True)

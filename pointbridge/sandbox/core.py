@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pointbridge.sandbox import state
 from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route
 from pointbridge.sandbox.emulator import Emulator
+from pointbridge.sandbox.iam import PolicySet, function_credentials, function_principal
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
@@ -71,6 +72,7 @@ class Sandbox:
         region: str = "us-east-1",
         api_port: int = 0,
         log_dir: Path | None = None,
+        enforce_iam: bool = True,
     ) -> None:
         self.template_path = Path(template).resolve()
         self.stage = stage
@@ -82,6 +84,10 @@ class Sandbox:
         self.api_port = api_port
         # One log file per function (<log_dir>/<LogicalId>.log); None: the functions print here.
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        # Each function's calls are checked against its policy in the template (docs/sandbox.md, "IAM");
+        # False: an audit, calls are evaluated and reported (`iam_report`), none refused.
+        self.enforce_iam = enforce_iam
+        self.policies = PolicySet()
         self.invocations: list[Invocation] = []
         self.resources: dict[str, Provisioned] = {}
         self.functions: dict[str, FunctionSpec] = {}
@@ -136,6 +142,32 @@ class Sandbox:
                     config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
                 )
             return self._clients[service]
+
+    def client_as(self, logical_id: str, service: str) -> Any:
+        """A boto3 client that signs as a function does: its calls are checked against its policy."""
+        import boto3
+        from botocore.config import Config
+
+        self._check_function(logical_id)
+        env = self.functions[logical_id].environment
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.region,
+        )
+        return session.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint_url,
+            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+        )
+
+    def iam_report(self) -> dict[str, Any]:
+        """What each function asked IAM for since the start (or the last reset), and what was refused."""
+        report: dict[str, Any] = self._emulator.iam("GET")
+        return report
+
+    def reset_iam_report(self) -> None:
+        self._emulator.iam("DELETE")
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Invoke like `aws lambda invoke`: raises InvocationError if the handler fails."""
@@ -216,10 +248,22 @@ class Sandbox:
             self.template, {"Stage": self.stage}, self.region, self.client, self.queue_overrides
         )
         self.resources = self.provisioner.provision_all()
+        self.policies = PolicySet()
         for logical_id, resource in self.resources.items():
             if resource.type == SERVERLESS_FUNCTION:
                 self.functions[logical_id] = self._function_spec(logical_id, resource)
                 self._pools[logical_id] = FunctionPool(self.functions[logical_id], self.pool_size)
+                self.policies.add(
+                    function_principal(
+                        self.template,
+                        logical_id,
+                        resource.physical_id,
+                        self.provisioner.stack,
+                        self.provisioner.resolver.resolve,
+                    )
+                )
+        # Without enforcement the gate still evaluates every call, and reports what it would refuse.
+        self._emulator.iam("PUT", self.policies.to_json(), query="" if self.enforce_iam else "audit")
         if self.state_dir is not None:
             restored = state.restore(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
             log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
@@ -261,6 +305,10 @@ class Sandbox:
         variables = resolve(props.get("Environment", {}).get("Variables", {}))
         env |= {str(k): str(v) for k, v in variables.items()}
         env |= self.boto_env()
+        # Its own key, as Lambda hands each function its role's credentials: the emulator knows the
+        # function by it, and checks the function's calls against its policy.
+        key, secret = function_credentials(self.provisioner.stack, logical_id)
+        env |= {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
         return FunctionSpec(
             logical_id=logical_id,
             name=resource.physical_id,

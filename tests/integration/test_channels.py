@@ -29,6 +29,7 @@ from tests.integration.channel_fixtures import (
 )
 from tests.integration.ingest_support import balances, wire
 from tests.support.aws import create_table
+from tests.support.iam import template_name
 from tests.support.services import table_services
 from tests.unit.adapter_helpers import raw
 
@@ -109,7 +110,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         sqs, s3 = boto3.client("sqs"), boto3.client("s3")
         dlq = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
         queue = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-        s3.create_bucket(Bucket="files")
+        # The file splitter's policy names its bucket (pointbridge-<stage>-files-<account>), not a Ref.
+        bucket = template_name("FilesBucket")
+        s3.create_bucket(Bucket=bucket)
         for name, value in {
             "TABLE_NAME": "points-test",
             "INGEST_QUEUE_URL": queue,
@@ -124,7 +127,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         reset()
         built = services()
         built.programs.publish(acme())
-        yield Stack(built, sqs, s3, queue, dlq, "files")
+        yield Stack(built, sqs, s3, queue, dlq, bucket)
         reset()
 
 
