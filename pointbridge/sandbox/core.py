@@ -16,7 +16,7 @@ from pointbridge.sandbox.emulator import Emulator
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
-from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, s3_events
+from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_filter, s3_events
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
     SERVERLESS_FUNCTION,
@@ -99,6 +99,11 @@ class Sandbox:
     @property
     def endpoint_url(self) -> str:
         return self._emulator.url
+
+    @property
+    def emulator(self) -> Emulator:
+        """The moto process behind `endpoint_url` (its request log is what the benchmarks replay)."""
+        return self._emulator
 
     @property
     def api_url(self) -> str:
@@ -320,6 +325,7 @@ class Sandbox:
                     batch_size=int(props.get("BatchSize", 10)),
                     window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    keep=event_filter(props.get("FilterCriteria")),
                 )
             )
 
@@ -370,6 +376,7 @@ class Sandbox:
             batch_size=int(props.get("BatchSize", 100)),
             report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             max_retries=int(props.get("MaximumRetryAttempts", -1)),
+            keep=event_filter(props.get("FilterCriteria")),
         )
         poller.position_at_latest()
         self._pollers.append(poller)

@@ -11,8 +11,11 @@ A separate process keeps moto's process-wide backends private to one sandbox, so
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import threading
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,50 +24,89 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 
+@dataclass
+class LoggedRequest:
+    target: str  # X-Amz-Target, e.g. DynamoDB_20120810.GetItem ("" for REST-style services)
+    body: bytes
+    status: int = 0
+    seconds: float = 0.0  # in moto's app, reply body included
+
+
 class LockedApp:
-    """A WSGI app that lets one request at a time into the wrapped app, body included."""
+    """A WSGI app that lets one request at a time into the wrapped app, body included.
+
+    The emulator's server already runs one request at a time; the lock keeps the promise for any
+    server this app is handed to. With `log` set to a list, every request's X-Amz-Target, body,
+    reply status and time in moto are appended to it in the order they were applied (what the
+    benchmarks replay, count and time).
+    """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self.log: list[LoggedRequest] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self._lock:
-            # Drain the body inside the lock: some moto responses are generated lazily.
-            result = self._app(environ, start_response)
+            if self.log is None:
+                return self._drain(environ, start_response)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            entry = LoggedRequest(environ.get("HTTP_X_AMZ_TARGET", ""), body)
+            self.log.append(entry)
+
+            def noting_status(status: str, *args: Any) -> Any:
+                entry.status = int(status.split(" ", 1)[0])
+                return start_response(status, *args)
+
+            started = time.perf_counter()
             try:
-                return [bytes(chunk) for chunk in result]
+                return self._drain(environ, noting_status)
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+                entry.seconds = time.perf_counter() - started
+
+    def _drain(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        # Drain the body before the next request: some moto responses are generated lazily.
+        result = self._app(environ, start_response)
+        try:
+            return [bytes(chunk) for chunk in result]
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
 
 
 def _serve(conn: Connection) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from pointbridge.sandbox import moto_speedups
+    from pointbridge.sandbox.http11 import Http11Server
 
     moto_speedups.install()
 
-    class QuietHandler(WSGIRequestHandler):
-        def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
-            return
-
     app = LockedApp(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    server = Http11Server(app)
     conn.send(server.server_port)
-    watcher = threading.Thread(target=_stop_when_parent_says, args=(conn, server), daemon=True)
+    watcher = threading.Thread(target=_obey_parent, args=(conn, server, app), daemon=True)
     watcher.start()
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
+    server.serve_forever()
 
 
-def _stop_when_parent_says(conn: Connection, server: Any) -> None:
-    # Any message, or the pipe closing because the parent died, ends the server.
+def _obey_parent(conn: Connection, server: Any, app: LockedApp) -> None:
+    # "log-start" / "log-stop" (answered with the log) drive the request log; anything else, or
+    # the pipe closing because the parent died, ends the server.
     try:
-        conn.recv()
+        while True:
+            command = conn.recv()
+            if command == "log-start":
+                app.log = []
+                conn.send(None)
+            elif command == "log-stop":
+                log, app.log = app.log, None
+                conn.send(log or [])
+            else:
+                break
     except (EOFError, OSError):
         pass
     server.shutdown()
@@ -75,6 +117,10 @@ class Emulator:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.port = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def url(self) -> str:
@@ -91,6 +137,21 @@ class Emulator:
             raise RuntimeError("the moto emulator did not start")
         self.port = int(parent.recv())
         self._conn = parent
+
+    def start_request_log(self) -> None:
+        """From now on, remember every request (X-Amz-Target and body) in the order it was applied."""
+        self._ask("log-start")
+
+    def stop_request_log(self) -> list[LoggedRequest]:
+        """The requests applied since `start_request_log`, in order; the log is then dropped."""
+        log: list[LoggedRequest] = self._ask("log-stop")
+        return log
+
+    def _ask(self, command: str) -> Any:
+        if self._conn is None:
+            raise RuntimeError("the emulator is not started")
+        self._conn.send(command)
+        return self._conn.recv()
 
     def stop(self) -> None:
         if self._conn is not None:

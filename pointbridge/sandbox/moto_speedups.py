@@ -25,10 +25,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
+    from moto.sqs.models import SQSBackend
 
 MAX_TRANSACTION_ACTIONS = 100
+MAX_REMEMBERED_EXPRESSIONS = 10_000
 ACTIONS = ("ConditionCheck", "Put", "Delete", "Update")
 
 _installed = False
@@ -177,13 +181,103 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
         raise TransactionCanceledException(reasons)
 
 
+def sqs_message_within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    """moto's retention check, reading the one attribute it needs instead of all of them, thrice."""
+    from moto.core.utils import unix_time
+
+    queue: Any = self.get_queue(queue_name)
+    retention_period = queue.message_retention_period
+    return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+
+def _remembered_per_class(stock: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    names: dict[Any, list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        if clazz not in names:
+            names[clazz] = stock(clazz)
+        return names[clazz]
+
+    return method_names_from_class
+
+
+def _remembered_possible_keys(stock: Callable[[Any, Any], Iterator[str]]) -> Callable[[Any, Any], Iterator[str]]:
+    """moto's response serializer asks, for every member of every value it writes, which keys the
+    value might hold it under (aliases from the member's shape, its parent shape and the value's
+    class). For a plain dict - every DynamoDB item, record and attribute map - the answer depends
+    only on the picker's providers, the member's name, its shape and its parent shape, which do not
+    change, so it is worked out once per such combination (the shapes are kept alive with it, so
+    their ids stay theirs)."""
+    remembered: dict[tuple[Any, ...], tuple[list[str], Any, Any]] = {}
+
+    def get_possible_keys(picker: Any, context: Any) -> Iterator[str]:
+        if type(context.obj) is not dict:
+            return iter(stock(picker, context))
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        key = (type(picker), tuple(picker.alias_providers), context.key, id(shape), id(parent))
+        known = remembered.get(key)
+        if known is None:
+            try:
+                known = (list(stock(picker, context)), shape, parent)
+            except Exception:  # noqa: BLE001 - leave moto to raise it, lazily, as it would
+                return iter(stock(picker, context))
+            remembered[key] = known
+        return iter(known[0])
+
+    return get_possible_keys
+
+
+def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str], Any]:
+    """moto parses an UpdateExpression's text again for every request; its tree is never changed
+    afterwards (the validator works on a deep copy), so one tree per text serves every request."""
+    trees: dict[str, Any] = {}
+
+    def make(expression: str) -> Any:
+        tree = trees.get(expression)
+        if tree is None:
+            tree = stock(expression)  # a syntax error raises here, every time, as in moto
+            if len(trees) < MAX_REMEMBERED_EXPRESSIONS:
+                trees[expression] = tree
+        return tree
+
+    return make
+
+
 def install() -> None:
     """Patch moto in this process (idempotent)."""
     global _installed
     if _installed:
         return
+    import moto.backends
+    import moto.core.responses
+    from moto.core.serialize import AttributePicker, XFormedAttributePicker
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+    from moto.sqs.models import SQSBackend
+
+    originals.update(
+        list_of_moto_modules=moto.backends.list_of_moto_modules,
+        method_names_from_class=moto.core.responses.method_names_from_class,
+        is_message_valid_based_on_retention_period=SQSBackend.is_message_valid_based_on_retention_period,
+        get_possible_keys=AttributePicker.get_possible_keys,
+        xformed_get_possible_keys=XFormedAttributePicker.get_possible_keys,
+        update_expression_make=UpdateExpressionParser.make,
+    )
+    # The folders of moto's package and the methods of its response classes do not change while
+    # it runs; moto lists both again for every request.
+    moto_modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: moto_modules
+    moto.core.responses.method_names_from_class = _remembered_per_class(  # type: ignore[assignment]
+        moto.core.responses.method_names_from_class
+    )
+    SQSBackend.is_message_valid_based_on_retention_period = sqs_message_within_retention  # type: ignore[method-assign]
+    # XFormedAttributePicker's own method calls AttributePicker's through super(): remembering
+    # the subclass's answer covers both, and the base class's is remembered for other pickers.
+    XFormedAttributePicker.get_possible_keys = _remembered_possible_keys(XFormedAttributePicker.get_possible_keys)  # type: ignore[method-assign, assignment]
+    AttributePicker.get_possible_keys = _remembered_possible_keys(AttributePicker.get_possible_keys)  # type: ignore[method-assign, assignment]
+    UpdateExpressionParser.make = staticmethod(_remembered_update_expressions(UpdateExpressionParser.make))
 
     moto_query = Table.query
     originals.update(transact_write_items=DynamoDBBackend.transact_write_items, query=moto_query)
