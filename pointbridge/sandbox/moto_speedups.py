@@ -1,4 +1,4 @@
-"""Two costs moto has that DynamoDB does not, removed without changing what any request returns.
+"""Costs moto has that DynamoDB and SQS do not, removed without changing what any request returns.
 
 1. **Transactions back up whole tables.** moto's TransactWriteItems deep-copies every table a
    transaction names, once per item of the transaction, so that it can roll back on failure. The
@@ -8,19 +8,30 @@
    it is cancelled. What a client sees is unchanged: conditions are checked item by item against
    the state before the transaction (moto refuses two actions on one item, so no action can see
    another's write), every item gets its cancellation reason in order, and a cancelled
-   transaction leaves neither items nor stream records behind.
+   transaction leaves neither items nor stream records behind. Each condition is checked once
+   (moto's own transaction checks it again in the write, against the same item).
 2. **A Query on the table reads the whole table.** moto filters every item of every partition for
    the hash key before sorting. Here it is handed the one partition the key names (same results,
    same order, same paging). Index queries are left as moto answers them.
+3. **Work redone for every request that gives the same answer every time**: the list of moto's
+   service folders (read from disk to route each request), the method names of a response class,
+   the tree of an UpdateExpression's text, and which keys the response serializer should look
+   under for each member of a plain-dict value (most of the time moto spent writing a GetRecords
+   or a BatchGetItem reply). Each is worked out once and remembered.
+4. **SQS's retention check reads every queue attribute three times** for each message received,
+   and the approximate counts among them walk every message in the queue, so a receive cost grew
+   with the queue's length times the batch. Here it reads the retention period alone.
 
 `install()` patches moto's classes in the current process: the sandbox's emulator process calls it
-at start, and so do the tests' `mock_aws` fixtures. tests/unit/test_moto_speedups.py holds the
-semantics this must keep.
+at start, and so do the tests' `mock_aws` fixtures; `without_speedups()` puts moto's own code back
+for a while. tests/integration/test_moto_speedups.py runs the same requests through both and
+compares replies, errors, items and stream records.
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -36,8 +47,9 @@ MAX_REMEMBERED_EXPRESSIONS = 10_000
 ACTIONS = ("ConditionCheck", "Put", "Delete", "Update")
 
 _installed = False
-# moto's own methods, kept for the tests that compare the two.
+# moto's own functions by name, and every patch as (owner, attribute, moto's entry, ours).
 originals: dict[str, Any] = {}
+_patches: list[tuple[Any, str, Any, Any]] = []
 
 
 class _ConditionFailedError(Exception):
@@ -114,11 +126,13 @@ def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: 
         return
     range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
     undo.remember(table, DynamoType(key[table.hash_key_attr]), range_value, current)
+    # The condition held just above against this very item, so the write does not parse and check
+    # it a second time (moto's own transaction does): `condition_expression=None` below.
     if op_type == "Put":
         backend.put_item(
             table_name,
             op["Item"],
-            condition_expression=condition,
+            condition_expression=None,
             expression_attribute_names=names,
             expression_attribute_values=values,
         )
@@ -126,7 +140,7 @@ def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: 
         backend.delete_item(
             table_name,
             key,
-            condition_expression=condition,
+            condition_expression=None,
             expression_attribute_names=names,
             expression_attribute_values=values,
         )
@@ -135,7 +149,7 @@ def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: 
             table_name,
             key,
             update_expression=op["UpdateExpression"],
-            condition_expression=condition,
+            condition_expression=None,
             # moto's own transaction passes these through as given, None included.
             expression_attribute_names=cast("dict[str, Any]", names),
             expression_attribute_values=cast("dict[str, Any]", values),
@@ -244,6 +258,26 @@ def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str
     return make
 
 
+def _patch(owner: Any, attribute: str, ours: Any) -> None:
+    # A class's own entry is kept as it is (a classmethod stays one) so that it can be put back.
+    theirs = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+    originals[attribute] = getattr(owner, attribute)
+    _patches.append((owner, attribute, theirs, ours))
+    setattr(owner, attribute, ours)
+
+
+@contextmanager
+def without_speedups() -> Iterator[None]:
+    """moto exactly as it ships, for the duration (the tests compare the two side by side)."""
+    for owner, attribute, theirs, _ in _patches:
+        setattr(owner, attribute, theirs)
+    try:
+        yield
+    finally:
+        for owner, attribute, _, ours in _patches:
+            setattr(owner, attribute, ours)
+
+
 def install() -> None:
     """Patch moto in this process (idempotent)."""
     global _installed
@@ -257,30 +291,7 @@ def install() -> None:
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
     from moto.sqs.models import SQSBackend
 
-    originals.update(
-        list_of_moto_modules=moto.backends.list_of_moto_modules,
-        method_names_from_class=moto.core.responses.method_names_from_class,
-        is_message_valid_based_on_retention_period=SQSBackend.is_message_valid_based_on_retention_period,
-        get_possible_keys=AttributePicker.get_possible_keys,
-        xformed_get_possible_keys=XFormedAttributePicker.get_possible_keys,
-        update_expression_make=UpdateExpressionParser.make,
-    )
-    # The folders of moto's package and the methods of its response classes do not change while
-    # it runs; moto lists both again for every request.
-    moto_modules = tuple(moto.backends.list_of_moto_modules())
-    moto.backends.list_of_moto_modules = lambda: moto_modules
-    moto.core.responses.method_names_from_class = _remembered_per_class(  # type: ignore[assignment]
-        moto.core.responses.method_names_from_class
-    )
-    SQSBackend.is_message_valid_based_on_retention_period = sqs_message_within_retention  # type: ignore[method-assign]
-    # XFormedAttributePicker's own method calls AttributePicker's through super(): remembering
-    # the subclass's answer covers both, and the base class's is remembered for other pickers.
-    XFormedAttributePicker.get_possible_keys = _remembered_possible_keys(XFormedAttributePicker.get_possible_keys)  # type: ignore[method-assign, assignment]
-    AttributePicker.get_possible_keys = _remembered_possible_keys(AttributePicker.get_possible_keys)  # type: ignore[method-assign, assignment]
-    UpdateExpressionParser.make = staticmethod(_remembered_update_expressions(UpdateExpressionParser.make))
-
     moto_query = Table.query
-    originals.update(transact_write_items=DynamoDBBackend.transact_write_items, query=moto_query)
 
     def partition_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
@@ -293,6 +304,23 @@ def install() -> None:
         finally:
             del self.all_items
 
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    Table.query = partition_query  # type: ignore[method-assign]
+    _patch(DynamoDBBackend, "transact_write_items", transact_write_items)
+    _patch(Table, "query", partition_query)
+    # The folders of moto's package and the methods of its response classes do not change while
+    # it runs; moto lists both again for every request.
+    moto_modules = tuple(moto.backends.list_of_moto_modules())
+    _patch(moto.backends, "list_of_moto_modules", lambda: moto_modules)
+    _patch(
+        moto.core.responses,
+        "method_names_from_class",
+        _remembered_per_class(moto.core.responses.method_names_from_class),
+    )
+    _patch(SQSBackend, "is_message_valid_based_on_retention_period", sqs_message_within_retention)
+    # XFormedAttributePicker's own method calls AttributePicker's through super(): remembering
+    # the subclass's answer covers both, and the base class's is remembered for other pickers.
+    _patch(AttributePicker, "get_possible_keys", _remembered_possible_keys(AttributePicker.get_possible_keys))
+    _patch(
+        XFormedAttributePicker, "get_possible_keys", _remembered_possible_keys(XFormedAttributePicker.get_possible_keys)
+    )
+    _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
     _installed = True

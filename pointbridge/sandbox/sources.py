@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pointbridge.sandbox")
 
-EMPTY_POLL_PAUSE = 0.2
+# Between polls that found nothing: short enough that an idle sandbox is noticed quickly (each
+# wait_for_idle needs two empty polls of every poller), long enough that idle pollers cost the
+# emulator little (an empty ReceiveMessage or GetRecords is well under a millisecond there).
+EMPTY_POLL_PAUSE = 0.1
 
 
 class Invoker(Protocol):
