@@ -279,7 +279,7 @@ def _value_matches(rule: Any, value: Any, present: bool) -> bool:
     if operator == "exists":
         return present is bool(operand)
     if not present:
-        return operator == "anything-but"
+        return False  # every operator but `exists` needs the field (EventBridge's matching)
     if operator == "prefix":
         return isinstance(value, str) and value.startswith(operand)
     if operator == "suffix":
