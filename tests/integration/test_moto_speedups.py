@@ -397,3 +397,27 @@ def test_sqs_answers_as_moto_does(actions: list[tuple[str, Any, Any]]) -> None:
                 for variant in TABLES
             }
             assert replies["stock"] == replies["fast"], action
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    states=st.lists(
+        st.tuples(st.integers(-2, 2), st.integers(-2, 2)),  # visible_at, delayed_until: ms around now
+        max_size=8,
+    )
+)
+def test_queue_scans_agree_with_moto_at_one_instant(states: list[tuple[int, int]]) -> None:
+    from moto.sqs.models import Message, SQSBackend
+
+    now_ms = 1_800_000_000_000.0
+    with pytest.MonkeyPatch.context() as clock:
+        clock.setattr("moto.sqs.models.unix_time_millis", lambda *_: now_ms)
+        queue = SQSBackend("us-east-1", DEFAULT_ACCOUNT_ID).create_queue("q")
+        for n, (visible, delayed) in enumerate(states):
+            message = Message(str(n), "body")
+            message.visible_at, message.delayed_until = now_ms + visible, now_ms + delayed
+            queue._messages.append(message)
+        fast = (queue.messages, queue.attributes)
+        with moto_speedups.without_speedups():
+            stock = (queue.messages, queue.attributes)
+        assert fast == stock
