@@ -268,7 +268,34 @@ def _remembered_possible_keys(stock: Callable[[Any, Any], Iterator[str]]) -> Cal
             remembered[key] = known
         return iter(known[0])
 
+    get_possible_keys.remembered = remembered  # type: ignore[attr-defined]
     return get_possible_keys
+
+
+def _skipping_absent_members(stock: Callable[..., None]) -> Callable[..., None]:
+    """For each member of a structure's shape the serializer builds a lookup context and asks the
+    value for it, though a DynamoDB attribute value (a plain dict) holds one member of its ten. A
+    member none of whose possible keys (remembered above) is in the dict reads as None, which
+    moto then leaves out - unless a response transformer is registered for its path, in which
+    case, as for anything else, moto's own code runs."""
+
+    def _serialize_structure_member(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        picker = self._value_picker
+        if type(value) is dict:
+            remembered = getattr(type(picker).get_possible_keys, "remembered", None)
+            parent = getattr(shape, "parent", None)
+            known = (
+                remembered.get((type(picker), tuple(picker.alias_providers), key, id(shape), id(parent)))
+                if remembered is not None
+                else None
+            )
+            if known is not None and not any(k in value or "." in k for k in known[0]):
+                transformers = getattr(picker, "response_transformers", None)
+                if transformers is not None and not transformers:
+                    return
+        stock(self, serialized, value, shape, key)
+
+    return _serialize_structure_member
 
 
 def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -314,7 +341,7 @@ def install() -> None:
         return
     import moto.backends
     import moto.core.responses
-    from moto.core.serialize import AttributePicker, XFormedAttributePicker
+    from moto.core.serialize import AttributePicker, ResponseSerializer, XFormedAttributePicker
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
@@ -352,6 +379,11 @@ def install() -> None:
     _patch(AttributePicker, "get_possible_keys", _remembered_possible_keys(AttributePicker.get_possible_keys))
     _patch(
         XFormedAttributePicker, "get_possible_keys", _remembered_possible_keys(XFormedAttributePicker.get_possible_keys)
+    )
+    _patch(
+        ResponseSerializer,
+        "_serialize_structure_member",
+        _skipping_absent_members(ResponseSerializer._serialize_structure_member),
     )
     _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
     _installed = True
