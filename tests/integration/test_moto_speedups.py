@@ -421,3 +421,56 @@ def test_queue_scans_agree_with_moto_at_one_instant(states: list[tuple[int, int]
         with moto_speedups.without_speedups():
             stock = (queue.messages, queue.attributes)
         assert fast == stock
+
+
+# --- Copying an UpdateExpression's tree before validation -------------------------------------
+
+paths = st.sampled_from(["a", "#n", "a.b", "a[1]", "#n.b[0].c", "l"])
+operands = st.one_of(
+    st.sampled_from([":v", ":w"]),
+    paths,
+    st.builds(lambda p, v: f"if_not_exists({p}, {v})", paths, st.sampled_from([":v", ":w"])),
+    st.builds(lambda p, v: f"list_append({p}, {v})", paths, st.sampled_from([":v", ":w"])),
+)
+set_actions = st.builds(
+    lambda p, o, op, v: f"{p} = {o}{op}{v}",
+    paths,
+    operands,
+    st.sampled_from(["", " + ", " - "]),
+    st.sampled_from(["", ":v"]),
+)
+clauses = st.one_of(
+    st.lists(set_actions, min_size=1, max_size=3).map(lambda a: "SET " + ", ".join(x.rstrip(" +-") for x in a)),
+    st.lists(paths, min_size=1, max_size=3).map(lambda p: "REMOVE " + ", ".join(p)),
+    st.lists(paths, min_size=1, max_size=2).map(lambda p: "ADD " + ", ".join(f"{x} :v" for x in p)),
+    st.lists(paths, min_size=1, max_size=2).map(lambda p: "DELETE " + ", ".join(f"{x} :w" for x in p)),
+)
+
+
+def _tree(node: Any, seen: dict[int, int]) -> Any:
+    """A node tree as plain data; `parent` as the position of the node it points at in this tree."""
+    if isinstance(node, list):
+        return [_tree(item, seen) for item in node]
+    if hasattr(node, "__dict__"):
+        seen.setdefault(id(node), len(seen))
+        return (
+            type(node).__name__,
+            {k: ("parent", seen.get(id(v))) if k == "parent" else _tree(v, seen) for k, v in vars(node).items()},
+        )
+    return node
+
+
+@settings(max_examples=150, deadline=None)
+@given(expression=st.lists(clauses, min_size=1, max_size=3).map(" ".join))
+def test_update_expression_trees_are_copied_as_deepcopy_copies_them(expression: str) -> None:
+    import copy
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    try:
+        tree = UpdateExpressionParser.make(expression)
+    except Exception:  # noqa: BLE001 - the grammar above also writes expressions moto refuses
+        return
+    ours, theirs = moto_speedups.tree_copy(tree), copy.deepcopy(tree)
+    assert _tree(ours, {}) == _tree(theirs, {}) == _tree(tree, {})
+    assert ours is not tree and all(a is not b for a, b in zip(ours.children, tree.children, strict=True))
