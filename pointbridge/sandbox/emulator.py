@@ -1,12 +1,16 @@
-"""moto in server mode, in its own process, with every request applied under one lock.
+"""moto in server mode, in its own process, applying one request at a time.
 
-moto's threaded server is not thread-safe: two concurrent conditional writes can both succeed,
-which DynamoDB never allows. One lock around the WSGI app makes each request atomic, as the real
-services apply them. The price: a long-polling ReceiveMessage (WaitTimeSeconds > 0) would hold the
-lock for its whole wait, so the sandbox's own pollers never long-poll.
+moto is not thread-safe: two concurrent conditional writes can both succeed, which DynamoDB never
+allows. The emulator's server (http11.Http11Server) runs every request to its last byte on one
+thread, in the order requests complete, so each is atomic as the real services apply them; the
+lock of LockedApp keeps that promise for any other server. Connections are kept alive (moto's
+werkzeug server closed each one after its reply). The price of one request at a time: a
+long-polling ReceiveMessage (WaitTimeSeconds > 0) would hold every other request for its whole
+wait, so the sandbox's own pollers never long-poll.
 
 A separate process keeps moto's process-wide backends private to one sandbox, so two sandboxes
-(or a test and a sandbox) never share state.
+(or a test and a sandbox) never share state. Python runs one thread of it at a time anyway, so
+the emulator uses one core: the workers and pollers have the other.
 """
 
 from __future__ import annotations
