@@ -338,12 +338,14 @@ def tree_copy(value: Any, memo: dict[int, Any] | None = None) -> Any:
     if type(value) is list:
         copied: list[Any] = []
         memo[id(value)] = copied
-        copied.extend(tree_copy(item, memo) for item in value)
+        copied.extend(item if type(item) in _PLAIN_LEAVES else tree_copy(item, memo) for item in value)
         return copied
     if _copied_like_deepcopy(type(value)) and hasattr(value, "__dict__"):
         clone = object.__new__(type(value))
         memo[id(value)] = clone
-        state = {key: tree_copy(item, memo) for key, item in vars(value).items()}
+        state = {
+            key: item if type(item) in _PLAIN_LEAVES else tree_copy(item, memo) for key, item in vars(value).items()
+        }
         clone.__dict__.update(state)
         return clone
     return copy.deepcopy(value, memo)
