@@ -13,7 +13,17 @@ Figures:
 - pipeline_vs_raw: pipeline_events_per_s / raw_events_per_s. Above 1 means the pipeline's
   parallel workers beat one client's requests in a row; the SQS and stream requests the pipeline
   also makes are its own cost (they are counted per event below).
-- <service>_requests_per_event and ddb_<Operation>_per_event: what one event asked of the emulator.
+- <service>_<Operation>_per_event: what one event asked of the emulator, and
+  <service>_<Operation>_emulator_ms_per_event the wall time moto spent on it (last round).
+- cpu_ms_per_event_<part>: CPU time (user + system, from /proc) each process used per event, the
+  median of the rounds: the emulator, each function's workers, and "sandbox" (this process: the
+  pollers, the worker pools' I/O and the driver). CPU time does not count the time a process
+  waits for a core, so it holds on a busy machine where the rates do not.
+- emulator_bound_events_per_s (1000 / the emulator's CPU ms per event) and
+  workers_bound_events_per_s (1000 / everything else's): the rates the pipeline could reach on an
+  idle 2-core machine if the emulator had one core and the rest the other - the emulator runs
+  one request at a time on one core, so the lower of the two is the ceiling.
+- load_average_1m: the machine's load when the rounds ended (2.0 fills both cores).
 
 Each figure is the median of ROUNDS rounds, pipeline and replay alternating, so both sides see the
 same machine (it is shared); *_spread is (max - min) / median of the rounds.
@@ -259,16 +269,26 @@ def main() -> None:
         send(sb, [purchase(member(i), f"first-{i:06d}") for i in range(EVENTS)])
         sb.wait_for_idle(timeout=900)
 
-        pipeline, raw = [], []
+        pipeline, raw, loads = [], [], []
         log: list[LoggedRequest] = []
-        cpu: dict[str, float] = {}
+        cpu_rounds: list[dict[str, float]] = []
         for round_number in range(ROUNDS):
             pipeline_seconds, raw_seconds, log, cpu = run_round(sb, round_number, table)
             pipeline.append(EVENTS / pipeline_seconds)
             raw.append(EVENTS / raw_seconds)
-            print(f"  round {round_number}: pipeline {pipeline[-1]:.1f}/s, raw {raw[-1]:.1f}/s", flush=True)
+            cpu_rounds.append(cpu)
+            loads.append(os.getloadavg()[0])
+            print(
+                f"  round {round_number}: pipeline {pipeline[-1]:.1f}/s, raw {raw[-1]:.1f}/s,"
+                f" emulator CPU {cpu.get('emulator', 0) * 1000 / EVENTS:.1f} ms/event, load {loads[-1]:.1f}",
+                flush=True,
+            )
         pipeline_rate, raw_rate = statistics.median(pipeline), statistics.median(raw)
         ratios = [p / r for p, r in zip(pipeline, raw, strict=True)]
+        cpu_ms = {
+            part: statistics.median(r.get(part, 0.0) for r in cpu_rounds) * 1000 / EVENTS for part in cpu_rounds[0]
+        }
+        rest_ms = sum(ms for part, ms in cpu_ms.items() if part != "emulator")
         write_results(
             "stack",
             {
@@ -282,10 +302,10 @@ def main() -> None:
                 "rounds": ROUNDS,
                 "ingest_workers": sb.pool_size,
                 **request_figures(log),
-                # CPU each part of the path used per event (last round; /proc, robust to a busy machine).
-                **{
-                    f"cpu_ms_per_event_{slug(part)}": round(seconds * 1000 / EVENTS, 2) for part, seconds in cpu.items()
-                },
+                **{f"cpu_ms_per_event_{slug(part)}": round(ms, 2) for part, ms in cpu_ms.items()},
+                "emulator_bound_events_per_s": round(1000 / cpu_ms["emulator"], 1),
+                "workers_bound_events_per_s": round(1000 / rest_ms, 1),
+                "load_average_1m": round(statistics.median(loads), 2),
             },
         )
         if PROFILE:

@@ -5,7 +5,8 @@ call paid a TCP connect, an accept and a new thread), and its thread per connect
 request's socket I/O wait for the GIL behind whichever request was running. Here one thread
 reads every connection through a selector and runs each complete request through the app to its
 last byte before it reads the next one, so requests are applied one at a time, atomically, in
-the order they are complete - the guarantee the emulator's lock gave, without the lock. A slow
+the order they are complete - the guarantee the emulator's lock gives - and no request waits for
+the GIL behind another's I/O. A slow
 client cannot stall the others: reading and writing never block, and a reply that does not fit
 the socket's buffer is written as the client drains it.
 
