@@ -34,6 +34,7 @@ class LoggedRequest:
     body: bytes
     status: int = 0
     seconds: float = 0.0  # in moto's app, reply body included
+    cpu_seconds: float = 0.0  # the emulator thread's CPU time for the same (not counting waits for a core)
 
 
 class LockedApp:
@@ -64,11 +65,12 @@ class LockedApp:
                 entry.status = int(status.split(" ", 1)[0])
                 return start_response(status, *args)
 
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
                 return self._drain(environ, noting_status)
             finally:
                 entry.seconds = time.perf_counter() - started
+                entry.cpu_seconds = time.thread_time() - cpu_started
 
     def _drain(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         # Drain the body before the next request: some moto responses are generated lazily.
