@@ -161,6 +161,8 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         start = {id(p): p.epoch for p in self._pollers}
         while time.monotonic() < deadline:
+            for poller in self._pollers:
+                poller.poke()
             # Two empty polls after the call: the second began after anything sent before it.
             polled = all(p.epoch >= start[id(p)] + 2 for p in self._pollers)
             if polled and self._busy == 0 and all(p.drained() for p in self._pollers) and self._busy == 0:

@@ -23,10 +23,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pointbridge.sandbox")
 
-# Between polls that found nothing: short enough that an idle sandbox is noticed quickly (each
-# wait_for_idle needs two empty polls of every poller), long enough that idle pollers cost the
-# emulator little (an empty ReceiveMessage or GetRecords is well under a millisecond there).
-EMPTY_POLL_PAUSE = 0.1
+# After a poll that found nothing a poller waits, doubling the wait from the first to the last
+# while it keeps finding nothing; a poll that finds work is followed by the next at once. An idle
+# sandbox's pollers (five for template.yaml) then cost the emulator and this process a few polls
+# a second, and `poke()` (wait_for_idle pokes every poller) cuts the wait short.
+FIRST_EMPTY_POLL_PAUSE = 0.05
+LAST_EMPTY_POLL_PAUSE = 0.5
+# Between receives while an SQS batch is gathered within its batching window.
+WINDOW_POLL_PAUSE = 0.1
 
 
 class Invoker(Protocol):
@@ -40,6 +44,7 @@ class Poller:
         self.name = name
         self.epoch = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
 
     def start(self) -> None:
@@ -47,10 +52,16 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=60)
 
+    def poke(self) -> None:
+        """Poll now if waiting after an empty poll (someone is waiting for the sandbox to be idle)."""
+        self._wake.set()
+
     def _run(self) -> None:
+        pause = FIRST_EMPTY_POLL_PAUSE
         while not self._stop.is_set():
             try:
                 busy = self.poll_once()
@@ -60,9 +71,13 @@ class Poller:
                     return
                 log.exception("sandbox: poller %s failed; retrying", self.name)
                 busy = False
-            if not busy:
-                self.epoch += 1
-                self._stop.wait(EMPTY_POLL_PAUSE)
+            if busy:
+                pause = FIRST_EMPTY_POLL_PAUSE
+                continue
+            self.epoch += 1
+            self._wake.wait(pause)
+            self._wake.clear()
+            pause = min(pause * 2, LAST_EMPTY_POLL_PAUSE)
 
     def poll_once(self) -> bool:
         raise NotImplementedError
@@ -168,7 +183,7 @@ class SqsPoller(Poller):
             if time.monotonic() >= deadline or (not got and not messages):
                 break
             if not got:
-                time.sleep(EMPTY_POLL_PAUSE)
+                time.sleep(WINDOW_POLL_PAUSE)
         return messages
 
     def poll_once(self) -> bool:
