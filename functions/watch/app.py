@@ -23,7 +23,7 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 def record_handler(record: DynamoDBRecord) -> None:
     image = record.dynamodb.new_image if record.dynamodb else None
     if record.event_name is None or record.event_name.name != "INSERT" or not image or image.get("type") != "entry":
-        return  # the template's filter already drops these; kept for the sandbox's unfiltered stream
+        return  # the event source's FilterCriteria drops these already (on AWS and in the sandbox)
     entry = Entry.model_validate_json(image["body"])
     s = services()
     record_partner_postings(s.exchange_items, entry)

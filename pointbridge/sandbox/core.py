@@ -17,7 +17,7 @@ from pointbridge.sandbox.iam import PolicySet, function_credentials, function_pr
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
-from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, s3_events
+from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_filter, s3_events
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
     SERVERLESS_FUNCTION,
@@ -109,6 +109,11 @@ class Sandbox:
         return self._emulator.url
 
     @property
+    def emulator(self) -> Emulator:
+        """The moto process behind `endpoint_url` (its request log is what the benchmarks replay)."""
+        return self._emulator
+
+    @property
     def api_url(self) -> str:
         if self._api is None:
             raise RuntimeError("the sandbox is not started")
@@ -190,6 +195,8 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         start = {id(p): p.epoch for p in self._pollers}
         while time.monotonic() < deadline:
+            for poller in self._pollers:
+                poller.poke()
             # Two empty polls after the call: the second began after anything sent before it.
             polled = all(p.epoch >= start[id(p)] + 2 for p in self._pollers)
             if polled and self._busy == 0 and all(p.drained() for p in self._pollers) and self._busy == 0:
@@ -372,6 +379,7 @@ class Sandbox:
                     batch_size=int(props.get("BatchSize", 10)),
                     window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    keep=event_filter(props.get("FilterCriteria")),
                 )
             )
 
@@ -422,6 +430,7 @@ class Sandbox:
             batch_size=int(props.get("BatchSize", 100)),
             report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             max_retries=int(props.get("MaximumRetryAttempts", -1)),
+            keep=event_filter(props.get("FilterCriteria")),
         )
         poller.position_at_latest()
         self._pollers.append(poller)

@@ -1,15 +1,19 @@
-"""moto in server mode, in its own process, with every request applied under one lock.
+"""moto in server mode, in its own process, applying one request at a time.
 
-In front of the lock, an IAM gate refuses what a function's policy does not allow (iam.py); the
-sandbox gives it the functions' policies through `/_sandbox/iam` once they are provisioned.
+In front of it, an IAM gate refuses what a function's policy does not allow (iam.py); the sandbox
+gives it the functions' policies through `/_sandbox/iam` once they are provisioned.
 
-moto's threaded server is not thread-safe: two concurrent conditional writes can both succeed,
-which DynamoDB never allows. One lock around the WSGI app makes each request atomic, as the real
-services apply them. The price: a long-polling ReceiveMessage (WaitTimeSeconds > 0) would hold the
-lock for its whole wait, so the sandbox's own pollers never long-poll.
+moto is not thread-safe: two concurrent conditional writes can both succeed, which DynamoDB never
+allows. The emulator's server (http11.Http11Server) runs every request to its last byte on one
+thread, in the order requests complete, so each is atomic as the real services apply them; the
+lock of LockedApp keeps that promise for any other server. Connections are kept alive (moto's
+werkzeug server closed each one after its reply). The price of one request at a time: a
+long-polling ReceiveMessage (WaitTimeSeconds > 0) would hold every other request for its whole
+wait, so the sandbox's own pollers never long-poll.
 
 A separate process keeps moto's process-wide backends private to one sandbox, so two sandboxes
-(or a test and a sandbox) never share state.
+(or a test and a sandbox) never share state. Python runs one thread of it at a time anyway, so
+the emulator uses one core: the workers and pollers have the other.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import io
 import json
 import multiprocessing
 import threading
+import time
 import urllib.request
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -32,23 +37,59 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 
+@dataclass
+class LoggedRequest:
+    target: str  # X-Amz-Target, e.g. DynamoDB_20120810.GetItem ("" for REST-style services)
+    body: bytes
+    status: int = 0
+    seconds: float = 0.0  # in moto's app, reply body included
+    cpu_seconds: float = 0.0  # the emulator thread's CPU time for the same (not counting waits for a core)
+
+
 class LockedApp:
-    """A WSGI app that lets one request at a time into the wrapped app, body included."""
+    """A WSGI app that lets one request at a time into the wrapped app, body included.
+
+    The emulator's server already runs one request at a time; the lock keeps the promise for any
+    server this app is handed to. With `log` set to a list, every request's X-Amz-Target, body,
+    reply status and time in moto are appended to it in the order they were applied (what the
+    benchmarks replay, count and time).
+    """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self.log: list[LoggedRequest] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self._lock:
-            # Drain the body inside the lock: some moto responses are generated lazily.
-            result = self._app(environ, start_response)
+            if self.log is None:
+                return self._drain(environ, start_response)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            entry = LoggedRequest(environ.get("HTTP_X_AMZ_TARGET", ""), body)
+            self.log.append(entry)
+
+            def noting_status(status: str, *args: Any) -> Any:
+                entry.status = int(status.split(" ", 1)[0])
+                return start_response(status, *args)
+
+            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
-                return [bytes(chunk) for chunk in result]
+                return self._drain(environ, noting_status)
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+                entry.seconds = time.perf_counter() - started
+                entry.cpu_seconds = time.thread_time() - cpu_started
+
+    def _drain(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        # Drain the body before the next request: some moto responses are generated lazily.
+        result = self._app(environ, start_response)
+        try:
+            return [bytes(chunk) for chunk in result]
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
 
 
 IAM_CONTROL = "/_sandbox/iam"
@@ -133,29 +174,34 @@ class IamGate:
 
 def _serve(conn: Connection) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from pointbridge.sandbox import moto_speedups
+    from pointbridge.sandbox.http11 import Http11Server
 
     moto_speedups.install()
 
-    class QuietHandler(WSGIRequestHandler):
-        def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
-            return
-
-    app = IamGate(LockedApp(DomainDispatcherApplication(create_backend_app)), Enforcer())
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    locked = LockedApp(DomainDispatcherApplication(create_backend_app))
+    server = Http11Server(IamGate(locked, Enforcer()))
     conn.send(server.server_port)
-    watcher = threading.Thread(target=_stop_when_parent_says, args=(conn, server), daemon=True)
+    watcher = threading.Thread(target=_obey_parent, args=(conn, server, locked), daemon=True)
     watcher.start()
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
+    server.serve_forever()
 
 
-def _stop_when_parent_says(conn: Connection, server: Any) -> None:
-    # Any message, or the pipe closing because the parent died, ends the server.
+def _obey_parent(conn: Connection, server: Any, app: LockedApp) -> None:
+    # "log-start" / "log-stop" (answered with the log) drive the request log; anything else, or
+    # the pipe closing because the parent died, ends the server.
     try:
-        conn.recv()
+        while True:
+            command = conn.recv()
+            if command == "log-start":
+                app.log = []
+                conn.send(None)
+            elif command == "log-stop":
+                log, app.log = app.log, None
+                conn.send(log or [])
+            else:
+                break
     except (EOFError, OSError):
         pass
     server.shutdown()
@@ -166,6 +212,10 @@ class Emulator:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.port = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def url(self) -> str:
@@ -190,6 +240,21 @@ class Emulator:
         request = urllib.request.Request(url, data=data, method=method)
         with urllib.request.urlopen(request, timeout=30) as reply:
             return json.loads(reply.read())
+
+    def start_request_log(self) -> None:
+        """From now on, remember every request (X-Amz-Target and body) in the order it was applied."""
+        self._ask("log-start")
+
+    def stop_request_log(self) -> list[LoggedRequest]:
+        """The requests applied since `start_request_log`, in order; the log is then dropped."""
+        log: list[LoggedRequest] = self._ask("log-stop")
+        return log
+
+    def _ask(self, command: str) -> Any:
+        if self._conn is None:
+            raise RuntimeError("the emulator is not started")
+        self._conn.send(command)
+        return self._conn.recv()
 
     def stop(self) -> None:
         if self._conn is not None:

@@ -1,4 +1,4 @@
-"""Two costs moto has that DynamoDB does not, removed without changing what any request returns.
+"""Costs moto has that DynamoDB and SQS do not, removed without changing what any request returns.
 
 1. **Transactions back up whole tables.** moto's TransactWriteItems deep-copies every table a
    transaction names, once per item of the transaction, so that it can roll back on failure. The
@@ -8,32 +8,50 @@
    it is cancelled. What a client sees is unchanged: conditions are checked item by item against
    the state before the transaction (moto refuses two actions on one item, so no action can see
    another's write), every item gets its cancellation reason in order, and a cancelled
-   transaction leaves neither items nor stream records behind.
+   transaction leaves neither items nor stream records behind. Each condition is checked once
+   (moto's own transaction checks it again in the write, against the same item).
 2. **A Query on the table reads the whole table.** moto filters every item of every partition for
    the hash key before sorting. Here it is handed the one partition the key names (same results,
    same order, same paging). Index queries are left as moto answers them.
+3. **Work redone for every request that gives the same answer every time**: the list of moto's
+   service folders (read from disk to route each request), the method names of a response class,
+   the tree of an UpdateExpression's text, and which keys the response serializer should look
+   under for each member of a plain-dict value (most of the time moto spent writing a GetRecords
+   or a BatchGetItem reply). Each is worked out once and remembered.
+4. **SQS's retention check reads every queue attribute three times** for each message received,
+   and the approximate counts among them walk every message in the queue, so a receive cost grew
+   with the queue's length times the batch. Here it reads the retention period alone. The walks
+   that remain (the visible messages, the counts a send and GetQueueAttributes ask for) read the
+   clock once each instead of twice per message.
 
 `install()` patches moto's classes in the current process: the sandbox's emulator process calls it
-at start, and so do the tests' `mock_aws` fixtures. tests/unit/test_moto_speedups.py holds the
-semantics this must keep.
+at start, and so do the tests' `mock_aws` fixtures; `without_speedups()` puts moto's own code back
+for a while. tests/integration/test_moto_speedups.py runs the same requests through both and
+compares replies, errors, items and stream records.
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
+    from moto.sqs.models import SQSBackend
 
 MAX_TRANSACTION_ACTIONS = 100
+MAX_REMEMBERED_EXPRESSIONS = 10_000
 ACTIONS = ("ConditionCheck", "Put", "Delete", "Update")
 
 _installed = False
-# moto's own methods, kept for the tests that compare the two.
+# moto's own functions by name, and every patch as (owner, attribute, moto's entry, ours).
 originals: dict[str, Any] = {}
+_patches: list[tuple[Any, str, Any, Any]] = []
 
 
 class _ConditionFailedError(Exception):
@@ -110,11 +128,13 @@ def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: 
         return
     range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
     undo.remember(table, DynamoType(key[table.hash_key_attr]), range_value, current)
+    # The condition held just above against this very item, so the write does not parse and check
+    # it a second time (moto's own transaction does): `condition_expression=None` below.
     if op_type == "Put":
         backend.put_item(
             table_name,
             op["Item"],
-            condition_expression=condition,
+            condition_expression=None,
             expression_attribute_names=names,
             expression_attribute_values=values,
         )
@@ -122,7 +142,7 @@ def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: 
         backend.delete_item(
             table_name,
             key,
-            condition_expression=condition,
+            condition_expression=None,
             expression_attribute_names=names,
             expression_attribute_values=values,
         )
@@ -131,7 +151,7 @@ def _apply(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], targets: 
             table_name,
             key,
             update_expression=op["UpdateExpression"],
-            condition_expression=condition,
+            condition_expression=None,
             # moto's own transaction passes these through as given, None included.
             expression_attribute_names=cast("dict[str, Any]", names),
             expression_attribute_values=cast("dict[str, Any]", values),
@@ -177,16 +197,211 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
         raise TransactionCanceledException(reasons)
 
 
+def sqs_message_within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    """moto's retention check, reading the one attribute it needs instead of all of them, thrice."""
+    from moto.core.utils import unix_time
+
+    queue: Any = self.get_queue(queue_name)
+    retention_period = queue.message_retention_period
+    return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+
+def _queue_scans() -> dict[str, Any]:
+    """A queue's visible, delayed and in-flight messages, each found with one reading of the clock.
+
+    moto reads the clock (through datetime arithmetic) twice per message for every count, and a
+    SendMessage asks for every count (through `Queue.attributes`), so sending into a queue of n
+    messages cost 6n clock readings. The answers are those of moto's properties at one instant."""
+    import moto.sqs.models as sqs
+
+    def messages(self: Any) -> list[Any]:
+        now = sqs.unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def approximate_number_of_messages_delayed(self: Any) -> int:
+        now = sqs.unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def approximate_number_of_messages_not_visible(self: Any) -> int:
+        now = sqs.unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    return {
+        "messages": property(messages),
+        "approximate_number_of_messages_delayed": property(approximate_number_of_messages_delayed),
+        "approximate_number_of_messages_not_visible": property(approximate_number_of_messages_not_visible),
+    }
+
+
+def _remembered_per_class(stock: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    names: dict[Any, list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        if clazz not in names:
+            names[clazz] = stock(clazz)
+        return names[clazz]
+
+    return method_names_from_class
+
+
+def _remembered_possible_keys(stock: Callable[[Any, Any], Iterator[str]]) -> Callable[[Any, Any], Iterator[str]]:
+    """moto's response serializer asks, for every member of every value it writes, which keys the
+    value might hold it under (aliases from the member's shape, its parent shape and the value's
+    class). For a plain dict - every DynamoDB item, record and attribute map - the answer depends
+    only on the picker's providers, the member's name, its shape and its parent shape, which do not
+    change, so it is worked out once per such combination (the shapes are kept alive with it, so
+    their ids stay theirs)."""
+    remembered: dict[tuple[Any, ...], tuple[list[str], Any, Any]] = {}
+
+    def get_possible_keys(picker: Any, context: Any) -> Iterator[str]:
+        if type(context.obj) is not dict:
+            return iter(stock(picker, context))
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        key = (type(picker), tuple(picker.alias_providers), context.key, id(shape), id(parent))
+        known = remembered.get(key)
+        if known is None:
+            try:
+                known = (list(stock(picker, context)), shape, parent)
+            except Exception:  # noqa: BLE001 - leave moto to raise it, lazily, as it would
+                return iter(stock(picker, context))
+            remembered[key] = known
+        return iter(known[0])
+
+    get_possible_keys.remembered = remembered  # type: ignore[attr-defined]
+    return get_possible_keys
+
+
+def _skipping_absent_members(stock: Callable[..., None]) -> Callable[..., None]:
+    """For each member of a structure's shape the serializer builds a lookup context and asks the
+    value for it, though a DynamoDB attribute value (a plain dict) holds one member of its ten. A
+    member none of whose possible keys (remembered above) is in the dict reads as None, which
+    moto then leaves out - unless a response transformer is registered for its path, in which
+    case, as for anything else, moto's own code runs."""
+
+    def _serialize_structure_member(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        picker = self._value_picker
+        if type(value) is dict:
+            remembered = getattr(type(picker).get_possible_keys, "remembered", None)
+            parent = getattr(shape, "parent", None)
+            known = (
+                remembered.get((type(picker), tuple(picker.alias_providers), key, id(shape), id(parent)))
+                if remembered is not None
+                else None
+            )
+            if known is not None and not any(k in value or "." in k for k in known[0]):
+                transformers = getattr(picker, "response_transformers", None)
+                if transformers is not None and not transformers:
+                    return
+        stock(self, serialized, value, shape, key)
+
+    return _serialize_structure_member
+
+
+_PLAIN_LEAVES = (str, int, float, bool, type(None))
+_plain_classes: dict[type, bool] = {}
+
+
+def _copied_like_deepcopy(cls: type) -> bool:
+    """Whether `copy.deepcopy` copies instances of `cls` as a new object with a deep copy of its
+    `__dict__` (no hooks of its own, no slots), so that doing just that copies them alike."""
+    known = _plain_classes.get(cls)
+    if known is None:
+        import copyreg
+
+        known = (
+            cls.__reduce_ex__ is object.__reduce_ex__
+            and cls.__reduce__ is object.__reduce__
+            and cls.__getstate__ is object.__getstate__
+            and not hasattr(cls, "__setstate__")
+            and not hasattr(cls, "__deepcopy__")
+            and not hasattr(cls, "__slots__")
+            and cls not in copyreg.dispatch_table
+            and cls not in copy._deepcopy_dispatch  # type: ignore[attr-defined]
+        )
+        _plain_classes[cls] = known
+    return known
+
+
+def tree_copy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """`copy.deepcopy` for expression trees, without its generic machinery (a tenth of an update's
+    time went to copying the parsed UpdateExpression before validating it). Plain objects, lists
+    and immutable leaves are copied here, in deepcopy's order and with its memo (so a node's
+    `parent` points at its parent's copy); anything else is handed to `copy.deepcopy` itself."""
+    if memo is None:
+        memo = {}
+    if type(value) in _PLAIN_LEAVES:
+        return value
+    known = memo.get(id(value))
+    if known is not None:
+        return known
+    if type(value) is list:
+        copied: list[Any] = []
+        memo[id(value)] = copied
+        copied.extend(item if type(item) in _PLAIN_LEAVES else tree_copy(item, memo) for item in value)
+        return copied
+    if _copied_like_deepcopy(type(value)) and hasattr(value, "__dict__"):
+        clone = object.__new__(type(value))
+        memo[id(value)] = clone
+        state = {
+            key: item if type(item) in _PLAIN_LEAVES else tree_copy(item, memo) for key, item in vars(value).items()
+        }
+        clone.__dict__.update(state)
+        return clone
+    return copy.deepcopy(value, memo)
+
+
+def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str], Any]:
+    """moto parses an UpdateExpression's text again for every request; its tree is never changed
+    afterwards (the validator works on a deep copy), so one tree per text serves every request."""
+    trees: dict[str, Any] = {}
+
+    def make(expression: str) -> Any:
+        tree = trees.get(expression)
+        if tree is None:
+            tree = stock(expression)  # a syntax error raises here, every time, as in moto
+            if len(trees) < MAX_REMEMBERED_EXPRESSIONS:
+                trees[expression] = tree
+        return tree
+
+    return make
+
+
+def _patch(owner: Any, attribute: str, ours: Any) -> None:
+    # A class's own entry is kept as it is (a classmethod stays one) so that it can be put back.
+    theirs = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+    originals[attribute] = getattr(owner, attribute)
+    _patches.append((owner, attribute, theirs, ours))
+    setattr(owner, attribute, ours)
+
+
+@contextmanager
+def without_speedups() -> Iterator[None]:
+    """moto exactly as it ships, for the duration (the tests compare the two side by side)."""
+    for owner, attribute, theirs, _ in _patches:
+        setattr(owner, attribute, theirs)
+    try:
+        yield
+    finally:
+        for owner, attribute, _, ours in _patches:
+            setattr(owner, attribute, ours)
+
+
 def install() -> None:
     """Patch moto in this process (idempotent)."""
     global _installed
     if _installed:
         return
+    import moto.backends
+    import moto.core.responses
+    from moto.core.serialize import AttributePicker, ResponseSerializer, XFormedAttributePicker
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+    from moto.sqs.models import Queue, SQSBackend
 
     moto_query = Table.query
-    originals.update(transact_write_items=DynamoDBBackend.transact_write_items, query=moto_query)
 
     def partition_query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
@@ -199,6 +414,31 @@ def install() -> None:
         finally:
             del self.all_items
 
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    Table.query = partition_query  # type: ignore[method-assign]
+    _patch(DynamoDBBackend, "transact_write_items", transact_write_items)
+    _patch(Table, "query", partition_query)
+    # The folders of moto's package and the methods of its response classes do not change while
+    # it runs; moto lists both again for every request.
+    moto_modules = tuple(moto.backends.list_of_moto_modules())
+    _patch(moto.backends, "list_of_moto_modules", lambda: moto_modules)
+    _patch(
+        moto.core.responses,
+        "method_names_from_class",
+        _remembered_per_class(moto.core.responses.method_names_from_class),
+    )
+    _patch(SQSBackend, "is_message_valid_based_on_retention_period", sqs_message_within_retention)
+    for name, scan in _queue_scans().items():
+        _patch(Queue, name, scan)
+    # XFormedAttributePicker's own method calls AttributePicker's through super(): remembering
+    # the subclass's answer covers both, and the base class's is remembered for other pickers.
+    _patch(AttributePicker, "get_possible_keys", _remembered_possible_keys(AttributePicker.get_possible_keys))
+    _patch(
+        XFormedAttributePicker, "get_possible_keys", _remembered_possible_keys(XFormedAttributePicker.get_possible_keys)
+    )
+    _patch(
+        ResponseSerializer,
+        "_serialize_structure_member",
+        _skipping_absent_members(ResponseSerializer._serialize_structure_member),
+    )
+    _patch(validators, "deepcopy", tree_copy)
+    _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
     _installed = True

@@ -165,6 +165,11 @@ class FunctionPool:
             )
         return json.loads(payload)
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers started so far (profilers tell functions apart by them)."""
+        processes = (getattr(self._executor, "_processes", None) or {}) if self._executor is not None else {}
+        return sorted(processes)
+
     def stop(self, kill: bool = False) -> None:
         executor, self._executor = self._executor, None
         if executor is None:

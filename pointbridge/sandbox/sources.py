@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pointbridge.sandbox")
 
-EMPTY_POLL_PAUSE = 0.2
+# After a poll that found nothing a poller waits, doubling the wait from the first to the last
+# while it keeps finding nothing; a poll that finds work is followed by the next at once. An idle
+# sandbox's pollers (five for template.yaml) then cost the emulator and this process a few polls
+# a second, and `poke()` (wait_for_idle pokes every poller) cuts the wait short.
+FIRST_EMPTY_POLL_PAUSE = 0.05
+LAST_EMPTY_POLL_PAUSE = 0.5
+# Between receives while an SQS batch is gathered within its batching window.
+WINDOW_POLL_PAUSE = 0.1
 
 
 class Invoker(Protocol):
@@ -37,6 +44,7 @@ class Poller:
         self.name = name
         self.epoch = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
 
     def start(self) -> None:
@@ -44,10 +52,16 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=60)
 
+    def poke(self) -> None:
+        """Poll now if waiting after an empty poll (someone is waiting for the sandbox to be idle)."""
+        self._wake.set()
+
     def _run(self) -> None:
+        pause = FIRST_EMPTY_POLL_PAUSE
         while not self._stop.is_set():
             try:
                 busy = self.poll_once()
@@ -57,9 +71,13 @@ class Poller:
                     return
                 log.exception("sandbox: poller %s failed; retrying", self.name)
                 busy = False
-            if not busy:
-                self.epoch += 1
-                self._stop.wait(EMPTY_POLL_PAUSE)
+            if busy:
+                pause = FIRST_EMPTY_POLL_PAUSE
+                continue
+            self.epoch += 1
+            self._wake.wait(pause)
+            self._wake.clear()
+            pause = min(pause * 2, LAST_EMPTY_POLL_PAUSE)
 
     def poll_once(self) -> bool:
         raise NotImplementedError
@@ -130,6 +148,7 @@ class SqsPoller(Poller):
         report_failures: bool = False,
         source: str = "sqs",
         shape: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         super().__init__(f"{function}<-{queue_arn.rsplit(':', 1)[-1]}")
         self.sqs = sqs
@@ -143,6 +162,8 @@ class SqsPoller(Poller):
         self.report_failures = report_failures
         self.source = source
         self.shape = shape
+        # The mapping's FilterCriteria: Lambda deletes the messages it does not keep, unseen.
+        self.keep = keep
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -162,7 +183,7 @@ class SqsPoller(Poller):
             if time.monotonic() >= deadline or (not got and not messages):
                 break
             if not got:
-                time.sleep(EMPTY_POLL_PAUSE)
+                time.sleep(WINDOW_POLL_PAUSE)
         return messages
 
     def poll_once(self) -> bool:
@@ -173,6 +194,12 @@ class SqsPoller(Poller):
         if self.shape is not None:
             self._deliver_each(messages)
             return True
+        if self.keep is not None:
+            keep = self.keep
+            self._delete([r for r in records if not keep(_sqs_filterable(r))])
+            records = [r for r in records if keep(_sqs_filterable(r))]
+            if not records:
+                return True
         by_id = {r["messageId"]: r for r in records}
         try:
             reply = self.invoke(self.function, {"Records": records}, self.source, len(records))
@@ -235,6 +262,118 @@ def s3_events(messages: list[dict[str, Any]]) -> list[Any]:
     return events
 
 
+class FilterPatternError(ValueError):
+    """A FilterCriteria pattern the sandbox cannot read (malformed, or an operator it lacks)."""
+
+
+def _numeric_matches(conditions: list[Any], value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    checks = {"=": float.__eq__, "<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+    for operator, bound in zip(conditions[::2], conditions[1::2], strict=True):
+        if operator not in checks or isinstance(bound, bool) or not isinstance(bound, int | float):
+            raise FilterPatternError(f"numeric condition {operator!r} {bound!r} is not supported")
+        if not checks[operator](float(value), float(bound)):
+            return False
+    return True
+
+
+def _value_matches(rule: Any, value: Any, present: bool) -> bool:
+    """One entry of a pattern's list against one field value (AWS event filtering's rules)."""
+    if isinstance(rule, bool) or rule is None:
+        return present and value is rule
+    if isinstance(rule, int | float):
+        return present and not isinstance(value, bool) and isinstance(value, int | float) and value == rule
+    if isinstance(rule, str):
+        return present and value == rule
+    if not isinstance(rule, dict):
+        raise FilterPatternError(f"a filter rule cannot be {rule!r}")
+    if len(rule) != 1:
+        raise FilterPatternError(f"a filter rule has one operator, got {sorted(rule)}")
+    ((operator, operand),) = rule.items()
+    if operator == "exists":
+        return present is bool(operand)
+    if not present:
+        return False  # every operator but `exists` needs the field (EventBridge's matching)
+    if operator == "prefix":
+        return isinstance(value, str) and value.startswith(operand)
+    if operator == "suffix":
+        return isinstance(value, str) and value.endswith(operand)
+    if operator == "equals-ignore-case":
+        return isinstance(value, str) and value.lower() == str(operand).lower()
+    if operator == "anything-but":
+        excluded = operand if isinstance(operand, list) else [operand]
+        return not any(_value_matches(x, value, present) for x in excluded)
+    if operator == "numeric":
+        return _numeric_matches(list(operand), value)
+    raise FilterPatternError(f"filter operator {operator!r} is not supported by the sandbox")
+
+
+def _pattern_matches(pattern: dict[str, Any], event: Any) -> bool:
+    for key, rule in pattern.items():
+        present = isinstance(event, dict) and key in event
+        value = event.get(key) if isinstance(event, dict) else None
+        if isinstance(rule, dict):
+            if not (present and _pattern_matches(rule, value)):
+                return False
+            continue
+        if not isinstance(rule, list) or not rule:
+            raise FilterPatternError(f"the rule for {key!r} must be a non-empty list or an object")
+        values = value if isinstance(value, list) else [value]
+        if not any(_value_matches(r, v, present) for r in rule for v in values):
+            return False
+    return True
+
+
+def _check_pattern(pattern: dict[str, Any]) -> None:
+    for key, rule in pattern.items():
+        if isinstance(rule, dict):
+            _check_pattern(rule)
+            continue
+        if not isinstance(rule, list) or not rule:
+            raise FilterPatternError(f"the rule for {key!r} must be a non-empty list or an object")
+        for entry in rule:
+            if isinstance(entry, dict):
+                # Each operator is tried on a value of every kind; only unreadable rules raise.
+                for sample in ("", 0, None):
+                    _value_matches(entry, sample, True)
+                _value_matches(entry, None, False)
+            elif isinstance(entry, list):
+                raise FilterPatternError(f"a filter rule cannot be {entry!r}")
+
+
+def event_filter(criteria: dict[str, Any] | None) -> Callable[[dict[str, Any]], bool] | None:
+    """A mapping's FilterCriteria as a test of one record (any filter matching keeps it), or None."""
+    if not criteria or not criteria.get("Filters"):
+        return None
+    patterns = []
+    for entry in criteria["Filters"]:
+        try:
+            pattern = json.loads(entry["Pattern"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FilterPatternError(f"a FilterCriteria pattern is not JSON: {exc}") from None
+        if not isinstance(pattern, dict):
+            raise FilterPatternError("a FilterCriteria pattern must be a JSON object")
+        patterns.append(pattern)
+    # A pattern the sandbox cannot apply fails at start, not at the first record.
+    for pattern in patterns:
+        _check_pattern(pattern)
+
+    def keeps(record: dict[str, Any]) -> bool:
+        return any(_pattern_matches(p, record) for p in patterns)
+
+    return keeps
+
+
+def _sqs_filterable(record: dict[str, Any]) -> dict[str, Any]:
+    # Lambda matches an SQS body as JSON when it is JSON, else as the plain string.
+    try:
+        body = json.loads(record["body"])
+    except ValueError:
+        body = record["body"]
+    return record | {"body": body}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
@@ -261,8 +400,11 @@ class StreamPoller(Poller):
         batch_size: int = 100,
         report_failures: bool = False,
         max_retries: int = -1,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         super().__init__(f"{function}<-stream")
+        # The mapping's FilterCriteria: records it does not keep are passed over, as Lambda does.
+        self.keep = keep
         self.streams = streams
         self.function = function
         self.stream_arn = stream_arn
@@ -291,7 +433,8 @@ class StreamPoller(Poller):
                 shaped = _jsonable(record)
                 shaped["eventSourceARN"] = self.stream_arn
                 shaped.setdefault("awsRegion", self.region)
-                self.pending.append(shaped)
+                if self.keep is None or self.keep(shaped):
+                    self.pending.append(shaped)
 
     def poll_once(self) -> bool:
         if len(self.pending) < self.batch_size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ from pointbridge.sandbox.schedules import (
     next_fire,
     scheduled_event,
 )
-from pointbridge.sandbox.sources import failed_item_ids
+from pointbridge.sandbox.sources import FilterPatternError, event_filter, failed_item_ids
 from pointbridge.sandbox.template import Resolver
 
 
@@ -147,3 +148,73 @@ def test_schedule_runner_fires_enabled_schedules_at_their_time() -> None:
 
     # Then only the enabled schedule fired, at its scheduled time
     assert fired == [("On", t0 + timedelta(minutes=1))]
+
+
+# --- FilterCriteria, as Lambda applies them ----------------------------------------------------
+
+ENTRY_ONLY = {
+    "Filters": [{"Pattern": '{"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": ["entry"]}}}}'}]
+}
+
+
+def _stream_record(event_name: str, item_type: str | None) -> dict[str, object]:
+    image = {"PK": {"S": "p"}} | ({"type": {"S": item_type}} if item_type else {})
+    return {"eventName": event_name, "dynamodb": {"Keys": {"PK": {"S": "p"}}, "NewImage": image}}
+
+
+@pytest.mark.parametrize(
+    ("record", "kept"),
+    [
+        (_stream_record("INSERT", "entry"), True),
+        (_stream_record("MODIFY", "entry"), False),
+        (_stream_record("INSERT", "balance"), False),
+        (_stream_record("INSERT", None), False),
+        ({"eventName": "REMOVE", "dynamodb": {"Keys": {}}}, False),
+    ],
+)
+def test_the_templates_stream_filter_keeps_only_new_entries(record: dict[str, object], kept: bool) -> None:
+    keeps = event_filter(ENTRY_ONLY)
+    assert keeps is not None and keeps(record) is kept
+
+
+def test_filter_operators_and_any_filter_matching() -> None:
+    # Given two filters (either keeps a record) using Lambda's operators
+    keeps = event_filter(
+        {
+            "Filters": [
+                {"Pattern": json.dumps({"body": {"amount": [{"numeric": [">", 10, "<=", 100]}], "kind": ["earn"]}})},
+                {"Pattern": json.dumps({"body": {"source": [{"prefix": "shop"}], "note": [{"exists": False}]}})},
+                {"Pattern": json.dumps({"body": {"channel": [{"anything-but": ["till", "app"]}]}})},
+            ]
+        }
+    )
+    assert keeps is not None
+    # Then
+    assert keeps({"body": {"amount": 50, "kind": "earn"}})
+    assert not keeps({"body": {"amount": 500, "kind": "earn"}})
+    assert not keeps({"body": {"amount": "50", "kind": "earn"}})  # a string is not a number
+    assert keeps({"body": {"source": "shopify"}})
+    assert not keeps({"body": {"source": "shopify", "note": "x"}})
+    assert keeps({"body": {"channel": "online"}})
+    assert not keeps({"body": {"channel": "till"}})
+    assert keeps({"body": {"tags": ["x", "earn"], "amount": 11, "kind": ["a", "earn"]}})  # any element of a list
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        '{"a": [{"wildcard": "x*"}]}',
+        '{"a": "not a list"}',
+        '{"a": []}',
+        "[1]",
+        "{not json",
+        '{"a": [{"numeric": ["~", 1]}]}',
+    ],
+)
+def test_a_filter_the_sandbox_cannot_apply_fails_at_start(pattern: str) -> None:
+    with pytest.raises(FilterPatternError):
+        event_filter({"Filters": [{"Pattern": pattern}]})
+
+
+def test_no_filter_criteria_keeps_everything() -> None:
+    assert event_filter(None) is None and event_filter({"Filters": []}) is None
