@@ -58,8 +58,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from bench.common import FUNCTION_LOGS, ROOT, write_results
-from pointbridge.sandbox import Sandbox
 from functions.services import Services
+from pointbridge.sandbox import Sandbox
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent
 from shared.program.config import load_program
 
