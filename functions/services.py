@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from shared.rewards.store import RewardItems
 
 
+IDENTITY_EVENTS = "pointbridge.identities"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -192,6 +195,15 @@ class Services:
         from shared.jobs.notify import EventBridgeNotifier
 
         return EventBridgeNotifier(self.settings.notifications_bus)
+
+    @cached_property
+    def identity_notices(self) -> Notifier:
+        """Where one-time codes go out (`VerificationCodeIssued`, source `pointbridge.identities`)."""
+        if self._notifier is not None:
+            return self._notifier
+        from shared.jobs.notify import EventBridgeNotifier
+
+        return EventBridgeNotifier(self.settings.notifications_bus, source=IDENTITY_EVENTS)
 
     @cached_property
     def expiry_job(self) -> ExpiryJob:

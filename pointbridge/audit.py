@@ -7,10 +7,9 @@ standard AWS environment points at with --table (a deployed stack).
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
-from pointbridge.cli import live_sandbox, register
+from pointbridge.cli import register, table_target
 
 if TYPE_CHECKING:
     import argparse
@@ -36,24 +35,11 @@ def run_audit(table: str, client: Any = None) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import boto3
-
-    client = None
-    table = args.table
-    live = live_sandbox()
-    if table is None:
-        if live is None:
-            print("no running sandbox (start one with `pointbridge sandbox`), and no --table given")
-            return 2
-        table = live["resources"]["PointsTable"]["physical_id"]
-    if live is not None and not os.environ.get("AWS_ENDPOINT_URL"):
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=live["endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id="sandbox",
-            aws_secret_access_key="sandbox",
-        )
+    target = table_target(args.table)
+    if target is None:
+        print("no running sandbox (start one with `pointbridge sandbox`), and no --table given")
+        return 2
+    table, client = target
     result = run_audit(table, client)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from pointbridge.sandbox import Sandbox
 
 # Add modules that register subcommands here; each calls `register(...)` at import.
-COMMAND_MODULES: tuple[str, ...] = ("pointbridge.demo", "pointbridge.audit")
+COMMAND_MODULES: tuple[str, ...] = ("pointbridge.demo", "pointbridge.audit", "pointbridge.keys")
 
 HOME = Path(".pointbridge")
 RUNTIME_FILE = HOME / "sandbox.json"
@@ -128,6 +129,31 @@ def live_sandbox() -> dict[str, Any] | None:
             return info
     except (OSError, ValueError, KeyError):
         return None
+
+
+def table_target(table: str | None) -> tuple[str, Any] | None:
+    """The points table to work on, and a DynamoDB client for it (None: the environment's default).
+
+    `--table NAME` is a deployed stack's table, reached with the standard AWS environment; without it,
+    the running sandbox's table (from .pointbridge/sandbox.json). None when neither is there.
+    """
+    live = live_sandbox()
+    if table is None:
+        if live is None:
+            return None
+        table = str(live["resources"]["PointsTable"]["physical_id"])
+    if live is None or os.environ.get("AWS_ENDPOINT_URL") or table != live["resources"]["PointsTable"]["physical_id"]:
+        return table, None
+    import boto3
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=live["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    return table, client
 
 
 def _run_function(args: argparse.Namespace) -> int:

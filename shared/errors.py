@@ -88,6 +88,19 @@ class IdempotencyConflictError(LedgerError):
     code = "idempotency_conflict"
 
 
+class IdempotencyInProgressError(PointbridgeError):
+    """Raised when a request under an Idempotency-Key arrives while the first one under it still runs."""
+
+    code = "idempotency_in_progress"
+    status = 409
+
+
+class IdentityTakenError(LedgerError):
+    """Raised when an identity belongs to another registered member: support decides (a merge, with a reason)."""
+
+    code = "identity_taken"
+
+
 class AlreadySettledError(LedgerError):
     """Raised when a hold or pending earn was already captured, released, activated or voided."""
 
@@ -168,6 +181,13 @@ class PayloadTooLargeError(InvalidInputError):
 
     code = "payload_too_large"
     status = 413
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """Raised when a request body is not JSON by its Content-Type (the API reads JSON only)."""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 class SecretNotReplayedError(PointbridgeError):

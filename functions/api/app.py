@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from functions import problems
 from functions.api import openapi
-from functions.api.context import guard_requests, oversized
+from functions.api.context import admit_role, guard_requests, unreadable
 from functions.api.routes import (
     admin,
     draws,
@@ -25,6 +25,7 @@ from functions.api.routes import (
     gifts,
     holds,
     identities,
+    keys,
     members,
     redemptions,
     service,
@@ -35,10 +36,11 @@ if TYPE_CHECKING:
 
 logger = Logger()
 app = APIGatewayRestResolver(enable_validation=True)
-app.use(middlewares=[guard_requests])
+# The role check runs first: a key its row does not grant never claims an Idempotency-Key.
+app.use(middlewares=[admit_role, guard_requests])
 problems.install(app)
 
-for area in (service, members, identities, redemptions, holds, exchange, gifts, draws, admin, flags, figures):
+for area in (service, members, identities, redemptions, holds, exchange, gifts, draws, admin, keys, flags, figures):
     app.include_router(area.router)
 
 
@@ -52,7 +54,7 @@ def docs() -> Response[str]:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    too_large = oversized(event)
-    if too_large is not None:
-        return problems.proxy_reply(too_large)
+    refused = unreadable(event)
+    if refused is not None:
+        return problems.proxy_reply(refused)
     return app.resolve(event, context)

@@ -27,8 +27,9 @@ from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
 from functions.api.context import MAX_IDEMPOTENCY_KEY, MUTATING
-from functions.api.operations import OPERATIONS, Access, Tag
-from functions.api.refusals import REFUSALS, Refusal
+from functions.api.operations import OPERATIONS, Tag
+from functions.api.refusals import KEY_REFUSALS, REFUSALS, Refusal
+from functions.permissions import PERMISSIONS, who
 from functions.problems import PROBLEM_JSON, TYPE_BASE
 
 if TYPE_CHECKING:
@@ -50,10 +51,13 @@ checkout holds, gifts, draws, partner exchange and transfers, and operators' con
 figures.
 
 **Keys.** Every operation but `GET /health` (and this document, `GET /docs`) needs an API key in \
-the `x-api-key` header. API Gateway's authorizer resolves it to a principal (an admin, a partner, \
-a channel such as a shop or a till, or a member, each with the programs it may touch); a missing \
-or unknown key is a `401` from API Gateway before the API runs. Each operation says which \
-principals may call it; any other is a `403` problem with code `forbidden`.
+the `x-api-key` header. API Gateway's authorizer resolves it to a principal: a member, a channel \
+(a shop, a till, the brand's app backend), a partner, or an admin in one role (operator, support, \
+auditor), each with the programs (and a partner's agreements) it may touch. A missing, malformed, \
+unknown, expired or revoked key is a `401` problem from API Gateway before the API runs \
+(`key_missing`, `key_invalid`, `key_expired`, `key_revoked`). Each operation says who may call it, \
+from one permission table (docs/api.md); any other caller is a `403` problem with code \
+`forbidden`, decided before anything about the target is read.
 
 **Errors.** Every refusal by the API is `application/problem+json` (RFC 9457) with `type`, \
 `title`, `status`, `detail` and a stable `code`: branch on `code`, show `detail` to people. Each \
@@ -63,9 +67,12 @@ request moved no points. A path no operation has is `404` `no_such_route` (after
 `502` when the API function fails).
 
 **Retries.** Mutations that move points carry the caller's own id (`reference`, `transfer_id`, \
-or the quote's or hold's id in the path), under which the ledger posts once; a published \
-configuration carries its `version`. Every `POST`/`PUT` also takes an `Idempotency-Key` header, \
-under which the first successful reply is stored and replayed (see the header).
+or the quote's or hold's id in the path), under which the ledger posts once. A reference is the \
+caller's alone, for that member: another caller's (or another member's) identical reference is \
+another operation, and a hold is found by its reference only by the caller that placed it. A \
+published configuration carries its `version`. Every `POST`/`PUT` also takes an \
+`Idempotency-Key` header, claimed before the request runs and under which the first successful \
+reply is stored and replayed (see the header).
 
 **Values.** Points are whole numbers. Money, rates and shares are decimal strings (`"12.50"`), \
 never floats. Times are ISO 8601 with an offset; dates are ISO 8601 dates."""
@@ -94,9 +101,10 @@ SECURITY_SCHEME = {
     "in": "header",
     "name": "x-api-key",
     "description": (
-        "An API key (`pb_` and 43 more characters) that an admin minted with `POST /admin/keys`. API "
-        "Gateway's authorizer resolves it to a principal: its kind (admin, partner, channel or member), "
-        "its id and the programs it may touch. Only the key's hash is stored."
+        "An API key (`pb_<key id>_<secret>`) that an operator minted with `POST /admin/keys` (or "
+        "`pointbridge keys create`). API Gateway's authorizer resolves it to a principal: its kind "
+        "(member, channel, partner or admin), an admin's role, its id, and the programs and agreements it may "
+        "touch. Only the key's hash is stored; keys expire and can be revoked and rotated."
     ),
 }
 
@@ -105,13 +113,15 @@ IDEMPOTENCY_KEY = {
     "in": "header",
     "required": False,
     "description": (
-        "Makes a retry of this request safe. The first successful (2xx) reply to a request under this key "
-        "is stored for the calling principal, without expiry; the same request (method, path and body) "
-        "sent again under the key gets that reply again, with `Idempotent-Replayed: true`, and does "
-        "nothing else. A different request under the same key is a `409` `idempotency_conflict`, and does "
-        "nothing. A refusal (4xx) is not stored: it wrote nothing, so a retry is evaluated afresh. The "
-        "body is validated before the stored reply is looked up. A reply that holds a secret shown once "
-        "(`POST /admin/keys`) is stored without it: a retry is a `409` `secret_not_replayed`. At most "
+        "Makes a retry of this request safe. The key is claimed for the calling principal (with the "
+        "request's method, path and body) before the request runs, so of concurrent requests under one key "
+        "exactly one runs: another request under the key is a `409` `idempotency_conflict`, the same one "
+        "while the first still runs a `409` `idempotency_in_progress` (retry in a moment). The first "
+        "successful (2xx) reply is stored, without expiry; the same request sent again under the key gets "
+        "that reply again, with `Idempotent-Replayed: true`, and does nothing else. A refusal (4xx) is not "
+        "stored: it wrote nothing, so the claim is given back and a retry is evaluated afresh. The body is "
+        "validated before the key is claimed. A reply that holds a secret shown once (`POST /admin/keys`, "
+        "`.../rotate`) is stored without it: a retry is a `409` `secret_not_replayed`. At most "
         f"{MAX_IDEMPOTENCY_KEY} characters (`400` `invalid_input`)."
     ),
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
@@ -176,8 +186,7 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             "ended_at": _string("With `redemption_closed`: when the program ended (ISO 8601)."),
             "earning_ended_at": _string("With `earning_closed`: when the program stopped crediting (ISO 8601)."),
             "flag_status": _string("With `flag_already_decided`: the decision that closed the flag."),
-            "a": _string("With `cannot_merge_members`: one registered member."),
-            "b": _string("With `cannot_merge_members`: the other registered member."),
+            "attempts_left": _integer("With `wrong_code`: how many more guesses the code allows."),
             "start": _string("With `invalid_input` on a period: its first day."),
             "end": _string("With `invalid_input` on a period: its last day."),
             "days": _integer("With `invalid_input` on a period: how many days it covers."),
@@ -202,21 +211,6 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             "msg": _string("What is wrong, in a sentence for people."),
         },
     },
-    "GatewayMessage": {
-        "type": "object",
-        "title": "GatewayMessage",
-        "description": "A reply written by API Gateway itself, before the API runs (not a problem).",
-        "required": ["message"],
-        "properties": {"message": _string('Why, e.g. "Unauthorized".')},
-    },
-}
-
-UNAUTHORIZED = {
-    "description": (
-        "Unauthorized: no `x-api-key` header, or a key that is not valid. Answered by API Gateway's "
-        "authorizer before the API runs: a JSON `message`, not a problem."
-    ),
-    "content": {JSON: {"schema": {"$ref": SCHEMAS + "GatewayMessage"}, "example": {"message": "Unauthorized"}}},
 }
 
 
@@ -245,7 +239,7 @@ def document(app: APIGatewayRestResolver) -> dict[str, Any]:
     used = _Used()
     paths = {
         path: {
-            method: _operation(method.upper(), functions[(method.upper(), path)], generated_op, schemas, used)
+            method: _operation(method.upper(), path, functions[(method.upper(), path)], generated_op, schemas, used)
             for method, generated_op in item.items()
         }
         for path, item in generated["paths"].items()
@@ -259,12 +253,12 @@ def document(app: APIGatewayRestResolver) -> dict[str, Any]:
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "responses": {
-                "Unauthorized": UNAUTHORIZED,
+                "Unauthorized": _refusal(401, list(KEY_REFUSALS), gateway=True),
                 **{_pascal(code): _refusal(REFUSALS[code].status, [REFUSALS[code]]) for code in sorted(used.alone)},
             },
             "examples": {
                 code: {"summary": _sentence(REFUSALS[code].meaning), "value": REFUSALS[code].example()}
-                for code in sorted(used.codes)
+                for code in sorted(used.codes | {r.code for r in KEY_REFUSALS})
             },
             "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY},
             "headers": {"IdempotentReplayed": IDEMPOTENT_REPLAYED},
@@ -291,12 +285,20 @@ def swagger_page(app: APIGatewayRestResolver) -> str:
 
 
 def _operation(
-    method: str, route: Callable[..., object], generated: dict[str, Any], schemas: dict[str, Any], used: _Used
+    method: str,
+    path: str,
+    route: Callable[..., object],
+    generated: dict[str, Any],
+    schemas: dict[str, Any],
+    used: _Used,
 ) -> dict[str, Any]:
     row = OPERATIONS[route]
+    permission = PERMISSIONS.get((method, path))
+    if permission is None:
+        raise LookupError(f"{method} {path} has no row in functions.permissions.PERMISSIONS")
     summary, description = _docstring(route)
     mutating = method in MUTATING
-    guarded = row.access is not Access.OPEN
+    guarded = not permission.open
     parameters = list(generated.get("parameters", []))
     if mutating:
         parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
@@ -309,8 +311,9 @@ def _operation(
     codes = [
         *(["forbidden"] if guarded else []),
         *(["invalid_input"] if parameters or body else []),
-        *(["malformed_json"] if body else []),
-        *(["idempotency_conflict", "payload_too_large"] if mutating else []),
+        # Any mutation's body is read before the route is chosen: one that is not JSON is refused then.
+        *(["malformed_json", "unsupported_media_type"] if body or mutating else []),
+        *(["idempotency_conflict", "idempotency_in_progress", "payload_too_large"] if mutating else []),
         *row.refusals,
     ]
     by_status: dict[int, list[Refusal]] = {}
@@ -322,7 +325,7 @@ def _operation(
     if guarded:
         refused["401"] = {"$ref": RESPONSES + "Unauthorized"}
     responses.update(sorted(refused.items()))
-    notes = [description, f"**Who may call:** {row.access.who}"]
+    notes = [description, f"**Who may call:** {who(permission)}"]
     if mutating:
         notes.append("**Retries:** safe under an `Idempotency-Key` (the header below).")
     operation: dict[str, Any] = {
@@ -379,11 +382,12 @@ def _pascal(code: str) -> str:
     return "".join(part.title() for part in code.split("_"))
 
 
-def _refusal(status: int, refusals: list[Refusal]) -> dict[str, Any]:
+def _refusal(status: int, refusals: list[Refusal], *, gateway: bool = False) -> dict[str, Any]:
     lines = "\n".join(f"- `{r.code}`: {r.meaning}" for r in refusals)
     codes = [r.code for r in refusals]
+    by = " Answered by API Gateway's authorizer, before the API runs." if gateway else ""
     return {
-        "description": f"{HTTPStatus(status).phrase}: a problem with one of these codes.\n\n{lines}",
+        "description": f"{HTTPStatus(status).phrase}: a problem with one of these codes.{by}\n\n{lines}",
         "content": {
             PROBLEM_JSON: {
                 "schema": {

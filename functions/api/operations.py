@@ -1,12 +1,11 @@
-"""What the OpenAPI document says about each operation beyond its types: area, who may call it, and
-the problem codes its use cases can refuse with.
+"""What the OpenAPI document says about each operation beyond its types: its area and the problem
+codes its use cases can refuse with. Who may call it is the permission table's (`functions.permissions`).
 
 One row per route function. The codes every operation of a kind answers with are added by
 `functions.api.openapi` (`forbidden` on every guarded route, `invalid_input` wherever there is a
-parameter or body, `malformed_json` with a body, `idempotency_conflict` and `payload_too_large` on
-every mutation); the rows name the rest, read off the use cases each route calls. The principals
-are those the route checks today (`shared.access.keys`); a unit test matches each row's access to
-the check in its route's source.
+parameter or body, `malformed_json` and `unsupported_media_type` with a body, `idempotency_conflict`,
+`idempotency_in_progress` and `payload_too_large` on every mutation); the rows name the rest, read off
+the use cases each route calls.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from functions.api.routes import (
     gifts,
     holds,
     identities,
+    keys,
     members,
     redemptions,
     service,
@@ -37,14 +37,19 @@ class Tag(Enum):
     """The document's tags, in the order Swagger UI lists them, with their descriptions."""
 
     MEMBERS = ("members", "A member's points: balance by bucket, statement, tier and progress.")
-    IDENTITIES = ("identities", "Linking an e-mail, phone, card or partner id to a member; provisional members merge.")
+    IDENTITIES = (
+        "identities",
+        "Linking an e-mail, phone, card, partner id or shop customer id to a member, with proof; provisional "
+        "members merge, registered ones only by support.",
+    )
     REDEMPTIONS = ("redemptions", "The live catalogue; redeeming points or rewards (points + cash); donations.")
     HOLDS = ("holds", "Checkout holds: reserve points, then capture (all or part) or release; unsettled holds lapse.")
     GIFTS = ("gifts", "Points sent from one member to another in the same program.")
     DRAWS = ("draws", "Points draws with a committed seed: tickets bought with points, winners anyone can verify.")
     EXCHANGE = ("exchange", "Exchanging points between two programs under an agreement: a quote, then its execution.")
     PARTNERS = ("partners", "Partner brands: points transferred in and out, and their settlement statements.")
-    ADMIN = ("admin", "Operators: versioned program, catalogue and agreement config, dry runs, API keys, sunset.")
+    ADMIN = ("admin", "Operators: versioned program, catalogue and agreement config, dry runs, sunset.")
+    KEYS = ("keys", "API keys: minted, listed, revoked and rotated by operators; shown once, stored hashed.")
     FLAGS = ("flags", "Members flagged by the velocity checks, and the operator's decision on their held points.")
     FIGURES = ("figures", "Program figures for operators, projected from the ledger's stream.")
     SERVICE = ("service", "The service itself.")
@@ -54,45 +59,9 @@ class Tag(Enum):
         self.description = description
 
 
-class Access(Enum):
-    """Who may call an operation, as the route checks it (`shared.access.keys`), and that check."""
-
-    OPEN = ("Anyone: no key.", "")
-    ADMIN = ("An admin key only.", ".require_admin()")
-    PROGRAM = (
-        "Any key whose principal lists the program (a member, channel or partner key), or an admin key.",
-        ".require_program(",
-    )
-    MEMBER = (
-        "The member itself (a member key with this member id, listing the program); a channel or partner key "
-        "listing the program; or an admin key.",
-        ".require_member(",
-    )
-    STAFF = (
-        "A channel or partner key listing the program, or an admin key. Never a member key: a member does not "
-        "settle its own checkout.",
-        ".require_staff(",
-    )
-    PARTNER = (
-        "The partner named in the path, with its own key (a partner key with that id, listing the program); "
-        "or an admin key.",
-        "require_partner(",
-    )
-    AGREEMENT = (
-        "An admin key; a partner key listing either program of the agreement; or, for the quote's member in "
-        "the program points leave, that member's own key or a channel key listing that program.",
-        "require_agreement(",
-    )
-
-    def __init__(self, who: str, check: str) -> None:
-        self.who = who
-        self.check = check
-
-
 @dataclass(frozen=True)
 class Operation:
     tag: Tag
-    access: Access
     refusals: tuple[str, ...] = ()  # problem codes beyond those every operation of its kind gets
 
 
@@ -112,36 +81,37 @@ SPEND = (
 # Capturing or releasing a hold the member (or a partner transfer) made.
 SETTLE = ("unknown_entry", "account_closed", "already_settled", "contention")
 REWARD = ("reward_unavailable", "out_of_stock", "limit_reached")
+# Claiming or merging an identity (`shared.earning.linking`): it may move a provisional member's points.
+LINK = ("unknown_program", "invalid_identity", "invalid_input", "identity_taken", "too_many_lots", "contention")
 
 OPERATIONS: dict[Callable[..., object], Operation] = {
-    service.health: Operation(Tag.SERVICE, Access.OPEN),
-    members.balance: Operation(Tag.MEMBERS, Access.MEMBER, ACCOUNT),
-    members.statement: Operation(Tag.MEMBERS, Access.MEMBER, ACCOUNT),
-    members.tier: Operation(Tag.MEMBERS, Access.MEMBER, ACCOUNT),
-    identities.link: Operation(
-        Tag.IDENTITIES,
-        Access.MEMBER,
-        ("unknown_program", "invalid_identity", "cannot_merge_members", "too_many_lots", "contention"),
+    service.health: Operation(Tag.SERVICE),
+    members.balance: Operation(Tag.MEMBERS, ACCOUNT),
+    members.statement: Operation(Tag.MEMBERS, ACCOUNT),
+    members.tier: Operation(Tag.MEMBERS, ACCOUNT),
+    identities.link: Operation(Tag.IDENTITIES, (*LINK, "proof_required")),
+    identities.request_code: Operation(Tag.IDENTITIES, ("unknown_program", "invalid_identity", "notify_failed")),
+    identities.confirm_code: Operation(
+        Tag.IDENTITIES, ("unknown_verification", "code_expired", "wrong_code", "too_many_attempts", *LINK)
     ),
-    redemptions.rewards: Operation(Tag.REDEMPTIONS, Access.PROGRAM, ("unknown_program",)),
-    redemptions.redeem: Operation(Tag.REDEMPTIONS, Access.MEMBER, SPEND + REWARD),
-    redemptions.donate: Operation(Tag.REDEMPTIONS, Access.MEMBER, SPEND + REWARD),
-    holds.authorise: Operation(Tag.HOLDS, Access.MEMBER, SPEND),
-    holds.capture: Operation(Tag.HOLDS, Access.STAFF, (*SETTLE, "capture_exceeds_hold")),
-    holds.release: Operation(Tag.HOLDS, Access.MEMBER, SETTLE),
-    gifts.gift: Operation(Tag.GIFTS, Access.MEMBER, (*SPEND, "limit_reached")),
-    draws.create_draw: Operation(Tag.DRAWS, Access.ADMIN, ("unknown_program",)),
-    draws.get_draw: Operation(Tag.DRAWS, Access.PROGRAM, ("unknown_draw",)),
-    draws.enter_draw: Operation(Tag.DRAWS, Access.MEMBER, (*SPEND, "unknown_draw", "draw_closed", "limit_reached")),
-    draws.reveal_draw: Operation(Tag.DRAWS, Access.ADMIN, ("unknown_draw", "draw_closed")),
+    identities.merge_members: Operation(Tag.IDENTITIES, (*LINK, "unknown_member")),
+    redemptions.rewards: Operation(Tag.REDEMPTIONS, ("unknown_program",)),
+    redemptions.redeem: Operation(Tag.REDEMPTIONS, SPEND + REWARD),
+    redemptions.donate: Operation(Tag.REDEMPTIONS, SPEND + REWARD),
+    holds.authorise: Operation(Tag.HOLDS, SPEND),
+    holds.capture: Operation(Tag.HOLDS, (*SETTLE, "capture_exceeds_hold")),
+    holds.release: Operation(Tag.HOLDS, SETTLE),
+    holds.settle_hold: Operation(Tag.HOLDS, (*SETTLE, "capture_exceeds_hold")),
+    gifts.gift: Operation(Tag.GIFTS, (*SPEND, "limit_reached")),
+    draws.create_draw: Operation(Tag.DRAWS, ("unknown_program",)),
+    draws.get_draw: Operation(Tag.DRAWS, ("unknown_draw",)),
+    draws.enter_draw: Operation(Tag.DRAWS, (*SPEND, "unknown_draw", "draw_closed", "limit_reached")),
+    draws.reveal_draw: Operation(Tag.DRAWS, ("unknown_draw", "draw_closed")),
     exchange.create_quote: Operation(
-        Tag.EXCHANGE,
-        Access.AGREEMENT,
-        ("unknown_agreement", "redemption_closed", "earning_closed", "unknown_member"),
+        Tag.EXCHANGE, ("unknown_agreement", "redemption_closed", "earning_closed", "unknown_member")
     ),
     exchange.execute_quote: Operation(
         Tag.EXCHANGE,
-        Access.AGREEMENT,
         (
             "unknown_quote",
             "unknown_agreement",
@@ -157,30 +127,29 @@ OPERATIONS: dict[Callable[..., object], Operation] = {
         ),
     ),
     exchange.inbound: Operation(
-        Tag.PARTNERS,
-        Access.PARTNER,
-        ("unknown_program", "earning_closed", "account_closed", "idempotency_conflict", "contention"),
+        Tag.PARTNERS, ("unknown_program", "earning_closed", "account_closed", "idempotency_conflict", "contention")
     ),
-    exchange.outbound: Operation(Tag.PARTNERS, Access.MEMBER, SPEND),
-    exchange.confirm_outbound: Operation(Tag.PARTNERS, Access.PARTNER, SETTLE),
-    exchange.reject_outbound: Operation(Tag.PARTNERS, Access.PARTNER, SETTLE),
-    exchange.settlement: Operation(Tag.PARTNERS, Access.PARTNER, ("unknown_program",)),
-    admin.publish_program: Operation(Tag.ADMIN, Access.ADMIN, ("invalid_config",)),
-    admin.publish_catalogue: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_program", "invalid_config")),
-    admin.publish_agreement: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_program", "invalid_config")),
-    admin.dry_run: Operation(Tag.ADMIN, Access.ADMIN, ("invalid_config",)),
-    admin.create_key: Operation(Tag.ADMIN, Access.ADMIN, ("secret_not_replayed",)),
-    admin.announce_end: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_program", "invalid_sunset", "invalid_config")),
-    admin.live_program: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_program",)),
-    admin.program_versions: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_program",)),
-    admin.live_catalogue: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_catalogue",)),
-    admin.catalogue_versions: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_catalogue",)),
-    admin.live_agreement: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_agreement",)),
-    admin.agreement_versions: Operation(Tag.ADMIN, Access.ADMIN, ("unknown_agreement",)),
-    flags.list_flags: Operation(Tag.FLAGS, Access.ADMIN, ("unknown_program",)),
-    flags.decide: Operation(
-        Tag.FLAGS, Access.ADMIN, ("unknown_program", "flag_not_found", "flag_already_decided", "contention")
-    ),
-    figures.figures: Operation(Tag.FIGURES, Access.ADMIN, ("unknown_program",)),
-    figures.programs: Operation(Tag.FIGURES, Access.ADMIN),
+    exchange.outbound: Operation(Tag.PARTNERS, SPEND),
+    exchange.confirm_outbound: Operation(Tag.PARTNERS, (*SETTLE, "capture_exceeds_hold")),
+    exchange.reject_outbound: Operation(Tag.PARTNERS, SETTLE),
+    exchange.settlement: Operation(Tag.PARTNERS, ("unknown_program",)),
+    admin.publish_program: Operation(Tag.ADMIN, ("invalid_config",)),
+    admin.publish_catalogue: Operation(Tag.ADMIN, ("unknown_program", "invalid_config")),
+    admin.publish_agreement: Operation(Tag.ADMIN, ("unknown_program", "invalid_config")),
+    admin.dry_run: Operation(Tag.ADMIN, ("invalid_config",)),
+    admin.announce_end: Operation(Tag.ADMIN, ("unknown_program", "invalid_sunset", "invalid_config")),
+    admin.live_program: Operation(Tag.ADMIN, ("unknown_program",)),
+    admin.program_versions: Operation(Tag.ADMIN, ("unknown_program",)),
+    admin.live_catalogue: Operation(Tag.ADMIN, ("unknown_catalogue",)),
+    admin.catalogue_versions: Operation(Tag.ADMIN, ("unknown_catalogue",)),
+    admin.live_agreement: Operation(Tag.ADMIN, ("unknown_agreement",)),
+    admin.agreement_versions: Operation(Tag.ADMIN, ("unknown_agreement",)),
+    keys.create_key: Operation(Tag.KEYS, ("secret_not_replayed",)),
+    keys.list_keys: Operation(Tag.KEYS),
+    keys.revoke_key: Operation(Tag.KEYS, ("unknown_key",)),
+    keys.rotate_key: Operation(Tag.KEYS, ("unknown_key", "secret_not_replayed")),
+    flags.list_flags: Operation(Tag.FLAGS, ("unknown_program",)),
+    flags.decide: Operation(Tag.FLAGS, ("unknown_program", "flag_not_found", "flag_already_decided", "contention")),
+    figures.figures: Operation(Tag.FIGURES, ("unknown_program",)),
+    figures.programs: Operation(Tag.FIGURES),
 }

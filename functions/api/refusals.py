@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from functions.api.routes.identities import ProofRequiredError
+from functions.api.routes.keys import UnknownKeyError
 from functions.problems import MALFORMED_JSON, NO_SUCH_ROUTE, TYPE_BASE
 from shared import errors
-from shared.earning.core import MergeConflictError
+from shared.access.keys import KeyRefusal
 from shared.events.identity import InvalidIdentityError
 from shared.exchange.agreements import UnknownQuoteError
+from shared.jobs.notify import NotifyError
+from shared.members import verification
 from shared.members.flags import FlagDecidedError, FlagNotFoundError
 from shared.rewards.draws import DrawClosedError, UnknownDrawError
 
@@ -48,6 +52,32 @@ def _of(error: type[errors.PointbridgeError], meaning: str, detail: str, **extra
 
 _SCHEMA_ERRORS = [{"loc": ["body", "points"], "type": "greater_than", "msg": "Input should be greater than 0"}]
 
+# What API Gateway answers, from the authorizer's verdict, before the API runs (template.yaml's
+# GatewayResponses write them: the same problem shape).
+KEY_REFUSALS = (
+    Refusal(
+        KeyRefusal.MISSING.value,
+        401,
+        "No `x-api-key` header. Every operation but the health check needs a key.",
+        "an API key is needed in the x-api-key header",
+    ),
+    Refusal(
+        KeyRefusal.INVALID.value,
+        401,
+        "The key is not a key this API issued: malformed, unknown, or not matching its id.",
+        "this API key is not valid",
+    ),
+    Refusal(
+        KeyRefusal.EXPIRED.value,
+        401,
+        "The key expired. Ask an operator for a new one (or a rotation).",
+        "this API key expired",
+    ),
+    Refusal(
+        KeyRefusal.REVOKED.value, 401, "The key was revoked. Ask an operator for a new one.", "this API key was revoked"
+    ),
+)
+
 REFUSALS: dict[str, Refusal] = {
     r.code: r
     for r in (
@@ -64,7 +94,8 @@ REFUSALS: dict[str, Refusal] = {
         Refusal(
             MALFORMED_JSON,
             400,
-            "The body is not JSON. Nothing was written.",
+            "The body is not JSON: not UTF-8 text, not JSON syntax (`errors` says where), nested deeper than 32 "
+            "levels, or holding a number too long to read. Nothing was written.",
             "the body is not valid JSON",
             {"errors": [{"loc": ["body", "14"], "type": "json_invalid", "msg": "JSON decode error"}]},
         ),
@@ -77,9 +108,18 @@ REFUSALS: dict[str, Refusal] = {
         # 403
         _of(
             errors.ForbiddenError,
-            "The key's principal may not do this. A program outside its key, another member's account, an "
-            "admin-only operation, or a partner acting for another partner.",
+            "The key's principal may not do this, by the permission table (docs/api.md): a role the operation "
+            "does not grant, a program outside the key, another member's account, a partner acting for another "
+            "partner or a member who did not link it. Decided before anything about the target is read, so it "
+            "says nothing about it.",
             "a member may only see and move its own points",
+        ),
+        _of(
+            ProofRequiredError,
+            "The caller cannot vouch for this identity. A channel links cards it saw and its own customer ids, "
+            "a partner its own member ids; e-mails and phones are proved by a one-time code "
+            "(`POST .../identities/verifications`). Nothing was linked.",
+            "e-mails and phones are proved by a one-time code (POST .../identities/verifications)",
         ),
         # 404
         Refusal(NO_SUCH_ROUTE, 404, "No operation has this method and path.", "no route matches this method and path"),
@@ -105,6 +145,12 @@ REFUSALS: dict[str, Refusal] = {
         _of(UnknownQuoteError, "No quote with that id.", "no quote '4b1f0c9e2a7d4e53a1c6f0e8d2b9a731'"),
         _of(UnknownDrawError, "No draw with that id in the program.", "no draw 'summer' in demo"),
         _of(FlagNotFoundError, "No flag on that member in the program.", "no flag for m1 in demo", member="m1"),
+        _of(
+            verification.UnknownVerificationError,
+            "No verification with that id for this member (in this program).",
+            "no verification 9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e for this member",
+        ),
+        _of(UnknownKeyError, "No key (or no active key, to rotate) with that id.", "no key 3f9a0c2e1b7d4a55"),
         # 409
         _of(
             errors.IdempotencyConflictError,
@@ -136,11 +182,18 @@ REFUSALS: dict[str, Refusal] = {
             key="k-1",
         ),
         _of(
-            MergeConflictError,
-            "The identity belongs to another registered member. Two registered members are merged by hand.",
-            "m1 and m2 are both registered members; merge them by hand",
-            a="m1",
-            b="m2",
+            errors.IdentityTakenError,
+            "The identity belongs to another registered member. It does not move, and the reply does not say "
+            "whose it is; when both accounts are the same person's, support merges them "
+            "(`POST /admin/programs/{program}/members/{member}/merges`, with a reason).",
+            "this identity belongs to another member; ask support to merge the accounts",
+        ),
+        _of(
+            errors.IdempotencyInProgressError,
+            "A request under this `Idempotency-Key` is still running. Nothing else ran; retry the same request "
+            "in a moment to get its reply.",
+            "the request under Idempotency-Key 'k-1' is still running; retry it in a moment",
+            key="k-1",
         ),
         _of(
             FlagDecidedError,
@@ -149,11 +202,17 @@ REFUSALS: dict[str, Refusal] = {
             member="m1",
             flag_status="released",
         ),
-        # 413
+        # 413, 415
         _of(
             errors.PayloadTooLargeError,
             "The body is over 64 KiB. No valid request is that large; nothing was read.",
             "request body over 65536 bytes",
+        ),
+        _of(
+            errors.UnsupportedMediaTypeError,
+            "The body is not JSON by its `Content-Type`. The API reads `application/json` bodies only; nothing "
+            "was read.",
+            "the API reads JSON bodies only (Content-Type application/json), not multipart/form-data",
         ),
         # 422
         _of(
@@ -226,7 +285,29 @@ REFUSALS: dict[str, Refusal] = {
             "or a second announcement.",
             "members need at least 30 days' notice, not 7",
         ),
-        # 503
+        _of(
+            verification.CodeExpiredError,
+            "The code expired (10 minutes) or was used already. Ask for a new one.",
+            "the code expired or was used; ask for a new one",
+        ),
+        _of(
+            verification.WrongCodeError,
+            "The code is not the one sent. `attempts_left` more guesses are allowed; nothing was linked.",
+            "that is not the code; 4 attempt(s) left",
+            attempts_left=4,
+        ),
+        _of(
+            verification.TooManyAttemptsError,
+            "The code's 5 attempts are spent. Ask for a new code; nothing was linked.",
+            "no attempts left for this code; ask for a new one",
+        ),
+        # 502, 503
+        _of(
+            NotifyError,
+            "The code could not be sent: the notifications bus refused the event. Nothing can be confirmed "
+            "with it; ask for a code again.",
+            "EventBridge refused 9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e: ThrottlingException",
+        ),
         _of(
             errors.ContentionError,
             "The account stayed busy. Concurrent updates kept it changing and no points moved; retry the same "
@@ -235,4 +316,4 @@ REFUSALS: dict[str, Refusal] = {
             member="m1",
         ),
     )
-}
+} | {r.code: r for r in KEY_REFUSALS}

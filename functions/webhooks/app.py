@@ -3,11 +3,14 @@
 The adapters check the signature (and the replay window) before they read the body, and they are
 pure and quick, so events are parsed here and queued already normalised: ingest never sees a raw
 payload, and a bad signature or malformed body is refused before anything is queued. Sources and
-their secrets come from the SOURCES configuration (integrations.sources).
+their secrets come from the SOURCES configuration (integrations.sources). App events come from the
+brand's app backend through the API's authorizer, with its channel key: the permission table's
+row for `POST /app-events` says which keys may send them.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +19,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions import problems
+from functions.permissions import PERMISSIONS
 from functions.services import services
 from integrations.app_events import parse_app_event
 from integrations.shopify import parse_shopify_webhook
 from integrations.square import parse_square_webhook
+from shared.access import permissions
+from shared.access.keys import Principal
+from shared.errors import ForbiddenError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,8 +46,11 @@ def _now() -> datetime:
 
 
 def _body() -> bytes:
-    raw = app.current_event.decoded_body or ""
-    return raw.encode("utf-8") if isinstance(raw, str) else raw
+    # The bytes as sent: signatures are over them, and a body that is not UTF-8 is the adapter's to
+    # refuse (powertools' decoded_body would decode it as text first, and fail with a 502).
+    event = app.current_event
+    raw = event.body or ""
+    return base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8", "surrogatepass")
 
 
 def _headers() -> dict[str, str]:
@@ -65,7 +75,20 @@ def square(merchant: str) -> dict[str, Any]:
 
 @app.post("/app-events")
 def app_events() -> dict[str, Any]:
-    return _accepted([parse_app_event(_body(), services().sources.app_config(), now=_now())])
+    # Behind the API's authorizer: only the app backend's channel key, for the app's program.
+    config = services().sources.app_config()
+    permissions.authorize(
+        PERMISSIONS[("POST", "/app-events")], _principal(), permissions.Target(program=config.program)
+    )
+    return _accepted([parse_app_event(_body(), config, now=_now())])
+
+
+def _principal() -> Principal:
+    authorizer = app.current_event.request_context.authorizer
+    context = authorizer.raw_event if authorizer else {}
+    if not context or "kind" not in context:
+        raise ForbiddenError("app events need the app backend's key (x-api-key)")
+    return Principal.from_context(dict(context))
 
 
 def _refused(error: PointbridgeError) -> None:

@@ -45,6 +45,24 @@ class Authorizer:
     query_strings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class GatewayResponse:
+    """An API's customised reply for one of API Gateway's own refusals (its GatewayResponses)."""
+
+    status: int | None
+    headers: dict[str, str]  # static values only
+    templates: dict[str, str]  # content type -> body, with $context variables
+
+
+# Each refusal of the authorizer step: the gateway response type, API Gateway's default status and message.
+UNAUTHORIZED = ("UNAUTHORIZED", 401, "Unauthorized")
+EXPLICIT_DENY = ("ACCESS_DENIED", 403, "User is not authorized to access this resource with an explicit deny")
+IMPLICIT_DENY = ("ACCESS_DENIED", 403, "User is not authorized to access this resource")
+AUTHORIZER_FAILURE = ("AUTHORIZER_FAILURE", 500, None)
+AUTHORIZER_CONFIGURATION = ("AUTHORIZER_CONFIGURATION_ERROR", 500, None)
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
+
+
 @dataclass
 class Route:
     function: str
@@ -54,6 +72,7 @@ class Route:
     stage: str
     authorizer: Authorizer | None = None
     binary_media_types: tuple[str, ...] = ()
+    gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -222,8 +241,8 @@ class ApiGateway:
         if route.authorizer is not None:
             denied = self._authorize(route, event)
             if denied is not None:
-                status, message = denied
-                _reply(request, status, _json_type(), json.dumps({"message": message}).encode())
+                refusal, context = denied
+                _reply(request, *gateway_reply(route, refusal, context, event["requestContext"]["requestId"]))
                 return
         try:
             reply = self.invoke(route.function, event, "api", 1)
@@ -237,13 +256,16 @@ class ApiGateway:
         status, headers, payload = translated
         _reply(request, status, headers, payload)
 
-    def _authorize(self, route: Route, event: dict[str, Any]) -> tuple[int, str | None] | None:
+    def _authorize(
+        self, route: Route, event: dict[str, Any]
+    ) -> tuple[tuple[str, int, str | None], dict[str, str]] | None:
+        """None when the authorizer allows the request; else which refusal, and the authorizer's context."""
         auth = route.authorizer
         assert auth is not None
         headers = {k.lower(): v for k, v in (event["headers"] or {}).items()}
         query = event["queryStringParameters"] or {}
         if any(h.lower() not in headers for h in auth.headers) or any(q not in query for q in auth.query_strings):
-            return 401, "Unauthorized"
+            return UNAUTHORIZED, {}
         method_arn = (
             f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{route.api_id}/{route.stage}/"
             f"{event['httpMethod']}{event['path']}"
@@ -262,18 +284,50 @@ class ApiGateway:
             policy = self.invoke(auth.function, auth_event, "authorizer", 1)
         except InvocationError as exc:
             if exc.message == "Unauthorized":
-                return 401, "Unauthorized"
-            return 500, None
+                return UNAUTHORIZED, {}
+            return AUTHORIZER_FAILURE, {}
         effect = _policy_effect(policy, method_arn)
         if effect is None:
-            return 500, None
-        if effect == "Deny":
-            return 403, "User is not authorized to access this resource with an explicit deny"
-        if effect != "Allow":
-            return 403, "User is not authorized to access this resource"
+            return AUTHORIZER_CONFIGURATION, {}
         context = {k: _context_value(v) for k, v in (policy.get("context") or {}).items()}
+        if effect == "Deny":
+            return EXPLICIT_DENY, context
+        if effect != "Allow":
+            return IMPLICIT_DENY, context
         event["requestContext"]["authorizer"] = context | {"principalId": policy.get("principalId")}
         return None
+
+
+def gateway_reply(
+    route: Route, refusal: tuple[str, int, str | None], context: dict[str, str], request_id: str
+) -> tuple[int, dict[str, list[str]], bytes]:
+    """API Gateway's reply to a refusal: its default, or the API's GatewayResponse for that type.
+
+    A response template's `$context.authorizer.<key>`, `$context.error.message`,
+    `$context.error.responseType` and `$context.requestId` are filled in; API Gateway does not run
+    gateway response templates through VTL, so no other syntax is emulated (or needed).
+    """
+    response_type, default_status, message = refusal
+    custom = route.gateway_responses.get(response_type) or route.gateway_responses.get(
+        "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX"
+    )
+    default_body = json.dumps({"message": message}).encode()
+    if custom is None:
+        return default_status, _json_type(), default_body
+    variables = {f"authorizer.{k}": v for k, v in context.items()} | {
+        "error.message": message or "",
+        "error.messageString": json.dumps(message),
+        "error.responseType": response_type,
+        "requestId": request_id,
+    }
+    template = custom.templates.get("application/json")
+    body = (
+        _CONTEXT_VARIABLE.sub(lambda m: variables.get(m.group(1), ""), template).encode()
+        if template is not None
+        else default_body
+    )
+    headers = _json_type() | {name: [value] for name, value in custom.headers.items()}
+    return custom.status or default_status, headers, body
 
 
 def _context_value(value: Any) -> str:

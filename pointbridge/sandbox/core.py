@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from pointbridge.sandbox import state
-from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route
+from pointbridge.sandbox.apigw import ApiGateway, Authorizer, GatewayResponse, Route
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.sandbox.iam import PolicySet, function_credentials, function_principal
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
@@ -21,6 +21,7 @@ from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_f
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
     SERVERLESS_FUNCTION,
+    TemplateError,
     function_code_dir,
     function_layers,
     function_properties,
@@ -58,6 +59,20 @@ def _outcome(reply: Any) -> str:
     ):
         return "malformed"  # the poller fails the whole batch (unknown ids are caught there too)
     return "partial" if failures else "ok"
+
+
+def gateway_response(spec: dict[str, Any]) -> GatewayResponse:
+    """SAM's GatewayResponses entry: a status, static headers (quoted, as API Gateway wants them), templates."""
+    headers = spec.get("ResponseParameters", {}).get("Headers", {})
+    for name, value in headers.items():
+        if not (isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == "'"):
+            raise TemplateError(f"gateway response header {name}: only static values ('...') are emulated")
+    status = spec.get("StatusCode")
+    return GatewayResponse(
+        status=int(status) if status is not None else None,
+        headers={str(name): str(value)[1:-1] for name, value in headers.items()},
+        templates={str(k): str(v) for k, v in spec.get("ResponseTemplates", {}).items()},
+    )
 
 
 class Sandbox:
@@ -462,18 +477,24 @@ class Sandbox:
             ScheduleSpec(function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled)
         )
 
-    def _api_settings(self, api_logical_id: str) -> tuple[str, str, dict[str, Any], tuple[str, ...]]:
+    def _api_settings(
+        self, api_logical_id: str
+    ) -> tuple[str, str, dict[str, Any], tuple[str, ...], dict[str, GatewayResponse]]:
         resource = self.provisioner.ensure(api_logical_id)
         if api_logical_id == IMPLICIT_API:
-            return resource.physical_id, "Prod", {}, ()
+            return resource.physical_id, "Prod", {}, (), {}
         props = self.template["Resources"][api_logical_id].get("Properties", {})
         binary = tuple(str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes", []))
-        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary
+        responses = {
+            str(kind): gateway_response(self.provisioner.resolver.resolve(spec))
+            for kind, spec in props.get("GatewayResponses", {}).items()
+        }
+        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary, responses
 
     def _route(self, function: str, props: dict[str, Any]) -> Route:
         rest_api = props.get("RestApiId", {"Ref": IMPLICIT_API})
         api_logical_id = rest_api["Ref"] if isinstance(rest_api, dict) else IMPLICIT_API
-        api_id, stage, auth, binary = self._api_settings(api_logical_id)
+        api_id, stage, auth, binary, responses = self._api_settings(api_logical_id)
         name = props.get("Auth", {}).get("Authorizer") or auth.get("DefaultAuthorizer")
         authorizer = None
         if name and name not in ("NONE", "AWS_IAM"):
@@ -486,6 +507,7 @@ class Sandbox:
             stage=stage,
             authorizer=authorizer,
             binary_media_types=binary,
+            gateway_responses=responses,
         )
 
     def _authorizer(self, name: str, config: dict[str, Any]) -> Authorizer:

@@ -1,13 +1,28 @@
-"""Linking two identities: a provisional member folds into the other through ledger transfers."""
+"""Linking identities: a provisional member folds into a registered one through ledger transfers.
+
+Three ways in:
+
+- `link(a, b)`: two identities are one person (ingest, the demo): a provisional member folds into
+  the other; two registered members are an operator's decision.
+- `claim(member, identity)`: a registered member takes an identity its caller has proved it holds
+  (the channel saw the card, the partner vouches for its id, the member confirmed a code). An
+  identity nobody holds is claimed once (a conditional put); one a provisional member holds brings
+  that member's points along; one another registered member holds is refused, never moved. Two
+  members claiming one identity at once: exactly one wins.
+- `merge(merged, survivor, reason)`: support folds one member into another, registered or not,
+  with a reason the transfer entry keeps.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from shared.earning.core import MAX_DECISIONS, IngestCore, LinkResult, MergeConflictError, provisional_member
 from shared.errors import (
     AccountClosedError,
     ContentionError,
+    IdentityTakenError,
     InvalidInputError,
 )
 from shared.events.model import (
@@ -19,6 +34,9 @@ from shared.members import activity
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+MAX_MERGE_ID = 200  # the ledger's limit for an external id
+LINKED = "identities linked: provisional account merged"
 
 
 class Linking(IngestCore):
@@ -46,6 +64,40 @@ class Linking(IngestCore):
             )
         survivor, merged = (member_b, member_a) if prov_a and not prov_b else (member_a, member_b)
         self._members.mark_merged(merged, survivor)
+        return self._fold(program, merged, survivor, LINKED, at)
+
+    def claim(self, program: str, member: str, identity: Identity, at: datetime | None = None) -> LinkResult:
+        """A registered member takes an identity its caller proved it holds; IdentityTakenError when
+        another registered member holds it (it never moves; support decides)."""
+        claimant = self._follow(member)
+        if self._provisional(claimant):
+            raise InvalidInputError("identities are claimed by registered members, not provisional ones")
+        for _ in range(MAX_DECISIONS):
+            holder = self._known(identity)
+            if holder is None:
+                holder = self._members.claim(identity.key, claimant, provisional=False)
+                if holder == claimant:
+                    return LinkResult(claimant)
+                continue  # another claim won meanwhile: judge against its holder
+            if holder == claimant:
+                return LinkResult(claimant)
+            if not self._provisional(holder):
+                raise IdentityTakenError("this identity belongs to another member; ask support to merge the accounts")
+            if self._members.merge_once(holder, claimant):
+                return self._fold(program, holder, claimant, LINKED, at)
+            # Another member folded the provisional holder in first: the identity is theirs now.
+        raise ContentionError("the identity kept changing hands; retry the link", member=claimant)
+
+    def merge(self, program: str, merged: str, survivor: str, reason: str, at: datetime | None = None) -> LinkResult:
+        """Support folds `merged` into `survivor` (either may be registered), with the reason on the entry."""
+        merged, survivor = self._follow(merged), self._follow(survivor)
+        if merged == survivor:
+            return LinkResult(survivor)
+        if not self._members.merge_once(merged, survivor):
+            raise IdentityTakenError(f"{merged} was merged into another member meanwhile")
+        return self._fold(program, merged, survivor, reason, at)
+
+    def _fold(self, program: str, merged: str, survivor: str, reason: str, at: datetime | None) -> LinkResult:
         profile = self._members.profile(merged)
         for key in sorted(profile.identities if profile else ()):
             self._members.repoint(key, survivor)
@@ -58,8 +110,8 @@ class Linking(IngestCore):
                         program=program,
                         member=merged,
                         to_member=survivor,
-                        external_id=f"merge:{merged}:{survivor}",
-                        reason="identities linked: provisional account merged",
+                        external_id=_merge_id(merged, survivor),
+                        reason=reason,
                     ),
                     at=at,
                 )
@@ -82,3 +134,11 @@ class Linking(IngestCore):
     def _provisional(self, member: str) -> bool:
         profile = self._members.profile(member)
         return bool(profile and profile.provisional)
+
+
+def _merge_id(merged: str, survivor: str) -> str:
+    """The merge transfer's external id: readable while it fits the ledger's ids, a digest beyond."""
+    readable = f"merge:{merged}:{survivor}"
+    if len(readable) <= MAX_MERGE_ID:
+        return readable
+    return "merge:" + hashlib.sha256(f"{merged}\x00{survivor}".encode()).hexdigest()

@@ -7,14 +7,12 @@ the time of the purchase or action (event time), never the time of arrival.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
-
-if TYPE_CHECKING:
-    from datetime import datetime
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -24,6 +22,19 @@ MAX_POINTS = 100_000_000
 MAX_AMOUNT = Decimal("10000000")
 Points = Annotated[int, Field(strict=True, gt=0, le=MAX_POINTS)]
 Money = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=14, decimal_places=4)]
+# Times no purchase, transfer or draw has outside: beyond them a time is a bug or an attack, and near
+# the ends of Python's calendar converting it to UTC or adding an expiry period would overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("a time between 1970 and 2199 (UTC)")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class Channel(StrEnum):
@@ -110,7 +121,9 @@ class _Event(BaseModel):
         ExternalId, Field(description="The producer's own id for the event; with `source`, it posts once.")
     ]
     identity: Annotated[Identity, Field(description="Who the event is about.")]
-    occurred_at: Annotated[AwareDatetime, Field(description="When it happened (with an offset), not when it arrived.")]
+    occurred_at: Annotated[
+        Moment, Field(description="When it happened (with an offset, between 1970 and 2199), not when it arrived.")
+    ]
 
 
 class PurchaseEvent(_Event):

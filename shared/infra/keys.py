@@ -19,8 +19,9 @@
 | programs with holds | PROGRAMS | P#<program> |  |
 | reward stock | REWARD#<program>#<reward> | STOCK |  |
 | draw, its tickets | DRAW#<program>#<draw> | DRAW, T#<member> |  |
-| API key (hash) | KEY#<sha256> | KEY |  |
-| idempotent reply | IDEM#<principal> | KEY#<Idempotency-Key> |  |
+| API key (its hash) | KEY#<key id> | KEY | GSI1 KEYS / <created>#<key id> |
+| Idempotency-Key claim, reply | IDEM#<principal> | KEY#<Idempotency-Key> |  |
+| identity verification | M#<member> | VERIFY#<verification id> |  |
 | exchange quote | QUOTE#<quote id> | QUOTE |  |
 | refunds waiting for order | W#<program>#<order entry id> | W |  |
 | velocity window | W#<program>#<check>#<key>#<w> | W |  |
@@ -120,6 +121,10 @@ def referral(program: str, member: str) -> ItemKey:
 
 def profile(member: str) -> ItemKey:
     return ItemKey(member_pk(member), "PROFILE")
+
+
+def verification(member: str, verification_id: str) -> ItemKey:
+    return ItemKey(member_pk(member), f"VERIFY#{verification_id}")
 
 
 # --- Guard counters (limits checked in the ledger's transaction) ------------------------------
@@ -262,8 +267,15 @@ def identity(identity_key: str) -> ItemKey:
 # --- Access -----------------------------------------------------------------------------------
 
 
-def api_key(key_hash: str) -> ItemKey:
-    return ItemKey(f"KEY#{key_hash}", "KEY")
+API_KEYS = "KEYS"  # GSI1PK of every key: the listing, in the order keys were minted
+
+
+def api_key(key_id: str) -> ItemKey:
+    return ItemKey(f"KEY#{key_id}", "KEY")
+
+
+def api_key_index(created_at: datetime, key_id: str) -> IndexKey:
+    return IndexKey(API_KEYS, f"{ts(created_at)}#{key_id}")
 
 
 def reply(principal: str, idempotency_key: str) -> ItemKey:

@@ -209,6 +209,27 @@ class Table:
         self.stats.record("UpdateItem", dict(response))
         return from_item(response.get("Attributes", {}))
 
+    def delete(
+        self, key: ItemKey, condition: str, *, names: dict[str, str] | None = None, values: dict[str, Any] | None = None
+    ) -> bool:
+        """Delete an item if its condition holds; False when it did not."""
+        kwargs: dict[str, Any] = {"ConditionExpression": condition}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = to_item(values)
+        try:
+            response = self.client.delete_item(
+                TableName=self.name, Key=to_item({"PK": key.pk, "SK": key.sk}), ReturnConsumedCapacity="TOTAL", **kwargs
+            )
+        except ClientError as error:
+            self.stats.record("DeleteItem", {})
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        self.stats.record("DeleteItem", dict(response))
+        return True
+
     def transact(self, items: Sequence[Any]) -> None:
         """One TransactWriteItems; a refusal raises `TransactionCanceledError` with DynamoDB's reasons."""
         try:

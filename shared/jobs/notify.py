@@ -23,21 +23,25 @@ class NotifyError(PointbridgeError):
     status = 502
 
 
+SOURCE = "pointbridge.jobs"
+
+
 class EventBridgeNotifier:
     """Member notices as events on the notifications bus (PutEvents, one event per notice)."""
 
-    SOURCE = "pointbridge.jobs"
+    SOURCE = SOURCE
 
-    def __init__(self, bus: str | None = None, client: Any = None) -> None:
+    def __init__(self, bus: str | None = None, client: Any = None, source: str = SOURCE) -> None:
         self._bus = bus or get_settings().notifications_bus
         self._client = client
+        self._source = source
 
     def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
         client = self._client or aws.events()
         response = client.put_events(
             Entries=[
                 {
-                    "Source": self.SOURCE,
+                    "Source": self._source,
                     "DetailType": detail_type,
                     "Detail": json.dumps({"id": event_id, **detail}),
                     "EventBusName": self._bus,

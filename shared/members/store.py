@@ -10,13 +10,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from shared.events.model import IdentityKind
 from shared.infra import keys
-from shared.infra.codec import to_item
+from shared.infra.codec import parse_ts, to_item, ts
 from shared.infra.counters import SHARDS, counters_update, shard_of
 from shared.infra.table import TransactionCanceledError
 from shared.ledger.contract import Tally
 from shared.ledger.store import account_from, tally_update
 from shared.members.records import Flag, FlagDecision, Profile, TierChange, TierRecord
+from shared.members.verification import Verification
 from shared.members.view import REFERRAL_AWAITING, MemberView, Referral, Tallied
 
 if TYPE_CHECKING:
@@ -106,6 +108,72 @@ class MemberDirectory:
             ExpressionAttributeNames={"#type": "type"},
             ExpressionAttributeValues=to_item({":type": "member", ":into": into}),
         )
+
+    def merge_once(self, member: str, into: str) -> bool:
+        """Point a member at the one it merges into, unless it already points elsewhere (False then):
+        of two members folding in one provisional member at once, exactly one does."""
+        updated = self._table.update(
+            keys.profile(member),
+            "SET #type = :type, merged_into = :into",
+            ConditionExpression="attribute_not_exists(merged_into) OR merged_into = :into",
+            ExpressionAttributeNames={"#type": "type"},
+            ExpressionAttributeValues=to_item({":type": "member", ":into": into}),
+        )
+        return updated is not None
+
+    # Identity verifications (one-time codes): only the code's keyed hash is kept
+
+    def put_verification(self, verification: Verification) -> None:
+        key = keys.verification(verification.member, verification.verification_id)
+        self._table.put(
+            {
+                "PK": key.pk,
+                "SK": key.sk,
+                "type": "verification",
+                "program": verification.program,
+                "kind": verification.kind.value,
+                "identity": verification.identity_hash,
+                "code_hash": verification.code_hash,
+                "expires_at": ts(verification.expires_at),
+                "attempts_left": verification.attempts_left,
+                "used": False,
+            }
+        )
+
+    def get_verification(self, member: str, verification_id: str) -> Verification | None:
+        item = self._table.get(keys.verification(member, verification_id))
+        if item is None:
+            return None
+        return Verification(
+            verification_id=verification_id,
+            program=str(item["program"]),
+            member=member,
+            kind=IdentityKind(str(item["kind"])),
+            identity_hash=str(item["identity"]),
+            code_hash=str(item["code_hash"]),
+            expires_at=parse_ts(str(item["expires_at"])),
+            attempts_left=int(item["attempts_left"]),
+            used=bool(item.get("used", False)),
+        )
+
+    def spend_attempt(self, member: str, verification_id: str) -> int | None:
+        updated = self._table.update(
+            keys.verification(member, verification_id),
+            "SET attempts_left = attempts_left - :one",
+            ConditionExpression="attempts_left > :zero AND used = :no",
+            ExpressionAttributeValues=to_item({":one": 1, ":zero": 0, ":no": False}),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(updated["attempts_left"]) if updated is not None else None
+
+    def use_verification(self, member: str, verification_id: str) -> bool:
+        updated = self._table.update(
+            keys.verification(member, verification_id),
+            "SET used = :yes",
+            ConditionExpression="used = :no",
+            ExpressionAttributeValues=to_item({":yes": True, ":no": False}),
+        )
+        return updated is not None
 
     # What an earn decides on
 

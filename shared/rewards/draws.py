@@ -18,9 +18,10 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import InvalidInputError, LedgerError, LimitReachedError, NotFoundError
+from shared.events.model import Moment
 from shared.infra import keys
 from shared.ledger.commands import Spend
 from shared.ledger.contract import Guard, GuardRefusedError
@@ -58,7 +59,7 @@ class DrawIn(BaseModel):
     ] = 100
     winners: Annotated[int, Field(gt=0, le=1000, description="How many winners to draw.")] = 1
     closes_at: Annotated[
-        AwareDatetime, Field(description="Tickets are sold until then (in the future, with an offset).")
+        Moment, Field(description="Tickets are sold until then (in the future, with an offset, before 2200).")
     ]
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from shared.rewards.catalogue import GiftPolicy
 
 SOURCE = "gift"
+MAX_REASON = 300  # the ledger's limit for an entry's reason
 
 
 def send_gift(
@@ -39,6 +40,8 @@ def send_gift(
     now: datetime,
     message: str = "",
 ) -> Entry:
+    """Send a gift. `reference` is the sender's own id for it, already unique to the sender (the API
+    scopes callers' references to the caller and the member)."""
     if not policy.enabled:
         raise InvalidInputError(f"gifts are switched off in {program}")
     if points < policy.minimum:
@@ -60,8 +63,8 @@ def send_gift(
         points=points,
         credited=points,
         source=SOURCE,
-        external_id=f"{sender}:{reference}",
-        reason=f"gift from {sender} to {recipient}" + (f": {message}" if message else ""),
+        external_id=reference,
+        reason=(f"gift from {sender} to {recipient}" + (f": {message}" if message else ""))[:MAX_REASON],
         counter=Account.TRANSFER,
         keep_expiry=True,
         hold_until=now + timedelta(days=policy.hold_days) if policy.hold_days else None,

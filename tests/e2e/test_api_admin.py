@@ -237,6 +237,7 @@ def test_announcing_a_programs_end(api: HttpApi) -> None:
     member = api.key(PrincipalKind.MEMBER, "ann", ("fade",))
     acme = api.key(PrincipalKind.PARTNER, "acme", ("fade",))
     credit = {"transfer_id": "t-1", "points": 40, "occurred_at": datetime.now(UTC).isoformat()}
+    api.link_partner(acme, "fade", "ann", "ACME-ANN")
     api.ok("POST", "/partners/acme/programs/fade/members/ann/transfers-in", acme, credit, status=201)
     api.ok("POST", "/programs/fade/members/ann/redemptions", member, {"points": 10, "reference": "r"}, status=201)
 
@@ -253,6 +254,7 @@ def test_after_the_end_spending_and_earning_are_refused_and_nothing_is_written(a
     acme = api.key(PrincipalKind.PARTNER, "acme", ("late", "gone"))
     ann = api.key(PrincipalKind.MEMBER, "ann", ("late", "gone"))
     credit = {"transfer_id": "t-1", "points": 40, "occurred_at": now.isoformat()}
+    api.link_partner(acme, "late", "ann", "ACME-ANN")
     before = api.table_items()
     # When partners credit and members spend
     late_credit = api.call("POST", "/partners/acme/programs/late/members/ann/transfers-in", acme, credit)

@@ -149,10 +149,14 @@ def test_inbound_transfer_is_idempotent_on_the_partners_transfer_id(api: HttpApi
     path = "/partners/acme/programs/demo/members/m2/transfers-in"
     body = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-11-30T10:00:00Z"}
     start = balance(api, "demo", "m2")["available"]
+    # Only a member who linked acme's id (acme links it itself) may be credited by acme
+    problem(api.call("POST", path, acme, body), 403, "forbidden")
+    api.link_partner(acme, "demo", "m2", "ACME-0002")
     first = api.mutate("POST", path, acme, body, other={**body, "points": 41})
     # The same transfer id again, without an Idempotency-Key: the stored entry, credited once
     again = api.ok("POST", path, acme, body, status=201)
-    assert again["entry_id"] == first["entry_id"] == "partner-in:acme:t-1"
+    assert again["entry_id"] == first["entry_id"]
+    assert first["entry_id"].startswith("partner-in:acme:") and first["entry_id"].endswith(":t-1")
     assert balance(api, "demo", "m2")["available"] == start + 40
     # The same transfer id with other points is a conflict, never a second credit
     problem(api.call("POST", path, acme, {**body, "points": 41}), 409, "idempotency_conflict")
@@ -169,11 +173,13 @@ def test_outbound_transfer_held_until_the_partner_confirms_or_rejects(api: HttpA
     pending = balance(api, "demo", "m3")
     assert (pending["available"], pending["held"]) == (start - 160, 160)
     base = "/partners/acme/programs/demo/members/m3/transfers-out"
-    confirmed = api.mutate("POST", f"{base}/o-1/confirm", acme)
+    # A confirm wider than the transfer is refused; one for part of it is honoured, the rest returns
+    problem(api.call("POST", f"{base}/o-1/confirm", acme, {"points": 101}), 422, "capture_exceeds_hold")
+    confirmed = api.mutate("POST", f"{base}/o-1/confirm", acme, {"points": 80}, other={"points": 79})
     rejected = api.mutate("POST", f"{base}/o-2/reject", acme)
-    assert (confirmed["kind"], rejected["kind"]) == ("capture", "release")
+    assert (confirmed["kind"], confirmed["details"]["captured"], rejected["kind"]) == ("capture", "80", "release")
     after = balance(api, "demo", "m3")
-    assert (after["available"], after["held"]) == (start - 100, 0)
+    assert (after["available"], after["held"]) == (start - 80, 0)
     problem(api.call("POST", f"{base}/o-2/confirm", acme), 409, "already_settled")
 
 

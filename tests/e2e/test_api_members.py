@@ -16,6 +16,7 @@ from shared.infra.settings import Settings
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
 from tests.support.http_api import HttpApi, problem
+from tests.support.inbox import code_inbox
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -154,17 +155,23 @@ def test_linking_an_email_folds_points_earned_under_it_into_the_member(api: Http
     sb.client("sqs").send_message(QueueUrl=sb.resource("IngestQueue"), MessageBody=json.dumps(event))
     sb.wait_for_idle(timeout=60)
     cy = api.key(PrincipalKind.MEMBER, "cy", ("club",))
-    # When member cy links that e-mail, sent raw (the API hashes it)
-    path = "/programs/club/members/cy/identities"
+    inbox = code_inbox(sb.client("events"), sb.client("sqs"), sb.resource("NotificationsBus"))
+    # When member cy asks for a code for that e-mail, sent raw (the API hashes it), and confirms it
+    codes = "/programs/club/members/cy/identities/verifications"
     email = {"kind": "email", "value": " Cy@Example.com "}
-    linked = api.mutate("POST", path, cy, email, other={**email, "value": "cy2@example.com"})
+    sent = api.mutate("POST", codes, cy, email, other={**email, "value": "cy2@example.com"})
+    assert inbox.detail(sent["verification_id"])["to"] == "cy@example.com"
+    confirm = f"{codes}/{sent['verification_id']}/confirm"
+    code = {"code": inbox.code_for(sent["verification_id"])}
+    linked = api.mutate("POST", confirm, cy, code, other={"code": "000000" if code["code"] != "000000" else "111111"})
     # Then the provisional member's points moved to cy through the ledger, and no raw e-mail was stored
     assert linked["member"] == "cy" and linked["merged"]
     assert api.ok("GET", "/programs/club/members/cy/balance", cy)["available"] == 40
     assert not any("example.com" in str(item).lower() for item in api.services.table.scan())
     assert audit(*api.services.ledger_store.ledger_records()).ok
-    # And linking a card is accepted; nonsense is a typed problem; another member's identities are not cy's to link
-    card = {"kind": "card", "value": "card-0042"}
-    assert api.mutate("POST", path, cy, card, other={**card, "value": "0043"}) == {"member": "cy", "merged": ""}
-    problem(api.call("POST", path, cy, {"kind": "email", "value": "not-an-email"}), 400, "invalid_identity")
-    problem(api.call("POST", f"{ANN}/identities", cy, {"kind": "card", "value": "c"}), 403, "forbidden")
+    # And the till that sees cy's card links it; nonsense is a typed problem; cy links nothing of ann's
+    till = api.key(PrincipalKind.CHANNEL, "till", ("club",))
+    card, path = {"kind": "card", "value": "card-0042"}, "/programs/club/members/cy/identities"
+    assert api.mutate("POST", path, till, card, other={**card, "value": "0043"}) == {"member": "cy", "merged": ""}
+    problem(api.call("POST", codes, cy, {"kind": "email", "value": "not-an-email"}), 400, "invalid_identity")
+    problem(api.call("POST", f"{ANN}/identities/verifications", cy, email), 403, "forbidden")

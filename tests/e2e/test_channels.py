@@ -20,9 +20,9 @@ from pointbridge.sandbox import Sandbox
 from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
+from shared.infra.settings import Settings
 from shared.ledger.audit import audit
 from tests.integration.channel_fixtures import (
-    ID_KEY,
     MERCHANT,
     SHOP,
     SOURCES,
@@ -30,6 +30,7 @@ from tests.integration.channel_fixtures import (
     shopify_headers,
     square_headers,
 )
+from tests.support.inbox import code_inbox
 from tests.support.services import sandbox_services
 from tests.unit.adapter_helpers import load, raw
 
@@ -47,10 +48,9 @@ def sb() -> Iterator[Sandbox]:
     with Sandbox(
         template=ROOT / "template.yaml", queue_overrides={"IngestQueue": {"VisibilityTimeout": 5}}, schedules=False
     ) as sandbox:
+        # No source carries its own identity_key: every channel and the API hash with the stack's one.
         sources = {
-            kind: {
-                k: {**v, "identity_key": ID_KEY} if kind not in ("app", "partners") else v for k, v in configs.items()
-            }
+            kind: {k: {n: x for n, x in v.items() if n != "identity_key"} for k, v in configs.items()}
             for kind, configs in SOURCES.items()
         }
         sandbox.client("ssm").put_parameter(
@@ -115,28 +115,47 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     )
     assert report["accepted"] == 1 and [r["line"] for r in report["rejected"]] == [3]
 
-    # When the operator links the person's identities over HTTP, onto the online account
-    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
+    # When the person registers (member jon) and proves each identity over HTTP: the e-mail with a
+    # one-time code, the card at the till that sees it, the airline id through the airline
+    email = Identity(
+        kind=IdentityKind.EMAIL, value=hash_email(Settings().identity_hash_key.encode(), "jon.snow@example.com")
+    )
     card = Identity(kind=IdentityKind.CARD, value="6012345678")
     partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
     provisional = {directory.member_for(i.key) for i in (email, card, partner)}
     online = directory.member_for(email.key)
-    assert online is not None and len(provisional) == 3
-    admin = {"x-api-key": issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops-channels"))}
-    member_url = f"{sb.api_url}/programs/acme/members/{online}"
-    links: list[dict[str, str]] = [
-        {"kind": "card", "value": "6012 3456 78"},  # as printed on the card; the till sent 6012345678
-        {"kind": "partner", "value": "AIR-778812", "scope": "skyair"},
+    assert None not in provisional and len(provisional) == 3
+
+    def key(kind: PrincipalKind, ident: str) -> dict[str, str]:
+        return {"x-api-key": issue_key(services.access_items, Principal(kind=kind, id=ident, programs=("acme",)))}
+
+    jon, till_key, skyair = (
+        key(PrincipalKind.MEMBER, "jon"),
+        key(PrincipalKind.CHANNEL, "till-s001"),
+        key(PrincipalKind.PARTNER, "skyair"),
+    )
+    member_url = f"{sb.api_url}/programs/acme/members/jon"
+    inbox = code_inbox(sb.client("events"), sb.client("sqs"), sb.resource("NotificationsBus"))
+    sent = requests.post(
+        f"{member_url}/identities/verifications", json={"kind": "email", "value": "Jon.Snow@example.com"}, headers=jon
+    )
+    assert sent.status_code == 201, sent.text
+    verification = sent.json()["verification_id"]
+    proofs: list[tuple[str, dict[str, str], dict[str, str]]] = [
+        (f"{member_url}/identities/verifications/{verification}/confirm", {"code": inbox.code_for(verification)}, jon),
+        # the card as printed on it; the till's file had sent 6012345678
+        (f"{member_url}/identities", {"kind": "card", "value": "6012 3456 78"}, till_key),
+        (f"{member_url}/identities", {"kind": "partner", "value": "AIR-778812"}, skyair),
     ]
-    for link in links:
-        linked = requests.post(f"{member_url}/identities", json=link, headers=admin, timeout=30)
+    for url, proof, headers in proofs:
+        linked = requests.post(url, json=proof, headers=headers, timeout=30)
         assert linked.status_code == 201, linked.text
-        assert linked.json()["member"] == online
+        assert linked.json()["member"] == "jon" and linked.json()["merged"] in provisional
 
     # Then one member holds one balance: the sum of every channel, the purchases' pending points included
-    balance = requests.get(f"{member_url}/balance", headers=admin, timeout=30).json()
+    balance = requests.get(f"{member_url}/balance", headers=jon, timeout=30).json()
     assert (balance["available"], balance["pending"]) == (250, 51 + 11 + 42)
-    for merged in provisional - {online}:
+    for merged in provisional:
         emptied = store.get_account("acme", str(merged))
         assert emptied is not None and (emptied.available, emptied.pending) == (0, 0)
     audit_ok(store)
@@ -152,7 +171,7 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     assert reply.status_code == 200, reply.text
     sb.wait_for_idle(timeout=30)
     # It waits while the order's points are pending
-    waiting = requests.get(f"{member_url}/balance", headers=admin, timeout=30).json()
+    waiting = requests.get(f"{member_url}/balance", headers=jon, timeout=30).json()
     assert (waiting["available"], waiting["pending"]) == (250, 104)
 
     # When the return windows close and the hourly activation function runs (in the sandbox)
@@ -161,18 +180,24 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     # Then the points activate on the linked member and the refund takes its share
     # (51 x 18 / 51.50 = 17.8 -> 17), and the books balance
     assert activated["acme"] == 3
-    balance = requests.get(f"{member_url}/balance", headers=admin, timeout=30).json()
+    balance = requests.get(f"{member_url}/balance", headers=jon, timeout=30).json()
     assert (balance["available"], balance["pending"]) == (354 - 17, 0)
     audit_ok(store)
     # And the statement over HTTP explains every entry in a sentence, and adds up to the balance
-    statement = requests.get(f"{member_url}/statement", params={"limit": 100}, headers=admin, timeout=30).json()
+    statement = requests.get(f"{member_url}/statement", params={"limit": 100}, headers=jon, timeout=30).json()
     lines = statement["entries"]
     assert statement["next"] is None and lines
     assert all(line["explanation"].strip() for line in lines)
     assert sum(line["points"] for line in lines) == balance["available"] + balance["pending"] + balance["held"]
     clawback = next(line for line in lines if line["kind"] == "clawback")
     assert clawback["points"] == -17 and "refunded 18" in clawback["explanation"]
-    purchase = next(line for line in lines if line["kind"] == "earn_pending")
+    assert {line["kind"] for line in lines} >= {"transfer", "clawback"}  # the merges brought the points over
+    # And the online account that earned before jon registered still explains its purchase (to an auditor)
+    auditor = {
+        "x-api-key": issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="audit", role="auditor"))
+    }
+    earned = requests.get(f"{sb.api_url}/programs/acme/members/{online}/statement", headers=auditor, timeout=30).json()
+    purchase = next(line for line in earned["entries"] if line["kind"] == "earn_pending")
     assert "=" in purchase["explanation"]  # the rule arithmetic, e.g. "51 = 51.50 EUR x 1"
 
 

@@ -35,16 +35,13 @@ def stack() -> Iterator[tuple[HttpApi, Seeded]]:
         api = HttpApi(sb)
         m0 = seeded.member_keys["m0"]
         api.ok("POST", "/programs/demo/members/m0/redemptions", m0, {"points": 150, "reference": "r-1"}, status=201)
-        api.ok(
-            "POST",
-            "/programs/demo/members/m1/holds",
-            seeded.member_keys["m1"],
-            {"points": 90, "reference": "c-1"},
-            status=201,
-        )
-        api.ok("POST", "/programs/demo/members/m1/holds/c-1/capture", seeded.admin, {"points": 60}, status=201)
+        till = api.key(PrincipalKind.CHANNEL, "till", ("demo",))
+        api.ok("POST", "/programs/demo/members/m1/holds", till, {"points": 90, "reference": "c-1"}, status=201)
+        api.ok("POST", "/programs/demo/members/m1/holds/c-1/capture", till, {"points": 60}, status=201)
+        acme = api.key(PrincipalKind.PARTNER, "acme", ("demo",))
+        api.link_partner(acme, "demo", "m0", "ACME-M0")
         inbound = {"transfer_id": "t-1", "points": 400, "occurred_at": datetime.now(UTC).isoformat()}
-        api.ok("POST", "/partners/acme/programs/demo/members/m0/transfers-in", seeded.admin, inbound, status=201)
+        api.ok("POST", "/partners/acme/programs/demo/members/m0/transfers-in", acme, inbound, status=201)
         sb.wait_for_idle(timeout=60)
         yield api, seeded
 

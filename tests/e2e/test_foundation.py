@@ -36,7 +36,10 @@ def sb() -> Iterator[Sandbox]:
 def api(sb: Sandbox) -> requests.Session:
     access = sandbox_services(sb).access_items
     session = requests.Session()
-    session.headers["x-api-key"] = issue_key(access, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+    # The shop's channel key: it reads its members and redeems for them on its own references.
+    session.headers["x-api-key"] = issue_key(
+        access, Principal(kind=PrincipalKind.CHANNEL, id="shop", programs=("found",))
+    )
     return session
 
 

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from pointbridge.sandbox import InvocationError, Sandbox
 from pointbridge.sandbox.iam import Grant, unused_grants
 from pointbridge.sandbox.template import ACCOUNT_ID, load_template
-from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key
 from shared.events.identity import hash_email
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent
 from shared.ledger.commands import Earn
@@ -154,11 +154,15 @@ class Day:
         assert report["accepted"] == 1
         dead = self.sb.client("sqs").receive_message(QueueUrl=self.sb.resource("IngestDeadLetterQueue"))
         assert [m["Body"] for m in dead["Messages"]] == ["{not json"]
-        # The operator links the till's card to the online shopper
+        # Support merges the till's card into the online shopper (neither registered: a merge, with a reason)
         email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
         online = self.services.members.member_for(email.key)
+        support = Principal(kind=PrincipalKind.ADMIN, id="desk", role=AdminRole.SUPPORT)
         linked = self.http(
-            "POST", f"/programs/acme/members/{online}/identities", {"kind": "card", "value": "6012345678"}
+            "POST",
+            f"/admin/programs/acme/members/{online}/merges",
+            {"kind": "card", "value": "6012345678", "reason": "same shopper, confirmed at the till"},
+            key={"x-api-key": issue_key(self.services.access_items, support)},
         )
         assert linked["member"] == online
 
@@ -204,7 +208,14 @@ class Day:
         hold = {"points": 7, "reference": "h-1", "lapses_in_seconds": 60}
         self.http("POST", "/programs/club/members/ann/holds", hold, ann)
         self.http("POST", "/programs/club/members/ann/holds", {"points": 3, "reference": "h-2"}, ann)
-        self.http("POST", "/programs/club/members/ann/holds/h-2/release", {})
+        self.http("POST", "/programs/club/members/ann/holds/h-2/release", {}, ann)  # by the placer
+        # A one-time code to prove an e-mail goes out on the notifications bus
+        self.http(
+            "POST",
+            "/programs/club/members/ann/identities/verifications",
+            {"kind": "email", "value": "ann@example.com"},
+            ann,
+        )
         assert "club" in self.http("GET", "/admin/programs")["programs"]
         self.http("GET", "/admin/programs/club/figures")
         self.purchase("club", "cy", "o-c", "30")

@@ -7,9 +7,11 @@ import pytest
 from moto import mock_aws
 
 from functions.services import reset
+from shared.infra.settings import get_settings
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
+from tests.support.iam import template_name
 from tests.support.services import services_on
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ def services(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[Services
         client = boto3.client("dynamodb")
         create_table(client, TABLE)
         monkeypatch.setenv("TABLE_NAME", TABLE)
+        # The bus the template names for the test stage: the functions' roles (enforced in-process) name it
+        monkeypatch.setenv("NOTIFICATIONS_BUS", template_name("NotificationsBus"))
+        get_settings.cache_clear()
         yield services_on(TABLE, client, clock)
         reset()
 

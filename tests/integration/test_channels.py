@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from functions.services import reset, services
+from shared.access.keys import Principal, PrincipalKind
 from shared.earning.queue import envelope
 from shared.ledger.audit import audit
 from tests.integration.channel_fixtures import (
@@ -216,7 +217,10 @@ def test_transient_failures_are_reported_for_retry(stack: Stack, monkeypatch: py
     assert stack.messages(stack.dlq) == []
 
 
-def api_event(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+def api_event(path: str, body: bytes, headers: dict[str, str], principal: Principal | None = None) -> dict[str, Any]:
+    context: dict[str, Any] = {"resourcePath": path, "httpMethod": "POST", "stage": "Prod", "requestId": "r"}
+    if principal is not None:  # what API Gateway's authorizer passes on (app events are behind it)
+        context["authorizer"] = {**principal.to_context(), "principalId": principal.key}
     return {
         "resource": path,
         "path": path,
@@ -224,8 +228,11 @@ def api_event(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]
         "headers": headers,
         "body": body.decode(),
         "isBase64Encoded": False,
-        "requestContext": {"resourcePath": path, "httpMethod": "POST", "stage": "Prod", "requestId": "r"},
+        "requestContext": context,
     }
+
+
+APP_BACKEND = Principal(kind=PrincipalKind.CHANNEL, id="app", programs=("acme",), authenticates_members=True)
 
 
 @pytest.fixture
@@ -233,7 +240,9 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Any:
     from functions.webhooks import app
 
     monkeypatch.setattr(app, "_now", lambda: NOW)
-    return lambda path, body, headers: app.handler(api_event(path, body, headers), FakeContext())
+    return lambda path, body, headers, principal=None: app.handler(
+        api_event(path, body, headers, principal), FakeContext()
+    )
 
 
 def test_a_signed_shopify_order_is_queued_normalised(stack: Stack, webhook: Any) -> None:
@@ -292,9 +301,26 @@ def test_bad_webhooks_are_refused_as_problems_and_nothing_is_queued(
 
 
 def test_app_events_are_queued(stack: Stack, webhook: Any) -> None:
-    reply = webhook("/app-events", raw("app_review.json"), {"Content-Type": "application/json"})
+    reply = webhook("/app-events", raw("app_review.json"), {"Content-Type": "application/json"}, APP_BACKEND)
     assert reply["statusCode"] == 200, reply
     assert len(stack.messages(stack.queue)) == 1
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        None,  # no key reached the function (a misrouted request)
+        Principal(kind=PrincipalKind.CHANNEL, id="till", programs=("acme",)),  # a till does not log members in
+        Principal(kind=PrincipalKind.CHANNEL, id="app", programs=("other",), authenticates_members=True),
+        Principal(kind=PrincipalKind.MEMBER, id="mbr_01JD8XK3", programs=("acme",)),
+        Principal(kind=PrincipalKind.PARTNER, id="skyair", programs=("acme",)),
+    ],
+)
+def test_app_events_only_from_the_app_backend(stack: Stack, webhook: Any, principal: Principal | None) -> None:
+    reply = webhook("/app-events", raw("app_review.json"), {"Content-Type": "application/json"}, principal)
+    assert reply["statusCode"] == 403, reply
+    assert json.loads(reply["body"])["code"] == "forbidden"
+    assert stack.messages(stack.queue) == []
 
 
 def test_a_till_file_with_broken_rows_queues_the_good_ones_and_reports_the_rest(

@@ -35,9 +35,9 @@ class HttpApi:
         """The sandbox's table as the test reads and seeds it (its functions have their own services)."""
         return sandbox_services(self.sandbox, config_cache_seconds=0)
 
-    def key(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = ()) -> str:
+    def key(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = (), **more: Any) -> str:
         """One key per principal, minted on first use (minting writes an item)."""
-        principal = Principal(kind=kind, id=ident, programs=programs)
+        principal = Principal(kind=kind, id=ident, programs=programs, **more)
         if principal not in self._keys:
             self._keys[principal] = issue_key(self.services.access_items, principal)
         return self._keys[principal]
@@ -93,6 +93,11 @@ class HttpApi:
         different = other if other is not None else {"another": "body"}
         problem(self.call(method, path, key, different, headers=idempotency), 409, "idempotency_conflict")
         return first.json()
+
+    def link_partner(self, partner: str, program: str, member: str, partner_member_id: str) -> None:
+        """A partner links its own member id to one of ours: from then on it may credit that member."""
+        body = {"kind": "partner", "value": partner_member_id}
+        self.ok("POST", f"/programs/{program}/members/{member}/identities", partner, body, status=201)
 
     def table_items(self) -> int:
         """Every item in the sandbox's table, after the stream watcher has caught up."""

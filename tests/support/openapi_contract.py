@@ -20,10 +20,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi.json"
 PROBLEM_JSON = "application/problem+json"
-# Refusals made before any operation is chosen: API Gateway's (no key) and the resolver's (no route).
-BEFORE_ANY_OPERATION = {(401, None), (404, "no_such_route")}
-# Served by the API function, but pages rather than operations: the document itself, the console.
-NOT_OPERATIONS = {("GET", "/docs"), ("GET", "/console")}
+# Refusals made before any operation is chosen: API Gateway's (no key, or a key the authorizer refused)
+# and the resolver's (no route, a body it cannot read).
+BEFORE_ANY_OPERATION = {
+    (401, "key_missing"),
+    (401, "key_invalid"),
+    (401, "key_expired"),
+    (401, "key_revoked"),
+    (404, "no_such_route"),
+}
+# Served behind the API, but not operations of its document: the pages (the document itself, the
+# console) and the webhook receiver's app events.
+NOT_OPERATIONS = {("GET", "/docs"), ("GET", "/console"), ("POST", "/app-events")}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pointbridge.sandbox.apigw import translate_reply
+from pointbridge.sandbox.apigw import (
+    AUTHORIZER_FAILURE,
+    EXPLICIT_DENY,
+    IMPLICIT_DENY,
+    UNAUTHORIZED,
+    Route,
+    gateway_reply,
+    translate_reply,
+)
+from pointbridge.sandbox.core import gateway_response
 from pointbridge.sandbox.schedules import (
     ScheduleRunner,
     ScheduleSpec,
@@ -17,7 +26,7 @@ from pointbridge.sandbox.schedules import (
     scheduled_event,
 )
 from pointbridge.sandbox.sources import FilterPatternError, event_filter, failed_item_ids
-from pointbridge.sandbox.template import Resolver
+from pointbridge.sandbox.template import Resolver, TemplateError
 
 
 @pytest.mark.parametrize(
@@ -218,3 +227,55 @@ def test_a_filter_the_sandbox_cannot_apply_fails_at_start(pattern: str) -> None:
 
 def test_no_filter_criteria_keeps_everything() -> None:
     assert event_filter(None) is None and event_filter({"Filters": []}) is None
+
+
+def test_gateway_responses_replace_api_gateways_refusals_with_the_apis_own() -> None:
+    # Given an API with a custom UNAUTHORIZED (static) and ACCESS_DENIED (from the authorizer's context)
+    custom = {
+        "UNAUTHORIZED": gateway_response(
+            {
+                "StatusCode": "401",
+                "ResponseParameters": {"Headers": {"Content-Type": "'application/problem+json'"}},
+                "ResponseTemplates": {"application/json": '{"code": "key_missing"}'},
+            }
+        ),
+        "ACCESS_DENIED": gateway_response(
+            {
+                "StatusCode": "401",
+                "ResponseTemplates": {
+                    "application/json": '{"code": "$context.authorizer.refusal", "why": "$context.error.message", '
+                    '"id": "$context.requestId", "unknown": "$context.authorizer.nothing"}'
+                },
+            }
+        ),
+        "DEFAULT_5XX": gateway_response(
+            {"ResponseTemplates": {"application/json": '{"type": "$context.error.responseType"}'}}
+        ),
+    }
+    route = Route("Fn", "GET", "/x", "api", "Prod", gateway_responses=custom)
+    # Then each refusal reads as the API says, its variables filled in
+    status, headers, body = gateway_reply(route, UNAUTHORIZED, {}, "r-1")
+    assert (status, headers["Content-Type"], json.loads(body)) == (
+        401,
+        ["application/problem+json"],
+        {"code": "key_missing"},
+    )
+    status, _, body = gateway_reply(route, EXPLICIT_DENY, {"refusal": "key_revoked"}, "r-2")
+    assert (status, json.loads(body)) == (
+        401,
+        {"code": "key_revoked", "why": EXPLICIT_DENY[2], "id": "r-2", "unknown": ""},
+    )
+    status, _, body = gateway_reply(route, AUTHORIZER_FAILURE, {}, "r-3")
+    assert (status, json.loads(body)) == (500, {"type": "AUTHORIZER_FAILURE"})
+    # And without a gateway response an API keeps API Gateway's defaults
+    plain = Route("Fn", "GET", "/x", "api", "Prod")
+    assert gateway_reply(plain, IMPLICIT_DENY, {}, "r-4") == (
+        403,
+        {"Content-Type": ["application/json"]},
+        json.dumps({"message": IMPLICIT_DENY[2]}).encode(),
+    )
+
+
+def test_only_static_gateway_response_headers_are_emulated() -> None:
+    with pytest.raises(TemplateError, match="static"):
+        gateway_response({"ResponseParameters": {"Headers": {"X-Key": "method.request.header.x-api-key"}}})

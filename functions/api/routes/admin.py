@@ -1,5 +1,5 @@
-"""Admin: programs, catalogues and agreements as versioned config; dry runs against drafts; API keys;
-announcing a program's end.
+"""Admin: programs, catalogues and agreements as versioned config; dry runs against drafts; announcing
+a program's end. (API keys: `functions.api.routes.keys`.)
 
 Publishing validates first and writes a new version only if it is valid and newer than the live
 one; a refused config is a 422 `invalid_config` problem naming the reasons, and the live version
@@ -18,7 +18,6 @@ from functions.api.routes.exchange import AgreementPath
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
 from functions.services import services
-from shared.access.keys import Principal, issue_key
 from shared.errors import InvalidInputError, UnknownProgramError
 from shared.events.model import PurchaseEvent
 from shared.exchange import agreements as exchange
@@ -83,15 +82,6 @@ class DryRunOut(BaseModel):
     live_version: int | None = Field(description="The live config's version; null when the program is not live yet.")
 
 
-class KeyOut(BaseModel):
-    """A new API key."""
-
-    key: str = Field(
-        description="The key, shown this once: only its hash is stored, and a retry under the same "
-        "`Idempotency-Key` does not show it again (`secret_not_replayed`)."
-    )
-
-
 class SunsetIn(BaseModel):
     """When the program ends."""
 
@@ -126,7 +116,7 @@ def publish_program(program: ProgramPath, body: ConfigBody) -> Published:
     higher than the live one; otherwise `invalid_config` with the reasons, and the live version stays.
     A config may not set, change or drop `sunset` (announce the end with `POST .../sunset`).
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     _same(program, body, "program")
     draft = parse_program(body)
     try:
@@ -146,7 +136,7 @@ def publish_catalogue(program: ProgramPath, body: ConfigBody) -> Published:
     Validates the program's rewards catalogue (and gift policy) and makes it live if valid and newer
     than the live version.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     _same(program, body, "program")
     services().programs.get(program)
     live = catalogue.publish_catalogue(services().documents, catalogue.parse_catalogue(body))
@@ -160,7 +150,7 @@ def publish_agreement(agreement_id: AgreementPath, body: ConfigBody) -> Publishe
     Validates an agreement between two live programs (rate, fee, minimum, steps, daily limit, quote
     lifetime) and makes it live if valid and newer than the live version.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, agreement=agreement_id)
     _same(agreement_id, body, "id")
     agreement = exchange.parse_agreement(body)
     for program in agreement.parties():
@@ -176,7 +166,7 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
     Evaluates an order against a draft config, as ingest would, and shows the points and the working.
     Writes nothing; the draft need not be newer than the live version.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     _same(program, body.config, "program")
     draft = parse_program(body.config)
     try:
@@ -193,18 +183,6 @@ def dry_run(program: ProgramPath, body: DryRunIn) -> DryRunOut:
     )
 
 
-@router.post("/admin/keys", status_code=201)
-def create_key(body: Principal) -> KeyOut:
-    """Mint an API key.
-
-    A key for a principal (its kind, id and programs). The key is in this reply only: the table keeps
-    its SHA-256.
-    """
-    context.principal(router.current_event).require_admin()
-    router.append_context(**{context.SECRET_REPLY: True})
-    return KeyOut(key=issue_key(services().access_items, body))
-
-
 @router.post("/admin/programs/<program>/sunset", status_code=201)
 def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
     """Announce the program's end.
@@ -212,7 +190,7 @@ def announce_end(program: ProgramPath, body: SunsetIn) -> SunsetOut:
     Earning stops after the notice (at least 30 days), redemption `redemption_days` later; the end is
     a new config version. Announced once: a second time is `invalid_sunset`.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     config = announce_sunset(services().programs, program, services().now(), body.notice_days, body.redemption_days)
     assert config.sunset is not None
     return SunsetOut(
@@ -233,7 +211,7 @@ def live_program(program: ProgramPath) -> ConfigVersion:
 
     As published, with its version and publication time: edit it, raise `version`, and PUT it back.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     return live(services().documents, ConfigKind.PROGRAM, program)
 
 
@@ -243,7 +221,7 @@ def program_versions(program: ProgramPath, after: AfterVersion = 0, limit: PageS
 
     Every version ever published, oldest first, the live one marked. Paged with `after` and `next`.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     return history(services().documents, ConfigKind.PROGRAM, program, after, limit)
 
 
@@ -253,7 +231,7 @@ def live_catalogue(program: ProgramPath) -> ConfigVersion:
 
     As published, with its version and publication time.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     return live(services().documents, ConfigKind.CATALOGUE, program)
 
 
@@ -263,7 +241,7 @@ def catalogue_versions(program: ProgramPath, after: AfterVersion = 0, limit: Pag
 
     Every version ever published, oldest first, the live one marked. Paged with `after` and `next`.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     return history(services().documents, ConfigKind.CATALOGUE, program, after, limit)
 
 
@@ -273,7 +251,7 @@ def live_agreement(agreement_id: AgreementPath) -> ConfigVersion:
 
     As published, with its version and publication time.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, agreement=agreement_id)
     return live(services().documents, ConfigKind.AGREEMENT, agreement_id)
 
 
@@ -283,5 +261,5 @@ def agreement_versions(agreement_id: AgreementPath, after: AfterVersion = 0, lim
 
     Every version ever published, oldest first, the live one marked. Paged with `after` and `next`.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, agreement=agreement_id)
     return history(services().documents, ConfigKind.AGREEMENT, agreement_id, after, limit)

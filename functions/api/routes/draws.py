@@ -9,9 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from functions.api.routes.models import EntryOut
+from functions.api.routes.models import EntryOut, Reference
 from functions.services import services
-from shared.ledger.commands import Key
 from shared.rewards import draws as draw
 
 router = APIGatewayRouter()
@@ -52,7 +51,9 @@ class TicketsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tickets: Annotated[int, Field(ge=1, le=1000)] = Field(1, description="How many tickets.")
-    reference: Key = Field(description="The caller's own id for this purchase: retrying with it never buys twice.")
+    reference: Reference = Field(
+        description="The caller's own id for this purchase: retrying with it never buys twice. Yours alone."
+    )
 
 
 @router.post("/admin/programs/<program>/draws", status_code=201)
@@ -62,7 +63,7 @@ def create_draw(program: ProgramPath, body: draw.DrawIn) -> DrawOut:
     Draws a random secret seed and publishes only its sha256 (`commitment`); the seed is revealed
     after the draw closes, so it cannot be chosen after seeing the entries.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     services().programs.get(program)
     return DrawOut.of(draw.create(services().reward_items, program, body, services().now()))
 
@@ -73,7 +74,7 @@ def get_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
 
     Its terms and commitment; after the reveal also the seed, the tickets and the winners.
     """
-    context.principal(router.current_event).require_program(program)
+    context.authorize(router, program=program)
     return DrawOut.of(draw.load(services().reward_items, program, draw_id))
 
 
@@ -84,11 +85,12 @@ def enter_draw(program: ProgramPath, member: MemberPath, draw_id: DrawPath, body
     Spends `tickets` x the draw's ticket price; the spend and the member's ticket count commit in one
     transaction, capped per member.
     """
-    context.principal(router.current_event).require_member(program, member)
+    who = context.authorize(router, program=program, member=member)
+    reference = context.own_reference(who, member, body.reference)
     config = services().programs.get(program)
-    context.require_spending(config, context.ledger_id(draw.source(draw_id), body.reference))
+    context.require_spending(config, context.ledger_id(draw.source(draw_id), reference))
     d = draw.load(services().reward_items, program, draw_id)
-    return EntryOut.of(draw.enter(services().ledger, d, member, body.tickets, body.reference, services().now()))
+    return EntryOut.of(draw.enter(services().ledger, d, member, body.tickets, reference, services().now()))
 
 
 @router.post("/admin/programs/<program>/draws/<draw_id>/reveal", status_code=201)
@@ -98,6 +100,6 @@ def reveal_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
     After it closed: publishes the seed, freezes the tickets and draws the winners. Revealing again
     shows the same result.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     d = draw.load(services().reward_items, program, draw_id)
     return DrawOut.of(draw.reveal(services().reward_items, d, services().now()))

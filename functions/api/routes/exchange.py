@@ -3,15 +3,15 @@
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from functions.api.routes.models import DecimalText, EntryOut
+from functions.api.routes.models import MAX_REFERENCE, DecimalText, EntryOut, Reference
 from functions.services import services
-from shared.access.keys import require_agreement, require_partner
+from shared.events.model import IdentityKind, Moment
 from shared.exchange import agreements as exchange
 from shared.exchange.settlement import Position, partner_period
 from shared.ledger.commands import Authorise, Capture, Earn, Key, Points, Reason, Release
@@ -20,11 +20,15 @@ from shared.ledger.models import Account
 router = APIGatewayRouter()
 AgreementPath = Annotated[str, Path(min_length=1, max_length=100, description="The agreement's id, e.g. `demo-air`.")]
 QuotePath = Annotated[str, Path(min_length=1, max_length=100, description="The `quote_id` a quote was given.")]
+# A partner's id and a transfer id fit, with the member's namespace, in the ledger's 200-character hold ids.
+MAX_PARTNER = 50
+PartnerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PARTNER)]
 PartnerPath = Annotated[
-    str, Path(min_length=1, max_length=100, description="The partner brand's id (its partner key's id).")
+    str, Path(min_length=1, max_length=MAX_PARTNER, description="The partner brand's id (its partner key's id).")
 ]
 TransferPath = Annotated[
-    str, Path(min_length=1, max_length=100, description="The `transfer_id` the outbound transfer was made with.")
+    str,
+    Path(min_length=1, max_length=MAX_REFERENCE, description="The `transfer_id` the outbound transfer was made with."),
 ]
 OUTBOUND = "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>"
 OUTBOUND_LAPSE = timedelta(hours=24)  # a partner that never answers: the hold lapses, points return
@@ -79,12 +83,15 @@ class InboundIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    transfer_id: Key = Field(description="The partner's own id for the transfer: a retried transfer credits once.")
+    transfer_id: Reference = Field(
+        description="The partner's own id for the transfer: a retried transfer credits once."
+    )
     points: Points = Field(description="Points to credit to the member.")
     reason: Reason = Field("points transferred from a partner", description="Shown on the statement.")
     # Required: it is part of what makes a retry identical (a server-side "now" would differ).
-    occurred_at: AwareDatetime = Field(
-        description="When the transfer happened at the partner (with an offset); the points' expiry counts from it."
+    occurred_at: Moment = Field(
+        description="When the transfer happened at the partner (with an offset, between 1970 and 2199); the "
+        "points' expiry counts from it."
     )
 
 
@@ -93,12 +100,24 @@ class OutboundIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    partner: Key = Field(description="The partner brand receiving the points.")
-    transfer_id: Key = Field(
-        description="The caller's own id for the transfer: the partner confirms or rejects it under this id, and "
+    partner: PartnerId = Field(description="The partner brand receiving the points: only it may confirm them.")
+    transfer_id: Reference = Field(
+        description="The member's own id for the transfer: the partner confirms or rejects it under this id, and "
         "retrying with it never holds twice."
     )
     points: Points = Field(description="Points to send.")
+
+
+class ConfirmIn(BaseModel):
+    """What the partner received."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: Points | None = Field(
+        None,
+        description="Points the partner takes, at most the transfer's: the rest return to the member. Default: all "
+        "of them. More than the transfer is `capture_exceeds_hold`, never widened.",
+    )
 
 
 class PositionOut(BaseModel):
@@ -144,6 +163,17 @@ class SettlementOut(PositionOut):
     days: list[SettlementDayOut] = Field(description="The days with any movement, in order.")
 
 
+def _outbound_hold(partner: str, member: str, transfer_id: str) -> str:
+    return f"partner-out:{partner}:{context.member_reference(member, transfer_id)}"
+
+
+def _linked(member: str, partner: str) -> bool:
+    """Whether the member holds an id of this partner (linked by the partner itself, `POST .../identities`)."""
+    profile = services().members.profile(member)
+    prefix = f"{IdentityKind.PARTNER}#{partner}#"
+    return profile is not None and any(identity.startswith(prefix) for identity in profile.identities)
+
+
 def _require_open(from_program: str, to_program: str) -> None:
     """An exchange spends in one program and credits in the other: both must still allow it."""
     # No replay to look for: callers have checked that the quote was not executed.
@@ -160,8 +190,7 @@ def create_quote(agreement_id: AgreementPath, body: QuoteIn) -> QuoteOut:
     the quote is executed, before it expires.
     """
     agreement = exchange.live_agreement(services().documents, agreement_id)
-    who = context.principal(router.current_event)
-    require_agreement(who, agreement.parties(), agreement.from_program, body.member)
+    context.authorize(router, program=agreement.from_program, member=body.member)
     _require_open(agreement.from_program, agreement.to_program)
     services().ledger.account(agreement.from_program, body.member)
     q = exchange.quote(agreement, body.member, body.to_member or body.member, body.points, services().now())
@@ -177,9 +206,8 @@ def execute_quote(quote_id: QuotePath) -> ExecutionOut:
     after it expired.
     """
     q = exchange.load_quote(services().exchange_items, quote_id)
+    context.authorize(router, program=q.from_program, member=q.member)
     agreement = exchange.live_agreement(services().documents, q.agreement)
-    who = context.principal(router.current_event)
-    require_agreement(who, agreement.parties(), q.from_program, q.member)
     store = services().ledger_store
     debit = store.get_entry(q.from_program, f"{exchange.SOURCE}:{q.quote_id}")
     if debit is None:  # not executed yet; an executed quote replays even after it expired or the program ended
@@ -195,17 +223,20 @@ def inbound(partner: PartnerPath, program: ProgramPath, member: MemberPath, body
     """Transfer points in from a partner.
 
     Credits the member with points the partner issues (and owes the program for, see the settlement).
-    Idempotent on the partner's `transfer_id`.
+    Only for a member who linked the partner's id. Idempotent on the partner's `transfer_id`.
     """
-    require_partner(context.principal(router.current_event), partner, program)
+    who = context.authorize(
+        router, program=program, member=member, partner=partner, linked=lambda: _linked(member, partner)
+    )
     source = f"partner-in:{partner}"
-    context.require_crediting(services().programs.get(program), context.ledger_id(source, body.transfer_id))
+    transfer = context.own_reference(who, member, body.transfer_id)
+    context.require_crediting(services().programs.get(program), context.ledger_id(source, transfer))
     cmd = Earn(
         program=program,
         member=member,
         points=body.points,
         source=source,
-        external_id=body.transfer_id,
+        external_id=transfer,
         reason=body.reason,
         event_time=body.occurred_at,
         counter=Account.PARTNER,
@@ -221,16 +252,17 @@ def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> Entr
     Holds the member's points until the partner confirms (they go to the partner) or rejects (they
     return); a transfer the partner never answers lapses after 24 hours and the points return.
     """
-    context.principal(router.current_event).require_member(program, member)
+    context.authorize(router, program=program, member=member)
     source = f"partner-out:{body.partner}"
-    context.require_spending(services().programs.get(program), context.ledger_id(source, body.transfer_id))
+    transfer = context.member_reference(member, body.transfer_id)
+    context.require_spending(services().programs.get(program), context.ledger_id(source, transfer))
     context.note_holds(program)
     cmd = Authorise(
         program=program,
         member=member,
         points=body.points,
         source=source,
-        external_id=body.transfer_id,
+        external_id=transfer,
         reason=f"transfer to {body.partner}, waiting for the partner",
         lapses_at=services().now() + OUTBOUND_LAPSE,
     )
@@ -241,17 +273,24 @@ def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> Entr
     "/partners/<partner>/programs/<program>/members/<member>/transfers-out/<transfer_id>/confirm", status_code=201
 )
 def confirm_outbound(
-    partner: PartnerPath, program: ProgramPath, member: MemberPath, transfer_id: TransferPath
+    partner: PartnerPath,
+    program: ProgramPath,
+    member: MemberPath,
+    transfer_id: TransferPath,
+    body: Annotated[ConfirmIn | None, Body(description="What the partner took; no body: all of it.")] = None,
 ) -> EntryOut:
     """Confirm an outbound transfer.
 
-    The partner received the points: the hold is captured to the partner's account.
+    The partner received the points: the hold is captured to the partner's account, all of it or
+    the `points` the partner took (the rest return to the member). Only the partner the transfer
+    names may confirm it.
     """
-    require_partner(context.principal(router.current_event), partner, program)
+    context.authorize(router, program=program, member=member, partner=partner)
     cmd = Capture(
         program=program,
         member=member,
-        hold_id=f"partner-out:{partner}:{transfer_id}",
+        hold_id=_outbound_hold(partner, member, transfer_id),
+        points=body.points if body is not None else None,
         reason=f"transfer to {partner} confirmed",
         counter=Account.PARTNER,
         counter_owner=partner,
@@ -267,13 +306,14 @@ def reject_outbound(
 ) -> EntryOut:
     """Reject an outbound transfer.
 
-    The partner refused the points: the hold is released and they return to the member.
+    The partner refused the points: the hold is released and they return to the member. Only the
+    partner the transfer names may reject it.
     """
-    require_partner(context.principal(router.current_event), partner, program)
+    context.authorize(router, program=program, member=member, partner=partner)
     cmd = Release(
         program=program,
         member=member,
-        hold_id=f"partner-out:{partner}:{transfer_id}",
+        hold_id=_outbound_hold(partner, member, transfer_id),
         reason=f"transfer rejected by {partner}",
     )
     return EntryOut.of(services().ledger.release(cmd))
@@ -292,7 +332,7 @@ def settlement(
     received, the net, exchange fees and rounding residue, with the same per day. Summed from the
     settlement lines the stream watcher writes per day, so seconds behind the ledger.
     """
-    require_partner(context.principal(router.current_event), partner, program)
+    context.authorize(router, program=program, partner=partner)
     services().programs.get(program)
     period = partner_period(services().exchange_items, program, partner, start, end)
     return SettlementOut(

@@ -156,7 +156,7 @@ def figures(
     (default the last 30 local days), each day and to date. Projected from the ledger's stream, so
     seconds behind it. Definitions: docs/console.md.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     config = services().programs.get(program)
     first, last = period_bounds(config, services().now(), start, end)
     s = services()
@@ -182,7 +182,7 @@ def programs() -> ProgramsOut:
 
     Their ids (one Query), for the console's program picker.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router)
     return ProgramsOut(programs=sorted(services().programs.live_programs()))
 
 

@@ -67,7 +67,7 @@ def list_flags(program: ProgramPath) -> FlagsOut:
 
     The members whose new points are held because a velocity check flagged them.
     """
-    context.principal(router.current_event).require_admin()
+    context.authorize(router, program=program)
     services().programs.get(program)
     found = open_flags(services().members, program)
     return FlagsOut(flags=[FlagOut(member=f.member, check=f.check, reason=f.reason, since=f.since) for f in found])
@@ -81,8 +81,7 @@ def decide(program: ProgramPath, member: MemberPath, body: DecisionIn) -> Decisi
     The same decision again applies whatever is left and changes nothing else; the other decision on
     a closed flag is `flag_already_decided`.
     """
-    operator = context.principal(router.current_event)
-    operator.require_admin()
+    operator = context.authorize(router, program=program)
     services().programs.get(program)
     now = services().now()
     decide_flag(services().members, program, member, body.decision, operator.id, body.note, now)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from functions.api.routes.models import EntryOut
+from functions.api.routes.models import EntryOut, Reference
 from functions.services import services
 from shared.ledger.commands import Key, Points
 from shared.rewards.catalogue import live_catalogue
@@ -24,7 +24,9 @@ class GiftIn(BaseModel):
 
     to_member: Key = Field(description="The member receiving the points (not the sender).")
     points: Points = Field(description="Points to give: at least the program's minimum gift, within its daily limit.")
-    reference: Key = Field(description="The sender's own id for this gift: retrying with it never gives twice.")
+    reference: Reference = Field(
+        description="The caller's own id for this gift: retrying with it never gives twice. Yours alone."
+    )
     message: Annotated[str, StringConstraints(max_length=140)] = Field(
         "", description="A note shown on both statements."
     )
@@ -45,11 +47,13 @@ def gift(program: ProgramPath, member: MemberPath, body: GiftIn) -> GiftOut:
     """Give points to another member.
 
     Moves points from the member (the sender) to another member of the program, lots and expiry dates
-    intact, within the catalogue's gift policy (on or off, minimum, daily limit, hold days).
+    intact, within the catalogue's gift policy (on or off, minimum, daily limit, hold days). Only the
+    sender itself, or a channel that authenticates its members, may ask.
     """
-    context.principal(router.current_event).require_member(program, member)
+    who = context.authorize(router, program=program, member=member)
+    reference = context.own_reference(who, member, body.reference)
     config = services().programs.get(program)
-    context.require_spending(config, context.ledger_id(GIFT_SOURCE, f"{member}:{body.reference}"))
+    context.require_spending(config, context.ledger_id(GIFT_SOURCE, reference))
     policy = live_catalogue(services().documents, program).gifts
     if policy.hold_days:
         context.note_holds(program)
@@ -60,7 +64,7 @@ def gift(program: ProgramPath, member: MemberPath, body: GiftIn) -> GiftOut:
         member,
         body.to_member,
         body.points,
-        body.reference,
+        reference,
         services().now(),
         body.message,
     )

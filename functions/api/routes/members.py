@@ -75,7 +75,7 @@ def balance(program: ProgramPath, member: MemberPath) -> Balance:
     Available, spendable, pending and held points, the points expiring in the next 90 days, and the
     tier. One read of the member's balance and lots.
     """
-    context.principal(router.current_event).require_member(program, member)
+    context.authorize(router, program=program, member=member)
     config = services().programs.get(program)
     state, lots = services().ledger_store.get_account_and_lots(program, member)  # one Query: balance and lots
     if state is None:
@@ -108,7 +108,7 @@ def statement(
     Every ledger entry of the member, in the order it was written, each with a sentence that says what
     happened and why (with the rules' own arithmetic for earns). Paged with `after` and `next`.
     """
-    context.principal(router.current_event).require_member(program, member)
+    context.authorize(router, program=program, member=member)
     services().ledger.account(program, member)
     found = services().ledger_store.entries(program, member, after_seq=after, limit=limit + 1)
     page = found[:limit]
@@ -125,7 +125,7 @@ def tier(program: ProgramPath, member: MemberPath) -> TierOut:
     The tier held now, the qualifying activity (as the tier job counts it), and what is still needed for
     the next tier.
     """
-    context.principal(router.current_event).require_member(program, member)
+    context.authorize(router, program=program, member=member)
     services().ledger.account(program, member)
     members = services().members  # the tier item and the activity tally, as the tier job reads them
     stored, counters = members.get_tier(program, member), members.tally_counters(program, member, ACTIVITY)

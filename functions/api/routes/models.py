@@ -4,11 +4,23 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer, StringConstraints
 
+from shared.access.keys import Principal
 from shared.ledger.models import Account, Entry
 
 DecimalText = Annotated[Decimal, PlainSerializer(str, return_type=str)]
+# A caller's own id for an operation. The ledger keeps it inside the caller's and the member's
+# namespace (`context.own_reference`), which must still fit the ledger's 200-character ids.
+MAX_REFERENCE = 120
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REFERENCE)]
+# Why support did something for a member; with what and who it stays within an entry's 300-character reason.
+SupportReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def by_support(agent: Principal, action: str, reason: str) -> str:
+    """The reason an entry support made carries: what, who (the first 60 characters of its id), and why."""
+    return f"{action} by support {agent.id[:60]}: {reason}"
 
 
 class EntryOut(BaseModel):

@@ -7,10 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
-from functions.api.routes.models import DecimalText, EntryOut
+from functions.api.routes.models import DecimalText, EntryOut, Reference
 from functions.services import services
 from shared.errors import InvalidInputError
-from shared.ledger.commands import Key, Points, Reason, Spend
+from shared.ledger.commands import Points, Reason, Spend
 from shared.members.membership import held_tier
 from shared.rewards import catalogue
 
@@ -24,9 +24,10 @@ class RedemptionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference: Key = Field(
+    reference: Reference = Field(
         description="The caller's own id for this redemption: retrying with it never spends twice (the same "
-        "request replays its entry; a different one is `idempotency_conflict`)."
+        "request replays its entry; a different one is `idempotency_conflict`). Yours alone: another caller's "
+        "(or another member's) identical reference is another redemption."
     )
     points: Points | None = Field(
         None,
@@ -74,7 +75,9 @@ class DonationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference: Key = Field(description="The caller's own id for this donation: retrying with it never gives twice.")
+    reference: Reference = Field(
+        description="The caller's own id for this donation: retrying with it never gives twice. Yours alone."
+    )
     reward_id: Annotated[str, Field(max_length=64)] = Field(
         description="A donation reward of the catalogue: it names the cause."
     )
@@ -95,7 +98,7 @@ def rewards(program: ProgramPath) -> CatalogueOut:
     The rewards a program's members can redeem, with their prices, limits, windows and tiers, as the
     live catalogue version has them.
     """
-    context.principal(router.current_event).require_program(program)
+    context.authorize(router, program=program)
     services().programs.get(program)
     live = catalogue.live_catalogue(services().documents, program)
     return CatalogueOut(version=live.version, rewards=list(live.rewards))
@@ -110,9 +113,10 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
     balance, stock and limits are checked; stock and limits commit with the spend in one transaction,
     so concurrent redemptions never pass them. Points go in order of expiry, earliest first.
     """
-    context.principal(router.current_event).require_member(program, member)
+    who = context.authorize(router, program=program, member=member)
+    reference = context.own_reference(who, member, body.reference)
     config = services().programs.get(program)
-    context.require_spending(config, context.ledger_id(REDEMPTION, body.reference))
+    context.require_spending(config, context.ledger_id(REDEMPTION, reference))
     if body.reward_id is None:
         assert body.points is not None
         cmd = Spend(
@@ -120,7 +124,7 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
             member=member,
             points=body.points,
             source=REDEMPTION,
-            external_id=body.reference,
+            external_id=reference,
             reason=body.reason or "points redeemed",
         )
         return RedemptionOut(entry=EntryOut.of(services().ledger.spend(cmd)))
@@ -137,7 +141,7 @@ def redeem(program: ProgramPath, member: MemberPath, body: RedemptionIn) -> Rede
         member=member,
         points=split.points,
         source=REDEMPTION,
-        external_id=body.reference,
+        external_id=reference,
         reason=body.reason or f"redeemed {body.quantity} x {reward.name}",
         details={"reward": reward.id, "quantity": str(body.quantity), "cash": str(split.cash)},
     )
@@ -156,8 +160,9 @@ def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> Redemp
     Spends points for a donation reward of the catalogue (its `cause`); at least the reward's
     `points`, within its limits.
     """
-    context.principal(router.current_event).require_member(program, member)
-    context.require_spending(services().programs.get(program), context.ledger_id(DONATION, body.reference))
+    who = context.authorize(router, program=program, member=member)
+    reference = context.own_reference(who, member, body.reference)
+    context.require_spending(services().programs.get(program), context.ledger_id(DONATION, reference))
     reward = catalogue.live_catalogue(services().documents, program).reward(body.reward_id)
     if reward.kind is not catalogue.RewardKind.DONATION or reward.cause is None:
         raise InvalidInputError(f"reward {reward.id!r} is not a donation")
@@ -168,7 +173,7 @@ def donate(program: ProgramPath, member: MemberPath, body: DonationIn) -> Redemp
         member=member,
         points=body.points,
         source=DONATION,
-        external_id=body.reference,
+        external_id=reference,
         reason=f"donated to {reward.cause}",
         details={"reward": reward.id, "cause": reward.cause},
     )

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from functions.authorizer import app as authorizer
-from shared.access.keys import Principal, PrincipalKind, issue_key
+from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key
 from shared.ledger.commands import Earn
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
+from tests.support import gateway
 from tests.support.openapi_contract import OBSERVED, observe, undeclared
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ class Client:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def key_for(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = ("demo",)) -> str:
-        return issue_key(self.services.access_items, Principal(kind=kind, id=ident, programs=programs))
+    def key_for(self, kind: PrincipalKind, ident: str, programs: tuple[str, ...] = ("demo",), **more: Any) -> str:
+        return issue_key(self.services.access_items, Principal(kind=kind, id=ident, programs=programs, **more))
 
     def call(
         self,
@@ -71,14 +72,13 @@ class Client:
 
         hdrs = {"content-type": "application/json", **(headers or {})}
         authorizer_context: dict[str, Any] = {}
+        if key is None and path not in gateway.OPEN_PATHS:
+            return self._refused(method, path, None)
         if key is not None:
             hdrs["x-api-key"] = key
-            try:
-                policy = authorizer.handler({"headers": hdrs, "methodArn": METHOD_ARN}, FakeContext())  # type: ignore[arg-type]
-            except Exception as error:  # the authorizer's 401 contract
-                assert str(error) == "Unauthorized"
-                observe(method, path, 401, "application/json", {"message": "Unauthorized"})
-                return Reply(401, {}, {"message": "Unauthorized"})
+            policy = authorizer.handler({"headers": hdrs, "methodArn": METHOD_ARN}, FakeContext())  # type: ignore[arg-type]
+            if policy["policyDocument"]["Statement"][0]["Effect"] != "Allow":
+                return self._refused(method, path, policy["context"])
             authorizer_context = {**policy["context"], "principalId": policy["principalId"]}
         text = raw if raw is not None else (json.dumps(body) if body is not None else None)
         event = {
@@ -114,6 +114,11 @@ class Client:
         observe(method, path, out["statusCode"], headers_out.get("content-type", ""), parsed)
         return Reply(out["statusCode"], headers_out, parsed)
 
+    def _refused(self, method: str, path: str, context: dict[str, str] | None) -> Reply:
+        status, headers, body = gateway.refused(context)
+        observe(method, path, status, headers["content-type"], body)
+        return Reply(status, headers, body)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def replies_are_declared_in_the_document() -> Iterator[None]:
@@ -131,7 +136,25 @@ def api(services: Services, programs: ProgramRepository) -> Client:
 
 @pytest.fixture
 def admin_key(api: Client) -> str:
+    """An operator's key (configuration, keys, draws)."""
     return api.key_for(PrincipalKind.ADMIN, "ops", ())
+
+
+@pytest.fixture
+def support_key(api: Client) -> str:
+    return api.key_for(PrincipalKind.ADMIN, "helpdesk", (), role=AdminRole.SUPPORT)
+
+
+@pytest.fixture
+def till_key(api: Client) -> str:
+    """A channel of demo that does not authenticate members (a till): spends on its own references."""
+    return api.key_for(PrincipalKind.CHANNEL, "till-1")
+
+
+@pytest.fixture
+def app_key(api: Client) -> str:
+    """The brand's app backend: a channel of demo that authenticates its members."""
+    return api.key_for(PrincipalKind.CHANNEL, "app", authenticates_members=True)
 
 
 @pytest.fixture
@@ -150,6 +173,13 @@ def funded(ledger: Ledger) -> Ledger:
         at=T0,
     )
     return ledger
+
+
+def link_partner(api: Client, partner_key: str, member: str, partner_member_id: str, program: str = "demo") -> None:
+    """The partner links its own member id to the member: from then on it may credit the member."""
+    path = f"/programs/{program}/members/{member}/identities"
+    reply = api.call("POST", path, key=partner_key, body={"kind": "partner", "value": partner_member_id})
+    assert reply.status == 201, reply.body
 
 
 def second_program(programs: ProgramRepository, name: str = "air") -> None:

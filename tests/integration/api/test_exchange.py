@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from shared.access.keys import PrincipalKind
 from shared.exchange.agreements import Agreement, check_exchanges, publish_agreement
 from shared.ledger.audit import audit
-from tests.integration.api.conftest import second_program
+from tests.integration.api.conftest import link_partner, second_program
 
 if TYPE_CHECKING:
     from shared.ledger.ledger import Ledger
@@ -90,6 +90,10 @@ def test_inbound_idempotent_and_outbound_confirm_reject(api: Client, funded: Led
     member = api.key_for(PrincipalKind.MEMBER, "m1")
     inbound = "/partners/acme/programs/demo/members/m1/transfers-in"
     sent = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
+    # A partner credits only a member who linked its id (which the partner itself links)
+    unlinked = api.call("POST", inbound, key=partner, body=sent)
+    assert (unlinked.status, unlinked.code) == (403, "forbidden")
+    link_partner(api, partner, "m1", "ACME-77")
     first = api.call("POST", inbound, key=partner, body=sent)
     again = api.call("POST", inbound, key=partner, body=sent)
     assert first.status == again.status == 201
@@ -102,13 +106,18 @@ def test_inbound_idempotent_and_outbound_confirm_reject(api: Client, funded: Led
         body = {"partner": "acme", "transfer_id": transfer_id, "points": points}
         assert api.call("POST", out, key=member, body=body).status == 201
     base = "/partners/acme/programs/demo/members/m1/transfers-out"
-    assert api.call("POST", f"{base}/o-1/confirm", key=partner).status == 201
-    assert api.call("POST", f"{base}/o-2/reject", key=partner).status == 201
+    # A confirm for more than the transfer is refused, never widened; a partial one is honoured
+    wider = api.call("POST", f"{base}/o-1/confirm", key=partner, body={"points": 101})
+    assert (wider.status, wider.code) == (422, "capture_exceeds_hold")
+    confirmed = api.call("POST", f"{base}/o-1/confirm", key=partner, body={"points": 70})
+    assert confirmed.status == 201, confirmed.body
+    assert confirmed.body["details"]["captured"] == "70"
+    assert api.call("POST", f"{base}/o-2/reject", key=partner, body={}).status == 201
     balance = api.call("GET", "/programs/demo/members/m1/balance", key=member).body
-    assert (balance["available"], balance["held"]) == (1000 + 40 - 100, 0)
+    assert (balance["available"], balance["held"]) == (1000 + 40 - 70, 0)
     report = audit(*store.ledger_records())
     assert report.ok, report.problems
-    assert report.totals["demo"]["partner:acme"] == -40 + 100
+    assert report.totals["demo"]["partner:acme"] == -40 + 70
     # Another partner may not confirm acme's transfers
     other = api.key_for(PrincipalKind.PARTNER, "zeta", ("demo",))
-    assert api.call("POST", f"{base}/o-1/confirm", key=other).status == 403
+    assert api.call("POST", f"{base}/o-1/confirm", key=other, body={}).status == 403

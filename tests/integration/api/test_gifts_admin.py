@@ -111,19 +111,20 @@ def test_points_for_a_merged_member_are_refused_naming_the_survivor(
     )
     funded.transfer(Transfer(program="demo", member="pv-9", to_member="m2", external_id="merge:pv-9", reason="linked"))
     gift = {"to_member": "pv-9", "points": 10, "reference": "g1"}
-    partner = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
-    inbound = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
+    till = api.key_for(PrincipalKind.CHANNEL, "till-1")
 
-    # When a member gifts to pv-9, and a partner credits pv-9
+    # When a member gifts to pv-9, and a till redeems for pv-9
     gifted = api.call("POST", "/programs/demo/members/m1/gifts", key=api.key_for(PrincipalKind.MEMBER, "m1"), body=gift)
-    credited = api.call("POST", "/partners/acme/programs/demo/members/pv-9/transfers-in", key=partner, body=inbound)
+    redeemed = api.call(
+        "POST", "/programs/demo/members/pv-9/redemptions", key=till, body={"points": 5, "reference": "r-9"}
+    )
 
     # Then both are refused with a problem that names the member to use instead, and nothing moved
-    for reply in (gifted, credited):
+    for reply in (gifted, redeemed):
         assert (reply.status, reply.code, reply.body["survivor"]) == (409, "account_closed", "m2"), reply.body
     balances = {a.member: a.available for a in store.ledger_records()[1]}
     assert balances == {"m1": 1000, "pv-9": 0, "m2": 5}
     assert audit(*store.ledger_records()).ok
     # And the emptied account's balance says where its points went
-    closed = api.call("GET", "/programs/demo/members/pv-9/balance", key=partner).body
+    closed = api.call("GET", "/programs/demo/members/pv-9/balance", key=till).body
     assert (closed["available"], closed["merged_into"]) == (0, "m2")

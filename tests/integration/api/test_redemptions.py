@@ -113,7 +113,10 @@ def test_hold_capture_release(api: Client, funded: Ledger, store: DynamoLedgerSt
     member = api.key_for(PrincipalKind.MEMBER, "m1")
     till = api.key_for(PrincipalKind.CHANNEL, "till-1")
     base = "/programs/demo/members/m1/holds"
-    assert api.call("POST", base, key=member, body={"points": 300, "reference": "h1"}).status == 201
+    assert api.call("POST", base, key=till, body={"points": 300, "reference": "h1"}).status == 201
+    # The till's hold is the till's: the member finds no hold of its own by that reference
+    voided = api.call("POST", f"{base}/h1/release", key=member)
+    assert (voided.status, voided.code) == (404, "unknown_entry")
     too_much = api.call("POST", f"{base}/h1/capture", key=till, body={"points": 301})
     assert (too_much.status, too_much.code) == (422, "capture_exceeds_hold")
     part = api.call("POST", f"{base}/h1/capture", key=till, body={"points": 200})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from shared.access.keys import PrincipalKind
 from shared.exchange.agreements import Agreement, publish_agreement
 from shared.exchange.settlement import record_partner_postings
-from tests.integration.api.conftest import second_program
+from tests.integration.api.conftest import link_partner, second_program
 
 if TYPE_CHECKING:
     from functions.services import Services
@@ -53,6 +53,7 @@ def test_statement_sums_exchange_and_transfer_lines_per_partner(
     assert api.call("POST", f"/quotes/{quote['quote_id']}/execute", key=member).status == 201
     # And partner acme credited 40 points in, and took 100 out (confirmed)
     acme = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
+    link_partner(api, acme, "m1", "ACME-1")
     inbound = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
     assert (
         api.call("POST", "/partners/acme/programs/demo/members/m1/transfers-in", key=acme, body=inbound).status == 201
@@ -60,7 +61,7 @@ def test_statement_sums_exchange_and_transfer_lines_per_partner(
     outbound = {"partner": "acme", "transfer_id": "o-1", "points": 100}
     assert api.call("POST", "/programs/demo/members/m1/transfers-out", key=member, body=outbound).status == 201
     confirm = "/partners/acme/programs/demo/members/m1/transfers-out/o-1/confirm"
-    assert api.call("POST", confirm, key=acme).status == 201
+    assert api.call("POST", confirm, key=acme, body={}).status == 201
     # And the stream watcher wrote the settlement lines (each record delivered twice)
     _project_stream(services)
     admin = api.key_for(PrincipalKind.ADMIN, "ops", ())
@@ -86,6 +87,7 @@ def test_statement_before_the_stream_caught_up_is_empty_not_wrong(
 ) -> None:
     # Given a transfer in that the watcher has not projected yet
     acme = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
+    link_partner(api, acme, "m1", "ACME-1")
     inbound = {"transfer_id": "t-9", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
     assert (
         api.call("POST", "/partners/acme/programs/demo/members/m1/transfers-in", key=acme, body=inbound).status == 201

@@ -11,7 +11,7 @@ import pytest
 from shared.access.keys import PrincipalKind
 from shared.exchange.agreements import Agreement, publish_agreement
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
-from tests.integration.api.conftest import second_program
+from tests.integration.api.conftest import link_partner, second_program
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -109,6 +109,7 @@ def test_earning_closes_on_its_date_while_redemption_stays_open(
     api: Client, closing: datetime, store: DynamoLedgerStore, clock: Clock
 ) -> None:
     acme = api.key_for(PrincipalKind.PARTNER, "acme", ("demo",))
+    link_partner(api, acme, "m1", "ACME-1")
     member = api.key_for(PrincipalKind.MEMBER, "m1", ("demo", "air"))
     inbound = "/partners/acme/programs/demo/members/m1/transfers-in"
     sent = {"transfer_id": "t-1", "points": 40, "occurred_at": "2026-01-20T10:00:00Z"}
@@ -141,7 +142,7 @@ def test_every_spending_route_refuses_after_the_end(
     first = api.call("POST", f"{M1}/redemptions", key=member, body={"points": 5, "reference": "r-open"})
     assert first.status == 201
     hold = {"points": 50, "reference": "h-open", "lapses_in_seconds": 3600}
-    assert api.call("POST", f"{M1}/holds", key=member, body=hold).status == 201
+    assert api.call("POST", f"{M1}/holds", key=till, body=hold).status == 201
     quote = api.call("POST", "/agreements/demo-air/quotes", key=member, body={"member": "m1", "points": 10}).body
     # When the program has ended
     _at(clock, closing + timedelta(days=60, seconds=1))

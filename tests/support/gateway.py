@@ -1,0 +1,41 @@
+"""API Gateway's own replies for the in-process API tests, from template.yaml's GatewayResponses.
+
+The sandbox answers key refusals with the API's gateway responses (`pointbridge.sandbox.apigw`);
+the in-process client of tests/integration/api uses the same code on the same template, so a
+refused key reads the same there as over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pointbridge.sandbox.apigw import EXPLICIT_DENY, UNAUTHORIZED, Route, gateway_reply
+from pointbridge.sandbox.core import gateway_response
+from pointbridge.sandbox.template import load_template
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+# Routes of the API that have `Authorizer: NONE` in the template.
+OPEN_PATHS = frozenset({"/health", "/docs", "/console"})
+
+
+@cache
+def points_api() -> Route:
+    responses = load_template(TEMPLATE)["Resources"]["PointsApi"]["Properties"]["GatewayResponses"]
+    return Route(
+        function="ApiFunction",
+        method="ANY",
+        resource="/{proxy+}",
+        api_id="abc123",
+        stage="Prod",
+        gateway_responses={str(kind): gateway_response(spec) for kind, spec in responses.items()},
+    )
+
+
+def refused(context: dict[str, str] | None) -> tuple[int, dict[str, str], Any]:
+    """The reply to a request without a key (`context` None) or one the authorizer denied."""
+    refusal = UNAUTHORIZED if context is None else EXPLICIT_DENY
+    status, headers, body = gateway_reply(points_api(), refusal, context or {}, "r")
+    return status, {name.lower(): values[0] for name, values in headers.items()}, json.loads(body)
