@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from shared.earning.store import EarningItems
+    from shared.ledger.commands import Cause
     from shared.ledger.contract import LedgerStore, Programs
     from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
@@ -209,7 +210,15 @@ class IngestCore:
     def _void_referral_of(self, config: ProgramConfig, holder: str, order: Entry) -> None:
         raise NotImplementedError
 
-    def _void(self, config: ProgramConfig, holder: str, earned: Entry, reason: str) -> bool:
+    def _void(
+        self,
+        config: ProgramConfig,
+        holder: str,
+        earned: Entry,
+        reason: str,
+        cause: Cause,
+        justified: dict[str, str] | None = None,
+    ) -> bool:
         raise NotImplementedError
 
     def _apply_waiting(self, program: str, order_id: str) -> None:

@@ -11,7 +11,7 @@ from shared.errors import (
     AlreadySettledError,
     UnknownEntryError,
 )
-from shared.ledger.commands import Activate, Transfer
+from shared.ledger.commands import Activate, Cause, CauseKind, Transfer
 from shared.members.records import FLAG_OPEN, FLAG_VOIDED
 
 if TYPE_CHECKING:
@@ -72,8 +72,10 @@ class HeldEarns(IngestCore):
         return done
 
     def _void_held(self, config: ProgramConfig, pending: PendingEarn, reason: str) -> bool:
+        """Void an earn a flag held, because an operator confirmed the fraud (the flag's decision)."""
         earned = self._entries.get_entry(config.program, pending.entry_id)
-        if earned is None or not self._void(config, pending.member, earned, reason):
+        cause = Cause(kind=CauseKind.FLAG, ref=f"{pending.held_for}:{FLAG_VOIDED}")
+        if earned is None or not self._void(config, pending.member, earned, reason, cause):
             return False
         self._apply_waiting(config.program, pending.entry_id)  # refunds parked on it: settled by the void
         return True

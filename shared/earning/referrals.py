@@ -20,6 +20,7 @@ from shared.events.model import (
     IdentityKind,
     PurchaseEvent,
 )
+from shared.ledger.commands import Cause, CauseKind
 from shared.ledger.models import EntryKind
 from shared.members.view import (
     REFERRAL_AWAITING,
@@ -128,7 +129,8 @@ class Referrals(IngestCore):
             return
         reward = self._entries.get_entry(config.program, referred.reward)
         if reward is not None and reward.kind is EntryKind.EARN_PENDING:
-            self._void(config, self._follow(reward.member), reward, f"{holder}'s first purchase was returned")
+            cause = Cause(kind=CauseKind.ENTRY, ref=f"settle:{order.entry_id}")
+            self._void(config, self._follow(reward.member), reward, f"{holder}'s first purchase was returned", cause)
         reason = f"the first purchase ({order.entry_id}) was refunded in full within its return window"
         self._items.referral_ended(config.program, holder, REFERRAL_NOT_ELIGIBLE, reason)
 

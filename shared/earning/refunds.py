@@ -16,7 +16,7 @@ from shared.errors import (
 from shared.events.model import (
     RefundEvent,
 )
-from shared.ledger.commands import ClawBack, Void
+from shared.ledger.commands import Cause, CauseKind, ClawBack, Void
 from shared.ledger.contract import Tally, TallyChangedError
 from shared.ledger.models import Account, EntryKind
 from shared.members import activity
@@ -46,34 +46,65 @@ class Refunds(IngestCore):
         return self._apply_refund(config, event, earned, digest)
 
     def _void_if_fully_refunded(self, config: ProgramConfig, program: str, order_id: str) -> bool:
-        """An order refunded in full within its return window never pays out: void its pending earn."""
+        """An order refunded in full within its return window never pays out: void its pending earn.
+
+        Only refunds that exist can do it: with none waiting there is nothing to void for, whatever
+        the order's amount (an earn with no purchase amount, such as partner points or a flagged
+        member's behaviour points, used to count as "refunded in full" by nothing at all).
+        """
         order = self._entries.get_entry(program, order_id)
         if order is None or order.kind is not EntryKind.EARN_PENDING:
             return False
-        refunds = [parse_event(body) for body in self._items.waiting_refunds(program, order_id)]
-        total = sum((r.refunded_amount for r in refunds if isinstance(r, RefundEvent)), Decimal(0))
-        if total < Decimal(order.details.get("basis_amount", "0")):
+        refunds = [
+            r for r in map(parse_event, self._items.waiting_refunds(program, order_id)) if isinstance(r, RefundEvent)
+        ]
+        if not refunds:
+            return False
+        total = sum((r.refunded_amount for r in refunds), Decimal(0))
+        basis = Decimal(order.details.get("basis_amount", "0"))
+        if total < basis:
             return False
         holder = self._follow(order.member)  # a merge moved the pending earn to the survivor
-        if not self._void(config, holder, order, "refunded in full in its window"):
+        cause = Cause(kind=CauseKind.REFUND, ref=" ".join(sorted(entry_key(r) for r in refunds)))
+        justified = {"refunded": str(total), "basis_amount": str(basis)}
+        if not self._void(config, holder, order, "refunded in full in its window", cause, justified):
             return False  # activated meanwhile: the refunds claw back from the activation instead
         self._apply_waiting(program, order_id)  # the parked refunds are settled by the void: drop them
         self._void_referral_of(config, holder, order)
         return True
 
-    def _void(self, config: ProgramConfig, holder: str, earned: Entry, reason: str) -> bool:
-        """Void a pending earn on its holder; its qualifying activity goes with it."""
+    def _void(
+        self,
+        config: ProgramConfig,
+        holder: str,
+        earned: Entry,
+        reason: str,
+        cause: Cause,
+        justified: dict[str, str] | None = None,
+    ) -> bool:
+        """Void a pending earn on its holder, for `cause`; its qualifying activity goes with it.
+
+        True when the earn is voided (now, or before: a retry whose first attempt was cut short).
+        """
         basis = Decimal(earned.details.get("basis_amount", "0"))
         taken_back = activity.change(config, earned.event_time, -earned.delta(Account.PENDING), -basis)
         for _ in range(MAX_DECISIONS):
-            cmd = Void(program=earned.program, member=holder, entry_id=earned.entry_id, reason=reason[:300])
+            cmd = Void(
+                program=earned.program,
+                member=holder,
+                entry_id=earned.entry_id,
+                reason=reason[:300],
+                cause=cause,
+                details=justified or {},
+            )
             try:
                 self._ledger.void(cmd, tallies=[activity.tally(earned.program, holder, taken_back)])
             except AccountClosedError as closed:
                 holder = self._follow(closed.survivor)  # a merge moved the pending earn after we looked
                 continue
             except (AlreadySettledError, UnknownEntryError):
-                return False
+                settled = self._entries.get_entry(earned.program, f"settle:{earned.entry_id}")
+                return settled is not None and settled.kind is EntryKind.VOID
             return True
         return False
 

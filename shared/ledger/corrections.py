@@ -8,6 +8,7 @@ from shared.errors import (
     NotReversibleError,
     UnknownEntryError,
 )
+from shared.ledger.commands import Cause, CauseKind
 from shared.ledger.core import LedgerCore, _Draft, _restore, _slices, _with_tallies
 from shared.ledger.debits import DEBIT_COUNTERS
 from shared.ledger.lots import spendable, take_from_lots
@@ -36,6 +37,7 @@ class Corrections(LedgerCore):
             if original is None or original.member != cmd.member:
                 raise UnknownEntryError(f"no entry {cmd.entry_id} for member {cmd.member}")
             draft = self._derived(EntryKind.REVERSAL, entry_id, cmd.reason, original, now)
+            draft.details = cmd.cause.details()
             if original.kind in (EntryKind.EARN, EntryKind.ACTIVATE):
                 return self._claw_back(cmd, entry_id, original, draft, now)
             if original.kind is EntryKind.SPEND:
@@ -99,7 +101,13 @@ class Corrections(LedgerCore):
                 reason=cmd.reason,
                 event_time=now,
                 related=original.entry_id,
-                details={**cmd.details, "requested": str(cmd.points), "shortfall": str(cmd.points - taken_points)},
+                details={
+                    **cmd.details,
+                    "requested": str(cmd.points),
+                    "shortfall": str(cmd.points - taken_points),
+                    # The refund is its own cause: the claw-back's entry is keyed by the refund's id.
+                    **Cause(kind=CauseKind.REFUND, ref=entry_id).details(),
+                },
             )
             return _with_tallies(self._change(cmd, entry_id, state, draft, now, taken=taken), tallies)
 

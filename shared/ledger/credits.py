@@ -120,6 +120,7 @@ class Credits(LedgerCore):
             assert earned is not None
             counter = next(p for p in earned.postings if p.amount < 0)
             draft = self._derived(EntryKind.VOID, entry_id, cmd.reason, earned, now)
+            draft.details = {**cmd.details, **cmd.cause.details()}
             draft.postings = [
                 Posting(account=Account.PENDING, amount=-pending.points),
                 Posting(account=counter.account, owner=counter.owner, amount=pending.points),

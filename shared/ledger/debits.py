@@ -11,6 +11,7 @@ from shared.errors import (
     NotDueError,
     UnknownEntryError,
 )
+from shared.ledger.commands import Cause, CauseKind
 from shared.ledger.contract import Change, Guard
 from shared.ledger.core import LedgerCore, _Draft, _restore, _slices
 from shared.ledger.lots import take_from_lots
@@ -179,6 +180,7 @@ class Debits(LedgerCore):
                 event_time=event_time,
                 lots=[LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-lot.remaining)],
                 related=lot.origin,
+                details=Cause(kind=CauseKind.LAPSE, ref=lot.lot_id).details(),
             )
             taken = [(lot, lot.remaining)]
             return self._change(cmd, entry_id, state, draft, now, taken=taken, lot_moves_done=True, allow_closed=True)
