@@ -221,7 +221,10 @@ class IngestCore:
     ) -> bool:
         raise NotImplementedError
 
-    def _apply_waiting(self, program: str, order_id: str) -> None:
+    def _apply_waiting(self, program: str, order_id: str) -> bool:
+        raise NotImplementedError
+
+    def _follow_up(self, config: ProgramConfig, order_id: str, settled: Entry | None = None) -> None:
         raise NotImplementedError
 
     def _void_if_fully_refunded(self, config: ProgramConfig, program: str, order_id: str) -> bool:

@@ -125,6 +125,7 @@ class Purchases(IngestCore):
                 # The ledger found this very earn already posted: a redelivery (its entry is older
                 # than the balance we read), so repair any follow-up a crash may have cut short.
                 self._after_earn(config, entry)
+                self._upgrade(config, view, [], now)
                 self._pay_referral(config, view, entry)
                 return Outcome("replayed", entry.entry_id, entry.member, _points(entry))
             if refunds_may_wait:
@@ -323,8 +324,8 @@ class Purchases(IngestCore):
         settled = self._entries.get_entry(entry.program, f"settle:{entry.entry_id}")
         if settled is None:
             self._void_if_fully_refunded(config, entry.program, entry.entry_id)
-        elif settled.kind is EntryKind.ACTIVATE:
-            self._apply_waiting(entry.program, entry.entry_id)
+        else:
+            self._follow_up(config, entry.entry_id, settled)
 
 
 def _counter(event: Event) -> dict[str, Any]:

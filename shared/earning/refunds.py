@@ -17,7 +17,7 @@ from shared.events.model import (
     RefundEvent,
 )
 from shared.ledger.commands import Cause, CauseKind, ClawBack, Void
-from shared.ledger.contract import Tally, TallyChangedError
+from shared.ledger.contract import CheckFailedError, Tally, TallyChangedError
 from shared.ledger.models import Account, EntryKind
 from shared.members import activity
 from shared.program.rules import (
@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 
 
 class Refunds(IngestCore):
-    def _refund(self, event: RefundEvent) -> Outcome:
+    def _refund(self, event: RefundEvent, follow_up: bool = True) -> Outcome:
+        """Claw back for a refund, or park it until its order posts or activates.
+
+        A refund of an order already settled carries on what the settlement left to do (`_follow_up`,
+        for a process that stopped after the settlement); not when applied from that very step.
+        """
         config = self._programs.get(event.program)
         digest = event_hash(event)
         order_id = f"{event.source}:{event.order_external_id}"
@@ -43,6 +48,12 @@ class Refunds(IngestCore):
                 earned = self._earned_entry(event.program, order_id)
             if earned is None:
                 return Outcome("parked", entry_key(event), note=f"waiting for {order_id} to post or activate")
+            # The order came (or was settled) between our two looks: apply it here, and off the list.
+            outcome = self._apply_refund(config, event, earned, digest)
+            self._items.drop_refund(event.program, order_id, entry_key(event))
+            return outcome
+        if follow_up and earned.kind is EntryKind.EARN_PENDING:
+            self._follow_up(config, order_id)  # voided: drop the refunds the void settled, end the referral
         return self._apply_refund(config, event, earned, digest)
 
     def _void_if_fully_refunded(self, config: ProgramConfig, program: str, order_id: str) -> bool:
@@ -67,11 +78,10 @@ class Refunds(IngestCore):
         holder = self._follow(order.member)  # a merge moved the pending earn to the survivor
         cause = Cause(kind=CauseKind.REFUND, ref=" ".join(sorted(entry_key(r) for r in refunds)))
         justified = {"refunded": str(total), "basis_amount": str(basis)}
-        if not self._void(config, holder, order, "refunded in full in its window", cause, justified):
-            return False  # activated meanwhile: the refunds claw back from the activation instead
-        self._apply_waiting(program, order_id)  # the parked refunds are settled by the void: drop them
-        self._void_referral_of(config, holder, order)
-        return True
+        # The void settles the parked refunds (they are dropped) and the referral its purchase paid;
+        # `_void` does both after the void's commit, and leaves them to the activation job's next run
+        # if it stops in between (its follow-up mark).
+        return self._void(config, holder, order, "refunded in full in its window", cause, justified)
 
     def _void(
         self,
@@ -88,6 +98,8 @@ class Refunds(IngestCore):
         """
         basis = Decimal(earned.details.get("basis_amount", "0"))
         taken_back = activity.change(config, earned.event_time, -earned.delta(Account.PENDING), -basis)
+        waiting = self._items.no_refund_waiting(earned.program, earned.entry_id)
+        marked = False
         for _ in range(MAX_DECISIONS):
             cmd = Void(
                 program=earned.program,
@@ -97,16 +109,39 @@ class Refunds(IngestCore):
                 cause=cause,
                 details=justified or {},
             )
+            tallies = [activity.tally(earned.program, holder, taken_back)]
             try:
-                self._ledger.void(cmd, tallies=[activity.tally(earned.program, holder, taken_back)])
+                if marked:
+                    mark = self._items.follow_up(earned.program, earned.entry_id, holder, self._clock())
+                    self._ledger.void(cmd, tallies=tallies, marks=[mark])
+                else:
+                    self._ledger.void(cmd, tallies=tallies, checks=[waiting])
+            except CheckFailedError:
+                marked = True  # refunds wait on it: void with a follow-up mark, so none is left behind
+                continue
             except AccountClosedError as closed:
                 holder = self._follow(closed.survivor)  # a merge moved the pending earn after we looked
                 continue
             except (AlreadySettledError, UnknownEntryError):
                 settled = self._entries.get_entry(earned.program, f"settle:{earned.entry_id}")
                 return settled is not None and settled.kind is EntryKind.VOID
+            if marked or cause.kind is CauseKind.REFUND:
+                self._follow_up(config, earned.entry_id)
             return True
         return False
+
+    def _follow_up(self, config: ProgramConfig, order_id: str, settled: Entry | None = None) -> None:
+        """What follows an order's settlement, each step idempotent: apply (or, after a void, drop)
+        the refunds that waited on it; after a void for refunds, end the referral its purchase paid;
+        then take the order out of the activation job's index."""
+        marked = self._apply_waiting(config.program, order_id)
+        settled = settled or self._entries.get_entry(config.program, f"settle:{order_id}")
+        if settled is not None and settled.kind is EntryKind.VOID and settled.details.get("cause_kind") == "refund":
+            order = self._entries.get_entry(config.program, order_id)
+            if order is not None:
+                self._void_referral_of(config, self._follow(order.member), order)
+        if marked:
+            self._items.followed_up(config.program, order_id)
 
     def _earned_entry(self, program: str, order_id: str) -> Entry | None:
         """The entry holding the order's spendable points: the earn, or its activation once pending ends."""
@@ -184,9 +219,13 @@ class Refunds(IngestCore):
             return Outcome("posted", entry.entry_id, member, -entry.delta(Account.AVAILABLE))
         raise ContentionError(f"order {order_id} kept changing; retry later", order=order_id)
 
-    def _apply_waiting(self, program: str, order_id: str) -> None:
-        for body in self._items.waiting_refunds(program, order_id):
+    def _apply_waiting(self, program: str, order_id: str) -> bool:
+        """Apply (or drop, if settled otherwise) each refund waiting on the order; True if its list
+        carries a follow-up mark (`_follow_up` clears it once they are all applied)."""
+        bodies, marked = self._items.waiting(program, order_id)
+        for body in bodies:
             refund = parse_event(body)
             assert isinstance(refund, RefundEvent)
-            if self._refund(refund).status != "parked":
+            if self._refund(refund, follow_up=False).status != "parked":
                 self._items.drop_refund(program, order_id, entry_key(refund))
+        return marked

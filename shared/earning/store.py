@@ -7,12 +7,13 @@ only reads their index (GSI1 `N#<program>#<until day>`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.infra import keys
 from shared.infra.codec import to_item
 from shared.infra.table import TransactionCanceledError
-from shared.ledger.contract import Check
+from shared.ledger.contract import Check, Mark
 from shared.ledger.store import pending_from
 from shared.members.view import REFERRAL_PAID
 
@@ -26,24 +27,39 @@ if TYPE_CHECKING:
 # Present on a referral item only while it waits for the referred member's first purchase.
 AWAITING = "awaiting"
 WAITING_IDS = "ids"
+# Set on an order's list of waiting refunds by the activation or void that settled the order while
+# refunds were waiting; with it the list sits in the activation index until they are applied.
+FOLLOW_UP = "follow_up"
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """An order settled (activated or voided) while refunds waited on it: they are still to apply."""
+
+    program: str
+    order_entry_id: str
 
 
 class EarningItems:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn]:
-        """Open pending earns that may activate on `day` up to `until`, in that order."""
-        return [
-            pending_from(item)
-            for item in self._table.query(
-                IndexName="GSI1",
-                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
-                ExpressionAttributeValues=to_item(
-                    {":pk": keys.pending_index_pk(program, day), ":until": keys.through(until)}
-                ),
-            )
-        ]
+    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn | FollowUp]:
+        """Open pending earns that may activate on `day` up to `until`, and orders settled that day
+        whose waiting refunds are still to apply, in index order."""
+        found: list[PendingEarn | FollowUp] = []
+        for item in self._table.query(
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
+            ExpressionAttributeValues=to_item(
+                {":pk": keys.pending_index_pk(program, day), ":until": keys.through(until)}
+            ),
+        ):
+            if item.get(FOLLOW_UP):
+                found.append(FollowUp(program, str(item[FOLLOW_UP])))
+            else:
+                found.append(pending_from(item))
+        return found
 
     # Refunds waiting for their order (or for its return window to close): one item per order,
     # the refunds' ids in a set (gone when empty) and each body under its own attribute.
@@ -57,10 +73,15 @@ class EarningItems:
         )
 
     def waiting_refunds(self, program: str, order_entry_id: str) -> list[str]:
+        return self.waiting(program, order_entry_id)[0]
+
+    def waiting(self, program: str, order_entry_id: str) -> tuple[list[str], bool]:
+        """The bodies of the refunds waiting on an order, and whether a follow-up mark is on the list."""
         item = self._table.get(keys.waiting_refunds(program, order_entry_id))
         if not item:
-            return []
-        return [item[f"r#{refund}"] for refund in sorted(item.get(WAITING_IDS, set())) if f"r#{refund}" in item]
+            return [], False
+        bodies = [item[f"r#{refund}"] for refund in sorted(item.get(WAITING_IDS, set())) if f"r#{refund}" in item]
+        return bodies, FOLLOW_UP in item
 
     def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None:
         self._table.update(
@@ -69,6 +90,21 @@ class EarningItems:
             ExpressionAttributeNames={"#body": f"r#{refund_entry_id}"},
             ExpressionAttributeValues=to_item({":id": {refund_entry_id}}),
             ConditionExpression="attribute_exists(PK)",  # an update must not create the item
+        )
+
+    def follow_up(self, program: str, order_entry_id: str, member: str, at: datetime) -> Mark:
+        """Written with the settlement of an order that refunds wait on: puts their list in the
+        activation index (the day of `at`), so the job's next run applies them if this one stops."""
+        index = keys.pending_index(program, member, f"{order_entry_id}#follow-up", at)
+        values = {"type": "waiting_refunds", FOLLOW_UP: order_entry_id, **index._asdict()}
+        return Mark(keys.waiting_refunds(program, order_entry_id), tuple(values.items()))
+
+    def followed_up(self, program: str, order_entry_id: str) -> None:
+        """Every refund of the list applied: out of the activation index (kept if one was parked meanwhile)."""
+        self._table.update(
+            keys.waiting_refunds(program, order_entry_id),
+            f"REMOVE GSI1PK, GSI1SK, {FOLLOW_UP}",
+            ConditionExpression=f"attribute_exists({FOLLOW_UP}) AND attribute_not_exists({WAITING_IDS})",
         )
 
     def no_refund_waiting(self, program: str, order_entry_id: str) -> Check:

@@ -72,6 +72,19 @@ class Check:
     attribute: str
 
 
+@dataclass(frozen=True)
+class Mark:
+    """An item outside the ledger given attributes in the same transaction (SET, unconditional).
+
+    What a multi-step operation leaves for its next run when a step after the commit is still to
+    do: e.g. an activation with refunds waiting marks their list so the activation job meets it
+    again until they are applied, so a process that stops right after the commit loses nothing.
+    """
+
+    key: ItemKey
+    values: tuple[tuple[str, str], ...]
+
+
 class CheckFailedError(Exception):
     """The store found a Check's item carrying its attribute; nothing was written."""
 
@@ -111,6 +124,7 @@ class Change:
     pending_created: tuple[PendingEarn, ...] = ()
     pending_deleted: tuple[PendingEarn, ...] = ()
     checks: tuple[Check, ...] = ()
+    marks: tuple[Mark, ...] = ()
     # Open holds a merge re-homes: (as held by the merged member, as held by the survivor).
     holds_moved: tuple[tuple[Hold, Hold], ...] = ()
 
@@ -119,7 +133,7 @@ class Change:
         holds = (self.hold_created is not None) + (self.hold_deleted is not None) + 2 * len(self.holds_moved)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
         pending = len(self.pending_created) + len(self.pending_deleted)
-        extras = len(self.tallies) + len(self.guards) + len(self.checks)
+        extras = len(self.tallies) + len(self.guards) + len(self.checks) + len(self.marks)
         return len(self.entries) + len(self.accounts) + lots + holds + pending + extras
 
 

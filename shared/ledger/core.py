@@ -28,6 +28,7 @@ from shared.ledger.contract import (
     EntryExistsError,
     Guard,
     LedgerStore,
+    Mark,
     Programs,
     Tally,
 )
@@ -314,10 +315,12 @@ def _closed(program: str, state: AccountState) -> AccountClosedError:
     )
 
 
-def _with_tallies(change: Change, tallies: Sequence[Tally], checks: Sequence[Check] = ()) -> Change:
-    if not tallies and not checks:
+def _with_tallies(
+    change: Change, tallies: Sequence[Tally], checks: Sequence[Check] = (), marks: Sequence[Mark] = ()
+) -> Change:
+    if not tallies and not checks and not marks:
         return change
-    change = replace(change, tallies=tuple(tallies), checks=tuple(checks))
+    change = replace(change, tallies=tuple(tallies), checks=tuple(checks), marks=tuple(marks))
     if change.item_count > MAX_TRANSACTION_ITEMS:
         raise TooManyLotsError(f"operation would write {change.item_count} items; at most {MAX_TRANSACTION_ITEMS}")
     return change

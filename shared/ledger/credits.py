@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.ledger.commands import Activate, Earn, Void
-    from shared.ledger.contract import Change, Check, Snapshot, Tally
+    from shared.ledger.contract import Change, Check, Mark, Snapshot, Tally
 
 
 CREDIT_COUNTERS = frozenset({Account.ISSUANCE, Account.PARTNER, Account.TRANSFER})
@@ -86,8 +86,13 @@ class Credits(LedgerCore):
 
         return self._post(cmd, entry_id, plan, at)
 
-    def activate(self, cmd: Activate, at: datetime | None = None) -> Entry:
-        """Activate a pending earn on the account that holds it now (after a merge: the survivor's)."""
+    def activate(
+        self, cmd: Activate, at: datetime | None = None, checks: Sequence[Check] = (), marks: Sequence[Mark] = ()
+    ) -> Entry:
+        """Activate a pending earn on the account that holds it now (after a merge: the survivor's).
+
+        `checks` and `marks` commit with it (a failed check is `CheckFailedError`, nothing written).
+        """
         entry_id = f"settle:{cmd.entry_id}"
 
         def plan(now: datetime) -> Change:
@@ -106,11 +111,19 @@ class Credits(LedgerCore):
                 lots=[LotMove(lot_id=entry_id, expires_at=pending.expires_at, amount=pending.points)],
             )
             state = self._store.get_account(cmd.program, cmd.member)
-            return replace(self._change(cmd, entry_id, state, draft, now), pending_deleted=(pending,))
+            change = replace(self._change(cmd, entry_id, state, draft, now), pending_deleted=(pending,))
+            return _with_tallies(change, (), checks, marks)
 
         return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)
 
-    def void(self, cmd: Void, at: datetime | None = None, tallies: Sequence[Tally] = ()) -> Entry:
+    def void(
+        self,
+        cmd: Void,
+        at: datetime | None = None,
+        tallies: Sequence[Tally] = (),
+        checks: Sequence[Check] = (),
+        marks: Sequence[Mark] = (),
+    ) -> Entry:
         """Cancel a pending earn on the account that holds it; the points go back where they came from."""
         entry_id = f"settle:{cmd.entry_id}"
 
@@ -127,6 +140,6 @@ class Credits(LedgerCore):
             ]
             state = self._store.get_account(cmd.program, cmd.member)
             change = replace(self._change(cmd, entry_id, state, draft, now), pending_deleted=(pending,))
-            return _with_tallies(change, tallies)
+            return _with_tallies(change, tallies, checks, marks)
 
         return self._post(cmd, entry_id, plan, at, on_conflict=AlreadySettledError)

@@ -182,7 +182,8 @@ def _key(key: keys.ItemKey) -> dict[str, Any]:
 
 def transaction_items(table: str, change: Change) -> list[Any]:
     """The TransactWriteItems request for a change: entries, balances, lots, holds, pending earns,
-    then checks, tallies and guards (in that order: `_cause` reads the cancellation reasons by position)."""
+    marks, then checks, tallies and guards (in that order: `_cause` reads the cancellation reasons by
+    position; marks are unconditional, so they never cancel one)."""
     items: list[Any] = [_put_new(table, entry_item(entry)) for entry in change.entries]
     for state, expected_seq in change.accounts:
         put: dict[str, Any] = {"TableName": table, "Item": account_item(state)}
@@ -225,6 +226,17 @@ def transaction_items(table: str, change: Change) -> list[Any]:
     for old, new in change.holds_moved:
         items.append(_delete(table, keys.hold(old.program, old.member, old.hold_id)))
         items.append(_put_new(table, hold_item(new)))
+    for mark in change.marks:
+        names = {f"#m{n}": name for n, (name, _) in enumerate(mark.values)}
+        values = {f":m{n}": value for n, (_, value) in enumerate(mark.values)}
+        update = {
+            "TableName": table,
+            "Key": _key(mark.key),
+            "UpdateExpression": "SET " + ", ".join(f"#m{n} = :m{n}" for n in range(len(mark.values))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(values),
+        }
+        items.append({"Update": update})
     for check in change.checks:
         condition = {
             "TableName": table,
