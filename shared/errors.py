@@ -108,6 +108,17 @@ class AccountClosedError(LedgerError):
         self.survivor = survivor
 
 
+class RefundExceedsOrderError(InvalidInputError):
+    """Raised when a refund would bring its order's refunds above the money the order earned on.
+
+    Refused, never clamped: the sender's data is wrong (a duplicate under a new id, the wrong order),
+    and guessing which part is right would hide it. Nothing is taken back for it.
+    """
+
+    code = "refund_exceeds_order"
+    status = 422
+
+
 class NotReversibleError(LedgerError):
     """Raised when asked to reverse an entry whose kind has its own undo (void, release)."""
 

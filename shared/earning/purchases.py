@@ -345,7 +345,7 @@ def _streak(days: frozenset[str] | set[str], today: date) -> int:
 
 
 def _points(entry: Entry) -> int:
-    return entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING)
+    return entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
 
 
 def _is_sign_in(event: Event) -> bool:

@@ -11,6 +11,7 @@ from shared.errors import (
     AlreadySettledError,
     ContentionError,
     IdempotencyConflictError,
+    RefundExceedsOrderError,
     UnknownEntryError,
 )
 from shared.events.model import (
@@ -78,6 +79,8 @@ class Refunds(IngestCore):
         holder = self._follow(order.member)  # a merge moved the pending earn to the survivor
         cause = Cause(kind=CauseKind.REFUND, ref=" ".join(sorted(entry_key(r) for r in refunds)))
         justified = {"refunded": str(total), "basis_amount": str(basis)}
+        if basis > 0 and total > basis:
+            justified["over_refunded"] = str(total - basis)  # refunds of more than the order: noted, not hidden
         # The void settles the parked refunds (they are dropped) and the referral its purchase paid;
         # `_void` does both after the void's commit, and leaves them to the activation job's next run
         # if it stops in between (its follow-up mark).
@@ -162,7 +165,7 @@ class Refunds(IngestCore):
             return Outcome("skipped", entry_key(event), earned.member, note=f"{order_id} was voided in its window")
         order = earned if earned.kind is not EntryKind.ACTIVATE else self._entries.get_entry(event.program, order_id)
         assert order is not None
-        points = earned.delta(Account.AVAILABLE)
+        points = earned.delta(Account.AVAILABLE) + earned.delta(Account.DEBT)  # a repaid debt was earned too
         basis = Decimal(order.details.get("basis_amount", "0"))
         owner = order.member  # refund tallies stay with the order, even after a merge
         names = [f"refunded#{order_id}", f"clawed#{order_id}"]
@@ -175,6 +178,8 @@ class Refunds(IngestCore):
         for _ in range(MAX_DECISIONS):
             refunded, clawed = view.tally(names[0]).value, view.tally(names[1]).value
             previously = Decimal(refunded) / MONEY_SCALE
+            if basis > 0 and previously + event.refunded_amount > basis:
+                self._refuse_over_refund(event, order_id, previously, basis)
             due = refund_clawback(config, points, basis, event.refunded_amount, clawed, previously)
             refunded_spend = min(event.refunded_amount, max(basis - previously, Decimal(0)))
             cmd = ClawBack(
@@ -193,7 +198,6 @@ class Refunds(IngestCore):
                     "order": order_id,
                     "refunded_amount": str(event.refunded_amount),
                     "event_hash": digest,
-                    "shortfall_policy": "write_off",
                 },
             )
             taken_back = activity.change(config, order.event_time, -due, -refunded_spend)
@@ -219,6 +223,19 @@ class Refunds(IngestCore):
             return Outcome("posted", entry.entry_id, member, -entry.delta(Account.AVAILABLE))
         raise ContentionError(f"order {order_id} kept changing; retry later", order=order_id)
 
+    def _refuse_over_refund(self, event: RefundEvent, order_id: str, previously: Decimal, basis: Decimal) -> None:
+        """A refund taking its order's refunds past the order's amount is refused (unless it is the
+        redelivery of one applied before, whose own amount the tally already holds)."""
+        refund_id = entry_key(event)
+        if self._entries.get_entry(event.program, refund_id) is not None:
+            return
+        raise RefundExceedsOrderError(
+            f"refund {refund_id} of {event.refunded_amount} would bring the refunds of {order_id} to "
+            f"{previously + event.refunded_amount}, more than its {basis}",
+            order=order_id,
+            refunded=str(previously),
+        )
+
     def _apply_waiting(self, program: str, order_id: str) -> bool:
         """Apply (or drop, if settled otherwise) each refund waiting on the order; True if its list
         carries a follow-up mark (`_follow_up` clears it once they are all applied)."""
@@ -226,6 +243,12 @@ class Refunds(IngestCore):
         for body in bodies:
             refund = parse_event(body)
             assert isinstance(refund, RefundEvent)
-            if self._refund(refund, follow_up=False).status != "parked":
+            try:
+                applied = self._refund(refund, follow_up=False).status != "parked"
+            except RefundExceedsOrderError as refused:
+                # Refused, but not at the cost of the order being handled: kept on the list with the reason.
+                self._items.refuse_refund(program, order_id, entry_key(refund), refused.detail)
+                continue
+            if applied:
                 self._items.drop_refund(program, order_id, entry_key(refund))
         return marked

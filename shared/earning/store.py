@@ -30,6 +30,7 @@ WAITING_IDS = "ids"
 # Set on an order's list of waiting refunds by the activation or void that settled the order while
 # refunds were waiting; with it the list sits in the activation index until they are applied.
 FOLLOW_UP = "follow_up"
+REFUSED = "x#"  # a refused refund's reason, next to its body (`r#<refund entry>`)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,21 @@ class EarningItems:
             f"REMOVE GSI1PK, GSI1SK, {FOLLOW_UP}",
             ConditionExpression=f"attribute_exists({FOLLOW_UP}) AND attribute_not_exists({WAITING_IDS})",
         )
+
+    def refuse_refund(self, program: str, order_entry_id: str, refund_entry_id: str, reason: str) -> None:
+        """A refund that can never apply (it exceeds its order): off the list, its body kept, the reason next to it."""
+        self._table.update(
+            keys.waiting_refunds(program, order_entry_id),
+            f"SET #why = :why DELETE {WAITING_IDS} :id",
+            ExpressionAttributeNames={"#why": f"{REFUSED}{refund_entry_id}"},
+            ExpressionAttributeValues=to_item({":id": {refund_entry_id}, ":why": reason}),
+            ConditionExpression="attribute_exists(PK)",
+        )
+
+    def refused_refunds(self, program: str, order_entry_id: str) -> dict[str, str]:
+        """The refunds refused on an order's list, with their reasons."""
+        item = self._table.get(keys.waiting_refunds(program, order_entry_id)) or {}
+        return {name.removeprefix(REFUSED): str(why) for name, why in item.items() if name.startswith(REFUSED)}
 
     def no_refund_waiting(self, program: str, order_entry_id: str) -> Check:
         """A transaction condition: nothing is parked for this order (the set of refund ids is gone)."""

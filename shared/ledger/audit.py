@@ -80,11 +80,11 @@ def audit(
                 report.problems.append(
                     f"{state.program}/{state.member}: {what} total {expected}, balance says {bucket}"
                 )
-        if state.merged_into and (state.pending or state.held):
-            # A merge moves pending earns and holds with the closure; only expired lots may stay.
+        if state.merged_into and (state.pending or state.held or state.debt):
+            # A merge moves pending earns, holds and debt with the closure; only expired lots may stay.
             report.problems.append(
                 f"{state.program}/{state.member}: closed into {state.merged_into} but holds "
-                f"{state.pending} pending and {state.held} held"
+                f"{state.pending} pending and {state.held} held" + (f", and owes {state.debt}" if state.debt else "")
             )
     for program, member in chains:
         report.problems.append(f"{program}/{member}: entries without a balance item")
@@ -189,9 +189,9 @@ def _check_chain(state: AccountState, chain: list[Entry]) -> list[str]:
         previous = entry.hash
     if state.seq != len(chain) or state.head != previous:
         problems.append(f"{where}: balance item at seq {state.seq}, chain has {len(chain)} entries")
-    for account in (Account.AVAILABLE, Account.PENDING, Account.HELD):
+    for account in (Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT):
         summed = sum(e.delta(account) for e in chain)
-        recorded = getattr(state, account.value)
+        recorded = -state.debt if account is Account.DEBT else getattr(state, account.value)
         if summed != recorded:
             problems.append(f"{where}: {account} is {recorded}, its entries sum to {summed}")
     active = None

@@ -115,7 +115,7 @@ class LedgerCore:
     # Internals shared by the operations
 
     def _claw_back(self, cmd: Reverse, entry_id: str, original: Entry, draft: _Draft, now: datetime) -> Change:
-        points = original.delta(Account.AVAILABLE)
+        points = original.delta(Account.AVAILABLE) + original.delta(Account.DEBT)  # a repaid debt was earned too
         source_entry = original
         if original.kind is EntryKind.ACTIVATE:
             pending = self._store.get_entry(cmd.program, original.related)

@@ -69,7 +69,7 @@ class Transfers(LedgerCore):
                     "does not fit one transaction"
                 )
             closing = state if state.merged_into else state.model_copy(update={"merged_into": cmd.to_member})
-            if not (moving or waiting or holds):
+            if not (moving or waiting or holds or state.debt):
                 if closing is state:
                     return Change(entries=(), accounts=())  # closed and emptied before: nothing to do
                 return Change(entries=(), accounts=((closing, state.seq),))
@@ -84,7 +84,9 @@ class Transfers(LedgerCore):
                     Posting(account=Account.AVAILABLE, amount=-total),
                     Posting(account=Account.PENDING, amount=-state.pending),
                     Posting(account=Account.HELD, amount=-state.held),
-                    Posting(account=Account.TRANSFER, amount=total + moved),
+                    # What the member owes moves too: a merge is no way out of a debt.
+                    Posting(account=Account.DEBT, amount=state.debt),
+                    Posting(account=Account.TRANSFER, amount=total + moved - state.debt),
                 ],
                 source="ledger",
                 external_id=entry_id,
@@ -98,10 +100,11 @@ class Transfers(LedgerCore):
             into = _Draft(
                 kind=EntryKind.TRANSFER,
                 postings=[
-                    Posting(account=Account.TRANSFER, amount=-(total + moved)),
+                    Posting(account=Account.TRANSFER, amount=-(total + moved - state.debt)),
                     Posting(account=Account.AVAILABLE, amount=total),
                     Posting(account=Account.PENDING, amount=state.pending),
                     Posting(account=Account.HELD, amount=state.held),
+                    Posting(account=Account.DEBT, amount=-state.debt),
                 ],
                 source="ledger",
                 external_id=in_id,

@@ -268,6 +268,21 @@ class Caps(BaseModel):
     include_points_events: bool = False
 
 
+class ShortfallPolicy(StrEnum):
+    """What happens to the points a refund should take back when the member has already spent them."""
+
+    WRITE_OFF = "write_off"  # the program bears them; counted in the figures as written off
+    RECOVER = "recover"  # the member owes them: the next points earned repay the debt first
+
+
+class RefundRules(BaseModel):
+    """Refunds claw back in proportion (docs/channels.md, "Refunds policy"); this says what a shortfall is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shortfall: ShortfallPolicy = ShortfallPolicy.WRITE_OFF
+
+
 class AnomalyRules(BaseModel):
     """Velocity thresholds the stream watcher flags on; None switches a check off."""
 
@@ -323,6 +338,7 @@ class ProgramConfig(BaseModel):
     # Members hear about expiring points this many days before; 0 switches reminders off.
     reminder_days: Annotated[int, Field(ge=0, le=365)] = 30
     anomaly: AnomalyRules = AnomalyRules()
+    refunds: RefundRules = RefundRules()
     sunset: Sunset | None = None
 
     @field_validator("timezone")
