@@ -119,6 +119,16 @@ class RefundExceedsOrderError(InvalidInputError):
     status = 422
 
 
+class MemberOnHoldError(LedgerError):
+    """Raised when a flagged member spends, gifts or exchanges while the program's flags hold that.
+
+    Checked in the debit's own transaction (a flag raised an instant before the commit still holds
+    it); a retry of a request that succeeded before the flag replays its entry.
+    """
+
+    code = "member_on_hold"
+
+
 class NotReversibleError(LedgerError):
     """Raised when asked to reverse an entry whose kind has its own undo (void, release)."""
 

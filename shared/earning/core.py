@@ -104,8 +104,13 @@ def parse_event(data: str | bytes | dict[str, object]) -> Event:
 
 
 def event_hash(event: Event) -> str:
-    """Tells a redelivery (same hash) from a different event reusing the same source id."""
-    return hashlib.sha256(event.model_dump_json().encode()).hexdigest()[:32]
+    """Tells a redelivery (same hash) from a different event reusing the same source id.
+
+    The card hash is left out: adapters started to add it (2026-12-07), and a file re-sent since is
+    the same events as before, not different ones reusing their ids.
+    """
+    dumped = event.model_dump_json(exclude={"card"}) if isinstance(event, PurchaseEvent) else event.model_dump_json()
+    return hashlib.sha256(dumped.encode()).hexdigest()[:32]
 
 
 def entry_key(event: Event) -> str:

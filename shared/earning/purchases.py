@@ -34,10 +34,12 @@ from shared.events.model import (
     PointsEvent,
     PurchaseEvent,
 )
+from shared.infra import keys
 from shared.ledger.commands import Earn
-from shared.ledger.contract import CheckFailedError, Snapshot, Tally, TallyChangedError
+from shared.ledger.contract import CheckFailedError, Guard, GuardRefusedError, Snapshot, Tally, TallyChangedError
 from shared.ledger.models import Account, EntryKind
 from shared.members import activity
+from shared.members.flags import Finding, raise_flag
 from shared.program.rules import (
     evaluate_behaviour,
     evaluate_points,
@@ -95,8 +97,12 @@ class Purchases(IngestCore):
             if _may_be_referred(event, view):
                 # The member's first earn: a referral recorded after our read must make us read again.
                 checks.append(self._items.no_referral_awaiting(event.program, member))
+            guards = [_one_earn_per_order(event, member)] if isinstance(event, PurchaseEvent) else []
             try:
-                entry = self._ledger.earn(cmd, tallies=tallies, checks=checks, snapshot=snapshot)
+                entry = self._ledger.earn(cmd, tallies=tallies, checks=checks, snapshot=snapshot, guards=guards)
+            except GuardRefusedError:
+                # The same order already earned through another channel: refused before its points land.
+                return self._duplicate_order(event, member, entry_id, now)
             except TallyChangedError:
                 view = self._view(config, event, member)
                 snapshot = Snapshot(view.account)
@@ -135,6 +141,14 @@ class Purchases(IngestCore):
             note = "held for review: member flagged" if cmd.held else ""
             return Outcome("posted", entry.entry_id, member, decision.points, note=note)
         raise ContentionError(f"member {member}'s daily tally kept changing; retry later", member=member)
+
+    def _duplicate_order(self, event: Event, member: str, entry_id: str, now: datetime) -> Outcome:
+        """An order id a member earned on through another source: skipped, and the member flagged for
+        an operator to look at (two channels reporting one order is a mistake or a fraud)."""
+        reason = f"order {event.external_id} already earned through another channel: one order, earned once"
+        flagged = f"order {event.external_id} arrived again from {event.source} after it earned through another channel"
+        raise_flag(self._members, event.program, Finding(member, "order_two_channels", flagged), now, entry_id)
+        return Outcome("skipped", entry_id, member, note=reason)
 
     def _refuse_if_closed(self, config: ProgramConfig, event: Event, now: datetime) -> None:
         sunset = config.sunset
@@ -289,6 +303,8 @@ class Purchases(IngestCore):
         }
         if decision.basis_amount is not None:
             details["basis_amount"] = str(decision.basis_amount)
+        if isinstance(event, PurchaseEvent) and event.card:
+            details["card"] = event.card  # hashed by the adapter: what the card-velocity check counts
         if decision.pending_until is not None:
             details["pending_until"] = decision.pending_until.isoformat()
         return details
@@ -326,6 +342,18 @@ class Purchases(IngestCore):
             self._void_if_fully_refunded(config, entry.program, entry.entry_id)
         else:
             self._follow_up(config, entry.entry_id, settled)
+
+
+def _one_earn_per_order(event: PurchaseEvent, member: str) -> Guard:
+    """Claims the order id for the member in the earn's own transaction: a second source sending the
+    same order finds it claimed and posts nothing (issue 12: a shop and an app each earned on one order)."""
+    return Guard(
+        key=keys.order_claim(event.program, member, event.external_id),
+        amount=1,
+        limit=1,
+        code="duplicate_order",
+        detail=f"order {event.external_id} already earned",
+    )
 
 
 def _counter(event: Event) -> dict[str, Any]:

@@ -24,6 +24,8 @@ MAX_POINTS = 100_000_000
 MAX_AMOUNT = Decimal("10000000")
 Points = Annotated[int, Field(strict=True, gt=0, le=MAX_POINTS)]
 Money = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=14, decimal_places=4)]
+# A keyed hash of a card (`shared.events.identity.hash_card`): what the card-velocity check counts by.
+CardHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Channel(StrEnum):
@@ -103,6 +105,9 @@ class PurchaseEvent(_Event):
     shipping: Money = Decimal(0)
     tax: Money = Decimal(0)
     fx: FxConversion | None = None  # set when the channel's currency was converted
+    # The card the sale was paid or identified with, hashed by the adapter (never the number): the
+    # anomaly watch counts earns per card per hour. None when the channel does not say.
+    card: CardHash | None = None
 
 
 class RefundEvent(_Event):

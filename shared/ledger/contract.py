@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from shared.infra.keys import ItemKey
@@ -62,14 +63,27 @@ class Tally:
 
 @dataclass(frozen=True)
 class Check:
-    """An item that must not carry `attribute` when the operation commits; checked, never written.
+    """An item that must not carry `attribute` (or, with `value`, must not carry it with that value)
+    when the operation commits; checked, never written.
 
     Lets a caller make an operation conditional on something outside the ledger without reading it
-    first (e.g. "no refund is waiting for this order"): the store checks it inside the transaction.
+    first (e.g. "no refund is waiting for this order", "the member's flag is not open"): the store
+    checks it inside the transaction. With a `code`, a failed check is the refusal of that name
+    (`MemberOnHoldError` for `member_on_hold`, saying `detail`) rather than `CheckFailedError`.
     """
 
     key: ItemKey
     attribute: str
+    value: str | None = None
+    code: str = ""
+    detail: str = ""
+
+
+class DebitHolds(Protocol):
+    """Who may not debit now, as checks for the debit's transaction (`shared.members.flags.FlagHolds`):
+    `purpose` is spending, gifting or exchanging."""
+
+    def checks(self, program: str, member: str, purpose: str) -> Sequence[Check]: ...
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from shared.errors import (
     IdempotencyConflictError,
     InvalidInputError,
     LedgerError,
+    MemberOnHoldError,
     NotFoundError,
     TooManyLotsError,
     UnknownEntryError,
@@ -24,7 +25,9 @@ from shared.ledger.contract import (
     MAX_TRANSACTION_ITEMS,
     Change,
     Check,
+    CheckFailedError,
     ConcurrentUpdateError,
+    DebitHolds,
     EntryExistsError,
     Guard,
     LedgerStore,
@@ -83,11 +86,17 @@ class LedgerCore:
         programs: Programs,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        holds: DebitHolds | None = None,
     ) -> None:
         self._store = store
         self._programs = programs
         self._clock = clock
         self._sleep = sleep
+        self._holds = holds
+
+    def _held(self, program: str, member: str, purpose: str) -> tuple[Check, ...]:
+        """The checks a debit of this purpose carries (an open flag holding it refuses it at commit)."""
+        return tuple(self._holds.checks(program, member, purpose)) if self._holds is not None else ()
 
     # Reads
 
@@ -290,6 +299,10 @@ class LedgerCore:
                 existing = self._store.get_entry(cmd.program, entry_id)
                 assert existing is not None
                 return self._replayed(cmd, existing, on_conflict)
+            except CheckFailedError as failed:
+                if failed.check.code == MemberOnHoldError.code:
+                    raise MemberOnHoldError(failed.check.detail, member=cmd.member) from None
+                raise
             except ConcurrentUpdateError:
                 self._sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
                 continue

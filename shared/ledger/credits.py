@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.ledger.commands import Activate, Earn, Void
-    from shared.ledger.contract import Change, Check, Mark, Snapshot, Tally
+    from shared.ledger.contract import Change, Check, Guard, Mark, Snapshot, Tally
 
 
 CREDIT_COUNTERS = frozenset({Account.ISSUANCE, Account.PARTNER, Account.TRANSFER})
@@ -38,6 +38,7 @@ class Credits(LedgerCore):
         tallies: Sequence[Tally] = (),
         checks: Sequence[Check] = (),
         snapshot: Snapshot | None = None,
+        guards: Sequence[Guard] = (),
     ) -> Entry:
         config = self._programs.get(cmd.program)
         if cmd.counter not in CREDIT_COUNTERS:
@@ -86,7 +87,7 @@ class Credits(LedgerCore):
                 change = replace(change, pending_created=(opened,))
             return _with_tallies(change, tallies, checks)
 
-        return self._post(cmd, entry_id, plan, at)
+        return self._post(cmd, entry_id, plan, at, guards=guards)
 
     def activate(
         self, cmd: Activate, at: datetime | None = None, checks: Sequence[Check] = (), marks: Sequence[Mark] = ()

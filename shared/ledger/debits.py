@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from shared.errors import (
@@ -23,6 +24,7 @@ from shared.ledger.models import (
     LotMove,
     Posting,
 )
+from shared.program.config import FlagHold
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
 
 
 DEBIT_COUNTERS = frozenset({Account.REDEMPTION, Account.PARTNER, Account.TRANSFER})
+# What a debit to each counter is, for what an open flag holds (`ProgramConfig.anomaly.flag_holds`).
+_PURPOSES = {
+    Account.REDEMPTION: FlagHold.SPENDING,
+    Account.PARTNER: FlagHold.EXCHANGING,
+    Account.TRANSFER: FlagHold.GIFTING,
+}
 
 
 class Debits(LedgerCore):
@@ -56,7 +64,8 @@ class Debits(LedgerCore):
                 event_time=now,
                 details=dict(cmd.details),
             )
-            return self._change(cmd, entry_id, state, draft, now, taken=taken)
+            change = self._change(cmd, entry_id, state, draft, now, taken=taken)
+            return replace(change, checks=self._held(cmd.program, cmd.member, _PURPOSES[cmd.counter]))
 
         return self._post(cmd, entry_id, plan, at, guards=guards)
 
@@ -90,7 +99,8 @@ class Debits(LedgerCore):
                 lots=tuple(LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=n) for lot, n in taken),
                 lapses_at=cmd.lapses_at,
             )
-            return Change(**{**change.__dict__, "hold_created": hold})
+            purpose = FlagHold.EXCHANGING if cmd.to_partner else FlagHold.SPENDING
+            return replace(change, hold_created=hold, checks=self._held(cmd.program, cmd.member, purpose))
 
         return self._post(cmd, entry_id, plan, at)
 

@@ -238,12 +238,15 @@ def transaction_items(table: str, change: Change) -> list[Any]:
         }
         items.append({"Update": update})
     for check in change.checks:
-        condition = {
+        condition: dict[str, Any] = {
             "TableName": table,
             "Key": _key(check.key),
             "ConditionExpression": "attribute_not_exists(#a)",
             "ExpressionAttributeNames": {"#a": check.attribute},
         }
+        if check.value is not None:
+            condition["ConditionExpression"] = "attribute_not_exists(#a) OR #a <> :v"
+            condition["ExpressionAttributeValues"] = to_item({":v": check.value})
         items.append({"ConditionCheck": condition})
     items.extend({"Update": tally_update(table, tally)} for tally in change.tallies)
     items.extend(guard_update(table, guard) for guard in change.guards)

@@ -21,6 +21,7 @@ from shared.ledger.models import (
     LotMove,
     Posting,
 )
+from shared.program.config import FlagHold
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -204,6 +205,7 @@ class Transfers(LedgerCore):
             into = self._change(
                 receiver, credit_id, self._store.get_account(cmd.to_program, cmd.to_member), credit, now
             )
+            purpose = FlagHold.GIFTING if cmd.counter is Account.TRANSFER else FlagHold.EXCHANGING
             return Change(
                 entries=out.entries + into.entries,
                 accounts=out.accounts + into.accounts,
@@ -211,6 +213,7 @@ class Transfers(LedgerCore):
                 lots_updated=out.lots_updated,
                 lots_deleted=out.lots_deleted,
                 hold_created=hold,
+                checks=self._held(cmd.program, cmd.member, purpose),
             )
 
         return self._post(cmd, entry_id, plan, at, guards=guards)

@@ -283,10 +283,21 @@ class RefundRules(BaseModel):
     shortfall: ShortfallPolicy = ShortfallPolicy.WRITE_OFF
 
 
+class FlagHold(StrEnum):
+    """What an open flag holds besides new earns (which it always holds, pending)."""
+
+    SPENDING = "spending"  # redemptions, donations, draw tickets, checkout holds
+    GIFTING = "gifting"  # gifts sent to other members
+    EXCHANGING = "exchanging"  # exchanges to other programs, transfers out to partner brands
+
+
 class AnomalyRules(BaseModel):
     """Velocity thresholds the stream watcher flags on; None switches a check off."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # What a flagged member may not do until an operator decides the flag (docs/channels.md).
+    flag_holds: frozenset[FlagHold] = frozenset(FlagHold)
 
     max_earns_per_card_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 20
     max_exchanges_per_member_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 10
