@@ -27,7 +27,7 @@ from shared.events.model import (
 from shared.members import activity
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from shared.earning.store import EarningItems
     from shared.ledger.commands import Cause
@@ -230,6 +230,9 @@ class IngestCore:
         raise NotImplementedError
 
     def _follow_up(self, config: ProgramConfig, order_id: str, settled: Entry | None = None) -> None:
+        raise NotImplementedError
+
+    def _top_ups_of(self, program: str, earned: Entry) -> Sequence[str]:
         raise NotImplementedError
 
     def _void_if_fully_refunded(self, config: ProgramConfig, program: str, order_id: str) -> bool:

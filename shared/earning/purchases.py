@@ -12,13 +12,13 @@ from shared.earning.core import (
     MAX_KEY,
     SIGN_INS,
     Event,
-    IngestCore,
     Outcome,
     _short_reason,
     breakdown_json,
     entry_key,
     event_hash,
 )
+from shared.earning.rating import Rating
 from shared.earning.referrals import _may_be_referred
 from shared.errors import (
     AccountClosedError,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from shared.program.rules import EarnDecision
 
 
-class Purchases(IngestCore):
+class Purchases(Rating):
     def _earn(self, event: PurchaseEvent | PointsEvent | BehaviourEvent) -> Outcome:
         config = self._programs.get(event.program)
         digest = event_hash(event)
@@ -80,6 +80,7 @@ class Purchases(IngestCore):
         """Decide and post one earn; `overrides` (until, details, held_for) go to the command as given."""
         now = self._clock()
         self._refuse_if_closed(config, event, now)
+        live, config = config, self._programs.at(event.program, event.occurred_at)  # the rules of its time
         view = self._view(config, event, self._identify(event.identity, event.program, create=True))
         member = view.member
         entry_id = self._earn_entry_id(config, event, member)
@@ -130,14 +131,16 @@ class Purchases(IngestCore):
             if entry.seq <= (view.account.seq if view.account else 0):
                 # The ledger found this very earn already posted: a redelivery (its entry is older
                 # than the balance we read), so repair any follow-up a crash may have cut short.
-                self._after_earn(config, entry)
-                self._upgrade(config, view, [], now)
-                self._pay_referral(config, view, entry)
+                self._after_earn(live, entry)
+                self._rerate_if_late(view, entry)
+                self._upgrade(live, view, [], now)  # a repair: recorded now, never before its crossing
+                self._pay_referral(live, view, entry)
                 return Outcome("replayed", entry.entry_id, entry.member, _points(entry))
             if refunds_may_wait:
-                self._after_earn(config, entry)
-            self._upgrade(config, view, tallies, now)
-            self._pay_referral(config, view, entry)
+                self._after_earn(live, entry)
+            self._rerate_if_late(view, entry)
+            self._upgrade(live, view, tallies, now if self._late(view, entry.event_time) else entry.event_time)
+            self._pay_referral(live, view, entry)
             note = "held for review: member flagged" if cmd.held else ""
             return Outcome("posted", entry.entry_id, member, decision.points, note=note)
         raise ContentionError(f"member {member}'s daily tally kept changing; retry later", member=member)
@@ -221,7 +224,7 @@ class Purchases(IngestCore):
     def _decide(
         self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, view: MemberView
     ) -> tuple[EarnDecision, list[Tally]]:
-        tier = config.held_tier(view.tier).name
+        tier = self._tier_at(config, event, view).name
         day = event.occurred_at.astimezone(config.tz).date()
         capped = self._capped(config, event)
         used = view.tally(f"earned#{day.isoformat()}").value if capped else 0
@@ -303,6 +306,10 @@ class Purchases(IngestCore):
         }
         if decision.basis_amount is not None:
             details["basis_amount"] = str(decision.basis_amount)
+        if decision.tier_basis is not None and decision.flat_points is not None:
+            # What re-rating at another tier needs (`rules.points_at_tier`), should an upgrade arrive late.
+            details["tier_basis"] = str(decision.tier_basis)
+            details["flat_points"] = str(decision.flat_points)
         if isinstance(event, PurchaseEvent) and event.card:
             details["card"] = event.card  # hashed by the adapter: what the card-velocity check counts
         if decision.pending_until is not None:
@@ -316,21 +323,24 @@ class Purchases(IngestCore):
             self._members.bump(tally, once_for=entry_id)
         return Outcome("skipped", entry_id, member, note=f"0 points: {decision.explanation}")
 
-    def _upgrade(self, config: ProgramConfig, view: MemberView, tallies: list[Tally], now: datetime) -> None:
+    def _upgrade(self, config: ProgramConfig, view: MemberView, tallies: list[Tally], at: datetime) -> None:
         """Move up at once if this earn took qualifying activity over a higher tier's threshold.
 
         Decided on the batch read plus this earn, so the common case costs no request; only an
         actual upgrade asks the tier service, which re-reads and records the move. A flagged
-        member is not moved up until the flag is decided (the earns are on hold).
+        member is not moved up until the flag is decided (the earns are on hold). `at` is when the
+        move counts from: the earn's own time when it arrived in order (it is the crossing), else
+        now (a late earn may cross only with activity dated after it; a move is never recorded
+        before its crossing, so the tier log never says more than the member had reached).
         """
         if self._tiers is None or view.flagged:
             return
         added = next((t.counters for t in tallies if t.name == activity.ACTIVITY), ())
         counters = activity.combined(view.tally(activity.ACTIVITY).counters, dict(added))
-        reached = qualifying_tier(config, activity.in_window(config, counters, now))
+        reached = qualifying_tier(config, activity.in_window(config, counters, at))
         held = config.held_tier(view.tier)
         if reached.rank > held.rank:
-            self._tiers.on_earn(config.program, view.member, now)
+            self._tiers.on_earn(config.program, view.member, at)
 
     def _after_earn(self, config: ProgramConfig, entry: Entry) -> None:
         """Follow-ups of an earn that refunds were waiting for; idempotent, re-run by redeliveries."""

@@ -5,7 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from shared.earning.core import MAX_DECISIONS, MONEY_SCALE, IngestCore, Outcome, entry_key, event_hash, parse_event
+from shared.earning.core import (
+    MAX_DECISIONS,
+    MONEY_SCALE,
+    REFERRAL_SOURCE,
+    IngestCore,
+    Outcome,
+    entry_key,
+    event_hash,
+    parse_event,
+)
+from shared.earning.rating import TOP_UP_SOURCE, TOPPED
 from shared.errors import (
     AccountClosedError,
     AlreadySettledError,
@@ -130,8 +140,19 @@ class Refunds(IngestCore):
                 return settled is not None and settled.kind is EntryKind.VOID
             if marked or cause.kind is CauseKind.REFUND:
                 self._follow_up(config, earned.entry_id)
+            self._void_top_ups(config, earned, reason)
             return True
         return False
+
+    def _void_top_ups(self, config: ProgramConfig, earned: Entry, reason: str) -> None:
+        """A voided earn takes its pending tier top-ups with it (they re-rated it; it never paid out)."""
+        if earned.source == TOP_UP_SOURCE or earned.source == REFERRAL_SOURCE:
+            return
+        cause = Cause(kind=CauseKind.ENTRY, ref=f"settle:{earned.entry_id}")
+        for top_up_id in self._top_ups_of(earned.program, earned):
+            top_up = self._entries.get_entry(earned.program, top_up_id)
+            if top_up is not None and top_up.kind is EntryKind.EARN_PENDING:
+                self._void(config, self._follow(top_up.member), top_up, f"{reason} (tier top-up)", cause)
 
     def _follow_up(self, config: ProgramConfig, order_id: str, settled: Entry | None = None) -> None:
         """What follows an order's settlement, each step idempotent: apply (or, after a void, drop)
@@ -168,7 +189,9 @@ class Refunds(IngestCore):
         points = earned.delta(Account.AVAILABLE) + earned.delta(Account.DEBT)  # a repaid debt was earned too
         basis = Decimal(order.details.get("basis_amount", "0"))
         owner = order.member  # refund tallies stay with the order, even after a merge
-        names = [f"refunded#{order_id}", f"clawed#{order_id}"]
+        # With the order's refund tallies, the tier top-ups it got when an upgrade arrived late: a
+        # refund takes back from all of what the order earned (`shared.earning.rating`).
+        names = [f"refunded#{order_id}", f"clawed#{order_id}", f"{TOPPED}{order_id}"]
         view = self._members.view(event.program, owner, names, full=False)
         # The points are wherever the earn (or its activation) put them, followed through merges.
         if earned.member != owner:
@@ -177,10 +200,11 @@ class Refunds(IngestCore):
             member = self._follow(view.merged_into) if view.merged_into else owner
         for _ in range(MAX_DECISIONS):
             refunded, clawed = view.tally(names[0]).value, view.tally(names[1]).value
+            earned_points = points + view.tally(names[2]).value
             previously = Decimal(refunded) / MONEY_SCALE
             if basis > 0 and previously + event.refunded_amount > basis:
                 self._refuse_over_refund(event, order_id, previously, basis)
-            due = refund_clawback(config, points, basis, event.refunded_amount, clawed, previously)
+            due = refund_clawback(config, earned_points, basis, event.refunded_amount, clawed, previously)
             refunded_spend = min(event.refunded_amount, max(basis - previously, Decimal(0)))
             cmd = ClawBack(
                 program=event.program,
@@ -192,7 +216,7 @@ class Refunds(IngestCore):
                 reason="refund",
                 details={
                     "explanation": (
-                        f"-{due} = {points} earned on {order_id} x refunded {event.refunded_amount} "
+                        f"-{due} = {earned_points} earned on {order_id} x refunded {event.refunded_amount} "
                         f"of {basis} (cumulative {previously + event.refunded_amount})"
                     ),
                     "order": order_id,

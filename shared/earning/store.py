@@ -129,10 +129,11 @@ class EarningItems:
 
     # Referrals: one item under the referred member, written once (the first referral wins).
 
-    def record_referral(self, program: str, referred: str, referral: Referral) -> bool:
+    def record_referral(self, program: str, referred: str, referral: Referral, balance_seq: int = 0) -> bool:
         """Write the referral unless the member has one already; an awaiting one also needs the
-        member's account to have nothing posted yet, checked in the same transaction (so a first
-        earn and a referral cannot cross). False: either condition failed; read again."""
+        member's account to be as read (`balance_seq` entries: none for a new member), checked in
+        the same transaction (so an earn and a referral cannot cross). False: either condition
+        failed; read again."""
         key = keys.referral(program, referred)
         values = {
             "PK": key.pk,
@@ -151,8 +152,8 @@ class EarningItems:
             balance = {
                 "TableName": self._table.name,
                 "Key": self._table.key(keys.balance(program, referred)),
-                "ConditionExpression": "attribute_not_exists(PK) OR seq = :none",
-                "ExpressionAttributeValues": to_item({":none": 0}),
+                "ConditionExpression": "attribute_not_exists(PK) OR seq = :read",
+                "ExpressionAttributeValues": to_item({":read": balance_seq}),
             }
             actions.append({"ConditionCheck": balance})
         try:

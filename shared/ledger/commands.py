@@ -72,11 +72,13 @@ class Earn(_Command):
     held: bool = False
     # Another member whose flag must be decided first (a referral reward waits for a flagged buyer's).
     held_for: str = ""
+    # The entry this one belongs to (a tier top-up names the earn it re-rates).
+    related: str = ""
 
     def fingerprint(self) -> str:
         # Leave the newer optional fields out when unset, so entries written before them still match.
         dumped = self.model_dump(mode="json")
-        for name in ("pending_until", "held", "held_for"):
+        for name in ("pending_until", "held", "held_for", "related"):
             if not dumped[name]:
                 del dumped[name]
         return fingerprint({"op": type(self).__name__, **dumped})

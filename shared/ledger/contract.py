@@ -195,6 +195,10 @@ class LedgerStore(Protocol):
 
     def get_holds(self, program: str, member: str) -> list[Hold]: ...
 
+    def entries(self, program: str, member: str, after_seq: int = 0, limit: int | None = None) -> list[Entry]:
+        """A member's entries in chain order."""
+        ...
+
     def commit(self, change: Change) -> None:
         """Apply atomically; raise EntryExistsError, TallyChangedError, CheckFailedError or ConcurrentUpdateError."""
         ...
@@ -203,4 +207,8 @@ class LedgerStore(Protocol):
 class Programs(Protocol):
     def get(self, program: str) -> ProgramConfig:
         """The live config; raises UnknownProgramError."""
+        ...
+
+    def at(self, program: str, moment: datetime) -> ProgramConfig:
+        """The version that was live at `moment` (an event is evaluated by the rules of its time)."""
         ...

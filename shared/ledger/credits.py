@@ -67,6 +67,7 @@ class Credits(LedgerCore):
                 external_id=cmd.external_id,
                 reason=_repaying(cmd.reason, repaid),
                 event_time=cmd.event_time,
+                related=cmd.related,
                 expires_at=expires_at,
                 config_version=version,
                 details=_with_repaid(dict(cmd.details), repaid),

@@ -137,6 +137,7 @@ class MemberDirectory:
             merged_into=profile.merged_into,
             provisional=profile.provisional,
             tier=str(tier["tier"]) if tier else None,
+            tier_since=str(tier.get("since", "")) if tier else "",
             account=account_from(balance) if balance else None,
             tallies=read,
             flag_status=str(flag.get("status", "")),
