@@ -38,7 +38,7 @@ from shared.members import activity
 from shared.program.rules import points_at_tier, qualifying_tier
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from shared.members.view import MemberView
     from shared.program.config import ProgramConfig, Tier
@@ -127,32 +127,8 @@ class Rating(IngestCore):
 
     def _build_timeline(self, program: str, member: str, counters: dict[str, int]) -> Timeline:
         history = self._entries.entries(program, member)
-        voided = {e.related for e in history if e.kind is EntryKind.VOID}
-        clawed: dict[str, tuple[int, Decimal]] = {}
-        for e in history:
-            if e.kind is EntryKind.CLAWBACK:
-                order = e.details.get("order", e.related)
-                points, money = clawed.get(order, (0, Decimal(0)))
-                clawed[order] = (
-                    points + int(e.details.get("requested", "0")),
-                    money + Decimal(e.details.get("refunded_amount", "0")),
-                )
-        timeline = Timeline(counters=counters, later=[], log=[])
-        for e in history:
-            if e.kind not in EARNS or e.entry_id in voided:
-                continue
-            config = self._programs.at(program, e.event_time)
-            points = e.delta(Account.AVAILABLE) + e.delta(Account.PENDING) + e.delta(Account.DEBT)
-            basis = Decimal(e.details.get("basis_amount", "0"))
-            taken_points, refunded = clawed.get(e.entry_id, (0, Decimal(0)))
-            spend = max(basis - min(refunded, basis), Decimal(0))
-            topped = e.related if e.source == TOP_UP_SOURCE and e.related else ""
-            contribution = activity.change(config, e.event_time, points - taken_points, spend)
-            timeline.later.append((e.event_time, topped or e.entry_id, contribution))
-            if topped:
-                timeline.top_ups.setdefault(topped, []).append(e)
-        timeline.log = sorted((parse_ts(c.at), c.to_tier) for c in self._members.tier_changes(program, member))
-        return timeline
+        log = [(parse_ts(c.at), c.to_tier) for c in self._members.tier_changes(program, member)]
+        return timeline_of(history, log, counters, lambda moment: self._programs.at(program, moment))
 
     def _rerate_after(self, program: str, member: str, late: Entry) -> list[str]:
         """Re-rate the member's purchases dated after a late earn; returns the top-ups posted."""
@@ -274,3 +250,36 @@ def _capped(points: int, per_event: int | None) -> int:
 
 def _points(entry: Entry) -> int:
     return entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
+
+
+def timeline_of(
+    history: Sequence[Entry],
+    log: Sequence[tuple[datetime, str]],
+    counters: dict[str, int],
+    config_at: Callable[[datetime], ProgramConfig],
+) -> Timeline:
+    """A member's timeline from its entries (any order), its tier log and its activity tally now."""
+    voided = {e.related for e in history if e.kind is EntryKind.VOID}
+    clawed: dict[str, tuple[int, Decimal]] = {}
+    for e in history:
+        if e.kind is EntryKind.CLAWBACK:
+            order = e.details.get("order", e.related)
+            points, money = clawed.get(order, (0, Decimal(0)))
+            clawed[order] = (
+                points + int(e.details.get("requested", "0")),
+                money + Decimal(e.details.get("refunded_amount", "0")),
+            )
+    timeline = Timeline(counters=dict(counters), later=[], log=sorted(log))
+    for e in history:
+        if e.kind not in EARNS or e.entry_id in voided:
+            continue
+        config = config_at(e.event_time)
+        basis = Decimal(e.details.get("basis_amount", "0"))
+        taken_points, refunded = clawed.get(e.entry_id, (0, Decimal(0)))
+        spend = max(basis - min(refunded, basis), Decimal(0))
+        topped = e.related if e.source == TOP_UP_SOURCE and e.related else ""
+        contribution = activity.change(config, e.event_time, _points(e) - taken_points, spend)
+        timeline.later.append((e.event_time, topped or e.entry_id, contribution))
+        if topped:
+            timeline.top_ups.setdefault(topped, []).append(e)
+    return timeline

@@ -85,10 +85,10 @@ class EarningItems:
         return bodies, FOLLOW_UP in item
 
     def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None:
+        """Off the waiting set; its body stays, the record the audit checks a void's refunds against."""
         self._table.update(
             keys.waiting_refunds(program, order_entry_id),
-            f"REMOVE #body DELETE {WAITING_IDS} :id",
-            ExpressionAttributeNames={"#body": f"r#{refund_entry_id}"},
+            f"DELETE {WAITING_IDS} :id",
             ExpressionAttributeValues=to_item({":id": {refund_entry_id}}),
             ConditionExpression="attribute_exists(PK)",  # an update must not create the item
         )

@@ -8,7 +8,8 @@ sum of its lot moves, and the lots summing to the available balance; open holds 
 held balance; when given, the open pending earns (who holds each, and how many points) matching
 what the entries say and summing to the pending balance; a closed (merged) account holding nothing
 pending or held; and all accounts of the program (member buckets and program-side accounts)
-summing to zero.
+summing to zero. Then the losses the arithmetic cannot see (`shared.ledger.losses`): each take-back's
+cause, each source event's one effect, refunds left unapplied, earns decided by the wrong rules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shared.ledger.losses import Evidence, Loss, find_losses
 from shared.ledger.models import (
     GENESIS_HASH,
     Account,
@@ -40,6 +42,8 @@ class AuditReport:
     entries: int = 0
     accounts: int = 0
     problems: list[str] = field(default_factory=list)
+    # Losses the arithmetic cannot see, each with its class (`shared.ledger.losses`); also in `problems`.
+    losses: list[Loss] = field(default_factory=list)
     # program -> account ("available", "issuance", "partner:acme", ...) -> balance
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -54,15 +58,19 @@ def audit(
     lots: Iterable[Lot],
     holds: Iterable[Hold],
     pending: Iterable[PendingEarn] | None = None,
+    evidence: Evidence | None = None,
 ) -> AuditReport:
-    """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too."""
+    """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too,
+    and `evidence` (`shared.jobs.audit` gathers it) to check every take-back's cause against it."""
     report = AuditReport()
-    all_entries = list(entries)
+    all_entries, all_holds = list(entries), list(holds)
+    report.losses = find_losses(all_entries, evidence, all_holds)
+    report.problems.extend(str(loss) for loss in report.losses)
     chains, lot_moves, totals = _read_entries(all_entries, report)
     pending_held = _check_pending(all_entries, pending, report) if pending is not None else None
     open_lots = _check_lots(lots, lot_moves, report)
     held: dict[tuple[str, str], int] = defaultdict(int)
-    for hold in holds:
+    for hold in all_holds:
         held[(hold.program, hold.member)] += hold.amount
 
     for state in accounts:

@@ -88,7 +88,7 @@ class Debits(LedgerCore):
                 external_id=cmd.external_id,
                 reason=cmd.reason,
                 event_time=now,
-                details={"lapses_at": cmd.lapses_at.isoformat()},
+                details={"lapses_at": cmd.lapses_at.isoformat(), **({"to_partner": "yes"} if cmd.to_partner else {})},
             )
             change = self._change(cmd, entry_id, state, draft, now, taken=taken)
             hold = Hold(
