@@ -7,7 +7,9 @@ dead-letter queues (the sandbox's, or each --dead-letter-queue URL): a message p
 `reason` attribute is a loss of its own class, `dead_letter_without_reason` (nobody can tell
 whether to redrive it or why it failed). And the file drops (the sandbox's FilesBucket, or
 --files-bucket): a till or partner file with no report, well after it landed, is `file_unreported`
-(the splitter gave up on it and nothing says which rows landed).
+(the splitter gave up on it and nothing says which rows landed). And the statements bucket (the
+sandbox's, or --statements-bucket): a day with settlement lines and no statement is
+`settlement_unwritten`. A table, queue or bucket that cannot be read ends the audit with exit 2.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def with_found(result: dict[str, Any], dead: list[dict[str, str]]) -> dict[str, 
     }
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     import boto3
 
     client = sqs = s3 = None
@@ -186,12 +188,19 @@ def _run(args: argparse.Namespace) -> int:
         }
         client, sqs = boto3.client("dynamodb", **sandbox), boto3.client("sqs", **sandbox)
         s3 = boto3.client("s3", **sandbox)
-    result = run_audit(table, client, statements=(s3 or boto3.client("s3"), bucket) if bucket else None)
-    found: list[dict[str, str]] = []
-    if queues:
-        found += audit_dead_letters(sqs or boto3.client("sqs"), queues)
-    if drops:
-        found += audit_file_drops(s3 or boto3.client("s3"), drops, datetime.now(UTC))
+    from botocore.exceptions import ClientError
+
+    try:
+        result = run_audit(table, client, statements=(s3 or boto3.client("s3"), bucket) if bucket else None)
+        found: list[dict[str, str]] = []
+        if queues:
+            found += audit_dead_letters(sqs or boto3.client("sqs"), queues)
+        if drops:
+            found += audit_file_drops(s3 or boto3.client("s3"), drops, datetime.now(UTC))
+    except ClientError as exc:  # a table, queue or bucket that is not there, or not ours to read
+        error = exc.response.get("Error", {})
+        print(f"cannot audit: {exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}")
+        return 2
     result = with_found(result, found)
     print(json.dumps(result, indent=2) if args.json else "\n".join(report_lines(table, result)))
     return 0 if result["ok"] else 1
@@ -217,5 +226,5 @@ register(
     "audit",
     "verify the ledger: hash chains, balances = entries, programs sum to zero, and name every loss found",
     _configure,
-    _run,
+    run_command,
 )

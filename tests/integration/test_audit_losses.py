@@ -6,6 +6,7 @@ Every seeded state balances (the arithmetic audit passes it): only the loss chec
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import boto3
 from moto import mock_aws
 
-from pointbridge.audit import audit_dead_letters, audit_file_drops, report_lines, run_audit, with_found
+from pointbridge.audit import audit_dead_letters, audit_file_drops, report_lines, run_audit, run_command, with_found
 from shared.earning.core import provisional_member
 from shared.earning.ingest import Ingest
 from shared.events.model import BehaviourAction, Channel, Identity, IdentityKind, PurchaseEvent
@@ -56,6 +57,8 @@ from tests.integration.ingest_support import (
 )
 
 if TYPE_CHECKING:
+    import pytest
+
     from functions.services import Services
     from shared.earning.core import Event
     from shared.ledger.models import Entry
@@ -445,3 +448,12 @@ def test_a_dropped_file_without_its_report_is_a_file_unreported() -> None:
         assert [(d["class"], d["detail"].split(" landed")[0]) for d in found] == [
             ("file_unreported", "files/partners/airline/big.csv")
         ]
+
+
+def test_pointbridge_audit_of_a_table_that_is_not_there_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with mock_aws():
+        args = argparse.Namespace(
+            table="no-such-table", json=False, dead_letter_queue=[], files_bucket=None, statements_bucket=None
+        )
+        assert run_command(args) == 2
+    assert capsys.readouterr().out.startswith("cannot audit: Scan failed: ResourceNotFoundException")
