@@ -157,8 +157,12 @@ class Services:
     @cached_property
     def ledger(self) -> Ledger:
         from shared.ledger.ledger import Ledger
+        from shared.members.flags import FlagHolds
 
-        return Ledger(self.ledger_store, self.programs, clock=self.now, sleep=self._sleep)
+        # An open flag holds the member's debits as the program says (spending, gifting, exchanging).
+        return Ledger(
+            self.ledger_store, self.programs, clock=self.now, sleep=self._sleep, holds=FlagHolds(self.programs)
+        )
 
     @cached_property
     def tiers(self) -> Tiers:

@@ -37,7 +37,7 @@ from integrations.errors import (
     UnknownSourceError,
     UnsupportedEventError,
 )
-from shared.events.identity import InvalidIdentityError, hash_email, hash_phone, normalise_card
+from shared.events.identity import InvalidIdentityError, hash_card, hash_email, hash_phone, normalise_card
 from shared.events.model import Channel, Identity, IdentityKind, LineItem, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
@@ -198,6 +198,20 @@ def _identity(data: Mapping[str, Any], config: SquareConfig) -> Identity:
     raise MissingIdentityError(f"nothing identifies a member in {', '.join(config.identity_sources)}")
 
 
+def _card(data: Mapping[str, Any], identity: Identity, config: SquareConfig) -> str | None:
+    """The card the sale was paid with, hashed: Square's own card fingerprint (the same card in every
+    location), else the loyalty card that identified the buyer; None when neither is there."""
+    key = config.identity_key.get_secret_value().encode("utf-8")
+    details = data.get("card_details")
+    card = details.get("card") if isinstance(details, dict) else None
+    fingerprint = card.get("fingerprint") if isinstance(card, dict) else None
+    if isinstance(fingerprint, str) and fingerprint.strip():
+        return hash_card(key, f"square:{fingerprint.strip()}")
+    if identity.kind is IdentityKind.CARD:
+        return hash_card(key, identity.value)
+    return None
+
+
 def _payment(payment: Mapping[str, Any], config: SquareConfig) -> list[Event]:
     if payment.get("status") != "COMPLETED":
         return []  # APPROVED, PENDING, CANCELED or FAILED money has not changed hands
@@ -207,6 +221,7 @@ def _payment(payment: Mapping[str, Any], config: SquareConfig) -> list[Event]:
     base = amounts.read(payment, "amount_money", where, required=True)
     tip = amounts.read(payment, "tip_money", where)
     eligible = base + tip if config.include_tip else base
+    identity = _identity(payment, config)
     return [
         build(
             PurchaseEvent,
@@ -214,7 +229,8 @@ def _payment(payment: Mapping[str, Any], config: SquareConfig) -> list[Event]:
             channel=Channel.POS,
             source=config.source,
             external_id=text(payment, "id", where),
-            identity=_identity(payment, config),
+            identity=identity,
+            card=_card(payment, identity, config),
             occurred_at=parse_time(payment.get("created_at"), "payment.created_at"),
             currency=config.currency.program_currency,
             eligible_amount=check_amount(amounts.convert(eligible), "eligible amount"),
@@ -264,6 +280,8 @@ def _order(order: Mapping[str, Any], config: SquareConfig) -> list[Event]:
     payment_ids = {opt_text(t, "payment_id", "order.tenders") or opt_text(t, "id", "order.tenders") for t in tenders}
     # One tender: key by the payment, so a payment event for the same sale is the same earn.
     external_id = next(iter(payment_ids)) if len(payment_ids) == 1 and None not in payment_ids else None
+    tender = tenders[0] if tenders else {}
+    identity = _identity({**order, **tender}, config)
     return [
         build(
             PurchaseEvent,
@@ -271,7 +289,8 @@ def _order(order: Mapping[str, Any], config: SquareConfig) -> list[Event]:
             channel=Channel.POS,
             source=config.source,
             external_id=external_id or text(order, "id", where),
-            identity=_identity({**order, **(tenders[0] if tenders else {})}, config),
+            identity=identity,
+            card=_card(tender, identity, config),
             occurred_at=parse_time(order.get("closed_at") or order.get("created_at"), "order.closed_at"),
             currency=config.currency.program_currency,
             eligible_amount=check_amount(amounts.convert(eligible), "eligible amount"),

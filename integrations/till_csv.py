@@ -22,7 +22,7 @@ from integrations.errors import (
     UnknownSourceError,
 )
 from integrations.report import BatchReport, RejectedRow
-from shared.events.identity import InvalidIdentityError, hash_phone, normalise_card
+from shared.events.identity import InvalidIdentityError, hash_card, hash_phone, normalise_card
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
@@ -131,7 +131,11 @@ def _row(row: Row, config: TillCsvConfig, now: datetime) -> Event:
     }
     converted = check_amount(convert(amount), "amount")
     if kind == "sale":
-        return build(PurchaseEvent, identity=_identity(row, config), eligible_amount=converted, **common)
+        identity = _identity(row, config)
+        card = None
+        if identity.kind is IdentityKind.CARD:  # the card presented: counted by the velocity check, hashed
+            card = hash_card(config.identity_key.get_secret_value().encode("utf-8"), identity.value)
+        return build(PurchaseEvent, identity=identity, eligible_amount=converted, card=card, **common)
     if kind == "refund":
         original = optional(row, "original_receipt_no")
         if not original:

@@ -121,6 +121,27 @@ class AccountClosedError(LedgerError):
         self.survivor = survivor
 
 
+class RefundExceedsOrderError(InvalidInputError):
+    """Raised when a refund would bring its order's refunds above the money the order earned on.
+
+    Refused, never clamped: the sender's data is wrong (a duplicate under a new id, the wrong order),
+    and guessing which part is right would hide it. Nothing is taken back for it.
+    """
+
+    code = "refund_exceeds_order"
+    status = 422
+
+
+class MemberOnHoldError(LedgerError):
+    """Raised when a flagged member spends, gifts or exchanges while the program's flags hold that.
+
+    Checked in the debit's own transaction (a flag raised an instant before the commit still holds
+    it); a retry of a request that succeeded before the flag replays its entry.
+    """
+
+    code = "member_on_hold"
+
+
 class NotReversibleError(LedgerError):
     """Raised when asked to reverse an entry whose kind has its own undo (void, release)."""
 

@@ -174,6 +174,12 @@ REFUSALS: dict[str, Refusal] = {
             survivor="m1",
             member="p-3f2a",
         ),
+        _of(
+            errors.MemberOnHoldError,
+            "An open flag on the member holds spending, gifting and exchanging until an operator decides it "
+            "(the program's `flags` settings say which). Nothing was spent; retry after the decision.",
+            "member m1 is flagged in demo: spending is on hold until the flag is decided",
+        ),
         _of(errors.OutOfStockError, "The reward is out of stock. Nothing was spent.", "reward 'mug' is out of stock"),
         _of(
             errors.SecretNotReplayedError,

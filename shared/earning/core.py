@@ -27,9 +27,10 @@ from shared.events.model import (
 from shared.members import activity
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from shared.earning.store import EarningItems
+    from shared.ledger.commands import Cause
     from shared.ledger.contract import LedgerStore, Programs
     from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
@@ -103,8 +104,13 @@ def parse_event(data: str | bytes | dict[str, object]) -> Event:
 
 
 def event_hash(event: Event) -> str:
-    """Tells a redelivery (same hash) from a different event reusing the same source id."""
-    return hashlib.sha256(event.model_dump_json().encode()).hexdigest()[:32]
+    """Tells a redelivery (same hash) from a different event reusing the same source id.
+
+    The card hash is left out: adapters started to add it (2026-12-07), and a file re-sent since is
+    the same events as before, not different ones reusing their ids.
+    """
+    dumped = event.model_dump_json(exclude={"card"}) if isinstance(event, PurchaseEvent) else event.model_dump_json()
+    return hashlib.sha256(dumped.encode()).hexdigest()[:32]
 
 
 def entry_key(event: Event) -> str:
@@ -209,10 +215,24 @@ class IngestCore:
     def _void_referral_of(self, config: ProgramConfig, holder: str, order: Entry) -> None:
         raise NotImplementedError
 
-    def _void(self, config: ProgramConfig, holder: str, earned: Entry, reason: str) -> bool:
+    def _void(
+        self,
+        config: ProgramConfig,
+        holder: str,
+        earned: Entry,
+        reason: str,
+        cause: Cause,
+        justified: dict[str, str] | None = None,
+    ) -> bool:
         raise NotImplementedError
 
-    def _apply_waiting(self, program: str, order_id: str) -> None:
+    def _apply_waiting(self, program: str, order_id: str) -> bool:
+        raise NotImplementedError
+
+    def _follow_up(self, config: ProgramConfig, order_id: str, settled: Entry | None = None) -> None:
+        raise NotImplementedError
+
+    def _top_ups_of(self, program: str, earned: Entry) -> Sequence[str]:
         raise NotImplementedError
 
     def _void_if_fully_refunded(self, config: ProgramConfig, program: str, order_id: str) -> bool:

@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.earning.core import CATCH_UP_DAYS, Decision, HeldSettlement, IngestCore
+from shared.earning.store import FollowUp
 from shared.errors import (
     AccountClosedError,
     AlreadySettledError,
     UnknownEntryError,
 )
-from shared.ledger.commands import Activate, Transfer
+from shared.ledger.commands import Activate, Cause, CauseKind, Transfer
+from shared.ledger.contract import CheckFailedError
 from shared.members.records import FLAG_OPEN, FLAG_VOIDED
 
 if TYPE_CHECKING:
@@ -34,7 +36,11 @@ class HeldEarns(IngestCore):
         today = now.astimezone(UTC).date()
         for back in range(CATCH_UP_DAYS, -1, -1):
             day = (today - timedelta(days=back)).isoformat()
-            for pending in self._items.due_pending(program, day, now):
+            for due in self._items.due_pending(program, day, now):
+                if isinstance(due, FollowUp):
+                    self._follow_up(config, due.order_entry_id)  # a run that stopped after settling it
+                    continue
+                pending = due
                 if pending.held_for:
                     if pending.held_for not in flags:
                         flags[pending.held_for] = self._members.flag_status(program, pending.held_for)
@@ -48,13 +54,28 @@ class HeldEarns(IngestCore):
         return activated
 
     def _activate(self, program: str, pending: PendingEarn, now: datetime, reason: str) -> bool:
+        """Activate, then apply the refunds that waited for it: two steps, safe to stop between.
+
+        The activation carries a check that no refund waits on the order. If one does, it is posted
+        instead with a follow-up mark on the refunds' list (same transaction), which keeps the list
+        in this job's index until the refunds are applied: a run that stops right after the
+        activation leaves the refunds for the next run, never lost. A refund parked after the
+        activation committed finds the activation itself.
+        """
+        cmd = Activate(program=program, member=pending.member, entry_id=pending.entry_id, reason=reason[:300])
+        marked = False
         try:
-            cmd = Activate(program=program, member=pending.member, entry_id=pending.entry_id, reason=reason[:300])
-            self._ledger.activate(cmd, at=now)
+            try:
+                self._ledger.activate(cmd, at=now, checks=[self._items.no_refund_waiting(program, pending.entry_id)])
+            except CheckFailedError:
+                mark = self._items.follow_up(program, pending.entry_id, pending.member, now)
+                self._ledger.activate(cmd, at=now, marks=[mark])
+                marked = True
             done = True
         except (AlreadySettledError, UnknownEntryError, AccountClosedError):
             done = False  # settled meanwhile, or moved by a merge: the next run finds it with its holder
-        self._apply_waiting(program, pending.entry_id)
+        if marked:
+            self._follow_up(self._programs.get(program), pending.entry_id)
         survivor = self._follow(pending.member)
         if survivor != pending.member:
             # Activated in the instant between a merge's pointer and its transfer: move the points along
@@ -72,11 +93,10 @@ class HeldEarns(IngestCore):
         return done
 
     def _void_held(self, config: ProgramConfig, pending: PendingEarn, reason: str) -> bool:
+        """Void an earn a flag held, because an operator confirmed the fraud (the flag's decision)."""
         earned = self._entries.get_entry(config.program, pending.entry_id)
-        if earned is None or not self._void(config, pending.member, earned, reason):
-            return False
-        self._apply_waiting(config.program, pending.entry_id)  # refunds parked on it: settled by the void
-        return True
+        cause = Cause(kind=CauseKind.FLAG, ref=f"{pending.held_for}:{FLAG_VOIDED}")
+        return earned is not None and self._void(config, pending.member, earned, reason, cause)
 
     def settle_held(
         self, program: str, member: str, decision: Decision, note: str, at: datetime | None = None

@@ -53,8 +53,8 @@ class Ingest(Purchases, Referrals, Refunds, HeldEarns, Linking):
 
     def dry_run(self, event: PurchaseEvent | PointsEvent | BehaviourEvent) -> EarnDecision:
         """The decision `handle` would record for this event now, writing nothing."""
-        config = self._programs.get(event.program)
-        self._refuse_if_closed(config, event, self._clock())
+        self._refuse_if_closed(self._programs.get(event.program), event, self._clock())
+        config = self._programs.at(event.program, event.occurred_at)  # the rules of the event's time
         view = self._view(config, event, self._identify(event.identity, event.program, create=False))
         decision, _ = self._decide(config, event, view)
         return decision

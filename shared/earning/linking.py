@@ -43,10 +43,22 @@ class Linking(IngestCore):
     def link(self, program: str, a: Identity, b: Identity, at: datetime | None = None) -> LinkResult:
         """Make two identities one member: a provisional member folds into the other through the ledger.
 
-        Order matters for events arriving meanwhile: the merge pointer and the identity links move
-        first, so new events land on the survivor; then the provisional balance moves by transfer.
+        Steps, each idempotent, in an order a repeated link resumes from wherever a stopped one left
+        off (docs/ledger.md, "Crash points"): (1) the merge pointer on the provisional member's
+        profile, so new events land on the survivor; (2) the ledger transfer, which moves every
+        point and closes the account in one transaction; (3) the merged member's qualifying activity,
+        once; (4) each identity repointed (link and profile together). A link repeated after a stop
+        meets the provisional member through an identity not yet repointed and finishes its merge.
         """
-        member_a, member_b = self._known(a), self._known(b)
+        named_a, named_b = self._named(a), self._named(b)
+        resumed = ""
+        for named in dict.fromkeys(n for n in (named_a, named_b) if n is not None):
+            profile = self._members.profile(named)
+            if profile is not None and profile.merged_into:
+                resumed = named  # a merge that stopped before its end: finish it first
+                self._merge(program, named, self._follow(profile.merged_into), LINKED, at)
+        member_a = self._follow(named_a) if named_a is not None else None
+        member_b = self._follow(named_b) if named_b is not None else None
         if member_a is None and member_b is None:
             member_a = self._members.claim(a.key, provisional_member(a), provisional=True)
         if member_a is None or member_b is None:
@@ -56,7 +68,7 @@ class Linking(IngestCore):
             self._members.claim(missing.key, survivor, provisional=False)
             return LinkResult(survivor)
         if member_a == member_b:
-            return LinkResult(member_a)
+            return LinkResult(member_a, resumed)
         prov_a, prov_b = self._provisional(member_a), self._provisional(member_b)
         if not prov_a and not prov_b:
             raise MergeConflictError(
@@ -64,7 +76,7 @@ class Linking(IngestCore):
             )
         survivor, merged = (member_b, member_a) if prov_a and not prov_b else (member_a, member_b)
         self._members.mark_merged(merged, survivor)
-        return self._fold(program, merged, survivor, LINKED, at)
+        return LinkResult(self._merge(program, merged, survivor, LINKED, at), merged)
 
     def claim(self, program: str, member: str, identity: Identity, at: datetime | None = None) -> LinkResult:
         """A registered member takes an identity its caller proved it holds; IdentityTakenError when
@@ -84,7 +96,7 @@ class Linking(IngestCore):
             if not self._provisional(holder):
                 raise IdentityTakenError("this identity belongs to another member; ask support to merge the accounts")
             if self._members.merge_once(holder, claimant):
-                return self._fold(program, holder, claimant, LINKED, at)
+                return LinkResult(self._merge(program, holder, claimant, LINKED, at), holder)
             # Another member folded the provisional holder in first: the identity is theirs now.
         raise ContentionError("the identity kept changing hands; retry the link", member=claimant)
 
@@ -95,12 +107,10 @@ class Linking(IngestCore):
             return LinkResult(survivor)
         if not self._members.merge_once(merged, survivor):
             raise IdentityTakenError(f"{merged} was merged into another member meanwhile")
-        return self._fold(program, merged, survivor, reason, at)
+        return LinkResult(self._merge(program, merged, survivor, reason, at), merged)
 
-    def _fold(self, program: str, merged: str, survivor: str, reason: str, at: datetime | None) -> LinkResult:
-        profile = self._members.profile(merged)
-        for key in sorted(profile.identities if profile else ()):
-            self._members.repoint(key, survivor)
+    def _merge(self, program: str, merged: str, survivor: str, reason: str, at: datetime | None) -> str:
+        """Steps (2) to (4) of a link, claim or merge; returns the survivor (followed, if it was merged meanwhile)."""
         # Everything moves at once and the account closes in the same transaction (even an account
         # not opened yet), so an earn that resolved the merged member just before cannot land there.
         for _ in range(MAX_DECISIONS):
@@ -121,14 +131,22 @@ class Linking(IngestCore):
         else:
             raise ContentionError(f"the survivor of {merged} kept moving; retry the link", member=merged)
         self._members.merge_tally(program, activity.ACTIVITY, merged, survivor)
-        return LinkResult(survivor, merged)
+        profile = self._members.profile(merged)
+        for key in sorted(profile.identities if profile else ()):
+            self._members.repoint(key, survivor)
+        return survivor
 
-    def _known(self, identity: Identity) -> str | None:
+    def _named(self, identity: Identity) -> str | None:
+        """The member an identity names (merges not followed); None for an identity nobody has."""
         if identity.kind is IdentityKind.MEMBER:
-            return self._follow(identity.value)
+            return identity.value
         if identity.kind is IdentityKind.ORDER:
             raise InvalidInputError("an order is not an identity that can be linked")
-        member = self._members.member_for(identity.key)
+        return self._members.member_for(identity.key)
+
+    def _known(self, identity: Identity) -> str | None:
+        """The member holding an identity now (merges followed); None for an identity nobody has."""
+        member = self._named(identity)
         return self._follow(member) if member else None
 
     def _provisional(self, member: str) -> bool:

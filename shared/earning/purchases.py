@@ -12,13 +12,13 @@ from shared.earning.core import (
     MAX_KEY,
     SIGN_INS,
     Event,
-    IngestCore,
     Outcome,
     _short_reason,
     breakdown_json,
     entry_key,
     event_hash,
 )
+from shared.earning.rating import Rating
 from shared.earning.referrals import _may_be_referred
 from shared.errors import (
     AccountClosedError,
@@ -34,10 +34,12 @@ from shared.events.model import (
     PointsEvent,
     PurchaseEvent,
 )
+from shared.infra import keys
 from shared.ledger.commands import Earn
-from shared.ledger.contract import CheckFailedError, Snapshot, Tally, TallyChangedError
+from shared.ledger.contract import CheckFailedError, Guard, GuardRefusedError, Snapshot, Tally, TallyChangedError
 from shared.ledger.models import Account, EntryKind
 from shared.members import activity
+from shared.members.flags import Finding, raise_flag
 from shared.program.rules import (
     evaluate_behaviour,
     evaluate_points,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from shared.program.rules import EarnDecision
 
 
-class Purchases(IngestCore):
+class Purchases(Rating):
     def _earn(self, event: PurchaseEvent | PointsEvent | BehaviourEvent) -> Outcome:
         config = self._programs.get(event.program)
         digest = event_hash(event)
@@ -78,6 +80,7 @@ class Purchases(IngestCore):
         """Decide and post one earn; `overrides` (until, details, held_for) go to the command as given."""
         now = self._clock()
         self._refuse_if_closed(config, event, now)
+        live, config = config, self._programs.at(event.program, event.occurred_at)  # the rules of its time
         view = self._view(config, event, self._identify(event.identity, event.program, create=True))
         member = view.member
         entry_id = self._earn_entry_id(config, event, member)
@@ -95,8 +98,12 @@ class Purchases(IngestCore):
             if _may_be_referred(event, view):
                 # The member's first earn: a referral recorded after our read must make us read again.
                 checks.append(self._items.no_referral_awaiting(event.program, member))
+            guards = [_one_earn_per_order(event, member)] if isinstance(event, PurchaseEvent) else []
             try:
-                entry = self._ledger.earn(cmd, tallies=tallies, checks=checks, snapshot=snapshot)
+                entry = self._ledger.earn(cmd, tallies=tallies, checks=checks, snapshot=snapshot, guards=guards)
+            except GuardRefusedError:
+                # The same order already earned through another channel: refused before its points land.
+                return self._duplicate_order(event, member, entry_id, now)
             except TallyChangedError:
                 view = self._view(config, event, member)
                 snapshot = Snapshot(view.account)
@@ -124,16 +131,27 @@ class Purchases(IngestCore):
             if entry.seq <= (view.account.seq if view.account else 0):
                 # The ledger found this very earn already posted: a redelivery (its entry is older
                 # than the balance we read), so repair any follow-up a crash may have cut short.
-                self._after_earn(config, entry)
-                self._pay_referral(config, view, entry)
+                self._after_earn(live, entry)
+                self._rerate_if_late(view, entry)
+                self._upgrade(live, view, [], now)  # a repair: recorded now, never before its crossing
+                self._pay_referral(live, view, entry)
                 return Outcome("replayed", entry.entry_id, entry.member, _points(entry))
             if refunds_may_wait:
-                self._after_earn(config, entry)
-            self._upgrade(config, view, tallies, now)
-            self._pay_referral(config, view, entry)
+                self._after_earn(live, entry)
+            self._rerate_if_late(view, entry)
+            self._upgrade(live, view, tallies, now if self._late(view, entry.event_time) else entry.event_time)
+            self._pay_referral(live, view, entry)
             note = "held for review: member flagged" if cmd.held else ""
             return Outcome("posted", entry.entry_id, member, decision.points, note=note)
         raise ContentionError(f"member {member}'s daily tally kept changing; retry later", member=member)
+
+    def _duplicate_order(self, event: Event, member: str, entry_id: str, now: datetime) -> Outcome:
+        """An order id a member earned on through another source: skipped, and the member flagged for
+        an operator to look at (two channels reporting one order is a mistake or a fraud)."""
+        reason = f"order {event.external_id} already earned through another channel: one order, earned once"
+        flagged = f"order {event.external_id} arrived again from {event.source} after it earned through another channel"
+        raise_flag(self._members, event.program, Finding(member, "order_two_channels", flagged), now, entry_id)
+        return Outcome("skipped", entry_id, member, note=reason)
 
     def _refuse_if_closed(self, config: ProgramConfig, event: Event, now: datetime) -> None:
         sunset = config.sunset
@@ -206,7 +224,7 @@ class Purchases(IngestCore):
     def _decide(
         self, config: ProgramConfig, event: PurchaseEvent | PointsEvent | BehaviourEvent, view: MemberView
     ) -> tuple[EarnDecision, list[Tally]]:
-        tier = config.held_tier(view.tier).name
+        tier = self._tier_at(config, event, view).name
         day = event.occurred_at.astimezone(config.tz).date()
         capped = self._capped(config, event)
         used = view.tally(f"earned#{day.isoformat()}").value if capped else 0
@@ -288,6 +306,12 @@ class Purchases(IngestCore):
         }
         if decision.basis_amount is not None:
             details["basis_amount"] = str(decision.basis_amount)
+        if decision.tier_basis is not None and decision.flat_points is not None:
+            # What re-rating at another tier needs (`rules.points_at_tier`), should an upgrade arrive late.
+            details["tier_basis"] = str(decision.tier_basis)
+            details["flat_points"] = str(decision.flat_points)
+        if isinstance(event, PurchaseEvent) and event.card:
+            details["card"] = event.card  # hashed by the adapter: what the card-velocity check counts
         if decision.pending_until is not None:
             details["pending_until"] = decision.pending_until.isoformat()
         return details
@@ -299,21 +323,24 @@ class Purchases(IngestCore):
             self._members.bump(tally, once_for=entry_id)
         return Outcome("skipped", entry_id, member, note=f"0 points: {decision.explanation}")
 
-    def _upgrade(self, config: ProgramConfig, view: MemberView, tallies: list[Tally], now: datetime) -> None:
+    def _upgrade(self, config: ProgramConfig, view: MemberView, tallies: list[Tally], at: datetime) -> None:
         """Move up at once if this earn took qualifying activity over a higher tier's threshold.
 
         Decided on the batch read plus this earn, so the common case costs no request; only an
         actual upgrade asks the tier service, which re-reads and records the move. A flagged
-        member is not moved up until the flag is decided (the earns are on hold).
+        member is not moved up until the flag is decided (the earns are on hold). `at` is when the
+        move counts from: the earn's own time when it arrived in order (it is the crossing), else
+        now (a late earn may cross only with activity dated after it; a move is never recorded
+        before its crossing, so the tier log never says more than the member had reached).
         """
         if self._tiers is None or view.flagged:
             return
         added = next((t.counters for t in tallies if t.name == activity.ACTIVITY), ())
         counters = activity.combined(view.tally(activity.ACTIVITY).counters, dict(added))
-        reached = qualifying_tier(config, activity.in_window(config, counters, now))
+        reached = qualifying_tier(config, activity.in_window(config, counters, at))
         held = config.held_tier(view.tier)
         if reached.rank > held.rank:
-            self._tiers.on_earn(config.program, view.member, now)
+            self._tiers.on_earn(config.program, view.member, at)
 
     def _after_earn(self, config: ProgramConfig, entry: Entry) -> None:
         """Follow-ups of an earn that refunds were waiting for; idempotent, re-run by redeliveries."""
@@ -323,8 +350,20 @@ class Purchases(IngestCore):
         settled = self._entries.get_entry(entry.program, f"settle:{entry.entry_id}")
         if settled is None:
             self._void_if_fully_refunded(config, entry.program, entry.entry_id)
-        elif settled.kind is EntryKind.ACTIVATE:
-            self._apply_waiting(entry.program, entry.entry_id)
+        else:
+            self._follow_up(config, entry.entry_id, settled)
+
+
+def _one_earn_per_order(event: PurchaseEvent, member: str) -> Guard:
+    """Claims the order id for the member in the earn's own transaction: a second source sending the
+    same order finds it claimed and posts nothing (issue 12: a shop and an app each earned on one order)."""
+    return Guard(
+        key=keys.order_claim(event.program, member, event.external_id),
+        amount=1,
+        limit=1,
+        code="duplicate_order",
+        detail=f"order {event.external_id} already earned",
+    )
 
 
 def _counter(event: Event) -> dict[str, Any]:
@@ -344,7 +383,7 @@ def _streak(days: frozenset[str] | set[str], today: date) -> int:
 
 
 def _points(entry: Entry) -> int:
-    return entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING)
+    return entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
 
 
 def _is_sign_in(event: Event) -> bool:

@@ -20,6 +20,7 @@ from shared.events.model import (
     IdentityKind,
     PurchaseEvent,
 )
+from shared.ledger.commands import Cause, CauseKind
 from shared.ledger.models import EntryKind
 from shared.members.view import (
     REFERRAL_AWAITING,
@@ -66,10 +67,20 @@ class Referrals(IngestCore):
                 event_id=event.external_id,
                 recorded_at=now.isoformat(),
             )
-            if referred.account is not None and referred.account.seq > 0:
-                reason = f"{referred.member} is not new to {event.program}: it has points already"
-                record = replace(record, status=REFERRAL_NOT_ELIGIBLE, reason=reason)
-            if self._items.record_referral(event.program, referred.member, record):
+            seq = referred.account.seq if referred.account is not None else 0
+            first_purchase: Entry | None = None
+            if seq > 0:
+                # New as of the referral's own time: nothing of the member's dated at or before it. A referral
+                # that arrives after the first purchase it was made before still counts, and pays now.
+                history = self._entries.entries(event.program, referred.member)
+                if min(e.event_time for e in history) <= event.occurred_at:
+                    reason = f"{referred.member} is not new to {event.program}: it has points already"
+                    record = replace(record, status=REFERRAL_NOT_ELIGIBLE, reason=reason)
+                else:
+                    first_purchase = _first_purchase(history)
+            if self._items.record_referral(event.program, referred.member, record, balance_seq=seq):
+                if first_purchase is not None:
+                    self._pay_late_referral(config, referred.member, first_purchase)
                 return _referral_outcome(event, referred.member, referrer, record, reward_id)
             # Someone else's referral, or the member's first earn, got there first: look again.
         raise ContentionError(f"the referral of {event.subject} kept changing; retry", member=event.subject)
@@ -121,6 +132,16 @@ class Referrals(IngestCore):
             outcome = Outcome("replayed", entry_key(reward))
         self._items.referral_paid(config.program, buyer.member, entry_key(reward), purchase.entry_id, outcome.points)
 
+    def _pay_late_referral(self, config: ProgramConfig, referred: str, purchase: Entry) -> None:
+        """The referred member's first purchase posted before its referral arrived: pay it now, as the
+        purchase would have (once: the reward's entry id is the referred member's)."""
+        settled = self._entries.get_entry(config.program, f"settle:{purchase.entry_id}")
+        if settled is not None and settled.kind is EntryKind.VOID:
+            reason = f"the first purchase ({purchase.entry_id}) was voided"
+            self._items.referral_ended(config.program, referred, REFERRAL_NOT_ELIGIBLE, reason)
+            return
+        self._pay_referral(config, self._follow_view(config.program, referred), purchase)
+
     def _void_referral_of(self, config: ProgramConfig, holder: str, order: Entry) -> None:
         """A first purchase refunded in full within its window never paid out: nor does its referral."""
         referred = self._members.view(config.program, holder, full=False, referral=True).referral
@@ -128,7 +149,8 @@ class Referrals(IngestCore):
             return
         reward = self._entries.get_entry(config.program, referred.reward)
         if reward is not None and reward.kind is EntryKind.EARN_PENDING:
-            self._void(config, self._follow(reward.member), reward, f"{holder}'s first purchase was returned")
+            cause = Cause(kind=CauseKind.ENTRY, ref=f"settle:{order.entry_id}")
+            self._void(config, self._follow(reward.member), reward, f"{holder}'s first purchase was returned", cause)
         reason = f"the first purchase ({order.entry_id}) was refunded in full within its return window"
         self._items.referral_ended(config.program, holder, REFERRAL_NOT_ELIGIBLE, reason)
 
@@ -146,6 +168,14 @@ def _referral_outcome(event: BehaviourEvent, referred: str, referrer: str, found
     if found.status == REFERRAL_PAID:
         return Outcome("replayed", reward_id, referrer, note=f"referral of {referred} already paid")
     return Outcome("recorded", reward_id, referrer, note=f"referral of {referred}: paid when {referred} first buys")
+
+
+def _first_purchase(history: list[Entry]) -> Entry | None:
+    """The member's earliest purchase earn by event time (purchases carry the money they earned on)."""
+    purchases = [
+        e for e in history if e.kind in (EntryKind.EARN, EntryKind.EARN_PENDING) and "basis_amount" in e.details
+    ]
+    return min(purchases, key=lambda e: (e.event_time, e.entry_id), default=None)
 
 
 def _may_be_referred(event: Event, view: MemberView) -> bool:

@@ -7,12 +7,13 @@ only reads their index (GSI1 `N#<program>#<until day>`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.infra import keys
 from shared.infra.codec import to_item
 from shared.infra.table import TransactionCanceledError
-from shared.ledger.contract import Check
+from shared.ledger.contract import Check, Mark
 from shared.ledger.store import pending_from
 from shared.members.view import REFERRAL_PAID
 
@@ -26,24 +27,40 @@ if TYPE_CHECKING:
 # Present on a referral item only while it waits for the referred member's first purchase.
 AWAITING = "awaiting"
 WAITING_IDS = "ids"
+# Set on an order's list of waiting refunds by the activation or void that settled the order while
+# refunds were waiting; with it the list sits in the activation index until they are applied.
+FOLLOW_UP = "follow_up"
+REFUSED = "x#"  # a refused refund's reason, next to its body (`r#<refund entry>`)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """An order settled (activated or voided) while refunds waited on it: they are still to apply."""
+
+    program: str
+    order_entry_id: str
 
 
 class EarningItems:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn]:
-        """Open pending earns that may activate on `day` up to `until`, in that order."""
-        return [
-            pending_from(item)
-            for item in self._table.query(
-                IndexName="GSI1",
-                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
-                ExpressionAttributeValues=to_item(
-                    {":pk": keys.pending_index_pk(program, day), ":until": keys.through(until)}
-                ),
-            )
-        ]
+    def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn | FollowUp]:
+        """Open pending earns that may activate on `day` up to `until`, and orders settled that day
+        whose waiting refunds are still to apply, in index order."""
+        found: list[PendingEarn | FollowUp] = []
+        for item in self._table.query(
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
+            ExpressionAttributeValues=to_item(
+                {":pk": keys.pending_index_pk(program, day), ":until": keys.through(until)}
+            ),
+        ):
+            if item.get(FOLLOW_UP):
+                found.append(FollowUp(program, str(item[FOLLOW_UP])))
+            else:
+                found.append(pending_from(item))
+        return found
 
     # Refunds waiting for their order (or for its return window to close): one item per order,
     # the refunds' ids in a set (gone when empty) and each body under its own attribute.
@@ -57,19 +74,54 @@ class EarningItems:
         )
 
     def waiting_refunds(self, program: str, order_entry_id: str) -> list[str]:
+        return self.waiting(program, order_entry_id)[0]
+
+    def waiting(self, program: str, order_entry_id: str) -> tuple[list[str], bool]:
+        """The bodies of the refunds waiting on an order, and whether a follow-up mark is on the list."""
         item = self._table.get(keys.waiting_refunds(program, order_entry_id))
         if not item:
-            return []
-        return [item[f"r#{refund}"] for refund in sorted(item.get(WAITING_IDS, set())) if f"r#{refund}" in item]
+            return [], False
+        bodies = [item[f"r#{refund}"] for refund in sorted(item.get(WAITING_IDS, set())) if f"r#{refund}" in item]
+        return bodies, FOLLOW_UP in item
 
     def drop_refund(self, program: str, order_entry_id: str, refund_entry_id: str) -> None:
+        """Off the waiting set; its body stays, the record the audit checks a void's refunds against."""
         self._table.update(
             keys.waiting_refunds(program, order_entry_id),
-            f"REMOVE #body DELETE {WAITING_IDS} :id",
-            ExpressionAttributeNames={"#body": f"r#{refund_entry_id}"},
+            f"DELETE {WAITING_IDS} :id",
             ExpressionAttributeValues=to_item({":id": {refund_entry_id}}),
             ConditionExpression="attribute_exists(PK)",  # an update must not create the item
         )
+
+    def follow_up(self, program: str, order_entry_id: str, member: str, at: datetime) -> Mark:
+        """Written with the settlement of an order that refunds wait on: puts their list in the
+        activation index (the day of `at`), so the job's next run applies them if this one stops."""
+        index = keys.pending_index(program, member, f"{order_entry_id}#follow-up", at)
+        values = {"type": "waiting_refunds", FOLLOW_UP: order_entry_id, **index._asdict()}
+        return Mark(keys.waiting_refunds(program, order_entry_id), tuple(values.items()))
+
+    def followed_up(self, program: str, order_entry_id: str) -> None:
+        """Every refund of the list applied: out of the activation index (kept if one was parked meanwhile)."""
+        self._table.update(
+            keys.waiting_refunds(program, order_entry_id),
+            f"REMOVE GSI1PK, GSI1SK, {FOLLOW_UP}",
+            ConditionExpression=f"attribute_exists({FOLLOW_UP}) AND attribute_not_exists({WAITING_IDS})",
+        )
+
+    def refuse_refund(self, program: str, order_entry_id: str, refund_entry_id: str, reason: str) -> None:
+        """A refund that can never apply (it exceeds its order): off the list, its body kept, the reason next to it."""
+        self._table.update(
+            keys.waiting_refunds(program, order_entry_id),
+            f"SET #why = :why DELETE {WAITING_IDS} :id",
+            ExpressionAttributeNames={"#why": f"{REFUSED}{refund_entry_id}"},
+            ExpressionAttributeValues=to_item({":id": {refund_entry_id}, ":why": reason}),
+            ConditionExpression="attribute_exists(PK)",
+        )
+
+    def refused_refunds(self, program: str, order_entry_id: str) -> dict[str, str]:
+        """The refunds refused on an order's list, with their reasons."""
+        item = self._table.get(keys.waiting_refunds(program, order_entry_id)) or {}
+        return {name.removeprefix(REFUSED): str(why) for name, why in item.items() if name.startswith(REFUSED)}
 
     def no_refund_waiting(self, program: str, order_entry_id: str) -> Check:
         """A transaction condition: nothing is parked for this order (the set of refund ids is gone)."""
@@ -77,10 +129,11 @@ class EarningItems:
 
     # Referrals: one item under the referred member, written once (the first referral wins).
 
-    def record_referral(self, program: str, referred: str, referral: Referral) -> bool:
+    def record_referral(self, program: str, referred: str, referral: Referral, balance_seq: int = 0) -> bool:
         """Write the referral unless the member has one already; an awaiting one also needs the
-        member's account to have nothing posted yet, checked in the same transaction (so a first
-        earn and a referral cannot cross). False: either condition failed; read again."""
+        member's account to be as read (`balance_seq` entries: none for a new member), checked in
+        the same transaction (so an earn and a referral cannot cross). False: either condition
+        failed; read again."""
         key = keys.referral(program, referred)
         values = {
             "PK": key.pk,
@@ -99,8 +152,8 @@ class EarningItems:
             balance = {
                 "TableName": self._table.name,
                 "Key": self._table.key(keys.balance(program, referred)),
-                "ConditionExpression": "attribute_not_exists(PK) OR seq = :none",
-                "ExpressionAttributeValues": to_item({":none": 0}),
+                "ConditionExpression": "attribute_not_exists(PK) OR seq = :read",
+                "ExpressionAttributeValues": to_item({":read": balance_seq}),
             }
             actions.append({"ConditionCheck": balance})
         try:

@@ -71,3 +71,9 @@ def hash_email(key: bytes, email: str) -> str:
 
 def hash_phone(key: bytes, phone: str, default_region: str | None = None) -> str:
     return _mac(key, b"phone", normalise_phone(phone, default_region))
+
+
+def hash_card(key: bytes, card: str) -> str:
+    """A card as the anomaly watch counts it (earns per card per hour), never the number itself:
+    a loyalty card's normalised number, or a payment processor's own card fingerprint."""
+    return _mac(key, b"card", card.strip())

@@ -36,6 +36,9 @@ def _in_range(value: datetime) -> datetime:
 
 Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
+# A keyed hash of a card (`shared.events.identity.hash_card`): what the card-velocity check counts by.
+CardHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
 
 class Channel(StrEnum):
     """Where an event came from."""
@@ -139,6 +142,13 @@ class PurchaseEvent(_Event):
     tax: Annotated[Money, Field(description="Tax charged (earns only if the program says so).")] = Decimal(0)
     fx: Annotated[
         FxConversion | None, Field(description="Set when the channel's currency was converted to the program's.")
+    ] = None
+    card: Annotated[
+        CardHash | None,
+        Field(
+            description="The card the sale was paid or identified with, as a keyed hash (never the number): the "
+            "anomaly watch counts earns per card per hour. Absent when the channel does not say."
+        ),
     ] = None
 
 

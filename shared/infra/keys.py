@@ -148,6 +148,11 @@ def exchanged(program: str, member: str, agreement: str, day: str) -> ItemKey:
     return ItemKey(member_pk(member), _program_sk(program, f"XLIMIT#{agreement}#{day}"))
 
 
+def order_claim(program: str, member: str, order_id: str) -> ItemKey:
+    """One order id earns once per member, whichever channel sends it (a guard in the earn's transaction)."""
+    return ItemKey(member_pk(member), _program_sk(program, f"ORDER#{order_id}"))
+
+
 def draw(program: str, draw_id: str) -> ItemKey:
     return ItemKey(f"DRAW#{program}#{draw_id}", "DRAW")
 

@@ -8,7 +8,8 @@ sum of its lot moves, and the lots summing to the available balance; open holds 
 held balance; when given, the open pending earns (who holds each, and how many points) matching
 what the entries say and summing to the pending balance; a closed (merged) account holding nothing
 pending or held; and all accounts of the program (member buckets and program-side accounts)
-summing to zero.
+summing to zero. Then the losses the arithmetic cannot see (`shared.ledger.losses`): each take-back's
+cause, each source event's one effect, refunds left unapplied, earns decided by the wrong rules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shared.ledger.losses import Evidence, Loss, find_losses
 from shared.ledger.models import (
     GENESIS_HASH,
     Account,
@@ -40,6 +42,8 @@ class AuditReport:
     entries: int = 0
     accounts: int = 0
     problems: list[str] = field(default_factory=list)
+    # Losses the arithmetic cannot see, each with its class (`shared.ledger.losses`); also in `problems`.
+    losses: list[Loss] = field(default_factory=list)
     # program -> account ("available", "issuance", "partner:acme", ...) -> balance
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -54,15 +58,19 @@ def audit(
     lots: Iterable[Lot],
     holds: Iterable[Hold],
     pending: Iterable[PendingEarn] | None = None,
+    evidence: Evidence | None = None,
 ) -> AuditReport:
-    """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too."""
+    """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too,
+    and `evidence` (`shared.jobs.audit` gathers it) to check every take-back's cause against it."""
     report = AuditReport()
-    all_entries = list(entries)
+    all_entries, all_holds = list(entries), list(holds)
+    report.losses = find_losses(all_entries, evidence, all_holds)
+    report.problems.extend(str(loss) for loss in report.losses)
     chains, lot_moves, totals = _read_entries(all_entries, report)
     pending_held = _check_pending(all_entries, pending, report) if pending is not None else None
     open_lots = _check_lots(lots, lot_moves, report)
     held: dict[tuple[str, str], int] = defaultdict(int)
-    for hold in holds:
+    for hold in all_holds:
         held[(hold.program, hold.member)] += hold.amount
 
     for state in accounts:
@@ -80,11 +88,11 @@ def audit(
                 report.problems.append(
                     f"{state.program}/{state.member}: {what} total {expected}, balance says {bucket}"
                 )
-        if state.merged_into and (state.pending or state.held):
-            # A merge moves pending earns and holds with the closure; only expired lots may stay.
+        if state.merged_into and (state.pending or state.held or state.debt):
+            # A merge moves pending earns, holds and debt with the closure; only expired lots may stay.
             report.problems.append(
                 f"{state.program}/{state.member}: closed into {state.merged_into} but holds "
-                f"{state.pending} pending and {state.held} held"
+                f"{state.pending} pending and {state.held} held" + (f", and owes {state.debt}" if state.debt else "")
             )
     for program, member in chains:
         report.problems.append(f"{program}/{member}: entries without a balance item")
@@ -189,9 +197,9 @@ def _check_chain(state: AccountState, chain: list[Entry]) -> list[str]:
         previous = entry.hash
     if state.seq != len(chain) or state.head != previous:
         problems.append(f"{where}: balance item at seq {state.seq}, chain has {len(chain)} entries")
-    for account in (Account.AVAILABLE, Account.PENDING, Account.HELD):
+    for account in (Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT):
         summed = sum(e.delta(account) for e in chain)
-        recorded = getattr(state, account.value)
+        recorded = -state.debt if account is Account.DEBT else getattr(state, account.value)
         if summed != recorded:
             problems.append(f"{where}: {account} is {recorded}, its entries sum to {summed}")
     active = None

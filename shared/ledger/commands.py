@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -17,6 +18,29 @@ MAX_POINTS_PER_OPERATION = 100_000_000
 Points = Annotated[int, Field(strict=True, gt=0, le=MAX_POINTS_PER_OPERATION)]
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+
+class CauseKind(StrEnum):
+    """Why points are taken back from a member: every take-back names one (docs/ledger.md, "Take-backs")."""
+
+    REFUND = "refund"  # refund events of the order: `ref` is their entry ids, space-separated
+    FLAG = "flag"  # an operator's decision on a member's flag: `ref` is "<flagged member>:<decision>"
+    ENTRY = "entry"  # another ledger entry settled it (a referral reward goes with its purchase's void)
+    OPERATOR = "operator"  # an operator's correction: `ref` names the operator or the ticket
+    LAPSE = "lapse"  # time ran out (expiry): `ref` is the lot
+
+
+class Cause(BaseModel):
+    """What a take-back answers to: it must exist, belong to the same member and program, and
+    justify the amount; the audit checks each (`shared.ledger.audit`, class `takeback_without_cause`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: CauseKind
+    ref: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+    def details(self) -> dict[str, str]:
+        return {"cause_kind": self.kind.value, "cause": self.ref}
 
 
 class _Command(BaseModel):
@@ -48,11 +72,13 @@ class Earn(_Command):
     held: bool = False
     # Another member whose flag must be decided first (a referral reward waits for a flagged buyer's).
     held_for: str = ""
+    # The entry this one belongs to (a tier top-up names the earn it re-rates).
+    related: str = ""
 
     def fingerprint(self) -> str:
         # Leave the newer optional fields out when unset, so entries written before them still match.
         dumped = self.model_dump(mode="json")
-        for name in ("pending_until", "held", "held_for"):
+        for name in ("pending_until", "held", "held_for", "related"):
             if not dumped[name]:
                 del dumped[name]
         return fingerprint({"op": type(self).__name__, **dumped})
@@ -78,6 +104,15 @@ class Authorise(_Command):
     external_id: Key
     reason: Reason
     lapses_at: AwareDatetime
+    # Reserved for a partner brand (an outbound transfer): an open flag holds it as exchanging.
+    to_partner: bool = False
+
+    def fingerprint(self) -> str:
+        # Leave the newer field out when unset, so holds authorised before it existed still match.
+        dumped = self.model_dump(mode="json")
+        if not dumped["to_partner"]:
+            del dumped["to_partner"]
+        return fingerprint({"op": type(self).__name__, **dumped})
 
 
 class Capture(_Command):
@@ -104,17 +139,23 @@ class Activate(_Command):
 
 
 class Void(_Command):
-    """Cancel a pending earn (the order was returned within the window, or a flag was confirmed)."""
+    """Cancel a pending earn (the order was returned within the window, or a flag was confirmed).
+
+    Never without its cause: a void with nothing behind it is how held points were lost (issue 12).
+    """
 
     entry_id: Key
+    cause: Cause
     reason: Reason = "pending points voided"
+    details: dict[str, str] = Field(default_factory=dict)  # what justifies it (e.g. refunded vs basis)
 
 
 class Reverse(_Command):
-    """Undo an earn, an activation, a spend or a capture with a linked entry."""
+    """Undo an earn, an activation, a spend or a capture with a linked entry, for a named cause."""
 
     entry_id: Key
     reason: Reason
+    cause: Cause
 
 
 class ClawBack(_Command):

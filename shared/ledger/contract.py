@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from shared.infra.keys import ItemKey
@@ -62,14 +63,40 @@ class Tally:
 
 @dataclass(frozen=True)
 class Check:
-    """An item that must not carry `attribute` when the operation commits; checked, never written.
+    """An item that must not carry `attribute` (or, with `value`, must not carry it with that value)
+    when the operation commits; checked, never written.
 
     Lets a caller make an operation conditional on something outside the ledger without reading it
-    first (e.g. "no refund is waiting for this order"): the store checks it inside the transaction.
+    first (e.g. "no refund is waiting for this order", "the member's flag is not open"): the store
+    checks it inside the transaction. With a `code`, a failed check is the refusal of that name
+    (`MemberOnHoldError` for `member_on_hold`, saying `detail`) rather than `CheckFailedError`.
     """
 
     key: ItemKey
     attribute: str
+    value: str | None = None
+    code: str = ""
+    detail: str = ""
+
+
+class DebitHolds(Protocol):
+    """Who may not debit now, as checks for the debit's transaction (`shared.members.flags.FlagHolds`):
+    `purpose` is spending, gifting or exchanging."""
+
+    def checks(self, program: str, member: str, purpose: str) -> Sequence[Check]: ...
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An item outside the ledger given attributes in the same transaction (SET, unconditional).
+
+    What a multi-step operation leaves for its next run when a step after the commit is still to
+    do: e.g. an activation with refunds waiting marks their list so the activation job meets it
+    again until they are applied, so a process that stops right after the commit loses nothing.
+    """
+
+    key: ItemKey
+    values: tuple[tuple[str, str], ...]
 
 
 class CheckFailedError(Exception):
@@ -111,6 +138,7 @@ class Change:
     pending_created: tuple[PendingEarn, ...] = ()
     pending_deleted: tuple[PendingEarn, ...] = ()
     checks: tuple[Check, ...] = ()
+    marks: tuple[Mark, ...] = ()
     # Open holds a merge re-homes: (as held by the merged member, as held by the survivor).
     holds_moved: tuple[tuple[Hold, Hold], ...] = ()
 
@@ -119,7 +147,7 @@ class Change:
         holds = (self.hold_created is not None) + (self.hold_deleted is not None) + 2 * len(self.holds_moved)
         lots = len(self.lots_created) + len(self.lots_updated) + len(self.lots_deleted)
         pending = len(self.pending_created) + len(self.pending_deleted)
-        extras = len(self.tallies) + len(self.guards) + len(self.checks)
+        extras = len(self.tallies) + len(self.guards) + len(self.checks) + len(self.marks)
         return len(self.entries) + len(self.accounts) + lots + holds + pending + extras
 
 
@@ -167,6 +195,10 @@ class LedgerStore(Protocol):
 
     def get_holds(self, program: str, member: str) -> list[Hold]: ...
 
+    def entries(self, program: str, member: str, after_seq: int = 0, limit: int | None = None) -> list[Entry]:
+        """A member's entries in chain order."""
+        ...
+
     def commit(self, change: Change) -> None:
         """Apply atomically; raise EntryExistsError, TallyChangedError, CheckFailedError or ConcurrentUpdateError."""
         ...
@@ -175,4 +207,8 @@ class LedgerStore(Protocol):
 class Programs(Protocol):
     def get(self, program: str) -> ProgramConfig:
         """The live config; raises UnknownProgramError."""
+        ...
+
+    def at(self, program: str, moment: datetime) -> ProgramConfig:
+        """The version that was live at `moment` (an event is evaluated by the rules of its time)."""
         ...

@@ -15,6 +15,7 @@ from shared.errors import (
     IdempotencyConflictError,
     InvalidInputError,
     LedgerError,
+    MemberOnHoldError,
     NotFoundError,
     TooManyLotsError,
     UnknownEntryError,
@@ -24,10 +25,13 @@ from shared.ledger.contract import (
     MAX_TRANSACTION_ITEMS,
     Change,
     Check,
+    CheckFailedError,
     ConcurrentUpdateError,
+    DebitHolds,
     EntryExistsError,
     Guard,
     LedgerStore,
+    Mark,
     Programs,
     Tally,
 )
@@ -82,11 +86,17 @@ class LedgerCore:
         programs: Programs,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        holds: DebitHolds | None = None,
     ) -> None:
         self._store = store
         self._programs = programs
         self._clock = clock
         self._sleep = sleep
+        self._holds = holds
+
+    def _held(self, program: str, member: str, purpose: str) -> tuple[Check, ...]:
+        """The checks a debit of this purpose carries (an open flag holding it refuses it at commit)."""
+        return tuple(self._holds.checks(program, member, purpose)) if self._holds is not None else ()
 
     # Reads
 
@@ -114,7 +124,7 @@ class LedgerCore:
     # Internals shared by the operations
 
     def _claw_back(self, cmd: Reverse, entry_id: str, original: Entry, draft: _Draft, now: datetime) -> Change:
-        points = original.delta(Account.AVAILABLE)
+        points = original.delta(Account.AVAILABLE) + original.delta(Account.DEBT)  # a repaid debt was earned too
         source_entry = original
         if original.kind is EntryKind.ACTIVATE:
             pending = self._store.get_entry(cmd.program, original.related)
@@ -289,6 +299,10 @@ class LedgerCore:
                 existing = self._store.get_entry(cmd.program, entry_id)
                 assert existing is not None
                 return self._replayed(cmd, existing, on_conflict)
+            except CheckFailedError as failed:
+                if failed.check.code == MemberOnHoldError.code:
+                    raise MemberOnHoldError(failed.check.detail, member=cmd.member) from None
+                raise
             except ConcurrentUpdateError:
                 self._sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
                 continue
@@ -314,10 +328,12 @@ def _closed(program: str, state: AccountState) -> AccountClosedError:
     )
 
 
-def _with_tallies(change: Change, tallies: Sequence[Tally], checks: Sequence[Check] = ()) -> Change:
-    if not tallies and not checks:
+def _with_tallies(
+    change: Change, tallies: Sequence[Tally], checks: Sequence[Check] = (), marks: Sequence[Mark] = ()
+) -> Change:
+    if not tallies and not checks and not marks:
         return change
-    change = replace(change, tallies=tuple(tallies), checks=tuple(checks))
+    change = replace(change, tallies=tuple(tallies), checks=tuple(checks), marks=tuple(marks))
     if change.item_count > MAX_TRANSACTION_ITEMS:
         raise TooManyLotsError(f"operation would write {change.item_count} items; at most {MAX_TRANSACTION_ITEMS}")
     return change

@@ -8,6 +8,7 @@ from shared.errors import (
     NotReversibleError,
     UnknownEntryError,
 )
+from shared.ledger.commands import Cause, CauseKind
 from shared.ledger.core import LedgerCore, _Draft, _restore, _slices, _with_tallies
 from shared.ledger.debits import DEBIT_COUNTERS
 from shared.ledger.lots import spendable, take_from_lots
@@ -18,6 +19,7 @@ from shared.ledger.models import (
     LotMove,
     Posting,
 )
+from shared.program.config import ShortfallPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,6 +38,7 @@ class Corrections(LedgerCore):
             if original is None or original.member != cmd.member:
                 raise UnknownEntryError(f"no entry {cmd.entry_id} for member {cmd.member}")
             draft = self._derived(EntryKind.REVERSAL, entry_id, cmd.reason, original, now)
+            draft.details = cmd.cause.details()
             if original.kind in (EntryKind.EARN, EntryKind.ACTIVATE):
                 return self._claw_back(cmd, entry_id, original, draft, now)
             if original.kind is EntryKind.SPEND:
@@ -85,21 +88,42 @@ class Corrections(LedgerCore):
             counter = next(p for p in source_entry.postings if p.amount < 0)
             state, lots = self._store.get_account_and_lots(cmd.program, cmd.member)
             kept = config.kept_until(state.active_at) if state else None
-            # The points may have been spent (or moved by a merge): take what is there, owe the rest.
+            # The points may have been spent (or moved by a merge): take what is there; the rest is the
+            # shortfall, written off or owed by the member as the program's policy says.
             taken_points = min(cmd.points, spendable(lots, now, kept))
             taken = take_from_lots(lots, taken_points, now, original.entry_id, kept) if taken_points else []
+            shortfall = cmd.points - taken_points
+            recover = config.refunds.shortfall is ShortfallPolicy.RECOVER
+            postings = [Posting(account=Account.AVAILABLE, amount=-taken_points)]
+            if recover:
+                postings += [
+                    Posting(account=Account.DEBT, amount=-shortfall),
+                    Posting(account=counter.account, owner=counter.owner, amount=cmd.points),
+                ]
+            else:
+                postings.append(Posting(account=counter.account, owner=counter.owner, amount=taken_points))
+            details = {
+                **cmd.details,
+                "requested": str(cmd.points),
+                "shortfall": str(shortfall),
+                "shortfall_policy": config.refunds.shortfall.value,
+                # The refund is its own cause: the claw-back's entry is keyed by the refund's id.
+                **Cause(kind=CauseKind.REFUND, ref=entry_id).details(),
+            }
+            if shortfall:
+                said = "owed, repaid from the next points earned" if recover else "written off"
+                details["explanation"] = f"{details.get('explanation', '')}; {shortfall} already spent: {said}".lstrip(
+                    "; "
+                )
             draft = _Draft(
                 kind=EntryKind.CLAWBACK,
-                postings=[
-                    Posting(account=Account.AVAILABLE, amount=-taken_points),
-                    Posting(account=counter.account, owner=counter.owner, amount=taken_points),
-                ],
+                postings=postings,
                 source=cmd.source,
                 external_id=cmd.external_id,
                 reason=cmd.reason,
                 event_time=now,
                 related=original.entry_id,
-                details={**cmd.details, "requested": str(cmd.points), "shortfall": str(cmd.points - taken_points)},
+                details=details,
             )
             return _with_tallies(self._change(cmd, entry_id, state, draft, now, taken=taken), tallies)
 

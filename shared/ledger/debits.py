@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from shared.errors import (
@@ -11,6 +12,7 @@ from shared.errors import (
     NotDueError,
     UnknownEntryError,
 )
+from shared.ledger.commands import Cause, CauseKind
 from shared.ledger.contract import Change, Guard
 from shared.ledger.core import LedgerCore, _Draft, _restore, _slices
 from shared.ledger.lots import take_from_lots
@@ -22,6 +24,7 @@ from shared.ledger.models import (
     LotMove,
     Posting,
 )
+from shared.program.config import FlagHold
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,6 +34,12 @@ if TYPE_CHECKING:
 
 
 DEBIT_COUNTERS = frozenset({Account.REDEMPTION, Account.PARTNER, Account.TRANSFER})
+# What a debit to each counter is, for what an open flag holds (`ProgramConfig.anomaly.flag_holds`).
+_PURPOSES = {
+    Account.REDEMPTION: FlagHold.SPENDING,
+    Account.PARTNER: FlagHold.EXCHANGING,
+    Account.TRANSFER: FlagHold.GIFTING,
+}
 
 
 class Debits(LedgerCore):
@@ -55,7 +64,8 @@ class Debits(LedgerCore):
                 event_time=now,
                 details=dict(cmd.details),
             )
-            return self._change(cmd, entry_id, state, draft, now, taken=taken)
+            change = self._change(cmd, entry_id, state, draft, now, taken=taken)
+            return replace(change, checks=self._held(cmd.program, cmd.member, _PURPOSES[cmd.counter]))
 
         return self._post(cmd, entry_id, plan, at, guards=guards)
 
@@ -78,7 +88,7 @@ class Debits(LedgerCore):
                 external_id=cmd.external_id,
                 reason=cmd.reason,
                 event_time=now,
-                details={"lapses_at": cmd.lapses_at.isoformat()},
+                details={"lapses_at": cmd.lapses_at.isoformat(), **({"to_partner": "yes"} if cmd.to_partner else {})},
             )
             change = self._change(cmd, entry_id, state, draft, now, taken=taken)
             hold = Hold(
@@ -89,7 +99,8 @@ class Debits(LedgerCore):
                 lots=tuple(LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=n) for lot, n in taken),
                 lapses_at=cmd.lapses_at,
             )
-            return Change(**{**change.__dict__, "hold_created": hold})
+            purpose = FlagHold.EXCHANGING if cmd.to_partner else FlagHold.SPENDING
+            return replace(change, hold_created=hold, checks=self._held(cmd.program, cmd.member, purpose))
 
         return self._post(cmd, entry_id, plan, at)
 
@@ -179,6 +190,7 @@ class Debits(LedgerCore):
                 event_time=event_time,
                 lots=[LotMove(lot_id=lot.lot_id, expires_at=lot.expires_at, amount=-lot.remaining)],
                 related=lot.origin,
+                details=Cause(kind=CauseKind.LAPSE, ref=lot.lot_id).details(),
             )
             taken = [(lot, lot.remaining)]
             return self._change(cmd, entry_id, state, draft, now, taken=taken, lot_moves_done=True, allow_closed=True)

@@ -27,6 +27,9 @@ class Account(StrEnum):
     AVAILABLE = "available"  # member: spendable once unexpired
     PENDING = "pending"  # member: earned, waiting for the return window to close
     HELD = "held"  # member: reserved by a checkout hold
+    # member: points the member owes (a refund after spending, under the `recover` policy); its
+    # balance is never positive, and the next points earned repay it first
+    DEBT = "debt"
     ISSUANCE = "issuance"  # program: where earned points come from (goes negative)
     REDEMPTION = "redemption"  # program: where spent points go
     BREAKAGE = "breakage"  # program: where expired points go
@@ -34,7 +37,7 @@ class Account(StrEnum):
     TRANSFER = "transfer"  # program: clearing between two members (gifts, merges)
 
 
-MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD})
+MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT})
 
 
 class EntryKind(StrEnum):
@@ -176,6 +179,8 @@ class AccountState(BaseModel):
     available: Annotated[int, Field(ge=0)] = 0
     pending: Annotated[int, Field(ge=0)] = 0
     held: Annotated[int, Field(ge=0)] = 0
+    # Points owed (the DEBT account's balance, negated): repaid from the next points earned.
+    debt: Annotated[int, Field(ge=0)] = 0
     # Set by a merge's transfer: the account is closed and its points went to this member.
     merged_into: str = ""
     seq: Annotated[int, Field(ge=0)] = 0
@@ -191,6 +196,7 @@ class AccountState(BaseModel):
                 "available": self.available + entry.delta(Account.AVAILABLE),
                 "pending": self.pending + entry.delta(Account.PENDING),
                 "held": self.held + entry.delta(Account.HELD),
+                "debt": self.debt - entry.delta(Account.DEBT),
                 "seq": entry.seq,
                 "head": entry.hash,
                 "updated_at": entry.recorded_at,

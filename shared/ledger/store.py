@@ -182,7 +182,8 @@ def _key(key: keys.ItemKey) -> dict[str, Any]:
 
 def transaction_items(table: str, change: Change) -> list[Any]:
     """The TransactWriteItems request for a change: entries, balances, lots, holds, pending earns,
-    then checks, tallies and guards (in that order: `_cause` reads the cancellation reasons by position)."""
+    marks, then checks, tallies and guards (in that order: `_cause` reads the cancellation reasons by
+    position; marks are unconditional, so they never cancel one)."""
     items: list[Any] = [_put_new(table, entry_item(entry)) for entry in change.entries]
     for state, expected_seq in change.accounts:
         put: dict[str, Any] = {"TableName": table, "Item": account_item(state)}
@@ -225,13 +226,27 @@ def transaction_items(table: str, change: Change) -> list[Any]:
     for old, new in change.holds_moved:
         items.append(_delete(table, keys.hold(old.program, old.member, old.hold_id)))
         items.append(_put_new(table, hold_item(new)))
+    for mark in change.marks:
+        names = {f"#m{n}": name for n, (name, _) in enumerate(mark.values)}
+        values = {f":m{n}": value for n, (_, value) in enumerate(mark.values)}
+        update = {
+            "TableName": table,
+            "Key": _key(mark.key),
+            "UpdateExpression": "SET " + ", ".join(f"#m{n} = :m{n}" for n in range(len(mark.values))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(values),
+        }
+        items.append({"Update": update})
     for check in change.checks:
-        condition = {
+        condition: dict[str, Any] = {
             "TableName": table,
             "Key": _key(check.key),
             "ConditionExpression": "attribute_not_exists(#a)",
             "ExpressionAttributeNames": {"#a": check.attribute},
         }
+        if check.value is not None:
+            condition["ConditionExpression"] = "attribute_not_exists(#a) OR #a <> :v"
+            condition["ExpressionAttributeValues"] = to_item({":v": check.value})
         items.append({"ConditionCheck": condition})
     items.extend({"Update": tally_update(table, tally)} for tally in change.tallies)
     items.extend(guard_update(table, guard) for guard in change.guards)
@@ -320,6 +335,7 @@ def account_item(state: AccountState) -> dict[str, Any]:
             "available": state.available,
             "pending": state.pending,
             "held": state.held,
+            "debt": state.debt or None,
             "merged_into": state.merged_into or None,
             "seq": state.seq,
             "head": state.head,
@@ -336,6 +352,7 @@ def account_from(item: dict[str, Any]) -> AccountState:
         available=int(item["available"]),
         pending=int(item["pending"]),
         held=int(item["held"]),
+        debt=int(item.get("debt", 0)),
         merged_into=str(item.get("merged_into", "")),
         seq=int(item["seq"]),
         head=item["head"],

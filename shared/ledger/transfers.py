@@ -21,6 +21,7 @@ from shared.ledger.models import (
     LotMove,
     Posting,
 )
+from shared.program.config import FlagHold
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,7 +70,7 @@ class Transfers(LedgerCore):
                     "does not fit one transaction"
                 )
             closing = state if state.merged_into else state.model_copy(update={"merged_into": cmd.to_member})
-            if not (moving or waiting or holds):
+            if not (moving or waiting or holds or state.debt):
                 if closing is state:
                     return Change(entries=(), accounts=())  # closed and emptied before: nothing to do
                 return Change(entries=(), accounts=((closing, state.seq),))
@@ -84,7 +85,9 @@ class Transfers(LedgerCore):
                     Posting(account=Account.AVAILABLE, amount=-total),
                     Posting(account=Account.PENDING, amount=-state.pending),
                     Posting(account=Account.HELD, amount=-state.held),
-                    Posting(account=Account.TRANSFER, amount=total + moved),
+                    # What the member owes moves too: a merge is no way out of a debt.
+                    Posting(account=Account.DEBT, amount=state.debt),
+                    Posting(account=Account.TRANSFER, amount=total + moved - state.debt),
                 ],
                 source="ledger",
                 external_id=entry_id,
@@ -98,10 +101,11 @@ class Transfers(LedgerCore):
             into = _Draft(
                 kind=EntryKind.TRANSFER,
                 postings=[
-                    Posting(account=Account.TRANSFER, amount=-(total + moved)),
+                    Posting(account=Account.TRANSFER, amount=-(total + moved - state.debt)),
                     Posting(account=Account.AVAILABLE, amount=total),
                     Posting(account=Account.PENDING, amount=state.pending),
                     Posting(account=Account.HELD, amount=state.held),
+                    Posting(account=Account.DEBT, amount=-state.debt),
                 ],
                 source="ledger",
                 external_id=in_id,
@@ -201,6 +205,7 @@ class Transfers(LedgerCore):
             into = self._change(
                 receiver, credit_id, self._store.get_account(cmd.to_program, cmd.to_member), credit, now
             )
+            purpose = FlagHold.GIFTING if cmd.counter is Account.TRANSFER else FlagHold.EXCHANGING
             return Change(
                 entries=out.entries + into.entries,
                 accounts=out.accounts + into.accounts,
@@ -208,6 +213,7 @@ class Transfers(LedgerCore):
                 lots_updated=out.lots_updated,
                 lots_deleted=out.lots_deleted,
                 hold_created=hold,
+                checks=self._held(cmd.program, cmd.member, purpose),
             )
 
         return self._post(cmd, entry_id, plan, at, guards=guards)

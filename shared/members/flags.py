@@ -6,16 +6,20 @@ every decision is a record of its own with who and why, never overwritten.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
-from shared.errors import NotFoundError, PointbridgeError
+from shared.errors import MemberOnHoldError, NotFoundError, PointbridgeError
+from shared.infra import keys
 from shared.infra.codec import ts
-from shared.members.records import Flag, FlagDecision
+from shared.ledger.contract import Check
+from shared.members.records import FLAG_OPEN, Flag, FlagDecision
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
+    from shared.ledger.contract import Programs
     from shared.members.store import MemberDirectory
 
 
@@ -35,6 +39,37 @@ class FlagDecidedError(PointbridgeError):
 Decision = Literal["release", "void"]
 # The flag's status once decided: the activation job reads it for earns the flag held.
 DECIDED = {"release": "released", "void": "voided"}
+
+
+class FlagHolds:
+    """Implements `shared.ledger.contract.DebitHolds`: an open flag holds what the program says.
+
+    The hold is a check on the flag item in the debit's own transaction ("status is not open"), so
+    it costs no read, and a flag raised an instant before the commit still refuses the debit.
+    """
+
+    def __init__(self, programs: Programs) -> None:
+        self._programs = programs
+
+    def checks(self, program: str, member: str, purpose: str) -> Sequence[Check]:
+        if purpose not in self._programs.get(program).anomaly.flag_holds:
+            return ()
+        detail = f"{member} is flagged for review in {program}: {purpose} is held until an operator decides"
+        return (Check(keys.flag(program, member), "status", FLAG_OPEN, MemberOnHoldError.code, detail),)
+
+
+def raise_flag(members: MemberDirectory, program: str, finding: Finding, at: datetime, cause: str) -> None:
+    """Flag a member for a finding (a check that fired, and why), recorded with its cause."""
+    flag = Flag(member=finding.member, status=FLAG_OPEN, reason=finding.reason, check=finding.check, since=ts(at))
+    decision = FlagDecision(at=ts(at), id=f"{finding.check}:{cause}", decision="flagged", reason=finding.reason)
+    members.put_flag(program, flag, decision)
+
+
+@dataclass(frozen=True)
+class Finding:
+    member: str
+    check: str
+    reason: str
 
 
 def is_flagged(members: MemberDirectory, program: str, member: str) -> bool:

@@ -91,14 +91,13 @@ class MemberDirectory:
         return _profile(member, item) if item else None
 
     def repoint(self, identity_key: str, member: str) -> None:
+        """The identity link and the member's profile, in one transaction (a merge stops between none)."""
         link = keys.identity(identity_key)
-        self._table.put({"PK": link.pk, "SK": link.sk, "type": "identity", "member": member})
-        update = self._profile_update(member, identity_key, provisional=False)
-        self._table.update(
-            keys.profile(member),
-            update["UpdateExpression"],
-            ExpressionAttributeNames=update["ExpressionAttributeNames"],
-            ExpressionAttributeValues=update["ExpressionAttributeValues"],
+        self._table.transact(
+            [
+                self._table.put_action({"PK": link.pk, "SK": link.sk, "type": "identity", "member": member}),
+                {"Update": self._profile_update(member, identity_key, provisional=False)},
+            ]
         )
 
     def mark_merged(self, member: str, into: str) -> None:
@@ -206,6 +205,7 @@ class MemberDirectory:
             merged_into=profile.merged_into,
             provisional=profile.provisional,
             tier=str(tier["tier"]) if tier else None,
+            tier_since=str(tier.get("since", "")) if tier else "",
             account=account_from(balance) if balance else None,
             tallies=read,
             flag_status=str(flag.get("status", "")),

@@ -53,6 +53,7 @@ class MemberView:
     merged_into: str = ""  # set once the member was folded into another
     provisional: bool = False
     tier: str | None = None
+    tier_since: str = ""  # when the stored tier was reached or last moved (codec timestamp)
     account: AccountState | None = None
     tallies: dict[str, Tallied] = field(default_factory=dict)  # the tallies asked for, by name
     flag_status: str = ""  # "" (never flagged), open, cleared, released or voided

@@ -268,10 +268,36 @@ class Caps(BaseModel):
     include_points_events: bool = False
 
 
+class ShortfallPolicy(StrEnum):
+    """What happens to the points a refund should take back when the member has already spent them."""
+
+    WRITE_OFF = "write_off"  # the program bears them; counted in the figures as written off
+    RECOVER = "recover"  # the member owes them: the next points earned repay the debt first
+
+
+class RefundRules(BaseModel):
+    """Refunds claw back in proportion (docs/channels.md, "Refunds policy"); this says what a shortfall is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shortfall: ShortfallPolicy = ShortfallPolicy.WRITE_OFF
+
+
+class FlagHold(StrEnum):
+    """What an open flag holds besides new earns (which it always holds, pending)."""
+
+    SPENDING = "spending"  # redemptions, donations, draw tickets, checkout holds
+    GIFTING = "gifting"  # gifts sent to other members
+    EXCHANGING = "exchanging"  # exchanges to other programs, transfers out to partner brands
+
+
 class AnomalyRules(BaseModel):
     """Velocity thresholds the stream watcher flags on; None switches a check off."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # What a flagged member may not do until an operator decides the flag (docs/channels.md).
+    flag_holds: frozenset[FlagHold] = frozenset(FlagHold)
 
     max_earns_per_card_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 20
     max_exchanges_per_member_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 10
@@ -323,6 +349,7 @@ class ProgramConfig(BaseModel):
     # Members hear about expiring points this many days before; 0 switches reminders off.
     reminder_days: Annotated[int, Field(ge=0, le=365)] = 30
     anomaly: AnomalyRules = AnomalyRules()
+    refunds: RefundRules = RefundRules()
     sunset: Sunset | None = None
 
     @field_validator("timezone")

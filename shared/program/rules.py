@@ -84,6 +84,11 @@ class EarnDecision(BaseModel):
     earn_day: date
     # The money the base earn was computed on; a refund claws back against the same measure.
     basis_amount: Decimal | None = None
+    # Purchases: the exact points per unit of tier multiplier (base and multiplier promotions) and
+    # the points no multiplier touches (fixed bonuses), so that the decision at another tier is
+    # `points_at_tier` of them: how an earn is re-rated when an upgrade it missed arrives late.
+    tier_basis: Decimal | None = None
+    flat_points: Decimal | None = None
     breakdown: tuple[Step, ...]
 
     @computed_field  # type: ignore[prop-decorator]
@@ -143,22 +148,41 @@ def evaluate_purchase(config: ProgramConfig, event: PurchaseEvent, tier: str, us
         amount += event.shipping
     if config.earn_on.tax:
         amount += event.tax
-    shares = _line_shares(event)
-    rate = config.base_rate
-
-    steps = [Step(kind=StepKind.BASE, label="base", points=amount * rate)]
-    if member_tier.multiplier != _ONE:
-        extra = amount * rate * (member_tier.multiplier - _ONE)
-        _push(steps, StepKind.TIER, f"{member_tier.name} tier", extra, member_tier.multiplier)
-
-    _promotion_steps(config, event, local, member_tier, shares, amount, steps)
-    _product_bonus_steps(config, shares, steps)
+    steps = _purchase_steps(config, event, local, member_tier, amount)
 
     pending_until = None
     if config.return_window_days:
         # Wall-clock arithmetic in the program's zone: 30 days later at the same local time, DST or not.
         pending_until = (local + timedelta(days=config.return_window_days)).astimezone(UTC)
-    return _finish(config, event.occurred_at, member_tier, steps, used_today, True, pending_until, amount)
+    decision = _finish(config, event.occurred_at, member_tier, steps, used_today, True, pending_until, amount)
+    # Every step is linear in the tier's multiplier (base, tier, multiplier promotions) or free of it
+    # (fixed bonuses), so the steps at multipliers 1 and 2 give both parts exactly.
+    once = _total(_purchase_steps(config, event, local, _scaled(member_tier, _ONE), amount))
+    twice = _total(_purchase_steps(config, event, local, _scaled(member_tier, Decimal(2)), amount))
+    return decision.model_copy(update={"tier_basis": twice - once, "flat_points": 2 * once - twice})
+
+
+def points_at_tier(config: ProgramConfig, tier_basis: Decimal, flat_points: Decimal, tier: Tier) -> int:
+    """A purchase's points before caps at another tier: what it would have earned at that tier."""
+    return max(0, _round(tier_basis * tier.multiplier + flat_points, config.rounding))
+
+
+def _scaled(tier: Tier, multiplier: Decimal) -> Tier:
+    return tier.model_copy(update={"multiplier": multiplier})
+
+
+def _purchase_steps(
+    config: ProgramConfig, event: PurchaseEvent, local: datetime, member_tier: Tier, amount: Decimal
+) -> list[Step]:
+    shares = _line_shares(event)
+    rate = config.base_rate
+    steps = [Step(kind=StepKind.BASE, label="base", points=amount * rate)]
+    if member_tier.multiplier != _ONE:
+        extra = amount * rate * (member_tier.multiplier - _ONE)
+        _push(steps, StepKind.TIER, f"{member_tier.name} tier", extra, member_tier.multiplier)
+    _promotion_steps(config, event, local, member_tier, shares, amount, steps)
+    _product_bonus_steps(config, shares, steps)
+    return steps
 
 
 def evaluate_behaviour(

@@ -17,7 +17,7 @@ from shared.errors import ConfigError, UnknownProgramError
 from shared.infra import keys
 from shared.infra.codec import maybe_ts, parse_ts, to_item, ts
 from shared.infra.table import TransactionCanceledError
-from shared.program.config import ProgramConfig
+from shared.program.config import ProgramConfig, parse_program
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,31 +51,74 @@ class ProgramRepository:
     ) -> None:
         self._table = table
         self._clock = clock
-        self._cache: dict[str, tuple[float, ProgramConfig]] = {}
+        self._cache: dict[str, tuple[float, ProgramConfig, datetime | None]] = {}
+        self._history: dict[str, tuple[float, list[tuple[datetime, ProgramConfig]]]] = {}
         self._cache_seconds = cache_seconds
 
     def get(self, program: str) -> ProgramConfig:
+        """The live config (cached for `cache_seconds`)."""
+        return self._live(program)[0]
+
+    def at(self, program: str, moment: datetime) -> ProgramConfig:
+        """The version that was live at `moment`: what an event of that time is evaluated by.
+
+        The live version when it was published at or before `moment` (the common case costs nothing
+        more than `get`); otherwise the newest version published by then, from the program's history
+        (one Query, cached like the live one). An event from before the first version gets the first.
+        """
+        live, published = self._live(program)
+        if published is None or moment >= published:
+            return live
+        history = self._versions(program)
+        for published_at, config in reversed(history):
+            if published_at <= moment:
+                return config
+        return history[0][1] if history else live
+
+    def _live(self, program: str) -> tuple[ProgramConfig, datetime | None]:
         cached = self._cache.get(program)
         if cached and time.monotonic() - cached[0] < self._cache_seconds:
-            return cached[1]
+            return cached[1], cached[2]
         item = self._table.get(keys.live(keys.program_pk(program)), consistent=False)
         if not item:
             raise UnknownProgramError(f"no program {program!r}", program=program)
         config = ProgramConfig.model_validate_json(item["body"])
-        self._cache[program] = (time.monotonic(), config)
-        return config
+        # LIVE items written before 2026-12-07 have no time: their version counts as live all along.
+        published = parse_ts(item["published_at"]) if item.get("published_at") else None
+        self._cache[program] = (time.monotonic(), config, published)
+        return config, published
+
+    def _versions(self, program: str) -> list[tuple[datetime, ProgramConfig]]:
+        """Every published version with its time, oldest first."""
+        cached = self._history.get(program)
+        if cached and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        found = [
+            (parse_ts(item["published_at"]) if "published_at" in item else LONG_AGO, parse_program(item["body"]))
+            for item in self._table.query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :cfg)",
+                ExpressionAttributeValues=to_item({":pk": keys.program_pk(program), ":cfg": keys.CONFIG_PREFIX}),
+                ConsistentRead=True,
+            )
+        ]
+        self._history[program] = (time.monotonic(), found)
+        return found
 
     def publish(self, config: ProgramConfig) -> ProgramConfig:
         """Store a new version and make it live, unless that version number is taken."""
         body = config.model_dump_json()
         pk = keys.program_pk(config.program)
+        published_at = ts(self._clock())
+        # The first version counts as live from the start (events from before it have no other);
+        # a later one from its publication (`at`).
+        first = self.since(config.program) is None
         version = {
             "PK": pk,
             "SK": keys.version_sk(keys.CONFIG_PREFIX, config.version),
             "type": "config",
             "body": body,
             # The first version's time is when the scheduled jobs start looking.
-            "published_at": ts(self._clock()),
+            "published_at": published_at,
         }
         live = {
             "PK": pk,
@@ -83,6 +126,8 @@ class ProgramRepository:
             "type": "live_config",
             "version": config.version,
             "body": body,
+            # Events from before it are evaluated by the version live then (`at`).
+            "published_at": None if first else published_at,
             # Lists live programs for the scheduled jobs.
             "GSI1PK": keys.LIVE_PROGRAMS,
             "GSI1SK": config.program,
@@ -103,6 +148,7 @@ class ProgramRepository:
                 f"version {config.version} of {config.program} exists or is older than the live one"
             ) from error
         self._cache.pop(config.program, None)
+        self._history.pop(config.program, None)
         return config
 
     def live_programs(self) -> list[str]:

@@ -73,8 +73,11 @@ FLOWS = (
     "merged_out",  # members -> transfer: a merged account emptied
     "merged_in",  # transfer -> members: the survivor's side of a merge
 )
-BUCKETS = ("available", "pending", "held")  # signed net changes of the member buckets
+BUCKETS = ("available", "pending", "held", "debt")  # signed net changes of the member buckets (debt <= 0)
 COUNTS = ("entries", "accounts_opened", "accounts_merged")
+# Refunds after spending (`ProgramConfig.refunds.shortfall`), in points, from the claw-backs' details:
+# written off by the program, or owed by members; and what later earns repaid of those debts.
+SHORTFALLS = ("shortfall_written_off", "shortfall_owed", "debt_repaid")
 CHANNEL_PREFIX = "channel:"
 FUNDING_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING, EntryKind.VOID, EntryKind.CLAWBACK})
 EARN_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING})
@@ -143,11 +146,20 @@ def entry_counters(entry: Entry) -> dict[str, int]:
             add(_flow(entry, posting), abs(posting.amount))
     if entry.seq == 1:
         add("accounts_opened", 1)
-    if entry.kind is EntryKind.TRANSFER and entry.delta(Account.TRANSFER) > 0:
-        add("accounts_merged", 1)
+    if entry.kind is EntryKind.TRANSFER and "to_member" in entry.details:
+        add("accounts_merged", 1)  # the sending side of a merge (its transfer posting may net to 0 with a debt)
+    if entry.kind is EntryKind.CLAWBACK:
+        policy = "shortfall_owed" if entry.details.get("shortfall_policy") == "recover" else "shortfall_written_off"
+        add(policy, _whole(entry.details.get("shortfall", "0")))
+    add("debt_repaid", _whole(entry.details.get("debt_repaid", "0")))
     if entry.kind in EARN_KINDS:
-        add(CHANNEL_PREFIX + channel_of(entry), entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING))
+        earned = entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
+        add(CHANNEL_PREFIX + channel_of(entry), earned)
     return counters
+
+
+def _whole(text: str) -> int:
+    return int(text) if text.isdigit() else 0
 
 
 def local_day(entry: Entry, config: ProgramConfig) -> date:
@@ -236,9 +248,24 @@ class Figures(BaseModel):
         return self["merged_in"] - self["merged_out"]
 
     @property
+    def shortfall_written_off(self) -> int:
+        """Points refunds should have taken back but members had spent, borne by the program (`write_off`)."""
+        return self["shortfall_written_off"]
+
+    @property
+    def shortfall_owed(self) -> int:
+        """Those points put on the members' debt instead (`recover`); `debt_repaid` is what earns repaid."""
+        return self["shortfall_owed"]
+
+    @property
+    def owed(self) -> int:
+        """What members owe (to date: the outstanding debt), a positive number; for a period, its change."""
+        return -self["debt"]
+
+    @property
     def liability(self) -> int:
-        """Points members hold (available + pending + held); for a period, its change."""
-        return self["available"] + self["pending"] + self["held"]
+        """Points members hold (available + pending + held), less what they owe; for a period, its change."""
+        return self["available"] + self["pending"] + self["held"] + self["debt"]
 
     @property
     def explained(self) -> int:

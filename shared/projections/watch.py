@@ -6,20 +6,20 @@ so a stream record delivered twice counts once. Passing a program's threshold fl
 decides the flag. Every flag and every decision is a record of its own, never overwritten.
 
 Checks (thresholds in `ProgramConfig.anomaly`, None switches one off):
-- many earns from one card in an hour (the card number an adapter put in the entry's details);
-- the same order id from two channels (two sources posting one order id);
+- many earns from one card in an hour (the card hash the adapter put on the event, which ingest
+  copies to the entry's `details.card`; never the card number);
+- the same order id from two channels (two sources posting one order id for two members: for one
+  member ingest refuses the second before its points land, and flags it itself);
 - a burst of exchanges (entries with a PARTNER posting) or of gifts (TRANSFER) by one member in
   an hour.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.infra.codec import ts
 from shared.ledger.models import Account, EntryKind
-from shared.members.records import FLAG_OPEN, Flag, FlagDecision
+from shared.members.flags import Finding, raise_flag
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -32,13 +32,6 @@ if TYPE_CHECKING:
 WINDOW_SECONDS = 3600
 ORDER_WINDOW = "all"  # one order id is one order, whenever it arrives
 EARNS = (EntryKind.EARN, EntryKind.EARN_PENDING)
-
-
-@dataclass(frozen=True)
-class Finding:
-    member: str
-    check: str
-    reason: str
 
 
 class Watch:
@@ -86,6 +79,4 @@ class Watch:
         return findings
 
     def flag(self, program: str, finding: Finding, at: datetime, cause: str) -> None:
-        flag = Flag(member=finding.member, status=FLAG_OPEN, reason=finding.reason, check=finding.check, since=ts(at))
-        decision = FlagDecision(at=ts(at), id=f"{finding.check}:{cause}", decision="flagged", reason=finding.reason)
-        self._members.put_flag(program, flag, decision)
+        raise_flag(self._members, program, finding, at, cause)

@@ -72,6 +72,9 @@ def sb() -> Iterator[Sandbox]:
 # --- a day of traffic ---------------------------------------------------------------------------
 
 
+MINUTES_5 = timedelta(minutes=5)
+
+
 class Day:
     """One sandbox, driven as its clients and schedules would drive it, with what each step should do."""
 
@@ -102,7 +105,9 @@ class Day:
         self.sb.client("sqs").send_message(QueueUrl=self.sb.resource("IngestQueue"), MessageBody=body)
         self.sb.wait_for_idle(timeout=60)
 
-    def purchase(self, program: str, member: str, order: str, amount: str, source: str = "shop") -> None:
+    def purchase(
+        self, program: str, member: str, order: str, amount: str, source: str = "shop", ago: timedelta = MINUTES_5
+    ) -> None:
         currency = self.programs.get(program).currency
         self.queue(
             PurchaseEvent(
@@ -111,7 +116,7 @@ class Day:
                 source=source,
                 external_id=order,
                 identity=Identity(kind=IdentityKind.MEMBER, value=member),
-                occurred_at=self.now - timedelta(minutes=5),
+                occurred_at=self.now - ago,
                 currency=currency,
                 eligible_amount=Decimal(amount),
             )
@@ -150,6 +155,8 @@ class Day:
         self.sb.client("sqs").send_message(QueueUrl=self.sb.resource("IngestQueue"), MessageBody="{not json")
         self.refund("acme", "rita", "o-9", "20")  # before its order: parked until the order comes
         self.purchase("acme", "rita", "o-9", "20")
+        # An order that arrives after a later one is rated from the member's history (GSI2)
+        self.purchase("acme", "rita", "o-8", "10", ago=timedelta(hours=2))
         report = json.loads(files.get_object(Bucket=bucket, Key="reports/till/eod.csv.json")["Body"].read())
         assert report["accepted"] == 1
         dead = self.sb.client("sqs").receive_message(QueueUrl=self.sb.resource("IngestDeadLetterQueue"))
@@ -260,7 +267,7 @@ class Day:
         assert _by_program(expired, "lots_extended")["club"] == 1
         reviewed = sb.run_function("TierFunction", now=now + timedelta(days=73))
         assert _by_program(reviewed, "details")["club"] == {"moves": ["ann: silver -> member"]}
-        assert sb.run_function("ActivationFunction", now=now + timedelta(days=31))["acme"] == 2
+        assert sb.run_function("ActivationFunction", now=now + timedelta(days=31))["acme"] == 3  # with the late order o-8
         sb.wait_for_idle(timeout=60)
         settled = sb.run_function("SettlementFunction", now=now + timedelta(days=1))
         assert len(settled["reports"]) == 4

@@ -9,10 +9,12 @@ import pytest
 
 from shared.jobs.expiry import ExpiryJob
 from shared.jobs.walk import JobInput
-from shared.ledger.commands import Earn, Release, Reverse, Send
+from shared.ledger.commands import Cause, CauseKind, Earn, Release, Reverse, Send
 from shared.ledger.models import Account
 from shared.program.config import ExpiryPolicy, ProgramConfig
 from tests.support.jobs import World, make_world
+
+OPS = Cause(kind=CauseKind.OPERATOR, ref="ops-1")
 
 if TYPE_CHECKING:
     from functions.services import Services
@@ -66,7 +68,7 @@ def test_points_given_back_by_reversing_an_old_spend_expire_at_the_next_run(worl
     expire(world, D1 + timedelta(days=7))
     # When the spend is reversed then (the reward was refunded)
     world.ledger.reverse(
-        Reverse(program="demo", member="ann", entry_id=spend.entry_id, reason="reward refunded"),
+        Reverse(program="demo", member="ann", entry_id=spend.entry_id, reason="reward refunded", cause=OPS),
         at=D1 + timedelta(days=7, minutes=5),
     )
     # Then the 30 points that come back (with their D1 date) expire at the next run, once
@@ -139,7 +141,8 @@ def test_a_lot_is_indexed_by_its_due_time_and_the_ledger_checks_its_true_date(wo
     world.earn("ann", 100, "o-1", EARNED, expires_at=D1)
     spend = world.spend("ann", 30, "r-1", EARNED + timedelta(days=1))
     world.ledger.reverse(
-        Reverse(program="demo", member="ann", entry_id=spend.entry_id, reason="refund"), at=D1 + timedelta(hours=2)
+        Reverse(program="demo", member="ann", entry_id=spend.entry_id, reason="refund", cause=OPS),
+        at=D1 + timedelta(hours=2),
     )
     # Then its index key is its due time (written + the margin), its own date stays D1
     [item] = [i for i in world.items() if i.get("type") == "lot" and i["lot_id"].startswith("reversal:")]

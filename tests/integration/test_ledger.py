@@ -19,9 +19,23 @@ from shared.errors import (
     UnknownProgramError,
 )
 from shared.ledger.audit import audit
-from shared.ledger.commands import Activate, Authorise, Capture, Earn, ExpireLot, Release, Reverse, Spend, Void
+from shared.ledger.commands import (
+    Activate,
+    Authorise,
+    Capture,
+    Cause,
+    CauseKind,
+    Earn,
+    ExpireLot,
+    Release,
+    Reverse,
+    Spend,
+    Void,
+)
 from shared.ledger.models import Account, EntryKind
 from tests.conftest import T0
+
+OPS = Cause(kind=CauseKind.OPERATOR, ref="ops-1")
 
 if TYPE_CHECKING:
     from functions.services import Services
@@ -72,7 +86,7 @@ def test_earn_online_spend_in_store_refund_and_expire(ledger: Ledger, store: Dyn
     assert [(m.lot_id, m.amount) for m in spent.lots] == [("shop:o-1", -100), ("shop:o-2", -20)]
 
     # When the spend is refunded, the points come back with their original expiry dates
-    ledger.reverse(Reverse(program="demo", member="ann", entry_id="web:r-1", reason="refund"))
+    ledger.reverse(Reverse(program="demo", member="ann", entry_id="web:r-1", reason="refund", cause=OPS))
     assert balances(ledger) == (150, 0, 0)
     lots = ledger.lots("demo", "ann")
     assert [lot.expires_at for lot in lots] == sorted(lot.expires_at for lot in lots)
@@ -152,12 +166,12 @@ def test_pending_earn_activates_or_voids_once(ledger: Ledger, store: DynamoLedge
 
     # When one window closes and the other order is returned
     ledger.activate(Activate(program="demo", member="ann", entry_id="shop:o-1"))
-    ledger.void(Void(program="demo", member="ann", entry_id="shop:o-2"))
+    ledger.void(Void(program="demo", member="ann", entry_id="shop:o-2", cause=OPS))
 
     # Then only the kept order's points are spendable, and each settles once
     assert balances(ledger) == (40, 0, 0)
     with pytest.raises(AlreadySettledError):
-        ledger.void(Void(program="demo", member="ann", entry_id="shop:o-1"))
+        ledger.void(Void(program="demo", member="ann", entry_id="shop:o-1", cause=OPS))
     assert ledger.activate(Activate(program="demo", member="ann", entry_id="shop:o-1")).kind is EntryKind.ACTIVATE
     assert balances(ledger) == (40, 0, 0)
     assert_audit_ok(store)
@@ -191,7 +205,7 @@ def test_checkout_hold_captured_in_part_gives_back_the_rest(ledger: Ledger, stor
         ledger.release(Release(program="demo", member="ann", hold_id=hold.entry_id))
 
     # When the captured order is refunded, the 50 come back too
-    ledger.reverse(Reverse(program="demo", member="ann", entry_id=captured.entry_id, reason="returned"))
+    ledger.reverse(Reverse(program="demo", member="ann", entry_id=captured.entry_id, reason="returned", cause=OPS))
     assert balances(ledger) == (100, 0, 0)
     assert_audit_ok(store)
 
@@ -212,14 +226,16 @@ def test_released_hold_restores_points(ledger: Ledger, store: DynamoLedgerStore)
     ledger.release(Release(program="demo", member="ann", hold_id=hold.entry_id))
     assert balances(ledger) == (100, 0, 0)
     with pytest.raises(NotReversibleError):
-        ledger.reverse(Reverse(program="demo", member="ann", entry_id=hold.entry_id, reason="x"))
+        ledger.reverse(Reverse(program="demo", member="ann", entry_id=hold.entry_id, reason="x", cause=OPS))
     assert_audit_ok(store)
 
 
 def test_reversing_an_earn_claws_back_its_own_lot_first(ledger: Ledger, store: DynamoLedgerStore) -> None:
     ledger.earn(earn(points=100, expires_at=T0 + timedelta(days=10)))
     ledger.earn(earn(points=40, ext="o-2", expires_at=T0 + timedelta(days=300)))
-    reversal = ledger.reverse(Reverse(program="demo", member="ann", entry_id="shop:o-2", reason="order cancelled"))
+    reversal = ledger.reverse(
+        Reverse(program="demo", member="ann", entry_id="shop:o-2", reason="order cancelled", cause=OPS)
+    )
     assert [(m.lot_id, m.amount) for m in reversal.lots] == [("shop:o-2", -40)]
     assert balances(ledger) == (100, 0, 0)
     assert_audit_ok(store)

@@ -19,11 +19,25 @@ from moto import mock_aws
 
 from shared.errors import InsufficientPointsError, PointbridgeError
 from shared.ledger.audit import audit
-from shared.ledger.commands import Activate, Authorise, Capture, Earn, ExpireLot, Release, Reverse, Spend, Void
+from shared.ledger.commands import (
+    Activate,
+    Authorise,
+    Capture,
+    Cause,
+    CauseKind,
+    Earn,
+    ExpireLot,
+    Release,
+    Reverse,
+    Spend,
+    Void,
+)
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
 from tests.support.services import table_services
+
+OPS = Cause(kind=CauseKind.OPERATOR, ref="ops-1")
 
 if TYPE_CHECKING:
     from shared.ledger.models import Entry
@@ -218,7 +232,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.lots[(member, entry.entry_id)] = [expires, points]
             self.earns.append((member, entry.entry_id))
         else:
-            cmd = Void(program="demo", member=member, entry_id=entry_id)
+            cmd = Void(program="demo", member=member, entry_id=entry_id, cause=OPS)
             entry = self.ledger.void(cmd)
         self._remember(cmd, entry)
 
@@ -231,7 +245,7 @@ class LedgerMachine(RuleBasedStateMachine):
         original = self.store.get_entry("demo", entry_id)
         assert original is not None
         points = sum(p.amount for p in original.postings if p.account == "available")
-        cmd = Reverse(program="demo", member=member, entry_id=entry_id, reason="order cancelled")
+        cmd = Reverse(program="demo", member=member, entry_id=entry_id, reason="order cancelled", cause=OPS)
         expected = self.model.take(member, points, self.now, prefer=entry_id)
         try:
             entry = self.ledger.reverse(cmd)
@@ -248,7 +262,7 @@ class LedgerMachine(RuleBasedStateMachine):
         member, entry_id = data.draw(st.sampled_from(self.debits))
         if entry_id in self.reversed:
             return
-        cmd = Reverse(program="demo", member=member, entry_id=entry_id, reason="refund")
+        cmd = Reverse(program="demo", member=member, entry_id=entry_id, reason="refund", cause=OPS)
         entry = self.ledger.reverse(cmd)
         self.model.restore(member, entry.entry_id, self.debit_lots[entry_id][1])
         self.reversed.add(entry_id)

@@ -215,11 +215,11 @@ class RacingItems(EarningItems):
         super().__init__(table)
         self._action: Callable[[], object] | None = action
 
-    def record_referral(self, program: str, referred: str, referral: Referral) -> bool:
+    def record_referral(self, program: str, referred: str, referral: Referral, balance_seq: int = 0) -> bool:
         if self._action is not None:
             action, self._action = self._action, None
             action()
-        return super().record_referral(program, referred, referral)
+        return super().record_referral(program, referred, referral, balance_seq)
 
 
 def test_a_referral_recorded_while_the_first_purchase_is_in_flight_is_paid_by_it(

@@ -73,8 +73,33 @@ CASES = [
     (entry(EntryKind.TRANSFER_OUT, (A, -3, ""), (Account.TRANSFER, 3, "")), {"available": -3, "gifts_sent": 3}),
     (entry(EntryKind.TRANSFER_IN, (Account.TRANSFER, -3, ""), (H, 3, "")), {"held": 3, "gifts_received": 3}),
     (
-        entry(EntryKind.TRANSFER, (A, -10, ""), (P, -5, ""), (Account.TRANSFER, 15, "")),
+        entry(EntryKind.TRANSFER, (A, -10, ""), (P, -5, ""), (Account.TRANSFER, 15, ""), to_member="m-2"),
         {"available": -10, "pending": -5, "merged_out": 15, "accounts_merged": 1},
+    ),
+    # A merged account that only owed points: its debt moves, and it still counts as merged
+    (
+        entry(EntryKind.TRANSFER, (Account.DEBT, 8, ""), (Account.TRANSFER, -8, ""), to_member="m-2"),
+        {"debt": 8, "merged_in": 8, "accounts_merged": 1},
+    ),
+    # A refund after spending, under each shortfall policy, and an earn that repays a debt
+    (
+        entry(EntryKind.CLAWBACK, (A, -2, ""), (Account.ISSUANCE, 2, ""), shortfall="5", shortfall_policy="write_off"),
+        {"available": -2, "taken_back": 2, "shortfall_written_off": 5},
+    ),
+    (
+        entry(
+            EntryKind.CLAWBACK,
+            (A, -2, ""),
+            (Account.DEBT, -5, ""),
+            (Account.ISSUANCE, 7, ""),
+            shortfall="5",
+            shortfall_policy="recover",
+        ),
+        {"available": -2, "debt": -5, "taken_back": 7, "shortfall_owed": 5},
+    ),
+    (
+        entry(EntryKind.EARN, (Account.ISSUANCE, -10, ""), (A, 6, ""), (Account.DEBT, 4, ""), debt_repaid="4"),
+        {"available": 6, "debt": 4, "earned": 10, "debt_repaid": 4, "channel:api": 10},
     ),
     (
         entry(EntryKind.TRANSFER, (Account.TRANSFER, -15, ""), (A, 10, ""), (P, 5, "")),

@@ -50,6 +50,7 @@ NOT_FROM_THE_API = {
     "not_reversible",  # no route reverses entries
     "queue_unavailable",
     "malformed_event",  # the ingest queue's poison messages
+    "refund_exceeds_order",  # ingest refuses a refund above its order (a dead letter with the numbers)
     "adapter_error",
     "bad_signature",
     "stale_webhook",

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from shared.events.model import BehaviourAction, PurchaseEvent
 from shared.program.config import ProgramConfig, QualifyingActivity, Rounding
-from shared.program.rules import evaluate_behaviour, evaluate_purchase, qualifying_tier, refund_clawback
+from shared.program.rules import (
+    evaluate_behaviour,
+    evaluate_purchase,
+    points_at_tier,
+    qualifying_tier,
+    refund_clawback,
+)
 from tests.unit.rules_factories import behaviour, demo_with, line, purchase
 
 # Built once: parsing a config per example would dominate the run time.
@@ -154,3 +160,21 @@ def test_more_qualifying_spend_never_lowers_the_tier(low: Decimal, high: Decimal
     assert lower.rank <= higher.rank
     assert lower.threshold <= low
     assert higher.threshold <= high
+
+
+@settings(max_examples=200, deadline=None)
+@given(amount=amounts, at=moments, rated=tiers, other=tiers, mode=modes, share=toy_share)
+def test_an_earn_re_rated_at_another_tier_equals_its_evaluation_at_that_tier(
+    amount: Decimal, at: datetime, rated: str, other: str, mode: Rounding, share: Decimal
+) -> None:
+    # Given a purchase evaluated at one tier (promotions, line promotions, bonuses, shipping, any rounding)
+    config = _CONFIGS[mode]
+    order = _order(amount, at, share)
+    first = evaluate_purchase(config, order, rated, 0)
+    assert first.tier_basis is not None and first.flat_points is not None
+
+    # When it is re-rated at another tier from what the first decision recorded
+    again = points_at_tier(config, first.tier_basis, first.flat_points, config.tier(other))
+
+    # Then it is exactly what evaluating it at that tier gives, before caps
+    assert again == evaluate_purchase(config, order, other, 0).uncapped_points

@@ -265,6 +265,7 @@ def outbound(program: ProgramPath, member: MemberPath, body: OutboundIn) -> Entr
         external_id=transfer,
         reason=f"transfer to {body.partner}, waiting for the partner",
         lapses_at=services().now() + OUTBOUND_LAPSE,
+        to_partner=True,
     )
     return EntryOut.of(services().ledger.authorise(cmd))
 
