@@ -197,25 +197,25 @@ class Services:
     def expiry_job(self) -> ExpiryJob:
         from shared.jobs.expiry import ExpiryJob
 
-        return ExpiryJob(self.ledger, self.programs, self.job_items)
+        return ExpiryJob(self.ledger, self.programs, self.job_items, clock=self.now)
 
     @cached_property
     def reminder_job(self) -> ReminderJob:
         from shared.jobs.reminders import ReminderJob
 
-        return ReminderJob(self.ledger, self.programs, self.job_items, self.notifier)
+        return ReminderJob(self.ledger, self.programs, self.job_items, self.notifier, clock=self.now)
 
     @cached_property
     def tier_review_job(self) -> TierReviewJob:
         from shared.jobs.tiers import TierReviewJob
 
-        return TierReviewJob(self.ledger, self.programs, self.job_items, self.tiers)
+        return TierReviewJob(self.ledger, self.programs, self.job_items, self.tiers, clock=self.now)
 
     @cached_property
     def hold_lapse_job(self) -> HoldLapseJob:
         from shared.jobs.holds import HoldLapseJob
 
-        return HoldLapseJob(self.ledger, self.programs, self.job_items)
+        return HoldLapseJob(self.ledger, self.programs, self.job_items, clock=self.now)
 
     @cached_property
     def settlement_job(self) -> SettlementJob:
@@ -223,7 +223,7 @@ class Services:
         from shared.jobs.store import StatementFiles
 
         files = StatementFiles(self.settings.statements_bucket, aws.s3)
-        return SettlementJob(self.ledger, self.programs, self.job_items, self.exchange_items, files)
+        return SettlementJob(self.ledger, self.programs, self.job_items, self.exchange_items, files, clock=self.now)
 
     # Channels
 

@@ -118,6 +118,13 @@ def _run_sandbox(args: argparse.Namespace) -> int:
 def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("function", help="logical id, e.g. ExpiryFunction")
     parser.add_argument("--now", help="scheduled time, ISO 8601 (default: now)")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="say that --now moves time on purpose: jobs refuse a time ahead of the clock without it "
+        "(what a simulated run does, e.g. expire points, is as real as any run's, and later runs at the "
+        "real time are refused as stale)",
+    )
     _sandbox_options(parser)
 
 
@@ -134,7 +141,10 @@ def _run_function(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.now) if args.now else None
     live = live_sandbox()
     if live is not None:
-        query = urllib.parse.urlencode({"now": now.isoformat()} if now else {})
+        params = {"now": now.isoformat()} if now else {}
+        if args.simulate:
+            params["simulate"] = "true"
+        query = urllib.parse.urlencode(params)
         url = f"{live['api_url']}/_sandbox/functions/{args.function}/invoke?{query}"
         try:
             with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=900) as response:
@@ -152,7 +162,7 @@ def _run_in_own_sandbox(args: argparse.Namespace, now: datetime | None) -> int:
     sandbox: Sandbox = Sandbox(template=args.template, stage=args.stage, state_dir=args.state, pool_size=args.pool_size)
     with sandbox:
         try:
-            reply = sandbox.run_function(args.function, now=now)
+            reply = sandbox.run_function(args.function, now=now, simulate=args.simulate)
         except InvocationError as exc:
             print(json.dumps({"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}, indent=2))
             return 1

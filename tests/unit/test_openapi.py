@@ -41,6 +41,7 @@ NOT_FROM_THE_API = {
     "program_closed",  # a base: earning_closed, redemption_closed
     "job_error",
     "stale_run",
+    "future_run",  # the jobs' refusal of a time ahead of the clock
     "not_due",  # the expiry job's
     "not_reversible",  # no route reverses entries
     "notify_failed",
