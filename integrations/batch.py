@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from integrations.common import check_window, parse_time
-from integrations.errors import AdapterError, MalformedPayloadError, StaleWebhookError
+from integrations.common import check_sent_within, parse_time
+from integrations.errors import AdapterError, MalformedPayloadError
 from integrations.report import BatchReport, RejectedRow
 
 if TYPE_CHECKING:
@@ -161,7 +161,5 @@ def optional(row: Row, name: str) -> str:
 def event_time(row: Row, name: str, now: datetime, max_age: timedelta, future_skew: timedelta) -> datetime:
     """Batch rows may be days old, but not older than the program accepts, nor in the future."""
     at = parse_time(row.values.get(name), name)
-    if at > now + future_skew:
-        raise StaleWebhookError(f"{name} {at.isoformat()} is in the future")
-    check_window(at, now, max(max_age, future_skew), name)
+    check_sent_within(at, now, max_age, future_skew, name)
     return at
