@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from shared.members.store import MemberDirectory
     from shared.members.tiers import Tiers
     from shared.program.store import Documents, ProgramRepository
-    from shared.projections.store import FigureItems, WatchItems
+    from shared.projections.store import FailureNotes, FigureItems, WatchItems
     from shared.projections.watch import Watch
     from shared.rewards.store import RewardItems
 
@@ -142,6 +142,12 @@ class Services:
         from shared.projections.store import FigureItems
 
         return FigureItems(self.table)
+
+    @cached_property
+    def failure_notes(self) -> FailureNotes:
+        from shared.projections.store import FailureNotes
+
+        return FailureNotes(self.table)
 
     @cached_property
     def watch_items(self) -> WatchItems:

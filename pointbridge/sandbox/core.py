@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from pointbridge.sandbox.template import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 log = logging.getLogger("pointbridge.sandbox")
@@ -437,9 +439,25 @@ class Sandbox:
             report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             max_retries=int(props.get("MaximumRetryAttempts", -1)),
             keep=event_filter(props.get("FilterCriteria")),
+            on_failure=self._failure_destination(function, props),
+            function_arn=self.functions[function].arn,
         )
         poller.position_at_latest()
         self._pollers.append(poller)
+
+    def _failure_destination(self, function: str, props: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
+        """A stream mapping's DestinationConfig.OnFailure (an SQS queue of the template), sent to as
+        the function: Lambda sends the record with the function's execution role."""
+        destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+        if destination is None:
+            return None
+        queue = self._queue_by_arn(str(destination))
+        sqs = self.client_as(function, "sqs")
+
+        def send(record: dict[str, Any]) -> None:
+            sqs.send_message(QueueUrl=queue.physical_id, MessageBody=json.dumps(record))
+
+        return send
 
     def _schedule(self, function: str, event_id: str, kind: str, props: dict[str, Any]) -> None:
         fn = self.functions[function]
@@ -541,8 +559,6 @@ class Sandbox:
 
     # -- control endpoints ----------------------------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
-        import json
-
         parts = path.strip("/").split("/")
         if method == "GET" and parts == ["resources"]:
             return 200, {k: r.as_json() for k, r in self.resources.items()}

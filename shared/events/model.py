@@ -7,14 +7,12 @@ the time of the purchase or action (event time), never the time of arrival.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
-
-if TYPE_CHECKING:
-    from datetime import datetime
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -24,6 +22,24 @@ MAX_POINTS = 100_000_000
 MAX_AMOUNT = Decimal("10000000")
 Points = Annotated[int, Field(strict=True, gt=0, le=MAX_POINTS)]
 Money = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=14, decimal_places=4)]
+# When an event can have happened. Outside this no event is real, and the calendar arithmetic the
+# rules and the ledger do on it (local dates, expiry N months on) would overflow near years 1 and
+# 9999: an event from year 9999 used to fail at ingest on every retry, and reach the DLQ with no reason.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _sensible_time(value: datetime) -> datetime:
+    # Compared as aware datetimes (no conversion, so year 1 at +05:00 cannot overflow here).
+    if not EARLIEST_EVENT <= value < LATEST_EVENT:
+        raise ValueError(
+            f"{value.isoformat()} is outside the range any event can have "
+            f"({EARLIEST_EVENT.date().isoformat()} to {LATEST_EVENT.date().isoformat()})"
+        )
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_sensible_time)]
 
 
 class Channel(StrEnum):
@@ -110,7 +126,7 @@ class _Event(BaseModel):
         ExternalId, Field(description="The producer's own id for the event; with `source`, it posts once.")
     ]
     identity: Annotated[Identity, Field(description="Who the event is about.")]
-    occurred_at: Annotated[AwareDatetime, Field(description="When it happened (with an offset), not when it arrived.")]
+    occurred_at: Annotated[EventTime, Field(description="When it happened (with an offset), not when it arrived.")]
 
 
 class PurchaseEvent(_Event):

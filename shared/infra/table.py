@@ -209,6 +209,11 @@ class Table:
         self.stats.record("UpdateItem", dict(response))
         return from_item(response.get("Attributes", {}))
 
+    def delete(self, key: ItemKey) -> None:
+        """An unconditional DeleteItem (deleting what is not there is not an error)."""
+        response = self.client.delete_item(TableName=self.name, Key=self.key(key), ReturnConsumedCapacity="TOTAL")
+        self.stats.record("DeleteItem", dict(response))
+
     def transact(self, items: Sequence[Any]) -> None:
         """One TransactWriteItems; a refusal raises `TransactionCanceledError` with DynamoDB's reasons."""
         try:
