@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from shared.earning.queue import EventQueue
     from shared.earning.store import EarningItems
     from shared.exchange.store import ExchangeItems
+    from shared.files.splitter import FileSplitter, SplitterLimits
+    from shared.files.store import FileRuns
     from shared.infra.table import Table
     from shared.jobs.expiry import ExpiryJob
     from shared.jobs.holds import HoldLapseJob
@@ -136,6 +138,19 @@ class Services:
         from shared.jobs.store import JobItems
 
         return JobItems(self.table)
+
+    @cached_property
+    def file_runs(self) -> FileRuns:
+        from shared.files.store import FileRuns
+
+        return FileRuns(self.table)
+
+    def file_splitter(self, bucket: str, limits: SplitterLimits) -> FileSplitter:
+        """The file splitter for one bucket (an S3 event names its bucket)."""
+        from shared.files.splitter import FileSplitter
+        from shared.files.store import FileBucket
+
+        return FileSplitter(FileBucket(bucket, aws.s3), self.file_runs, self.ingest_queue.send, limits)
 
     @cached_property
     def figure_items(self) -> FigureItems:

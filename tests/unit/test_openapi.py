@@ -46,6 +46,7 @@ NOT_FROM_THE_API = {
     "not_reversible",  # no route reverses entries
     "notify_failed",
     "queue_unavailable",
+    "file_not_finished",  # the file splitter's: raised so that the S3 event is delivered again
     "malformed_event",  # the ingest queue's poison messages
     "adapter_error",
     "bad_signature",
