@@ -145,7 +145,7 @@ def measure(members: int) -> dict[str, float]:
         job = stack.expiry_job
         stack.table.stats.reset()
         started = time.perf_counter()
-        [report] = job.run(JobInput(now=NOW, program="demo", page_budget=10_000))
+        [report] = job.run(JobInput(now=NOW, program="demo", page_budget=10_000, simulate=True))
         run_seconds = time.perf_counter() - started
         assert report.finished and report.lots_expired == EXPIRING, report
         figures = {
@@ -158,7 +158,7 @@ def measure(members: int) -> dict[str, float]:
             "index_pages": report.pages,
         }
         stack.table.stats.reset()
-        [ext] = job.run(JobInput(now=NOW, program="ext", page_budget=10_000))
+        [ext] = job.run(JobInput(now=NOW, program="ext", page_budget=10_000, simulate=True))
         handled = ext.lots_expired + ext.lots_extended
         assert ext.finished and handled == EXPIRING and ext.lots_extended == EXPIRING // 2, ext
         figures |= {

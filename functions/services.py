@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from shared.earning.queue import EventQueue
     from shared.earning.store import EarningItems
     from shared.exchange.store import ExchangeItems
+    from shared.files.splitter import FileSplitter, SplitterLimits
+    from shared.files.store import FileRuns
     from shared.infra.table import Table
     from shared.jobs.expiry import ExpiryJob
     from shared.jobs.holds import HoldLapseJob
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from shared.members.store import MemberDirectory
     from shared.members.tiers import Tiers
     from shared.program.store import Documents, ProgramRepository
-    from shared.projections.store import FigureItems, WatchItems
+    from shared.projections.store import FailureNotes, FigureItems, WatchItems
     from shared.projections.watch import Watch
     from shared.rewards.store import RewardItems
 
@@ -141,10 +143,29 @@ class Services:
         return JobItems(self.table)
 
     @cached_property
+    def file_runs(self) -> FileRuns:
+        from shared.files.store import FileRuns
+
+        return FileRuns(self.table)
+
+    def file_splitter(self, bucket: str, limits: SplitterLimits) -> FileSplitter:
+        """The file splitter for one bucket (an S3 event names its bucket)."""
+        from shared.files.splitter import FileSplitter
+        from shared.files.store import FileBucket
+
+        return FileSplitter(FileBucket(bucket, aws.s3), self.file_runs, self.ingest_queue.send, limits)
+
+    @cached_property
     def figure_items(self) -> FigureItems:
         from shared.projections.store import FigureItems
 
         return FigureItems(self.table)
+
+    @cached_property
+    def failure_notes(self) -> FailureNotes:
+        from shared.projections.store import FailureNotes
+
+        return FailureNotes(self.table)
 
     @cached_property
     def watch_items(self) -> WatchItems:
@@ -213,25 +234,25 @@ class Services:
     def expiry_job(self) -> ExpiryJob:
         from shared.jobs.expiry import ExpiryJob
 
-        return ExpiryJob(self.ledger, self.programs, self.job_items)
+        return ExpiryJob(self.ledger, self.programs, self.job_items, clock=self.now)
 
     @cached_property
     def reminder_job(self) -> ReminderJob:
         from shared.jobs.reminders import ReminderJob
 
-        return ReminderJob(self.ledger, self.programs, self.job_items, self.notifier)
+        return ReminderJob(self.ledger, self.programs, self.job_items, self.notifier, clock=self.now)
 
     @cached_property
     def tier_review_job(self) -> TierReviewJob:
         from shared.jobs.tiers import TierReviewJob
 
-        return TierReviewJob(self.ledger, self.programs, self.job_items, self.tiers)
+        return TierReviewJob(self.ledger, self.programs, self.job_items, self.tiers, clock=self.now)
 
     @cached_property
     def hold_lapse_job(self) -> HoldLapseJob:
         from shared.jobs.holds import HoldLapseJob
 
-        return HoldLapseJob(self.ledger, self.programs, self.job_items)
+        return HoldLapseJob(self.ledger, self.programs, self.job_items, clock=self.now)
 
     @cached_property
     def settlement_job(self) -> SettlementJob:
@@ -239,7 +260,7 @@ class Services:
         from shared.jobs.store import StatementFiles
 
         files = StatementFiles(self.settings.statements_bucket, aws.s3)
-        return SettlementJob(self.ledger, self.programs, self.job_items, self.exchange_items, files)
+        return SettlementJob(self.ledger, self.programs, self.job_items, self.exchange_items, files, clock=self.now)
 
     # Channels
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from integrations.common import build, check_window, parse_json_object
-from integrations.errors import MalformedPayloadError, StaleWebhookError
+from integrations.common import build, check_sent_within, parse_json_object
+from integrations.errors import MalformedPayloadError
 from shared.events.model import BehaviourAction, BehaviourEvent, Channel, ExternalId, Identity, IdentityKind, Text
 
 MemberId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -26,7 +26,8 @@ class AppEventConfig(BaseModel):
 
     program: Text
     app_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")] = "app"
-    # Phones queue actions offline, so events may be hours old; older than this is a replay.
+    # Phones queue actions offline and the app retries with the same event_id for up to two days
+    # (our own app's retry horizon); older than this is a replay.
     max_age: timedelta = Field(default=timedelta(days=2), gt=timedelta(0))
     future_skew: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
 
@@ -59,9 +60,7 @@ def parse_app_event(raw: bytes | str | dict[str, Any], config: AppEventConfig, *
         raise MalformedPayloadError(f"a {body.action} needs a subject")
     if body.action is BehaviourAction.REFERRAL and body.subject == body.member_id:
         raise MalformedPayloadError("a member cannot refer themselves")
-    if body.occurred_at > now + config.future_skew:
-        raise StaleWebhookError(f"occurred_at {body.occurred_at.isoformat()} is in the future")
-    check_window(body.occurred_at, now, max(config.max_age, config.future_skew), "occurred_at")
+    check_sent_within(body.occurred_at, now, config.max_age, config.future_skew, "occurred_at")
     return build(
         BehaviourEvent,
         program=config.program,

@@ -93,14 +93,14 @@ def parse_time(value: object, what: str) -> datetime:
     return parsed
 
 
-def check_window(at: datetime, now: datetime, window: timedelta, what: str) -> None:
-    """Both directions: a time far in the future is as suspect as an old one (clock or forgery)."""
+def check_sent_within(at: datetime, now: datetime, horizon: timedelta, skew: timedelta, what: str) -> None:
+    """A delivery's own time: at most `horizon` old (the sender's retries) and at most `skew` ahead."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    if at < now - window:
-        raise StaleWebhookError(f"{what} {at.isoformat()} is older than the {window} window")
-    if at > now + window:
-        raise StaleWebhookError(f"{what} {at.isoformat()} is in the future beyond the {window} window")
+    if at > now + skew:
+        raise StaleWebhookError(f"{what} {at.isoformat()} is in the future beyond the {skew} allowed clock skew")
+    if at < now - horizon:
+        raise StaleWebhookError(f"{what} {at.isoformat()} is older than the {horizon} replay window")
 
 
 def parse_money(value: object, what: str) -> Decimal:

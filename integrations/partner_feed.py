@@ -21,6 +21,8 @@ from integrations.report import BatchReport, RejectedRow
 from shared.events.model import MAX_POINTS, Channel, Identity, IdentityKind, PointsEvent, PurchaseEvent, Text
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from integrations.batch import Row
     from integrations.report import Event
 
@@ -62,6 +64,34 @@ def parse_partner_feed(
         report.rejected.append(RejectedRow(0, exc.code, exc.detail))
         return report
     rows = csv_rows(text, REQUIRED, ALIASES, report) if fmt == "csv" else jsonl_rows(text, report)
+    return _convert(rows, config, now, report)
+
+
+def parse_partner_chunk(
+    header: str,
+    body: bytes,
+    first_line: int,
+    config: PartnerFeedConfig,
+    *,
+    now: datetime,
+    fmt: Literal["csv", "jsonl"],
+    header_at: int = 1,
+) -> BatchReport:
+    """One chunk of a feed (`integrations.batch.layout`): its rows, numbered as in the whole file.
+
+    An external id repeated within the chunk is refused here; repeated across chunks, ingest posts
+    it once (the same row) or dead-letters it as `idempotency_conflict` (a different one).
+    """
+    report = BatchReport()
+    text = decode(body)
+    if fmt == "csv":
+        rows = csv_rows(text, REQUIRED, ALIASES, report, header_line=header, header_at=header_at, first_line=first_line)
+    else:
+        rows = jsonl_rows(text, report, first_line=first_line)
+    return _convert(rows, config, now, report)
+
+
+def _convert(rows: Iterator[Row], config: PartnerFeedConfig, now: datetime, report: BatchReport) -> BatchReport:
     seen: set[str] = set()
 
     def convert(row: Row) -> Event:

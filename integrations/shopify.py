@@ -17,7 +17,7 @@ from integrations.common import (
     as_bytes,
     build,
     check_amount,
-    check_window,
+    check_sent_within,
     header,
     obj,
     opt_obj,
@@ -49,6 +49,8 @@ TOPIC_HEADER = "X-Shopify-Topic"
 SHOP_HEADER = "X-Shopify-Shop-Domain"
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 TRIGGERED_AT_HEADER = "X-Shopify-Triggered-At"
+# The longest time over which Shopify documents delivering one webhook (see ShopifyConfig.replay_window).
+SHOPIFY_RETRY_HORIZON = timedelta(hours=48)
 
 
 class ShopifyConfig(BaseModel):
@@ -67,7 +69,13 @@ class ShopifyConfig(BaseModel):
     include_tax: bool = False
     gift_cards_earn: bool = False  # buying a gift card is not spending; redeeming it is
     accept_test_orders: bool = False
-    replay_window: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    # How old a delivery's X-Shopify-Triggered-At may be: Shopify retries a failed delivery with the
+    # original payload and header, 8 times over 4 hours (shopify.dev changelog "Updates to webhook
+    # retry mechanism", 2024-09-10), says deliveries can be up to a day late ("Best practices for
+    # webhooks"), and retried for 48 hours under its earlier schedule. The order id keys the event,
+    # so a retry after a success posts nothing twice: the window can be the whole horizon.
+    replay_window: timedelta = Field(default=SHOPIFY_RETRY_HORIZON, gt=timedelta(0))
+    future_skew: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
 
     @property
     def source(self) -> str:
@@ -93,7 +101,8 @@ def parse_shopify_webhook(
     triggered = header(headers, TRIGGERED_AT_HEADER)
     if triggered is None:
         raise MalformedPayloadError(f"{TRIGGERED_AT_HEADER} header is missing")
-    check_window(parse_time(triggered, TRIGGERED_AT_HEADER), now, config.replay_window, "webhook triggered at")
+    at = parse_time(triggered, TRIGGERED_AT_HEADER)
+    check_sent_within(at, now, config.replay_window, config.future_skew, "webhook triggered at")
     topic = (header(headers, TOPIC_HEADER) or "").strip()
     payload = parse_json_object(raw)
     if topic == "orders/paid":

@@ -19,7 +19,7 @@ from integrations.common import (
     as_bytes,
     build,
     check_amount,
-    check_window,
+    check_sent_within,
     header,
     obj,
     opt_obj,
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from integrations.report import Event
 
 SIGNATURE_HEADER = "x-square-hmacsha256-signature"
+# Square's retries (24 hours) and the first attempt's lag (see SquareConfig.replay_window).
+SQUARE_RETRY_HORIZON = timedelta(hours=25)
 
 # Where, in a payment, the till or the checkout put something that identifies the member.
 IdentitySource = Literal[
@@ -85,7 +87,12 @@ class SquareConfig(BaseModel):
     phone_region: str | None = None  # for phones typed without a country code
     include_tip: bool = False
     include_tax: bool = False
-    replay_window: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    # How old an event's created_at may be: Square retries an unacknowledged notification for up to
+    # 24 hours, then discards it; the first attempt is typically within 60 seconds of the event
+    # (developer.squareup.com, "Troubleshoot Webhooks"). An hour spare for that first attempt's lag.
+    # The payment or refund id keys the event, so a retry after a success posts nothing twice.
+    replay_window: timedelta = Field(default=SQUARE_RETRY_HORIZON, gt=timedelta(0))
+    future_skew: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
 
     @property
     def source(self) -> str:
@@ -110,7 +117,8 @@ def parse_square_webhook(
             f"event is for merchant {merchant!r}, this source is {config.merchant_id!r}", merchant=merchant
         )
     # created_at is inside the signed body, so unlike a header it cannot be moved by a replayer.
-    check_window(parse_time(envelope.get("created_at"), "event.created_at"), now, config.replay_window, "event")
+    created = parse_time(envelope.get("created_at"), "event.created_at")
+    check_sent_within(created, now, config.replay_window, config.future_skew, "event")
     kind = text(envelope, "type", "event")
     data_object = obj(obj(envelope, "data", "event"), "object", "event.data")
     if kind in PAYMENT_EVENTS:

@@ -26,6 +26,8 @@ from shared.events.identity import InvalidIdentityError, hash_card, hash_phone, 
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from integrations.batch import Row
     from integrations.report import Event
 
@@ -72,6 +74,25 @@ def parse_till_csv(raw: bytes | str, config: TillCsvConfig, *, now: datetime) ->
     except AdapterError as exc:
         report.rejected.append(RejectedRow(0, exc.code, exc.detail))
         return report
+    return _convert(csv_rows(text, REQUIRED, ALIASES, report), config, now, report)
+
+
+def parse_till_chunk(
+    header: str, body: bytes, first_line: int, config: TillCsvConfig, *, now: datetime, header_at: int = 1
+) -> BatchReport:
+    """One chunk of a till file (`integrations.batch.layout`): its rows, numbered as in the whole file.
+
+    A receipt repeated within the chunk is refused here; repeated across chunks, ingest posts it
+    once (the same row) or dead-letters it as `idempotency_conflict` (a different one).
+    """
+    report = BatchReport()
+    rows = csv_rows(
+        decode(body), REQUIRED, ALIASES, report, header_line=header, header_at=header_at, first_line=first_line
+    )
+    return _convert(rows, config, now, report)
+
+
+def _convert(rows: Iterator[Row], config: TillCsvConfig, now: datetime, report: BatchReport) -> BatchReport:
     seen: set[tuple[str, str]] = set()
 
     def convert(row: Row) -> Event:
@@ -82,7 +103,7 @@ def parse_till_csv(raw: bytes | str, config: TillCsvConfig, *, now: datetime) ->
         seen.add(key)
         return event
 
-    return collect(csv_rows(text, REQUIRED, ALIASES, report), convert, report)
+    return collect(rows, convert, report)
 
 
 def _id(row: Row, name: str) -> str:

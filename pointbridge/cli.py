@@ -29,7 +29,12 @@ if TYPE_CHECKING:
     from pointbridge.sandbox import Sandbox
 
 # Add modules that register subcommands here; each calls `register(...)` at import.
-COMMAND_MODULES: tuple[str, ...] = ("pointbridge.demo", "pointbridge.audit", "pointbridge.keys")
+COMMAND_MODULES: tuple[str, ...] = (
+    "pointbridge.demo",
+    "pointbridge.audit",
+    "pointbridge.keys",
+    "pointbridge.deadletters",
+)
 
 HOME = Path(".pointbridge")
 RUNTIME_FILE = HOME / "sandbox.json"
@@ -119,6 +124,13 @@ def _run_sandbox(args: argparse.Namespace) -> int:
 def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("function", help="logical id, e.g. ExpiryFunction")
     parser.add_argument("--now", help="scheduled time, ISO 8601 (default: now)")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="say that --now moves time on purpose: jobs refuse a time ahead of the clock without it "
+        "(what a simulated run does, e.g. expire points, is as real as any run's, and later runs at the "
+        "real time are refused as stale)",
+    )
     _sandbox_options(parser)
 
 
@@ -160,7 +172,10 @@ def _run_function(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.now) if args.now else None
     live = live_sandbox()
     if live is not None:
-        query = urllib.parse.urlencode({"now": now.isoformat()} if now else {})
+        params = {"now": now.isoformat()} if now else {}
+        if args.simulate:
+            params["simulate"] = "true"
+        query = urllib.parse.urlencode(params)
         url = f"{live['api_url']}/_sandbox/functions/{args.function}/invoke?{query}"
         try:
             with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=900) as response:
@@ -178,7 +193,7 @@ def _run_in_own_sandbox(args: argparse.Namespace, now: datetime | None) -> int:
     sandbox: Sandbox = Sandbox(template=args.template, stage=args.stage, state_dir=args.state, pool_size=args.pool_size)
     with sandbox:
         try:
-            reply = sandbox.run_function(args.function, now=now)
+            reply = sandbox.run_function(args.function, now=now, simulate=args.simulate)
         except InvocationError as exc:
             print(json.dumps({"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}, indent=2))
             return 1

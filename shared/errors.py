@@ -279,6 +279,13 @@ class StaleRunError(JobError):
     status = 409
 
 
+class FutureRunError(JobError):
+    """Raised when a job's "now" is ahead of the wall clock and the caller did not say it simulates time."""
+
+    code = "future_run"
+    status = 422
+
+
 class SunsetError(JobError):
     """Raised when a program's end is announced with a notice period that makes no sense."""
 

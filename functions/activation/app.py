@@ -24,9 +24,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     # activates the same set.
     request = parse_job_input(event)
     s = services()
+    at = request.moment(s.now())  # a "now" ahead of the clock is refused unless it says it simulates
     programs = [request.program] if request.program else s.programs.live_programs()
     done: dict[str, int] = {}
     for program in programs:
-        done[program] = len(s.ingest.activate_due(program, request.at))
+        done[program] = len(s.ingest.activate_due(program, at))
         metrics.add_metric(name="PendingActivated", unit=MetricUnit.Count, value=done[program])
     return done

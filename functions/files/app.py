@@ -1,14 +1,18 @@
-"""S3 file drops -> one queue message per accepted row, plus a report of every refused line.
+"""S3 file drops -> one queue message per accepted row, a chunk at a time, and a report per file.
 
 `till/[<feed>/]<file>.csv` is a till end-of-day file (feed `default` when the key has no folder);
 `partners/<partner>/<file>.csv|.jsonl` a partner feed. The report goes to `reports/<key>.json`
-(outside both prefixes, so writing it triggers nothing). Re-processing a file is harmless: each
-row's event is keyed by its own ids, so ingest posts it once.
+(outside both prefixes, so writing it triggers nothing), whatever happens. A run that stops (a
+crash, the timeout, SQS refusing) raises, so Lambda delivers the event again, and the next
+invocation resumes from the chunks' checkpoints (shared.files.splitter).
+
+Tuning (environment): FILES_PARALLEL_CHUNKS (chunks queued at once, default 4), FILES_TIME_MARGIN_S
+(no new chunk starts with less than this left, default 60), FILES_CHUNK_LINES (lines a chunk, 500).
 """
 
 from __future__ import annotations
 
-import json
+import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
@@ -18,50 +22,35 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
 from functions.services import services
-from integrations.errors import UnknownSourceError
-from integrations.partner_feed import parse_partner_feed
-from integrations.till_csv import parse_till_csv
-from shared.infra import aws
+from integrations.batch import CHUNK_LINES
+from integrations.files import file_reader
+from shared.files.splitter import FileNotFinishedError, SplitterLimits
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
-
-    from integrations.report import BatchReport
 
 logger = Logger()
 metrics = Metrics()
 
 
-def read_file(key: str, raw: bytes, now: datetime) -> BatchReport:
-    parts = key.split("/")
-    if parts[0] == "till":
-        feed = parts[1] if len(parts) > 2 else "default"
-        return parse_till_csv(raw, services().sources.till_config(feed), now=now)
-    if parts[0] == "partners" and len(parts) > 2:
-        jsonl = key.endswith((".jsonl", ".ndjson"))
-        return parse_partner_feed(raw, services().sources.partner(parts[1]), now=now, fmt="jsonl" if jsonl else "csv")
-    raise UnknownSourceError(f"no feed is configured for {key[:100]!r}")
-
-
-def split(bucket: str, key: str, now: datetime) -> dict[str, Any]:
-    raw = aws.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
-    report = read_file(key, raw, now)
-    queued = services().ingest_queue.send(report.accepted)
-    summary = {
-        "file": key,
-        "processed_at": now.isoformat(),
-        "accepted": queued,
-        "rejected": [{"line": r.line, "code": r.code, "reason": r.reason} for r in report.rejected],
-        "events": [f"{e.source}:{e.external_id}" for e in report.accepted],
-    }
-    aws.s3().put_object(
-        Bucket=bucket,
-        Key=f"reports/{key}.json",
-        Body=json.dumps(summary, indent=1).encode(),
-        ContentType="application/json",
+def limits() -> SplitterLimits:
+    return SplitterLimits(
+        parallel_chunks=int(os.environ.get("FILES_PARALLEL_CHUNKS", "4")),
+        time_margin_s=float(os.environ.get("FILES_TIME_MARGIN_S", "60")),
     )
-    metrics.add_metric(name="RowsAccepted", unit=MetricUnit.Count, value=queued)
-    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=len(report.rejected))
+
+
+def split(bucket: str, key: str, now: datetime, context: Any) -> dict[str, Any]:
+    chunk_lines = int(os.environ.get("FILES_CHUNK_LINES", str(CHUNK_LINES)))
+    splitter = services().file_splitter(bucket, limits())
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+
+    def time_left() -> float:
+        return remaining() / 1000 if remaining is not None else float("inf")
+
+    summary = splitter.split(key, lambda: file_reader(key, services().sources, chunk_lines=chunk_lines), now, time_left)
+    metrics.add_metric(name="RowsAccepted", unit=MetricUnit.Count, value=summary["accepted"])
+    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=len(summary.get("rejected", [])))
     return summary
 
 
@@ -70,5 +59,24 @@ def split(bucket: str, key: str, now: datetime) -> dict[str, Any]:
 @metrics.log_metrics
 def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     now = datetime.now(UTC)
-    files = [split(event.bucket_name, unquote_plus(record.s3.get_object.key), now) for record in event.records]
-    return {"files": [{"file": f["file"], "accepted": f["accepted"], "rejected": len(f["rejected"])} for f in files]}
+    files: list[dict[str, Any]] = []
+    unfinished: list[str] = []
+    for record in event.records:
+        try:
+            files.append(split(event.bucket_name, unquote_plus(record.s3.get_object.key), now, context))
+        except FileNotFinishedError as exc:
+            logger.warning("file not finished; it resumes on redelivery", extra={"detail": exc.detail})
+            unfinished.append(exc.detail)
+    if unfinished:
+        raise FileNotFinishedError("; ".join(unfinished))
+    return {
+        "files": [
+            {
+                "file": f["file"],
+                "status": f["status"],
+                "accepted": f["accepted"],
+                "rejected": len(f.get("rejected", [])),
+            }
+            for f in files
+        ]
+    }

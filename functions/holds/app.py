@@ -1,13 +1,15 @@
-"""Scheduled: release checkout holds whose lapse time has passed (`shared.jobs.holds`)."""
+"""Scheduled: release holds whose lapse time has passed, from where the last run stopped (`shared.jobs.holds`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
 from functions.services import services
+from shared.jobs.holds import released_total
+from shared.jobs.walk import parse_job_input
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,8 +19,7 @@ logger = Logger()
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    raw = event.get("scheduled_time")
-    at = datetime.fromisoformat(str(raw).replace("Z", "+00:00")) if raw else datetime.now(UTC)
-    released = services().hold_lapse_job.run(at)
-    logger.info("lapsed holds released", extra={"released": released, "at": at.isoformat()})
-    return {"released": released}
+    reports = services().hold_lapse_job.run(parse_job_input(event))
+    for report in reports:
+        logger.info("hold lapse run", extra=asdict(report))
+    return {"released": released_total(reports), "reports": [asdict(r) for r in reports]}

@@ -1,9 +1,18 @@
 """SQS -> ledger. One message is one normalised event (`{"event": {...}}` or the bare event).
 
-A poison message (unparseable, unknown program, invalid, a conflicting reuse of an id) would fail
-the same way on every retry, so it goes straight to the dead-letter queue with its reason and is
-reported as done; anything that may pass later (contention, throttling, an outage) raises, and the
-record alone is retried through the partial batch response.
+Every message that ends in the dead-letter queue carries its reason (attributes `reason`, `code`,
+`original_message_id`):
+
+- a poison message (unparseable, too deeply nested, a time outside any sensible range, unknown
+  program, invalid, a conflicting reuse of an id) would fail the same way on every retry, so it is
+  sent to the DLQ at once with its reason and reported as done;
+- anything that may pass later (contention, throttling, an outage, a bug) raises, and the record
+  alone is retried through the partial batch response; on its last delivery (the queue's
+  maxReceiveCount, `INGEST_MAX_RECEIVES`) it is dead-lettered by this function with the error
+  (`retries_exhausted`) instead of being moved by the redrive with none;
+- only a message whose every delivery ended without the function reporting (a crash, a timeout)
+  reaches the DLQ through the queue's redrive, bare: `pointbridge dlq` names those as such and
+  sends them back (docs/channels.md, "DLQ reasons").
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
+RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 class PoisonMessageError(PointbridgeError):
@@ -44,6 +54,8 @@ def read_message(body: str) -> Event:
         data: Any = json.loads(body)
     except ValueError as exc:
         raise PoisonMessageError(f"message is not JSON: {exc}") from None
+    except RecursionError:
+        raise PoisonMessageError("message is JSON nested too deeply to read") from None
     if isinstance(data, dict) and isinstance(data.get("event"), dict):
         data = data["event"]
     if not isinstance(data, dict):
@@ -56,19 +68,42 @@ def read_message(body: str) -> Event:
         raise PoisonMessageError(f"not a normalised event: {where}: {first['msg']}") from None
 
 
+def _dead_letter(record: SQSRecord, code: str, reason: str) -> None:
+    logger.warning("dead-lettered", extra={"code": code, "message_id": record.message_id})
+    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
+    services().dead_letter_queue.dead_letter(
+        record.body, code=code, reason=reason, original_message_id=record.message_id
+    )
+
+
+def _last_delivery(record: SQSRecord) -> bool:
+    received = int(record.attributes.approximate_receive_count or 1)
+    return received >= services().settings.ingest_max_receives
+
+
 def deliver(record: SQSRecord) -> None:
     try:
         outcome = services().ingest.handle(read_message(record.body))
-    except ContentionError:
-        raise  # transient: let SQS redeliver this record
+    except ContentionError as error:
+        if not _last_delivery(record):
+            raise  # transient: let SQS redeliver this record
+        _dead_letter(record, RETRIES_EXHAUSTED, f"still failing on delivery {_receives(record)}: {error.detail}")
+        return
     except PointbridgeError as error:
-        logger.warning("dead-lettered", extra={"code": error.code, "message_id": record.message_id})
-        metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
-        services().dead_letter_queue.dead_letter(
-            record.body, code=error.code, reason=error.detail, original_message_id=record.message_id
-        )
+        _dead_letter(record, error.code, error.detail)
+        return
+    except Exception as error:
+        if not _last_delivery(record):
+            raise  # may pass later (throttling, an outage): SQS redelivers this record
+        detail = f"still failing on delivery {_receives(record)}: {type(error).__name__}: {error}"
+        logger.exception("giving up on a message", extra={"message_id": record.message_id})
+        _dead_letter(record, RETRIES_EXHAUSTED, detail)
         return
     metrics.add_metric(name=f"Events{outcome.status.title()}", unit=MetricUnit.Count, value=1)
+
+
+def _receives(record: SQSRecord) -> str:
+    return record.attributes.approximate_receive_count or "1"
 
 
 @logger.inject_lambda_context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from pointbridge.sandbox.template import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 log = logging.getLogger("pointbridge.sandbox")
@@ -193,12 +195,18 @@ class Sandbox:
         """Invoke like `aws lambda invoke`: raises InvocationError if the handler fails."""
         return self._invoke(logical_id, event, "direct", 1)
 
-    def run_function(self, logical_id: str, now: datetime | None = None) -> Any:
-        """One scheduled run, as if the function's schedule fired at `now` (default: now)."""
+    def run_function(self, logical_id: str, now: datetime | None = None, *, simulate: bool = False) -> Any:
+        """One scheduled run, as if the function's schedule fired at `now` (default: now).
+
+        The jobs refuse a `now` ahead of the wall clock; `simulate=True` says the caller moves time
+        on purpose (it adds `"simulate": true` to the job's input).
+        """
         self._check_function(logical_id)
         spec = next((s for s in self.schedules if s.function == logical_id), None)
         moment = now or datetime.now(UTC)
         event = scheduled_event(spec, self.functions[logical_id].arn, self.region, moment)
+        if simulate and isinstance(event, dict):
+            event["simulate"] = True
         return self._invoke(logical_id, event, "schedule", 1)
 
     def _check_function(self, logical_id: str) -> None:
@@ -446,9 +454,25 @@ class Sandbox:
             report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             max_retries=int(props.get("MaximumRetryAttempts", -1)),
             keep=event_filter(props.get("FilterCriteria")),
+            on_failure=self._failure_destination(function, props),
+            function_arn=self.functions[function].arn,
         )
         poller.position_at_latest()
         self._pollers.append(poller)
+
+    def _failure_destination(self, function: str, props: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
+        """A stream mapping's DestinationConfig.OnFailure (an SQS queue of the template), sent to as
+        the function: Lambda sends the record with the function's execution role."""
+        destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+        if destination is None:
+            return None
+        queue = self._queue_by_arn(str(destination))
+        sqs = self.client_as(function, "sqs")
+
+        def send(record: dict[str, Any]) -> None:
+            sqs.send_message(QueueUrl=queue.physical_id, MessageBody=json.dumps(record))
+
+        return send
 
     def _schedule(self, function: str, event_id: str, kind: str, props: dict[str, Any]) -> None:
         fn = self.functions[function]
@@ -557,8 +581,6 @@ class Sandbox:
 
     # -- control endpoints ----------------------------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
-        import json
-
         parts = path.strip("/").split("/")
         if method == "GET" and parts == ["resources"]:
             return 200, {k: r.as_json() for k, r in self.resources.items()}
@@ -575,7 +597,8 @@ class Sandbox:
                     reply = self.invoke(function, json.loads(body))
                 else:
                     now = datetime.fromisoformat(query["now"]) if query.get("now") else None
-                    reply = self.run_function(function, now=now)
+                    simulate = query.get("simulate", "").lower() in ("1", "true", "yes")
+                    reply = self.run_function(function, now=now, simulate=simulate)
             except InvocationError as exc:
                 return 500, {"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}
             return 200, {"ok": True, "reply": reply}

@@ -223,7 +223,35 @@ def function_statements(template: dict[str, Any], logical_id: str, resolve: Call
             implicit.append(_EVENT_POLICIES[event["Type"]])
     for name in dict.fromkeys(implicit):
         statements.append(_managed(name, f"{logical_id}.Role", declared=False))
+    statements.extend(_destination_statements(props, logical_id, resolve))
     return statements
+
+
+def _destination_statements(props: dict[str, Any], logical_id: str, resolve: Callable[[Any], Any]) -> list[Statement]:
+    """SAM grants the role what a stream mapping's on-failure destination needs when its `Type` is given."""
+    found = []
+    for event_id, event in props.get("Events", {}).items():
+        on_failure = (event.get("Properties", {}).get("DestinationConfig") or {}).get("OnFailure") or {}
+        kind, destination = on_failure.get("Type"), on_failure.get("Destination")
+        if destination is None:
+            continue
+        if kind == "SQS":
+            action = "sqs:SendMessage"
+        elif kind == "SNS":
+            action = "sns:Publish"
+        else:
+            # Without a Type SAM grants nothing: the template's own Policies must allow the send.
+            continue
+        found.append(
+            Statement(
+                where=f"{logical_id}.Role(Events.{event_id}.DestinationConfig)",
+                effect=ALLOW,
+                actions=(action,),
+                resources=(str(resolve(destination)),),
+                declared=False,
+            )
+        )
+    return found
 
 
 # -- identities -----------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_plus, unquote_plus
 
@@ -401,8 +402,13 @@ class StreamPoller(Poller):
         report_failures: bool = False,
         max_retries: int = -1,
         keep: Callable[[dict[str, Any]], bool] | None = None,
+        on_failure: Callable[[dict[str, Any]], None] | None = None,
+        function_arn: str = "",
     ) -> None:
         super().__init__(f"{function}<-stream")
+        # The mapping's DestinationConfig.OnFailure: where a record of a batch given up on is sent.
+        self.on_failure = on_failure
+        self.function_arn = function_arn
         # The mapping's FilterCriteria: records it does not keep are passed over, as Lambda does.
         self.keep = keep
         self.streams = streams
@@ -414,6 +420,7 @@ class StreamPoller(Poller):
         self.report_failures = report_failures
         self.max_retries = max_retries
         self.pending: list[dict[str, Any]] = []
+        self._shard_of: dict[str, str] = {}  # sequence number -> shard, while the record is pending
         self._iterators: dict[str, str] = {}
         self._attempts = 0
 
@@ -432,6 +439,7 @@ class StreamPoller(Poller):
             for record in page.get("Records", []):
                 shaped = _jsonable(record)
                 shaped["eventSourceARN"] = self.stream_arn
+                self._shard_of[shaped["dynamodb"]["SequenceNumber"]] = shard_id
                 shaped.setdefault("awsRegion", self.region)
                 if self.keep is None or self.keep(shaped):
                     self.pending.append(shaped)
@@ -449,20 +457,59 @@ class StreamPoller(Poller):
         except InvocationError:
             failed = None
         if failed == set():
-            self.pending = self.pending[len(batch) :]
+            self._advance(len(batch))
             self._attempts = 0
             return True
         self._attempts += 1
         if 0 <= self.max_retries < self._attempts:
-            log.warning("sandbox: %s dropped a stream batch after %d retries", self.function, self.max_retries)
-            self.pending = self.pending[len(batch) :]
+            if self.on_failure is not None:
+                # Sent before the batch is passed over: if sending fails, the batch is tried again.
+                self.on_failure(self.failure_record(batch, self._attempts))
+                log.warning("sandbox: %s gave up on a stream batch; its record went to the destination", self.function)
+            else:
+                log.warning("sandbox: %s dropped a stream batch after %d retries", self.function, self.max_retries)
+            self._advance(len(batch))
             self._attempts = 0
             return True
         if failed:
             # Lambda checkpoints before the lowest failed sequence number and retries from there.
-            self.pending = self.pending[min(by_seq[s] for s in failed) :]
+            self._advance(min(by_seq[s] for s in failed))
         self._stop.wait(0.5)
         return True
 
+    def _advance(self, count: int) -> None:
+        """Checkpoint past the first `count` pending records."""
+        for record in self.pending[:count]:
+            self._shard_of.pop(record["dynamodb"]["SequenceNumber"], None)
+        self.pending = self.pending[count:]
+
+    def failure_record(self, batch: list[dict[str, Any]], invocations: int) -> dict[str, Any]:
+        """What Lambda sends an on-failure destination for a stream batch: where it was, not the records."""
+        arrivals = [int(r["dynamodb"].get("ApproximateCreationDateTime", time.time())) for r in batch]
+        return {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self.function_arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": invocations,
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "DDBStreamBatchInfo": {
+                "shardId": self._shard_of.get(batch[0]["dynamodb"]["SequenceNumber"], ""),
+                "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": _iso_seconds(min(arrivals)),
+                "approximateArrivalOfLastRecord": _iso_seconds(max(arrivals)),
+                "batchSize": len(batch),
+                "streamArn": self.stream_arn,
+            },
+        }
+
     def drained(self) -> bool:
         return not self.pending
+
+
+def _iso_seconds(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")

@@ -39,6 +39,25 @@ Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 # A keyed hash of a card (`shared.events.identity.hash_card`): what the card-velocity check counts by.
 CardHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
+# When an event can have happened. Outside this no event is real, and the calendar arithmetic the
+# rules and the ledger do on it (local dates, expiry N months on) would overflow near years 1 and
+# 9999: an event from year 9999 used to fail at ingest on every retry, and reach the DLQ with no reason.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _sensible_time(value: datetime) -> datetime:
+    # Compared as aware datetimes (no conversion, so year 1 at +05:00 cannot overflow here).
+    if not EARLIEST_EVENT <= value < LATEST_EVENT:
+        raise ValueError(
+            f"{value.isoformat()} is outside the range any event can have "
+            f"({EARLIEST_EVENT.date().isoformat()} to {LATEST_EVENT.date().isoformat()})"
+        )
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_sensible_time)]
+
 
 class Channel(StrEnum):
     """Where an event came from."""
@@ -125,7 +144,7 @@ class _Event(BaseModel):
     ]
     identity: Annotated[Identity, Field(description="Who the event is about.")]
     occurred_at: Annotated[
-        Moment, Field(description="When it happened (with an offset, between 1970 and 2199), not when it arrived.")
+        EventTime, Field(description="When it happened (with an offset, 2000 to 2099), not when it arrived.")
     ]
 
 

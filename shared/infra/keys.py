@@ -30,6 +30,8 @@
 | reminder | REM#<program>#<member>#<date> | REM |  |
 | settlement line | S#<program>#<day> | <partner>#<entry id> |  |
 | figures counter, marker | F#<program>#<bucket>#<shard> | F; FM#<program>#<entry id> / FM |  |
+| stream record the watch failed on | FAIL#watch | <entry item's PK> |  |
+| dropped file's run, its chunks | FILE#<file id> | RUN, CHUNK#<n> |  |
 
 A member's balance, holds and lots of one program share a partition and sort together
 (BAL < HOLD < LOT < PEND < T...), so one Query of the range BAL..LOT reads everything a debit needs.
@@ -350,3 +352,30 @@ def figures(program: str, bucket: str, shard: int) -> ItemKey:
 
 def figures_marker(program: str, entry_id: str) -> ItemKey:
     return ItemKey(f"FM#{program}#{entry_id}", "FM")
+
+
+# --- Stream records a consumer failed on (their last error, for the dead-letter redrive) ------
+
+WATCH_FAILURES = "FAIL#watch"
+
+
+def watch_failure(entry_pk: str) -> ItemKey:
+    """One per entry whose stream record WatchFunction failed on, keyed by the entry item's PK."""
+    return ItemKey(WATCH_FAILURES, entry_pk)
+
+
+# --- Dropped files, split in chunks -----------------------------------------------------------
+
+FILE_CHUNK_PREFIX = "CHUNK#"
+
+
+def file_pk(file_id: str) -> str:
+    return f"FILE#{file_id}"
+
+
+def file_run(file_id: str) -> ItemKey:
+    return ItemKey(file_pk(file_id), "RUN")
+
+
+def file_chunk(file_id: str, index: int) -> ItemKey:
+    return ItemKey(file_pk(file_id), f"{FILE_CHUNK_PREFIX}{index:06d}")

@@ -23,6 +23,9 @@ class Settings(BaseModel):
     # Channels (issue 4): where poison messages go, the file drop bucket, per-source adapter
     # configs as JSON (docs/channels.md, "Sources").
     ingest_dlq_url: str = Field(default="", alias="INGEST_DLQ_URL")
+    # The ingest queue's maxReceiveCount: on its last delivery a message that still fails is
+    # dead-lettered by the function with the error, rather than moved by the redrive without one.
+    ingest_max_receives: int = Field(default=5, ge=1, alias="INGEST_MAX_RECEIVES")
     files_bucket: str = Field(default="", alias="FILES_BUCKET")
     sources: str = Field(default="{}", alias="SOURCES")
     # Scheduled jobs: where member notices go and where partner statements are written.

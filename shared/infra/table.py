@@ -210,17 +210,23 @@ class Table:
         return from_item(response.get("Attributes", {}))
 
     def delete(
-        self, key: ItemKey, condition: str, *, names: dict[str, str] | None = None, values: dict[str, Any] | None = None
+        self,
+        key: ItemKey,
+        condition: str | None = None,
+        *,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
     ) -> bool:
-        """Delete an item if its condition holds; False when it did not."""
-        kwargs: dict[str, Any] = {"ConditionExpression": condition}
+        """Delete an item, if its condition (when given) holds; False when it did not. Deleting what is
+        not there is not an error."""
+        kwargs: dict[str, Any] = {"ConditionExpression": condition} if condition else {}
         if names:
             kwargs["ExpressionAttributeNames"] = names
         if values:
             kwargs["ExpressionAttributeValues"] = to_item(values)
         try:
             response = self.client.delete_item(
-                TableName=self.name, Key=to_item({"PK": key.pk, "SK": key.sk}), ReturnConsumedCapacity="TOTAL", **kwargs
+                TableName=self.name, Key=self.key(key), ReturnConsumedCapacity="TOTAL", **kwargs
             )
         except ClientError as error:
             self.stats.record("DeleteItem", {})

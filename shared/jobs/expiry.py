@@ -49,7 +49,7 @@ class ExpiryJob(JobContext):
     """Expire the unspent remainder of every lot due up to `now`, in every live program."""
 
     def run(self, request: JobInput) -> list[JobReport]:
-        now = request.at
+        now = self.moment(request)
         budget = request.page_budget or DEFAULT_PAGE_BUDGET
         programs = self.program_ids(request.program)
         walks = [self._walk(program) for program in programs]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from shared.infra.codec import ts
 from shared.infra.keys import expiry_index_pk
 from shared.jobs.expiry import lots_horizon
-from shared.jobs.walk import DEFAULT_PAGE_BUDGET, DayWalk, JobContext, JobInput, JobReport
+from shared.jobs.walk import DEFAULT_PAGE_BUDGET, DayWalk, JobContext, JobInput, JobReport, wall_clock
 from shared.program.config import NEVER, ProgramConfig, Sunset, end_of_local_day
 
 if TYPE_CHECKING:
@@ -37,12 +37,19 @@ class ReminderJob(JobContext):
     `reminder:<program>:<member>:<date>` so a consumer can drop the rare duplicate.
     """
 
-    def __init__(self, ledger: Ledger, programs: ProgramRepository, jobs: JobItems, notifier: Notifier) -> None:
-        super().__init__(ledger, programs, jobs)
+    def __init__(
+        self,
+        ledger: Ledger,
+        programs: ProgramRepository,
+        jobs: JobItems,
+        notifier: Notifier,
+        clock: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        super().__init__(ledger, programs, jobs, clock)
         self._notifier = notifier
 
     def run(self, request: JobInput) -> list[JobReport]:
-        now = request.at
+        now = self.moment(request)
         budget = request.page_budget or DEFAULT_PAGE_BUDGET
         reports = []
         for program in self.program_ids(request.program):

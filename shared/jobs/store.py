@@ -1,4 +1,4 @@
-"""The scheduled jobs' items: progress through the due-date index, reminder markers, lapsing holds.
+"""The scheduled jobs' items: progress through the due-date indexes (lots, holds, tiers), reminder markers.
 
 Every write that guards an effect is conditional. Keys in `shared.infra.keys`.
 """
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from shared.infra import keys
 from shared.infra.codec import to_item, ts
-from shared.ledger.models import Hold
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,6 +48,7 @@ class DueItem:
     key: keys.ItemKey
     lot_id: str = ""
     due: str = ""  # the index sort key: `<due ts>#...`
+    body: str = ""  # a hold's JSON body (holds keep their fields there)
 
 
 @dataclass(frozen=True)
@@ -157,21 +157,6 @@ class JobItems:
             status=str(item["status"]), points=int(item.get("points", 0)), sent_at=str(item.get("sent_at", ""))
         )
 
-    # Holds that lapse
-
-    def due_holds(self, program: str, day: str, until: datetime) -> list[Hold]:
-        """Open holds of a program that lapse on `day`, up to `until` (GSI1)."""
-        return [
-            Hold.model_validate_json(item["body"])
-            for item in self._table.query(
-                IndexName="GSI1",
-                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
-                ExpressionAttributeValues=to_item(
-                    {":pk": keys.hold_index_pk(program, day), ":until": keys.through(until)}
-                ),
-            )
-        ]
-
 
 def _due(item: dict[str, Any]) -> DueItem:
     return DueItem(
@@ -181,6 +166,7 @@ def _due(item: dict[str, Any]) -> DueItem:
         key=keys.ItemKey(str(item["PK"]), str(item["SK"])),
         lot_id=str(item.get("lot_id", "")),
         due=str(item.get("GSI1SK", "")),
+        body=str(item.get("body", "")) if item.get("type") == "hold" else "",
     )
 
 

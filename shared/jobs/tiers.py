@@ -9,9 +9,12 @@ from dateutil.relativedelta import relativedelta
 
 from shared.infra import keys
 from shared.infra.codec import ts
-from shared.jobs.walk import DayWalk, JobContext, JobReport
+from shared.jobs.walk import DayWalk, JobContext, JobReport, wall_clock
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
     from shared.jobs.store import DueItem, JobItems
     from shared.jobs.walk import JobInput
     from shared.ledger.ledger import Ledger
@@ -22,12 +25,19 @@ if TYPE_CHECKING:
 class TierReviewJob(JobContext):
     """Walk the tier index (GSI1 `T#<program>#<review day>`) up to now; review each member met."""
 
-    def __init__(self, ledger: Ledger, programs: ProgramRepository, jobs: JobItems, tiers: Tiers) -> None:
-        super().__init__(ledger, programs, jobs)
+    def __init__(
+        self,
+        ledger: Ledger,
+        programs: ProgramRepository,
+        jobs: JobItems,
+        tiers: Tiers,
+        clock: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        super().__init__(ledger, programs, jobs, clock)
         self._tiers = tiers
 
     def run(self, request: JobInput) -> list[JobReport]:
-        now = request.at
+        now = self.moment(request)
         budget = request.page_budget or 200
         reports = []
         for program in self.program_ids(request.program):

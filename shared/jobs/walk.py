@@ -8,7 +8,10 @@ a time, and records its position in the job's progress item after every page. So
 - is bounded: a page budget bounds one invocation; what is left is picked up by the next scheduled
   run, from the saved cursor;
 - is resumable: a crash loses at most the page in flight, which the next run reads again;
-- refuses to go back: a target earlier than what was already processed is a stale run.
+- refuses to go back: a target earlier than what was already processed is a stale run;
+- refuses to run ahead: a "now" later than the wall clock (plus `FUTURE_MARGIN`) is refused unless
+  the input says it is a simulation, since whatever a job does at a future time (an expiry, a
+  release) cannot be taken back, and its progress would then refuse every run at the real time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from shared.errors import (
+    FutureRunError,
     InvalidInputError,
     StaleRunError,
     UnknownProgramError,
@@ -37,6 +41,14 @@ if TYPE_CHECKING:
 
 
 DEFAULT_PAGE_BUDGET = 200
+# How far a job's "now" may be ahead of the wall clock: clock differences between the scheduler and
+# the function, never time travel. It must stay below the late-lot margin (`shared.ledger.store.LATE_LOT_MARGIN`,
+# 5 minutes): a lot written while a run walks is then always due after the run's "now".
+FUTURE_MARGIN = timedelta(minutes=1)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class JobInput(BaseModel):
@@ -48,6 +60,11 @@ class JobInput(BaseModel):
     now: AwareDatetime | None = None
     program: str | None = None
     page_budget: int | None = None
+    # The caller moves time on purpose (the sandbox's `pointbridge run --simulate`, tests): a "now"
+    # ahead of the wall clock is then taken as given. Its effects are as real as any run's.
+    simulate: bool = False
+    # Settlement only: rewrite the statement of this one (complete) day, leaving the progress alone.
+    day: date | None = None
 
     @property
     def at(self) -> datetime:
@@ -56,6 +73,18 @@ class JobInput(BaseModel):
             raise InvalidInputError("a job needs `now` or `scheduled_time`")
         # Keys hold whole seconds; a fraction would make a lot look due in the index but not in the ledger.
         return moment.astimezone(UTC).replace(microsecond=0)
+
+    def moment(self, wall: datetime) -> datetime:
+        """The run's time, refused when it is ahead of the wall clock and this is not a simulation."""
+        at = self.at
+        if at > wall + FUTURE_MARGIN and not self.simulate:
+            raise FutureRunError(
+                f"now {ts(at)} is ahead of the clock ({ts(wall)}); a run in the future cannot be undone, "
+                "so it needs `simulate: true` (pointbridge run --simulate)",
+                now=ts(at),
+                clock=ts(wall),
+            )
+        return at
 
 
 def parse_job_input(event: dict[str, Any]) -> JobInput:
@@ -183,11 +212,21 @@ class JobContext:
 
     page_size = JOB_PAGE_SIZE
 
-    def __init__(self, ledger: Ledger, programs: ProgramRepository, jobs: JobItems) -> None:
-        self.ledger, self.programs, self.jobs = ledger, programs, jobs
+    def __init__(
+        self,
+        ledger: Ledger,
+        programs: ProgramRepository,
+        jobs: JobItems,
+        clock: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        self.ledger, self.programs, self.jobs, self.clock = ledger, programs, jobs, clock
         # When each program was first published: it never changes, so it is read once per instance
         # (a warm container), not on every use; a program not found yet is asked again next time.
         self._since: dict[str, datetime] = {}
+
+    def moment(self, request: JobInput) -> datetime:
+        """The run's time, checked against this job's clock (see `JobInput.moment`)."""
+        return request.moment(self.clock())
 
     def _program_since(self, program: str) -> datetime | None:
         if program not in self._since:

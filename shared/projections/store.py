@@ -1,5 +1,6 @@
-"""The projections' items: program figures (sharded counters with a marker per counted entry) and
-the anomaly watch's velocity windows. Keys in `shared.infra.keys`.
+"""The projections' items: program figures (sharded counters with a marker per counted entry), the
+anomaly watch's velocity windows, and notes of the stream records the watch failed on. Keys in
+`shared.infra.keys`.
 
 Figures counters are numeric attributes named after the figure ("earned", "channel:pos",
 "tier:gold"), on `F#<program>#<bucket>#<shard>` items; buckets are local dates, ALL (program to
@@ -8,6 +9,7 @@ date) and TIERS (written by tier moves, `shared.members.store`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +21,13 @@ from shared.ledger.contract import ConcurrentUpdateError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import datetime
 
     from shared.infra.table import Table
 
 ALL = "ALL"  # the program-to-date bucket
+# Notes outlive the stream's 24 hours and the DLQ's 14 days, for a redrive that comes late.
+FAILURE_NOTE_DAYS = 30
 
 
 class FigureItems:
@@ -83,3 +88,57 @@ class WatchItems:
         )
         assert attributes is not None  # unconditional
         return len(attributes["ids"])
+
+
+@dataclass(frozen=True)
+class FailureNote:
+    """The last error of a stream record the watch failed on, by the entry it carried."""
+
+    entry_pk: str  # the entry item's PK, `E#<program>#<entry id>`
+    sequence_number: str  # the stream record's (the latest that failed)
+    error: str
+    attempts: int
+    first_failed_at: str
+    last_failed_at: str
+
+
+class FailureNotes:
+    """Written by the stream consumer before it reports a record failed; read and cleared by the redrive."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def note(self, entry_pk: str, sequence_number: str, error: str, at: datetime) -> None:
+        when = at.isoformat()
+        self._table.update(
+            keys.watch_failure(entry_pk),
+            "SET #t = :t, sequence_number = :seq, #e = :error, last_failed_at = :at, expires = :exp, "
+            "first_failed_at = if_not_exists(first_failed_at, :at) ADD attempts :one",
+            ExpressionAttributeNames={"#t": "type", "#e": "error"},
+            ExpressionAttributeValues=to_item(
+                {
+                    ":t": "watch_failure",
+                    ":seq": sequence_number,
+                    ":error": error[:1000],
+                    ":at": when,
+                    ":exp": int(at.timestamp()) + FAILURE_NOTE_DAYS * 86400,
+                    ":one": 1,
+                }
+            ),
+        )
+
+    def all(self) -> list[FailureNote]:
+        return [
+            FailureNote(
+                entry_pk=str(item["SK"]),
+                sequence_number=str(item.get("sequence_number", "")),
+                error=str(item.get("error", "")),
+                attempts=int(item.get("attempts", 0)),
+                first_failed_at=str(item.get("first_failed_at", "")),
+                last_failed_at=str(item.get("last_failed_at", "")),
+            )
+            for item in self._table.partition(keys.WATCH_FAILURES)
+        ]
+
+    def clear(self, entry_pk: str) -> None:
+        self._table.delete(keys.watch_failure(entry_pk))

@@ -175,7 +175,7 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     assert (waiting["available"], waiting["pending"]) == (250, 104)
 
     # When the return windows close and the hourly activation function runs (in the sandbox)
-    activated = sb.run_function("ActivationFunction", now=now + timedelta(days=31))
+    activated = sb.run_function("ActivationFunction", now=now + timedelta(days=31), simulate=True)
 
     # Then the points activate on the linked member and the refund takes its share
     # (51 x 18 / 51.50 = 17.8 -> 17), and the books balance

@@ -259,22 +259,30 @@ class Day:
     def jobs(self) -> None:
         """Every schedule, at the time that gives it work."""
         sb, now = self.sb, self.now
-        reminded = sb.run_function("ReminderFunction", now=now + timedelta(hours=1))
+        reminded = sb.run_function("ReminderFunction", now=now + timedelta(hours=1), simulate=True)
         assert _by_program(reminded, "notices_sent") == {"acme": 0, "club": 0, "plain": 1, "watched": 0}
-        assert sb.run_function("HoldLapseFunction", now=now + timedelta(minutes=10)) == {"released": 1}
-        expired = sb.run_function("ExpiryFunction", now=self.due + timedelta(hours=1))
+        assert sb.run_function("HoldLapseFunction", now=now + timedelta(minutes=10), simulate=True)["released"] == 1
+        expired = sb.run_function("ExpiryFunction", now=self.due + timedelta(hours=1), simulate=True)
         assert _by_program(expired, "points_expired")["plain"] == 40
         assert _by_program(expired, "lots_extended")["club"] == 1
-        reviewed = sb.run_function("TierFunction", now=now + timedelta(days=73))
+        reviewed = sb.run_function("TierFunction", now=now + timedelta(days=73), simulate=True)
         assert _by_program(reviewed, "details")["club"] == {"moves": ["ann: silver -> member"]}
-        assert sb.run_function("ActivationFunction", now=now + timedelta(days=31))["acme"] == 3  # with the late order o-8
+        assert (
+            sb.run_function("ActivationFunction", now=now + timedelta(days=31), simulate=True)["acme"] == 3
+        )  # with the late order o-8
         sb.wait_for_idle(timeout=60)
-        settled = sb.run_function("SettlementFunction", now=now + timedelta(days=1))
+        settled = sb.run_function("SettlementFunction", now=now + timedelta(days=1), simulate=True)
         assert len(settled["reports"]) == 4
         one = sb.invoke(
-            "SettlementFunction", {"scheduled_time": (now + timedelta(days=1)).isoformat(), "program": "plain"}
+            "SettlementFunction",
+            {
+                "scheduled_time": (now + timedelta(days=1)).isoformat(),
+                "simulate": True,
+                "program": "plain",
+                "day": now.date().isoformat(),
+            },
         )
-        assert one["reports"][0]["details"]["partners"] == 1
+        assert one["reports"][0]["details"]["days"][0]["partners"] == 1
 
     @property
     def due(self) -> datetime:
@@ -468,7 +476,7 @@ def test_without_delete_item_a_lapsed_hold_is_never_released(tmp_path: Path) -> 
         assert taken.status_code == 201, taken.text
         # When the lapse schedule runs
         with pytest.raises(InvocationError) as failed:
-            sandbox.run_function("HoldLapseFunction", now=now + timedelta(minutes=5))
+            sandbox.run_function("HoldLapseFunction", now=now + timedelta(minutes=5), simulate=True)
         # Then the release's transaction is refused for the hold's delete, and the points stay held
         assert failed.value.error_type == "ClientError"
         assert "(AccessDeniedException) when calling the TransactWriteItems operation" in failed.value.message

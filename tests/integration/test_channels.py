@@ -254,6 +254,30 @@ def test_a_signed_shopify_order_is_queued_normalised(stack: Stack, webhook: Any)
     assert json.loads(queued[0]["Body"])["event"]["external_id"] == "820982911946154508"
 
 
+def test_shopifys_retry_hours_after_a_failed_first_delivery_still_earns_once(
+    stack: Stack, webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from functions.ingest.app import handler
+    from functions.webhooks import app
+
+    # Given an order whose first delivery failed (a deploy), triggered four hours before the retry
+    body = raw("shopify_orders_paid.json")
+    headers = shopify_headers(body, "orders/paid", NOW - timedelta(hours=4))
+    # When Shopify retries it with the original X-Shopify-Triggered-At, and retries again later
+    # (a success it did not see), the second a day after the first attempt
+    first = webhook(f"/webhooks/shopify/{SHOP}", body, headers)
+    monkeypatch.setattr(app, "_now", lambda: NOW + timedelta(hours=20))
+    second = webhook(f"/webhooks/shopify/{SHOP}", body, headers)
+    assert (first["statusCode"], second["statusCode"]) == (200, 200), (first, second)
+    queued = [m["Body"] for m in stack.messages(stack.queue)]
+    handler(sqs_event(queued), FakeContext())
+    # Then the order earned, once
+    entries, *_ = stack.services.ledger_store.ledger_records()
+    assert [e.entry_id for e in entries] == [f"shopify:{SHOP}:820982911946154508"]
+
+
 def test_a_square_payment_is_queued(stack: Stack, webhook: Any) -> None:
     body = raw("square_payment_updated.json")
     reply = webhook(f"/webhooks/square/{MERCHANT}", body, square_headers(body))

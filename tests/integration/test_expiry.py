@@ -37,7 +37,7 @@ def job(world: World, page_size: int = 100) -> ExpiryJob:
 
 
 def run(world: World, now: datetime, **extra: Any) -> Any:
-    return job(world, extra.pop("page_size", 100)).run(JobInput(now=now, **extra))[0]
+    return job(world, extra.pop("page_size", 100)).run(JobInput(now=now, **extra, simulate=True))[0]
 
 
 def test_expires_exactly_the_unspent_remainder(world: World) -> None:
@@ -92,7 +92,7 @@ def test_two_runs_at_once_interleaved_page_by_page_expire_each_lot_once(world: W
 
         def handle(items: list[DueItem]) -> None:
             try:
-                second.run(JobInput(now=now, page_budget=1))
+                second.run(JobInput(now=now, page_budget=1, simulate=True))
             except StaleRunError:
                 pass  # the other instance finished the level already
             inner(items)
@@ -100,7 +100,7 @@ def test_two_runs_at_once_interleaved_page_by_page_expire_each_lot_once(world: W
         return handle
 
     first._expirer = interleaved  # type: ignore[method-assign,assignment]
-    report = first.run(JobInput(now=D1))[0]
+    report = first.run(JobInput(now=D1, simulate=True))[0]
     # Then every lot expired exactly once, the audit holds, and the progress ends at D1
     assert world.breakage() == sum(10 + i for i in range(7))
     assert report.finished
@@ -204,6 +204,6 @@ def test_handler_takes_the_schedule_input(world: World) -> None:
         function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "expiry", 128, "arn", "req"
 
     # When ScheduleV2 invokes it with its scheduled time
-    reply = handler({"scheduled_time": "2026-03-01T10:15:00Z"}, Context())  # type: ignore[arg-type]
+    reply = handler({"scheduled_time": "2026-03-01T10:15:00Z", "simulate": True}, Context())  # type: ignore[arg-type]
     # Then the lot is expired and the reply says so
     assert reply["reports"][0]["points_expired"] == 10

@@ -34,11 +34,11 @@ def world(services: Services) -> World:
 
 
 def expire(world: World, now: datetime) -> Any:
-    return ExpiryJob(world.ledger, world.programs, world.jobs).run(JobInput(now=now, program="demo"))[0]
+    return ExpiryJob(world.ledger, world.programs, world.jobs).run(JobInput(now=now, program="demo", simulate=True))[0]
 
 
 def remind(world: World, notifier: FakeNotifier, now: datetime) -> Any:
-    return ReminderJob(world.ledger, world.programs, world.jobs, notifier).run(JobInput(now=now))[0]
+    return ReminderJob(world.ledger, world.programs, world.jobs, notifier).run(JobInput(now=now, simulate=True))[0]
 
 
 def notices(notifier: FakeNotifier) -> list[tuple[str, str, int]]:

@@ -29,7 +29,7 @@ def world(services: Services) -> World:
 
 
 def expire(world: World, now: datetime) -> Any:
-    return ExpiryJob(world.ledger, world.programs, world.jobs).run(JobInput(now=now))[0]
+    return ExpiryJob(world.ledger, world.programs, world.jobs).run(JobInput(now=now, simulate=True))[0]
 
 
 def spendable(world: World, member: str, at: datetime) -> int:

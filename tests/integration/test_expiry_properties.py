@@ -96,7 +96,7 @@ def test_expiry_takes_exactly_the_remainders_and_spends_go_earliest_first(
                     if effective(m, exp) <= now
                 ]
                 expected = sum(model[m][lot_id][1] for m, lot_id in due)
-                job.run(JobInput(now=now))
+                job.run(JobInput(now=now, simulate=True))
                 breakage += expected
                 assert world.breakage() == breakage
                 for m, lot_id in due:

@@ -24,12 +24,12 @@ LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 
 
 def expire(world: World, now: datetime) -> Any:
-    return ExpiryJob(world.ledger, world.programs, world.jobs).run(JobInput(now=now))[0]
+    return ExpiryJob(world.ledger, world.programs, world.jobs).run(JobInput(now=now, simulate=True))[0]
 
 
 def remind(world: World, now: datetime) -> FakeNotifier:
     notifier = FakeNotifier()
-    ReminderJob(world.ledger, world.programs, world.jobs, notifier).run(JobInput(now=now))
+    ReminderJob(world.ledger, world.programs, world.jobs, notifier).run(JobInput(now=now, simulate=True))
     return notifier
 
 

@@ -36,7 +36,7 @@ def world(services: Services) -> World:
 def remind(world: World, notifier: Any, now: datetime = NOW, **extra: Any) -> Any:
     job = ReminderJob(world.ledger, world.programs, world.jobs, notifier)
     job.page_size = extra.pop("page_size", 100)
-    return job.run(JobInput(now=now, **extra))[0]
+    return job.run(JobInput(now=now, **extra, simulate=True))[0]
 
 
 def test_one_notice_per_member_and_date_with_the_whole_amount(world: World) -> None:
@@ -73,7 +73,7 @@ def test_reruns_and_overlapping_runs_never_send_twice(world: World) -> None:
 
         def step(items: list[DueItem]) -> None:
             try:
-                second.run(JobInput(now=now, page_budget=1))
+                second.run(JobInput(now=now, page_budget=1, simulate=True))
             except StaleRunError:
                 pass
             handle(items)
@@ -81,7 +81,7 @@ def test_reruns_and_overlapping_runs_never_send_twice(world: World) -> None:
         return step
 
     first._reminder = interleaved  # type: ignore[method-assign]
-    first.run(JobInput(now=NOW))
+    first.run(JobInput(now=NOW, simulate=True))
     remind(world, notifier)
     remind(world, notifier, now=NOW + timedelta(hours=1))
     # Then each member was told once
@@ -170,7 +170,7 @@ def test_a_program_ends_with_notice_then_every_point_expires_with_a_record(servi
     # And after the end, the expiry job expires every remaining point with a recorded reason
     # (walking a year of day partitions takes a few scheduled runs at the default page budget)
     job = ExpiryJob(world.ledger, world.programs, world.jobs)
-    runs = [job.run(JobInput(now=ends + timedelta(minutes=15 * n)))[0] for n in range(1, 5)]
+    runs = [job.run(JobInput(now=ends + timedelta(minutes=15 * n), simulate=True))[0] for n in range(1, 5)]
     assert runs[-1].finished and runs[-1].details["program_ended"] == "2026-04-02T09:00:00Z"
     assert world.breakage() == 60 + 50 + 30
     for member in ("ann", "bob", "cy"):
@@ -191,7 +191,7 @@ def test_points_given_back_after_the_end_expire_at_the_next_run(services: Servic
     hold = world.hold("ann", 40, "checkout-1", at=ends - timedelta(hours=1), lapses_at=ends + timedelta(days=2))
     # And the expiry job's end-of-program pass has expired what was left
     job = ExpiryJob(world.ledger, world.programs, world.jobs)
-    runs = [job.run(JobInput(now=ends + timedelta(minutes=15 * n)))[0] for n in range(1, 5)]
+    runs = [job.run(JobInput(now=ends + timedelta(minutes=15 * n), simulate=True))[0] for n in range(1, 5)]
     assert runs[-1].finished and world.breakage() == 60
 
     # When the hold is released after the end (its lot comes back with its own, later expiry date)
@@ -200,8 +200,8 @@ def test_points_given_back_after_the_end_expire_at_the_next_run(services: Servic
     assert world.ledger.account("demo", "ann").available == 40
 
     # Then the next scheduled run expires it with the program's end as the reason, once
-    later = job.run(JobInput(now=released_at + timedelta(minutes=15)))[0]
-    again = job.run(JobInput(now=released_at + timedelta(minutes=30)))[0]
+    later = job.run(JobInput(now=released_at + timedelta(minutes=15), simulate=True))[0]
+    again = job.run(JobInput(now=released_at + timedelta(minutes=30), simulate=True))[0]
     assert (later.lots_expired, later.points_expired, again.lots_expired) == (1, 40, 0)
     assert world.ledger.account("demo", "ann").available == 0
     assert world.breakage() == 100

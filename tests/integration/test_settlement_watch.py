@@ -91,7 +91,7 @@ def test_daily_statement_nets_each_partner_and_lands_in_s3(world: World) -> None
     bucket = world.services.settings.statements_bucket
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=bucket)
-    world.services.settlement_job.run(JobInput(now=AT + timedelta(days=1)))
+    world.services.settlement_job.run(JobInput(now=AT + timedelta(days=1), simulate=True))
     # Then the statement nets each partner once, in JSON and CSV
     result = statement(world.services.exchange_items, "demo", date(2026, 2, 3))
     acme, beta = result.positions

@@ -87,11 +87,11 @@ def test_downgrade_only_after_the_period_and_the_grace(world: World, tiers: Tier
     period_end = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
     # When the tier job runs at the period's end and within the grace
     for at in (period_end, period_end + timedelta(days=29)):
-        review.run(JobInput(now=at))
+        review.run(JobInput(now=at, simulate=True))
         # Then she keeps silver
         assert tiers.current("demo", "ann").tier == "silver"
     # When it runs after the grace
-    report = review.run(JobInput(now=period_end + timedelta(days=31)))[0]
+    report = review.run(JobInput(now=period_end + timedelta(days=31), simulate=True))[0]
     # Then she moves down, with the reason recorded
     assert report.details["moves"] == ["ann: silver -> member"]
     assert tiers.current("demo", "ann").tier == "member"
@@ -107,7 +107,7 @@ def test_a_member_who_still_qualifies_keeps_the_tier_for_another_period(
     assert tiers.on_earn("demo", "bob", T1) is not None
     earn(world, "bob", 550, "o-2", T1 + timedelta(days=300), expires_at=T1 + timedelta(days=900))
     # When the review comes after the period and grace
-    review.run(JobInput(now=T1 + timedelta(days=400)))
+    review.run(JobInput(now=T1 + timedelta(days=400), simulate=True))
     # Then he stays gold, and the next period runs from the review
     state = tiers.current("demo", "bob")
     assert state.tier == "gold" and state.period_ends is not None and state.period_ends.year == 2028

@@ -226,14 +226,32 @@ def test_headers_are_matched_case_insensitively() -> None:
     assert len(parse_shopify_webhook(body, hdrs, config(), now=NOW)) == 1
 
 
-@pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])
+@pytest.mark.parametrize("offset", [timedelta(hours=-48, minutes=-1), timedelta(minutes=6)])
 def test_deliveries_outside_the_window_are_stale(offset: timedelta) -> None:
-    # Given a webhook triggered six minutes from now, either way
+    # Given a webhook triggered past Shopify's retry horizon, or six minutes in the future
     body = raw("shopify_orders_paid.json")
 
     # When / Then it is refused as stale
     with pytest.raises(StaleWebhookError):
         deliver(body, hdrs={"X-Shopify-Triggered-At": (NOW + offset).isoformat()})
+
+
+@pytest.mark.parametrize(
+    "age",
+    [timedelta(minutes=6), timedelta(hours=4), timedelta(hours=25), timedelta(hours=48)],
+    ids=["first retry", "last of 8 retries over 4 h", "a day late", "older 48 h schedule"],
+)
+def test_shopifys_retries_keep_the_original_triggered_at_and_are_accepted(age: timedelta) -> None:
+    # Given the first delivery failed (a cold start, a deploy): Shopify retries with the original
+    # payload and X-Shopify-Triggered-At, 8 times over 4 hours (2024 changelog), delivered up to a
+    # day late at times, and 48 hours under its older schedule
+    body = raw("shopify_orders_paid.json")
+
+    # When a retry arrives that long after the order was triggered
+    events = deliver(body, hdrs={"X-Shopify-Triggered-At": (NOW - age).isoformat()})
+
+    # Then it still earns (the order id keys the event, so a retry after a success posts nothing twice)
+    assert [e.external_id for e in events] == ["820982911946154508"]
 
 
 def test_the_window_is_configurable() -> None:

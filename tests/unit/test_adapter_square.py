@@ -205,11 +205,19 @@ def test_another_merchant_is_an_unknown_source() -> None:
         deliver(body)
 
 
-@pytest.mark.parametrize("offset", [timedelta(minutes=-10), timedelta(minutes=10)])
+@pytest.mark.parametrize("offset", [timedelta(hours=-25, minutes=-1), timedelta(minutes=10)])
 def test_events_outside_the_window_are_stale(offset: timedelta) -> None:
     body = edited("square_payment_updated.json", lambda p: p.update(created_at=(NOW + offset).isoformat()))
     with pytest.raises(StaleWebhookError):
         deliver(body)
+
+
+@pytest.mark.parametrize("age", [timedelta(minutes=10), timedelta(hours=6), timedelta(hours=24)])
+def test_squares_retries_for_up_to_a_day_are_accepted(age: timedelta) -> None:
+    # Given a notification Square retries (for up to 24 hours, same event and created_at)
+    body = edited("square_payment_updated.json", lambda p: p.update(created_at=(NOW - age).isoformat()))
+    # When / Then a retry that late still earns
+    assert len(deliver(body)) == 1
 
 
 def test_the_signature_covers_the_notification_url() -> None:

@@ -86,7 +86,9 @@ def test_a_missing_column_rejects_the_file_at_the_header_line() -> None:
 
 def test_empty_and_undecodable_files_are_reported_not_raised() -> None:
     assert parse_till_csv("", config(), now=NOW).rejected[0].reason == "file has no header row"
-    assert parse_till_csv(b"\xff\xfe\x00bad", config(), now=NOW).rejected[0].line == 0
+    # Bytes that are not UTF-8 cost their own line: here the header's, so the whole file
+    [undecodable] = parse_till_csv(b"\xff\xfe\x00bad", config(), now=NOW).rejected
+    assert (undecodable.line, undecodable.reason) == (1, "header line is not UTF-8 (byte 0xff)")
 
 
 def test_rows_too_old_or_in_the_future_are_stale() -> None:

@@ -46,9 +46,11 @@ NOT_FROM_THE_API = {
     "program_closed",  # a base: earning_closed, redemption_closed
     "job_error",
     "stale_run",
+    "future_run",  # the jobs' refusal of a time ahead of the clock
     "not_due",  # the expiry job's
     "not_reversible",  # no route reverses entries
     "queue_unavailable",
+    "file_not_finished",  # the file splitter's: raised so that the S3 event is delivered again
     "malformed_event",  # the ingest queue's poison messages
     "refund_exceeds_order",  # ingest refuses a refund above its order (a dead letter with the numbers)
     "adapter_error",

@@ -91,7 +91,7 @@ def test_held_gift_released_with_original_expiry(api: Client, funded: Ledger, st
     # When the lapse job runs after the three days
     _, _, lots, holds = store.ledger_records()
     sender_expiry = next(lot.expires_at for lot in lots if lot.member == "m1")
-    due = {"scheduled_time": (holds[0].lapses_at + timedelta(minutes=1)).isoformat()}
+    due = {"scheduled_time": (holds[0].lapses_at + timedelta(minutes=1)).isoformat(), "simulate": True}
     assert handler(due, FakeContext())["released"] == 1  # type: ignore[arg-type]
     # Then the points are spendable, with the sender's expiry date, and the ledger audits clean
     after = api.call("GET", "/programs/demo/members/m2/balance", key=admin).body

@@ -22,9 +22,9 @@ def test_lapsed_hold_released_by_schedule(api: Client, funded: Ledger, store: Dy
     _, _, _, holds = store.ledger_records()
     lapses = holds[0].lapses_at
     # When the schedule runs before and after the lapse time
-    early = handler({"scheduled_time": (lapses - timedelta(seconds=1)).isoformat()}, FakeContext())  # type: ignore[arg-type]
-    late = handler({"scheduled_time": (lapses + timedelta(minutes=5)).isoformat()}, FakeContext())  # type: ignore[arg-type]
-    rerun = handler({"scheduled_time": (lapses + timedelta(minutes=10)).isoformat()}, FakeContext())  # type: ignore[arg-type]
+    early = handler({"scheduled_time": (lapses - timedelta(seconds=1)).isoformat(), "simulate": True}, FakeContext())  # type: ignore[arg-type]
+    late = handler({"scheduled_time": (lapses + timedelta(minutes=5)).isoformat(), "simulate": True}, FakeContext())  # type: ignore[arg-type]
+    rerun = handler({"scheduled_time": (lapses + timedelta(minutes=10)).isoformat(), "simulate": True}, FakeContext())  # type: ignore[arg-type]
     # Then only the later run releases it, once, and the ledger still audits clean
     assert (early["released"], late["released"], rerun["released"]) == (0, 1, 0)
     balance = api.call("GET", "/programs/demo/members/m1/balance", key=key).body

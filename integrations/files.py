@@ -1,0 +1,58 @@
+"""Which adapter reads a dropped file, from its key: till files and partner feeds, in chunks.
+
+`till/[<feed>/]<file>.csv` is a till end-of-day file (feed `default` when the key has no folder);
+`partners/<partner>/<file>.csv|.jsonl|.ndjson` a partner feed. Anything else is `unknown_source`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from integrations.batch import CHUNK_LINES, layout
+from integrations.errors import UnknownSourceError
+from integrations.partner_feed import parse_partner_chunk
+from integrations.till_csv import parse_till_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from integrations.batch import Layout
+    from integrations.partner_feed import PartnerFeedConfig
+    from integrations.report import BatchReport
+    from integrations.sources import Sources
+    from integrations.till_csv import TillCsvConfig
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """How one dropped file is cut into chunks and each chunk turned into events."""
+
+    fmt: str  # "csv" or "jsonl"
+    till: TillCsvConfig | None = None
+    partner: PartnerFeedConfig | None = None
+    chunk_lines: int = CHUNK_LINES
+
+    def layout(self, blocks: Iterable[bytes]) -> Layout:
+        return layout(blocks, fmt=self.fmt, max_lines=self.chunk_lines)
+
+    def parse(self, header: str, body: bytes, first_line: int, header_at: int, now: datetime) -> BatchReport:
+        if self.till is not None:
+            return parse_till_chunk(header, body, first_line, self.till, now=now, header_at=header_at)
+        assert self.partner is not None
+        if self.fmt == "jsonl":
+            return parse_partner_chunk(header, body, first_line, self.partner, now=now, fmt="jsonl")
+        return parse_partner_chunk(header, body, first_line, self.partner, now=now, fmt="csv", header_at=header_at)
+
+
+def file_reader(key: str, sources: Sources, *, chunk_lines: int = CHUNK_LINES) -> FileReader:
+    parts = key.split("/")
+    if parts[0] == "till" and len(parts) > 1:
+        feed = parts[1] if len(parts) > 2 else "default"
+        return FileReader(fmt="csv", till=sources.till_config(feed), chunk_lines=chunk_lines)
+    if parts[0] == "partners" and len(parts) > 2:
+        jsonl = key.endswith((".jsonl", ".ndjson"))
+        fmt = "jsonl" if jsonl else "csv"
+        return FileReader(fmt=fmt, partner=sources.partner(parts[1]), chunk_lines=chunk_lines)
+    raise UnknownSourceError(f"no feed is configured for {key[:100]!r}")
