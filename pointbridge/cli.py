@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pointbridge.sandbox import Sandbox
 
 # Add modules that register subcommands here; each calls `register(...)` at import.
-COMMAND_MODULES: tuple[str, ...] = ("pointbridge.demo", "pointbridge.audit")
+COMMAND_MODULES: tuple[str, ...] = ("pointbridge.demo", "pointbridge.audit", "pointbridge.channels")
 
 HOME = Path(".pointbridge")
 RUNTIME_FILE = HOME / "sandbox.json"

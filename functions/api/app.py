@@ -18,6 +18,7 @@ from functions.api import openapi
 from functions.api.context import guard_requests, oversized
 from functions.api.routes import (
     admin,
+    channels,
     draws,
     exchange,
     figures,
@@ -26,6 +27,7 @@ from functions.api.routes import (
     holds,
     identities,
     members,
+    partner_files,
     redemptions,
     service,
 )
@@ -39,6 +41,9 @@ app.use(middlewares=[guard_requests])
 problems.install(app)
 
 for area in (service, members, identities, redemptions, holds, exchange, gifts, draws, admin, flags, figures):
+    app.include_router(area.router)
+# Channels and partners' files (issue 13).
+for area in (channels, partner_files):
     app.include_router(area.router)
 
 

@@ -182,6 +182,12 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             "end": _string("With `invalid_input` on a period: its last day."),
             "days": _integer("With `invalid_input` on a period: how many days it covers."),
             "tier": _string("With `invalid_input` from a dry run: the tier named that the draft does not have."),
+            "field": _string(
+                "With `invalid_channel`, `channel_exists` or `invalid_input` on a file: the field refused "
+                "(`id`, `program`, `secret`, `settings.<path>`, `name`)."
+            ),
+            "version": _integer("With `channel_changed`: the channel's current version."),
+            "source": _string("With `channel_disabled`: the channel's id."),
         },
     },
     "FieldError": {

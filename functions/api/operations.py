@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from functions.api.routes import (
     admin,
+    channels,
     draws,
     exchange,
     figures,
@@ -25,6 +26,7 @@ from functions.api.routes import (
     holds,
     identities,
     members,
+    partner_files,
     redemptions,
     service,
 )
@@ -47,6 +49,11 @@ class Tag(Enum):
     ADMIN = ("admin", "Operators: versioned program, catalogue and agreement config, dry runs, API keys, sunset.")
     FLAGS = ("flags", "Members flagged by the velocity checks, and the operator's decision on their held points.")
     FIGURES = ("figures", "Program figures for operators, projected from the ledger's stream.")
+    CHANNELS = (
+        "channels",
+        "Operators: the shops, Square sellers, till feeds, partners and apps that feed programs, each a record "
+        "checked when written; secrets stored as secrets, never shown.",
+    )
     SERVICE = ("service", "The service itself.")
 
     def __init__(self, label: str, description: str) -> None:
@@ -183,4 +190,19 @@ OPERATIONS: dict[Callable[..., object], Operation] = {
     ),
     figures.figures: Operation(Tag.FIGURES, Access.ADMIN, ("unknown_program",)),
     figures.programs: Operation(Tag.FIGURES, Access.ADMIN),
+}
+
+# Channels and partners' files (issue 13).
+CHANNEL_WRITE = ("invalid_channel", "unknown_channel", "channel_changed")
+PARTNER_FILES = ("unknown_channel", "channel_disabled")
+OPERATIONS |= {
+    channels.list_channels: Operation(Tag.CHANNELS, Access.ADMIN),
+    channels.create_channel: Operation(Tag.CHANNELS, Access.ADMIN, ("invalid_channel", "channel_exists")),
+    channels.get_channel: Operation(Tag.CHANNELS, Access.ADMIN, ("unknown_channel",)),
+    channels.change_channel: Operation(Tag.CHANNELS, Access.ADMIN, CHANNEL_WRITE),
+    channels.disable_channel: Operation(Tag.CHANNELS, Access.ADMIN, CHANNEL_WRITE),
+    channels.enable_channel: Operation(Tag.CHANNELS, Access.ADMIN, CHANNEL_WRITE),
+    partner_files.upload_file: Operation(Tag.PARTNERS, Access.PARTNER, PARTNER_FILES),
+    partner_files.list_files: Operation(Tag.PARTNERS, Access.PARTNER, PARTNER_FILES),
+    partner_files.file_report: Operation(Tag.PARTNERS, Access.PARTNER, (*PARTNER_FILES, "unknown_file")),
 }

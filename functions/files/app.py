@@ -32,15 +32,22 @@ logger = Logger()
 metrics = Metrics()
 
 
-def read_file(key: str, raw: bytes, now: datetime) -> BatchReport:
+def channel_of(key: str) -> tuple[str, str]:
+    """The channel a file belongs to, by its folder: (`till`, feed) or (`partner`, partner id)."""
     parts = key.split("/")
     if parts[0] == "till":
-        feed = parts[1] if len(parts) > 2 else "default"
-        return parse_till_csv(raw, services().sources.till_config(feed), now=now)
+        return "till", parts[1] if len(parts) > 2 else "default"
     if parts[0] == "partners" and len(parts) > 2:
-        jsonl = key.endswith((".jsonl", ".ndjson"))
-        return parse_partner_feed(raw, services().sources.partner(parts[1]), now=now, fmt="jsonl" if jsonl else "csv")
+        return "partner", parts[1]
     raise UnknownSourceError(f"no feed is configured for {key[:100]!r}")
+
+
+def read_file(key: str, raw: bytes, now: datetime) -> BatchReport:
+    kind, channel_id = channel_of(key)
+    if kind == "till":
+        return parse_till_csv(raw, services().sources.till_config(channel_id), now=now)
+    jsonl = key.endswith((".jsonl", ".ndjson"))
+    return parse_partner_feed(raw, services().sources.partner(channel_id), now=now, fmt="jsonl" if jsonl else "csv")
 
 
 def split(bucket: str, key: str, now: datetime) -> dict[str, Any]:
@@ -60,6 +67,8 @@ def split(bucket: str, key: str, now: datetime) -> dict[str, Any]:
         Body=json.dumps(summary, indent=1).encode(),
         ContentType="application/json",
     )
+    # Where the channel (a partner, through the API) reads what became of its file.
+    services().channel_files.received(*channel_of(key), key, queued, len(report.rejected))
     metrics.add_metric(name="RowsAccepted", unit=MetricUnit.Count, value=queued)
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=len(report.rejected))
     return summary

@@ -36,6 +36,47 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
 
 
+class Throttle:
+    """API Gateway's token bucket for a method: `rate` tokens a second, at most `burst` at once."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+def method_throttle(settings: list[dict[str, Any]], resource: str, method: str) -> Throttle | None:
+    """The stage's MethodSettings for one method: its own entry if there is one, else `/*` `*`."""
+
+    def path(entry: dict[str, Any]) -> str:
+        return str(entry.get("ResourcePath", "/*")).replace("~1", "/")
+
+    own = [e for e in settings if path(e) != "/*" and path(e).removeprefix("/") == resource and _verb(e, method)]
+    default = [e for e in settings if path(e) == "/*" and str(e.get("HttpMethod", "*")) == "*"]
+    for entry in own + default:
+        if "ThrottlingRateLimit" in entry or "ThrottlingBurstLimit" in entry:
+            rate, burst = entry.get("ThrottlingRateLimit", 10000), entry.get("ThrottlingBurstLimit", 5000)
+            return Throttle(float(rate), int(burst))
+    return None
+
+
+def _verb(entry: dict[str, Any], method: str) -> bool:
+    return str(entry.get("HttpMethod", "*")).upper() in ("*", method)
+
+
 @dataclass(frozen=True)
 class Authorizer:
     name: str
@@ -54,6 +95,7 @@ class Route:
     stage: str
     authorizer: Authorizer | None = None
     binary_media_types: tuple[str, ...] = ()
+    throttle: Throttle | None = None
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -218,6 +260,9 @@ class ApiGateway:
     def _proxy(
         self, request: BaseHTTPRequestHandler, route: Route, params: dict[str, str], query: str, body: bytes
     ) -> None:
+        if route.throttle is not None and not route.throttle.admit():
+            _reply(request, 429, _json_type(), b'{"message":"Too Many Requests"}')
+            return
         event = self._event(request, route, params, query, body)
         if route.authorizer is not None:
             denied = self._authorize(route, event)

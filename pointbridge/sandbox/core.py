@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from pointbridge.sandbox import state
-from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route
+from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route, method_throttle
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.sandbox.iam import PolicySet, function_credentials, function_principal
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
@@ -28,6 +29,7 @@ from pointbridge.sandbox.template import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 log = logging.getLogger("pointbridge.sandbox")
@@ -47,6 +49,19 @@ class Invocation:
     error: str | None
     started_at: float
     duration_ms: float
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """How Lambda handles the function's asynchronous invocations (its EventInvokeConfig)."""
+
+    retries: int = 2  # Lambda's default: two more attempts
+    on_failure: dict[str, Any] | None = None  # {"Type": "SQS"|"SNS", "Destination": arn}
+
+
+def _arrival(record: dict[str, Any]) -> str:
+    created = record.get("dynamodb", {}).get("ApproximateCreationDateTime", time.time())
+    return datetime.fromtimestamp(float(created), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _outcome(reply: Any) -> str:
@@ -73,6 +88,7 @@ class Sandbox:
         api_port: int = 0,
         log_dir: Path | None = None,
         enforce_iam: bool = True,
+        parameters: dict[str, Any] | None = None,
     ) -> None:
         self.template_path = Path(template).resolve()
         self.stage = stage
@@ -87,10 +103,15 @@ class Sandbox:
         # Each function's calls are checked against its policy in the template (docs/sandbox.md, "IAM");
         # False: an audit, calls are evaluated and reported (`iam_report`), none refused.
         self.enforce_iam = enforce_iam
+        # The template's Parameters beyond Stage (defaults otherwise), as `sam deploy` would pass them.
+        self.parameters = dict(parameters or {})
         self.policies = PolicySet()
         self.invocations: list[Invocation] = []
         self.resources: dict[str, Provisioned] = {}
         self.functions: dict[str, FunctionSpec] = {}
+        self.async_configs: dict[str, AsyncConfig] = {}
+        # Lambda's destination records delivered for failed asynchronous invocations and stream batches.
+        self.failures_delivered: list[dict[str, Any]] = []
         self.schedules: list[ScheduleSpec] = []
         self._emulator = Emulator()
         self._pools: dict[str, FunctionPool] = {}
@@ -179,12 +200,44 @@ class Sandbox:
         return self._invoke(logical_id, event, "direct", 1)
 
     def run_function(self, logical_id: str, now: datetime | None = None) -> Any:
-        """One scheduled run, as if the function's schedule fired at `now` (default: now)."""
+        """One scheduled run, as if the function's schedule fired at `now` (default: now), invoked
+        synchronously like `aws lambda invoke`: raises InvocationError if the handler fails."""
+        return self._invoke(logical_id, self._schedule_event(logical_id, now), "schedule", 1)
+
+    def fire_schedule(self, logical_id: str, now: datetime | None = None) -> bool:
+        """One scheduled run as the scheduler makes it, an asynchronous invocation: retried as the
+        function's EventInvokeConfig says, then its event and error go to the on-failure destination.
+        True if an attempt succeeded."""
+        return self._invoke_async(logical_id, self._schedule_event(logical_id, now), "schedule")
+
+    def _schedule_event(self, logical_id: str, now: datetime | None) -> Any:
         self._check_function(logical_id)
         spec = next((s for s in self.schedules if s.function == logical_id), None)
-        moment = now or datetime.now(UTC)
-        event = scheduled_event(spec, self.functions[logical_id].arn, self.region, moment)
-        return self._invoke(logical_id, event, "schedule", 1)
+        return scheduled_event(spec, self.functions[logical_id].arn, self.region, now or datetime.now(UTC))
+
+    def sweep_ttl(self, now: datetime | None = None) -> int:
+        """Delete what DynamoDB's TTL would have deleted by `now`: items whose TTL attribute (a number,
+        epoch seconds) is in the past, in each table that enables TTL. DynamoDB does this in the
+        background within a day or two of the time; moto never does. Returns how many were deleted."""
+        moment = (now or datetime.now(UTC)).timestamp()
+        ddb = self.client("dynamodb")
+        deleted = 0
+        for logical_id, resource in self.resources.items():
+            if resource.type != "AWS::DynamoDB::Table":
+                continue
+            spec = self.template["Resources"][logical_id].get("Properties", {}).get("TimeToLiveSpecification", {})
+            if not self.provisioner.resolver.resolve(spec.get("Enabled", False)):
+                continue
+            attribute = str(spec["AttributeName"])
+            schema = ddb.describe_table(TableName=resource.physical_id)["Table"]["KeySchema"]
+            keys = [k["AttributeName"] for k in schema]
+            # Filtered here: moto's filter fails on a TTL attribute that is not a number; DynamoDB skips it.
+            for page in ddb.get_paginator("scan").paginate(TableName=resource.physical_id):
+                for item in page["Items"]:
+                    if "N" in item.get(attribute, {}) and float(item[attribute]["N"]) < moment:
+                        ddb.delete_item(TableName=resource.physical_id, Key={k: item[k] for k in keys})
+                        deleted += 1
+        return deleted
 
     def _check_function(self, logical_id: str) -> None:
         if logical_id not in self.functions:
@@ -252,13 +305,14 @@ class Sandbox:
         self._emulator.start()
         self.template = load_template(self.template_path)
         self.provisioner = Provisioner(
-            self.template, {"Stage": self.stage}, self.region, self.client, self.queue_overrides
+            self.template, {"Stage": self.stage} | self.parameters, self.region, self.client, self.queue_overrides
         )
         self.resources = self.provisioner.provision_all()
         self.policies = PolicySet()
         for logical_id, resource in self.resources.items():
             if resource.type == SERVERLESS_FUNCTION:
                 self.functions[logical_id] = self._function_spec(logical_id, resource)
+                self.async_configs[logical_id] = self._async_config(logical_id)
                 self._pools[logical_id] = FunctionPool(self.functions[logical_id], self.pool_size)
                 self.policies.add(
                     function_principal(
@@ -272,7 +326,14 @@ class Sandbox:
         # Without enforcement the gate still evaluates every call, and reports what it would refuse.
         self._emulator.iam("PUT", self.policies.to_json(), query="" if self.enforce_iam else "audit")
         if self.state_dir is not None:
-            restored = state.restore(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+            restored = state.restore(
+                self.state_dir,
+                self.client("dynamodb"),
+                self.client("s3"),
+                *self._stores(),
+                ssm=self.client("ssm"),
+                secretsmanager=self.client("secretsmanager"),
+            )
             log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
         routes = self._wire_events()
         self._api = ApiGateway(routes, self._invoke, self._control, self.region, self.api_port)
@@ -290,7 +351,14 @@ class Sandbox:
 
     def _save(self) -> None:
         assert self.state_dir is not None
-        state.save(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+        state.save(
+            self.state_dir,
+            self.client("dynamodb"),
+            self.client("s3"),
+            *self._stores(),
+            ssm=self.client("ssm"),
+            secretsmanager=self.client("secretsmanager"),
+        )
 
     def _function_spec(self, logical_id: str, resource: Provisioned) -> FunctionSpec:
         props = function_properties(self.template, logical_id)
@@ -328,6 +396,16 @@ class Sandbox:
             log_file=str(self.log_dir / f"{logical_id}.log") if self.log_dir is not None else None,
         )
 
+    def _async_config(self, logical_id: str) -> AsyncConfig:
+        raw = function_properties(self.template, logical_id).get("EventInvokeConfig")
+        if not raw:
+            return AsyncConfig()
+        config = self.provisioner.resolver.resolve(raw)
+        return AsyncConfig(
+            retries=int(config.get("MaximumRetryAttempts", 2)),
+            on_failure=config.get("DestinationConfig", {}).get("OnFailure"),
+        )
+
     def _wire_events(self) -> list[Route]:
         routes: list[Route] = []
         notifications: dict[str, list[dict[str, Any]]] = {}
@@ -355,11 +433,14 @@ class Sandbox:
             )
         return routes
 
-    def _queue_by_arn(self, arn: str) -> Provisioned:
+    def _resource_by_arn(self, arn: str) -> Provisioned:
         for resource in self.resources.values():
             if resource.arn == arn:
                 return resource
-        raise KeyError(f"no template queue has ARN {arn}")
+        raise KeyError(f"no template resource has ARN {arn}")
+
+    def _queue_by_arn(self, arn: str) -> Provisioned:
+        return self._resource_by_arn(arn)
 
     def _sqs_source(self, function: str, props: dict[str, Any]) -> None:
         if props.get("Enabled", True) is False:
@@ -415,6 +496,8 @@ class Sandbox:
                 invoke=self._invoke,
                 source="s3",
                 shape=s3_events,
+                attempts=1 + self.async_configs[function].retries,
+                on_exhausted=lambda event, error, count: self._deliver_failure(function, event, error, count),
             )
         )
 
@@ -431,6 +514,7 @@ class Sandbox:
             report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             max_retries=int(props.get("MaximumRetryAttempts", -1)),
             keep=event_filter(props.get("FilterCriteria")),
+            on_exhausted=self._stream_failure_target(function, props.get("DestinationConfig", {}).get("OnFailure")),
         )
         poller.position_at_latest()
         self._pollers.append(poller)
@@ -462,30 +546,34 @@ class Sandbox:
             ScheduleSpec(function, event_id, kind, name, arn, expression, timezone, props.get("Input"), enabled)
         )
 
-    def _api_settings(self, api_logical_id: str) -> tuple[str, str, dict[str, Any], tuple[str, ...]]:
+    def _api_settings(self, api_logical_id: str) -> tuple[str, str, dict[str, Any], tuple[str, ...], list[Any]]:
+        """(API id, stage, Auth, binary media types, the stage's MethodSettings)."""
         resource = self.provisioner.ensure(api_logical_id)
         if api_logical_id == IMPLICIT_API:
-            return resource.physical_id, "Prod", {}, ()
+            return resource.physical_id, "Prod", {}, (), []
         props = self.template["Resources"][api_logical_id].get("Properties", {})
         binary = tuple(str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes", []))
-        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary
+        settings = self.provisioner.resolver.resolve(props.get("MethodSettings", []))
+        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary, settings
 
     def _route(self, function: str, props: dict[str, Any]) -> Route:
         rest_api = props.get("RestApiId", {"Ref": IMPLICIT_API})
         api_logical_id = rest_api["Ref"] if isinstance(rest_api, dict) else IMPLICIT_API
-        api_id, stage, auth, binary = self._api_settings(api_logical_id)
+        api_id, stage, auth, binary, settings = self._api_settings(api_logical_id)
         name = props.get("Auth", {}).get("Authorizer") or auth.get("DefaultAuthorizer")
         authorizer = None
         if name and name not in ("NONE", "AWS_IAM"):
             authorizer = self._authorizer(str(name), auth.get("Authorizers", {})[name])
+        method = str(props.get("Method", "ANY")).upper()
         return Route(
             function=function,
-            method=str(props.get("Method", "ANY")).upper(),
+            method=method,
             resource=str(props["Path"]),
             api_id=api_id,
             stage=stage,
             authorizer=authorizer,
             binary_media_types=binary,
+            throttle=method_throttle(settings, str(props["Path"]), method),
         )
 
     def _authorizer(self, name: str, config: dict[str, Any]) -> Authorizer:
@@ -531,7 +619,84 @@ class Sandbox:
 
     def _scheduled(self, spec: ScheduleSpec, when: datetime) -> Any:
         event = scheduled_event(spec, self.functions[spec.function].arn, self.region, when)
-        return self._invoke(spec.function, event, "schedule", 1)
+        return self._invoke_async(spec.function, event, "schedule")
+
+    # -- asynchronous invocations and on-failure destinations ------------------------------------
+    def _invoke_async(self, logical_id: str, event: Any, source: str) -> bool:
+        attempts = 1 + self.async_configs[logical_id].retries
+        error: InvocationError | None = None
+        for _ in range(attempts):
+            try:
+                self._invoke(logical_id, event, source, 1)
+                return True
+            except InvocationError as exc:
+                error = exc
+        assert error is not None
+        self._deliver_failure(logical_id, event, error, attempts)
+        return False
+
+    def _deliver_failure(self, logical_id: str, event: Any, error: InvocationError, attempts: int) -> None:
+        """Lambda's record of an asynchronous invocation that failed every attempt, to the destination."""
+        function = self.functions[logical_id]
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{function.arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": error.error_type, "errorMessage": error.message},
+        }
+        self._send_to_destination(logical_id, self.async_configs[logical_id].on_failure, record)
+
+    def _stream_failure_target(
+        self, logical_id: str, on_failure: dict[str, Any] | None
+    ) -> Callable[[list[dict[str, Any]], str, int], None]:
+        def deliver(batch: list[dict[str, Any]], shard_id: str, attempts: int) -> None:
+            first, last = batch[0], batch[-1]
+            record = {
+                "requestContext": {
+                    "requestId": str(uuid.uuid4()),
+                    "functionArn": self.functions[logical_id].arn,
+                    "condition": "RetryAttemptsExhausted",
+                    "approximateInvokeCount": attempts,
+                },
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                "version": "1.0",
+                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "DDBStreamBatchInfo": {
+                    "shardId": shard_id,
+                    "startSequenceNumber": first["dynamodb"]["SequenceNumber"],
+                    "endSequenceNumber": last["dynamodb"]["SequenceNumber"],
+                    "approximateArrivalOfFirstRecord": _arrival(first),
+                    "approximateArrivalOfLastRecord": _arrival(last),
+                    "batchSize": len(batch),
+                    "streamArn": first["eventSourceARN"],
+                },
+            }
+            self._send_to_destination(logical_id, on_failure, record)
+
+        return deliver
+
+    def _send_to_destination(self, logical_id: str, on_failure: dict[str, Any] | None, record: dict[str, Any]) -> None:
+        """Delivered with the function's role, as Lambda does (so IAM checks the grant SAM adds)."""
+        import json
+
+        self.failures_delivered.append(record)
+        if not on_failure:
+            log.warning("sandbox: %s failed for good and has no on-failure destination; dropped", logical_id)
+            return
+        destination = self.provisioner.resolver.resolve(on_failure)
+        target = self._resource_by_arn(str(destination["Destination"]))
+        body = json.dumps(record, default=str)
+        if destination.get("Type") == "SNS":
+            self.client_as(logical_id, "sns").publish(TopicArn=target.physical_id, Message=body)
+        else:
+            self.client_as(logical_id, "sqs").send_message(QueueUrl=target.physical_id, MessageBody=body)
 
     # -- control endpoints ----------------------------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:

@@ -223,7 +223,37 @@ def function_statements(template: dict[str, Any], logical_id: str, resolve: Call
             implicit.append(_EVENT_POLICIES[event["Type"]])
     for name in dict.fromkeys(implicit):
         statements.append(_managed(name, f"{logical_id}.Role", declared=False))
-    return statements
+    return statements + _destination_statements(props, logical_id, resolve)
+
+
+def _destination_statements(props: dict[str, Any], logical_id: str, resolve: Callable[[Any], Any]) -> list[Statement]:
+    """What SAM grants the role so Lambda can deliver to an on-failure destination: of an
+    asynchronous invocation (EventInvokeConfig) or of a stream mapping's failed batches."""
+    destinations = [("EventInvokeConfig", props.get("EventInvokeConfig", {}).get("DestinationConfig", {}))]
+    for event_id, event in props.get("Events", {}).items():
+        if event.get("Type") in ("DynamoDB", "Kinesis"):
+            destinations.append((event_id, event.get("Properties", {}).get("DestinationConfig", {})))
+    return [
+        _destination_statement(resolve(config["OnFailure"]), f"{logical_id}.Role({source})")
+        for source, config in destinations
+        if config.get("OnFailure")
+    ]
+
+
+_DESTINATION_ACTIONS = {"SQS": "sqs:SendMessage", "SNS": "sns:Publish"}
+
+
+def _destination_statement(on_failure: dict[str, Any], where: str) -> Statement:
+    kind = str(on_failure.get("Type", ""))
+    if kind not in _DESTINATION_ACTIONS or "Destination" not in on_failure:
+        raise TemplateError(f"{where}: on-failure destination {on_failure!r} is not modelled by the sandbox")
+    return Statement(
+        where=where,
+        effect=ALLOW,
+        actions=(_DESTINATION_ACTIONS[kind],),
+        resources=(str(on_failure["Destination"]),),
+        declared=False,
+    )
 
 
 # -- identities -----------------------------------------------------------------------------------

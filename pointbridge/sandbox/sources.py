@@ -149,6 +149,8 @@ class SqsPoller(Poller):
         source: str = "sqs",
         shape: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
         keep: Callable[[dict[str, Any]], bool] | None = None,
+        attempts: int = 3,
+        on_exhausted: Callable[[Any, InvocationError, int], None] | None = None,
     ) -> None:
         super().__init__(f"{function}<-{queue_arn.rsplit(':', 1)[-1]}")
         self.sqs = sqs
@@ -164,6 +166,10 @@ class SqsPoller(Poller):
         self.shape = shape
         # The mapping's FilterCriteria: Lambda deletes the messages it does not keep, unseen.
         self.keep = keep
+        # Asynchronous sources: attempts per event (1 + EventInvokeConfig's retries, each after the
+        # hidden queue's visibility timeout), then `on_exhausted(event, last error, attempts)`.
+        self.attempts = attempts
+        self.on_exhausted = on_exhausted
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -214,18 +220,21 @@ class SqsPoller(Poller):
         return True
 
     def _deliver_each(self, messages: list[dict[str, Any]]) -> None:
-        # Asynchronous sources (S3): one invocation per notification, retried twice, then dropped.
+        # Asynchronous sources (S3): one invocation per notification, retried, then handed over.
         assert self.shape is not None
         for message in messages:
             events = self.shape([message])
             count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            ok = True
+            failures: list[tuple[Any, InvocationError]] = []
             for event in events:
                 try:
                     self.invoke(self.function, event, self.source, len(event.get("Records", [])))
-                except InvocationError:
-                    ok = False
-            if ok or count >= 3:
+                except InvocationError as exc:
+                    failures.append((event, exc))
+            if failures and count >= self.attempts and self.on_exhausted is not None:
+                for event, error in failures:
+                    self.on_exhausted(event, error, count)
+            if not failures or count >= self.attempts:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _delete(self, records: list[dict[str, Any]]) -> None:
@@ -401,8 +410,13 @@ class StreamPoller(Poller):
         report_failures: bool = False,
         max_retries: int = -1,
         keep: Callable[[dict[str, Any]], bool] | None = None,
+        on_exhausted: Callable[[list[dict[str, Any]], str, int], None] | None = None,
     ) -> None:
         super().__init__(f"{function}<-stream")
+        # A batch still failing after `max_retries` is passed over and described to this (the
+        # mapping's on-failure destination): (the batch, its shard, the attempts made).
+        self.on_exhausted = on_exhausted
+        self._shard_of: dict[str, str] = {}
         # The mapping's FilterCriteria: records it does not keep are passed over, as Lambda does.
         self.keep = keep
         self.streams = streams
@@ -435,6 +449,7 @@ class StreamPoller(Poller):
                 shaped.setdefault("awsRegion", self.region)
                 if self.keep is None or self.keep(shaped):
                     self.pending.append(shaped)
+                    self._shard_of[shaped["dynamodb"]["SequenceNumber"]] = shard_id
 
     def poll_once(self) -> bool:
         if len(self.pending) < self.batch_size:
@@ -449,12 +464,19 @@ class StreamPoller(Poller):
         except InvocationError:
             failed = None
         if failed == set():
+            for record in batch:
+                self._shard_of.pop(record["dynamodb"]["SequenceNumber"], None)
             self.pending = self.pending[len(batch) :]
             self._attempts = 0
             return True
         self._attempts += 1
         if 0 <= self.max_retries < self._attempts:
-            log.warning("sandbox: %s dropped a stream batch after %d retries", self.function, self.max_retries)
+            log.warning("sandbox: %s passed over a stream batch after %d retries", self.function, self.max_retries)
+            if self.on_exhausted is not None:
+                shard = self._shard_of.get(batch[0]["dynamodb"]["SequenceNumber"], "")
+                self.on_exhausted(batch, shard, self._attempts)
+            for record in batch:
+                self._shard_of.pop(record["dynamodb"]["SequenceNumber"], None)
             self.pending = self.pending[len(batch) :]
             self._attempts = 0
             return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,8 @@ from shared.infra import keys
 
 if TYPE_CHECKING:
     from shared.infra.table import Table
+
+REPLY_KEPT_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -53,5 +56,8 @@ class AccessItems:
                 "fingerprint": reply.fingerprint,
                 "status": reply.status,
                 "body": reply.body,
+                # Only a cache of the reply (the ledger's own idempotency is its entries, kept for ever):
+                # DynamoDB's TTL removes it a week on; a retry after that is evaluated afresh.
+                "expires": int(time.time()) + REPLY_KEPT_SECONDS,
             }
         )

@@ -22,7 +22,6 @@ from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.ledger.audit import audit
 from tests.integration.channel_fixtures import (
-    ID_KEY,
     MERCHANT,
     SHOP,
     SOURCES,
@@ -30,6 +29,7 @@ from tests.integration.channel_fixtures import (
     shopify_headers,
     square_headers,
 )
+from tests.support.channels import create_channels, identity_key
 from tests.support.services import sandbox_services
 from tests.unit.adapter_helpers import load, raw
 
@@ -47,15 +47,12 @@ def sb() -> Iterator[Sandbox]:
     with Sandbox(
         template=ROOT / "template.yaml", queue_overrides={"IngestQueue": {"VisibilityTimeout": 5}}, schedules=False
     ) as sandbox:
-        sources = {
-            kind: {
-                k: {**v, "identity_key": ID_KEY} if kind not in ("app", "partners") else v for k, v in configs.items()
-            }
-            for kind, configs in SOURCES.items()
-        }
-        sandbox.client("ssm").put_parameter(
-            Name="/pointbridge/local/channel-sources", Value=json.dumps(sources), Type="SecureString"
+        # The program first, then its channels, as an operator sets them up (docs/deploy.md)
+        sandbox_services(sandbox, config_cache_seconds=0).programs.publish(
+            acme().model_copy(update={"return_window_days": 30})
         )
+        admin = issue_key(sandbox_services(sandbox).access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+        create_channels(sandbox, SOURCES, admin)
         yield sandbox
 
 
@@ -67,7 +64,6 @@ def audit_ok(store: DynamoLedgerStore) -> None:
 def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: Sandbox) -> None:
     services = sandbox_services(sb, config_cache_seconds=0)
     store = services.ledger_store
-    services.programs.publish(acme().model_copy(update={"return_window_days": 30}))
     directory = services.members
     now = datetime.now(UTC)
 
@@ -116,7 +112,7 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     assert report["accepted"] == 1 and [r["line"] for r in report["rejected"]] == [3]
 
     # When the operator links the person's identities over HTTP, onto the online account
-    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
+    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(identity_key(sb).encode(), "jon.snow@example.com"))
     card = Identity(kind=IdentityKind.CARD, value="6012345678")
     partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
     provisional = {directory.member_for(i.key) for i in (email, card, partner)}
