@@ -86,9 +86,25 @@ class Authorizer:
     query_strings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class S3Integration:
+    """An `x-amazon-apigateway-integration` of type `aws` on S3's path API: GET of one object.
+
+    `key` may hold `{name}` for a path parameter mapped through `requestParameters`. `responses`
+    is API Gateway's list of (selection pattern, method status, method headers): the first pattern
+    that matches S3's status in full wins, else `default`. A header value is a `'literal'` or
+    `integration.response.header.<Name>`.
+    """
+
+    bucket: str
+    key: str
+    path_parameters: dict[str, str]  # integration's name -> the method's path parameter
+    responses: tuple[tuple[str, int, dict[str, str]], ...]
+
+
 @dataclass
 class Route:
-    function: str
+    function: str  # logical id; "" for an S3 integration
     method: str
     resource: str
     api_id: str
@@ -96,6 +112,7 @@ class Route:
     authorizer: Authorizer | None = None
     binary_media_types: tuple[str, ...] = ()
     throttle: Throttle | None = None
+    s3: S3Integration | None = None
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,8 +148,10 @@ class ApiGateway:
         control: Callable[[str, str, dict[str, str], bytes], tuple[int, Any]],
         region: str,
         port: int = 0,
+        read_object: Callable[[str, str], tuple[int, dict[str, str], bytes]] | None = None,
     ) -> None:
         self.routes = sorted(routes, key=lambda r: r.specificity(), reverse=True)
+        self.read_object = read_object
         self.invoke = invoke
         self.control = control
         self.region = region
@@ -186,7 +205,10 @@ class ApiGateway:
                 continue
             params = _match(route, path)
             if params is not None:
-                self._proxy(request, route, params, split.query, body)
+                if route.s3 is not None:
+                    self._s3(request, route, route.s3, params)
+                else:
+                    self._proxy(request, route, params, split.query, body)
                 return
         _reply(request, 403, _json_type(), b'{"message":"Missing Authentication Token"}')
 
@@ -281,6 +303,35 @@ class ApiGateway:
             return
         status, headers, payload = translated
         _reply(request, status, headers, payload)
+
+    def _s3(self, request: BaseHTTPRequestHandler, route: Route, s3: S3Integration, params: dict[str, str]) -> None:
+        """API Gateway's S3 integration: the object's bytes, its status mapped by the responses."""
+        if route.throttle is not None and not route.throttle.admit():
+            _reply(request, 429, _json_type(), b'{"message":"Too Many Requests"}')
+            return
+        if self.read_object is None:
+            _reply(request, 500, _json_type(), b'{"message": "Internal server error"}')
+            return
+        key = s3.key
+        for name, parameter in s3.path_parameters.items():
+            key = key.replace("{" + name + "}", params.get(parameter, ""))
+        status, headers, payload = self.read_object(s3.bucket, key)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        chosen = next((r for r in s3.responses if r[0] != "default" and re.fullmatch(r[0], str(status))), None)
+        chosen = chosen or next((r for r in s3.responses if r[0] == "default"), None)
+        if chosen is None:
+            _reply(request, 500, _json_type(), b'{"message": "Internal server error"}')
+            return
+        _, method_status, mapping = chosen
+        out: dict[str, Any] = {"Content-Type": "application/json"}
+        for name, source in mapping.items():
+            if source.startswith("'") and source.endswith("'"):
+                out[name] = source[1:-1]
+            elif source.lower().startswith("integration.response.header."):
+                value = lowered.get(source.split(".", 3)[3].lower())
+                if value is not None:
+                    out[name] = value
+        _reply(request, method_status, out, payload)
 
     def _authorize(self, route: Route, event: dict[str, Any]) -> tuple[int, str | None] | None:
         auth = route.authorizer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -12,16 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from pointbridge.sandbox import state
-from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route, method_throttle
+from pointbridge.sandbox.apigw import ApiGateway, Authorizer, Route, S3Integration, method_throttle
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.sandbox.iam import PolicySet, function_credentials, function_principal
-from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
+from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner, is_custom_resource
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
 from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_filter, s3_events
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
+    SERVERLESS_API,
     SERVERLESS_FUNCTION,
+    TemplateError,
     function_code_dir,
     function_layers,
     function_properties,
@@ -33,6 +36,11 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 log = logging.getLogger("pointbridge.sandbox")
+
+# Where custom resources' handlers answer CloudFormation (a presigned PUT, as CloudFormation gives).
+CFN_RESPONSES_BUCKET = "pointbridge-sandbox-cloudformation-answers"
+# API Gateway's S3 integration URI: arn:<partition>:apigateway:<region>:s3:path/<bucket>/<key>
+S3_PATH = re.compile(r"^arn:[^:]+:apigateway:[^:]+:s3:path/(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -335,8 +343,13 @@ class Sandbox:
                 secretsmanager=self.client("secretsmanager"),
             )
             log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
-        routes = self._wire_events()
-        self._api = ApiGateway(routes, self._invoke, self._control, self.region, self.api_port)
+        for logical_id, resource in self.resources.items():
+            if is_custom_resource(resource.type):
+                self.send_custom_resource(logical_id, "Create")
+        routes = self._wire_events() + self._s3_routes()
+        self._api = ApiGateway(
+            routes, self._invoke, self._control, self.region, self.api_port, read_object=self._read_object
+        )
         self._api.start()
         for poller in self._pollers:
             poller.start()
@@ -432,6 +445,121 @@ class Sandbox:
                 Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
             )
         return routes
+
+    def send_custom_resource(self, logical_id: str, request_type: str) -> dict[str, Any]:
+        """CloudFormation's request (`Create`, `Update` or `Delete`) for a custom resource to its
+        ServiceToken (a function of the stack), with a presigned S3 URL to answer at; returns the
+        answer. A FAILED answer (or none) raises, as CloudFormation rolls the stack back. The sandbox
+        sends Create at start; Update and Delete are for tests of a handler's other paths."""
+        import json
+
+        resource = self.resources[logical_id]
+
+        props = self.provisioner.resolver.resolve(self.template["Resources"][logical_id].get("Properties", {}))
+        token = str(props.get("ServiceToken", ""))
+        function = next((k for k, f in self.functions.items() if f.arn == token), None)
+        if function is None:
+            raise TemplateError(f"{logical_id}: ServiceToken {token!r} is not a function of the template")
+        s3 = self.client("s3")
+        if not any(b["Name"] == CFN_RESPONSES_BUCKET for b in s3.list_buckets()["Buckets"]):
+            s3.create_bucket(Bucket=CFN_RESPONSES_BUCKET)
+        request_id = str(uuid.uuid4())
+        answer_key = f"{logical_id}/{request_id}"
+        stack = self.provisioner.stack
+        event = {
+            "RequestType": request_type,
+            "ServiceToken": token,
+            "ResponseURL": self._presigner().generate_presigned_url(
+                "put_object", Params={"Bucket": CFN_RESPONSES_BUCKET, "Key": answer_key}, ExpiresIn=7200
+            ),
+            "StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{stack}/{uuid.uuid4()}",
+            "RequestId": request_id,
+            "ResourceType": resource.type,
+            "LogicalResourceId": logical_id,
+            "ResourceProperties": props,
+        }
+        if request_type != "Create":
+            event |= {"PhysicalResourceId": resource.physical_id}
+        if request_type == "Update":
+            event |= {"OldResourceProperties": props}
+        self._invoke(function, event, "cloudformation", 1)
+        try:
+            answer = json.loads(s3.get_object(Bucket=CFN_RESPONSES_BUCKET, Key=answer_key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            raise TemplateError(f"{logical_id}: {function} never answered CloudFormation") from None
+        if answer.get("Status") != "SUCCESS":
+            raise TemplateError(f"{logical_id}: {function} answered FAILED: {answer.get('Reason')}")
+        resource.physical_id = str(answer.get("PhysicalResourceId") or logical_id)
+        resource.attributes = {str(k): str(v) for k, v in (answer.get("Data") or {}).items()}
+        return dict(answer)
+
+    def _presigner(self) -> Any:
+        # Signature Version 4, as CloudFormation's URLs are (the emulator refuses version 2, as S3 does).
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
+        )
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+
+    def _s3_routes(self) -> list[Route]:
+        """The methods of each API's DefinitionBody that API Gateway answers from S3 itself."""
+        routes: list[Route] = []
+        for api_logical_id, resource in self.resources.items():
+            if resource.type != SERVERLESS_API or api_logical_id == IMPLICIT_API:
+                continue
+            raw = self.template["Resources"][api_logical_id].get("Properties", {}).get("DefinitionBody")
+            if not raw:
+                continue
+            body = self.provisioner.resolver.resolve(raw)
+            api_id, stage, _, _, settings = self._api_settings(api_logical_id)
+            for path, methods in body.get("paths", {}).items():
+                for method, operation in methods.items():
+                    integration = operation.get("x-amazon-apigateway-integration", {})
+                    target = S3_PATH.match(str(integration.get("uri", "")))
+                    if integration.get("type") != "aws" or target is None:
+                        continue
+                    mapped = {
+                        name.removeprefix("integration.request.path."): source.removeprefix("method.request.path.")
+                        for name, source in integration.get("requestParameters", {}).items()
+                        if name.startswith("integration.request.path.")
+                    }
+                    responses = tuple(
+                        (
+                            pattern,
+                            int(reply["statusCode"]),
+                            {
+                                name.removeprefix("method.response.header."): str(value)
+                                for name, value in reply.get("responseParameters", {}).items()
+                            },
+                        )
+                        for pattern, reply in integration.get("responses", {}).items()
+                    )
+                    routes.append(
+                        Route(
+                            function="",
+                            method=method.upper(),
+                            resource=path,
+                            api_id=api_id,
+                            stage=stage,
+                            throttle=method_throttle(settings, path, method.upper()),
+                            s3=S3Integration(target["bucket"], target["key"], mapped, responses),
+                        )
+                    )
+        return routes
+
+    def _read_object(self, bucket: str, key: str) -> tuple[int, dict[str, str], bytes]:
+        s3 = self.client("s3")
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            return 404, {"Content-Type": "application/xml"}, b"<Error><Code>NoSuchKey</Code></Error>"
+        return 200, {"Content-Type": got.get("ContentType", "binary/octet-stream")}, got["Body"].read()
 
     def _resource_by_arn(self, arn: str) -> Provisioned:
         for resource in self.resources.values():

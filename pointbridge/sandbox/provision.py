@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("pointbridge.sandbox")
 
 IMPLICIT_API = "ServerlessRestApi"
+CUSTOM_RESOURCE = "AWS::CloudFormation::CustomResource"
+
+
+def is_custom_resource(kind: str) -> bool:
+    return kind.startswith("Custom::") or kind == CUSTOM_RESOURCE
 
 
 @dataclass
@@ -156,6 +161,9 @@ class Provisioner:
             SERVERLESS_FUNCTION: self._function,
             SERVERLESS_API: self._api,
         }
+        if is_custom_resource(kind):
+            # Created by the Sandbox once its functions run (the handler is one of them).
+            return Provisioned(logical_id, kind, logical_id, "")
         creator = creators.get(kind)
         if creator is None:
             log.info("sandbox: skipping %s (%s): not emulated", logical_id, kind)
@@ -276,7 +284,8 @@ class Provisioner:
         # Only the name is resolved here: the runtime resolves the rest, which may point back here.
         name = self._name(logical_id, props, "FunctionName")
         arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
-        return Provisioned(logical_id, SERVERLESS_FUNCTION, name, arn)
+        # `!Ref Function.Version` (AutoPublishAlias): the sandbox runs one version of each function.
+        return Provisioned(logical_id, SERVERLESS_FUNCTION, name, arn, {"Version": arn + ":1"})
 
     def _api(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         api_id = "sbx" + logical_id.lower()[:7]

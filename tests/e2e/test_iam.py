@@ -275,6 +275,13 @@ class Day:
         )
         assert one["reports"][0]["details"]["partners"] == 1
 
+    def deployment(self) -> None:
+        """The stack's documentation removed and written again, as a deletion and a deployment do."""
+        bucket = self.sb.resource("DocsBucket")
+        assert self.sb.send_custom_resource("DocsSite", "Delete")["Status"] == "SUCCESS"
+        assert "Contents" not in self.sb.client("s3").list_objects_v2(Bucket=bucket)
+        assert self.sb.send_custom_resource("DocsSite", "Update")["Data"] == {"Objects": 4}
+
     @property
     def due(self) -> datetime:
         return self.now + timedelta(days=5)
@@ -293,6 +300,7 @@ def test_a_day_of_traffic_is_refused_nothing_and_uses_every_grant(sb: Sandbox) -
     day.members()
     day.flags()
     day.jobs()
+    day.deployment()
     sb.wait_for_idle(timeout=60)
     # Then nothing was refused
     report = sb.iam_report()
