@@ -156,6 +156,14 @@ def draw_tickets(program: str, draw_id: str, member: str) -> ItemKey:
 TICKET_PREFIX = "T#"
 
 
+def draw_reveal_chunk(program: str, draw_id: str, chunk: int) -> ItemKey:
+    """One slice of a revealed draw's frozen tickets: the draw item stays small whatever the entrants."""
+    return ItemKey(draw(program, draw_id).pk, f"{REVEAL_PREFIX}{chunk:06d}")
+
+
+REVEAL_PREFIX = "R#"
+
+
 # --- Entries and their history ----------------------------------------------------------------
 
 
