@@ -46,7 +46,6 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
     {
         ("GET", "/health"): OPEN,
         # Pages, not operations: the document and Swagger UI, the console (it asks for an admin key)
-        ("GET", "/docs"): OPEN,
         ("GET", "/console"): OPEN,
         # Members
         ("GET", "/programs/{program}/members/{member}/balance"): MEMBER_READ,
@@ -95,6 +94,21 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         ("GET", "/partners/{partner}/programs/{program}/settlement"): rule(
             partner=Scope.NAMED, **_admins(OPERATOR, AUDITOR)
         ),
+        # A partner's own files: an upload URL, the list, each file's report (operators and auditors read them too)
+        ("POST", "/partners/{partner}/programs/{program}/files"): rule(partner=Scope.NAMED),
+        ("GET", "/partners/{partner}/programs/{program}/files"): rule(
+            partner=Scope.NAMED, **_admins(OPERATOR, AUDITOR)
+        ),
+        ("GET", "/partners/{partner}/programs/{program}/files/{file_id}"): rule(
+            partner=Scope.NAMED, **_admins(OPERATOR, AUDITOR)
+        ),
+        # Channels (shops, sellers, tills, partners, the app) and their secrets, by operators
+        ("GET", "/admin/channels"): CONFIG_READ,
+        ("POST", "/admin/channels"): CONFIGURE,
+        ("GET", "/admin/channels/{kind}/{channel}"): CONFIG_READ,
+        ("PUT", "/admin/channels/{kind}/{channel}"): CONFIGURE,
+        ("POST", "/admin/channels/{kind}/{channel}/disable"): CONFIGURE,
+        ("POST", "/admin/channels/{kind}/{channel}/enable"): CONFIGURE,
         # Configuration, by operators
         ("PUT", "/admin/programs/{program}"): CONFIGURE,
         ("PUT", "/admin/programs/{program}/catalogue"): CONFIGURE,
@@ -124,7 +138,8 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
 
 # Not operations of the OpenAPI document: the webhook receiver's route, and the API's pages.
 WEBHOOK_ROUTES = frozenset({("POST", "/app-events")})
-PAGES = frozenset({("GET", "/docs"), ("GET", "/console")})
+# (The documentation, /docs and /openapi.json, is served by API Gateway from the docs bucket: no function.)
+PAGES = frozenset({("GET", "/console")})
 COLUMNS = (M, C, P, OPERATOR, SUPPORT, AUDITOR)
 
 

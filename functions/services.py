@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from integrations.channels import ChannelSources, ChannelView
     from integrations.sources import Sources
     from shared.access.store import AccessItems
+    from shared.channels.files import ChannelFiles
+    from shared.channels.registry import ChannelRegistry
+    from shared.channels.store import ChannelItems, ChannelSecrets
     from shared.earning.ingest import Ingest
     from shared.earning.queue import EventQueue
     from shared.earning.store import EarningItems
@@ -66,6 +70,7 @@ class Services:
         sleep: Callable[[float], None] = time.sleep,
         config_cache_seconds: float | None = None,
         notifier: Notifier | None = None,
+        channel_cache_seconds: float | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self._table_name = table_name or self.settings.table_name
@@ -74,6 +79,7 @@ class Services:
         self._sleep = sleep
         self._config_cache_seconds = config_cache_seconds
         self._notifier = notifier
+        self._channel_cache = channel_cache_seconds
 
     def now(self) -> datetime:
         """The clock every part reads (through this method, so a test may swap `clock` at any time)."""
@@ -265,15 +271,70 @@ class Services:
     # Channels
 
     @cached_property
-    def sources(self) -> Sources:
-        from integrations.sources import parse_sources
+    def sources(self) -> Sources | ChannelSources:
+        """The adapters' configs: from the channel records (each cached for CHANNEL_CACHE_SECONDS), or
+        from a fixed SOURCES JSON document when one is given (tests, local runs)."""
+        text = self.settings.sources.strip()
+        if text and text != "{}":
+            from integrations.sources import parse_sources
 
-        text = self.settings.sources
-        if text.startswith("ssm:"):
-            # Secrets stay out of the function's environment: SOURCES names an SSM SecureString.
-            parameter = aws.ssm().get_parameter(Name=text.removeprefix("ssm:"), WithDecryption=True)
-            text = parameter["Parameter"]["Value"]
-        return parse_sources(text, self.settings.identity_hash_key)
+            return parse_sources(text, self.settings.identity_hash_key)
+        from integrations.channels import ChannelSources
+
+        return ChannelSources(
+            self.channel_view,
+            lambda: self.settings.identity_hash_key,
+            ttl_seconds=self._channel_cache_seconds(),
+        )
+
+    def channel_view(self, kind: str, channel_id: str) -> ChannelView | None:
+        """A channel's record and its secret, as the adapters' configs are built from them."""
+        from integrations.channels import ChannelView
+
+        record = self.channel_items.get(kind, channel_id)
+        if record is None:
+            return None
+        secret = None
+        if record.secret_version is not None:
+            secret = self.channel_secrets.get(kind, channel_id, record.secret_version)
+        return ChannelView(
+            kind=record.kind,
+            channel_id=record.id,
+            program=record.program,
+            settings=record.settings,
+            status=record.status,
+            version=record.version,
+            secret=secret,
+        )
+
+    def _channel_cache_seconds(self) -> float:
+        return self.settings.channel_cache_seconds if self._channel_cache is None else self._channel_cache
+
+    @cached_property
+    def channel_items(self) -> ChannelItems:
+        from shared.channels.store import ChannelItems
+
+        return ChannelItems(self.table)
+
+    @cached_property
+    def channel_secrets(self) -> ChannelSecrets:
+        from shared.channels.store import ChannelSecrets
+
+        return ChannelSecrets(self.settings.channel_secrets_path)
+
+    @cached_property
+    def channel_files(self) -> ChannelFiles:
+        from shared.channels.files import ChannelFiles
+        from shared.channels.store import FileObjects
+
+        return ChannelFiles(self.channel_items, FileObjects(self.settings.files_bucket), self.now)
+
+    @cached_property
+    def channels(self) -> ChannelRegistry:
+        from integrations import channels as rules
+        from shared.channels.registry import ChannelRegistry
+
+        return ChannelRegistry(self.channel_items, self.channel_secrets, self.programs, rules, self.now)
 
     @cached_property
     def ingest_queue(self) -> EventQueue:

@@ -48,6 +48,13 @@ class UnknownSourceError(AdapterError):
     code = "unknown_source"
 
 
+class ChannelDisabledError(AdapterError):
+    """Raised when a shop, seller, feed, partner or app is configured but disabled by an operator."""
+
+    code = "channel_disabled"
+    status = 403
+
+
 class UnsupportedEventError(AdapterError):
     """Raised when a topic or event type is one this adapter does not turn into events."""
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from integrations.batch import CHUNK_LINES, layout
 from integrations.errors import UnknownSourceError
@@ -21,8 +21,15 @@ if TYPE_CHECKING:
     from integrations.batch import Layout
     from integrations.partner_feed import PartnerFeedConfig
     from integrations.report import BatchReport
-    from integrations.sources import Sources
     from integrations.till_csv import TillCsvConfig
+
+
+class FeedConfigs(Protocol):
+    """Where the file feeds' configs come from (the channel records, or a static set in tests)."""
+
+    def till_config(self, name: str) -> TillCsvConfig: ...
+
+    def partner(self, partner: str) -> PartnerFeedConfig: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class FileReader:
         return parse_partner_chunk(header, body, first_line, self.partner, now=now, fmt="csv", header_at=header_at)
 
 
-def file_reader(key: str, sources: Sources, *, chunk_lines: int = CHUNK_LINES) -> FileReader:
+def file_reader(key: str, sources: FeedConfigs, *, chunk_lines: int = CHUNK_LINES) -> FileReader:
     parts = key.split("/")
     if parts[0] == "till" and len(parts) > 1:
         feed = parts[1] if len(parts) > 2 else "default"

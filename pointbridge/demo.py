@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRAM_SEED = ROOT / "seeds" / "demo-program.json"
 SHOP = "demo-outfitters.myshopify.com"
 SHOP_SECRET = "demo-shop-webhook-secret"
-IDENTITY_KEY = "demo-identity-key"
 PARTNER = "skyair"
 ALICE_EMAIL = "alice@example.com"
 ALICE_CARD = "6001 2345 6789"
@@ -49,16 +48,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _sources() -> dict[str, Any]:
-    usd = {"program_currency": "USD"}
-    return {
-        "shopify": {
-            SHOP: {"program": "demo", "webhook_secret": SHOP_SECRET, "identity_key": IDENTITY_KEY, "currency": usd}
-        },
-        "app": {"app": {"program": "demo"}},
-        "till": {"default": {"program": "demo", "identity_key": IDENTITY_KEY, "phone_region": "US", "currency": usd}},
-        "partners": {PARTNER: {"program": "demo", "currency": usd}},
-    }
+def _channels() -> list[dict[str, Any]]:
+    """The demo's channels, as an operator creates them (POST /admin/channels)."""
+    return [
+        {"kind": "shopify", "id": SHOP, "program": "demo", "secret": SHOP_SECRET},
+        {"kind": "app", "id": "app", "program": "demo"},
+        {"kind": "till", "id": "default", "program": "demo", "settings": {"phone_region": "US"}},
+        {"kind": "partner", "id": PARTNER, "program": "demo"},
+    ]
 
 
 def shopify_order(now: datetime) -> dict[str, Any]:
@@ -184,10 +181,14 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
     stack = Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), config_cache_seconds=0)
     program = load_program(PROGRAM_SEED)
     stack.programs.publish(program)
-    sb.client("ssm").put_parameter(
-        Name="/pointbridge/local/channel-sources", Value=json.dumps(_sources()), Type="SecureString", Overwrite=True
-    )
     admin_key = issue_key(stack.access_items, Principal(kind=PrincipalKind.ADMIN, id="demo-operator"))
+    for channel in _channels():
+        created = requests.post(
+            f"{sb.api_url}/admin/channels", json=channel, headers={"x-api-key": admin_key}, timeout=30
+        )
+        if created.status_code not in (201, 409):  # 409: kept from an earlier run of the demo
+            raise RuntimeError(f"channel {channel['kind']} {channel['id']} refused: {created.text}")
+    identity_key = sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("IdentityHashKey"))["SecretString"]
     print(f"program {program.program!r} v{program.version}: {program.name}, {len(program.tiers)} tiers")
 
     print("\n1. Online: a signed Shopify orders/paid webhook over HTTP")
@@ -213,7 +214,7 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
 
     directory = stack.members
     ingest = stack.ingest
-    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(IDENTITY_KEY.encode(), ALICE_EMAIL))
+    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(identity_key.encode(), ALICE_EMAIL))
     card = Identity(kind=IdentityKind.CARD, value=ALICE_CARD.replace(" ", ""))
     airline = Identity(kind=IdentityKind.PARTNER, value=ALICE_AIRLINE_ID, scope=PARTNER)
     member = directory.member_for(email.key)

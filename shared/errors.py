@@ -187,6 +187,18 @@ class ConfigError(PointbridgeError):
     status = 422
 
 
+class InvalidChannelError(PointbridgeError):
+    """Raised when a channel record (a shop, seller, till feed, partner or app) is refused as written:
+    `field` names what is wrong; the channel as it was, and every other channel, stay in force."""
+
+    code = "invalid_channel"
+    status = 422
+
+    def __init__(self, detail: str, *, field: str, **context: object) -> None:
+        super().__init__(detail, field=field, **context)
+        self.field = field
+
+
 # --- Raised by the HTTP API's use cases (catalogue, exchange, access) ---
 
 

@@ -2,8 +2,10 @@
 
 Handlers are thin: parse (pydantic, via the resolver's validation), call one use case, shape the
 reply. Errors become problem+json replies in functions.problems. The OpenAPI document is
-generated from the routes and their pydantic models and finished in functions.api.openapi; it is
-served at /docs (Swagger UI, assets bundled inside powertools, so no CDN) and /docs?format=json.
+generated from the routes and their pydantic models and finished in functions.api.openapi. API
+Gateway serves it (/openapi.json) and Swagger UI on it (/docs) from the docs bucket, which
+functions.docs writes at deployment: no request for them reaches this function, which does not import
+the document's builder either (it would cost every cold start).
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from functions import problems
-from functions.api import openapi
 from functions.api.context import admit_role, guard_requests, unreadable
 from functions.api.routes import (
     admin,
+    channels,
     draws,
     exchange,
     figures,
@@ -27,6 +29,7 @@ from functions.api.routes import (
     identities,
     keys,
     members,
+    partner_files,
     redemptions,
     service,
 )
@@ -42,14 +45,9 @@ problems.install(app)
 
 for area in (service, members, identities, redemptions, holds, exchange, gifts, draws, admin, keys, flags, figures):
     app.include_router(area.router)
-
-
-@app.get("/docs", include_in_schema=False)
-def docs() -> Response[str]:
-    """Swagger UI, or the OpenAPI document itself with `?format=json` (built once per container)."""
-    if (app.current_event.query_string_parameters or {}).get("format") == "json":
-        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi.text(app))
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=openapi.swagger_page(app))
+# Channels and partners' files (issue 13).
+for area in (channels, partner_files):
+    app.include_router(area.router)
 
 
 @logger.inject_lambda_context(clear_state=True)

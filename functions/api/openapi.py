@@ -5,8 +5,9 @@ finishes that once, in this one place: each operation's problem replies (its cod
 `functions.api.operations`, their meanings from `functions.api.refusals`) instead of powertools'
 422 `HTTPValidationError` (the API answers 400 problems), who may call it, the `Idempotency-Key`
 header on mutations, tags, operation ids and summaries from the route functions, and servers that
-work wherever the document is served. `/docs` serves it (and Swagger UI on it); `openapi.json` at
-the repository root is the committed copy, which a test keeps equal to what `/docs` serves.
+work wherever the document is served. `site` is what API Gateway serves from the docs bucket
+(written at deployment by functions.docs): `/openapi.json`, and Swagger UI on it at `/docs`;
+`openapi.json` at the repository root is the committed copy, which tests keep equal to both.
 
 Regenerate the committed copy: `python -m functions.api.openapi` (`--check` only compares).
 """
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler.openapi import swagger_ui
-from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
 from functions.api.context import MAX_IDEMPOTENCY_KEY, MUTATING
 from functions.api.operations import OPERATIONS, Tag
@@ -50,8 +50,8 @@ One loyalty-points ledger for every channel: members' balances and statements, r
 checkout holds, gifts, draws, partner exchange and transfers, and operators' configuration and \
 figures.
 
-**Keys.** Every operation but `GET /health` (and this document, `GET /docs`) needs an API key in \
-the `x-api-key` header. API Gateway's authorizer resolves it to a principal: a member, a channel \
+**Keys.** Every operation but `GET /health` (and this document, `GET /openapi.json`, with `GET /docs`) \
+needs an API key in the `x-api-key` header. API Gateway's authorizer resolves it to a principal: a member, a channel \
 (a shop, a till, the brand's app backend), a partner, or an admin in one role (operator, support, \
 auditor), each with the programs (and a partner's agreements) it may touch. A missing, malformed, \
 unknown, expired or revoked key is a `401` problem from API Gateway before the API runs \
@@ -81,8 +81,8 @@ SERVERS: list[dict[str, Any]] = [
     {
         "url": ".",
         "description": (
-            "Where this document is served from: `/docs` sits at the API's root, so Try it out in `/docs` "
-            "calls the same API, whether the sandbox's local URL or an API Gateway stage."
+            "Where this document is served from: `/openapi.json` sits at the API's root, so Try it out in "
+            "`/docs` calls the same API, whether the sandbox's local URL or an API Gateway stage."
         ),
     },
     {
@@ -191,6 +191,12 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             "end": _string("With `invalid_input` on a period: its last day."),
             "days": _integer("With `invalid_input` on a period: how many days it covers."),
             "tier": _string("With `invalid_input` from a dry run: the tier named that the draft does not have."),
+            "field": _string(
+                "With `invalid_channel`, `channel_exists` or `invalid_input` on a file: the field refused "
+                "(`id`, `program`, `secret`, `settings.<path>`, `name`)."
+            ),
+            "version": _integer("With `channel_changed`: the channel's current version."),
+            "source": _string("With `channel_disabled`: the channel's id."),
         },
     },
     "FieldError": {
@@ -222,7 +228,7 @@ def routes(app: APIGatewayRestResolver) -> dict[tuple[str, str], Callable[..., o
 
 
 def document(app: APIGatewayRestResolver) -> dict[str, Any]:
-    """The finished document, as `/docs?format=json` serves it and `openapi.json` holds it."""
+    """The finished document, as `/openapi.json` serves it and `openapi.json` holds it."""
     generated = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
     functions = routes(app)
     undocumented = set(functions.values()) - set(OPERATIONS)
@@ -273,15 +279,48 @@ def text(app: APIGatewayRestResolver) -> str:
     return json.dumps(document(app), indent=2, ensure_ascii=False) + "\n"
 
 
-@cache
-def swagger_page(app: APIGatewayRestResolver) -> str:
-    """Swagger UI on the document, with the JS and CSS powertools bundles (no CDN)."""
+# The site API Gateway serves from the docs bucket: object key -> (Content-Type, bytes). The page sits
+# at `<root>/docs`, so `docs/...` reaches its assets and `openapi.json` the document, both relative.
+SITE_PREFIX = "docs/"
+PAGE = SITE_PREFIX + "index.html"
+DOCUMENT = SITE_PREFIX + "openapi.json"
+SWAGGER_ASSETS = {"swagger-ui-bundle.min.js": "text/javascript; charset=utf-8", "swagger-ui.min.css": "text/css"}
+_PAGE_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" type="text/css" href="docs/swagger-ui.min.css">
+</head>
+<body>
+<div id="swagger-ui">Loading...</div>
+<script src="docs/swagger-ui-bundle.min.js"></script>
+<script>
+SwaggerUIBundle({{
+  url: "openapi.json",
+  dom_id: "#swagger-ui",
+  docExpansion: "list",
+  deepLinking: true,
+  filter: true,
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout"
+}});
+</script>
+</body>
+</html>
+"""
+
+
+def site(app: APIGatewayRestResolver) -> dict[str, tuple[str, bytes]]:
+    """Swagger UI's page and assets (bundled inside powertools: no CDN) and the document."""
     assets = Path(swagger_ui.__file__).parent
-    script = (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
-    style = (assets / "swagger-ui.min.css").read_text(encoding="utf-8")
-    # Inlined in a <script>: a "</" inside the JSON must not close it.
-    spec = text(app).replace("</", "<\\/")
-    return generate_swagger_html(spec, script, style, "", None)
+    files = {
+        PAGE: ("text/html; charset=utf-8", _PAGE_HTML.format(title=TITLE).encode()),
+        DOCUMENT: (JSON, text(app).encode()),
+    }
+    for name, content_type in SWAGGER_ASSETS.items():
+        files[SITE_PREFIX + name] = (content_type, (assets / name).read_bytes())
+    return files
 
 
 def _operation(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from functions.api.routes import (
     admin,
+    channels,
     draws,
     exchange,
     figures,
@@ -25,6 +26,7 @@ from functions.api.routes import (
     identities,
     keys,
     members,
+    partner_files,
     redemptions,
     service,
 )
@@ -52,6 +54,11 @@ class Tag(Enum):
     KEYS = ("keys", "API keys: minted, listed, revoked and rotated by operators; shown once, stored hashed.")
     FLAGS = ("flags", "Members flagged by the velocity checks, and the operator's decision on their held points.")
     FIGURES = ("figures", "Program figures for operators, projected from the ledger's stream.")
+    CHANNELS = (
+        "channels",
+        "Operators: the shops, Square sellers, till feeds, partners and apps that feed programs, each a record "
+        "checked when written; secrets stored as secrets, never shown.",
+    )
     SERVICE = ("service", "The service itself.")
 
     def __init__(self, label: str, description: str) -> None:
@@ -154,4 +161,19 @@ OPERATIONS: dict[Callable[..., object], Operation] = {
     flags.decide: Operation(Tag.FLAGS, ("unknown_program", "flag_not_found", "flag_already_decided", "contention")),
     figures.figures: Operation(Tag.FIGURES, ("unknown_program",)),
     figures.programs: Operation(Tag.FIGURES),
+}
+
+# Channels and partners' files (issue 13).
+CHANNEL_WRITE = ("invalid_channel", "unknown_channel", "channel_changed")
+PARTNER_FILES = ("unknown_channel", "channel_disabled")
+OPERATIONS |= {
+    channels.list_channels: Operation(Tag.CHANNELS),
+    channels.create_channel: Operation(Tag.CHANNELS, ("invalid_channel", "channel_exists")),
+    channels.get_channel: Operation(Tag.CHANNELS, ("unknown_channel",)),
+    channels.change_channel: Operation(Tag.CHANNELS, CHANNEL_WRITE),
+    channels.disable_channel: Operation(Tag.CHANNELS, CHANNEL_WRITE),
+    channels.enable_channel: Operation(Tag.CHANNELS, CHANNEL_WRITE),
+    partner_files.upload_file: Operation(Tag.PARTNERS, PARTNER_FILES),
+    partner_files.list_files: Operation(Tag.PARTNERS, PARTNER_FILES),
+    partner_files.file_report: Operation(Tag.PARTNERS, (*PARTNER_FILES, "unknown_file")),
 }

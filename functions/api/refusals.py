@@ -16,8 +16,11 @@ from typing import Any
 from functions.api.routes.identities import ProofRequiredError
 from functions.api.routes.keys import UnknownKeyError
 from functions.problems import MALFORMED_JSON, NO_SUCH_ROUTE, TYPE_BASE
+from integrations.errors import ChannelDisabledError
 from shared import errors
 from shared.access.keys import KeyRefusal
+from shared.channels.files import UnknownFileError
+from shared.channels.records import ChannelChangedError, ChannelExistsError, UnknownChannelError
 from shared.events.identity import InvalidIdentityError
 from shared.exchange.agreements import UnknownQuoteError
 from shared.jobs.notify import NotifyError
@@ -323,3 +326,41 @@ REFUSALS: dict[str, Refusal] = {
         ),
     )
 } | {r.code: r for r in KEY_REFUSALS}
+
+# Channels and partners' files (issue 13).
+REFUSALS |= {
+    r.code: r
+    for r in (
+        _of(
+            errors.InvalidChannelError,
+            "The channel record is refused as written. `field` names what is wrong (`id`, `program`, `secret`, "
+            "`settings.<path>`, `kind`, `status`); nothing was written, and the channel as it was and every other "
+            "channel keep working.",
+            "the signature_key must be 16-256 characters of base64 or base64url",
+            field="secret",
+        ),
+        _of(
+            ChannelExistsError,
+            "A channel of that kind and id exists already (a shop's domain is compared in any case). Change it, "
+            "or enable it if it is disabled.",
+            "a shopify channel 'acme.myshopify.com' exists already: change it, or enable it if it is disabled",
+            field="id",
+        ),
+        _of(
+            ChannelChangedError,
+            "The channel changed since it was read (`version` is the current one). Read it again and make the "
+            "change on that version.",
+            "the shopify channel 'acme.myshopify.com' is at version 3, not 2: read it again and make the change "
+            "on that",
+            version=3,
+        ),
+        _of(UnknownChannelError, "No channel of that kind and id.", "no partner channel 'skyair'"),
+        _of(
+            ChannelDisabledError,
+            "The channel is disabled by an operator: its events and files are refused until it is enabled.",
+            "partner skyair's channel is disabled",
+            source="skyair",
+        ),
+        _of(UnknownFileError, "No file with that id from this partner.", "no file '20261207T101500Z-1a2b3c4d'"),
+    )
+}

@@ -21,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions import problems
 from functions.permissions import PERMISSIONS
 from functions.services import services
+from functions.webhooks.limits import oversized
 from integrations.app_events import parse_app_event
 from integrations.shopify import parse_shopify_webhook
 from integrations.square import parse_square_webhook
@@ -102,4 +103,8 @@ problems.install(app, observe=_refused)
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    too_large = oversized(event)
+    if too_large is not None:
+        _refused(too_large)
+        return problems.proxy_reply(too_large)
     return app.resolve(event, context)

@@ -36,6 +36,47 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
 
 
+class Throttle:
+    """API Gateway's token bucket for a method: `rate` tokens a second, at most `burst` at once."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+def method_throttle(settings: list[dict[str, Any]], resource: str, method: str) -> Throttle | None:
+    """The stage's MethodSettings for one method: its own entry if there is one, else `/*` `*`."""
+
+    def path(entry: dict[str, Any]) -> str:
+        return str(entry.get("ResourcePath", "/*")).replace("~1", "/")
+
+    own = [e for e in settings if path(e) != "/*" and path(e).removeprefix("/") == resource and _verb(e, method)]
+    default = [e for e in settings if path(e) == "/*" and str(e.get("HttpMethod", "*")) == "*"]
+    for entry in own + default:
+        if "ThrottlingRateLimit" in entry or "ThrottlingBurstLimit" in entry:
+            rate, burst = entry.get("ThrottlingRateLimit", 10000), entry.get("ThrottlingBurstLimit", 5000)
+            return Throttle(float(rate), int(burst))
+    return None
+
+
+def _verb(entry: dict[str, Any], method: str) -> bool:
+    return str(entry.get("HttpMethod", "*")).upper() in ("*", method)
+
+
 @dataclass(frozen=True)
 class Authorizer:
     name: str
@@ -63,9 +104,25 @@ AUTHORIZER_CONFIGURATION = ("AUTHORIZER_CONFIGURATION_ERROR", 500, None)
 _CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
 
 
+@dataclass(frozen=True)
+class S3Integration:
+    """An `x-amazon-apigateway-integration` of type `aws` on S3's path API: GET of one object.
+
+    `key` may hold `{name}` for a path parameter mapped through `requestParameters`. `responses`
+    is API Gateway's list of (selection pattern, method status, method headers): the first pattern
+    that matches S3's status in full wins, else `default`. A header value is a `'literal'` or
+    `integration.response.header.<Name>`.
+    """
+
+    bucket: str
+    key: str
+    path_parameters: dict[str, str]  # integration's name -> the method's path parameter
+    responses: tuple[tuple[str, int, dict[str, str]], ...]
+
+
 @dataclass
 class Route:
-    function: str
+    function: str  # logical id; "" for an S3 integration
     method: str
     resource: str
     api_id: str
@@ -73,6 +130,8 @@ class Route:
     authorizer: Authorizer | None = None
     binary_media_types: tuple[str, ...] = ()
     gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
+    throttle: Throttle | None = None
+    s3: S3Integration | None = None
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,8 +167,10 @@ class ApiGateway:
         control: Callable[[str, str, dict[str, str], bytes], tuple[int, Any]],
         region: str,
         port: int = 0,
+        read_object: Callable[[str, str], tuple[int, dict[str, str], bytes]] | None = None,
     ) -> None:
         self.routes = sorted(routes, key=lambda r: r.specificity(), reverse=True)
+        self.read_object = read_object
         self.invoke = invoke
         self.control = control
         self.region = region
@@ -163,7 +224,10 @@ class ApiGateway:
                 continue
             params = _match(route, path)
             if params is not None:
-                self._proxy(request, route, params, split.query, body)
+                if route.s3 is not None:
+                    self._s3(request, route, route.s3, params)
+                else:
+                    self._proxy(request, route, params, split.query, body)
                 return
         _reply(request, 403, _json_type(), b'{"message":"Missing Authentication Token"}')
 
@@ -237,6 +301,9 @@ class ApiGateway:
     def _proxy(
         self, request: BaseHTTPRequestHandler, route: Route, params: dict[str, str], query: str, body: bytes
     ) -> None:
+        if route.throttle is not None and not route.throttle.admit():
+            _reply(request, 429, _json_type(), b'{"message":"Too Many Requests"}')
+            return
         event = self._event(request, route, params, query, body)
         if route.authorizer is not None:
             denied = self._authorize(route, event)
@@ -255,6 +322,35 @@ class ApiGateway:
             return
         status, headers, payload = translated
         _reply(request, status, headers, payload)
+
+    def _s3(self, request: BaseHTTPRequestHandler, route: Route, s3: S3Integration, params: dict[str, str]) -> None:
+        """API Gateway's S3 integration: the object's bytes, its status mapped by the responses."""
+        if route.throttle is not None and not route.throttle.admit():
+            _reply(request, 429, _json_type(), b'{"message":"Too Many Requests"}')
+            return
+        if self.read_object is None:
+            _reply(request, 500, _json_type(), b'{"message": "Internal server error"}')
+            return
+        key = s3.key
+        for name, parameter in s3.path_parameters.items():
+            key = key.replace("{" + name + "}", params.get(parameter, ""))
+        status, headers, payload = self.read_object(s3.bucket, key)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        chosen = next((r for r in s3.responses if r[0] != "default" and re.fullmatch(r[0], str(status))), None)
+        chosen = chosen or next((r for r in s3.responses if r[0] == "default"), None)
+        if chosen is None:
+            _reply(request, 500, _json_type(), b'{"message": "Internal server error"}')
+            return
+        _, method_status, mapping = chosen
+        out: dict[str, Any] = {"Content-Type": "application/json"}
+        for name, source in mapping.items():
+            if source.startswith("'") and source.endswith("'"):
+                out[name] = source[1:-1]
+            elif source.lower().startswith("integration.response.header."):
+                value = lowered.get(source.split(".", 3)[3].lower())
+                if value is not None:
+                    out[name] = value
+        _reply(request, method_status, out, payload)
 
     def _authorize(
         self, route: Route, event: dict[str, Any]

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from pointbridge.sandbox import state
-from pointbridge.sandbox.apigw import ApiGateway, Authorizer, GatewayResponse, Route
+from pointbridge.sandbox.apigw import ApiGateway, Authorizer, GatewayResponse, Route, S3Integration, method_throttle
 from pointbridge.sandbox.emulator import Emulator
 from pointbridge.sandbox.iam import PolicySet, function_credentials, function_principal
-from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner
+from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner, is_custom_resource
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
 from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_filter, s3_events
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
+    SERVERLESS_API,
     SERVERLESS_FUNCTION,
     TemplateError,
     function_code_dir,
@@ -34,6 +37,11 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 log = logging.getLogger("pointbridge.sandbox")
+
+# Where custom resources' handlers answer CloudFormation (a presigned PUT, as CloudFormation gives).
+CFN_RESPONSES_BUCKET = "pointbridge-sandbox-cloudformation-answers"
+# API Gateway's S3 integration URI: arn:<partition>:apigateway:<region>:s3:path/<bucket>/<key>
+S3_PATH = re.compile(r"^arn:[^:]+:apigateway:[^:]+:s3:path/(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -50,6 +58,19 @@ class Invocation:
     error: str | None
     started_at: float
     duration_ms: float
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """How Lambda handles the function's asynchronous invocations (its EventInvokeConfig)."""
+
+    retries: int = 2  # Lambda's default: two more attempts
+    on_failure: dict[str, Any] | None = None  # {"Type": "SQS"|"SNS", "Destination": arn}
+
+
+def _arrival(record: dict[str, Any]) -> str:
+    created = record.get("dynamodb", {}).get("ApproximateCreationDateTime", time.time())
+    return datetime.fromtimestamp(float(created), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _outcome(reply: Any) -> str:
@@ -90,6 +111,7 @@ class Sandbox:
         api_port: int = 0,
         log_dir: Path | None = None,
         enforce_iam: bool = True,
+        parameters: dict[str, Any] | None = None,
     ) -> None:
         self.template_path = Path(template).resolve()
         self.stage = stage
@@ -104,10 +126,15 @@ class Sandbox:
         # Each function's calls are checked against its policy in the template (docs/sandbox.md, "IAM");
         # False: an audit, calls are evaluated and reported (`iam_report`), none refused.
         self.enforce_iam = enforce_iam
+        # The template's Parameters beyond Stage (defaults otherwise), as `sam deploy` would pass them.
+        self.parameters = dict(parameters or {})
         self.policies = PolicySet()
         self.invocations: list[Invocation] = []
         self.resources: dict[str, Provisioned] = {}
         self.functions: dict[str, FunctionSpec] = {}
+        self.async_configs: dict[str, AsyncConfig] = {}
+        # Lambda's destination records delivered for failed asynchronous invocations and stream batches.
+        self.failures_delivered: list[dict[str, Any]] = []
         self.schedules: list[ScheduleSpec] = []
         self._emulator = Emulator()
         self._pools: dict[str, FunctionPool] = {}
@@ -196,18 +223,51 @@ class Sandbox:
         return self._invoke(logical_id, event, "direct", 1)
 
     def run_function(self, logical_id: str, now: datetime | None = None, *, simulate: bool = False) -> Any:
-        """One scheduled run, as if the function's schedule fired at `now` (default: now).
+        """One scheduled run, as if the function's schedule fired at `now` (default: now), invoked
+        synchronously like `aws lambda invoke`: raises InvocationError if the handler fails.
 
         The jobs refuse a `now` ahead of the wall clock; `simulate=True` says the caller moves time
         on purpose (it adds `"simulate": true` to the job's input).
         """
-        self._check_function(logical_id)
-        spec = next((s for s in self.schedules if s.function == logical_id), None)
-        moment = now or datetime.now(UTC)
-        event = scheduled_event(spec, self.functions[logical_id].arn, self.region, moment)
+        event = self._schedule_event(logical_id, now)
         if simulate and isinstance(event, dict):
             event["simulate"] = True
         return self._invoke(logical_id, event, "schedule", 1)
+
+    def fire_schedule(self, logical_id: str, now: datetime | None = None) -> bool:
+        """One scheduled run as the scheduler makes it, an asynchronous invocation: retried as the
+        function's EventInvokeConfig says, then its event and error go to the on-failure destination.
+        True if an attempt succeeded."""
+        return self._invoke_async(logical_id, self._schedule_event(logical_id, now), "schedule")
+
+    def _schedule_event(self, logical_id: str, now: datetime | None) -> Any:
+        self._check_function(logical_id)
+        spec = next((s for s in self.schedules if s.function == logical_id), None)
+        return scheduled_event(spec, self.functions[logical_id].arn, self.region, now or datetime.now(UTC))
+
+    def sweep_ttl(self, now: datetime | None = None) -> int:
+        """Delete what DynamoDB's TTL would have deleted by `now`: items whose TTL attribute (a number,
+        epoch seconds) is in the past, in each table that enables TTL. DynamoDB does this in the
+        background within a day or two of the time; moto never does. Returns how many were deleted."""
+        moment = (now or datetime.now(UTC)).timestamp()
+        ddb = self.client("dynamodb")
+        deleted = 0
+        for logical_id, resource in self.resources.items():
+            if resource.type != "AWS::DynamoDB::Table":
+                continue
+            spec = self.template["Resources"][logical_id].get("Properties", {}).get("TimeToLiveSpecification", {})
+            if not self.provisioner.resolver.resolve(spec.get("Enabled", False)):
+                continue
+            attribute = str(spec["AttributeName"])
+            schema = ddb.describe_table(TableName=resource.physical_id)["Table"]["KeySchema"]
+            keys = [k["AttributeName"] for k in schema]
+            # Filtered here: moto's filter fails on a TTL attribute that is not a number; DynamoDB skips it.
+            for page in ddb.get_paginator("scan").paginate(TableName=resource.physical_id):
+                for item in page["Items"]:
+                    if "N" in item.get(attribute, {}) and float(item[attribute]["N"]) < moment:
+                        ddb.delete_item(TableName=resource.physical_id, Key={k: item[k] for k in keys})
+                        deleted += 1
+        return deleted
 
     def _check_function(self, logical_id: str) -> None:
         if logical_id not in self.functions:
@@ -275,13 +335,14 @@ class Sandbox:
         self._emulator.start()
         self.template = load_template(self.template_path)
         self.provisioner = Provisioner(
-            self.template, {"Stage": self.stage}, self.region, self.client, self.queue_overrides
+            self.template, {"Stage": self.stage} | self.parameters, self.region, self.client, self.queue_overrides
         )
         self.resources = self.provisioner.provision_all()
         self.policies = PolicySet()
         for logical_id, resource in self.resources.items():
             if resource.type == SERVERLESS_FUNCTION:
                 self.functions[logical_id] = self._function_spec(logical_id, resource)
+                self.async_configs[logical_id] = self._async_config(logical_id)
                 self._pools[logical_id] = FunctionPool(self.functions[logical_id], self.pool_size)
                 self.policies.add(
                     function_principal(
@@ -295,10 +356,22 @@ class Sandbox:
         # Without enforcement the gate still evaluates every call, and reports what it would refuse.
         self._emulator.iam("PUT", self.policies.to_json(), query="" if self.enforce_iam else "audit")
         if self.state_dir is not None:
-            restored = state.restore(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+            restored = state.restore(
+                self.state_dir,
+                self.client("dynamodb"),
+                self.client("s3"),
+                *self._stores(),
+                ssm=self.client("ssm"),
+                secretsmanager=self.client("secretsmanager"),
+            )
             log.info("sandbox: restored %d items and objects from %s", restored, self.state_dir)
-        routes = self._wire_events()
-        self._api = ApiGateway(routes, self._invoke, self._control, self.region, self.api_port)
+        for logical_id, resource in self.resources.items():
+            if is_custom_resource(resource.type):
+                self.send_custom_resource(logical_id, "Create")
+        routes = self._wire_events() + self._s3_routes()
+        self._api = ApiGateway(
+            routes, self._invoke, self._control, self.region, self.api_port, read_object=self._read_object
+        )
         self._api.start()
         for poller in self._pollers:
             poller.start()
@@ -313,7 +386,14 @@ class Sandbox:
 
     def _save(self) -> None:
         assert self.state_dir is not None
-        state.save(self.state_dir, self.client("dynamodb"), self.client("s3"), *self._stores())
+        state.save(
+            self.state_dir,
+            self.client("dynamodb"),
+            self.client("s3"),
+            *self._stores(),
+            ssm=self.client("ssm"),
+            secretsmanager=self.client("secretsmanager"),
+        )
 
     def _function_spec(self, logical_id: str, resource: Provisioned) -> FunctionSpec:
         props = function_properties(self.template, logical_id)
@@ -351,6 +431,16 @@ class Sandbox:
             log_file=str(self.log_dir / f"{logical_id}.log") if self.log_dir is not None else None,
         )
 
+    def _async_config(self, logical_id: str) -> AsyncConfig:
+        raw = function_properties(self.template, logical_id).get("EventInvokeConfig")
+        if not raw:
+            return AsyncConfig()
+        config = self.provisioner.resolver.resolve(raw)
+        return AsyncConfig(
+            retries=int(config.get("MaximumRetryAttempts", 2)),
+            on_failure=config.get("DestinationConfig", {}).get("OnFailure"),
+        )
+
     def _wire_events(self) -> list[Route]:
         routes: list[Route] = []
         notifications: dict[str, list[dict[str, Any]]] = {}
@@ -378,11 +468,129 @@ class Sandbox:
             )
         return routes
 
-    def _queue_by_arn(self, arn: str) -> Provisioned:
+    def send_custom_resource(self, logical_id: str, request_type: str) -> dict[str, Any]:
+        """CloudFormation's request (`Create`, `Update` or `Delete`) for a custom resource to its
+        ServiceToken (a function of the stack), with a presigned S3 URL to answer at; returns the
+        answer. A FAILED answer (or none) raises, as CloudFormation rolls the stack back. The sandbox
+        sends Create at start; Update and Delete are for tests of a handler's other paths."""
+        import json
+
+        resource = self.resources[logical_id]
+
+        props = self.provisioner.resolver.resolve(self.template["Resources"][logical_id].get("Properties", {}))
+        token = str(props.get("ServiceToken", ""))
+        function = next((k for k, f in self.functions.items() if f.arn == token), None)
+        if function is None:
+            raise TemplateError(f"{logical_id}: ServiceToken {token!r} is not a function of the template")
+        s3 = self.client("s3")
+        if not any(b["Name"] == CFN_RESPONSES_BUCKET for b in s3.list_buckets()["Buckets"]):
+            s3.create_bucket(Bucket=CFN_RESPONSES_BUCKET)
+        request_id = str(uuid.uuid4())
+        answer_key = f"{logical_id}/{request_id}"
+        stack = self.provisioner.stack
+        event = {
+            "RequestType": request_type,
+            "ServiceToken": token,
+            "ResponseURL": self._presigner().generate_presigned_url(
+                "put_object", Params={"Bucket": CFN_RESPONSES_BUCKET, "Key": answer_key}, ExpiresIn=7200
+            ),
+            "StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{stack}/{uuid.uuid4()}",
+            "RequestId": request_id,
+            "ResourceType": resource.type,
+            "LogicalResourceId": logical_id,
+            "ResourceProperties": props,
+        }
+        if request_type != "Create":
+            event |= {"PhysicalResourceId": resource.physical_id}
+        if request_type == "Update":
+            event |= {"OldResourceProperties": props}
+        self._invoke(function, event, "cloudformation", 1)
+        try:
+            answer = json.loads(s3.get_object(Bucket=CFN_RESPONSES_BUCKET, Key=answer_key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            raise TemplateError(f"{logical_id}: {function} never answered CloudFormation") from None
+        if answer.get("Status") != "SUCCESS":
+            raise TemplateError(f"{logical_id}: {function} answered FAILED: {answer.get('Reason')}")
+        resource.physical_id = str(answer.get("PhysicalResourceId") or logical_id)
+        resource.attributes = {str(k): str(v) for k, v in (answer.get("Data") or {}).items()}
+        return dict(answer)
+
+    def _presigner(self) -> Any:
+        # Signature Version 4, as CloudFormation's URLs are (the emulator refuses version 2, as S3 does).
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
+        )
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+
+    def _s3_routes(self) -> list[Route]:
+        """The methods of each API's DefinitionBody that API Gateway answers from S3 itself."""
+        routes: list[Route] = []
+        for api_logical_id, resource in self.resources.items():
+            if resource.type != SERVERLESS_API or api_logical_id == IMPLICIT_API:
+                continue
+            raw = self.template["Resources"][api_logical_id].get("Properties", {}).get("DefinitionBody")
+            if not raw:
+                continue
+            body = self.provisioner.resolver.resolve(raw)
+            api_id, stage, _, _, _, settings = self._api_settings(api_logical_id)
+            for path, methods in body.get("paths", {}).items():
+                for method, operation in methods.items():
+                    integration = operation.get("x-amazon-apigateway-integration", {})
+                    target = S3_PATH.match(str(integration.get("uri", "")))
+                    if integration.get("type") != "aws" or target is None:
+                        continue
+                    mapped = {
+                        name.removeprefix("integration.request.path."): source.removeprefix("method.request.path.")
+                        for name, source in integration.get("requestParameters", {}).items()
+                        if name.startswith("integration.request.path.")
+                    }
+                    responses = tuple(
+                        (
+                            pattern,
+                            int(reply["statusCode"]),
+                            {
+                                name.removeprefix("method.response.header."): str(value)
+                                for name, value in reply.get("responseParameters", {}).items()
+                            },
+                        )
+                        for pattern, reply in integration.get("responses", {}).items()
+                    )
+                    routes.append(
+                        Route(
+                            function="",
+                            method=method.upper(),
+                            resource=path,
+                            api_id=api_id,
+                            stage=stage,
+                            throttle=method_throttle(settings, path, method.upper()),
+                            s3=S3Integration(target["bucket"], target["key"], mapped, responses),
+                        )
+                    )
+        return routes
+
+    def _read_object(self, bucket: str, key: str) -> tuple[int, dict[str, str], bytes]:
+        s3 = self.client("s3")
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            return 404, {"Content-Type": "application/xml"}, b"<Error><Code>NoSuchKey</Code></Error>"
+        return 200, {"Content-Type": got.get("ContentType", "binary/octet-stream")}, got["Body"].read()
+
+    def _resource_by_arn(self, arn: str) -> Provisioned:
         for resource in self.resources.values():
             if resource.arn == arn:
                 return resource
-        raise KeyError(f"no template queue has ARN {arn}")
+        raise KeyError(f"no template resource has ARN {arn}")
+
+    def _queue_by_arn(self, arn: str) -> Provisioned:
+        return self._resource_by_arn(arn)
 
     def _sqs_source(self, function: str, props: dict[str, Any]) -> None:
         if props.get("Enabled", True) is False:
@@ -438,6 +646,8 @@ class Sandbox:
                 invoke=self._invoke,
                 source="s3",
                 shape=s3_events,
+                attempts=1 + self.async_configs[function].retries,
+                on_exhausted=lambda event, error, count: self._deliver_failure(function, event, error, count),
             )
         )
 
@@ -503,35 +713,39 @@ class Sandbox:
 
     def _api_settings(
         self, api_logical_id: str
-    ) -> tuple[str, str, dict[str, Any], tuple[str, ...], dict[str, GatewayResponse]]:
+    ) -> tuple[str, str, dict[str, Any], tuple[str, ...], dict[str, GatewayResponse], list[Any]]:
+        """(API id, stage, Auth, binary media types, GatewayResponses, the stage's MethodSettings)."""
         resource = self.provisioner.ensure(api_logical_id)
         if api_logical_id == IMPLICIT_API:
-            return resource.physical_id, "Prod", {}, (), {}
+            return resource.physical_id, "Prod", {}, (), {}, []
         props = self.template["Resources"][api_logical_id].get("Properties", {})
         binary = tuple(str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes", []))
         responses = {
             str(kind): gateway_response(self.provisioner.resolver.resolve(spec))
             for kind, spec in props.get("GatewayResponses", {}).items()
         }
-        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary, responses
+        settings = self.provisioner.resolver.resolve(props.get("MethodSettings", []))
+        return resource.physical_id, resource.attributes["Stage"], props.get("Auth", {}), binary, responses, settings
 
     def _route(self, function: str, props: dict[str, Any]) -> Route:
         rest_api = props.get("RestApiId", {"Ref": IMPLICIT_API})
         api_logical_id = rest_api["Ref"] if isinstance(rest_api, dict) else IMPLICIT_API
-        api_id, stage, auth, binary, responses = self._api_settings(api_logical_id)
+        api_id, stage, auth, binary, responses, settings = self._api_settings(api_logical_id)
         name = props.get("Auth", {}).get("Authorizer") or auth.get("DefaultAuthorizer")
         authorizer = None
         if name and name not in ("NONE", "AWS_IAM"):
             authorizer = self._authorizer(str(name), auth.get("Authorizers", {})[name])
+        method = str(props.get("Method", "ANY")).upper()
         return Route(
             function=function,
-            method=str(props.get("Method", "ANY")).upper(),
+            method=method,
             resource=str(props["Path"]),
             api_id=api_id,
             stage=stage,
             authorizer=authorizer,
             binary_media_types=binary,
             gateway_responses=responses,
+            throttle=method_throttle(settings, str(props["Path"]), method),
         )
 
     def _authorizer(self, name: str, config: dict[str, Any]) -> Authorizer:
@@ -577,7 +791,55 @@ class Sandbox:
 
     def _scheduled(self, spec: ScheduleSpec, when: datetime) -> Any:
         event = scheduled_event(spec, self.functions[spec.function].arn, self.region, when)
-        return self._invoke(spec.function, event, "schedule", 1)
+        return self._invoke_async(spec.function, event, "schedule")
+
+    # -- asynchronous invocations and on-failure destinations ------------------------------------
+    def _invoke_async(self, logical_id: str, event: Any, source: str) -> bool:
+        attempts = 1 + self.async_configs[logical_id].retries
+        error: InvocationError | None = None
+        for _ in range(attempts):
+            try:
+                self._invoke(logical_id, event, source, 1)
+                return True
+            except InvocationError as exc:
+                error = exc
+        assert error is not None
+        self._deliver_failure(logical_id, event, error, attempts)
+        return False
+
+    def _deliver_failure(self, logical_id: str, event: Any, error: InvocationError, attempts: int) -> None:
+        """Lambda's record of an asynchronous invocation that failed every attempt, to the destination."""
+        function = self.functions[logical_id]
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{function.arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": error.error_type, "errorMessage": error.message},
+        }
+        self._send_to_destination(logical_id, self.async_configs[logical_id].on_failure, record)
+
+    def _send_to_destination(self, logical_id: str, on_failure: dict[str, Any] | None, record: dict[str, Any]) -> None:
+        """Delivered with the function's role, as Lambda does (so IAM checks the grant SAM adds)."""
+        import json
+
+        self.failures_delivered.append(record)
+        if not on_failure:
+            log.warning("sandbox: %s failed for good and has no on-failure destination; dropped", logical_id)
+            return
+        destination = self.provisioner.resolver.resolve(on_failure)
+        target = self._resource_by_arn(str(destination["Destination"]))
+        body = json.dumps(record, default=str)
+        if destination.get("Type") == "SNS":
+            self.client_as(logical_id, "sns").publish(TopicArn=target.physical_id, Message=body)
+        else:
+            self.client_as(logical_id, "sqs").send_message(QueueUrl=target.physical_id, MessageBody=body)
 
     # -- control endpoints ----------------------------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:

@@ -127,6 +127,22 @@ def _body(environ: dict[str, Any]) -> bytes:
     return body
 
 
+_SIGV2_REFUSED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRequest</Code><Message>The authorization '
+    b"mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.</Message></Error>"
+)
+
+
+def _signed_v2(request: AwsRequest) -> bool:
+    authorization = request.headers.get("authorization", "")
+    if authorization.startswith("AWS ") and not authorization.startswith("AWS4-"):
+        return True
+    query = request.query.split("&")
+    return any(part.startswith("AWSAccessKeyId=") for part in query) and any(
+        part.startswith("Signature=") for part in query
+    )
+
+
 class IamGate:
     """Refuses a function's request that its policy does not allow, before moto sees it.
 
@@ -143,6 +159,10 @@ class IamGate:
         if environ.get("PATH_INFO") == IAM_CONTROL:
             return self._control(environ, start_response)
         request = _request(environ)
+        if _signed_v2(request):
+            # S3 buckets created since June 2020 accept only Signature Version 4, presigned URLs included.
+            start_response("400 Bad Request", [("Content-Type", "application/xml")])
+            return [_SIGV2_REFUSED]
         signer = self.enforcer.principal_for(request)
         if signer is None:
             return self._app(environ, start_response)

@@ -228,9 +228,11 @@ def function_statements(template: dict[str, Any], logical_id: str, resolve: Call
 
 
 def _destination_statements(props: dict[str, Any], logical_id: str, resolve: Callable[[Any], Any]) -> list[Statement]:
-    """SAM grants the role what a stream mapping's on-failure destination needs when its `Type` is given."""
+    """SAM grants the role what an on-failure destination needs when its `Type` is given: of a stream
+    mapping's failed batches, or of an asynchronous invocation (EventInvokeConfig)."""
     found = []
-    for event_id, event in props.get("Events", {}).items():
+    sources = [("EventInvokeConfig", {"Properties": props.get("EventInvokeConfig") or {}})]
+    for event_id, event in [*sources, *props.get("Events", {}).items()]:
         on_failure = (event.get("Properties", {}).get("DestinationConfig") or {}).get("OnFailure") or {}
         kind, destination = on_failure.get("Type"), on_failure.get("Destination")
         if destination is None:
@@ -244,7 +246,7 @@ def _destination_statements(props: dict[str, Any], logical_id: str, resolve: Cal
             continue
         found.append(
             Statement(
-                where=f"{logical_id}.Role(Events.{event_id}.DestinationConfig)",
+                where=f"{logical_id}.Role({event_id}.DestinationConfig)",
                 effect=ALLOW,
                 actions=(action,),
                 resources=(str(resolve(destination)),),

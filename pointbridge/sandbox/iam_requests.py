@@ -201,6 +201,8 @@ def _ssm(operation: str, ctx: _Context) -> Iterator[Authorization]:
     def parameter(name: str) -> str:
         if name.startswith("arn:"):
             return name
+        # `name:3` or `name:label` selects a version; IAM authorises the parameter itself.
+        name = name.split(":", 1)[0]
         # A name that starts with "/" keeps it as the ARN's separator: parameter/a/b, not parameter//a/b.
         return f"arn:aws:ssm:{ctx.region}:{ctx.account}:parameter/{name.removeprefix('/')}"
 
@@ -213,6 +215,22 @@ def _ssm(operation: str, ctx: _Context) -> Iterator[Authorization]:
         yield Authorization(f"ssm:{operation}", parameter(str(p["Path"])))
     elif operation == "DescribeParameters":
         yield Authorization(f"ssm:{operation}", "*")
+
+
+# -- Secrets Manager --------------------------------------------------------------------------------
+
+
+def _secretsmanager(operation: str, ctx: _Context) -> Iterator[Authorization]:
+    secret = ctx.params.get("SecretId")
+    if secret is None:
+        if operation in ("ListSecrets", "GetRandomPassword", "CreateSecret"):
+            yield Authorization(f"secretsmanager:{operation}", "*")
+        return
+    secret = str(secret)
+    if not secret.startswith("arn:"):
+        # By name: AWS authorises the secret's full ARN, whose random suffix the request does not carry.
+        secret = f"arn:aws:secretsmanager:{ctx.region}:{ctx.account}:secret:{secret}-??????"
+    yield Authorization(f"secretsmanager:{operation}", secret)
 
 
 # -- EventBridge ------------------------------------------------------------------------------------
@@ -234,6 +252,7 @@ _MAPPERS: dict[str, Callable[[str, _Context], Iterator[Authorization]]] = {
     "dynamodb": _dynamodb,
     "sqs": _sqs,
     "ssm": _ssm,
+    "secretsmanager": _secretsmanager,
     "events": _events,
 }
 

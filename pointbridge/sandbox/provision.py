@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +15,7 @@ from pointbridge.sandbox.template import (
     SERVERLESS_FUNCTION,
     Resolver,
     TemplateError,
+    parameter_values,
 )
 
 if TYPE_CHECKING:
@@ -21,6 +24,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("pointbridge.sandbox")
 
 IMPLICIT_API = "ServerlessRestApi"
+CUSTOM_RESOURCE = "AWS::CloudFormation::CustomResource"
+
+
+def is_custom_resource(kind: str) -> bool:
+    return kind.startswith("Custom::") or kind == CUSTOM_RESOURCE
 
 
 @dataclass
@@ -33,6 +41,24 @@ class Provisioned:
 
     def as_json(self) -> dict[str, Any]:
         return {"type": self.type, "physical_id": self.physical_id, "arn": self.arn} | self.attributes
+
+
+def _generated_secret(spec: dict[str, Any]) -> str:
+    """GenerateSecretString's password (length, exclusions), from the system's random source."""
+    if "SecretStringTemplate" in spec or "GenerateStringKey" in spec:
+        raise TemplateError("GenerateSecretString with a template (a JSON secret) is not emulated")
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += string.punctuation
+    excluded = set(str(spec.get("ExcludeCharacters", "")))
+    if spec.get("ExcludeUppercase"):
+        excluded |= set(string.ascii_uppercase)
+    if spec.get("ExcludeLowercase"):
+        excluded |= set(string.ascii_lowercase)
+    if spec.get("ExcludeNumbers"):
+        excluded |= set(string.digits)
+    allowed = "".join(c for c in alphabet if c not in excluded)
+    return "".join(secrets.choice(allowed) for _ in range(int(spec.get("PasswordLength", 32))))
 
 
 def _attribute_value(value: Any) -> str:
@@ -60,9 +86,17 @@ class Provisioner:
         self.queue_overrides = queue_overrides or {}
         self.resources: dict[str, Provisioned] = {}
         self._in_progress: set[str] = set()
-        self.resolver = Resolver(parameters, region, ref=self.ref, get_att=self.get_att)
+        self.resolver = Resolver(
+            parameter_values(template, parameters),
+            region,
+            ref=self.ref,
+            get_att=self.get_att,
+            conditions=template.get("Conditions", {}),
+        )
         self.stack = self.resolver.pseudo["AWS::StackName"]
         self.skipped: list[str] = []
+        # Resources whose Condition is false: not created, as CloudFormation leaves them out.
+        self.absent: list[str] = []
 
     # -- intrinsic callbacks ------------------------------------------------------------------
     def ref(self, logical_id: str) -> str:
@@ -78,7 +112,10 @@ class Provisioner:
 
     # -- provisioning -------------------------------------------------------------------------
     def provision_all(self) -> dict[str, Provisioned]:
-        for logical_id in self.template.get("Resources", {}):
+        for logical_id, resource in self.template.get("Resources", {}).items():
+            if "Condition" in resource and not self.resolver.condition(str(resource["Condition"])):
+                self.absent.append(logical_id)
+                continue
             self.ensure(logical_id)
         return self.resources
 
@@ -91,6 +128,8 @@ class Provisioner:
             return made
         if logical_id not in self.template.get("Resources", {}):
             raise TemplateError(f"Ref to unknown resource or parameter {logical_id}")
+        if logical_id in self.absent:
+            raise TemplateError(f"{logical_id} is referred to, but its Condition is false")
         if logical_id in self._in_progress:
             raise TemplateError(f"circular reference through {logical_id}")
         self._in_progress.add(logical_id)
@@ -115,9 +154,16 @@ class Provisioner:
             "AWS::S3::Bucket": self._bucket,
             "AWS::SNS::Topic": self._topic,
             "AWS::Events::EventBus": self._event_bus,
+            "AWS::SNS::Subscription": self._subscription,
+            "AWS::Logs::LogGroup": self._log_group,
+            "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::SecretsManager::Secret": self._secret,
             SERVERLESS_FUNCTION: self._function,
             SERVERLESS_API: self._api,
         }
+        if is_custom_resource(kind):
+            # Created by the Sandbox once its functions run (the handler is one of them).
+            return Provisioned(logical_id, kind, logical_id, "")
         creator = creators.get(kind)
         if creator is None:
             log.info("sandbox: skipping %s (%s): not emulated", logical_id, kind)
@@ -186,6 +232,48 @@ class Provisioner:
         arn = self.client("sns").create_topic(Name=name)["TopicArn"]
         return Provisioned(logical_id, "AWS::SNS::Topic", arn, arn, {"TopicName": name})
 
+    def _subscription(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"])[
+            "SubscriptionArn"
+        ]
+        return Provisioned(logical_id, "AWS::SNS::Subscription", arn, arn)
+
+    def _log_group(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "LogGroupName")
+        logs = self.client("logs")
+        logs.create_log_group(logGroupName=name)
+        if "RetentionInDays" in p:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+        arn = f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{name}"
+        return Provisioned(logical_id, "AWS::Logs::LogGroup", name, arn + ":*")
+
+    def _alarm(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        # Created so a test (or an operator) can see each alarm and where it notifies; not evaluated.
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "AlarmName")
+        args = {k: v for k, v in p.items() if k != "AlarmName"}
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **args)
+        arn = f"arn:aws:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{name}"
+        return Provisioned(logical_id, "AWS::CloudWatch::Alarm", name, arn)
+
+    def _secret(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "Name")
+        if "SecretString" in p:
+            value = str(p["SecretString"])
+        elif "GenerateSecretString" in p:
+            value = _generated_secret(p["GenerateSecretString"])
+        else:
+            raise TemplateError(f"{logical_id}: a secret needs SecretString or GenerateSecretString")
+        args = {"Name": name, "SecretString": value}
+        if "Description" in p:
+            args["Description"] = str(p["Description"])
+        arn = self.client("secretsmanager").create_secret(**args)["ARN"]
+        # Ref gives the ARN, as CloudFormation's does for a secret.
+        return Provisioned(logical_id, "AWS::SecretsManager::Secret", arn, arn, {"Name": name})
+
     def _event_bus(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         p = self.resolver.resolve(props)
         name = self._name(logical_id, p, "Name")
@@ -196,7 +284,8 @@ class Provisioner:
         # Only the name is resolved here: the runtime resolves the rest, which may point back here.
         name = self._name(logical_id, props, "FunctionName")
         arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
-        return Provisioned(logical_id, SERVERLESS_FUNCTION, name, arn)
+        # `!Ref Function.Version` (AutoPublishAlias): the sandbox runs one version of each function.
+        return Provisioned(logical_id, SERVERLESS_FUNCTION, name, arn, {"Version": arn + ":1"})
 
     def _api(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         api_id = "sbx" + logical_id.lower()[:7]

@@ -150,6 +150,8 @@ class SqsPoller(Poller):
         source: str = "sqs",
         shape: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
         keep: Callable[[dict[str, Any]], bool] | None = None,
+        attempts: int = 3,
+        on_exhausted: Callable[[Any, InvocationError, int], None] | None = None,
     ) -> None:
         super().__init__(f"{function}<-{queue_arn.rsplit(':', 1)[-1]}")
         self.sqs = sqs
@@ -165,6 +167,10 @@ class SqsPoller(Poller):
         self.shape = shape
         # The mapping's FilterCriteria: Lambda deletes the messages it does not keep, unseen.
         self.keep = keep
+        # Asynchronous sources: attempts per event (1 + EventInvokeConfig's retries, each after the
+        # hidden queue's visibility timeout), then `on_exhausted(event, last error, attempts)`.
+        self.attempts = attempts
+        self.on_exhausted = on_exhausted
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -215,18 +221,21 @@ class SqsPoller(Poller):
         return True
 
     def _deliver_each(self, messages: list[dict[str, Any]]) -> None:
-        # Asynchronous sources (S3): one invocation per notification, retried twice, then dropped.
+        # Asynchronous sources (S3): one invocation per notification, retried, then handed over.
         assert self.shape is not None
         for message in messages:
             events = self.shape([message])
             count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            ok = True
+            failures: list[tuple[Any, InvocationError]] = []
             for event in events:
                 try:
                     self.invoke(self.function, event, self.source, len(event.get("Records", [])))
-                except InvocationError:
-                    ok = False
-            if ok or count >= 3:
+                except InvocationError as exc:
+                    failures.append((event, exc))
+            if failures and count >= self.attempts and self.on_exhausted is not None:
+                for event, error in failures:
+                    self.on_exhausted(event, error, count)
+            if not failures or count >= self.attempts:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _delete(self, records: list[dict[str, Any]]) -> None:
@@ -443,6 +452,7 @@ class StreamPoller(Poller):
                 shaped.setdefault("awsRegion", self.region)
                 if self.keep is None or self.keep(shaped):
                     self.pending.append(shaped)
+                    self._shard_of[shaped["dynamodb"]["SequenceNumber"]] = shard_id
 
     def poll_once(self) -> bool:
         if len(self.pending) < self.batch_size:

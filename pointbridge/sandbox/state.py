@@ -1,4 +1,6 @@
-"""Snapshots of DynamoDB items and S3 objects, so a sandbox can stop and start where it left off.
+"""Snapshots of DynamoDB items, S3 objects, SSM parameters (every version) and Secrets Manager
+secrets, so a sandbox can stop and start where it left off: channel records name the version of
+their secret they use, and the identity hash key must outlive a restart like the identities.
 
 In-flight SQS messages, stream positions and schedules' progress are not kept: a restarted
 sandbox starts with empty queues.
@@ -38,10 +40,22 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def save(state_dir: Path, dynamodb: Any, s3: Any, tables: dict[str, str], buckets: dict[str, str]) -> Path:
+def save(
+    state_dir: Path,
+    dynamodb: Any,
+    s3: Any,
+    tables: dict[str, str],
+    buckets: dict[str, str],
+    ssm: Any = None,
+    secretsmanager: Any = None,
+) -> Path:
     """tables/buckets map logical id -> physical name; the snapshot is keyed by logical id so a
-    stage change does not lose it."""
+    stage change does not lose it. Parameters and secrets are kept by name."""
     snapshot: dict[str, Any] = {"version": FORMAT_VERSION, "tables": {}, "buckets": {}}
+    if ssm is not None:
+        snapshot["parameters"] = _parameters(ssm)
+    if secretsmanager is not None:
+        snapshot["secrets"] = _secrets(secretsmanager)
     for logical_id, table in tables.items():
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
@@ -69,13 +83,71 @@ def save(state_dir: Path, dynamodb: Any, s3: Any, tables: dict[str, str], bucket
     return target
 
 
-def restore(state_dir: Path, dynamodb: Any, s3: Any, tables: dict[str, str], buckets: dict[str, str]) -> int:
-    """Loads the snapshot if there is one; returns how many items and objects were restored."""
+def _parameters(ssm: Any) -> list[dict[str, Any]]:
+    kept = []
+    for page in ssm.get_paginator("describe_parameters").paginate():
+        for parameter in page["Parameters"]:
+            versions = []
+            for history in ssm.get_paginator("get_parameter_history").paginate(
+                Name=parameter["Name"], WithDecryption=True
+            ):
+                versions += [{"version": v["Version"], "value": v["Value"]} for v in history["Parameters"]]
+            kept.append({"name": parameter["Name"], "type": parameter["Type"], "versions": versions})
+    return kept
+
+
+def _secrets(client: Any) -> list[dict[str, Any]]:
+    kept = []
+    for page in client.get_paginator("list_secrets").paginate():
+        for secret in page["SecretList"]:
+            value = client.get_secret_value(SecretId=secret["ARN"])
+            kept.append({"name": secret["Name"], "value": value["SecretString"]})
+    return kept
+
+
+def _restore_parameters(ssm: Any, parameters: list[dict[str, Any]]) -> int:
+    for parameter in parameters:
+        versions = sorted(parameter["versions"], key=lambda v: int(v["version"]))
+        number = 0
+        for version in versions:
+            # Version numbers are what channel records name: the same numbers again, gaps filled.
+            while number < int(version["version"]):
+                ssm.put_parameter(
+                    Name=parameter["name"], Value=version["value"], Type=parameter["type"], Overwrite=True
+                )
+                number += 1
+    return len(parameters)
+
+
+def _restore_secrets(client: Any, secrets: list[dict[str, Any]]) -> int:
+    for secret in secrets:
+        try:
+            client.put_secret_value(SecretId=secret["name"], SecretString=secret["value"])
+        except client.exceptions.ResourceNotFoundException:
+            client.create_secret(Name=secret["name"], SecretString=secret["value"])
+    return len(secrets)
+
+
+def restore(
+    state_dir: Path,
+    dynamodb: Any,
+    s3: Any,
+    tables: dict[str, str],
+    buckets: dict[str, str],
+    ssm: Any = None,
+    secretsmanager: Any = None,
+) -> int:
+    """Loads the snapshot if there is one; returns how many items, objects, parameters and secrets
+    were restored. A secret the stack created again at start (a generated key) gets its saved value."""
     source = state_dir / SNAPSHOT
     if not source.exists():
         return 0
     snapshot = _decode(json.loads(source.read_text(encoding="utf-8")))
     restored = 0
+    if ssm is not None:
+        restored += _restore_parameters(ssm, snapshot.get("parameters", []))
+    if secretsmanager is not None:
+        restored += _restore_secrets(secretsmanager, snapshot.get("secrets", []))
     for logical_id, items in snapshot.get("tables", {}).items():
         if logical_id not in tables:
             continue

@@ -27,6 +27,37 @@ class TemplateError(Exception):
     """The template uses something the sandbox cannot resolve."""
 
 
+class _NoValue:
+    """`Ref: AWS::NoValue`: the property (or list element) it stands for is left out."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE = _NoValue()
+
+
+def parameter_values(template: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each parameter's value: the override if given, else its Default (a parameter without one
+    must be given). Numbers stay numbers, as the properties that take them expect."""
+    values: dict[str, Any] = {}
+    for name, spec in template.get("Parameters", {}).items():
+        if name in overrides:
+            value = overrides[name]
+        elif "Default" in spec:
+            value = spec["Default"]
+        else:
+            raise TemplateError(f"parameter {name} has no Default; pass it to the sandbox")
+        if spec.get("Type") == "Number":
+            number = float(value)
+            value = int(number) if number.is_integer() else number
+        values[name] = value
+    unknown = set(overrides) - set(template.get("Parameters", {}))
+    if unknown:
+        raise TemplateError(f"the template has no parameters {sorted(unknown)}")
+    return values
+
+
 def _plain(value: Any) -> Any:
     """cfn-lint's nodes carry line marks; plain dicts/lists are easier to copy and compare."""
     if isinstance(value, dict):
@@ -120,17 +151,19 @@ def function_layers(template: dict[str, Any], logical_id: str, base_dir: Path) -
 
 @dataclass
 class Resolver:
-    """Resolves Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::Select / Fn::If-free templates.
+    """Resolves Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::Select / Fn::If and the Conditions.
 
     `ref` and `get_att` are callbacks so that resolving a property can provision the resource it
-    points at first (a queue's RedrivePolicy needs its DLQ's ARN).
+    points at first (a queue's RedrivePolicy needs its DLQ's ARN). `Ref: AWS::NoValue` removes the
+    property or list element it stands for, as CloudFormation does.
     """
 
-    parameters: dict[str, str]
+    parameters: dict[str, Any]
     region: str
     ref: Callable[[str], str]
     get_att: Callable[[str, str], str]
     pseudo: dict[str, str] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)  # the template's Conditions, unevaluated
 
     def __post_init__(self) -> None:
         self.pseudo = {
@@ -139,10 +172,34 @@ class Resolver:
             "AWS::Partition": "aws",
             "AWS::StackName": "pointbridge-" + self.parameters.get("Stage", "local"),
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": "",
         } | self.pseudo
+        self._condition_values: dict[str, bool] = {}
 
-    def _name(self, name: str) -> str:
+    def condition(self, name: str) -> bool:
+        """A named condition of the template, evaluated once."""
+        if name not in self._condition_values:
+            if name not in self.conditions:
+                raise TemplateError(f"condition {name} is not in the template's Conditions")
+            self._condition_values[name] = self._truth(self.conditions[name])
+        return self._condition_values[name]
+
+    def _truth(self, value: Any) -> bool:
+        if isinstance(value, dict) and len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Condition":
+                return self.condition(str(arg))
+            if key == "Fn::Equals":
+                left, right = (self.resolve(v) for v in arg)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not self._truth(arg[0])
+            if key == "Fn::And":
+                return all(self._truth(v) for v in arg)
+            if key == "Fn::Or":
+                return any(self._truth(v) for v in arg)
+        raise TemplateError(f"not a condition the sandbox can evaluate: {value!r}")
+
+    def _name(self, name: str) -> Any:
         if name in self.parameters:
             return self.parameters[name]
         if name in self.pseudo:
@@ -160,19 +217,22 @@ class Resolver:
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1).strip()
-            return str(variables[name]) if name in variables else self._name(name)
+            return str(variables[name]) if name in variables else str(self._name(name))
 
         return _SUB_VAR.sub(replace, text)
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref":
-                return self._name(arg)
+                return NO_VALUE if arg == "AWS::NoValue" else self._name(arg)
+            if key == "Fn::If":
+                condition, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(str(condition)) else when_false)
             if key == "Fn::GetAtt":
                 logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
                 return self.get_att(logical_id, attribute)
@@ -186,4 +246,5 @@ class Resolver:
                 return json.dumps(self.resolve(arg))
             if key.startswith("Fn::"):
                 raise TemplateError(f"intrinsic {key} is not supported by the sandbox")
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 IN_PROGRESS = "in_progress"
 DONE = "done"
+REPLY_KEPT_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ class AccessItems:
                 "fingerprint": fingerprint,
                 "token": token,
                 "claimed_at": ts(at),
+                # Only a cache of the reply (the ledger's own idempotency is its entries, kept for ever):
+                # DynamoDB's TTL removes it a week on; a retry after that is evaluated afresh.
+                "expires": int(at.timestamp()) + REPLY_KEPT_SECONDS,
             }
         )
 

@@ -161,7 +161,7 @@ def quote(agreement: Agreement, member: str, to_member: str, gross: int, now: da
 
 
 def save_quote(items: ExchangeItems, q: Quote) -> Quote:
-    items.put_quote(q.quote_id, q.model_dump_json())
+    items.put_quote(q.quote_id, q.model_dump_json(), q.expires_at)
     return q
 
 

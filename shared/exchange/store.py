@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,11 @@ from pydantic import BaseModel, ConfigDict
 from shared.infra import keys
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from shared.infra.table import Table
+
+QUOTE_KEPT = timedelta(days=7)
 
 
 class SettlementLine(BaseModel):
@@ -29,11 +34,13 @@ class ExchangeItems:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    # Quotes: written once, read when executed; their lifetime is checked on read, not by TTL.
+    # Quotes: written once, read when executed; their lifetime is checked on read. `expires` lets
+    # DynamoDB's TTL remove one a week after it lapsed (a retry then gets unknown_quote).
 
-    def put_quote(self, quote_id: str, body: str) -> None:
+    def put_quote(self, quote_id: str, body: str, lapses_at: datetime) -> None:
         key = keys.quote(quote_id)
-        self._table.put_new({"PK": key.pk, "SK": key.sk, "type": "quote", "body": body})
+        expires = int((lapses_at + QUOTE_KEPT).timestamp())
+        self._table.put_new({"PK": key.pk, "SK": key.sk, "type": "quote", "body": body, "expires": expires})
 
     def get_quote(self, quote_id: str) -> str | None:
         item = self._table.get(keys.quote(quote_id))

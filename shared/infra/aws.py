@@ -37,8 +37,25 @@ def s3() -> S3Client:
     return _client("s3")
 
 
+@cache
+def s3_presigner() -> S3Client:
+    """An S3 client for presigned URLs: Signature Version 4, the only one buckets made since 2020 take
+    (botocore may otherwise presign with version 2), on the regional virtual-hosted endpoint."""
+    import boto3
+    from botocore.config import Config
+
+    session: Any = boto3.session.Session()
+    config = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    client: S3Client = session.client("s3", config=config)
+    return client
+
+
 def ssm() -> Any:
     return _client("ssm")
+
+
+def secretsmanager() -> Any:
+    return _client("secretsmanager")
 
 
 def events() -> EventBridgeClient:
@@ -48,3 +65,4 @@ def events() -> EventBridgeClient:
 def reset_clients() -> None:
     """Forget cached clients (tests switch emulators between cases)."""
     _client.cache_clear()
+    s3_presigner.cache_clear()

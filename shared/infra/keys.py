@@ -14,6 +14,8 @@
 | member profile | M#<member> | PROFILE |  |
 | entry | E#<program>#<entry id> | E | GSI2 A#<program>#<member> / <seq> |
 | identity link | ID#<identity key> | ID |  |
+| channel record (shop, seller, till, partner, app) | CHANNEL#<kind>#<id> | CHANNEL | GSI1 CHANNELS / <kind>#<id> |
+| file received on a channel, its report | FILES#<kind>#<id> | <file id> |  |
 | program config | P#<program> | CFG#<version>, LIVE | GSI1 PROGRAMS / <program> (LIVE) |
 | catalogue, agreement | CAT#<program>, AGR#<id> | DOC#<version>, LIVE |  |
 | programs with holds | PROGRAMS | P#<program> |  |
@@ -166,6 +168,14 @@ def draw_tickets(program: str, draw_id: str, member: str) -> ItemKey:
 TICKET_PREFIX = "T#"
 
 
+def draw_reveal_chunk(program: str, draw_id: str, chunk: int) -> ItemKey:
+    """One slice of a revealed draw's frozen tickets: the draw item stays small whatever the entrants."""
+    return ItemKey(draw(program, draw_id).pk, f"{REVEAL_PREFIX}{chunk:06d}")
+
+
+REVEAL_PREFIX = "R#"
+
+
 # --- Entries and their history ----------------------------------------------------------------
 
 
@@ -269,6 +279,27 @@ def program_of_holds_sk(sk: str) -> str:
 
 def identity(identity_key: str) -> ItemKey:
     return ItemKey(f"ID#{identity_key}", "ID")
+
+
+# --- Channels: each record its own partition; listed through GSI1 -----------------------------
+
+CHANNELS = "CHANNELS"  # GSI1PK of every channel record
+
+
+def channel(kind: str, channel_id: str) -> ItemKey:
+    return ItemKey(f"CHANNEL#{kind}#{channel_id}", "CHANNEL")
+
+
+def channel_index(kind: str, channel_id: str) -> IndexKey:
+    return IndexKey(CHANNELS, f"{kind}#{channel_id}")
+
+
+def channel_file(kind: str, channel_id: str, file_id: str) -> ItemKey:
+    return ItemKey(channel_files_pk(kind, channel_id), file_id)
+
+
+def channel_files_pk(kind: str, channel_id: str) -> str:
+    return f"FILES#{kind}#{channel_id}"
 
 
 # --- Access -----------------------------------------------------------------------------------

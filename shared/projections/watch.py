@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 WINDOW_SECONDS = 3600
 ORDER_WINDOW = "all"  # one order id is one order, whenever it arrives
+# ...within as long as an order can still arrive: no channel accepts an event older than 60 days
+# (integrations.channels caps max_age) and a message waits at most 14 days in the ingest queue.
+ORDER_WINDOW_SECONDS = 90 * 24 * 3600
 EARNS = (EntryKind.EARN, EntryKind.EARN_PENDING)
 
 
@@ -42,11 +45,15 @@ class Watch:
         """Count the entry in each window it belongs to; flag the member for each threshold passed."""
         rules = self._programs.get(entry.program).anomaly
         hour = entry.event_time.strftime("%Y-%m-%dT%H")
-        expires = int(entry.event_time.timestamp()) + 2 * WINDOW_SECONDS
+        # A window item is kept (TTL on `expires`) while events can still be counted in it: an hour's
+        # for two hours after its events (or after they were recorded, for a late file's rows);
+        # the order window for as long as a copy of the order can still arrive.
+        latest = int(max(entry.event_time, entry.recorded_at).timestamp())
         findings: list[Finding] = []
 
         def count(check: str, key: str, window: str, member_id: str) -> int:
-            return self._windows.count_in_window(entry.program, check, key, window, member_id, expires)
+            kept = ORDER_WINDOW_SECONDS if window == ORDER_WINDOW else 2 * WINDOW_SECONDS
+            return self._windows.count_in_window(entry.program, check, key, window, member_id, latest + kept)
 
         card = entry.details.get("card")
         if entry.kind in EARNS and card and rules.max_earns_per_card_per_hour is not None:

@@ -68,8 +68,13 @@ class Draw(DrawIn):
     commitment: str
     seed: str | None = None  # secret until revealed
     revealed_at: datetime | None = None
-    tickets: dict[str, int] = Field(default_factory=dict)  # frozen at reveal
+    tickets: dict[str, int] = Field(default_factory=dict)  # frozen at reveal; stored in slices, not in the draw
     winner_ids: list[str] = Field(default_factory=list)
+    ticket_chunks: int = 0  # how many slices of frozen tickets the reveal wrote (RewardItems.freeze_tickets)
+
+    def stored(self) -> str:
+        """The draw item's body: everything but the tickets, so its size does not grow with the entrants."""
+        return self.model_dump_json(exclude={"tickets"})
 
 
 def commit(seed: str) -> str:
@@ -99,7 +104,7 @@ def create(items: RewardItems, program: str, spec: DrawIn, now: datetime) -> Dra
         raise InvalidInputError("a draw must close in the future")
     seed = secrets.token_hex(32)
     draw = Draw(**spec.model_dump(), program=program, commitment=commit(seed), seed=seed)
-    if not items.put_draw(program, spec.id, draw.model_dump_json()):
+    if not items.put_draw(program, spec.id, draw.stored()):
         raise InvalidInputError(f"draw {spec.id!r} already exists")
     return draw
 
@@ -108,7 +113,10 @@ def load(items: RewardItems, program: str, draw_id: str) -> Draw:
     body = items.get_draw(program, draw_id)
     if body is None:
         raise UnknownDrawError(f"no draw {draw_id!r} in {program}")
-    return Draw.model_validate_json(body)
+    found = Draw.model_validate_json(body)
+    if found.ticket_chunks:
+        found = found.model_copy(update={"tickets": items.frozen_tickets(program, draw_id, found.ticket_chunks)})
+    return found
 
 
 def enter(ledger: Ledger, draw: Draw, member: str, tickets: int, reference: str, now: datetime) -> Entry:
@@ -142,8 +150,14 @@ def reveal(items: RewardItems, draw: Draw, now: datetime) -> Draw:
         raise DrawClosedError(f"draw {draw.id} is open until {draw.closes_at.isoformat()}")
     assert draw.seed is not None
     tickets = items.draw_tickets(draw.program, draw.id)
+    chunks = items.freeze_tickets(draw.program, draw.id, tickets)
     done = draw.model_copy(
-        update={"revealed_at": now, "tickets": tickets, "winner_ids": pick_winners(draw.seed, tickets, draw.winners)}
+        update={
+            "revealed_at": now,
+            "tickets": tickets,
+            "ticket_chunks": chunks,
+            "winner_ids": pick_winners(draw.seed, tickets, draw.winners),
+        }
     )
-    items.save_draw(draw.program, draw.id, done.model_dump_json())
+    items.save_draw(draw.program, draw.id, done.stored())
     return done

@@ -12,9 +12,9 @@ import pytest
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
 from shared.events.identity import hash_email
-from shared.infra.settings import Settings
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
+from tests.support.channels import identity_key
 from tests.support.http_api import HttpApi, problem
 from tests.support.inbox import code_inbox
 
@@ -137,7 +137,7 @@ def test_an_earn_through_ingest_that_crosses_a_threshold_shows_the_new_tier_and_
 
 def test_linking_an_email_folds_points_earned_under_it_into_the_member(api: HttpApi) -> None:
     # Given points earned through the ingest queue under an e-mail nobody had claimed (a provisional member)
-    hashed = hash_email(Settings().identity_hash_key.encode(), "cy@example.com")
+    hashed = hash_email(identity_key(api.sandbox).encode(), "cy@example.com")
     event = {
         "event": {
             "kind": "points",

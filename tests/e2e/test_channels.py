@@ -20,7 +20,6 @@ from pointbridge.sandbox import Sandbox
 from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
-from shared.infra.settings import Settings
 from shared.ledger.audit import audit
 from tests.integration.channel_fixtures import (
     MERCHANT,
@@ -30,6 +29,7 @@ from tests.integration.channel_fixtures import (
     shopify_headers,
     square_headers,
 )
+from tests.support.channels import create_channels, identity_key
 from tests.support.inbox import code_inbox
 from tests.support.services import sandbox_services
 from tests.unit.adapter_helpers import load, raw
@@ -48,14 +48,12 @@ def sb() -> Iterator[Sandbox]:
     with Sandbox(
         template=ROOT / "template.yaml", queue_overrides={"IngestQueue": {"VisibilityTimeout": 5}}, schedules=False
     ) as sandbox:
-        # No source carries its own identity_key: every channel and the API hash with the stack's one.
-        sources = {
-            kind: {k: {n: x for n, x in v.items() if n != "identity_key"} for k, v in configs.items()}
-            for kind, configs in SOURCES.items()
-        }
-        sandbox.client("ssm").put_parameter(
-            Name="/pointbridge/local/channel-sources", Value=json.dumps(sources), Type="SecureString"
+        # The program first, then its channels, as an operator sets them up (docs/deploy.md)
+        sandbox_services(sandbox, config_cache_seconds=0).programs.publish(
+            acme().model_copy(update={"return_window_days": 30})
         )
+        admin = issue_key(sandbox_services(sandbox).access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+        create_channels(sandbox, SOURCES, admin)
         yield sandbox
 
 
@@ -67,7 +65,6 @@ def audit_ok(store: DynamoLedgerStore) -> None:
 def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: Sandbox) -> None:
     services = sandbox_services(sb, config_cache_seconds=0)
     store = services.ledger_store
-    services.programs.publish(acme().model_copy(update={"return_window_days": 30}))
     directory = services.members
     now = datetime.now(UTC)
 
@@ -117,9 +114,7 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
 
     # When the person registers (member jon) and proves each identity over HTTP: the e-mail with a
     # one-time code, the card at the till that sees it, the airline id through the airline
-    email = Identity(
-        kind=IdentityKind.EMAIL, value=hash_email(Settings().identity_hash_key.encode(), "jon.snow@example.com")
-    )
+    email = Identity(kind=IdentityKind.EMAIL, value=hash_email(identity_key(sb).encode(), "jon.snow@example.com"))
     card = Identity(kind=IdentityKind.CARD, value="6012345678")
     partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
     provisional = {directory.member_for(i.key) for i in (email, card, partner)}

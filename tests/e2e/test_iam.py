@@ -32,7 +32,8 @@ from shared.ledger.models import Account
 from shared.members import activity
 from shared.program.config import ExpiryPolicy, ProgramConfig, QualifyingBasis, Tier, TierQualification
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
-from tests.integration.channel_fixtures import ID_KEY, SHOP, SOURCES, acme, shopify_headers
+from tests.integration.channel_fixtures import SHOP, SOURCES, acme, shopify_headers
+from tests.support.channels import create_channels, identity_key
 from tests.support.jobs import Clock
 from tests.support.services import sandbox_services
 from tests.unit.adapter_helpers import raw
@@ -59,13 +60,6 @@ def sb() -> Iterator[Sandbox]:
         schedules=False,
         queue_overrides={"IngestQueue": {"VisibilityTimeout": 2}},
     ) as sandbox:
-        sources = {
-            kind: {k: {**v, "identity_key": ID_KEY} if kind not in ("app", "partners") else v for k, v in c.items()}
-            for kind, c in SOURCES.items()
-        }
-        sandbox.client("ssm").put_parameter(
-            Name=f"/pointbridge/{STAGE}/channel-sources", Value=json.dumps(sources), Type="SecureString"
-        )
         yield sandbox
 
 
@@ -139,8 +133,10 @@ class Day:
         )
 
     def channels(self) -> None:
-        """Webhooks, files and the ingest queue (acme: purchases wait 30 days for returns)."""
+        """Channels set up by an operator, then webhooks, files and the ingest queue (acme: purchases wait
+        30 days for returns); a partner drops a file through an upload URL and reads its report."""
         self.programs.publish(acme().model_copy(update={"return_window_days": 30}))
+        create_channels(self.sb, SOURCES, self.admin["x-api-key"])
         self.webhook("shopify_orders_paid.json", "orders/paid")
         self.webhook("shopify_refunds_create.json", "refunds/create")  # waits for the order's return window
         at = (self.now - timedelta(hours=2)).isoformat()
@@ -159,10 +155,13 @@ class Day:
         self.purchase("acme", "rita", "o-8", "10", ago=timedelta(hours=2))
         report = json.loads(files.get_object(Bucket=bucket, Key="reports/till/eod.csv.json")["Body"].read())
         assert report["accepted"] == 1
+        self.partner_file(at)
         dead = self.sb.client("sqs").receive_message(QueueUrl=self.sb.resource("IngestDeadLetterQueue"))
         assert [m["Body"] for m in dead["Messages"]] == ["{not json"]
         # Support merges the till's card into the online shopper (neither registered: a merge, with a reason)
-        email = Identity(kind=IdentityKind.EMAIL, value=hash_email(ID_KEY.encode(), "jon.snow@example.com"))
+        email = Identity(
+            kind=IdentityKind.EMAIL, value=hash_email(identity_key(self.sb).encode(), "jon.snow@example.com")
+        )
         online = self.services.members.member_for(email.key)
         support = Principal(kind=PrincipalKind.ADMIN, id="desk", role=AdminRole.SUPPORT)
         linked = self.http(
@@ -172,6 +171,24 @@ class Day:
             key={"x-api-key": issue_key(self.services.access_items, support)},
         )
         assert linked["member"] == online
+
+    def partner_file(self, at: str) -> None:
+        skyair = {
+            "x-api-key": issue_key(
+                self.services.access_items, Principal(kind=PrincipalKind.PARTNER, id="skyair", programs=("acme",))
+            )
+        }
+        files = "/partners/skyair/programs/acme/files"
+        upload = self.http("POST", files, {"name": "feed-2.csv"}, skyair)
+        feed = f"partner_member_id,external_id,occurred_at,points\nAIR-778812,tx-2,{at},40\nAIR-1,tx-3,{at},-1\n"
+        sent = requests.put(
+            upload["upload"]["url"], data=feed.encode(), headers=upload["upload"]["headers"], timeout=60
+        )
+        assert sent.status_code == 200, sent.text
+        self.sb.wait_for_idle(timeout=60)
+        report = self.http("GET", f"{files}/{upload['file_id']}", key=skyair)
+        assert (report["file"]["accepted"], report["file"]["rejected"]) == (1, 1)
+        assert [line["line"] for line in report["rejected_lines"]] == [3]
 
     def members(self) -> None:
         """club: a member's points, spent through the API, on hold, and a refund of a live purchase."""
@@ -284,6 +301,13 @@ class Day:
         )
         assert one["reports"][0]["details"]["days"][0]["partners"] == 1
 
+    def deployment(self) -> None:
+        """The stack's documentation removed and written again, as a deletion and a deployment do."""
+        bucket = self.sb.resource("DocsBucket")
+        assert self.sb.send_custom_resource("DocsSite", "Delete")["Status"] == "SUCCESS"
+        assert "Contents" not in self.sb.client("s3").list_objects_v2(Bucket=bucket)
+        assert self.sb.send_custom_resource("DocsSite", "Update")["Data"] == {"Objects": 4}
+
     @property
     def due(self) -> datetime:
         return self.now + timedelta(days=5)
@@ -302,6 +326,7 @@ def test_a_day_of_traffic_is_refused_nothing_and_uses_every_grant(sb: Sandbox) -
     day.members()
     day.flags()
     day.jobs()
+    day.deployment()
     sb.wait_for_idle(timeout=60)
     # Then nothing was refused
     report = sb.iam_report()
@@ -426,7 +451,7 @@ def test_sqs_s3_ssm_and_eventbridge_refuse_in_their_own_shapes(sb: Sandbox) -> N
     unmapped = refused(lambda: files.get_bucket_tagging(Bucket=bucket)).response["Error"]
     assert unmapped["Code"] == "AccessDenied" and "the sandbox cannot tell which IAM actions" in unmapped["Message"]
     # SSM and EventBridge (JSON 1.1): 400 AccessDeniedException
-    parameter = f"/pointbridge/{STAGE}/channel-sources"
+    parameter = f"/pointbridge/{STAGE}/channels/shopify/acme.myshopify.com"
     error = refused(lambda: sb.client_as("IngestFunction", "ssm").get_parameter(Name=parameter))
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error.response["Error"]["Code"] == "AccessDeniedException"

@@ -408,3 +408,93 @@ def test_snapshot_survives_restart_and_stop_leaves_nothing_running(tmp_path: Pat
     assert item["b"] == {"B": b"\x00"}
     assert body == b"kept"
     assert _child_pids() <= others
+
+
+def failures(sb: Sandbox, condition: str, timeout: float = 20) -> list[dict[str, Any]]:
+    return [r for r in drain(sb, "Failures", timeout=timeout) if r["requestContext"]["condition"] == condition]
+
+
+def test_a_failed_s3_invocation_is_retried_then_sent_to_its_destination(sb: Sandbox) -> None:
+    # Given UploadFunction fails for keys under fail/ and retries once (EventInvokeConfig)
+    key = f"fail/{uuid.uuid4().hex}.csv"
+    before = len(sb.invocations)
+    # When such an object is created
+    sb.client("s3").put_object(Bucket=sb.resource("Uploads"), Key=key, Body=b"x")
+    sb.wait_for_idle(timeout=30)
+    # Then it was tried twice, and Lambda's destination record holds the event and the error
+    tried = [i for i in sb.invocations[before:] if i.function == "UploadFunction"]
+    assert [i.outcome for i in tried] == ["error", "error"]
+    [record] = [r for r in failures(sb, "RetriesExhausted") if "Records" in r["requestPayload"]]
+    assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == key
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestContext"]["functionArn"].endswith("pointbridge-test-UploadFunction:$LATEST")
+    assert record["responsePayload"] == {"errorType": "RuntimeError", "errorMessage": f"cannot take {key}"}
+
+
+def test_a_failed_scheduled_run_goes_to_its_destination(sb: Sandbox) -> None:
+    # Given the tick fails for 1999 and retries once
+    # When the scheduler fires it (asynchronously) for that time
+    assert sb.fire_schedule("TickFunction", now=datetime(1999, 1, 1, 0, 5, tzinfo=UTC)) is False
+    # Then the destination has the scheduled event after two attempts
+    [record] = [r for r in failures(sb, "RetriesExhausted") if r["requestPayload"].get("job") == "tick"]
+    assert record["requestPayload"]["at"] == "1999-01-01T00:05:00Z"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    # And a run that succeeds sends nothing
+    assert sb.fire_schedule("TickFunction", now=datetime(2026, 1, 1, 0, 5, tzinfo=UTC)) is True
+
+
+def test_a_stream_batch_out_of_retries_goes_to_its_destination(sb: Sandbox) -> None:
+    # Given an item the stream handler always fails, and a mapping that retries once
+    pk = f"S#{uuid.uuid4().hex}"
+    sb.client("dynamodb").put_item(
+        TableName=sb.resource("Table"), Item={"PK": {"S": pk}, "SK": {"S": "x"}, "failalways": {"BOOL": True}}
+    )
+    sb.wait_for_idle(timeout=30)
+    # Then the batch was passed over and its place in the stream sent to the destination
+    [record] = failures(sb, "RetryAttemptsExhausted")
+    info = record["DDBStreamBatchInfo"]
+    assert info["streamArn"] == sb.resources["Table"].attributes["StreamArn"]
+    assert info["batchSize"] >= 1 and info["startSequenceNumber"] <= info["endSequenceNumber"]
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    # And the stream went on: a later item is delivered
+    later = f"S#{uuid.uuid4().hex}"
+    sb.client("dynamodb").put_item(TableName=sb.resource("Table"), Item={"PK": {"S": later}, "SK": {"S": "x"}})
+    sb.wait_for_idle(timeout=30)
+    assert [r for r in drain(sb, "StreamOut") if r["dynamodb"]["Keys"]["PK"]["S"] == later]
+
+
+def test_a_method_over_its_throttle_is_answered_429(sb: Sandbox) -> None:
+    # Given GET /secure/slow allows a burst of 2 and refills one request per 100 seconds
+    answers = [requests.get(f"{sb.api_url}/secure/slow", timeout=30).status_code for _ in range(3)]
+    # Then the third request is refused by the gateway, before any function runs
+    assert answers == [201, 201, 429]  # the fixture function answers 201
+
+
+def test_parameters_conditions_log_groups_and_alarms_are_as_declared(sb: Sandbox) -> None:
+    # Extras defaults to "no": the conditional queue is left out, and !If chose its other branch
+    assert "ExtraQueue" not in sb.resources
+    env = sb.functions["UploadFunction"].environment
+    assert env["PLAIN"] == "plain" and "EXTRAS" not in env
+    # The log group keeps RetentionDays' default
+    [group] = sb.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/pointbridge-test-TickFunction")[
+        "logGroups"
+    ]
+    assert group["retentionInDays"] == 7
+    # The alarm exists and notifies the topic
+    [alarm] = sb.client("cloudwatch").describe_alarms(AlarmNames=[sb.resource("FailuresAlarm")])["MetricAlarms"]
+    assert alarm["AlarmActions"] == [sb.resource("Notices")]
+
+
+def test_ttl_sweep_deletes_what_dynamodb_would_have(sb: Sandbox) -> None:
+    table, ddb = sb.resource("Table"), sb.client("dynamodb")
+    pk = f"TTL#{uuid.uuid4().hex}"
+    now = int(time.time())
+    for sk, expires in (("gone", {"N": str(now - 10)}), ("kept", {"N": str(now + 3600)}), ("text", {"S": "0"})):
+        ddb.put_item(TableName=table, Item={"PK": {"S": pk}, "SK": {"S": sk}, "expires": expires})
+    sb.sweep_ttl()
+    left = ddb.query(TableName=table, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": pk}})[
+        "Items"
+    ]
+    # A number in the past goes; a future one, or a TTL attribute that is not a number, stays
+    assert sorted(i["SK"]["S"] for i in left) == ["kept", "text"]
+    sb.wait_for_idle(timeout=30)

@@ -25,7 +25,8 @@ SHOP = "acme.myshopify.com"
 SHOP_SECRET = "shpss_test_secret"
 MERCHANT = "6SSW7HV8K2ST5"
 SQUARE_KEY = "sq-signature-key"
-SQUARE_URL = "https://hooks.pointbridge.example/square/acme"
+# This stack's SquareWebhookUrl for the seller, as registered with Square (it is part of what Square signs).
+SQUARE_URL = f"https://hooks.pointbridge.example/Prod/webhooks/square/{MERCHANT}"
 EUR = {"program_currency": "EUR", "rates": {"USD": "0.9"}}
 
 SOURCES: dict[str, Any] = {

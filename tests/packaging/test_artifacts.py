@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -47,6 +48,22 @@ def _source_files(folder: Path) -> dict[str, bytes]:
     }
 
 
+def _assert_bytecode_of_each_source(folder: Path) -> None:
+    """Each module has its python3.11 bytecode, compiled from the shipped source and used unchecked:
+    Lambda cannot write a cache, and the zip's timestamps must not make the bytecode look stale."""
+    sources = [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts]
+    assert sources
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+        assert compiled.is_file(), f"{source.relative_to(folder)} has no bytecode"
+        header = compiled.read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, compiled
+        assert int.from_bytes(header[4:8], "little") == 0b01, f"{compiled} is not an unchecked-hash pyc"
+        assert header[8:16] == importlib.util.source_hash(source.read_bytes()), f"{compiled} is stale"
+    orphans = [p for p in folder.rglob("*.pyc") if not (p.parent.parent / (p.name.split(".")[0] + ".py")).is_file()]
+    assert not orphans, f"bytecode without its source: {orphans[:3]}"
+
+
 def test_the_build_has_every_function_of_the_template_and_the_layer(built: dict[str, Any]) -> None:
     resources = built["Resources"]
     assert sorted(k for k, r in resources.items() if r["Type"] == SERVERLESS_FUNCTION) == FUNCTIONS
@@ -65,9 +82,9 @@ def test_a_function_ships_its_code_folders_only(built: dict[str, Any], logical_i
     # Then only the three code folders, each as it is in the repository (not a stale build)
     assert top == CODE_DIRS
     assert not top & NOT_SHIPPED
-    assert not list(artifact.rglob("__pycache__"))
     for name in CODE_DIRS:
         assert _source_files(artifact / name) == _source_files(ROOT / name), name
+    _assert_bytecode_of_each_source(artifact)
 
     # And the handler's module is there
     handler = function_properties(TEMPLATE, logical_id)["Handler"]
@@ -95,6 +112,10 @@ def test_the_layer_holds_the_pinned_dependencies_for_the_functions_architecture(
             name, version = pin.split("==")
             assert dists.get(name.split("[")[0].lower()) == version, pin
     assert "phonenumbers" not in dists and not (site / "phonenumbers" / "geodata").exists()
+
+    # And its modules carry their bytecode (`make sam-build` compiles them after SAM's builder)
+    for package in ("pydantic", "aws_lambda_powertools"):
+        _assert_bytecode_of_each_source(site / package)
 
     # And its compiled extensions run on the functions' architecture
     (architecture,) = {a for f in FUNCTIONS for a in function_properties(TEMPLATE, f)["Architectures"]}

@@ -1,4 +1,4 @@
-"""The OpenAPI document: the committed copy is what /docs serves, and it is complete and true to the code.
+"""The OpenAPI document: the committed copy is what /openapi.json serves, and it is complete and true to the code.
 
 Built in process from the app (no AWS): every operation, parameter and schema property described;
 problem replies instead of powertools' 422; access, Idempotency-Key and servers; the refusal
@@ -166,7 +166,7 @@ def test_ids_tags_and_security_per_operation(document: dict[str, Any]) -> None:
         else:
             assert operation["security"] == [{"apiKey": []}]
             assert {"401", "403"} <= set(operation["responses"]), (method, path)
-    assert open_routes == ["/health"]  # and /docs, which is not an operation of the document
+    assert open_routes == ["/health"]  # and /docs and /openapi.json, which API Gateway serves from S3
     scheme = document["components"]["securitySchemes"]["apiKey"]
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-api-key")
     assert "security" not in document  # each operation says its own
@@ -195,7 +195,7 @@ def test_mutations_take_an_idempotency_key_and_say_when_a_reply_is_replayed(docu
 
 
 def test_servers_resolve_against_where_the_document_is_served(document: dict[str, Any]) -> None:
-    # /docs sits at the API's root, so "." is the root wherever the API is: the sandbox or a stage.
+    # /openapi.json sits at the API's root, so "." is the root wherever the API is: the sandbox or a stage.
     assert document["servers"][0]["url"] == "."
     assert all(server["description"] for server in document["servers"])
 

@@ -6,6 +6,7 @@ What `sam build` actually produced is checked by tests/packaging (`make packagin
 from __future__ import annotations
 
 import copy
+import importlib.util
 import shutil
 import subprocess
 import tomllib
@@ -112,9 +113,15 @@ def test_the_makefile_rule_copies_the_three_code_folders_only(logical_id: str, t
         capture_output=True,
     )
 
-    # Then the artifact is the code folders, without bytecode compiled here
+    # Then the artifact is the code folders with their bytecode, compiled there from what it ships
+    # (the stale copy here is left behind) and used by Lambda without checking timestamps
     shipped = sorted(str(p.relative_to(artifact)) for p in artifact.rglob("*") if p.is_file())
-    assert shipped == [f"{name}/pkg/mod.py" for name in CODE_DIRS]
+    pyc = "pkg/__pycache__/mod.cpython-311.pyc"
+    assert shipped == sorted(f"{name}/{path}" for name in CODE_DIRS for path in ("pkg/mod.py", pyc))
+    for name in CODE_DIRS:
+        header = (artifact / name / pyc).read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
+        assert header[8:16] == importlib.util.source_hash(b"X = 1\n")
 
 
 def _broken(template: dict[str, Any], change: str) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from pointbridge.sandbox.apigw import (
     IMPLICIT_DENY,
     UNAUTHORIZED,
     Route,
+    Throttle,
     gateway_reply,
+    method_throttle,
     translate_reply,
 )
 from pointbridge.sandbox.core import gateway_response
@@ -26,7 +28,7 @@ from pointbridge.sandbox.schedules import (
     scheduled_event,
 )
 from pointbridge.sandbox.sources import FilterPatternError, event_filter, failed_item_ids
-from pointbridge.sandbox.template import Resolver, TemplateError
+from pointbridge.sandbox.template import Resolver, TemplateError, parameter_values
 
 
 @pytest.mark.parametrize(
@@ -133,6 +135,63 @@ def test_resolver_handles_ref_getatt_sub_and_parameters() -> None:
         "local",
         "ref:T-1",
     ]
+
+
+def test_resolver_evaluates_conditions_if_and_no_value() -> None:
+    # Given a template's Conditions over parameters (a Number default stays a number)
+    template = {
+        "Parameters": {
+            "Email": {"Type": "String", "Default": ""},
+            "Reserve": {"Type": "Number", "Default": 0},
+            "Stage": {"Type": "String", "Default": "dev"},
+        },
+        "Conditions": {
+            "HasEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Email"}, ""]}]},
+            "Reserves": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Reserve"}, 0]}]},
+            "Both": {"Fn::And": [{"Condition": "HasEmail"}, {"Condition": "Reserves"}]},
+            "Either": {"Fn::Or": [{"Condition": "HasEmail"}, {"Condition": "Reserves"}]},
+        },
+    }
+    values = parameter_values(template, {"Reserve": "5"})
+    assert values == {"Email": "", "Reserve": 5, "Stage": "dev"}
+    resolver = Resolver(values, "us-east-1", ref=str, get_att=lambda n, a: n, conditions=template["Conditions"])
+    # Then conditions, Fn::If and AWS::NoValue resolve as CloudFormation's do
+    assert (resolver.condition("HasEmail"), resolver.condition("Reserves")) == (False, True)
+    assert (resolver.condition("Both"), resolver.condition("Either")) == (False, True)
+    props = {
+        "Reserved": {"Fn::If": ["Reserves", {"Ref": "Reserve"}, {"Ref": "AWS::NoValue"}]},
+        "Email": {"Fn::If": ["HasEmail", {"Ref": "Email"}, {"Ref": "AWS::NoValue"}]},
+        "List": ["a", {"Ref": "AWS::NoValue"}, "b"],
+    }
+    assert resolver.resolve(props) == {"Reserved": 5, "List": ["a", "b"]}
+    with pytest.raises(TemplateError):
+        resolver.condition("Nope")
+    with pytest.raises(TemplateError):
+        parameter_values(template, {"Unknown": "x"})
+
+
+def test_method_throttle_picks_the_methods_own_setting_else_the_stages() -> None:
+    settings = [
+        {"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 50},
+        {"ResourcePath": "/~1hooks~1{shop}", "HttpMethod": "POST", "ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 2},
+    ]
+    own = method_throttle(settings, "/hooks/{shop}", "POST")
+    stage = method_throttle(settings, "/{proxy+}", "ANY")
+    assert own is not None and (own.rate, own.burst) == (5, 2)
+    assert stage is not None and (stage.rate, stage.burst) == (100, 50)
+    assert method_throttle([], "/x", "GET") is None
+
+
+def test_throttle_is_a_token_bucket() -> None:
+    # Given a bucket of 2 refilled at 1 a second, on a clock the test moves
+    now = [0.0]
+    bucket = Throttle(rate=1, burst=2, clock=lambda: now[0])
+    # Then a burst of 2 passes, the third waits for a refill, and the bucket never holds more than 2
+    assert [bucket.admit() for _ in range(3)] == [True, True, False]
+    now[0] = 1.0
+    assert [bucket.admit() for _ in range(2)] == [True, False]
+    now[0] = 100.0
+    assert [bucket.admit() for _ in range(3)] == [True, True, False]
 
 
 def test_schedule_runner_fires_enabled_schedules_at_their_time() -> None:
