@@ -288,6 +288,8 @@ class Purchases(IngestCore):
         }
         if decision.basis_amount is not None:
             details["basis_amount"] = str(decision.basis_amount)
+        if isinstance(event, PurchaseEvent):
+            details["currency"] = event.currency
         if decision.pending_until is not None:
             details["pending_until"] = decision.pending_until.isoformat()
         return details

@@ -126,6 +126,7 @@ class Refunds(IngestCore):
                     ),
                     "order": order_id,
                     "refunded_amount": str(event.refunded_amount),
+                    "currency": event.currency,
                     "event_hash": digest,
                     "shortfall_policy": "write_off",
                 },
