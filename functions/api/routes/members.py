@@ -10,7 +10,7 @@ from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
 from functions.services import services
 from shared.errors import UnknownMemberError
-from shared.ledger.statement import Language, choose_language
+from shared.ledger.statement import Language, choose_language, related_ids
 from shared.members.activity import ACTIVITY
 from shared.members.membership import Expiring, expiring, held_tier, spendable, tier_status
 
@@ -123,8 +123,9 @@ def statement(
     page = found[:limit]
     headers = {k.lower(): v for k, v in (router.current_event.headers or {}).items()}
     language = choose_language(lang, headers.get("accept-language"))
+    named = services().ledger_store.get_entries(program, related_ids(page))  # the earns expiries name
     return Statement(
-        entries=[EntryOut.of(e, language) for e in page],
+        entries=[EntryOut.of(e, language, named) for e in page],
         next=page[-1].seq if len(found) > limit else None,
         language=language,
     )

@@ -1,5 +1,6 @@
 """Reply shapes shared by several areas. Money is a Decimal serialised as a string, never a float."""
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -53,8 +54,8 @@ class EntryOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, entry: Entry, language: Language = "en") -> "EntryOut":
-        told = line(entry, language)
+    def of(cls, entry: Entry, language: Language = "en", related: Mapping[str, Entry] | None = None) -> "EntryOut":
+        told = line(entry, language, related)
         return cls(
             entry_id=entry.entry_id,
             kind=entry.kind.value,
