@@ -15,14 +15,16 @@ checkout's capture), from that other entry: the caller reads those in one batch 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.ledger.models import Account, Entry, EntryKind
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 Language = Literal["en", "zh-CN"]
 LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
