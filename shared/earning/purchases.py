@@ -290,6 +290,8 @@ class Purchases(IngestCore):
             details["basis_amount"] = str(decision.basis_amount)
         if isinstance(event, PurchaseEvent):
             details["currency"] = event.currency
+            if event.reference:
+                details["order_ref"] = event.reference
         if decision.pending_until is not None:
             details["pending_until"] = decision.pending_until.isoformat()
         return details

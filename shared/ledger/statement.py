@@ -395,7 +395,7 @@ class _Describe:
             title = self.text.get(f"purchase.{channel}", self.text["purchase.online"])
             return title, self.say(
                 "purchase.detail",
-                order=details.get("event_id", entry.external_id),
+                order=details.get("order_ref") or details.get("event_id", entry.external_id),
                 place=self.place(source),
                 amount=_money(details["basis_amount"], details.get("currency", "")),
             )
@@ -470,7 +470,11 @@ class _Describe:
             return ""
         day = self.day(entry.event_time)
         if "basis_amount" in entry.details:
-            return self.say("what.purchase", order=entry.details.get("event_id", entry.external_id), day=day)
+            return self.say(
+                "what.purchase",
+                order=entry.details.get("order_ref") or entry.details.get("event_id", entry.external_id),
+                day=day,
+            )
         other = _Describe(entry, self.language, {})
         if entry.details.get("channel") == "partner":
             partner = _after(entry.source, "partner:")
@@ -539,7 +543,8 @@ class _Describe:
         details = self.details
         order = details.get("order", "")
         amount = _money(details.get("refunded_amount", "0"), details.get("currency", ""))
-        facts = self.say("clawback.detail", amount=amount, order=order.rsplit(":", 1)[-1]) if order else ""
+        shown = details.get("order_ref") or order.rsplit(":", 1)[-1]
+        facts = self.say("clawback.detail", amount=amount, order=shown) if order else ""
         return self.say("clawback"), self.join(facts, self.refund_working())
 
     def refund_working(self) -> str:
@@ -550,7 +555,7 @@ class _Describe:
             refunded, paid = explanation.split(" x refunded ", 1)[1].split(" (", 1)[0].split(" of ")
         except (IndexError, ValueError):
             return ""
-        return self.say("clawback.working", points=earned, refunded=refunded, paid=paid)
+        return self.say("clawback.working", points=earned, refunded=_money(refunded, ""), paid=_money(paid, ""))
 
     # Moving between members
 

@@ -31,6 +31,7 @@ from tests.integration.channel_fixtures import (
     square_headers,
 )
 from tests.support.services import sandbox_services
+from tests.support.statements import INTERNAL
 from tests.unit.adapter_helpers import load, raw
 
 if TYPE_CHECKING:
@@ -171,9 +172,18 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     assert all(line["explanation"].strip() for line in lines)
     assert sum(line["points"] for line in lines) == balance["available"] + balance["pending"] + balance["held"]
     clawback = next(line for line in lines if line["kind"] == "clawback")
-    assert clawback["points"] == -17 and "refunded 18" in clawback["explanation"]
+    assert clawback["points"] == -17 and "refund of 18.00 EUR on order #9999" in clawback["explanation"]
+    assert clawback["detail"].endswith("51 points earned x 18.00 / 51.50 refunded")
     purchase = next(line for line in lines if line["kind"] == "earn_pending")
-    assert "=" in purchase["explanation"]  # the rule arithmetic, e.g. "51 = 51.50 EUR x 1"
+    assert "how: 51.5 base (1 per EUR) - 0.5 rounding = 51" in purchase["explanation"]
+    # Every line, in both languages, has a date, an amount and words a person reads: no internal id
+    for language in ("en", "zh-CN"):
+        told = requests.get(
+            f"{member_url}/statement", params={"limit": 100, "lang": language}, headers=admin, timeout=30
+        ).json()["entries"]
+        for line in told:
+            assert line["event_time"] and line["title"] and isinstance(line["points"], int)
+            assert not INTERNAL.search(line["explanation"]), line["explanation"]
 
 
 def test_a_flagged_members_points_wait_for_an_operator_over_http(sb: Sandbox) -> None:
