@@ -34,6 +34,9 @@ ALIASES = {
     "transaction_id": "external_id",
     "timestamp": "occurred_at",
     "date_time": "occurred_at",
+    "note": "reason",
+    "description": "reason",
+    "memo": "reason",
     "amount_spent": "amount",
 }
 _MEMBER = re.compile(r"^[A-Za-z0-9_.\-@:/]{1,100}$")

@@ -237,6 +237,7 @@ def _purchase(order: Mapping[str, Any], config: ShopifyConfig) -> list[Event]:
             channel=Channel.ONLINE,
             source=config.source,
             external_id=order_id,
+            reference=str(order.get("name") or order.get("order_number") or "")[:64],
             identity=_identity(order, config),
             occurred_at=parse_time(occurred, "order.processed_at"),
             currency=config.currency.program_currency,

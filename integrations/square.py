@@ -237,6 +237,7 @@ def _payment(payment: Mapping[str, Any], config: SquareConfig) -> list[Event]:
             channel=Channel.POS,
             source=config.source,
             external_id=text(payment, "id", where),
+            reference=str(payment.get("receipt_number") or "")[:64],
             identity=identity,
             card=_card(payment, identity, config),
             occurred_at=parse_time(payment.get("created_at"), "payment.created_at"),

@@ -103,14 +103,17 @@ def parse_event(data: str | bytes | dict[str, object]) -> Event:
     return EVENT_ADAPTER.validate_json(data)
 
 
+DISPLAY_ONLY = {"reference", "card"}
+
+
 def event_hash(event: Event) -> str:
     """Tells a redelivery (same hash) from a different event reusing the same source id.
 
-    The card hash is left out: adapters started to add it (2026-12-07), and a file re-sent since is
-    the same events as before, not different ones reusing their ids.
+    Display-only fields (the order number a customer sees) and the card hash are left out: adapters
+    started to add them (2026-12-07), and an event delivered before (a sender's retry, a file re-sent)
+    is still the same event, not a different one reusing its id.
     """
-    dumped = event.model_dump_json(exclude={"card"}) if isinstance(event, PurchaseEvent) else event.model_dump_json()
-    return hashlib.sha256(dumped.encode()).hexdigest()[:32]
+    return hashlib.sha256(event.model_dump_json(exclude=DISPLAY_ONLY).encode()).hexdigest()[:32]
 
 
 def entry_key(event: Event) -> str:

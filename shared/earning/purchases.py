@@ -312,6 +312,10 @@ class Purchases(Rating):
             details["flat_points"] = str(decision.flat_points)
         if isinstance(event, PurchaseEvent) and event.card:
             details["card"] = event.card  # hashed by the adapter: what the card-velocity check counts
+        if isinstance(event, PurchaseEvent):
+            details["currency"] = event.currency
+            if event.reference:
+                details["order_ref"] = event.reference
         if decision.pending_until is not None:
             details["pending_until"] = decision.pending_until.isoformat()
         return details

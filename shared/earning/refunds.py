@@ -221,6 +221,8 @@ class Refunds(IngestCore):
                     ),
                     "order": order_id,
                     "refunded_amount": str(event.refunded_amount),
+                    "currency": event.currency,
+                    **({"order_ref": order.details["order_ref"]} if "order_ref" in order.details else {}),
                     "event_hash": digest,
                 },
             )

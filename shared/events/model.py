@@ -153,6 +153,14 @@ class PurchaseEvent(_Event):
 
     kind: Annotated[Literal["purchase"], Field(description="Always `purchase`.")] = "purchase"
     currency: Annotated[Currency, Field(description="The program's currency (ISO 4217) the amounts are in.")]
+    reference: Annotated[
+        str,
+        Field(
+            max_length=64,
+            description="The order number the customer sees (Shopify's `name` such as `#1042`, Square's receipt "
+            "number), for the member's statement; empty when the channel has none.",
+        ),
+    ] = ""
     eligible_amount: Annotated[
         Money, Field(description="Merchandise after discounts, without shipping and tax: what earns (decimal).")
     ]

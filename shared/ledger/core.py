@@ -48,6 +48,7 @@ from shared.ledger.models import (
     PendingEarn,
     Posting,
 )
+from shared.ledger.statement import balances_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -205,6 +206,13 @@ class LedgerCore:
         config_version = draft.config_version or config.version
         # After a program's end every lot is due at once: points given back late expire at the next run.
         ended = config.sunset is not None and config.sunset.ends_at <= now
+        postings = tuple(p for p in draft.postings if p.amount != 0)
+        moved = {a: sum(p.amount for p in postings if p.account is a) for a in Account}
+        balances = balances_after(
+            state.available + moved[Account.AVAILABLE],
+            state.pending + moved[Account.PENDING],
+            state.held + moved[Account.HELD],
+        )
         entry = Entry(
             program=cmd.program,
             entry_id=entry_id,
@@ -214,13 +222,13 @@ class LedgerCore:
             external_id=draft.external_id,
             reason=draft.reason,
             config_version=config_version,
-            postings=tuple(p for p in draft.postings if p.amount != 0),
+            postings=postings,
             lots=tuple(draft.lots),
             related=draft.related,
             event_time=draft.event_time,
             recorded_at=now,
             expires_at=draft.expires_at,
-            details=draft.details,
+            details={**draft.details, **balances},
             fingerprint=cmd.fingerprint(),
             seq=state.seq + 1,
             prev_hash=state.head,

@@ -24,6 +24,7 @@ from shared.ledger.contract import (
 from shared.ledger.models import AccountState, Entry, Hold, Lot, PendingEarn
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from shared.infra.table import Table
@@ -81,6 +82,12 @@ class DynamoLedgerStore:
     def get_entry(self, program: str, entry_id: str) -> Entry | None:
         item = self.table.get(keys.entry(program, entry_id))
         return Entry.model_validate_json(item["body"]) if item else None
+
+    def get_entries(self, program: str, entry_ids: Sequence[str]) -> dict[str, Entry]:
+        """Entries by id (one BatchGetItem per 100 ids); ids with no entry are left out."""
+        found = self.table.batch_get([keys.entry(program, entry_id) for entry_id in entry_ids], consistent=False)
+        entries = (Entry.model_validate_json(item["body"]) for item in found.values())
+        return {entry.entry_id: entry for entry in entries}
 
     def get_hold(self, program: str, member: str, hold_id: str) -> Hold | None:
         item = self.table.get(keys.hold(program, member, hold_id))

@@ -199,7 +199,11 @@ class Transfers(LedgerCore):
                 event_time=now,
                 lots=credit_lots,
                 related=entry_id,
-                details={**cmd.details, "from": f"{cmd.program}/{cmd.member}"},
+                details={
+                    **cmd.details,
+                    "from": f"{cmd.program}/{cmd.member}",
+                    **({"held_until": cmd.hold_until.isoformat()} if cmd.hold_until is not None else {}),
+                },
             )
             out = self._change(cmd, entry_id, state, debit, now, taken=taken)
             into = self._change(

@@ -97,9 +97,20 @@ def test_statement_pages_through_every_entry_once_with_explanations(api: HttpApi
     # Then every entry comes once, in chain order, each with a sentence saying what happened and why
     assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
     assert len(seen) >= 6
-    assert seen[0]["explanation"] == "You earned 700 points: o-1."
-    assert any(e["explanation"].startswith("50 points are on their way") for e in seen)
-    assert all(e["explanation"].endswith(".") for e in seen)
+    assert seen[0]["explanation"] == "Points added: o-1"
+    assert all(e["title"] and e["explanation"].startswith(e["title"]) for e in seen)
+    # Each line carries the spendable balance after it, and they add up line by line.
+    running = 0
+    for entry in seen:
+        running += entry["available_change"]
+        assert entry["balance_after"] == running
+    assert running == api.ok("GET", f"{ANN}/balance", ann)["available"]
+    # In Simplified Chinese when the member's device asks for it (or `lang` says so).
+    chinese = api.ok("GET", f"{ANN}/statement", ann, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert chinese["language"] == "zh-CN"
+    assert chinese["entries"][0]["explanation"] == "积分入账：o-1"
+    assert api.ok("GET", f"{ANN}/statement", ann, query={"lang": "en"})["language"] == "en"
+    problem(api.call("GET", f"{ANN}/statement", ann, query={"lang": "fr"}), 400, "invalid_input")
     problem(api.call("GET", f"{ANN}/statement", ann, query={"limit": "1000"}), 400, "invalid_input")
 
 

@@ -167,7 +167,7 @@ def test_donation_to_a_cause(api: HttpApi) -> None:
     body = {"reward_id": "trees", "points": 50, "reference": "d-1"}
     given = api.mutate("POST", path, ann, body, other={**body, "points": 60})
     assert (given["entry"]["details"]["cause"], given["entry"]["available_change"]) == ("Forests", -50)
-    assert given["entry"]["explanation"] == "You spent 50 points: donated to Forests."
+    assert given["entry"]["explanation"] == "Points donated: Forests"
     problem(api.call("POST", path, ann, {"reward_id": "mug", "points": 100, "reference": "d-2"}), 400, "invalid_input")
     problem(api.call("POST", path, ann, {"reward_id": "trees", "points": 5, "reference": "d-3"}), 400, "invalid_input")
 

@@ -32,6 +32,7 @@ from tests.integration.channel_fixtures import (
 from tests.support.channels import create_channels, identity_key
 from tests.support.inbox import code_inbox
 from tests.support.services import sandbox_services
+from tests.support.statements import INTERNAL
 from tests.unit.adapter_helpers import load, raw
 
 if TYPE_CHECKING:
@@ -185,15 +186,26 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     assert all(line["explanation"].strip() for line in lines)
     assert sum(line["points"] for line in lines) == balance["available"] + balance["pending"] + balance["held"]
     clawback = next(line for line in lines if line["kind"] == "clawback")
-    assert clawback["points"] == -17 and "refunded 18" in clawback["explanation"]
+    assert clawback["points"] == -17 and "refund of 18.00 EUR on order #9999" in clawback["explanation"]
+    assert clawback["detail"].endswith("51 points earned x 18.00 / 51.50 refunded")
     assert {line["kind"] for line in lines} >= {"transfer", "clawback"}  # the merges brought the points over
     # And the online account that earned before jon registered still explains its purchase (to an auditor)
     auditor = {
         "x-api-key": issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="audit", role="auditor"))
     }
-    earned = requests.get(f"{sb.api_url}/programs/acme/members/{online}/statement", headers=auditor, timeout=30).json()
+    online_url = f"{sb.api_url}/programs/acme/members/{online}/statement"
+    earned = requests.get(online_url, headers=auditor, timeout=30).json()
     purchase = next(line for line in earned["entries"] if line["kind"] == "earn_pending")
-    assert "=" in purchase["explanation"]  # the rule arithmetic, e.g. "51 = 51.50 EUR x 1"
+    assert "how: 51.5 base (1 per EUR) - 0.5 rounding = 51" in purchase["explanation"]
+    # Every line of both accounts, in both languages, has a date, an amount and words a person reads: no internal id
+    for url, reader in ((member_url, jon), (online_url, auditor)):
+        for language in ("en", "zh-CN"):
+            told = requests.get(url, params={"limit": 100, "lang": language}, headers=reader, timeout=30).json()[
+                "entries"
+            ]
+            for line in told:
+                assert line["event_time"] and line["title"] and isinstance(line["points"], int)
+                assert not INTERNAL.search(line["explanation"]), line["explanation"]
 
 
 def test_a_flagged_members_points_wait_for_an_operator_over_http(sb: Sandbox) -> None:

@@ -81,3 +81,13 @@ def test_a_repeated_external_id_is_reported_once_accepted_once() -> None:
 def test_the_parser_never_raises_on_arbitrary_text(text: str, fmt: str) -> None:
     report = parse_partner_feed(text, config(), now=NOW, fmt="csv" if fmt == "csv" else "jsonl")
     assert all(r.reason for r in report.rejected)
+
+
+def test_the_partners_own_note_names_the_points() -> None:
+    # Partners call the column note, description or memo: the member's statement shows it either way.
+    for column in ("note", "description", "memo", "reason"):
+        header = f"partner_member_id,external_id,occurred_at,points,{column}\n"
+        text = header + "pm-1,f-1,2026-11-24T10:00:00Z,1200,flight PEK-SHA\n"
+        [event] = parse_partner_feed(text, config(), now=NOW, fmt="csv").accepted
+        assert isinstance(event, PointsEvent)
+        assert event.reason == "flight PEK-SHA"

@@ -78,6 +78,7 @@ def test_orders_paid_earns_on_merchandise_after_discounts_without_shipping_tax_o
     assert event.shipping == Decimal("5.00") and event.tax == Decimal("10.29")
     assert event.source == "shopify:acme.myshopify.com"
     assert event.external_id == "820982911946154508"
+    assert event.reference == "#9999"  # the order number the customer sees, for the statement
     assert event.identity.kind is IdentityKind.EMAIL
     assert event.identity.value == hash_email(ID_KEY.encode(), "jon.snow@example.com")
     assert "jon" not in event.model_dump_json().lower()

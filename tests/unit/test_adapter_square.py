@@ -71,6 +71,7 @@ def test_completed_payment_earns_on_the_amount_without_the_tip() -> None:
     assert isinstance(event, PurchaseEvent)
     assert event.eligible_amount == Decimal("12.50")
     assert event.external_id == "hYy9pRFVxpDsO1FB05SunFWUe9JZY"
+    assert event.reference == "hYy9"  # the receipt number
     assert event.source == "square:6SSW7HV8K2ST5"
     assert event.identity.kind is IdentityKind.CARD and event.identity.value == "6012345678"
     assert event.occurred_at == datetime(2026, 11, 25, 9, 59, 31, 126000, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Members: balance, statement, tier and progress."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
@@ -10,6 +10,7 @@ from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
 from functions.services import services
 from shared.errors import UnknownMemberError
+from shared.ledger.statement import Language, choose_language, related_ids
 from shared.members.activity import ACTIVITY
 from shared.members.membership import Expiring, expiring, held_tier, spendable, tier_status
 
@@ -50,6 +51,7 @@ class Statement(BaseModel):
 
     entries: list[EntryOut] = Field(description="The entries, in the order the ledger wrote them.")
     next: int | None = Field(description="Pass as `after` for the next page; null on the last page.")
+    language: Language = Field(description="The language of the titles, details and explanations.")
 
 
 class TierOut(BaseModel):
@@ -102,19 +104,30 @@ def statement(
     member: MemberPath,
     after: Annotated[int, Query(ge=0, description="Entries after this `seq` (the previous page's `next`).")] = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="At most this many entries.")] = 25,
+    lang: Annotated[
+        Literal["en", "zh-CN"] | None,
+        Query(description="The statement's language; without it, the best match of Accept-Language, else `en`."),
+    ] = None,
 ) -> Statement:
     """A member's statement.
 
     Every ledger entry of the member, in the order it was written, each with a sentence that says what
-    happened and why (with the rules' own arithmetic for earns). Paged with `after` and `next`.
+    happened and the facts behind it (the order and its amount, the shop or partner, the rules' own
+    arithmetic, the reward, the other member of a gift or merge), dated by the event, with the balance
+    after each entry and the config version whose rules applied. In English or Simplified Chinese
+    (`lang`, or Accept-Language). Paged with `after` and `next`.
     """
     context.authorize(router, program=program, member=member)
     services().ledger.account(program, member)
     found = services().ledger_store.entries(program, member, after_seq=after, limit=limit + 1)
     page = found[:limit]
+    headers = {k.lower(): v for k, v in (router.current_event.headers or {}).items()}
+    language = choose_language(lang, headers.get("accept-language"))
+    named = services().ledger_store.get_entries(program, related_ids(page))  # the earns expiries name
     return Statement(
-        entries=[EntryOut.of(e) for e in page],
+        entries=[EntryOut.of(e, language, named) for e in page],
         next=page[-1].seq if len(found) > limit else None,
+        language=language,
     )
 
 

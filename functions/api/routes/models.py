@@ -1,5 +1,6 @@
 """Reply shapes shared by several areas. Money is a Decimal serialised as a string, never a float."""
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -7,7 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, PlainSerializer, StringConstraints
 
 from shared.access.keys import Principal
-from shared.ledger.models import Account, Entry
+from shared.ledger.models import Entry
+from shared.ledger.statement import Language, line
 
 DecimalText = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 # A caller's own id for an operation. The ledger keeps it inside the caller's and the member's
@@ -37,7 +39,18 @@ class EntryOut(BaseModel):
     points: int = Field(description="The change to the member's available + pending + held points.")
     available_change: int = Field(description="The change to the member's available points alone.")
     reason: str = Field(description="Why, as the caller or the rules gave it.")
-    explanation: str = Field(description="One sentence for the member: what happened, how many points, and why.")
+    explanation: str = Field(
+        description="One sentence for the member: what happened and the facts behind it (the order and its "
+        "amount, the shop or partner, the rule's arithmetic, the reward, the other member)."
+    )
+    title: str = Field(description="What happened, as a statement line's title (`Points for your online order`).")
+    detail: str = Field(description="The facts behind it (`order 1001 at shop.example, 470.00 CNY; rule: 470 = ...`).")
+    balance_after: int | None = Field(
+        None, description="Spendable points after this entry (absent for entries written before balances were kept)."
+    )
+    pending_after: int | None = Field(None, description="Points on their way after this entry.")
+    held_after: int | None = Field(None, description="Points reserved (checkout, transfers, held gifts) after it.")
+    rule_version: int = Field(description="The program config version whose rules applied.")
     source: str = Field(description="Who posted it: a channel, `redemption`, `checkout`, `gift`, a partner...")
     related: str = Field(
         "",
@@ -53,15 +66,21 @@ class EntryOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, entry: Entry) -> "EntryOut":
-        change = sum(entry.delta(a) for a in (Account.AVAILABLE, Account.PENDING, Account.HELD))
+    def of(cls, entry: Entry, language: Language = "en", related: Mapping[str, Entry] | None = None) -> "EntryOut":
+        told = line(entry, language, related)
         return cls(
             entry_id=entry.entry_id,
             kind=entry.kind.value,
-            points=change,
-            available_change=entry.delta(Account.AVAILABLE),
+            points=told.points,
+            available_change=told.spendable,
             reason=entry.reason,
-            explanation=explain(entry),
+            explanation=told.sentence,
+            title=told.title,
+            detail=told.detail,
+            balance_after=told.balance,
+            pending_after=told.pending,
+            held_after=told.held,
+            rule_version=told.rule_version,
             source=entry.source,
             related=entry.related,
             event_time=entry.event_time,
@@ -69,34 +88,3 @@ class EntryOut(BaseModel):
             seq=entry.seq,
             details=entry.details,
         )
-
-
-_VERBS = {
-    "earn": "You earned {n} points",
-    "earn_pending": "{n} points are on their way (pending)",
-    "activate": "{n} pending points became spendable",
-    "void": "{n} pending points were cancelled",
-    "spend": "You spent {n} points",
-    "hold": "{n} points were reserved at checkout",
-    "capture": "Your checkout was completed",
-    "release": "A checkout reservation of {n} points was released",
-    "reversal": "A correction changed your points by {s} points",
-    "expiry": "{n} points expired",
-    "transfer_out": "You sent {n} points",
-    "transfer_in": "You received {n} points",
-    "transfer": "{n} points moved between your merged accounts",
-    "clawback": "{n} points were taken back for a refund",
-}
-
-
-def explain(entry: Entry) -> str:
-    """One sentence a member can read: what happened, how many points, and why."""
-    available = entry.delta(Account.AVAILABLE)
-    pending = entry.delta(Account.PENDING)
-    held = entry.delta(Account.HELD)
-    moved = max(abs(available), abs(pending), abs(held))
-    total = available + pending + held
-    text = _VERBS.get(entry.kind.value, "{n} points moved").format(n=moved, s=f"{total:+d}")
-    # The rules' own arithmetic ("120 = 60 base x2 holiday promo") says why this many.
-    rule = entry.details.get("explanation", "").strip()
-    return f"{text}: {entry.reason} ({rule})." if rule else f"{text}: {entry.reason}."

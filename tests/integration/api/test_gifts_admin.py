@@ -28,7 +28,7 @@ def test_gift_keeps_expiry_and_daily_limit(api: Client, funded: Ledger, store: D
     by_member = {lot.member: lot for lot in lots}
     assert by_member["m2"].expires_at == by_member["m1"].expires_at  # the lot moved with its date
     assert by_member["m2"].remaining == 300
-    assert reply.body["received"]["explanation"].startswith("You received 300 points")
+    assert reply.body["received"]["explanation"].startswith("Gift received from m1")
     refused = api.call("POST", path, key=key, body={"to_member": "m3", "points": 201, "reference": "g2"})
     assert (refused.status, refused.code) == (422, "limit_reached")
     assert api.call("POST", path, key=key, body={"to_member": "m1", "points": 5, "reference": "g3"}).status == 400

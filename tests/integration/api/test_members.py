@@ -34,7 +34,7 @@ def test_balance_and_statement(api: Client, funded: Ledger, admin_key: str) -> N
     assert reply.body["tier"] == "member"
     statement = api.call("GET", "/programs/demo/members/m1/statement", key=member_key, query={"limit": "1"})
     assert statement.status == 200, statement.body
-    assert statement.body["entries"][0]["explanation"] == "You earned 1000 points: order o1."
+    assert statement.body["entries"][0]["explanation"] == "Points added: order o1"
     assert statement.body["next"] is None
 
 
