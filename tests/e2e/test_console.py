@@ -69,7 +69,7 @@ def test_figures_over_http_match_the_ledger(stack: tuple[HttpApi, Seeded]) -> No
     _, accounts, _, _ = api.services.ledger_store.ledger_records()
     held = sum(a.available + a.pending + a.held for a in accounts if a.program == "demo")
     assert to_date["liability"] == held == 2000 + 400 - 210
-    assert period["issued"] == 2000 and sum(day["redeemed"] for day in body["days"]) == 210
+    assert period["issued"] == 2000 and sum(step["redeemed"] for step in body["series"]) == 210
     assert body["members"] == 2 and body["tiers"] == [{"name": "member", "count": 2, "share": "1.0000"}]
     assert {c["name"]: c["count"] for c in period["channels"]} == {"api": 2000, "partner": 400}
     assert period["redemption_rate"] == "0.0875"  # 210 / 2400
