@@ -8,6 +8,7 @@ for an admin key and calls the guarded routes below with it, from the same origi
 
 import base64
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -24,11 +25,14 @@ from functions.api import context
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
 from functions.services import services
+from shared.errors import NotFoundError
 from shared.projections.figures import Figures, SeriesPoint, Share, money_value, period_bounds, program_figures
 from shared.rewards.catalogue import live_catalogue
 
 router = APIGatewayRouter()
 CONSOLE_PAGE = FilePath(__file__).resolve().parents[1] / "console.html"
+# The console's vendored files (the chart library and its licence): only those the manifest lists are served.
+CONSOLE_ASSETS = FilePath(__file__).resolve().parents[1] / "console_assets"
 
 
 class ShareOut(BaseModel):
@@ -298,6 +302,13 @@ def programs() -> ProgramsOut:
 
 
 @cache
+def _assets() -> dict[str, str]:
+    """Each vendored file the console may load, and its content type (console_assets/manifest.json)."""
+    manifest = json.loads((CONSOLE_ASSETS / "manifest.json").read_text(encoding="utf-8"))
+    return {name: str(entry["content_type"]) for name, entry in manifest.items()}
+
+
+@cache
 def _page() -> tuple[str, str]:
     html = CONSOLE_PAGE.read_text(encoding="utf-8")
     # The page's own inline script and style, and nothing else, may run (hashes in the policy).
@@ -306,6 +317,8 @@ def _page() -> tuple[str, str]:
         body = html.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         hashes.append(f"{tag}-src 'sha256-{digest}'")
+    # The vendored chart library is a same-origin script (loaded with an integrity hash): 'self'.
+    hashes[0] = hashes[0].replace("script-src ", "script-src 'self' ")
     policy = f"default-src 'none'; connect-src 'self'; {'; '.join(hashes)}; base-uri 'none'; form-action 'none'"
     return html, policy
 
@@ -322,5 +335,23 @@ def console() -> Response[str]:
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-cache",
+        },
+    )
+
+
+@router.get("/console/assets/<asset>", include_in_schema=False)
+def console_asset(asset: str) -> Response[str]:
+    """A vendored file of the console (console_assets/README.md), as published upstream."""
+    content_type = _assets().get(asset)
+    if content_type is None:
+        raise NotFoundError(f"the console has no asset {asset!r}")
+    return Response(
+        status_code=200,
+        content_type=content_type,
+        body=(CONSOLE_ASSETS / asset).read_text(encoding="utf-8"),
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            # The page asks for a pinned version by name and checks its hash: a day's caching is safe.
+            "Cache-Control": "public, max-age=86400",
         },
     )

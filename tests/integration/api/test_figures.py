@@ -120,7 +120,17 @@ def test_the_console_page_is_open_self_contained_and_locked_down(api: Client) ->
     assert "<script>" in page and "sessionStorage" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     policy = reply.headers["content-security-policy"]
-    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "connect-src 'self'" in policy
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    # And the vendored chart library may run from the same origin, served as the manifest lists it
+    assert "script-src 'self' 'sha256-" in policy
+    library = api.call("GET", "/console/assets/chart.umd.min.js")
+    assert library.status == 200 and library.headers["content-type"].startswith("text/javascript")
+    assert library.body.startswith("/*!\n * Chart.js v4.6.2")
+    licence = api.call("GET", "/console/assets/chart.js.LICENSE.md")
+    assert licence.status == 200 and "MIT License" in licence.body
+    # And nothing else is: not the manifest, not a path outside the folder
+    assert api.call("GET", "/console/assets/manifest.json").code == "not_found"
+    assert api.call("GET", "/console/assets/..%2Fconsole.html").status == 404
     # And it is not part of the API's OpenAPI document
     docs = api.call("GET", "/docs", query={"format": "json"})
     assert "/console" not in docs.body["paths"] and "/admin/programs/{program}/figures" in docs.body["paths"]
