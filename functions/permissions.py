@@ -47,6 +47,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         ("GET", "/health"): OPEN,
         # Pages, not operations: the document and Swagger UI, the console (it asks for an admin key)
         ("GET", "/console"): OPEN,
+        ("GET", "/console/assets/{asset}"): OPEN,
         # Members
         ("GET", "/programs/{program}/members/{member}/balance"): MEMBER_READ,
         ("GET", "/programs/{program}/members/{member}/statement"): MEMBER_READ,
@@ -139,7 +140,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
 # Not operations of the OpenAPI document: the webhook receiver's route, and the API's pages.
 WEBHOOK_ROUTES = frozenset({("POST", "/app-events")})
 # (The documentation, /docs and /openapi.json, is served by API Gateway from the docs bucket: no function.)
-PAGES = frozenset({("GET", "/console")})
+PAGES = frozenset({("GET", "/console"), ("GET", "/console/assets/{asset}")})
 COLUMNS = (M, C, P, OPERATOR, SUPPORT, AUDITOR)
 
 

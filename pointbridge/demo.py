@@ -262,9 +262,7 @@ def show_figures(sb: Sandbox, api: DemoClient, audited: dict[str, Any]) -> dict[
     sb.wait_for_idle(timeout=60)  # the watcher has seen every entry
     figures: dict[str, Any] = api.get("/admin/programs/demo/figures")
     to_date = figures["to_date"]
-    print(
-        f"\nGET /admin/programs/demo/figures ({figures['requests']} DynamoDB requests for {len(figures['days'])} days)"
-    )
+    print(f"\nGET /admin/programs/demo/figures ({figures['requests']} DynamoDB requests for {figures['days']} days)")
     print(f"   issued {to_date['issued']}, partner-funded {to_date['partner_funded']}", end="")
     print(f", redeemed {to_date['redeemed']}, expired {to_date['expired']}")
     print(f"   outstanding liability {to_date['liability']}", end="")

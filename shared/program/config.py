@@ -331,6 +331,9 @@ class ProgramConfig(BaseModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    # What one point costs the program in `currency`: the money value of the liability on the
+    # console (docs/console.md). None (configs published before it existed): shown in points only.
+    point_value: Annotated[Decimal, Field(gt=0, le=Decimal(10_000), max_digits=16, decimal_places=8)] | None = None
     # Default expiry; a tier may override it (e.g. the top tier's points never expire).
     expiry: ExpiryPolicy = ExpiryPolicy()
     timezone: str = "UTC"

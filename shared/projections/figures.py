@@ -1,12 +1,15 @@
 """Program figures: the ledger's entries rolled up into per-program counters, by the program's local day.
 
 The stream watcher hands every new entry to `record_entry`, which adds what the entry moved
-(`entry_counters`) to two counter items in one transaction with a marker keyed by the entry id:
-the day's (`F#<program>#<local date>#<shard>`) and the program-to-date one
-(`F#<program>#ALL#<shard>`). The marker makes a redelivered stream record count nothing; the
-shard (a hash of the entry id) spreads a busy program's writes over several items, since one item
-takes about 1,000 writes a second. `program_figures` reads a period back: every shard of every day
-asked, the program-to-date shards and the tier counts, in `BatchGetItem`s of 100 keys.
+(`entry_counters`) to three counter items in one transaction with a marker keyed by the entry id:
+the day's (`F#<program>#<local date>#<shard>`), the month's (`F#<program>#<YYYY-MM>#<shard>`) and
+the program-to-date one (`F#<program>#ALL#<shard>`). The marker makes a redelivered stream record
+count nothing; the shard (a hash of the entry id) spreads a busy program's writes over several
+items, since one item takes about 1,000 writes a second. `program_figures` reads a period of any
+length back: whole calendar months from the month items and only the ragged edges from day items
+(`PeriodPlan`), the previous period of the same length for comparison, the days after the period
+(for the liability at its end), the program-to-date shards and the tier counts, all in
+`BatchGetItem`s of 100 keys.
 
 What is counted, from the postings alone (so the figures reconcile with the ledger's accounts):
 each posting to a program-side account is a flow between the members and that account, named by
@@ -46,13 +49,19 @@ if TYPE_CHECKING:
     from shared.ledger.models import Entry, Posting
     from shared.program.config import ProgramConfig
 
-# Writes to one program's counters spread over this many items per day (and for the program to
-# date). 8 items at ~500 transactional writes/s each (the 1 KB counter item costs 2 WCU in a
-# transaction) carry about 4,000 entries/s for one program; reading a day costs 8 keys.
-MAX_PERIOD_DAYS = 93  # a quarter: (93 + 2) x 8 keys = 8 BatchGetItem requests
+# Writes to one program's counters spread over this many items per day, month and to date. 8 items
+# at ~500 transactional writes/s each (the 1 KB counter item costs 2 WCU in a transaction) carry
+# about 4,000 entries/s for one program; reading a day or a month costs 8 keys.
+# Ten years: a period, its previous one and the months after it stay within ~30 BatchGetItems.
+MAX_PERIOD_DAYS = 3660
+# Up to a quarter the series has a point per day; longer periods have a point per month.
+MAX_DAILY_SERIES_DAYS = 93
 DEFAULT_PERIOD_DAYS = 30
+TOP_REWARDS = 10
+EARLIEST = date(1970, 1, 1)  # no ledger entry is older; keeps the previous period's dates valid
 MAX_ATTEMPTS = 6
 SHARE_PLACES = Decimal("0.0001")
+CENT = Decimal("0.01")
 
 # Gross flows between members and program-side accounts, all >= 0 (see docs/console.md).
 FLOWS = (
@@ -79,20 +88,26 @@ COUNTS = ("entries", "accounts_opened", "accounts_merged")
 # written off by the program, or owed by members; and what later earns repaid of those debts.
 SHORTFALLS = ("shortfall_written_off", "shortfall_owed", "debt_repaid")
 CHANNEL_PREFIX = "channel:"
+REWARD_POINTS_PREFIX = "reward:"  # points spent on a catalogue reward (the spend's `reward` detail)
+REWARD_COUNT_PREFIX = "reward_count:"  # how many of it (the spend's `quantity` detail, default 1)
 FUNDING_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING, EntryKind.VOID, EntryKind.CLAWBACK})
 EARN_KINDS = frozenset({EntryKind.EARN, EntryKind.EARN_PENDING})
 EXCHANGE_KINDS = frozenset({EntryKind.TRANSFER_OUT, EntryKind.TRANSFER_IN})
 _CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
+_REWARD_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # the catalogue's id pattern
 
 
 class FigureStore(Protocol):
     """What the projection needs from storage (implemented by `shared.store.FigureItems`).
 
-    `add_entry` writes the marker and both counter items in one transaction: False when the marker
-    was there (counted before), `ConcurrentUpdateError` when another transaction held an item.
+    `add_entry` writes the marker and the counter items of each bucket (the day, the month) and of
+    the program to date in one transaction: False when the marker was there (counted before),
+    `ConcurrentUpdateError` when another transaction held an item.
     """
 
-    def add_entry(self, program: str, entry_id: str, day: str, shard: int, counters: Mapping[str, int]) -> bool: ...
+    def add_entry(
+        self, program: str, entry_id: str, buckets: Sequence[str], shard: int, counters: Mapping[str, int]
+    ) -> bool: ...
 
     def read_buckets(self, program: str, buckets: Sequence[str], shards: int) -> dict[str, dict[str, int]]: ...
 
@@ -155,6 +170,11 @@ def entry_counters(entry: Entry) -> dict[str, int]:
     if entry.kind in EARN_KINDS:
         earned = entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
         add(CHANNEL_PREFIX + channel_of(entry), earned)
+    reward = entry.details.get("reward", "")
+    if entry.kind is EntryKind.SPEND and _REWARD_ID.match(reward):
+        quantity = entry.details.get("quantity", "1")
+        add(REWARD_POINTS_PREFIX + reward, entry.delta(Account.REDEMPTION))
+        add(REWARD_COUNT_PREFIX + reward, int(quantity) if quantity.isdigit() else 1)
     return counters
 
 
@@ -167,6 +187,11 @@ def local_day(entry: Entry, config: ProgramConfig) -> date:
     return entry.recorded_at.astimezone(config.tz).date()
 
 
+def month_bucket(day: date) -> str:
+    """The month item's bucket: `YYYY-MM` (day buckets are `YYYY-MM-DD`)."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
 def record_entry(
     store: FigureStore, programs: Programs, entry: Entry, sleep: Callable[[float], None] = time.sleep
 ) -> bool:
@@ -176,11 +201,12 @@ def record_entry(
     retried here a few times with jitter, then `contention`, and the stream delivers the record again.
     """
     config = programs.get(entry.program)
-    day = local_day(entry, config).isoformat()
+    day = local_day(entry, config)
+    buckets = (day.isoformat(), month_bucket(day))
     counters = entry_counters(entry)
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return store.add_entry(entry.program, entry.entry_id, day, shard_of(entry.entry_id), counters)
+            return store.add_entry(entry.program, entry.entry_id, buckets, shard_of(entry.entry_id), counters)
         except ConcurrentUpdateError:
             sleep(random.uniform(0, 0.05 * 2**attempt))
     raise ContentionError(f"the figures of {entry.program} stayed busy; the stream will deliver {entry.entry_id} again")
@@ -201,6 +227,15 @@ class Share(BaseModel):
     share: Decimal | None  # of the whole, 4 places; None when the whole is 0
 
 
+class RewardShare(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reward: str  # the catalogue id
+    points: int  # points spent on it (gross of reversals)
+    count: int  # how many were redeemed
+    share: Decimal | None  # of the points spent on all rewards, 4 places
+
+
 class Figures(BaseModel):
     """The counters of one day, a period or the program to date, and what follows from them."""
 
@@ -217,6 +252,13 @@ class Figures(BaseModel):
             summed[name] = summed.get(name, 0) + value
         return Figures(counters=summed)
 
+    @classmethod
+    def total(cls, parts: Sequence[Figures]) -> Figures:
+        summed = Figures()
+        for part in parts:
+            summed = summed.plus(part)
+        return summed
+
     @property
     def issued(self) -> int:
         """Net points out of the issuance account: earned (pending included) less taken back."""
@@ -225,6 +267,11 @@ class Figures(BaseModel):
     @property
     def partner_funded(self) -> int:
         return self["partner_earned"] - self["partner_taken_back"]
+
+    @property
+    def earned_by_members(self) -> int:
+        """Every point members earned, whoever funds it: the rates' denominator."""
+        return self.issued + self.partner_funded
 
     @property
     def redeemed(self) -> int:
@@ -281,8 +328,16 @@ class Figures(BaseModel):
 
     @property
     def redemption_rate(self) -> Decimal | None:
-        """Points redeemed per point earned (issued + partner-funded), over the same days."""
-        return _share(self.redeemed, self.issued + self.partner_funded)
+        """Points redeemed per point earned (issued + partner-funded), over the same days.
+
+        A flow ratio: a period's redemptions include points earned before it, so it can pass 1.
+        """
+        return _share(self.redeemed, self.earned_by_members)
+
+    @property
+    def breakage_rate(self) -> Decimal | None:
+        """Points expired per point earned (issued + partner-funded), over the same days (a flow ratio too)."""
+        return _share(self.expired, self.earned_by_members)
 
     def channels(self) -> list[Share]:
         """Points earned per channel (gross of later take-backs), largest first."""
@@ -295,12 +350,35 @@ class Figures(BaseModel):
         ordered = sorted(by_channel.items(), key=lambda kv: (-kv[1], kv[0]))
         return [Share(name=name, count=points, share=_share(points, whole)) for name, points in ordered]
 
+    def rewards(self, top: int = TOP_REWARDS) -> list[RewardShare]:
+        """The catalogue rewards members spent most points on (gross of reversals), at most `top`."""
+        by_reward = {
+            name.removeprefix(REWARD_POINTS_PREFIX): value
+            for name, value in self.counters.items()
+            if name.startswith(REWARD_POINTS_PREFIX) and value
+        }
+        whole = sum(by_reward.values())
+        ordered = sorted(by_reward.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        return [
+            RewardShare(
+                reward=reward,
+                points=points,
+                count=self[REWARD_COUNT_PREFIX + reward],
+                share=_share(points, whole),
+            )
+            for reward, points in ordered
+        ]
 
-class DayFigures(BaseModel):
+
+class SeriesPoint(BaseModel):
+    """One step of the series: a day, or a calendar month clipped to the period."""
+
     model_config = ConfigDict(frozen=True)
 
-    day: date
+    start: date
+    end: date
     figures: Figures
+    liability_at_end: int  # what members held at the end of `end`
 
 
 class ProgramFigures(BaseModel):
@@ -310,24 +388,70 @@ class ProgramFigures(BaseModel):
     timezone: str
     start: date
     end: date
-    days: tuple[DayFigures, ...]  # every local day of the period, in order
+    interval: str  # "day" or "month": the series' step
+    series: tuple[SeriesPoint, ...]  # every step of the period, in order
     period: Figures
+    opening_liability: int  # what members held when the period began
+    previous_start: date
+    previous_end: date
+    previous: Figures  # the period of the same length just before
     to_date: Figures
     members: int
     tiers: tuple[Share, ...]  # in the program's tier order, base first
     requests: int  # DynamoDB requests the read took
 
+    @property
+    def closing_liability(self) -> int:
+        return self.opening_liability + self.period.liability
+
 
 def period_bounds(config: ProgramConfig, now: datetime, start: date | None, end: date | None) -> tuple[date, date]:
-    """The period asked, defaulting to the last 30 local days up to today; refused past 93 days."""
+    """The period asked, defaulting to the last 30 local days up to today; at most ten years, never backwards."""
     end = end or now.astimezone(config.tz).date()
     start = start or end - timedelta(days=DEFAULT_PERIOD_DAYS - 1)
     if end < start:
         raise InvalidInputError("the period ends before it starts", start=start.isoformat(), end=end.isoformat())
+    if start < EARLIEST:
+        raise InvalidInputError(f"a period starts on {EARLIEST.isoformat()} or later", start=start.isoformat())
     length = (end - start).days + 1
     if length > MAX_PERIOD_DAYS:
-        raise InvalidInputError(f"a period covers at most {MAX_PERIOD_DAYS} days, not {length}", days=length)
+        raise InvalidInputError(
+            f"a period covers at most {MAX_PERIOD_DAYS} days (ten years), not {length}", days=length
+        )
     return start, end
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+
+
+def months_of(start: date, end: date) -> list[tuple[date, date]]:
+    """The calendar months `start`..`end` touches, each clipped to it."""
+    parts: list[tuple[date, date]] = []
+    first = start
+    while first <= end:
+        following = _next_month(first)
+        parts.append((first, min(end, following - timedelta(days=1))))
+        first = following
+    return parts
+
+
+def buckets_of(start: date, end: date) -> list[str]:
+    """The buckets whose counters sum to `start`..`end`: a month item for each whole month, day items for the rest."""
+    found: list[str] = []
+    for first, last in months_of(start, end):
+        if first.day == 1 and _next_month(first) - timedelta(days=1) == last:
+            found.append(month_bucket(first))
+        else:
+            found.extend((first + timedelta(days=d)).isoformat() for d in range((last - first).days + 1))
+    return found
+
+
+def series_steps(start: date, end: date) -> tuple[str, list[tuple[date, date]]]:
+    """The series' interval and steps: days up to a quarter, calendar months (clipped) beyond."""
+    if (end - start).days + 1 <= MAX_DAILY_SERIES_DAYS:
+        return "day", [(start + timedelta(days=d),) * 2 for d in range((end - start).days + 1)]
+    return "month", months_of(start, end)
 
 
 def tier_mix(config: ProgramConfig, members: int, tier_counts: Mapping[str, int]) -> list[Share]:
@@ -343,28 +467,67 @@ def tier_mix(config: ProgramConfig, members: int, tier_counts: Mapping[str, int]
 
 
 def program_figures(
-    store: FigureStore, config: ProgramConfig, start: date, end: date, requests: Callable[[], int] = lambda: 0
+    store: FigureStore,
+    config: ProgramConfig,
+    start: date,
+    end: date,
+    today: date,
+    requests: Callable[[], int] = lambda: 0,
 ) -> ProgramFigures:
-    """The figures of `start`..`end` (local dates, inclusive), per day and in total, and to date."""
+    """The figures of `start`..`end` (local dates, inclusive): the series, the total, the previous period, to date.
+
+    One read of every bucket needed: the period's steps, the previous period, the days after the
+    period up to `today` (the liability at the period's end is the to-date liability less what
+    moved since), to date and the tiers. The items are read without a snapshot, so while entries are
+    being counted the parts may disagree by those entries.
+    """
     before = requests()
-    days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
-    buckets = [day.isoformat() for day in days]
-    found = store.read_buckets(config.program, [*buckets, ALL, TIERS_BUCKET], SHARDS)
-    per_day = tuple(DayFigures(day=day, figures=Figures(counters=found.get(day.isoformat(), {}))) for day in days)
-    period = Figures()
-    for day_figures in per_day:
-        period = period.plus(day_figures.figures)
+    interval, steps = series_steps(start, end)
+    length = (end - start).days + 1
+    previous_start, previous_end = start - timedelta(days=length), start - timedelta(days=1)
+    step_buckets = [buckets_of(first, last) for first, last in steps]
+    previous_buckets = buckets_of(previous_start, previous_end)
+    after_buckets = buckets_of(end + timedelta(days=1), today) if today > end else []
+    wanted = dict.fromkeys(
+        [*(b for bs in step_buckets for b in bs), *previous_buckets, *after_buckets, ALL, TIERS_BUCKET]
+    )
+    found = store.read_buckets(config.program, list(wanted), SHARDS)
+
+    def summed(buckets: Sequence[str]) -> Figures:
+        return Figures.total([Figures(counters=found.get(bucket, {})) for bucket in buckets])
+
+    step_figures = [summed(buckets) for buckets in step_buckets]
     to_date = Figures(counters=found.get(ALL, {}))
+    liability = to_date.liability - summed(after_buckets).liability
+    closing: list[int] = []
+    for figures in reversed(step_figures):
+        closing.append(liability)
+        liability -= figures.liability
+    closing.reverse()
+    series = tuple(
+        SeriesPoint(start=first, end=last, figures=figures, liability_at_end=at_end)
+        for (first, last), figures, at_end in zip(steps, step_figures, closing, strict=True)
+    )
     members = max(to_date["accounts_opened"] - to_date["accounts_merged"], 0)
     return ProgramFigures(
         program=config.program,
         timezone=config.timezone,
         start=start,
         end=end,
-        days=per_day,
-        period=period,
+        interval=interval,
+        series=series,
+        period=Figures.total(step_figures),
+        opening_liability=liability,
+        previous_start=previous_start,
+        previous_end=previous_end,
+        previous=summed(previous_buckets),
         to_date=to_date,
         members=members,
         tiers=tuple(tier_mix(config, members, found.get(TIERS_BUCKET, {}))),
         requests=requests() - before,
     )
+
+
+def money_value(points: int, point_value: Decimal) -> Decimal:
+    """Points in money at the program's point value, to the cent (half-even, as accounts round)."""
+    return (Decimal(points) * point_value).quantize(CENT)

@@ -3,8 +3,8 @@ anomaly watch's velocity windows, and notes of the stream records the watch fail
 `shared.infra.keys`.
 
 Figures counters are numeric attributes named after the figure ("earned", "channel:pos",
-"tier:gold"), on `F#<program>#<bucket>#<shard>` items; buckets are local dates, ALL (program to
-date) and TIERS (written by tier moves, `shared.members.store`).
+"tier:gold"), on `F#<program>#<bucket>#<shard>` items; buckets are local dates (YYYY-MM-DD), local
+months (YYYY-MM), ALL (program to date) and TIERS (written by tier moves, `shared.members.store`).
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ class FigureItems:
         labels = {"type": "figures", "program": program, "bucket": bucket}
         return {"Update": counters_update(self._table.name, keys.figures(program, bucket, shard), counters, labels)}
 
-    def add_entry(self, program: str, entry_id: str, day: str, shard: int, counters: Mapping[str, int]) -> bool:
+    def add_entry(
+        self, program: str, entry_id: str, buckets: Sequence[str], shard: int, counters: Mapping[str, int]
+    ) -> bool:
         marker = keys.figures_marker(program, entry_id)
-        values = {"PK": marker.pk, "SK": marker.sk, "type": "figures_marker", "day": day, "shard": shard}
+        values = {"PK": marker.pk, "SK": marker.sk, "type": "figures_marker", "day": buckets[0], "shard": shard}
         try:
             self._table.transact(
                 [
                     self._table.put_action(values, "attribute_not_exists(PK)"),
-                    self._update(program, day, shard, counters),
+                    *(self._update(program, bucket, shard, counters) for bucket in buckets),
                     self._update(program, ALL, shard, counters),
                 ]
             )

@@ -24,7 +24,7 @@ from shared.ledger.commands import Authorise, Capture, Earn, Send, Spend
 from shared.ledger.models import Account
 from shared.members.records import TierChange, TierRecord
 from shared.program.config import ProgramConfig, Tier
-from shared.projections.figures import ProgramFigures, program_figures
+from shared.projections.figures import ProgramFigures, buckets_of, program_figures
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, purchase, refund
 from tests.support.stream import deliver, entry_records
 
@@ -60,9 +60,11 @@ class Run:
     def deliver(self, records: list[dict[str, Any]]) -> None:
         deliver(records)
 
-    def figures(self, start: date, end: date) -> ProgramFigures:
+    def figures(self, start: date, end: date, today: date | None = None) -> ProgramFigures:
         count = lambda: sum(self.services.table.stats.requests.values())  # noqa: E731
-        return program_figures(self.services.figure_items, self.programs.get("demo"), start, end, requests=count)
+        config = self.programs.get("demo")
+        today = today or self.clock.now.astimezone(config.tz).date()
+        return program_figures(self.services.figure_items, config, start, end, today, requests=count)
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def test_figures_reconcile_with_the_ledger_and_redelivery_changes_nothing(run: R
 
     # Then the figures did not move
     assert again.to_date == figures.to_date
-    assert again.days == figures.days
+    assert again.series == figures.series and again.previous == figures.previous
     # And the outstanding liability is what members hold, bucket by bucket
     entries, accounts, lots, holds, pending = run.store.audit_records()
     report = audit(entries, accounts, lots, holds, pending)
@@ -176,10 +178,56 @@ def test_figures_reconcile_with_the_ledger_and_redelivery_changes_nothing(run: R
     assert [(t.name, t.count) for t in figures.tiers] == [("member", 0), ("gold", 1)]
     assert to_date.redemption_rate == (Decimal(170) / Decimal(220 + 300)).quantize(Decimal("0.0001"))
     # And the days add up to the period, which here is the program's whole life
-    assert sum(d.figures.liability for d in figures.days) == figures.period.liability == to_date.liability
+    assert sum(d.figures.liability for d in figures.series) == figures.period.liability == to_date.liability
     assert {k: v for k, v in figures.period.counters.items() if v} == {k: v for k, v in to_date.counters.items() if v}
-    # And the read cost is proportional to the days asked: (days + 2) x shards keys, 100 a request
-    assert figures.requests == -(-(len(figures.days) + 2) * SHARDS // 100)
+    assert figures.opening_liability == 0 and figures.series[-1].liability_at_end == to_date.liability
+    # And the read cost is proportional to the buckets asked: the period's days, the previous
+    # period's (whole months as one bucket each), to date and tiers: 8 shard keys each, 100 a request
+    buckets = len(figures.series) + len(buckets_of(figures.previous_start, figures.previous_end)) + 2
+    assert figures.requests == -(-buckets * SHARDS // 100)
+
+
+def test_any_period_reads_months_whole_and_its_edges_by_day(run: Run) -> None:
+    # Given earns recorded on four days across three months, and a spend, all delivered twice
+    days = [datetime(2026, 1, 20, 15, tzinfo=UTC), datetime(2026, 2, 10, 15, tzinfo=UTC),
+            datetime(2026, 2, 28, 15, tzinfo=UTC), datetime(2026, 3, 5, 15, tzinfo=UTC)]  # fmt: skip
+    for n, at in enumerate(days):
+        cmd = Earn(program="demo", member="ann", points=100 * (n + 1), source="shop", external_id=f"o-{n}",
+                   reason="o", event_time=at)  # fmt: skip
+        run.ledger.earn(cmd, at=at)
+    run.ledger.spend(
+        Spend(program="demo", member="ann", points=250, source="web", external_id="s-1", reason="reward",
+              details={"reward": "mug", "quantity": "1"}),
+        at=days[-1] + timedelta(hours=1),
+    )  # fmt: skip
+    records = run.stream_records()
+    run.deliver(records)
+    run.deliver(records)
+    today = date(2026, 3, 20)
+    # When a period of 18 January to 3 March is read (45 days: a step per day, February read whole)
+    by_day = run.figures(date(2026, 1, 18), date(2026, 3, 3), today)
+    # And a period of 1 December to 4 March (94 days: a step per month; December and January, February whole)
+    by_month = run.figures(date(2025, 12, 1), date(2026, 3, 4), today)
+    # Then both count each earn once, by day or by month item
+    assert by_day.interval == "day" and by_day.period.issued == 100 + 200 + 300
+    assert by_month.interval == "month" and by_month.period.issued == 100 + 200 + 300
+    assert [(p.start.isoformat(), p.figures.issued) for p in by_month.series] == [
+        ("2025-12-01", 0), ("2026-01-01", 100), ("2026-02-01", 500), ("2026-03-01", 0),
+    ]  # fmt: skip
+    # And the liability after each step is what members held then; the days after the period are read for it
+    assert [p.liability_at_end for p in by_month.series] == [0, 100, 600, 600]
+    assert by_month.opening_liability == 0 and by_month.closing_liability == 600
+    assert by_month.to_date.liability == 600 + 400 - 250
+    # And the previous period (the same 94 days, just before) is there for comparison
+    later = run.figures(date(2026, 3, 5), date(2026, 3, 20), today)
+    assert (later.previous_start, later.previous_end) == (date(2026, 2, 17), date(2026, 3, 4))
+    assert later.previous.issued == 300 and later.period.issued == 400 and later.opening_liability == 600
+    assert later.period.redeemed == 250 and later.period.redemption_rate == Decimal("0.625")
+    assert [(r.reward, r.points, r.count) for r in later.period.rewards()] == [("mug", 250, 1)]
+    # And a ten-year period is read mostly from month items
+    decade = run.figures(date(2016, 3, 21), date(2026, 3, 20), today)
+    assert decade.interval == "month" and len(decade.series) == 121 and decade.period.issued == 1000
+    assert decade.requests == 25  # 301 buckets x 8 keys: the period, the previous ten years, to date, tiers
 
 
 def test_days_are_the_programs_local_dates(run: Run) -> None:
@@ -191,7 +239,7 @@ def test_days_are_the_programs_local_dates(run: Run) -> None:
     run.deliver(run.stream_records())
     # Then it counts on the local date 10 June, not the UTC date
     figures = run.figures(date(2026, 6, 10), date(2026, 6, 11))
-    assert [(d.day.isoformat(), d.figures.issued) for d in figures.days] == [("2026-06-10", 7), ("2026-06-11", 0)]
+    assert [(d.start.isoformat(), d.figures.issued) for d in figures.series] == [("2026-06-10", 7), ("2026-06-11", 0)]
     assert figures.members == 1 and [(t.name, t.count) for t in figures.tiers] == [("member", 1), ("gold", 0)]
 
 

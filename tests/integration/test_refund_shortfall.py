@@ -41,7 +41,7 @@ def figures(services: Services) -> dict[str, int]:
         record_entry(services.figure_items, services.programs, entry, sleep=lambda _: None)
     config = services.programs.get("demo")
     day = NOW.date()
-    return dict(program_figures(services.figure_items, config, day, day).to_date.counters)
+    return dict(program_figures(services.figure_items, config, day, day, day).to_date.counters)
 
 
 def bought_and_spent(services: Services, config_changes: dict[str, object]) -> Ingest:

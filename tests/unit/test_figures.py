@@ -14,7 +14,16 @@ from shared.infra.counters import shard_of
 from shared.ledger.models import Account, Entry, EntryKind, Posting
 from shared.members.store import tier_count_change
 from shared.program.config import ProgramConfig, Tier
-from shared.projections.figures import Figures, entry_counters, period_bounds, tier_mix
+from shared.projections.figures import (
+    Figures,
+    buckets_of,
+    entry_counters,
+    money_value,
+    month_bucket,
+    period_bounds,
+    series_steps,
+    tier_mix,
+)
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 A, P, H = Account.AVAILABLE, Account.PENDING, Account.HELD
@@ -146,9 +155,63 @@ def test_shards_tiers_and_periods() -> None:
     config = ProgramConfig(program="demo", name="D", tiers=ladder)
     mix = tier_mix(config, 10, {"tier:gold": 3, "tier:base": 2, "tier:silver": 1})
     assert [(s.name, s.count, str(s.share)) for s in mix] == [("base", 7, "0.7000"), ("gold", 3, "0.3000")]
-    # Periods: default 30 local days to today, at most 93, never backwards
+    # Periods: default 30 local days to today, any length up to ten years, never backwards
     assert period_bounds(config, AT, None, None) == (date(2026, 1, 31), date(2026, 3, 1))
-    with pytest.raises(InvalidInputError):
-        period_bounds(config, AT, date(2026, 1, 1), date(2026, 4, 4))  # 94 days
+    assert period_bounds(config, AT, date(2016, 2, 23), date(2026, 3, 1))[0] == date(2016, 2, 23)
+    with pytest.raises(InvalidInputError, match="3660 days"):
+        period_bounds(config, AT, date(2016, 2, 22), date(2026, 3, 1))  # 3,661 days
     with pytest.raises(InvalidInputError):
         period_bounds(config, AT, date(2026, 3, 2), date(2026, 3, 1))
+    with pytest.raises(InvalidInputError, match="1970"):
+        period_bounds(config, AT, date(1969, 12, 31), date(1970, 1, 2))
+
+
+def test_a_period_reads_whole_months_and_only_its_ragged_edges_as_days() -> None:
+    # A period from 30 January to 2 April: two day buckets, February and March whole, two day buckets
+    assert buckets_of(date(2026, 1, 30), date(2026, 4, 2)) == [
+        "2026-01-30",
+        "2026-01-31",
+        "2026-02",
+        "2026-03",
+        "2026-04-01",
+        "2026-04-02",
+    ]
+    # A whole month is its month bucket; a part of one is its days; a year end rolls over
+    assert buckets_of(date(2026, 12, 1), date(2027, 1, 1)) == ["2026-12", "2027-01-01"]
+    assert buckets_of(date(2024, 2, 1), date(2024, 2, 29)) == ["2024-02"]  # a leap February
+    assert buckets_of(date(2026, 3, 5), date(2026, 3, 5)) == ["2026-03-05"]
+    # The series: a step per day up to 93 days; per calendar month (clipped) beyond
+    interval, steps = series_steps(date(2026, 1, 1), date(2026, 4, 3))  # 93 days
+    assert interval == "day" and len(steps) == 93 and steps[0] == (date(2026, 1, 1), date(2026, 1, 1))
+    interval, steps = series_steps(date(2026, 1, 15), date(2026, 4, 20))
+    assert interval == "month"
+    assert steps == [
+        (date(2026, 1, 15), date(2026, 1, 31)),
+        (date(2026, 2, 1), date(2026, 2, 28)),
+        (date(2026, 3, 1), date(2026, 3, 31)),
+        (date(2026, 4, 1), date(2026, 4, 20)),
+    ]
+    # And an entry counts in its day and its month
+    assert month_bucket(date(2026, 3, 9)) == "2026-03"
+
+
+def test_rewards_rates_and_money() -> None:
+    # A reward redemption counts its points and quantity under the reward; a plain spend counts no reward
+    spend = entry(EntryKind.SPEND, (A, -300, ""), (Account.REDEMPTION, 300, ""), reward="mug", quantity="2")
+    assert entry_counters(spend) == {"entries": 1, "available": -300, "redeemed": 300, "reward:mug": 300,
+                                     "reward_count:mug": 2}  # fmt: skip
+    plain = entry(EntryKind.SPEND, (A, -5, ""), (Account.REDEMPTION, 5, ""))
+    assert entry_counters(plain) == {"entries": 1, "available": -5, "redeemed": 5}
+    # Top rewards: by points, largest first, with counts and shares
+    figures = Figures(counters={"reward:mug": 300, "reward_count:mug": 2, "reward:tea": 100, "reward_count:tea": 4})
+    assert [(r.reward, r.points, r.count, str(r.share)) for r in figures.rewards()] == [
+        ("mug", 300, 2, "0.7500"),
+        ("tea", 100, 4, "0.2500"),
+    ]
+    # Rates: per point earned (issued + partner-funded); a period may redeem more than it earned
+    period = Figures(counters={"earned": 100, "partner_earned": 100, "redeemed": 500, "expired": 50})
+    assert (str(period.redemption_rate), str(period.breakage_rate)) == ("2.5000", "0.2500")
+    assert Figures().redemption_rate is None and Figures().breakage_rate is None
+    # Money at the point value, to the cent
+    assert money_value(12_345, Decimal("0.01")) == Decimal("123.45")
+    assert money_value(-3, Decimal("0.0125")) == Decimal("-0.04")
