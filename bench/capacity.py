@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from bench.common import RESULTS, write_results
+from shared.infra.counters import SHARDS as FIGURE_SHARDS
 
 MEMBERS = 1_000_000
 PEAK_EARNS_PER_S = 10_000
@@ -34,12 +35,11 @@ PARTITION_RCU = 3_000
 # Assumptions.
 DYNAMODB_MS_PER_REQUEST = 8.0  # a DynamoDB call inside the region, round trip (single-digit ms)
 ITEMS_PER_BATCH_GET = 5  # docs/channels.md: profile, tier, tallies, balance, flag
-# The watch's transaction: the figures marker (a put) and two counter updates, each item < 1 KB,
-# transactional: 2 WCU each (shared/projections/store.py add_entry).
-WATCH_WCU_PER_EVENT = 3 * 2
+# The watch's transaction: the figures marker (a put) and three counter updates (the day, the month,
+# to date), each item < 1 KB, transactional: 2 WCU each (shared/projections/store.py add_entry).
+WATCH_WCU_PER_EVENT = 4 * 2
 # The lot (or pending earn) an earn writes is one GSI1 item under 1 KB on its due day's key: 1 WCU.
 INDEX_WCU_PER_EARN = 1
-FIGURE_SHARDS = 8  # shared/infra/counters.py SHARDS: a program's day counters are spread over 8 items
 # An earn leaves its entry and a lot (or pending earn) behind; the balance and tallies are rewritten.
 # Each is under 1 KB (the WCU of ledger.json are 2 per started KB, transactional).
 KB_STORED_PER_ENTRY = 2
@@ -73,8 +73,8 @@ def hot_keys() -> dict[str, float]:
     """WCU a second on the busiest item of each kind every earn writes, at the peak, over the limit.
 
     - a member's partition: one member's own events (a few a second at most), never near it;
-    - the program's figure counters: every event updates one of FIGURE_SHARDS day items and one
-      program-to-date item, transactionally (2 WCU);
+    - the program's figure counters: every event updates one of FIGURE_SHARDS items of its day, of
+      its month and of to date, transactionally (2 WCU each);
     - the expiry (or pending) index's day key in GSI1 (`X#<program>#<day>`): every earn of a day
       with rolling expiry lands on the same due day, so on one GSI key: GSI1 partitions have the
       same limit, and a throttled GSI throttles the table's writes.

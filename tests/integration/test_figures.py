@@ -182,7 +182,7 @@ def test_figures_reconcile_with_the_ledger_and_redelivery_changes_nothing(run: R
     assert {k: v for k, v in figures.period.counters.items() if v} == {k: v for k, v in to_date.counters.items() if v}
     assert figures.opening_liability == 0 and figures.series[-1].liability_at_end == to_date.liability
     # And the read cost is proportional to the buckets asked: the period's days, the previous
-    # period's (whole months as one bucket each), to date and tiers: 8 shard keys each, 100 a request
+    # period's (whole months as one bucket each), to date and tiers: SHARDS keys each, 100 a request
     buckets = len(figures.series) + len(buckets_of(figures.previous_start, figures.previous_end)) + 2
     assert figures.requests == -(-buckets * SHARDS // 100)
 
@@ -227,7 +227,9 @@ def test_any_period_reads_months_whole_and_its_edges_by_day(run: Run) -> None:
     # And a ten-year period is read mostly from month items
     decade = run.figures(date(2016, 3, 21), date(2026, 3, 20), today)
     assert decade.interval == "month" and len(decade.series) == 121 and decade.period.issued == 1000
-    assert decade.requests == 25  # 301 buckets x 8 keys: the period, the previous ten years, to date, tiers
+    assert decade.requests == -(
+        -301 * SHARDS // 100
+    )  # 301 buckets x SHARDS keys: the period, the previous ten years, to date, tiers
 
 
 def test_days_are_the_programs_local_dates(run: Run) -> None:
