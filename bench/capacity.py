@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.common import RESULTS, write_results
 from shared.infra.counters import SHARDS as FIGURE_SHARDS
+from shared.infra.keys import INDEX_DAY_SHARDS
 
 MEMBERS = 1_000_000
 PEAK_EARNS_PER_S = 10_000
@@ -75,14 +76,14 @@ def hot_keys() -> dict[str, float]:
     - a member's partition: one member's own events (a few a second at most), never near it;
     - the program's figure counters: every event updates one of FIGURE_SHARDS items of its day, of
       its month and of to date, transactionally (2 WCU each);
-    - the expiry (or pending) index's day key in GSI1 (`X#<program>#<day>`): every earn of a day
-      with rolling expiry lands on the same due day, so on one GSI key: GSI1 partitions have the
-      same limit, and a throttled GSI throttles the table's writes.
+    - the expiry (or pending) index's day key in GSI1 (`X#<program>#<day>[#<shard>]`): every earn
+      of a day with rolling expiry lands on the same due day, spread over INDEX_DAY_SHARDS keys by
+      member: GSI1 partitions have the same limit, and a throttled GSI throttles the table's writes.
     """
     return {
         "member": 5 * 2 / PARTITION_WCU,
         "figures_shard": PEAK_EARNS_PER_S / FIGURE_SHARDS * 2 / PARTITION_WCU,
-        "expiry_index_day": PEAK_EARNS_PER_S * INDEX_WCU_PER_EARN / PARTITION_WCU,
+        "expiry_index_day": PEAK_EARNS_PER_S / INDEX_DAY_SHARDS * INDEX_WCU_PER_EARN / PARTITION_WCU,
     }
 
 
