@@ -26,7 +26,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from shared.model import Model
 
 if TYPE_CHECKING:
     from shared.access.store import AccessItems
@@ -67,7 +69,7 @@ class KeyRefusal(StrEnum):
     REVOKED = "key_revoked"
 
 
-class Principal(BaseModel):
+class Principal(Model):
     """Who a key stands for: what kind of caller, which one, and what it may touch."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

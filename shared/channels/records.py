@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from shared.errors import NotFoundError, PointbridgeError
+from shared.model import Model
 
 
-class ChannelRecord(BaseModel):
+class ChannelRecord(Model):
     """One source of events as stored: never its secret, only which version of it is in force."""
 
     model_config = ConfigDict(frozen=True)
@@ -32,7 +33,7 @@ class ChannelRecord(BaseModel):
     updated_by: str = Field(description="Who changed it last (the admin key's principal).")
 
 
-class FileRecord(BaseModel):
+class FileRecord(Model):
     """A file a channel delivered (or was given an upload URL for), and what became of its rows."""
 
     model_config = ConfigDict(frozen=True)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import TypeAdapter
@@ -41,7 +42,13 @@ if TYPE_CHECKING:
 
 
 Event = PurchaseEvent | RefundEvent | PointsEvent | BehaviourEvent
-EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(NormalisedEvent)
+
+
+@cache
+def event_adapter() -> TypeAdapter[Event]:
+    """The events' validator, built on first use: most functions import this module, few parse events."""
+    return TypeAdapter(NormalisedEvent)
+
 
 # A tally guards a decision (the daily cap); when it moved underneath, decide again a few times.
 MAX_DECISIONS = 5
@@ -99,8 +106,8 @@ class HeldSettlement:
 def parse_event(data: str | bytes | dict[str, object]) -> Event:
     """A normalised event from JSON text or a mapping; pydantic's ValidationError if it is not one."""
     if isinstance(data, dict):
-        return EVENT_ADAPTER.validate_python(data)
-    return EVENT_ADAPTER.validate_json(data)
+        return event_adapter().validate_python(data)
+    return event_adapter().validate_json(data)
 
 
 DISPLAY_ONLY = {"reference", "card"}

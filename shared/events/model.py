@@ -12,7 +12,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
+
+from shared.model import Model
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -85,7 +87,7 @@ class IdentityKind(StrEnum):
     ORDER = "order"
 
 
-class Identity(BaseModel):
+class Identity(Model):
     """Who an event is about, as the channel knows them."""
 
     model_config = ConfigDict(frozen=True)
@@ -103,7 +105,7 @@ class Identity(BaseModel):
         return f"{self.kind}#{self.scope}#{self.value}" if self.scope else f"{self.kind}#{self.value}"
 
 
-class LineItem(BaseModel):
+class LineItem(Model):
     """One line of an order."""
 
     model_config = ConfigDict(frozen=True)
@@ -117,7 +119,7 @@ class LineItem(BaseModel):
     new_product: Annotated[bool, Field(description="Whether it is a new product, for new-product bonuses.")] = False
 
 
-class FxConversion(BaseModel):
+class FxConversion(Model):
     """How an amount in another currency became the program's: kept so an audit can redo it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -132,7 +134,7 @@ class FxConversion(BaseModel):
     ]
 
 
-class _Event(BaseModel):
+class _Event(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     program: Annotated[Text, Field(description="The program the event earns in.")]

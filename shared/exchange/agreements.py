@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, ValidationError, model_validator
 
 from shared.errors import (
     ConfigError,
@@ -39,6 +39,7 @@ from shared.infra import keys
 from shared.ledger.commands import Send
 from shared.ledger.contract import Guard, GuardRefusedError
 from shared.ledger.models import Account, EntryKind
+from shared.model import Model
 from shared.program.config import ProgramId, RuleId
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class UnknownQuoteError(NotFoundError):
     code = "unknown_quote"
 
 
-class Agreement(BaseModel):
+class Agreement(Model):
     """Members of `from_program` may swap points into `to_program` at `rate` B-points per A-point."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -88,7 +89,7 @@ class Agreement(BaseModel):
         return frozenset({self.from_program, self.to_program})
 
 
-class Quote(BaseModel):
+class Quote(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     quote_id: str

@@ -25,18 +25,19 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from shared.errors import InvalidInputError
 from shared.exchange.agreements import SOURCE as EXCHANGE_SOURCE
 from shared.exchange.store import ExchangeItems, SettlementLine
 from shared.ledger.models import Account
+from shared.model import Model
 
 if TYPE_CHECKING:
     from shared.ledger.models import Entry
 
 
-class PartnerPosition(BaseModel):
+class PartnerPosition(Model):
     model_config = ConfigDict(frozen=True)
 
     partner: str
@@ -46,7 +47,7 @@ class PartnerPosition(BaseModel):
     entries: int
 
 
-class Statement(BaseModel):
+class Statement(Model):
     model_config = ConfigDict(frozen=True)
 
     program: str
@@ -109,7 +110,7 @@ def statement(items: ExchangeItems, program: str, day: date) -> Statement:
 MAX_PERIOD_DAYS = 93  # a quarter: one Query per day
 
 
-class Position(BaseModel):
+class Position(Model):
     """What one program and one partner moved between them. Signs as in the module docstring."""
 
     model_config = ConfigDict(frozen=True)
@@ -144,14 +145,14 @@ def _line_position(line: SettlementLine) -> Position:
     )
 
 
-class PartnerDay(BaseModel):
+class PartnerDay(Model):
     model_config = ConfigDict(frozen=True)
 
     day: date
     position: Position
 
 
-class PartnerPeriod(BaseModel):
+class PartnerPeriod(Model):
     """One partner's settlement with one program over whole UTC days, `start` to `end` inclusive."""
 
     model_config = ConfigDict(frozen=True)

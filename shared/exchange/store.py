@@ -6,9 +6,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from shared.infra import keys
+from shared.model import Model
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 QUOTE_KEPT = timedelta(days=7)
 
 
-class SettlementLine(BaseModel):
+class SettlementLine(Model):
     """What one entry moved between a program and one partner (+: to the partner, -: from it)."""
 
     model_config = ConfigDict(frozen=True)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from functools import cache, cached_property
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.errors import ConfigError
+from shared.model import Model
 
 LOCAL_IDENTITY_KEY = "local-identity-key"  # tests and local runs outside a function only
 
 
-class Settings(BaseModel):
+class Settings(Model):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     table_name: str = Field(default="pointbridge-dev-points", alias="TABLE_NAME")

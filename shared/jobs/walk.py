@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, ConfigDict, ValidationError
 
 from shared.errors import (
     FutureRunError,
@@ -33,6 +33,7 @@ from shared.errors import (
 )
 from shared.infra.codec import parse_ts, ts
 from shared.jobs.store import JOB_PAGE_SIZE, DueItem, JobItems, Progress
+from shared.model import Model
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,7 +54,7 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-class JobInput(BaseModel):
+class JobInput(Model):
     """What a schedule sends: ScheduleV2's `scheduled_time`, or an operator's explicit `now`."""
 
     model_config = ConfigDict(extra="ignore")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 
 from shared.ledger.models import (
     Account,
     fingerprint,
 )
+from shared.model import Model
 from shared.program.config import ProgramId
 
 MAX_POINTS_PER_OPERATION = 100_000_000
@@ -30,7 +31,7 @@ class CauseKind(StrEnum):
     LAPSE = "lapse"  # time ran out (expiry): `ref` is the lot
 
 
-class Cause(BaseModel):
+class Cause(Model):
     """What a take-back answers to: it must exist, belong to the same member and program, and
     justify the amount; the audit checks each (`shared.ledger.audit`, class `takeback_without_cause`)."""
 
@@ -43,7 +44,7 @@ class Cause(BaseModel):
         return {"cause_kind": self.kind.value, "cause": self.ref}
 
 
-class _Command(BaseModel):
+class _Command(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     program: ProgramId

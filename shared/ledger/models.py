@@ -11,7 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
+
+from shared.model import Model
 
 GENESIS_HASH = "0" * 64
 
@@ -57,7 +59,7 @@ class EntryKind(StrEnum):
     TRANSFER_IN = "transfer_in"  # the receiving side, linked to the sending entry by `related`
 
 
-class Posting(BaseModel):
+class Posting(Model):
     model_config = ConfigDict(frozen=True)
 
     account: Account
@@ -65,7 +67,7 @@ class Posting(BaseModel):
     owner: str = ""  # the partner for PARTNER postings; member postings belong to the entry's member
 
 
-class LotMove(BaseModel):
+class LotMove(Model):
     """How an entry changed one lot: + created/restored, - consumed."""
 
     model_config = ConfigDict(frozen=True)
@@ -75,7 +77,7 @@ class LotMove(BaseModel):
     amount: int
 
 
-class Entry(BaseModel):
+class Entry(Model):
     """One immutable posting to one member's account chain, summing to zero across accounts."""
 
     model_config = ConfigDict(frozen=True)
@@ -112,7 +114,7 @@ class Entry(BaseModel):
         return self.model_copy(update={"hash": self.content_hash()})
 
 
-class Lot(BaseModel):
+class Lot(Model):
     """Points credited together, spent earliest-expiry-first, expired by their unspent remainder."""
 
     model_config = ConfigDict(frozen=True)
@@ -135,7 +137,7 @@ class Lot(BaseModel):
         return self.expires(kept_until) <= at
 
 
-class Hold(BaseModel):
+class Hold(Model):
     """Points reserved at checkout: captured (in full or part) or released, once."""
 
     model_config = ConfigDict(frozen=True)
@@ -148,7 +150,7 @@ class Hold(BaseModel):
     lapses_at: AwareDatetime
 
 
-class PendingEarn(BaseModel):
+class PendingEarn(Model):
     """An open pending earn, kept with the member whose pending bucket holds its points.
 
     Written with the EARN_PENDING entry, moved with the points when a merge transfers them, and
@@ -169,7 +171,7 @@ class PendingEarn(BaseModel):
     held_for: str = ""
 
 
-class AccountState(BaseModel):
+class AccountState(Model):
     """A member's balance in one program, with the head of its entry chain."""
 
     model_config = ConfigDict(frozen=True)

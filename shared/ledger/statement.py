@@ -19,9 +19,10 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from shared.ledger.models import Account, Entry, EntryKind
+from shared.model import Model
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,7 +43,7 @@ _SETTLING = frozenset({EntryKind.ACTIVATE, EntryKind.VOID, EntryKind.EXPIRY, Ent
 _SETTLED = "settle:"
 
 
-class StatementLine(BaseModel):
+class StatementLine(Model):
     model_config = ConfigDict(frozen=True)
 
     seq: int

@@ -12,9 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.members import activity
+from shared.model import Model
 from shared.program.config import QualifyingBasis
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 EXPIRING_WINDOW = timedelta(days=90)
 
 
-class Expiring(BaseModel):
+class Expiring(Model):
     """Points that expire on one date."""
 
     model_config = ConfigDict(frozen=True)
@@ -37,7 +38,7 @@ class Expiring(BaseModel):
     points: Annotated[int, Field(description="How many points expire then.")]
 
 
-class TierStatus(BaseModel):
+class TierStatus(Model):
     model_config = ConfigDict(frozen=True)
 
     tier: str

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil.relativedelta import relativedelta
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -30,6 +29,7 @@ from pydantic import (
 from shared.errors import ConfigError, InvalidInputError
 from shared.events.model import Channel
 from shared.infra.codec import ts
+from shared.model import Model
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,7 +60,7 @@ def end_of_local_day(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=tz).astimezone(UTC)
 
 
-class ExpiryPolicy(BaseModel):
+class ExpiryPolicy(Model):
     """When points expire. Dates are the program's local dates: points last to the end of that day.
 
     A member reads "expires on 10 March 2027" as usable all of that day where they live, so a lot
@@ -118,7 +118,7 @@ class PromoStacking(StrEnum):
     ADDITIVE = "additive"  # each adds its own extra: x2 and x3 together give x4, not x6
 
 
-class Tier(BaseModel):
+class Tier(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
@@ -131,7 +131,7 @@ class Tier(BaseModel):
     benefits: tuple[Label, ...] = ()
 
 
-class TierQualification(BaseModel):
+class TierQualification(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     basis: QualifyingBasis = QualifyingBasis.SPEND
@@ -140,7 +140,7 @@ class TierQualification(BaseModel):
     grace_days: Annotated[int, Field(ge=0, le=365)] = 30
 
 
-class QualifyingActivity(BaseModel):
+class QualifyingActivity(Model):
     """A member's totals over the qualifying window, as the tier job computes them from the ledger."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -149,7 +149,7 @@ class QualifyingActivity(BaseModel):
     points: Annotated[int, Field(ge=0)] = 0
 
 
-class EarnBasis(BaseModel):
+class EarnBasis(Model):
     """Which parts of an order earn, beyond the merchandise (which always does)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -158,7 +158,7 @@ class EarnBasis(BaseModel):
     tax: bool = False
 
 
-class Promotion(BaseModel):
+class Promotion(Model):
     """A time-boxed earn boost: a multiplier on the earn, or a fixed bonus per qualifying event.
 
     Naive start and end times are wall-clock times in the program's timezone, so "Dec 24 00:00"
@@ -201,7 +201,7 @@ class Promotion(BaseModel):
         return aware(self.starts_at), aware(self.ends_at)
 
 
-class ProductBonus(BaseModel):
+class ProductBonus(Model):
     """A standing bonus on matching lines: a multiplier on their base earn or fixed points per unit."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -224,7 +224,7 @@ class ProductBonus(BaseModel):
         return self
 
 
-class StreakBonus(BaseModel):
+class StreakBonus(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     day: Annotated[int, Field(ge=2, le=3660)]
@@ -233,7 +233,7 @@ class StreakBonus(BaseModel):
     repeat: bool = False
 
 
-class BehaviourRules(BaseModel):
+class BehaviourRules(Model):
     """Flat points for things members do. Zero switches an action off."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -256,7 +256,7 @@ class BehaviourRules(BaseModel):
         return bonuses
 
 
-class Caps(BaseModel):
+class Caps(Model):
     """Limits on earning. What a cap cuts off is recorded on the decision, never silently dropped."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -275,7 +275,7 @@ class ShortfallPolicy(StrEnum):
     RECOVER = "recover"  # the member owes them: the next points earned repay the debt first
 
 
-class RefundRules(BaseModel):
+class RefundRules(Model):
     """Refunds claw back in proportion (docs/channels.md, "Refunds policy"); this says what a shortfall is."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -291,7 +291,7 @@ class FlagHold(StrEnum):
     EXCHANGING = "exchanging"  # exchanges to other programs, transfers out to partner brands
 
 
-class AnomalyRules(BaseModel):
+class AnomalyRules(Model):
     """Velocity thresholds the stream watcher flags on; None switches a check off."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -306,7 +306,7 @@ class AnomalyRules(BaseModel):
     same_order_two_channels: bool = True
 
 
-class Sunset(BaseModel):
+class Sunset(Model):
     """The announced end of a program: earning stops, redemption stays open, then points expire."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -322,7 +322,7 @@ class Sunset(BaseModel):
         return self
 
 
-class ProgramConfig(BaseModel):
+class ProgramConfig(Model):
     """The live rules of one program (one point currency)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

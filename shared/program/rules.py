@@ -15,10 +15,11 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from shared.errors import InvalidInputError
 from shared.events.model import BehaviourAction, BehaviourEvent, PointsEvent, PurchaseEvent
+from shared.model import Model
 from shared.program.config import (
     ProgramConfig,
     PromoStacking,
@@ -54,7 +55,7 @@ class StepKind(StrEnum):
     CAP = "cap"
 
 
-class Step(BaseModel):
+class Step(Model):
     """One line of a decision's working. The steps of a decision sum exactly to its points."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,7 +67,7 @@ class Step(BaseModel):
     factor: Decimal | None = None
 
 
-class EarnDecision(BaseModel):
+class EarnDecision(Model):
     """What the rules award for one event, and why. The ledger posts `points` and keeps the rest."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

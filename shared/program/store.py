@@ -11,12 +11,13 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, ConfigDict
 
 from shared.errors import ConfigError, UnknownProgramError
 from shared.infra import keys
 from shared.infra.codec import maybe_ts, parse_ts, to_item, ts
 from shared.infra.table import TransactionCanceledError
+from shared.model import Model
 from shared.program.config import ProgramConfig, parse_program
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ CONFIG_CACHE_SECONDS = 30.0
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-class StoredVersion(BaseModel):
+class StoredVersion(Model):
     """One published version of a config document, as stored."""
 
     model_config = ConfigDict(frozen=True)

@@ -12,10 +12,11 @@ import json
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from shared.errors import UnknownAgreementError, UnknownCatalogueError, UnknownProgramError
 from shared.infra import keys
+from shared.model import Model
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,7 +42,7 @@ _PARTITIONS: dict[ConfigKind, tuple[Callable[[str], str], str, type[NotFoundErro
 }
 
 
-class ConfigVersion(BaseModel):
+class ConfigVersion(Model):
     """One published version of a configuration."""
 
     model_config = ConfigDict(frozen=True)
@@ -58,7 +59,7 @@ class ConfigVersion(BaseModel):
     ]
 
 
-class ConfigHistory(BaseModel):
+class ConfigHistory(Model):
     """A page of a configuration's versions, oldest first."""
 
     model_config = ConfigDict(frozen=True)

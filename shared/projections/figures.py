@@ -33,13 +33,14 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.errors import ContentionError, InvalidInputError
 from shared.infra.counters import SHARDS, shard_of
 from shared.ledger.contract import ConcurrentUpdateError
 from shared.ledger.models import MEMBER_ACCOUNTS, Account, EntryKind
 from shared.members.store import TIER_PREFIX, TIERS_BUCKET
+from shared.model import Model
 from shared.projections.store import ALL
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def _share(part: int, whole: int) -> Decimal | None:
     return (Decimal(part) / Decimal(whole)).quantize(SHARE_PLACES) if whole > 0 else None
 
 
-class Share(BaseModel):
+class Share(Model):
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -227,7 +228,7 @@ class Share(BaseModel):
     share: Decimal | None  # of the whole, 4 places; None when the whole is 0
 
 
-class RewardShare(BaseModel):
+class RewardShare(Model):
     model_config = ConfigDict(frozen=True)
 
     reward: str  # the catalogue id
@@ -236,7 +237,7 @@ class RewardShare(BaseModel):
     share: Decimal | None  # of the points spent on all rewards, 4 places
 
 
-class Figures(BaseModel):
+class Figures(Model):
     """The counters of one day, a period or the program to date, and what follows from them."""
 
     model_config = ConfigDict(frozen=True)
@@ -370,7 +371,7 @@ class Figures(BaseModel):
         ]
 
 
-class SeriesPoint(BaseModel):
+class SeriesPoint(Model):
     """One step of the series: a day, or a calendar month clipped to the period."""
 
     model_config = ConfigDict(frozen=True)
@@ -381,7 +382,7 @@ class SeriesPoint(BaseModel):
     liability_at_end: int  # what members held at the end of `end`
 
 
-class ProgramFigures(BaseModel):
+class ProgramFigures(Model):
     model_config = ConfigDict(frozen=True)
 
     program: str

@@ -16,7 +16,7 @@ from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import (
     ConfigError,
@@ -27,6 +27,7 @@ from shared.errors import (
 )
 from shared.infra import keys
 from shared.ledger.contract import Guard, GuardRefusedError
+from shared.model import Model
 from shared.program.config import Label, ProgramId, RuleId
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class RewardKind(StrEnum):
     DONATION = "donation"  # points given to a cause; `points` is the smallest gift
 
 
-class Reward(BaseModel):
+class Reward(Model):
     """A reward of the catalogue, with its price and the rules for redeeming it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -93,7 +94,7 @@ class Reward(BaseModel):
         return self
 
 
-class GiftPolicy(BaseModel):
+class GiftPolicy(Model):
     """Gifts between members of one program; kept with the catalogue (both are what members can do with points)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -105,7 +106,7 @@ class GiftPolicy(BaseModel):
     hold_days: Annotated[int, Field(ge=0, le=90)] = 0
 
 
-class Catalogue(BaseModel):
+class Catalogue(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     program: ProgramId
@@ -136,7 +137,7 @@ def parse_catalogue(body: object) -> Catalogue:
         raise ConfigError(f"invalid catalogue: {reasons}", reasons=reasons) from exc
 
 
-class CashSplit(BaseModel):
+class CashSplit(Model):
     model_config = ConfigDict(frozen=True)
 
     points: int

@@ -18,13 +18,14 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.errors import InvalidInputError, LedgerError, LimitReachedError, NotFoundError
 from shared.events.model import Moment
 from shared.infra import keys
 from shared.ledger.commands import Spend
 from shared.ledger.contract import Guard, GuardRefusedError
+from shared.model import Model
 from shared.program.config import RuleId
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class UnknownDrawError(NotFoundError):
     code = "unknown_draw"
 
 
-class DrawIn(BaseModel):
+class DrawIn(Model):
     """A new draw's terms."""
 
     model_config = ConfigDict(extra="forbid")

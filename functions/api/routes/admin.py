@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.api import context
 from functions.api.routes.exchange import AgreementPath
@@ -21,6 +21,7 @@ from functions.services import services
 from shared.errors import InvalidInputError, UnknownProgramError
 from shared.events.model import PurchaseEvent
 from shared.exchange import agreements as exchange
+from shared.model import Model
 from shared.program import sunset
 from shared.program.config import ProgramConfig, parse_program
 from shared.program.rules import evaluate_purchase
@@ -41,7 +42,7 @@ PageSize = Annotated[int, Query(ge=1, le=50, description="At most this many vers
 Days = Annotated[int, Field(ge=-3650, le=3650)]  # the sense of the numbers is judged by announce_sunset
 
 
-class Published(BaseModel):
+class Published(Model):
     """The version now live."""
 
     kind: str = Field(description="`program`, `catalogue` or `agreement`.")
@@ -49,7 +50,7 @@ class Published(BaseModel):
     version: int = Field(description="The version published, now live.")
 
 
-class DryRunIn(BaseModel):
+class DryRunIn(Model):
     """A draft program config and an order to evaluate against it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -64,7 +65,7 @@ class DryRunIn(BaseModel):
     )
 
 
-class DryRunStep(BaseModel):
+class DryRunStep(Model):
     """One line of the rules' working; the steps sum to the points."""
 
     kind: str = Field(description="`base`, `tier`, `promo`, `bonus`, `behaviour`, `producer`, `rounding` or `cap`.")
@@ -72,7 +73,7 @@ class DryRunStep(BaseModel):
     points: DecimalText = Field(description="What the step adds (negative for rounding or a cap), decimal string.")
 
 
-class DryRunOut(BaseModel):
+class DryRunOut(Model):
     """What the order would earn under the draft; nothing is written."""
 
     points: int = Field(description="Points the order would earn.")
@@ -82,7 +83,7 @@ class DryRunOut(BaseModel):
     live_version: int | None = Field(description="The live config's version; null when the program is not live yet.")
 
 
-class SunsetIn(BaseModel):
+class SunsetIn(Model):
     """When the program ends."""
 
     model_config = ConfigDict(extra="forbid")
@@ -91,7 +92,7 @@ class SunsetIn(BaseModel):
     redemption_days: Days = Field(description="Redemption stays open this many days after earning stops: 0 or more.")
 
 
-class SunsetOut(BaseModel):
+class SunsetOut(Model):
     """The program's announced end, as its new config version carries it."""
 
     program: str = Field(description="The program.")

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from functions.api import context
 from functions.services import services
 from shared.channels.records import ChannelRecord
+from shared.model import Model
 
 router = APIGatewayRouter()
 
@@ -35,7 +36,7 @@ Secret = Annotated[SecretStr, Field(min_length=1, max_length=4096)]
 Settings = Annotated[dict[str, Any], Field(description="The adapter's settings (docs/channels.md).")]
 
 
-class ChannelIn(BaseModel):
+class ChannelIn(Model):
     """A new channel."""
 
     model_config = ConfigDict(extra="forbid")
@@ -60,7 +61,7 @@ class ChannelIn(BaseModel):
     )
 
 
-class ChannelChange(BaseModel):
+class ChannelChange(Model):
     """A change: the fields given replace the stored ones."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +74,7 @@ class ChannelChange(BaseModel):
     )
 
 
-class StatusChange(BaseModel):
+class StatusChange(Model):
     """The version the change is made on."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,14 +82,14 @@ class StatusChange(BaseModel):
     version: int = Field(ge=1, description="The record's `version` as read.")
 
 
-class SecretOut(BaseModel):
+class SecretOut(Model):
     """Where the channel's secret is kept, never the secret."""
 
     version: int = Field(description="The version of the SecureString in force.")
     parameter: str = Field(description="The SSM SecureString that holds it.")
 
 
-class ChannelOut(BaseModel):
+class ChannelOut(Model):
     """A channel as recorded (its secret is never shown)."""
 
     kind: str = Field(description="`shopify`, `square`, `till`, `partner` or `app`.")
@@ -134,7 +135,7 @@ class ChannelOut(BaseModel):
         )
 
 
-class ChannelsOut(BaseModel):
+class ChannelsOut(Model):
     """Channels, by kind and id."""
 
     channels: list[ChannelOut] = Field(description="Every channel (of the kind asked for).")

@@ -5,19 +5,20 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut, Reference
 from functions.services import services
+from shared.model import Model
 from shared.rewards import draws as draw
 
 router = APIGatewayRouter()
 DrawPath = Annotated[str, Path(min_length=1, max_length=100, description="The draw's id in the program.")]
 
 
-class DrawOut(BaseModel):
+class DrawOut(Model):
     """A points draw: its terms, its commitment, and once revealed its seed, tickets and winners."""
 
     id: str = Field(description="The draw's id in the program.")
@@ -45,7 +46,7 @@ class DrawOut(BaseModel):
         return cls.model_validate(shown.model_dump())
 
 
-class TicketsIn(BaseModel):
+class TicketsIn(Model):
     """Tickets to buy with points."""
 
     model_config = ConfigDict(extra="forbid")

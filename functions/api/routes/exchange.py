@@ -5,7 +5,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -16,6 +16,7 @@ from shared.exchange import agreements as exchange
 from shared.exchange.settlement import Position, partner_period
 from shared.ledger.commands import Authorise, Capture, Earn, Key, Points, Reason, Release
 from shared.ledger.models import Account
+from shared.model import Model
 
 router = APIGatewayRouter()
 AgreementPath = Annotated[str, Path(min_length=1, max_length=100, description="The agreement's id, e.g. `demo-air`.")]
@@ -34,7 +35,7 @@ OUTBOUND = "/partners/<partner>/programs/<program>/members/<member>/transfers-ou
 OUTBOUND_LAPSE = timedelta(hours=24)  # a partner that never answers: the hold lapses, points return
 
 
-class QuoteIn(BaseModel):
+class QuoteIn(Model):
     """Points of one program to exchange into the other, under the agreement."""
 
     model_config = ConfigDict(extra="forbid")
@@ -47,7 +48,7 @@ class QuoteIn(BaseModel):
     )
 
 
-class QuoteOut(BaseModel):
+class QuoteOut(Model):
     """A priced exchange, good until `expires_at`: execute it to move the points."""
 
     quote_id: str = Field(description="Execute it with `POST /quotes/{quote_id}/execute`.")
@@ -71,14 +72,14 @@ class QuoteOut(BaseModel):
         return cls.model_validate(q.model_dump())
 
 
-class ExecutionOut(BaseModel):
+class ExecutionOut(Model):
     """The two entries of an executed exchange, written in one transaction."""
 
     debit: EntryOut = Field(description="The member's entry in `from_program`: the gross points leave.")
     credit: EntryOut = Field(description="The receiving member's entry in `to_program`: the credited points arrive.")
 
 
-class InboundIn(BaseModel):
+class InboundIn(Model):
     """Points a partner transfers to a member."""
 
     model_config = ConfigDict(extra="forbid")
@@ -95,7 +96,7 @@ class InboundIn(BaseModel):
     )
 
 
-class OutboundIn(BaseModel):
+class OutboundIn(Model):
     """Points a member sends to a partner brand."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,7 +109,7 @@ class OutboundIn(BaseModel):
     points: Points = Field(description="Points to send.")
 
 
-class ConfirmIn(BaseModel):
+class ConfirmIn(Model):
     """What the partner received."""
 
     model_config = ConfigDict(extra="forbid")
@@ -120,7 +121,7 @@ class ConfirmIn(BaseModel):
     )
 
 
-class PositionOut(BaseModel):
+class PositionOut(Model):
     """What a program and a partner moved between them, in the program's points."""
 
     entries: int = Field(description="Ledger entries counted.")

@@ -19,13 +19,14 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from functions.api import context
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
 from functions.services import services
 from shared.errors import NotFoundError
+from shared.model import Model
 from shared.projections.figures import Figures, SeriesPoint, Share, money_value, period_bounds, program_figures
 from shared.rewards.catalogue import live_catalogue
 
@@ -35,7 +36,7 @@ CONSOLE_PAGE = FilePath(__file__).resolve().parents[1] / "console.html"
 CONSOLE_ASSETS = FilePath(__file__).resolve().parents[1] / "console_assets"
 
 
-class ShareOut(BaseModel):
+class ShareOut(Model):
     """One part of a whole: a channel's points, or a tier's members."""
 
     name: str = Field(description="The channel or tier.")
@@ -49,7 +50,7 @@ class ShareOut(BaseModel):
         return cls(name=share.name, count=share.count, share=share.share)
 
 
-class RewardOut(BaseModel):
+class RewardOut(Model):
     """A catalogue reward members redeemed."""
 
     reward: str = Field(description="The reward's catalogue id.")
@@ -61,7 +62,7 @@ class RewardOut(BaseModel):
     )
 
 
-class ValueOut(BaseModel):
+class ValueOut(Model):
     """Points valued in money at the program's `point_value` (decimal strings, 2 places)."""
 
     issued: DecimalText = Field(description="`issued` x `point_value`.")
@@ -83,7 +84,7 @@ class ValueOut(BaseModel):
         )
 
 
-class FlowsOut(BaseModel):
+class FlowsOut(Model):
     """What moved over some days (or to date), in points. Definitions: docs/console.md."""
 
     issued: int = Field(description="Net points out of the program's issuance account: `earned - taken_back`.")
@@ -159,7 +160,7 @@ class FlowsOut(BaseModel):
         )
 
 
-class StepOut(BaseModel):
+class StepOut(Model):
     """One step of the series: a day, or a calendar month clipped to the period."""
 
     start: date = Field(description="The step's first local day.")
@@ -198,7 +199,7 @@ class StepOut(BaseModel):
         )
 
 
-class FiguresOut(BaseModel):
+class FiguresOut(Model):
     """A program's figures for a period (as a series), the previous period and to date, from the stream's projection."""
 
     program: str = Field(description="The program's id.")
@@ -232,7 +233,7 @@ class FiguresOut(BaseModel):
     requests: int = Field(description="DynamoDB requests this reply took.")
 
 
-class ProgramsOut(BaseModel):
+class ProgramsOut(Model):
     """The live programs."""
 
     programs: list[str] = Field(description="Their ids, sorted.")

@@ -9,17 +9,18 @@ whatever is left and changes nothing else, so a retried request is safe.
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.services import services
 from shared.members.flags import decide_flag, open_flags
+from shared.model import Model
 
 router = APIGatewayRouter()
 
 
-class FlagOut(BaseModel):
+class FlagOut(Model):
     """An open flag: the member's new points are held until an operator decides."""
 
     member: str = Field(description="The flagged member.")
@@ -28,13 +29,13 @@ class FlagOut(BaseModel):
     since: str = Field(description="When it was raised (ISO 8601).")
 
 
-class FlagsOut(BaseModel):
+class FlagsOut(Model):
     """A program's open flags."""
 
     flags: list[FlagOut] = Field(description="Every open flag of the program.")
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(Model):
     """An operator's decision on a flag, and why."""
 
     model_config = ConfigDict(extra="forbid")
@@ -48,7 +49,7 @@ class DecisionIn(BaseModel):
     )
 
 
-class DecisionOut(BaseModel):
+class DecisionOut(Model):
     """The decision recorded, and what happened to the earns the flag held."""
 
     member: str = Field(description="The member.")

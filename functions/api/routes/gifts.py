@@ -3,13 +3,14 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
 from functions.api.routes.models import EntryOut, Reference
 from functions.services import services
 from shared.ledger.commands import Key, Points
+from shared.model import Model
 from shared.rewards.catalogue import live_catalogue
 from shared.rewards.gifts import SOURCE as GIFT_SOURCE
 from shared.rewards.gifts import send_gift
@@ -17,7 +18,7 @@ from shared.rewards.gifts import send_gift
 router = APIGatewayRouter()
 
 
-class GiftIn(BaseModel):
+class GiftIn(Model):
     """Points to give another member of the program."""
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +33,7 @@ class GiftIn(BaseModel):
     )
 
 
-class GiftOut(BaseModel):
+class GiftOut(Model):
     """Both sides of a gift, written in one transaction."""
 
     sent: EntryOut = Field(description="The sender's entry.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -15,6 +15,7 @@ from functions.api.routes.models import MAX_REFERENCE, EntryOut, Reference, Supp
 from functions.services import services
 from shared.errors import InvalidInputError
 from shared.ledger.commands import Authorise, Capture, Key, Points, Reason, Release
+from shared.model import Model
 
 router = APIGatewayRouter()
 HOLD_SOURCE = "checkout"
@@ -29,7 +30,7 @@ RefPath = Annotated[
 ]
 
 
-class HoldIn(BaseModel):
+class HoldIn(Model):
     """Points to reserve at checkout."""
 
     model_config = ConfigDict(extra="forbid")
@@ -47,7 +48,7 @@ class HoldIn(BaseModel):
     reason: Reason = Field("checkout", description="Shown on the statement.")
 
 
-class CaptureIn(BaseModel):
+class CaptureIn(Model):
     """How much of the hold to take."""
 
     model_config = ConfigDict(extra="forbid")
@@ -64,7 +65,7 @@ class Settlement(StrEnum):
     RELEASE = "release"
 
 
-class SupportSettleIn(BaseModel):
+class SupportSettleIn(Model):
     """Support settling a member's checkout hold that its placer cannot, and why."""
 
     model_config = ConfigDict(extra="forbid")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -26,6 +26,7 @@ from shared.events.identity import hash_email, hash_phone, normalise_card, norma
 from shared.events.model import Identity, IdentityKind
 from shared.infra.settings import get_settings
 from shared.members import verification
+from shared.model import Model
 
 router = APIGatewayRouter()
 VerificationPath = Annotated[
@@ -59,7 +60,7 @@ class CodeKind(StrEnum):
     PHONE = "phone"
 
 
-class LinkIn(BaseModel):
+class LinkIn(Model):
     """An identity to attach to the member, which the caller vouches for."""
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +81,7 @@ class LinkIn(BaseModel):
     )
 
 
-class IdentityIn(BaseModel):
+class IdentityIn(Model):
     """An identity as the member reports it, for support."""
 
     model_config = ConfigDict(extra="forbid")
@@ -104,7 +105,7 @@ class MergeIn(IdentityIn):
     )
 
 
-class CodeIn(BaseModel):
+class CodeIn(Model):
     """Where to send a one-time code."""
 
     model_config = ConfigDict(extra="forbid")
@@ -116,7 +117,7 @@ class CodeIn(BaseModel):
     )
 
 
-class CodeSent(BaseModel):
+class CodeSent(Model):
     """A code is on its way to the e-mail address or phone."""
 
     verification_id: str = Field(description="Confirm the code under this id.")
@@ -124,7 +125,7 @@ class CodeSent(BaseModel):
     attempts: int = Field(description="How many guesses the code allows.")
 
 
-class ConfirmCodeIn(BaseModel):
+class ConfirmCodeIn(Model):
     """The code the member received."""
 
     model_config = ConfigDict(extra="forbid")
@@ -134,7 +135,7 @@ class ConfirmCodeIn(BaseModel):
     )
 
 
-class LinkOut(BaseModel):
+class LinkOut(Model):
     """Whom the identities belong to after the link."""
 
     member: str = Field(description="The member the identities now belong to: use this id from now on.")

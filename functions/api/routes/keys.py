@@ -12,13 +12,14 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from functions.api import context
 from functions.services import services
 from shared.access.keys import AdminRole, IssuedKey, KeyRecord, Principal, PrincipalKind, mint_key
 from shared.access.store import AccessItems
 from shared.errors import NotFoundError
+from shared.model import Model
 from shared.program.config import ProgramId
 
 router = APIGatewayRouter()
@@ -33,7 +34,7 @@ class UnknownKeyError(NotFoundError):
     code = "unknown_key"
 
 
-class KeyIn(BaseModel):
+class KeyIn(Model):
     """Who a new key stands for, and for how long."""
 
     model_config = ConfigDict(extra="forbid")
@@ -78,7 +79,7 @@ class KeyIn(BaseModel):
         )
 
 
-class KeyInfo(BaseModel):
+class KeyInfo(Model):
     """A key as listed: never the key itself."""
 
     key_id: str = Field(description="Names the key when it is revoked or rotated.")
@@ -112,7 +113,7 @@ class KeyInfo(BaseModel):
         )
 
 
-class KeyOut(BaseModel):
+class KeyOut(Model):
     """A new API key, shown this once, and what the table keeps about it."""
 
     key: str = Field(
@@ -122,14 +123,14 @@ class KeyOut(BaseModel):
     info: KeyInfo = Field(description="The key's id, principal and lifetime.")
 
 
-class KeysOut(BaseModel):
+class KeysOut(Model):
     """One page of keys, oldest first."""
 
     keys: list[KeyInfo] = Field(description="The keys, in the order they were minted.")
     next: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(Model):
     """Why a key is revoked."""
 
     model_config = ConfigDict(extra="forbid")
@@ -137,7 +138,7 @@ class RevokeIn(BaseModel):
     reason: Reason = Field(description="Why; kept with the key.")
 
 
-class RotateIn(BaseModel):
+class RotateIn(Model):
     """How long the old key keeps working next to the new one."""
 
     model_config = ConfigDict(extra="forbid")

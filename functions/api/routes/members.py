@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from functions.api import context
 from functions.api.routes.models import DecimalText, EntryOut
@@ -13,6 +13,7 @@ from shared.errors import UnknownMemberError
 from shared.ledger.statement import Language, choose_language, related_ids
 from shared.members.activity import ACTIVITY
 from shared.members.membership import Expiring, expiring, held_tier, spendable, tier_status
+from shared.model import Model
 
 router = APIGatewayRouter()
 
@@ -20,7 +21,7 @@ ProgramPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", descript
 MemberPath = Annotated[str, Path(min_length=1, max_length=200, description="The member's id in the program.")]
 
 
-class Balance(BaseModel):
+class Balance(Model):
     """A member's points by bucket, what expires soon, and the tier."""
 
     program: str = Field(description="The program's id.")
@@ -46,7 +47,7 @@ class Balance(BaseModel):
     )
 
 
-class Statement(BaseModel):
+class Statement(Model):
     """One page of a member's ledger entries, oldest first."""
 
     entries: list[EntryOut] = Field(description="The entries, in the order the ledger wrote them.")
@@ -54,7 +55,7 @@ class Statement(BaseModel):
     language: Language = Field(description="The language of the titles, details and explanations.")
 
 
-class TierOut(BaseModel):
+class TierOut(Model):
     """A member's tier and the progress towards the next one."""
 
     tier: str = Field(description="The tier the member holds now.")

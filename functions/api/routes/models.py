@@ -5,11 +5,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer, StringConstraints
+from pydantic import Field, PlainSerializer, StringConstraints
 
 from shared.access.keys import Principal
 from shared.ledger.models import Entry
 from shared.ledger.statement import Language, line
+from shared.model import Model
 
 DecimalText = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 # A caller's own id for an operation. The ledger keeps it inside the caller's and the member's
@@ -25,7 +26,7 @@ def by_support(agent: Principal, action: str, reason: str) -> str:
     return f"{action} by support {agent.id[:60]}: {reason}"
 
 
-class EntryOut(BaseModel):
+class EntryOut(Model):
     """One ledger entry on a member's account: what moved, why, and when."""
 
     entry_id: str = Field(

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.api import context
 from functions.api.routes.exchange import PartnerPath
@@ -19,6 +19,7 @@ from functions.services import services
 from integrations.errors import ChannelDisabledError
 from shared.channels.records import FileRecord
 from shared.errors import ForbiddenError
+from shared.model import Model
 
 router = APIGatewayRouter()
 
@@ -28,7 +29,7 @@ Limit = Annotated[int, Query(ge=1, le=100, description="At most this many files.
 FILES = "/partners/<partner>/programs/<program>/files"
 
 
-class FileIn(BaseModel):
+class FileIn(Model):
     """The file about to be sent."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +45,7 @@ class FileIn(BaseModel):
     )
 
 
-class Upload(BaseModel):
+class Upload(Model):
     """How to send the file: one HTTP request, as given."""
 
     url: str = Field(description="S3's presigned URL for this one file.")
@@ -52,7 +53,7 @@ class Upload(BaseModel):
     headers: dict[str, str] = Field(description="Headers the request must carry exactly (the URL is signed with them).")
 
 
-class UploadOut(BaseModel):
+class UploadOut(Model):
     """Where to send a new file, and where its report will be."""
 
     file_id: str = Field(description="The file's id: its report is at `.../files/{file_id}`.")
@@ -61,7 +62,7 @@ class UploadOut(BaseModel):
     expires_at: datetime = Field(description="The URL works until then; ask for another after.")
 
 
-class FileOut(BaseModel):
+class FileOut(Model):
     """A file and what became of its rows."""
 
     file_id: str = Field(description="The file's id (sorts by when it was announced or received).")
@@ -85,14 +86,14 @@ class FileOut(BaseModel):
         )
 
 
-class FilesOut(BaseModel):
+class FilesOut(Model):
     """A page of the partner's files, newest first."""
 
     files: list[FileOut] = Field(description="The files, newest first.")
     next: str | None = Field(description="Pass as `before` for the next page; null on the last.")
 
 
-class RejectedLine(BaseModel):
+class RejectedLine(Model):
     """A refused row."""
 
     line: int = Field(description="The line it starts on (1: the header; 0: the whole file).")
@@ -100,7 +101,7 @@ class RejectedLine(BaseModel):
     reason: str = Field(description="Why, for people.")
 
 
-class FileReportOut(BaseModel):
+class FileReportOut(Model):
     """A file, and once processed, every line it refused."""
 
     file: FileOut = Field(description="The file.")

@@ -3,7 +3,7 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from functions.api import context
 from functions.api.routes.members import MemberPath, ProgramPath
@@ -12,6 +12,7 @@ from functions.services import services
 from shared.errors import InvalidInputError
 from shared.ledger.commands import Points, Reason, Spend
 from shared.members.membership import held_tier
+from shared.model import Model
 from shared.rewards import catalogue
 
 router = APIGatewayRouter()
@@ -19,7 +20,7 @@ REDEMPTION = "redemption"
 DONATION = "donation"
 
 
-class RedemptionIn(BaseModel):
+class RedemptionIn(Model):
     """Points to spend, a reward to redeem, or both (a reward paid partly in cash)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -49,7 +50,7 @@ class RedemptionIn(BaseModel):
         return self
 
 
-class SplitOut(BaseModel):
+class SplitOut(Model):
     """How a reward's price was paid: points, and the cash the caller collects."""
 
     points: int = Field(description="Points spent.")
@@ -60,7 +61,7 @@ class SplitOut(BaseModel):
     currency: str = Field(description="The program's currency (ISO 4217) that `cash` is in.")
 
 
-class RedemptionOut(BaseModel):
+class RedemptionOut(Model):
     """The spend entry, and for a reward what was redeemed and how it was paid."""
 
     entry: EntryOut = Field(description="The member's spend entry.")
@@ -70,7 +71,7 @@ class RedemptionOut(BaseModel):
     )
 
 
-class DonationIn(BaseModel):
+class DonationIn(Model):
     """Points given to a cause."""
 
     model_config = ConfigDict(extra="forbid")
@@ -84,7 +85,7 @@ class DonationIn(BaseModel):
     points: Points = Field(description="Points to give: at least the donation reward's `points`.")
 
 
-class CatalogueOut(BaseModel):
+class CatalogueOut(Model):
     """The live catalogue of a program."""
 
     version: int = Field(description="The catalogue's version (1 when none was ever published: an empty one).")

@@ -1,12 +1,14 @@
 """The service itself: a health check with no key and no I/O."""
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from shared.model import Model
 
 router = APIGatewayRouter()
 
 
-class Health(BaseModel):
+class Health(Model):
     """The service answers."""
 
     status: str = Field(description='Always "ok".')
