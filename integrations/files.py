@@ -53,13 +53,19 @@ class FileReader:
         return parse_partner_chunk(header, body, first_line, self.partner, now=now, fmt="csv", header_at=header_at)
 
 
-def file_reader(key: str, sources: FeedConfigs, *, chunk_lines: int = CHUNK_LINES) -> FileReader:
+def feed_of(key: str) -> tuple[str, str]:
+    """The feed a dropped file belongs to, by its folder: (`till`, feed) or (`partner`, partner id)."""
     parts = key.split("/")
     if parts[0] == "till" and len(parts) > 1:
-        feed = parts[1] if len(parts) > 2 else "default"
-        return FileReader(fmt="csv", till=sources.till_config(feed), chunk_lines=chunk_lines)
+        return "till", parts[1] if len(parts) > 2 else "default"
     if parts[0] == "partners" and len(parts) > 2:
-        jsonl = key.endswith((".jsonl", ".ndjson"))
-        fmt = "jsonl" if jsonl else "csv"
-        return FileReader(fmt=fmt, partner=sources.partner(parts[1]), chunk_lines=chunk_lines)
+        return "partner", parts[1]
     raise UnknownSourceError(f"no feed is configured for {key[:100]!r}")
+
+
+def file_reader(key: str, sources: FeedConfigs, *, chunk_lines: int = CHUNK_LINES) -> FileReader:
+    kind, feed = feed_of(key)
+    if kind == "till":
+        return FileReader(fmt="csv", till=sources.till_config(feed), chunk_lines=chunk_lines)
+    fmt = "jsonl" if key.endswith((".jsonl", ".ndjson")) else "csv"
+    return FileReader(fmt=fmt, partner=sources.partner(feed), chunk_lines=chunk_lines)

@@ -43,10 +43,22 @@ app = APIGatewayRestResolver(enable_validation=True)
 app.use(middlewares=[admit_role, guard_requests])
 problems.install(app)
 
-for area in (service, members, identities, redemptions, holds, exchange, gifts, draws, admin, keys, flags, figures):
-    app.include_router(area.router)
-# Channels and partners' files (issue 13).
-for area in (channels, partner_files):
+for area in (
+    service,
+    members,
+    identities,
+    redemptions,
+    holds,
+    exchange,
+    gifts,
+    draws,
+    admin,
+    keys,
+    flags,
+    figures,
+    channels,
+    partner_files,
+):
     app.include_router(area.router)
 
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from functions.services import services
 from integrations.batch import CHUNK_LINES
 from integrations.errors import UnknownSourceError
-from integrations.files import file_reader
+from integrations.files import feed_of, file_reader
 from shared.files.splitter import FileNotFinishedError, SplitterLimits
 
 if TYPE_CHECKING:
@@ -32,16 +32,6 @@ if TYPE_CHECKING:
 
 logger = Logger()
 metrics = Metrics()
-
-
-def channel_of(key: str) -> tuple[str, str]:
-    """The channel a file belongs to, by its folder: (`till`, feed) or (`partner`, partner id)."""
-    parts = key.split("/")
-    if parts[0] == "till":
-        return "till", parts[1] if len(parts) > 2 else "default"
-    if parts[0] == "partners" and len(parts) > 2:
-        return "partner", parts[1]
-    raise UnknownSourceError(f"no feed is configured for {key[:100]!r}")
 
 
 def limits() -> SplitterLimits:
@@ -61,8 +51,13 @@ def split(bucket: str, key: str, now: datetime, context: Any) -> dict[str, Any]:
 
     summary = splitter.split(key, lambda: file_reader(key, services().sources, chunk_lines=chunk_lines), now, time_left)
     if summary.get("status") != "incomplete":
-        # Where the channel (a partner, through the API) reads what became of its file.
-        services().channel_files.received(*channel_of(key), key, summary["accepted"], len(summary.get("rejected", [])))
+        try:
+            kind, feed = feed_of(key)
+        except UnknownSourceError:
+            pass  # a key in no feed's folder: its report says so, and no channel lists it
+        else:
+            # Where the channel (a partner, through the API) reads what became of its file.
+            services().channel_files.received(kind, feed, key, summary["accepted"], len(summary.get("rejected", [])))
     metrics.add_metric(name="RowsAccepted", unit=MetricUnit.Count, value=summary["accepted"])
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=len(summary.get("rejected", [])))
     return summary

@@ -76,11 +76,13 @@ def square(merchant: str) -> dict[str, Any]:
 
 @app.post("/app-events")
 def app_events() -> dict[str, Any]:
-    # Behind the API's authorizer: only the app backend's channel key, for the app's program.
+    # Behind the API's authorizer: only the app backend's channel key, for the app's program. A key
+    # of another role is refused before the app's channel is read (nothing about it is revealed).
+    rule, who = PERMISSIONS[("POST", "/app-events")], _principal()
+    if not permissions.admits(rule, who):
+        raise ForbiddenError(f"a {permissions.role_of(who)} key may not send app events")
     config = services().sources.app_config()
-    permissions.authorize(
-        PERMISSIONS[("POST", "/app-events")], _principal(), permissions.Target(program=config.program)
-    )
+    permissions.authorize(rule, who, permissions.Target(program=config.program))
     return _accepted([parse_app_event(_body(), config, now=_now())])
 
 

@@ -205,6 +205,7 @@ class Rating(IngestCore):
                     "uncapped_points": str(now_uncapped),
                     "capped_points": str(wanted - given),
                     "topped_up": earned.entry_id,
+                    "earn_day": day,  # the day whose cap it drew on, its earn's
                     "channel": earned.details.get("channel", ""),
                 },
             )

@@ -195,13 +195,24 @@ def _underpaid(config: ProgramConfig, earned: Entry, timeline: Timeline, history
         return None
     cap, day = config.caps.per_member_per_day, earned.details.get("earn_day", "")
     if cap is not None:
-        earned_that_day = sum(_points(e) for e in history if e.kind in EARNS and e.details.get("earn_day") == day)
+        days = _earn_days(history)
+        earned_that_day = sum(_points(e) for e in history if e.kind in EARNS and days.get(e.entry_id) == day)
         if earned_that_day >= cap:
             return None  # the day's cap would have cut it anyway
     return (
         f"was rated {best.name}; by its time ({earned.event_time.isoformat()}) the member had reached "
         f"{expected.name}: {short} points short"
     )
+
+
+def _earn_days(history: list[Entry]) -> dict[str, str]:
+    """Each earn's day for the daily cap. A tier top-up is counted in its earn's day, whose cap it
+    drew on (tier top-ups written before they recorded `earn_day` included)."""
+    days = {e.entry_id: e.details["earn_day"] for e in history if e.kind in EARNS and e.details.get("earn_day")}
+    for e in history:
+        if e.kind in EARNS and e.source == TOP_UP_SOURCE and e.related in days:
+            days[e.entry_id] = days[e.related]
+    return days
 
 
 def _points(entry: Entry) -> int:

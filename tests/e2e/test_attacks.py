@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pointbridge.sandbox import Sandbox
-from shared.access.keys import AdminRole, Principal, PrincipalKind, mint_key
+from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key, mint_key
 from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.exchange.agreements import Agreement, publish_agreement
@@ -27,6 +27,7 @@ from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
 from shared.program.config import BehaviourRules, ProgramConfig
 from shared.rewards.catalogue import Catalogue, publish_catalogue
+from tests.support.channels import create_channels
 from tests.support.http_api import HttpApi, problem
 from tests.support.inbox import code_inbox
 
@@ -52,10 +53,8 @@ def api() -> Iterator[HttpApi]:
         publish_catalogue(services.documents, Catalogue(program=SHOP, version=1))
         agreement = Agreement(id="shop-air", version=1, from_program=SHOP, to_program=AIR, rate=Decimal("1"))
         publish_agreement(services.documents, agreement)
-        sources = {"app": {"app": {"program": SHOP}}}
-        sb.client("ssm").put_parameter(
-            Name="/pointbridge/local/channel-sources", Value=json.dumps(sources), Type="SecureString"
-        )
+        operator = issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+        create_channels(sb, {"app": {"app": {"program": SHOP}}}, operator)
         yield api
 
 

@@ -198,11 +198,11 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     purchase = next(line for line in earned["entries"] if line["kind"] == "earn_pending")
     assert "how: 51.5 base (1 per EUR) - 0.5 rounding = 51" in purchase["explanation"]
     # Every line of both accounts, in both languages, has a date, an amount and words a person reads: no internal id
-    for url, reader in ((member_url, jon), (online_url, auditor)):
+    for url, reader in ((f"{member_url}/statement", jon), (online_url, auditor)):
         for language in ("en", "zh-CN"):
-            told = requests.get(url, params={"limit": 100, "lang": language}, headers=reader, timeout=30).json()[
-                "entries"
-            ]
+            reply = requests.get(url, params={"limit": 100, "lang": language}, headers=reader, timeout=30)
+            assert reply.status_code == 200, reply.text
+            told = reply.json()["entries"]
             for line in told:
                 assert line["event_time"] and line["title"] and isinstance(line["points"], int)
                 assert not INTERNAL.search(line["explanation"]), line["explanation"]

@@ -109,7 +109,7 @@ def test_the_deploy_guide_in_the_sandbox(
 
     # 6. A member linked to the partner's id; the partner's file through an upload URL; its report
     link = {"kind": "partner", "value": "P-77", "scope": "skyair"}
-    assert call(sb, "POST", "/programs/demo/members/m-100/identities", admin, link).status_code == 201
+    assert call(sb, "POST", "/programs/demo/members/m-100/identities", partner_key, link).status_code == 201
     asked = call(sb, "POST", "/partners/skyair/programs/demo/files", partner_key, {"name": "2026-12-07.csv"})
     assert asked.status_code == 201, asked.text
     upload = asked.json()["upload"]

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pointbridge.sandbox import Sandbox
+from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.files.splitter import file_id
 from shared.ledger.audit import audit
-from tests.integration.channel_fixtures import ID_KEY, SOURCES, acme
+from tests.integration.channel_fixtures import SOURCES, acme
+from tests.support.channels import create_channels
 from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
@@ -34,18 +36,16 @@ SPLITTER = "FileSplitterFunction"
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
     with Sandbox(template=ROOT / "template.yaml", stage="files", schedules=False, pool_size=2) as sandbox:
-        sources = {
-            kind: {k: {**v, "identity_key": ID_KEY} if kind not in ("app", "partners") else v for k, v in c.items()}
-            for kind, c in SOURCES.items()
-        }
-        sandbox.client("ssm").put_parameter(
-            Name="/pointbridge/files/channel-sources", Value=json.dumps(sources), Type="SecureString"
-        )
         # Chunks of 50 lines, 2 at a time, and a margin no invocation ever has: one wave each
         sandbox.functions[SPLITTER].environment.update(
             {"FILES_CHUNK_LINES": "50", "FILES_PARALLEL_CHUNKS": "2", "FILES_TIME_MARGIN_S": "100000"}
         )
-        sandbox_services(sandbox, config_cache_seconds=0).programs.publish(acme())
+        services = sandbox_services(sandbox, config_cache_seconds=0)
+        services.programs.publish(acme())
+        # The channels as an operator makes them (records, checked when written)
+        create_channels(
+            sandbox, SOURCES, issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+        )
         yield sandbox
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,10 @@ import requests
 
 from pointbridge.sandbox import Sandbox
 from pointbridge.sandbox.template import SERVERLESS_FUNCTION, load_template
+from shared.access.keys import Principal, PrincipalKind, issue_key
+from tests.integration.channel_fixtures import SOURCES, acme
+from tests.support.channels import create_channels
+from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -134,20 +139,54 @@ def test_the_sandbox_creates_log_groups_alarms_and_the_alarm_subscription(sb: Sa
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@x.test")
 
 
-def test_a_file_no_feed_takes_ends_in_the_async_dead_letter_queue(sb: Sandbox) -> None:
+def test_a_file_no_feed_takes_is_refused_with_a_report(sb: Sandbox) -> None:
     # Given a partner file for a partner nobody configured
     key = "partners/nobody/feed.csv"
     sb.client("s3").put_object(Bucket=sb.resource("FilesBucket"), Key=key, Body=b"partner_member_id\n")
     sb.wait_for_idle(timeout=60)
+    # Then it is not retried: its report says why (no channel takes it)
+    body = sb.client("s3").get_object(Bucket=sb.resource("FilesBucket"), Key=f"reports/{key}.json")["Body"].read()
+    report = json.loads(body)
+    assert report["status"] == "refused"
+    assert report["rejected"][0]["code"] == "unknown_source"
+
+
+def test_a_file_that_cannot_finish_ends_in_the_async_dead_letter_queue() -> None:
+    # (A sandbox of its own: the splitter's workers read their tuning when they start.)
+    with Sandbox(template=ROOT / "template.yaml", stage="ops-slow", pool_size=1, schedules=False) as sb:
+        _a_file_that_cannot_finish(sb)
+
+
+def _a_file_that_cannot_finish(sb: Sandbox) -> None:
+    # Given a partner's file that needs more invocations than Lambda's three tries of one S3 event
+    # (one line a chunk, one chunk a wave, and a time margin no invocation has: one wave each)
+    services = sandbox_services(sb, config_cache_seconds=0)
+    services.programs.publish(acme())
+    operator = issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+    create_channels(sb, {"partners": SOURCES["partners"]}, operator)
+    sb.functions["FileSplitterFunction"].environment.update(
+        {"FILES_CHUNK_LINES": "1", "FILES_PARALLEL_CHUNKS": "1", "FILES_TIME_MARGIN_S": "100000"}
+    )
+    at = datetime.now(UTC).isoformat()
+    rows = "".join(f"AIR-{i},ft-{i},{at},5\n" for i in range(6))
+    key = "partners/skyair/slow.csv"
+    body = ("partner_member_id,external_id,occurred_at,points\n" + rows).encode()
+    sb.client("s3").put_object(Bucket=sb.resource("FilesBucket"), Key=key, Body=body)
+    sb.wait_for_idle(timeout=120)
     # Then after Lambda's two retries, its event and error are in AsyncDeadLetterQueue
     sqs, url = sb.client("sqs"), sb.resource("AsyncDeadLetterQueue")
-    deadline, bodies = time.monotonic() + 20, list[dict[str, Any]]()
+    deadline, bodies = time.monotonic() + 120, list[dict[str, Any]]()
     while not bodies and time.monotonic() < deadline:
         bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url).get("Messages", [])]
     [record] = bodies
     assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == key
     assert record["requestContext"]["approximateInvokeCount"] == 3
-    assert record["responsePayload"]["errorType"] == "UnknownSourceError"
+    assert record["responsePayload"]["errorType"] == "FileNotFinishedError"
+    # And its report says it is incomplete, and why: dropping the same bytes again resumes it
+    report = json.loads(
+        sb.client("s3").get_object(Bucket=sb.resource("FilesBucket"), Key=f"reports/{key}.json")["Body"].read()
+    )
+    assert report["status"] == "incomplete"
 
 
 def test_webhooks_answer_on_the_api_url_without_a_key_and_refuse_a_huge_body(sb: Sandbox) -> None:

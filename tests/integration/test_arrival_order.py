@@ -314,6 +314,30 @@ def test_a_pending_order_voided_in_its_window_voids_its_tier_top_up(dynamo: Any)
     assert audit(*services.ledger_store.audit_records()).ok
 
 
+def test_a_top_up_the_days_cap_cut_is_no_loss_when_the_day_is_full(dynamo: Any) -> None:
+    # Found by the soak. With a daily cap of 700: in time order o-2 crosses silver, so o-1 earns 408
+    # and o-3 the 292 left of 27 May. Arriving as o-1, o-0, o-3, o-2, the late o-2 re-rates o-1 (a
+    # top-up of 52, all the cap leaves) and o-3 (61 wanted, nothing left): 700 that day either way.
+    program = config(caps={"per_member_per_day": 700})
+    arrival = (
+        buy("o-1", "340", datetime(2026, 5, 27, 0, tzinfo=UTC)),
+        buy("o-0", "1", datetime(2026, 5, 20, 16, tzinfo=UTC)),
+        buy("o-3", "308", datetime(2026, 5, 27, 23, tzinfo=UTC)),
+        buy("o-2", "499", datetime(2026, 5, 20, 17, tzinfo=UTC)),
+    )
+    in_time = deliver(dynamo, sorted(arrival, key=lambda e: e.occurred_at), program)
+    arrived = deliver(dynamo, arrival, program)
+
+    assert points(arrived) == points(in_time) == (1 + 499 + 700, 0)
+    topup = arrived.ledger_store.get_entry("demo", "tier:shop:o-1:silver")
+    assert topup is not None and earned(topup) == 52
+    assert arrived.ledger_store.get_entry("demo", "tier:shop:o-3:silver") is None
+    # The day's cap, not the rating, kept o-3 at its member rate: the audit counts the top-up in the day
+    for services in (in_time, arrived):
+        report = audit_table(services.table)
+        assert report.ok, report.problems
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(orders=purchases, more=extras, program=programs, data=st.data())
 def test_any_arrival_order_gives_the_same_balances(

@@ -17,8 +17,9 @@ from pointbridge.sandbox.core import gateway_response
 from pointbridge.sandbox.template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-# Routes of the API that have `Authorizer: NONE` in the template.
-OPEN_PATHS = frozenset({"/health", "/docs", "/console"})
+# Routes of the API that have `Authorizer: NONE` in the template (the console's assets by prefix).
+OPEN_PATHS = frozenset({"/health", "/console"})
+OPEN_PREFIXES = ("/console/assets/",)
 
 
 @cache

@@ -15,6 +15,7 @@ denied; an over-denial the reverse.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from functions.permissions import PERMISSIONS
-from shared.access.keys import AdminRole, Principal, PrincipalKind, mint_key
+from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key, mint_key
 from shared.access.permissions import Role, Scope
 from shared.events.model import Identity, IdentityKind
 from shared.exchange import agreements as exchange
@@ -36,6 +37,7 @@ from shared.program.config import ProgramConfig
 from shared.program.versions import ConfigKind, live
 from shared.rewards import draws
 from shared.rewards.catalogue import Catalogue, Reward, RewardKind, publish_catalogue
+from tests.support.channels import create_channels
 from tests.support.services import sandbox_services
 
 if TYPE_CHECKING:
@@ -143,12 +145,10 @@ def build_world(sb: Sandbox) -> World:
     services.members.claim(
         Identity(kind=IdentityKind.PARTNER, value="ACME-1", scope=PARTNER).key, SELF, provisional=False
     )
-    sb.client("ssm").put_parameter(
-        Name="/pointbridge/local/channel-sources",
-        Value=json.dumps({"app": {"app": {"program": PROGRAM}}}),
-        Type="SecureString",
-        Overwrite=True,
-    )
+    operator = issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="ops"))
+    create_channels(sb, {"app": {"app": {"program": PROGRAM}}}, operator)
+    # The partner's own channel, which its file routes read
+    services.channels.create("partner", PARTNER, PROGRAM, {"currency": {"program_currency": "USD"}}, None, "matrix")
     items = services.access_items
 
     def key(name: str, principal: Principal) -> Caller:
@@ -230,6 +230,22 @@ def _throwaway_key(action: str, body: dict[str, Any]) -> Build:
     def build(world: World, ref: str) -> Sample:
         member = Principal(kind=PrincipalKind.MEMBER, id=ref, programs=(PROGRAM,))
         return Sample(f"/admin/keys/{mint_key(world.services.access_items, member).record.key_id}/{action}", body)
+
+    return build
+
+
+def _channel_id(ref: str) -> str:
+    return "m" + hashlib.sha256(ref.encode()).hexdigest()[:12]
+
+
+def _throwaway_channel(action: str, body: Callable[[int], dict[str, Any]] | None = None) -> Build:
+    """A fresh partner channel per call, so one caller's change never stands in another's way."""
+
+    def build(world: World, ref: str) -> Sample:
+        settings = {"currency": {"program_currency": "USD"}}
+        record = world.services.channels.create("partner", _channel_id(ref), PROGRAM, settings, None, "matrix")
+        path = f"/admin/channels/partner/{record.id}" + (f"/{action}" if action else "")
+        return Sample(path, body(record.version) if body else None)
 
     return build
 
@@ -372,6 +388,38 @@ SAMPLES: dict[tuple[str, str], Build] = {
         f"/admin/programs/{PROGRAM}/figures", **IN_PROGRAM
     ),
     ("GET", "/admin/programs"): lambda world, ref: Sample("/admin/programs"),
+    ("GET", "/admin/channels"): lambda world, ref: Sample("/admin/channels"),
+    ("POST", "/admin/channels"): lambda world, ref: Sample(
+        "/admin/channels",
+        {
+            "kind": "partner",
+            "id": _channel_id(ref),
+            "program": PROGRAM,
+            "settings": {"currency": {"program_currency": "USD"}},
+        },
+    ),
+    ("GET", "/admin/channels/{kind}/{channel}"): _throwaway_channel(""),
+    ("PUT", "/admin/channels/{kind}/{channel}"): _throwaway_channel(
+        "", lambda version: {"version": version, "settings": {"currency": {"program_currency": "USD"}}}
+    ),
+    ("POST", "/admin/channels/{kind}/{channel}/disable"): _throwaway_channel(
+        "disable", lambda version: {"version": version}
+    ),
+    ("POST", "/admin/channels/{kind}/{channel}/enable"): _throwaway_channel(
+        "enable", lambda version: {"version": version}
+    ),
+    ("POST", "/partners/{partner}/programs/{program}/files"): lambda world, ref: Sample(
+        f"/partners/{PARTNER}/programs/{PROGRAM}/files",
+        {"name": f"{_channel_id(ref)}.csv", "content_type": "text/csv"},
+        program=PROGRAM,
+        partner=PARTNER,
+    ),
+    ("GET", "/partners/{partner}/programs/{program}/files"): lambda world, ref: Sample(
+        f"/partners/{PARTNER}/programs/{PROGRAM}/files", program=PROGRAM, partner=PARTNER
+    ),
+    ("GET", "/partners/{partner}/programs/{program}/files/{file_id}"): lambda world, ref: Sample(
+        f"/partners/{PARTNER}/programs/{PROGRAM}/files/none", program=PROGRAM, partner=PARTNER
+    ),
     APP_EVENTS: lambda world, ref: Sample(
         "/app-events", {"event_id": ref, "member_id": SELF, "action": "sign_in", "occurred_at": _now()}, **IN_PROGRAM
     ),
@@ -456,7 +504,7 @@ def _denied(cell: Cell) -> bool:
 
 def operations(sb: Sandbox) -> list[tuple[str, str]]:
     """Every operation of the served document, and the app events."""
-    document = requests.get(f"{sb.api_url}/docs", params={"format": "json"}, timeout=60).json()
+    document = requests.get(f"{sb.api_url}/openapi.json", timeout=60).json()
     found = [(method.upper(), path) for path, item in document["paths"].items() for method in item]
     return [*found, APP_EVENTS]
 
@@ -512,7 +560,7 @@ def run_fuzz(
     from schemathesis.generation.modes import GenerationMode
 
     sb = world.sandbox
-    loaded = schemathesis.openapi.from_url(f"{sb.api_url}/docs?format=json")
+    loaded = schemathesis.openapi.from_url(f"{sb.api_url}/openapi.json")
     loaded.config.update(base_url=sb.api_url)
     fuzz = Fuzz()
     for result in loaded.get_all_operations():

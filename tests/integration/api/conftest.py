@@ -72,7 +72,7 @@ class Client:
 
         hdrs = {"content-type": "application/json", **(headers or {})}
         authorizer_context: dict[str, Any] = {}
-        if key is None and path not in gateway.OPEN_PATHS:
+        if key is None and path not in gateway.OPEN_PATHS and not path.startswith(gateway.OPEN_PREFIXES):
             return self._refused(method, path, None)
         if key is not None:
             hdrs["x-api-key"] = key
