@@ -8,8 +8,23 @@ container), so a request pays only for the models it uses.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from pydantic import BaseModel, ConfigDict
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Model(BaseModel):
     model_config = ConfigDict(defer_build=True)
+
+
+def field_default(model: type[M], **values: Any) -> M:
+    """A model instance to serve as a field's default, made without building the model's validator.
+
+    Writing `Caps()` in a class body validates, so it builds `Caps`'s schema at import, deferred or
+    not (with pydantic's plugin lookup, a scan of every installed package's entry points, on the
+    first one). The values given here are the field defaults or plain valid literals, so validation
+    would change nothing; tests/unit/test_model.py checks every such default against its validated
+    twin."""
+    return model.model_construct(**values)

@@ -29,7 +29,7 @@ from pydantic import (
 from shared.errors import ConfigError, InvalidInputError
 from shared.events.model import Channel
 from shared.infra.codec import ts
-from shared.model import Model
+from shared.model import Model, field_default
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -335,24 +335,24 @@ class ProgramConfig(Model):
     # console (docs/console.md). None (configs published before it existed): shown in points only.
     point_value: Annotated[Decimal, Field(gt=0, le=Decimal(10_000), max_digits=16, decimal_places=8)] | None = None
     # Default expiry; a tier may override it (e.g. the top tier's points never expire).
-    expiry: ExpiryPolicy = ExpiryPolicy()
+    expiry: ExpiryPolicy = field_default(ExpiryPolicy)
     timezone: str = "UTC"
     base_rate: Rate = Decimal(1)  # points per currency unit of earning spend
     rounding: Rounding = Rounding.FLOOR
-    earn_on: EarnBasis = EarnBasis()
-    tier_qualification: TierQualification = TierQualification()
-    tiers: tuple[Tier, ...] = (Tier(name="member", rank=0),)
+    earn_on: EarnBasis = field_default(EarnBasis)
+    tier_qualification: TierQualification = field_default(TierQualification)
+    tiers: tuple[Tier, ...] = (field_default(Tier, name="member", rank=0),)
     promotions: tuple[Promotion, ...] = ()
     promo_stacking: PromoStacking = PromoStacking.BEST
     product_bonuses: tuple[ProductBonus, ...] = ()
-    behaviour: BehaviourRules = BehaviourRules()
-    caps: Caps = Caps()
+    behaviour: BehaviourRules = field_default(BehaviourRules)
+    caps: Caps = field_default(Caps)
     # Purchase points stay pending this many days (the return window); 0 credits them at once.
     return_window_days: Annotated[int, Field(ge=0, le=365)] = 0
     # Members hear about expiring points this many days before; 0 switches reminders off.
     reminder_days: Annotated[int, Field(ge=0, le=365)] = 30
-    anomaly: AnomalyRules = AnomalyRules()
-    refunds: RefundRules = RefundRules()
+    anomaly: AnomalyRules = field_default(AnomalyRules)
+    refunds: RefundRules = field_default(RefundRules)
     sunset: Sunset | None = None
 
     @field_validator("timezone")

@@ -27,7 +27,7 @@ from shared.errors import (
 )
 from shared.infra import keys
 from shared.ledger.contract import Guard, GuardRefusedError
-from shared.model import Model
+from shared.model import Model, field_default
 from shared.program.config import Label, ProgramId, RuleId
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Catalogue(Model):
     program: ProgramId
     version: Annotated[int, Field(ge=1)]
     rewards: tuple[Reward, ...] = ()
-    gifts: GiftPolicy = GiftPolicy()
+    gifts: GiftPolicy = field_default(GiftPolicy)
 
     @field_validator("rewards")
     @classmethod
