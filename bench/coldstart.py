@@ -31,6 +31,8 @@ def import_seconds(module: str, code_dir: Path) -> float:
     """One fresh interpreter's import of `module` (then boto3) from `code_dir`, in seconds."""
     env = {
         **os.environ,
+        # Lambda names the function in every function's environment (`functions` reads it).
+        "AWS_LAMBDA_FUNCTION_NAME": "pointbridge-coldstart",
         "PYTHONPATH": str(code_dir),
         # Any non-empty value: Lambda's code folder is read-only, no bytecode is cached there.
         "PYTHONDONTWRITEBYTECODE": "1",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions import handler_loaded
 from functions.services import services
 from shared.jobs.walk import parse_job_input
 
@@ -31,3 +32,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         done[program] = len(s.ingest.activate_due(program, at))
         metrics.add_metric(name="PendingActivated", unit=MetricUnit.Count, value=done[program])
     return done
+
+
+handler_loaded()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from functions import problems
+from functions import handler_loaded, problems
 from functions.api.context import admit_role, guard_requests, unreadable
 from functions.api.routes import (
     admin,
@@ -68,3 +68,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if refused is not None:
         return problems.proxy_reply(refused)
     return app.resolve(event, context)
+
+
+handler_loaded()

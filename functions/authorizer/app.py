@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from functions import handler_loaded
 from functions.services import services
 from shared.access.keys import LAST_USED_RESOLUTION, KeyRefusal, check_key
 
@@ -69,3 +70,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     principal = checked.principal
     logger.info("authorised", extra={"kind": principal.kind, "principal": principal.id, "key_id": record.key_id})
     return _policy(principal.key, "Allow", event["methodArn"], principal.to_context())
+
+
+handler_loaded()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from functions import handler_loaded
 from shared.infra import aws
 
 if TYPE_CHECKING:
@@ -91,3 +92,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
     except Exception as exc:  # every failure is answered, or CloudFormation waits an hour
         logger.exception("docs site failed")
         answer(event, "FAILED", f"{type(exc).__name__}: {exc}")
+
+
+handler_loaded()

@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 
+from functions import handler_loaded
 from functions.services import services
 from integrations.batch import CHUNK_LINES
 from integrations.errors import UnknownSourceError
@@ -89,3 +90,6 @@ def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
             for f in files
         ]
     }
+
+
+handler_loaded()

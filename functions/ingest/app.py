@@ -25,6 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from pydantic import ValidationError
 
+from functions import handler_loaded
 from functions.services import services
 from shared.earning.core import parse_event
 from shared.errors import ContentionError, PointbridgeError
@@ -110,3 +111,6 @@ def _receives(record: SQSRecord) -> str:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
+
+
+handler_loaded()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from functions import handler_loaded
 from functions.services import services
 from shared.jobs.walk import parse_job_input
 
@@ -22,3 +23,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for report in reports:
         logger.info("tier review", extra=asdict(report))
     return {"reports": [asdict(r) for r in reports]}
+
+
+handler_loaded()

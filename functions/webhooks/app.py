@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions import problems
+from functions import handler_loaded, problems
 from functions.permissions import PERMISSIONS
 from functions.services import services
 from functions.webhooks.limits import oversized
@@ -110,3 +110,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         _refused(too_large)
         return problems.proxy_reply(too_large)
     return app.resolve(event, context)
+
+
+handler_loaded()
