@@ -62,6 +62,13 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
             "/programs/{program}/members/{member}/identities/verifications/{verification_id}/confirm",
         ): MEMBER_CONSENT,
         ("POST", "/admin/programs/{program}/members/{member}/merges"): rule(**_admins(SUPPORT)),
+        # Support's desk: admins find and read members; support acts, each time with a reason
+        # (Search is a POST, so the e-mail or phone is never in a URL; auditors only GET, so they open members by id.)
+        ("POST", "/admin/programs/{program}/members/search"): rule(**_admins(OPERATOR, SUPPORT)),
+        ("GET", "/admin/programs/{program}/members/{member}"): CONFIG_READ,
+        ("POST", "/admin/programs/{program}/members/{member}/adjustments"): rule(**_admins(SUPPORT)),
+        ("POST", "/admin/programs/{program}/members/{member}/reversals"): rule(**_admins(SUPPORT)),
+        ("POST", "/admin/programs/{program}/members/{member}/tier"): rule(**_admins(SUPPORT)),
         # Redemption
         ("GET", "/programs/{program}/rewards"): PROGRAM_READ,
         ("POST", "/programs/{program}/members/{member}/redemptions"): MEMBER_SPEND,
