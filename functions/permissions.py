@@ -48,6 +48,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         # Pages, not operations: the document and Swagger UI, the console (it asks for an admin key)
         ("GET", "/console"): OPEN,
         ("GET", "/console/assets/{asset}"): OPEN,
+        ("GET", "/console/members"): OPEN,
         # Members
         ("GET", "/programs/{program}/members/{member}/balance"): MEMBER_READ,
         ("GET", "/programs/{program}/members/{member}/statement"): MEMBER_READ,
@@ -147,7 +148,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
 # Not operations of the OpenAPI document: the webhook receiver's route, and the API's pages.
 WEBHOOK_ROUTES = frozenset({("POST", "/app-events")})
 # (The documentation, /docs and /openapi.json, is served by API Gateway from the docs bucket: no function.)
-PAGES = frozenset({("GET", "/console"), ("GET", "/console/assets/{asset}")})
+PAGES = frozenset({("GET", "/console"), ("GET", "/console/assets/{asset}"), ("GET", "/console/members")})
 COLUMNS = (M, C, P, OPERATOR, SUPPORT, AUDITOR)
 
 
