@@ -277,24 +277,13 @@ def _one_line(run: Any) -> Any:
     return guarded
 
 
-register(
-    "members",
-    "find a member, or show one's balance and statement (support)",
-    _configure_members,
-    _one_line(_run_members),
-)
-register(
-    "adjust", "add or deduct a member's points, with a reason (support)", _configure_adjust, _one_line(_run_adjust)
-)
-register(
-    "reverse",
-    "reverse a redemption, credit or gift, with a reason (support)",
-    _configure_reverse,
-    _one_line(_run_reverse),
-)
-register(
-    "export",
-    "a program's entries as CSV for accounting, safe to open in a spreadsheet",
-    _configure_export,
-    _one_line(_run_export),
-)
+HELP = {
+    "members": "find a member, or show one's balance and statement (support)",
+    "adjust": "add or deduct a member's points, with a reason (support)",
+    "reverse": "reverse a redemption, credit or gift, with a reason (support)",
+    "export": "members' entries as CSV for accounting, safe to open in a spreadsheet",
+}
+register("members", HELP["members"], _configure_members, _one_line(_run_members))
+register("adjust", HELP["adjust"], _configure_adjust, _one_line(_run_adjust))
+register("reverse", HELP["reverse"], _configure_reverse, _one_line(_run_reverse))
+register("export", HELP["export"], _configure_export, _one_line(_run_export))
