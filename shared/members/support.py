@@ -88,7 +88,7 @@ def adjust(
         raise InvalidInputError(f"an adjustment is between 1 and {MAX_ADJUSTMENT:,} points, up or down")
     ledger.account(program, member)  # unknown_program, unknown_member
     external_id = f"adjust:{reference or uuid.uuid4().hex}"
-    details = {**agent.details("adjustment"), "channel": "support"}
+    details = agent.details("adjustment")
     if points > 0:
         return ledger.earn(
             Earn(

@@ -171,7 +171,8 @@ def entry_counters(entry: Entry) -> dict[str, int]:
         policy = "shortfall_owed" if entry.details.get("shortfall_policy") == "recover" else "shortfall_written_off"
         add(policy, _whole(entry.details.get("shortfall", "0")))
     add("debt_repaid", _whole(entry.details.get("debt_repaid", "0")))
-    if entry.kind in EARN_KINDS:
+    goodwill = any(p.account is Account.GOODWILL for p in entry.postings)
+    if entry.kind in EARN_KINDS and not goodwill:  # support's credits are no channel's earning
         earned = entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
         add(CHANNEL_PREFIX + channel_of(entry), earned)
     reward = entry.details.get("reward", "")
