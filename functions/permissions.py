@@ -48,6 +48,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         # Pages, not operations: the document and Swagger UI, the console (it asks for an admin key)
         ("GET", "/console"): OPEN,
         ("GET", "/console/assets/{asset}"): OPEN,
+        ("GET", "/console/members"): OPEN,
         # Members
         ("GET", "/programs/{program}/members/{member}/balance"): MEMBER_READ,
         ("GET", "/programs/{program}/members/{member}/statement"): MEMBER_READ,
@@ -62,6 +63,13 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
             "/programs/{program}/members/{member}/identities/verifications/{verification_id}/confirm",
         ): MEMBER_CONSENT,
         ("POST", "/admin/programs/{program}/members/{member}/merges"): rule(**_admins(SUPPORT)),
+        # Support's desk: admins find and read members; support acts, each time with a reason
+        # (Search is a POST, so the e-mail or phone is never in a URL; auditors only GET, so they open members by id.)
+        ("POST", "/admin/programs/{program}/members/search"): rule(**_admins(OPERATOR, SUPPORT)),
+        ("GET", "/admin/programs/{program}/members/{member}"): CONFIG_READ,
+        ("POST", "/admin/programs/{program}/members/{member}/adjustments"): rule(**_admins(SUPPORT)),
+        ("POST", "/admin/programs/{program}/members/{member}/reversals"): rule(**_admins(SUPPORT)),
+        ("POST", "/admin/programs/{program}/members/{member}/tier"): rule(**_admins(SUPPORT)),
         # Redemption
         ("GET", "/programs/{program}/rewards"): PROGRAM_READ,
         ("POST", "/programs/{program}/members/{member}/redemptions"): MEMBER_SPEND,
@@ -140,7 +148,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
 # Not operations of the OpenAPI document: the webhook receiver's route, and the API's pages.
 WEBHOOK_ROUTES = frozenset({("POST", "/app-events")})
 # (The documentation, /docs and /openapi.json, is served by API Gateway from the docs bucket: no function.)
-PAGES = frozenset({("GET", "/console"), ("GET", "/console/assets/{asset}")})
+PAGES = frozenset({("GET", "/console"), ("GET", "/console/assets/{asset}"), ("GET", "/console/members")})
 COLUMNS = (M, C, P, OPERATOR, SUPPORT, AUDITOR)
 
 

@@ -32,6 +32,7 @@ from functions.api.routes import (
     partner_files,
     redemptions,
     service,
+    support,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ for area in (
     figures,
     channels,
     partner_files,
+    support,
 ):
     app.include_router(area.router)
 

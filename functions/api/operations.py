@@ -29,6 +29,7 @@ from functions.api.routes import (
     partner_files,
     redemptions,
     service,
+    support,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +59,11 @@ class Tag(Enum):
         "channels",
         "Operators: the shops, Square sellers, till feeds, partners and apps that feed programs, each a record "
         "checked when written; secrets stored as secrets, never shown.",
+    )
+    SUPPORT = (
+        "support",
+        "Support's desk: find a member by e-mail, phone, card or id; the member's page; adjustments, reversals and "
+        "tier overrides, each with a reason and the agent on record.",
     )
     SERVICE = ("service", "The service itself.")
 
@@ -176,4 +182,40 @@ OPERATIONS |= {
     partner_files.upload_file: Operation(Tag.PARTNERS, PARTNER_FILES),
     partner_files.list_files: Operation(Tag.PARTNERS, PARTNER_FILES),
     partner_files.file_report: Operation(Tag.PARTNERS, (*PARTNER_FILES, "unknown_file")),
+}
+
+# Support's desk (issue 14).
+OPERATIONS |= {
+    support.search: Operation(Tag.SUPPORT, ("unknown_program", "invalid_identity")),
+    support.member_view: Operation(Tag.SUPPORT, ACCOUNT),
+    support.adjust: Operation(
+        Tag.SUPPORT,
+        (
+            *ACCOUNT,
+            "insufficient_points",
+            "account_closed",
+            "member_on_hold",
+            "idempotency_conflict",
+            "too_many_lots",
+            "earning_closed",
+            "redemption_closed",
+            "contention",
+        ),
+    ),
+    support.reverse: Operation(
+        Tag.SUPPORT,
+        (
+            *ACCOUNT,
+            "unknown_entry",
+            "not_reversible",
+            "already_reversed",
+            "insufficient_points",
+            "account_closed",
+            "member_on_hold",
+            "idempotency_conflict",
+            "too_many_lots",
+            "contention",
+        ),
+    ),
+    support.override_tier: Operation(Tag.SUPPORT, (*ACCOUNT, "unknown_tier", "contention")),
 }

@@ -26,6 +26,7 @@ from shared.exchange.agreements import UnknownQuoteError
 from shared.jobs.notify import NotifyError
 from shared.members import verification
 from shared.members.flags import FlagDecidedError, FlagNotFoundError
+from shared.members.support import AlreadyReversedError, UnknownTierError
 from shared.rewards.draws import DrawClosedError, UnknownDrawError
 
 
@@ -362,5 +363,19 @@ REFUSALS |= {
             source="skyair",
         ),
         _of(UnknownFileError, "No file with that id from this partner.", "no file '20261207T101500Z-1a2b3c4d'"),
+        # Support's desk
+        _of(
+            errors.NotReversibleError,
+            "The entry is not reversed: it is settled another way (pending points are voided, holds released, "
+            "expiries and refunds adjusted), or it is final (merges, exchanges, reversals). Adjust the points "
+            "instead, with a reason.",
+            "expired points are not reversed: adjust the points instead, with a reason",
+        ),
+        _of(
+            AlreadyReversedError,
+            "The entry was reversed before; a reversal is done once. The statement shows it.",
+            "redemption:r-1 was reversed before",
+        ),
+        _of(UnknownTierError, "The program has no such tier (`detail` lists them).", "demo has no tier 'platinum'"),
     )
 }

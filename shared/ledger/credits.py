@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from shared.ledger.contract import Change, Check, Guard, Mark, Snapshot, Tally
 
 
-CREDIT_COUNTERS = frozenset({Account.ISSUANCE, Account.PARTNER, Account.TRANSFER})
+CREDIT_COUNTERS = frozenset({Account.ISSUANCE, Account.PARTNER, Account.TRANSFER, Account.GOODWILL})
 
 
 class Credits(LedgerCore):

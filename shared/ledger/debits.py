@@ -33,12 +33,13 @@ if TYPE_CHECKING:
     from shared.ledger.commands import Authorise, Capture, ExpireLot, Release, Spend
 
 
-DEBIT_COUNTERS = frozenset({Account.REDEMPTION, Account.PARTNER, Account.TRANSFER})
+DEBIT_COUNTERS = frozenset({Account.REDEMPTION, Account.PARTNER, Account.TRANSFER, Account.GOODWILL})
 # What a debit to each counter is, for what an open flag holds (`ProgramConfig.anomaly.flag_holds`).
 _PURPOSES = {
     Account.REDEMPTION: FlagHold.SPENDING,
     Account.PARTNER: FlagHold.EXCHANGING,
     Account.TRANSFER: FlagHold.GIFTING,
+    Account.GOODWILL: FlagHold.SPENDING,  # a support debit takes points as a spend would
 }
 
 

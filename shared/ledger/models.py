@@ -37,6 +37,7 @@ class Account(StrEnum):
     BREAKAGE = "breakage"  # program: where expired points go
     PARTNER = "partner"  # program: settlement with one partner (owner = partner id)
     TRANSFER = "transfer"  # program: clearing between two members (gifts, merges)
+    GOODWILL = "goodwill"  # program: support's adjustments, credited to or debited from members with a reason
 
 
 MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT})

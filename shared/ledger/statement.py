@@ -41,6 +41,9 @@ _PROVISIONAL = "pv-"
 # Entries whose line names the entry they settle; an activation's lot is named after the activation.
 _SETTLING = frozenset({EntryKind.ACTIVATE, EntryKind.VOID, EntryKind.EXPIRY, EntryKind.REVERSAL})
 _SETTLED = "settle:"
+# What support did, on the entries it wrote (`shared.members.support`).
+SUPPORT_ACTION = "support_action"
+_TIER_OVERRIDE = "override by support "
 
 
 class StatementLine(Model):
@@ -224,6 +227,16 @@ _EN = {
     "exchange.in": "Points exchanged in from {other}",
     "exchange.detail": "{gross} points at rate {rate}, fee {fee}: {credited} credited",
     "other": "Points moved",
+    "support.credit": "Points added by customer service",
+    "support.debit": "Points deducted by customer service",
+    "support.reversal": "Reversed by customer service",
+    "reverses.spend": "the reward redeemed on {day} is undone, its points are back",
+    "reverses.capture": "the checkout of {day} is undone, its points are back",
+    "reverses.earn": "the points {what} are taken back",
+    "gift.returned.out": "Gift returned by customer service",
+    "gift.returned.in": "Gift points returned to you by customer service",
+    "tier.moved": "Tier changed from {old} to {new}",
+    "tier.override": "Tier set to {new} by customer service",
     "working": "how: {steps} = {points}",
     "step.base": "{points} base ({rate} per {currency})",
     "step.base.flat": "{points} base",
@@ -295,6 +308,16 @@ _ZH = {
     "exchange.in": "从 {other} 兑换转入",
     "exchange.detail": "{gross} 积分，汇率 {rate}，手续费 {fee}，到账 {credited}",
     "other": "积分变动",
+    "support.credit": "客服补偿积分",
+    "support.debit": "客服扣减积分",
+    "support.reversal": "客服撤销",
+    "reverses.spend": "{day} 的兑换已撤销，积分已退回",
+    "reverses.capture": "{day} 的结账已撤销，积分已退回",
+    "reverses.earn": "{what}的积分已扣回",
+    "gift.returned.out": "客服已退回您收到的赠送积分",
+    "gift.returned.in": "客服已将您赠送的积分退回给您",
+    "tier.moved": "会员等级由 {old} 调整为 {new}",
+    "tier.override": "客服将会员等级调整为 {new}",
     "working": "计算：{steps} = {points}",
     "step.base": "基础 {points}（每 {currency} {rate}）",
     "step.base.flat": "基础 {points}",
@@ -390,6 +413,8 @@ class _Describe:
     def earned(self) -> tuple[str, str]:
         entry, details = self.entry, self.details
         source, channel = entry.source, details.get("channel", "")
+        if details.get(SUPPORT_ACTION) == "adjustment":
+            return self.say("support.credit"), entry.reason
         if source.startswith("partner-in:"):
             return self.say("partner_in", partner=_after(source, "partner-in:")), entry.reason
         if "basis_amount" in details:
@@ -500,6 +525,8 @@ class _Describe:
 
     def spend(self) -> tuple[str, str]:
         details = self.details
+        if details.get(SUPPORT_ACTION) == "adjustment":
+            return self.say("support.debit"), self.entry.reason
         if self.entry.source == "donation":
             return self.say("donation"), details.get("cause", self.entry.reason)
         if "draw" in details:
@@ -532,7 +559,20 @@ class _Describe:
         return title, self.join(related.partition(":")[2], lapsed or reason)
 
     def reversal(self) -> tuple[str, str]:
-        return self.say("reversal"), self.join(self.entry.reason, self.settles())
+        if self.details.get("cause_kind") != "operator":
+            return self.say("reversal"), self.join(self.entry.reason, self.settles())
+        return self.say("support.reversal"), self.join(self.entry.reason, self.reversed())
+
+    def reversed(self) -> str:
+        """What a support reversal undid, in the member's words."""
+        undone = self.related.get(self.entry.related)
+        if undone is None:
+            return ""
+        if undone.kind in (EntryKind.SPEND, EntryKind.CAPTURE):
+            key = "reverses.spend" if undone.kind is EntryKind.SPEND else "reverses.capture"
+            return self.say(key, day=self.day(undone.event_time))
+        what = self.what(undone.entry_id)
+        return self.say("reverses.earn", what=what.strip()) if what else ""
 
     def expiry(self) -> tuple[str, str]:
         day = self.day(self.entry.event_time)
@@ -573,6 +613,8 @@ class _Describe:
     def transfer(self) -> tuple[str, str]:
         entry, details = self.entry, self.details
         outgoing = entry.kind is EntryKind.TRANSFER_OUT
+        if entry.source == "gift-reversal":
+            return self.say("gift.returned.out" if outgoing else "gift.returned.in"), entry.reason
         other = (details.get("to") if outgoing else details.get("from")) or ""
         if entry.source == "exchange":
             program = other.split("/", 1)[0]
@@ -590,3 +632,13 @@ class _Describe:
         if not outgoing and entry.delta(Account.HELD) > 0 and "held_until" in details:
             held = self.say("gift.held", day=self.day(details["held_until"]))
         return title, self.join(message, held)
+
+
+def tier_line(from_tier: str, to_tier: str, reason: str, language: Language = "en") -> str:
+    """A tier move in the member's words: the move, and support's reason when support set it."""
+    text = _TEXT[language]
+    if reason.startswith(_TIER_OVERRIDE):
+        said = reason.partition(": ")[2]
+        colon = "：" if language == "zh-CN" else ": "
+        return text["tier.override"].format(new=to_tier) + (f"{colon}{said}" if said else "")
+    return text["tier.moved"].format(old=from_tier, new=to_tier)

@@ -82,6 +82,8 @@ FLOWS = (
     "gifts_received",  # transfer -> members: gifts received (held until released, or available)
     "merged_out",  # members -> transfer: a merged account emptied
     "merged_in",  # transfer -> members: the survivor's side of a merge
+    "goodwill_given",  # goodwill -> members: support's credits (and reversed support debits)
+    "goodwill_taken",  # members -> goodwill: support's debits (and reversed support credits)
 )
 BUCKETS = ("available", "pending", "held", "debt")  # signed net changes of the member buckets (debt <= 0)
 COUNTS = ("entries", "accounts_opened", "accounts_merged")
@@ -126,6 +128,8 @@ def _flow(entry: Entry, posting: Posting) -> str:
         return "redeemed" if out else "redemptions_reversed"
     if account is Account.BREAKAGE:
         return "expired" if out else "expiry_reversed"
+    if account is Account.GOODWILL:
+        return "goodwill_taken" if out else "goodwill_given"
     if account is Account.TRANSFER:
         if entry.kind is EntryKind.TRANSFER:
             return "merged_out" if out else "merged_in"
@@ -168,7 +172,8 @@ def entry_counters(entry: Entry) -> dict[str, int]:
         policy = "shortfall_owed" if entry.details.get("shortfall_policy") == "recover" else "shortfall_written_off"
         add(policy, _whole(entry.details.get("shortfall", "0")))
     add("debt_repaid", _whole(entry.details.get("debt_repaid", "0")))
-    if entry.kind in EARN_KINDS:
+    goodwill = any(p.account is Account.GOODWILL for p in entry.postings)
+    if entry.kind in EARN_KINDS and not goodwill:  # support's credits are no channel's earning
         earned = entry.delta(Account.AVAILABLE) + entry.delta(Account.PENDING) + entry.delta(Account.DEBT)
         add(CHANNEL_PREFIX + channel_of(entry), earned)
     reward = entry.details.get("reward", "")
@@ -296,6 +301,11 @@ class Figures(Model):
         return self["merged_in"] - self["merged_out"]
 
     @property
+    def goodwill(self) -> int:
+        """Points support gave members (less what it took back), from the program's goodwill account."""
+        return self["goodwill_given"] - self["goodwill_taken"]
+
+    @property
     def shortfall_written_off(self) -> int:
         """Points refunds should have taken back but members had spent, borne by the program (`write_off`)."""
         return self["shortfall_written_off"]
@@ -318,7 +328,9 @@ class Figures(Model):
     @property
     def explained(self) -> int:
         """The liability as the program-side flows say it: what came in less what went out."""
-        came_in = self.issued + self.partner_funded + self["exchanged_in"] + self.gifts_net + self.merges_net
+        came_in = (
+            self.issued + self.partner_funded + self["exchanged_in"] + self.gifts_net + self.merges_net + self.goodwill
+        )
         went_out = self.redeemed + self.sent_to_partners + self.expired + self["exchanged_out"]
         return came_in - went_out
 

@@ -32,7 +32,7 @@ from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key, m
 from shared.access.permissions import Role, Scope
 from shared.events.model import Identity, IdentityKind
 from shared.exchange import agreements as exchange
-from shared.ledger.commands import Earn
+from shared.ledger.commands import Earn, Spend
 from shared.program.config import ProgramConfig
 from shared.program.versions import ConfigKind, live
 from shared.rewards import draws
@@ -264,6 +264,13 @@ def _dry_run(world: World, ref: str) -> Sample:
     return Sample(f"/admin/programs/{PROGRAM}/dry-run", {"config": {"program": PROGRAM, "name": "D"}, "order": order})
 
 
+def _reversal(world: World, ref: str) -> Sample:
+    """A redemption of one point per call, for each caller's reversal to name."""
+    spend = Spend(program=PROGRAM, member=SELF, points=1, source="redemption", external_id=ref, reason="matrix")
+    entry = world.services.ledger.spend(spend)
+    return Sample(f"{ADMIN_MEMBER}/reversals", {"entry_id": entry.entry_id, "reason": "matrix"}, **ON_MEMBER)
+
+
 def _card(world: World, ref: str) -> str:
     return ref.replace("-", "").upper()
 
@@ -284,6 +291,17 @@ SAMPLES: dict[tuple[str, str], Build] = {
     ),
     ("POST", "/admin/programs/{program}/members/{member}/merges"): lambda world, ref: Sample(
         f"{ADMIN_MEMBER}/merges", {"kind": "card", "value": _card(world, ref), "reason": "matrix"}, **ON_MEMBER
+    ),
+    ("POST", "/admin/programs/{program}/members/search"): lambda world, ref: Sample(
+        f"/admin/programs/{PROGRAM}/members/search", {"member": SELF}, **IN_PROGRAM
+    ),
+    ("GET", "/admin/programs/{program}/members/{member}"): lambda world, ref: Sample(ADMIN_MEMBER, **ON_MEMBER),
+    ("POST", "/admin/programs/{program}/members/{member}/adjustments"): lambda world, ref: Sample(
+        f"{ADMIN_MEMBER}/adjustments", {"points": 1, "reason": "matrix", "reference": ref}, **ON_MEMBER
+    ),
+    ("POST", "/admin/programs/{program}/members/{member}/reversals"): _reversal,
+    ("POST", "/admin/programs/{program}/members/{member}/tier"): lambda world, ref: Sample(
+        f"{ADMIN_MEMBER}/tier", {"tier": "member", "reason": "matrix"}, **ON_MEMBER
     ),
     ("GET", "/programs/{program}/rewards"): lambda world, ref: Sample(f"/programs/{PROGRAM}/rewards", **IN_PROGRAM),
     ("POST", "/programs/{program}/members/{member}/redemptions"): _on_member(

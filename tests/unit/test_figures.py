@@ -65,6 +65,12 @@ CASES = [
     (entry(EntryKind.REVERSAL, (A, -7, ""), (Account.PARTNER, 7, "air")), {"available": -7, "partner_taken_back": 7}),
     (entry(EntryKind.REVERSAL, (Account.PARTNER, -9, "b"), (A, 9, "")), {"available": 9, "to_partners_reversed": 9}),
     (entry(EntryKind.SPEND, (A, -20, ""), (Account.REDEMPTION, 20, "")), {"available": -20, "redeemed": 20}),
+    # Support's adjustments: from and back to the goodwill account, apart from what the rules issued
+    (
+        entry(EntryKind.EARN, (Account.GOODWILL, -25, ""), (A, 25, "")),
+        {"goodwill_given": 25, "available": 25},
+    ),
+    (entry(EntryKind.SPEND, (A, -8, ""), (Account.GOODWILL, 8, "")), {"available": -8, "goodwill_taken": 8}),
     (
         entry(EntryKind.REVERSAL, (Account.REDEMPTION, -20, ""), (A, 20, "")),
         {"available": 20, "redemptions_reversed": 20},

@@ -48,7 +48,6 @@ NOT_FROM_THE_API = {
     "stale_run",
     "future_run",  # the jobs' refusal of a time ahead of the clock
     "not_due",  # the expiry job's
-    "not_reversible",  # no route reverses entries
     "queue_unavailable",
     "file_not_finished",  # the file splitter's: raised so that the S3 event is delivered again
     "malformed_event",  # the ingest queue's poison messages
