@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shared.files.splitter import FileSplitter, SplitterLimits
     from shared.files.store import FileRuns
     from shared.infra.table import Table
+    from shared.jobs.digest import DigestJob
     from shared.jobs.expiry import ExpiryJob
     from shared.jobs.holds import HoldLapseJob
     from shared.jobs.notify import Notifier
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from shared.program.store import Documents, ProgramRepository
     from shared.projections.store import FailureNotes, FigureItems, WatchItems
     from shared.projections.watch import Watch
-    from shared.rewards.store import RewardItems
+    from shared.rewards.store import KmsDrawSigner, RewardItems
 
 
 IDENTITY_EVENTS = "pointbridge.identities"
@@ -188,7 +189,12 @@ class Services:
 
         # An open flag holds the member's debits as the program says (spending, gifting, exchanging).
         return Ledger(
-            self.ledger_store, self.programs, clock=self.now, sleep=self._sleep, holds=FlagHolds(self.programs)
+            self.ledger_store,
+            self.programs,
+            clock=self.now,
+            sleep=self._sleep,
+            holds=FlagHolds(self.programs),
+            chain_key=lambda: self.settings.chain_hash_key.encode(),
         )
 
     @cached_property
@@ -267,6 +273,20 @@ class Services:
 
         files = StatementFiles(self.settings.statements_bucket, aws.s3)
         return SettlementJob(self.ledger, self.programs, self.job_items, self.exchange_items, files, clock=self.now)
+
+    @cached_property
+    def draw_signer(self) -> KmsDrawSigner:
+        from shared.rewards.store import KmsDrawSigner
+
+        return KmsDrawSigner(self.settings.draw_signing_key, aws.kms)
+
+    @cached_property
+    def digest_job(self) -> DigestJob:
+        from shared.jobs.digest import DigestJob
+        from shared.jobs.store import DigestFiles
+
+        files = DigestFiles(self.settings.digests_bucket, aws.s3)
+        return DigestJob(self.ledger_store.accounts, files, clock=self.now)
 
     # Channels
 

@@ -10,6 +10,12 @@ whether to redrive it or why it failed). And the file drops (the sandbox's Files
 (the splitter gave up on it and nothing says which rows landed). And the statements bucket (the
 sandbox's, or --statements-bucket): a day with settlement lines and no statement is
 `settlement_unwritten`. A table, queue or bucket that cannot be read ends the audit with exit 2.
+
+Evidence (docs/security.md): every entry's keyed hash is checked with the stack's chain key (the
+sandbox's ChainHashKey secret, or --chain-key-secret), and the table is held against the digests
+(the sandbox's DigestsBucket, or --digests-bucket): each account changed after the last digest
+(an edited entry, a recomputed chain, a truncated or deleted one) is named. Without the key the
+audit refuses to run (exit 2): a chain it could not check would read as sound.
 """
 
 from __future__ import annotations
@@ -40,24 +46,48 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--files-bucket", help="the file drops' bucket (default: the sandbox's)")
     parser.add_argument("--statements-bucket", help="the settlement statements' bucket (default: the sandbox's)")
+    parser.add_argument(
+        "--chain-key-secret", help="the chain key's Secrets Manager secret (default: the sandbox's ChainHashKey)"
+    )
+    parser.add_argument("--digests-bucket", help="the account-head digests' bucket (default: the sandbox's)")
 
 
 def run_audit(
-    table: str, client: Any = None, now: datetime | None = None, statements: tuple[Any, str] | None = None
+    table: str,
+    client: Any = None,
+    now: datetime | None = None,
+    statements: tuple[Any, str] | None = None,
+    chain_key: bytes | None = None,
+    digests: tuple[Any, str] | None = None,
 ) -> dict[str, Any]:
     """The whole audit; what is overdue or ahead is judged by `now` (default: the wall clock). With
-    `statements` (an S3 client and the statements bucket), each settlement day's statement too."""
+    `statements` (an S3 client and the statements bucket), each settlement day's statement too; with
+    `chain_key`, each keyed entry hash; with `digests` (an S3 client and the digests bucket), each
+    account against the last digest."""
     from functions.services import Services
     from shared.jobs.audit import audit_table
+    from shared.jobs.store import DigestFiles
 
     written = _statement_exists(*statements) if statements is not None else None
+    anchors = DigestFiles(digests[1], lambda: digests[0]).anchors() if digests is not None else None
     services = Services(table_name=table, client=client)
-    report = audit_table(services.table, now=now or datetime.now(UTC), statement_written=written)
+    report = audit_table(
+        services.table,
+        now=now or datetime.now(UTC),
+        statement_written=written,
+        chain_key=chain_key,
+        anchors=anchors,
+    )
     return {
         "ok": report.ok,
         "entries": report.entries,
         "accounts": report.accounts,
         "problems": report.problems,
+        # Evidence: entries whose keyed hash went unchecked (no key), the digest held against, and
+        # the accounts that changed after it or whose hashes fail.
+        "unverified": report.unverified,
+        "digest_at": report.digest_at,
+        "accounts_changed": report.accounts_changed,
         # Each loss with its class (shared/ledger/losses.py): what was lost, not only what does not add up.
         "losses": [{"class": loss.kind, "program": loss.program, "detail": loss.detail} for loss in report.losses],
         "totals": report.totals,
@@ -162,8 +192,9 @@ def with_found(result: dict[str, Any], dead: list[dict[str, str]]) -> dict[str, 
 def run_command(args: argparse.Namespace) -> int:
     import boto3
 
-    client = sqs = s3 = None
+    client = sqs = s3 = secrets = None
     table, bucket, drops = args.table, args.statements_bucket, args.files_bucket
+    key_secret, digests = args.chain_key_secret, args.digests_bucket
     queues = {url.rsplit("/", 1)[-1]: url for url in args.dead_letter_queue}
     live = live_sandbox()
     if table is None:
@@ -173,6 +204,8 @@ def run_command(args: argparse.Namespace) -> int:
         table = live["resources"]["PointsTable"]["physical_id"]
         bucket = bucket or live["resources"].get("StatementsBucket", {}).get("physical_id")
         drops = drops or live["resources"].get("FilesBucket", {}).get("physical_id")
+        key_secret = key_secret or live["resources"].get("ChainHashKey", {}).get("physical_id")
+        digests = digests or live["resources"].get("DigestsBucket", {}).get("physical_id")
         if not queues:
             queues = {
                 name: str(resource["physical_id"])
@@ -187,11 +220,25 @@ def run_command(args: argparse.Namespace) -> int:
             "aws_secret_access_key": "sandbox",
         }
         client, sqs = boto3.client("dynamodb", **sandbox), boto3.client("sqs", **sandbox)
-        s3 = boto3.client("s3", **sandbox)
+        s3, secrets = boto3.client("s3", **sandbox), boto3.client("secretsmanager", **sandbox)
     from botocore.exceptions import ClientError
 
+    if not key_secret:
+        print(
+            "no chain key: give --chain-key-secret (the stack's ChainHashKeyArn output); no chain is checked without it"
+        )
+        return 2
     try:
-        result = run_audit(table, client, statements=(s3 or boto3.client("s3"), bucket) if bucket else None)
+        chain_key = str(
+            (secrets or boto3.client("secretsmanager")).get_secret_value(SecretId=key_secret)["SecretString"]
+        )
+        result = run_audit(
+            table,
+            client,
+            statements=(s3 or boto3.client("s3"), bucket) if bucket else None,
+            chain_key=chain_key.encode(),
+            digests=(s3 or boto3.client("s3"), digests) if digests else None,
+        )
         found: list[dict[str, str]] = []
         if queues:
             found += audit_dead_letters(sqs or boto3.client("sqs"), queues)
@@ -214,6 +261,13 @@ def report_lines(table: str, result: dict[str, Any]) -> list[str]:
     losses = {f"{loss['class']}: {loss['program']}: {loss['detail']}" for loss in result["losses"]}
     lines.extend(f"  PROBLEM {problem}" for problem in result["problems"] if problem not in losses)
     lines.extend(f"  LOSS {loss['class']} ({loss['program']}): {loss['detail']}" for loss in result["losses"])
+    if result.get("accounts_changed"):
+        since = f" (digest of {result['digest_at']})" if result.get("digest_at") else ""
+        lines.append(f"  ACCOUNTS CHANGED{since}: " + ", ".join(result["accounts_changed"]))
+    if result.get("unverified"):
+        lines.append(f"  {result['unverified']} keyed entry hashes not checked: no chain key")
+    if result.get("digest_at") is None:
+        lines.append("  no digest of the account heads yet: nothing anchors the chains outside the table")
     by_class = Counter(str(loss["class"]) for loss in result["losses"])
     if by_class:
         lines.append("  losses by class: " + ", ".join(f"{kind} {n}" for kind, n in sorted(by_class.items())))

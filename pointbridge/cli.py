@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pointbridge.audit",
     "pointbridge.keys",
     "pointbridge.deadletters",
+    "pointbridge.draws",
     "pointbridge.channels",
     "pointbridge.members",
 )

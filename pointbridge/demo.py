@@ -244,8 +244,9 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
         )
     from pointbridge.audit import run_audit
 
-    result = run_audit(sb.resource("PointsTable"), sb.client("dynamodb"))
-    print(f"\naudit: {'OK' if result['ok'] else 'FAILED'} ({result['entries']} entries, chains and zero sums checked)")
+    chain_key = sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("ChainHashKey"))["SecretString"]
+    result = run_audit(sb.resource("PointsTable"), sb.client("dynamodb"), chain_key=str(chain_key).encode())
+    print(f"\naudit: {'OK' if result['ok'] else 'FAILED'} ({result['entries']} entries, keyed chains, sums checked)")
     figures = show_figures(sb, api, result)
     return {
         "member": member,

@@ -248,12 +248,32 @@ def _events(operation: str, ctx: _Context) -> Iterator[Authorization]:
         yield Authorization(f"events:{operation}", bus(ctx.params.get("Name")))
 
 
+# -- KMS --------------------------------------------------------------------------------------------
+
+
+def _kms(operation: str, ctx: _Context) -> Iterator[Authorization]:
+    key = ctx.params.get("KeyId")
+    if key is None:
+        if operation in ("CreateKey", "ListKeys", "ListAliases"):
+            yield Authorization(f"kms:{operation}", "*")
+        return
+    key = str(key)
+    if key.startswith("arn:"):
+        yield Authorization(f"kms:{operation}", key)
+    elif key.startswith("alias/"):
+        # IAM authorises the key the alias points to, which the request does not name: not emulated.
+        return
+    else:
+        yield Authorization(f"kms:{operation}", f"arn:aws:kms:{ctx.region}:{ctx.account}:key/{key}")
+
+
 _MAPPERS: dict[str, Callable[[str, _Context], Iterator[Authorization]]] = {
     "dynamodb": _dynamodb,
     "sqs": _sqs,
     "ssm": _ssm,
     "secretsmanager": _secretsmanager,
     "events": _events,
+    "kms": _kms,
 }
 
 

@@ -158,6 +158,7 @@ class Provisioner:
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::SecretsManager::Secret": self._secret,
+            "AWS::KMS::Key": self._kms_key,
             SERVERLESS_FUNCTION: self._function,
             SERVERLESS_API: self._api,
         }
@@ -217,7 +218,23 @@ class Provisioner:
         args: dict[str, Any] = {"Bucket": name}
         if self.region != "us-east-1":
             args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        self.client("s3").create_bucket(**args)
+        if p.get("ObjectLockEnabled"):
+            args["ObjectLockEnabledForBucket"] = True
+        s3 = self.client("s3")
+        s3.create_bucket(**args)
+        if "VersioningConfiguration" in p:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=p["VersioningConfiguration"])
+        if "ObjectLockConfiguration" in p:
+            # Moto keeps each object's retention from the bucket's default and refuses to delete a
+            # locked version, as S3 does (a delete without a version only adds a delete marker).
+            lock = p["ObjectLockConfiguration"]
+            retention = {
+                k: int(v) if k in ("Days", "Years") else v for k, v in lock["Rule"]["DefaultRetention"].items()
+            }
+            s3.put_object_lock_configuration(
+                Bucket=name,
+                ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": retention}},
+            )
         return Provisioned(
             logical_id,
             "AWS::S3::Bucket",
@@ -273,6 +290,19 @@ class Provisioner:
         arn = self.client("secretsmanager").create_secret(**args)["ARN"]
         # Ref gives the ARN, as CloudFormation's does for a secret.
         return Provisioned(logical_id, "AWS::SecretsManager::Secret", arn, arn, {"Name": name})
+
+    def _kms_key(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        args = {
+            "KeySpec": str(p.get("KeySpec", "SYMMETRIC_DEFAULT")),
+            "KeyUsage": str(p.get("KeyUsage", "ENCRYPT_DECRYPT")),
+            "Description": str(p.get("Description", "")),
+        }
+        if "KeyPolicy" in p:
+            args["Policy"] = json.dumps(p["KeyPolicy"])
+        meta = self.client("kms").create_key(**args)["KeyMetadata"]
+        # Ref gives the key id and Arn its ARN, as CloudFormation's do.
+        return Provisioned(logical_id, "AWS::KMS::Key", meta["KeyId"], meta["Arn"], {"KeyId": meta["KeyId"]})
 
     def _event_bus(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         p = self.resolver.resolve(props)

@@ -58,6 +58,10 @@ def secretsmanager() -> Any:
     return _client("secretsmanager")
 
 
+def kms() -> Any:
+    return _client("kms")
+
+
 def events() -> EventBridgeClient:
     return _client("events")
 

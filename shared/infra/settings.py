@@ -16,6 +16,7 @@ from shared.errors import ConfigError
 from shared.model import Model
 
 LOCAL_IDENTITY_KEY = "local-identity-key"  # tests and local runs outside a function only
+LOCAL_CHAIN_KEY = "local-chain-key"  # the same, for the ledger's chain hashes
 
 
 class Settings(Model):
@@ -28,6 +29,14 @@ class Settings(Model):
     # the key itself (tests, local runs).
     identity_hash_key_text: str | None = Field(default=None, alias="IDENTITY_HASH_KEY")
     identity_hash_key_secret: str = Field(default="", alias="IDENTITY_HASH_KEY_SECRET")
+    # Key of the ledger's chain hashes (HMAC-SHA256): the stack's Secrets Manager secret
+    # (CHAIN_HASH_KEY_SECRET), or the key itself in CHAIN_HASH_KEY (tests, local runs).
+    chain_hash_key_text: str | None = Field(default=None, alias="CHAIN_HASH_KEY")
+    chain_hash_key_secret: str = Field(default="", alias="CHAIN_HASH_KEY_SECRET")
+    # Where the digest job writes the account heads (an S3 bucket with Object Lock).
+    digests_bucket: str = Field(default="", alias="DIGESTS_BUCKET")
+    # The asymmetric KMS key whose signatures give the draws their randomness.
+    draw_signing_key: str = Field(default="", alias="DRAW_SIGNING_KEY")
     # Channels (issue 4): where poison messages go, the file drop bucket, per-source adapter
     # configs as JSON (docs/channels.md, "Sources").
     ingest_dlq_url: str = Field(default="", alias="INGEST_DLQ_URL")
@@ -61,6 +70,21 @@ class Settings(Model):
             # A deployed function hashing with a key from the source code would match nobody's identities.
             raise ConfigError("no identity hash key: set IDENTITY_HASH_KEY_SECRET (template.yaml) for this function")
         return LOCAL_IDENTITY_KEY
+
+    @cached_property
+    def chain_hash_key(self) -> str:
+        """The chain key: read once per container, like the identity key. A function never falls back
+        to a key in the source code: anyone could recompute a chain keyed with that."""
+        if self.chain_hash_key_text is not None:
+            return self.chain_hash_key_text
+        if self.chain_hash_key_secret:
+            from shared.infra import aws
+
+            reply = aws.secretsmanager().get_secret_value(SecretId=self.chain_hash_key_secret)
+            return str(reply["SecretString"])
+        if self.lambda_function_name:
+            raise ConfigError("no chain hash key: set CHAIN_HASH_KEY_SECRET (template.yaml) for this function")
+        return LOCAL_CHAIN_KEY
 
     @classmethod
     def from_environment(cls) -> Settings:

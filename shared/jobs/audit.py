@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.infra.table import Table
+    from shared.ledger.evidence import Anchors
 
 
 @dataclass
@@ -127,14 +128,28 @@ def _read(item: dict[str, Any], records: TableRecords) -> None:  # noqa: C901 - 
 
 
 def audit_table(
-    table: Table, now: datetime | None = None, statement_written: Callable[[str, date], bool] | None = None
+    table: Table,
+    now: datetime | None = None,
+    statement_written: Callable[[str, date], bool] | None = None,
+    chain_key: bytes | None = None,
+    anchors: Anchors | None = None,
 ) -> AuditReport:
     """Read the table once; check the ledger's arithmetic and every class of loss. With `now` (the
     wall clock, for `pointbridge audit`), also what is ahead of it or long overdue by it; with
-    `statement_written` (program, day -> whether its settlement statement exists), the statements."""
+    `statement_written` (program, day -> whether its settlement statement exists), the statements;
+    with `chain_key` and `anchors`, the keyed hashes and the digests (`shared.ledger.evidence`)."""
     records = read_table(table)
     records.evidence.now = now
-    report = audit(records.entries, records.accounts, records.lots, records.holds, records.pending, records.evidence)
+    report = audit(
+        records.entries,
+        records.accounts,
+        records.lots,
+        records.holds,
+        records.pending,
+        records.evidence,
+        chain_key=chain_key,
+        anchors=anchors,
+    )
     member_losses = [*_tiers(records), *_referrals(records), *_jobs_ahead(records, now)]
     if now is not None:
         member_losses.extend(_settlement_lines(records, now))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.infra import keys
 from shared.infra.codec import to_item, ts
+from shared.ledger.evidence import DIGEST_PREFIX, Anchors, Digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -183,3 +184,32 @@ class StatementFiles:
 
     def put(self, key: str, body: str, content_type: str) -> None:
         self._client().put_object(Bucket=self._bucket, Key=key, Body=body.encode(), ContentType=content_type)
+
+
+class DigestFiles:
+    """Where the digest job writes account heads and the audit reads them: a bucket with Object Lock
+    (template.yaml, DigestsBucket), whose default retention keeps every version of every digest."""
+
+    def __init__(self, bucket: str, client: Callable[[], Any]) -> None:
+        self._bucket, self._client = bucket, client
+
+    def put(self, digest: Digest) -> str:
+        key = digest.key()
+        self._client().put_object(
+            Bucket=self._bucket, Key=key, Body=digest.model_dump_json().encode(), ContentType="application/json"
+        )
+        return key
+
+    def anchors(self) -> Anchors | None:
+        """The first and the last digest written (None: none yet)."""
+        keys: list[str] = []
+        for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=DIGEST_PREFIX):
+            keys.extend(str(obj["Key"]) for obj in page.get("Contents", []))
+        if not keys:
+            return None
+        first, last = min(keys), max(keys)
+        return Anchors(first=self._read(first), last=self._read(last))
+
+    def _read(self, key: str) -> Digest:
+        body = self._client().get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return Digest.model_validate_json(body)

@@ -8,20 +8,25 @@ sum of its lot moves, and the lots summing to the available balance; open holds 
 held balance; when given, the open pending earns (who holds each, and how many points) matching
 what the entries say and summing to the pending balance; a closed (merged) account holding nothing
 pending or held; and all accounts of the program (member buckets and program-side accounts)
-summing to zero. Then the losses the arithmetic cannot see (`shared.ledger.losses`): each take-back's
+summing to zero. Given the chain key, each keyed entry hash (HMAC, `shared.ledger.evidence`); given
+the digests, each account the last one lists still holding its digested head, and no unkeyed entry
+beyond what the first one anchored. Then the losses the arithmetic cannot see (`shared.ledger.losses`): each take-back's
 cause, each source event's one effect, refunds left unapplied, earns decided by the wrong rules.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shared.ledger.evidence import Anchors, changed_since
 from shared.ledger.losses import Evidence, Loss, find_losses
 from shared.ledger.models import (
     GENESIS_HASH,
+    UNKEYED_HASH,
     Account,
     AccountState,
     Entry,
@@ -46,6 +51,12 @@ class AuditReport:
     losses: list[Loss] = field(default_factory=list)
     # program -> account ("available", "issuance", "partner:acme", ...) -> balance
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Entries whose keyed hash was not checked: the audit ran without the chain key.
+    unverified: int = 0
+    # When the digest the table was held against was written (None: no digest given).
+    digest_at: str | None = None
+    # Accounts ("program/member") the digest shows changed after it, or whose hashes fail.
+    accounts_changed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -59,14 +70,23 @@ def audit(
     holds: Iterable[Hold],
     pending: Iterable[PendingEarn] | None = None,
     evidence: Evidence | None = None,
+    chain_key: bytes | None = None,
+    anchors: Anchors | None = None,
 ) -> AuditReport:
     """Pass `pending` (DynamoStore.audit_records gives all five) to check the open pending earns too,
-    and `evidence` (`shared.jobs.audit` gathers it) to check every take-back's cause against it."""
+    and `evidence` (`shared.jobs.audit` gathers it) to check every take-back's cause against it.
+    Without `chain_key` the keyed entry hashes go unchecked (counted in `unverified`): only
+    `pointbridge audit`, which always has the key, can tell a forged chain."""
     report = AuditReport()
     all_entries, all_holds = list(entries), list(holds)
     report.losses = find_losses(all_entries, evidence, all_holds)
     report.problems.extend(str(loss) for loss in report.losses)
-    chains, lot_moves, totals = _read_entries(all_entries, report)
+    chains, lot_moves, totals = _read_entries(all_entries, report, chain_key)
+    changed: dict[tuple[str, str], str] = {}
+    if anchors is not None:
+        report.digest_at = anchors.last.written_at.isoformat()
+        changed = changed_since(anchors.last, {k: sorted(v, key=lambda e: e.seq) for k, v in chains.items()})
+        report.problems.extend(f"{program}/{member}: {how}" for (program, member), how in sorted(changed.items()))
     pending_held = _check_pending(all_entries, pending, report) if pending is not None else None
     open_lots = _check_lots(lots, lot_moves, report)
     held: dict[tuple[str, str], int] = defaultdict(int)
@@ -76,7 +96,13 @@ def audit(
     for state in accounts:
         report.accounts += 1
         key = (state.program, state.member)
-        report.problems.extend(_check_chain(state, sorted(chains.pop(key, []), key=lambda e: e.seq)))
+        chain = sorted(chains.pop(key, []), key=lambda e: e.seq)
+        report.problems.extend(_check_chain(state, chain))
+        unkeyed_through = anchors.unkeyed_allowed_through(*key) if anchors is not None else None
+        forged = _check_hash_versions(state, chain, unkeyed_through)
+        if forged:
+            report.accounts_changed.append(f"{state.program}/{state.member}")
+        report.problems.extend(forged)
         checks = [
             (state.available, open_lots.get(key, 0), "open lots"),
             (state.held, held.get(key, 0), "open holds"),
@@ -97,6 +123,7 @@ def audit(
     for program, member in chains:
         report.problems.append(f"{program}/{member}: entries without a balance item")
 
+    report.accounts_changed = sorted(set(report.accounts_changed) | {f"{p}/{m}" for p, m in changed})
     for program, by_account in totals.items():
         report.totals[program] = dict(by_account)
         if sum(by_account.values()) != 0:
@@ -105,15 +132,21 @@ def audit(
 
 
 def _read_entries(
-    entries: Iterable[Entry], report: AuditReport
+    entries: Iterable[Entry], report: AuditReport, chain_key: bytes | None
 ) -> tuple[dict[tuple[str, str], list[Entry]], dict[tuple[str, str, str], int], dict[str, dict[str, int]]]:
     chains: dict[tuple[str, str], list[Entry]] = defaultdict(list)
     lot_moves: dict[tuple[str, str, str], int] = defaultdict(int)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for entry in entries:
         report.entries += 1
-        if entry.hash != entry.content_hash():
-            report.problems.append(f"{entry.program}/{entry.entry_id}: hash does not match its content")
+        if entry.hash_version != UNKEYED_HASH and chain_key is None:
+            report.unverified += 1
+        elif not _hash_holds(entry, chain_key):
+            report.accounts_changed.append(f"{entry.program}/{entry.member}")
+            report.problems.append(
+                f"{entry.program}/{entry.member}: hash of entry {entry.entry_id} (seq {entry.seq}) does not match "
+                "its content" + ("" if entry.hash_version == UNKEYED_HASH else " under the chain key")
+            )
         if sum(p.amount for p in entry.postings) != 0:
             report.problems.append(f"{entry.program}/{entry.entry_id}: postings do not sum to zero")
         chains[(entry.program, entry.member)].append(entry)
@@ -122,6 +155,32 @@ def _read_entries(
         for p in entry.postings:
             totals[entry.program][f"{p.account}:{p.owner}" if p.owner else str(p.account)] += p.amount
     return chains, lot_moves, totals
+
+
+def _hash_holds(entry: Entry, chain_key: bytes | None) -> bool:
+    try:
+        return hmac.compare_digest(entry.hash, entry.content_hash(chain_key))
+    except ValueError:  # a hash version nobody writes
+        return False
+
+
+def _check_hash_versions(state: AccountState, chain: list[Entry], unkeyed_through: int | None) -> list[str]:
+    """Unkeyed hashes are what anyone could recompute: none may follow a keyed one in a chain, nor, once
+    a digest exists, stand beyond what the first digest anchored."""
+    where = f"{state.program}/{state.member}"
+    keyed_seen = False
+    for entry in chain:
+        if entry.hash_version != UNKEYED_HASH:
+            keyed_seen = True
+            continue
+        if keyed_seen:
+            return [f"{where}: unkeyed entry {entry.entry_id} at seq {entry.seq} after keyed ones"]
+        if unkeyed_through is not None and entry.seq > unkeyed_through:
+            return [
+                f"{where}: unkeyed entry {entry.entry_id} at seq {entry.seq}, beyond the first digest's "
+                f"seq {unkeyed_through} (written without the chain key after keying began)"
+            ]
+    return []
 
 
 def _check_lots(

@@ -21,6 +21,7 @@ from shared.errors import (
     UnknownEntryError,
     UnknownMemberError,
 )
+from shared.infra.settings import LOCAL_CHAIN_KEY
 from shared.ledger.contract import (
     MAX_TRANSACTION_ITEMS,
     Change,
@@ -63,6 +64,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _local_chain_key() -> bytes:
+    """Only for a ledger built without a key (unit and integration tests): deployed functions always
+    get the stack's key from the settings, which refuse to run without it."""
+    return LOCAL_CHAIN_KEY.encode()
+
+
 @dataclass
 class _Draft:
     """An entry being planned, before its chain position is known."""
@@ -88,8 +95,13 @@ class LedgerCore:
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
         holds: DebitHolds | None = None,
+        chain_key: Callable[[], bytes] | None = None,
     ) -> None:
+        """`chain_key` gives the key every entry's hash is keyed with (read when the first entry is
+        sealed, so a function that writes none never asks for it); tests and local runs may leave it
+        out and get the local key."""
         self._store = store
+        self._chain_key = chain_key or _local_chain_key
         self._programs = programs
         self._clock = clock
         self._sleep = sleep
@@ -232,7 +244,7 @@ class LedgerCore:
             fingerprint=cmd.fingerprint(),
             seq=state.seq + 1,
             prev_hash=state.head,
-        ).sealed()
+        ).sealed(self._chain_key())
         if sum(p.amount for p in entry.postings) != 0:
             raise LedgerError(f"entry {entry_id} does not balance")  # a bug, never a user error
         new_state = state.after(entry)

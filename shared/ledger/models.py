@@ -6,6 +6,7 @@ All immutable. Points are int; a posting's amount is signed (+ credits the accou
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +17,12 @@ from pydantic import AwareDatetime, ConfigDict, Field
 from shared.model import Model
 
 GENESIS_HASH = "0" * 64
+# How an entry's hash was made (`Entry.hash_version`). UNKEYED: sha256 of its content, as entries were
+# sealed before the chain key: anyone with write access could recompute it, so the audit accepts it
+# only where a digest had already anchored it. KEYED: HMAC-SHA256 of its content under the stack's
+# chain key (`ChainHashKey` in template.yaml), which nobody without the key can recompute.
+UNKEYED_HASH = 1
+KEYED_HASH = 2
 
 
 class Account(StrEnum):
@@ -102,17 +109,33 @@ class Entry(Model):
     seq: Annotated[int, Field(ge=1)]
     prev_hash: str
     hash: str = ""
+    # Entries stored before the chain key have no marker: they read as UNKEYED.
+    hash_version: int = UNKEYED_HASH
 
     def delta(self, account: Account) -> int:
         return sum(p.amount for p in self.postings if p.account is account)
 
-    def content_hash(self) -> str:
+    def content_hash(self, chain_key: bytes | None = None) -> str:
+        """The hash this entry's content gives under its own `hash_version` (a keyed one needs the key)."""
+        if self.hash_version == UNKEYED_HASH:
+            # The marker stays out of an unkeyed body, so the hashes written before it still match.
+            body = self.model_dump(mode="json", exclude={"hash", "hash_version"})
+            return hashlib.sha256(_canonical(body)).hexdigest()
+        if self.hash_version != KEYED_HASH:
+            raise ValueError(f"entry {self.entry_id}: unknown hash version {self.hash_version}")
+        if not chain_key:
+            raise ValueError("a keyed entry hash needs the chain key")
         body = self.model_dump(mode="json", exclude={"hash"})
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hmac.new(chain_key, _canonical(body), hashlib.sha256).hexdigest()
 
-    def sealed(self) -> Entry:
-        return self.model_copy(update={"hash": self.content_hash()})
+    def sealed(self, chain_key: bytes) -> Entry:
+        """The entry with its keyed hash (the only kind the ledger writes)."""
+        keyed = self.model_copy(update={"hash_version": KEYED_HASH})
+        return keyed.model_copy(update={"hash": keyed.content_hash(chain_key)})
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 class Lot(Model):

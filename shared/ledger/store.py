@@ -24,7 +24,7 @@ from shared.ledger.contract import (
 from shared.ledger.models import AccountState, Entry, Hold, Lot, PendingEarn
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from datetime import datetime
 
     from shared.infra.table import Table
@@ -143,6 +143,12 @@ class DynamoLedgerStore:
             elif kind == "pending":
                 pending.append(pending_from(item))
         return entries, accounts, lots, holds, pending
+
+    def accounts(self) -> Iterator[AccountState]:
+        """Every member account's balance (with its chain head): one scan of the table."""
+        for item in self.table.scan():
+            if item.get("type") == "balance":
+                yield account_from(item)
 
     def ledger_records(self) -> tuple[list[Entry], list[AccountState], list[Lot], list[Hold]]:
         entries, accounts, lots, holds, _ = self.audit_records()

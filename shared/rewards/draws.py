@@ -1,22 +1,31 @@
-"""A points draw that anyone can verify: commit to a seed before entries close, reveal it after.
+"""A points draw nobody can rig: the randomness comes into being only after the entrants are frozen.
 
-1. Created with a random secret seed; only `commitment = sha256(seed)` is published.
+1. Created with its terms only: nothing random is drawn, so nothing in the table before the close
+   says who will win (the old design kept a secret seed in the draw item; whoever could read the
+   table could pick an id and a ticket count that would win).
 2. Members buy tickets with points until `closes_at`. The spend and the member's ticket counter
    (a Guard, with the per-member cap) commit in one transaction.
-3. After `closes_at` the seed is revealed and winners drawn by `pick_winners(seed, tickets, n)`:
-   tickets are laid out in member-id order, and for round k the ticket at
-   `int(sha256(f"{seed}:{k}")) mod (tickets left)` wins; the winner's other tickets leave the pool.
-   Anyone holding the published tickets and the seed can check `sha256(seed) == commitment` and
-   recompute the same winners. The seed cannot be chosen after seeing the entries, because its
-   hash was published before they closed.
+3. After `closes_at` the reveal freezes the entrants: the tickets per member, stored in slices, and
+   their Merkle root (`entrants_root`), stored with the draw. Then the draw's signing key (an RSA
+   key in KMS, template.yaml DrawSigningKey, which only the API function may use) signs
+   `signed_message(program, draw, root)` with RSASSA-PKCS1-v1_5 SHA-256. Such a signature is
+   unique for the key and the message, and nobody holds the private key (KMS never exports it):
+   it cannot be known before the root exists, nor chosen after. The randomness is its sha256, and
+   `pick_winners(randomness, tickets, n)` draws the winners: tickets laid out in member-id order,
+   for round k the ticket at `int(sha256(f"{randomness}:{k}")) mod (tickets left)` wins, and the
+   winner's other tickets leave the pool.
+4. Anyone can verify (`pointbridge draw verify`, docs/security.md): the root from the published
+   tickets, the signature over (program, draw, root) with the published public key (the key's
+   GetPublicKey), the randomness from the signature, the winners from the randomness. Editing the
+   frozen tickets changes the root, and the signature no longer verifies.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 from pydantic import ConfigDict, Field
 
@@ -64,22 +73,69 @@ class DrawIn(Model):
     ]
 
 
+SIGNING_ALGORITHM = "RSASSA_PKCS1_V1_5_SHA_256"
+
+
 class Draw(DrawIn):
+    # A draw item stored by the old design carries its seed and commitment: read past, never used.
+    model_config = ConfigDict(extra="ignore")
+
     program: str
-    commitment: str
-    seed: str | None = None  # secret until revealed
     revealed_at: datetime | None = None
     tickets: dict[str, int] = Field(default_factory=dict)  # frozen at reveal; stored in slices, not in the draw
     winner_ids: list[str] = Field(default_factory=list)
     ticket_chunks: int = 0  # how many slices of frozen tickets the reveal wrote (RewardItems.freeze_tickets)
+    # Set by the reveal: the frozen entrants' Merkle root, and the proof of the randomness.
+    entrants_root: str = ""
+    signature: str = ""  # base64, RSASSA-PKCS1-v1_5 SHA-256 over signed_message(program, id, root)
+    signing_key: str = ""  # the KMS key's ARN
+    public_key: str = ""  # base64 DER SubjectPublicKeyInfo, as KMS GetPublicKey gives it
 
     def stored(self) -> str:
         """The draw item's body: everything but the tickets, so its size does not grow with the entrants."""
         return self.model_dump_json(exclude={"tickets"})
 
+    @property
+    def randomness(self) -> str:
+        """sha256 of the signature (hex): what the winners are drawn with. Empty until the reveal."""
+        return randomness_of(base64.b64decode(self.signature)) if self.signature else ""
 
-def commit(seed: str) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()
+
+class DrawSigner(Protocol):
+    """The draws' signing key (`shared.rewards.store.KmsDrawSigner`)."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+    def public_key(self) -> bytes: ...
+
+
+def _leaf(member: str, tickets: int) -> bytes:
+    # Domain-separated from the inner nodes, so no pair of entrants passes for one entrant.
+    return hashlib.sha256(b"\x00" + f"{member}\n{tickets}".encode()).digest()
+
+
+def entrants_root(tickets: dict[str, int]) -> str:
+    """The Merkle root (sha256, hex) over the entrants in member-id order, each leaf a member and its
+    ticket count; an odd node at the end of a level goes up unpaired. No entrants: sha256 of nothing."""
+    level = [_leaf(member, tickets[member]) for member in sorted(tickets)]
+    if not level:
+        return hashlib.sha256(b"").hexdigest()
+    while len(level) > 1:
+        paired = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        level = paired + ([level[-1]] if len(level) % 2 else [])
+    return level[0].hex()
+
+
+def signed_message(program: str, draw_id: str, root: str) -> bytes:
+    """What the signing key signs for a draw: which draw, and the entrants it froze."""
+    return f"pointbridge-draw/v1\nprogram={program}\ndraw={draw_id}\nentrants_root={root}".encode()
+
+
+def randomness_of(signature: bytes) -> str:
+    return hashlib.sha256(signature).hexdigest()
 
 
 def pick_winners(seed: str, tickets: dict[str, int], winners: int) -> list[str]:
@@ -103,8 +159,7 @@ def source(draw_id: str) -> str:
 def create(items: RewardItems, program: str, spec: DrawIn, now: datetime) -> Draw:
     if spec.closes_at <= now:
         raise InvalidInputError("a draw must close in the future")
-    seed = secrets.token_hex(32)
-    draw = Draw(**spec.model_dump(), program=program, commitment=commit(seed), seed=seed)
+    draw = Draw(**spec.model_dump(), program=program)
     if not items.put_draw(program, spec.id, draw.stored()):
         raise InvalidInputError(f"draw {spec.id!r} already exists")
     return draw
@@ -144,20 +199,26 @@ def enter(ledger: Ledger, draw: Draw, member: str, tickets: int, reference: str,
         raise LimitReachedError(refused.guard.detail) from refused
 
 
-def reveal(items: RewardItems, draw: Draw, now: datetime) -> Draw:
+def reveal(items: RewardItems, signer: DrawSigner, draw: Draw, now: datetime) -> Draw:
     if draw.revealed_at is not None:
         return draw  # revealing again shows the same result
     if now < draw.closes_at:
         raise DrawClosedError(f"draw {draw.id} is open until {draw.closes_at.isoformat()}")
-    assert draw.seed is not None
     tickets = items.draw_tickets(draw.program, draw.id)
     chunks = items.freeze_tickets(draw.program, draw.id, tickets)
+    root = entrants_root(tickets)
+    # Deterministic: a reveal retried (or run twice at once) signs the same message, draws the same.
+    signature = signer.sign(signed_message(draw.program, draw.id, root))
     done = draw.model_copy(
         update={
             "revealed_at": now,
             "tickets": tickets,
             "ticket_chunks": chunks,
-            "winner_ids": pick_winners(draw.seed, tickets, draw.winners),
+            "entrants_root": root,
+            "signature": base64.b64encode(signature).decode(),
+            "signing_key": signer.key_id,
+            "public_key": base64.b64encode(signer.public_key()).decode(),
+            "winner_ids": pick_winners(randomness_of(signature), tickets, draw.winners),
         }
     )
     items.save_draw(draw.program, draw.id, done.stored())

@@ -10,11 +10,15 @@ draw could then never be revealed.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
+from shared.errors import ConfigError
 from shared.infra import keys
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from shared.infra.table import Table
 
 # Member ids are at most 128 characters: 1,000 of them with their counts stay under 150 KB.
@@ -61,3 +65,36 @@ class RewardItems:
             if int(str(item["SK"]).removeprefix(keys.REVEAL_PREFIX)) < chunks:
                 tickets |= {str(k): int(v) for k, v in json.loads(str(item["body"])).items()}
         return tickets
+
+
+class KmsDrawSigner:
+    """The draws' signing key in KMS (template.yaml DrawSigningKey): an RSA key whose private half never
+    leaves KMS. Implements `shared.rewards.draws.DrawSigner`."""
+
+    def __init__(self, key_id: str, client: Callable[[], Any]) -> None:
+        self._key_id, self._client = key_id, client
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    def sign(self, message: bytes) -> bytes:
+        from shared.rewards.draws import SIGNING_ALGORITHM
+
+        reply = self._client().sign(
+            KeyId=self._required(), Message=message, MessageType="RAW", SigningAlgorithm=SIGNING_ALGORITHM
+        )
+        return bytes(reply["Signature"])
+
+    def public_key(self) -> bytes:
+        return self._public_key
+
+    @cached_property
+    def _public_key(self) -> bytes:
+        # It never changes for the key: read once per container.
+        return bytes(self._client().get_public_key(KeyId=self._required())["PublicKey"])
+
+    def _required(self) -> str:
+        if not self._key_id:
+            raise ConfigError("no draw signing key: set DRAW_SIGNING_KEY (template.yaml) for this function")
+        return self._key_id

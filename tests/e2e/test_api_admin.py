@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pointbridge.draws import verify_draw
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import PrincipalKind
 from shared.ledger.commands import Earn
@@ -160,7 +161,7 @@ def test_minted_keys_work_once_shown_and_are_not_replayed(api: HttpApi) -> None:
     assert api.call("GET", "/programs/keys/members/kim/balance", "pb_not-a-key").status_code == 401
 
 
-def test_points_draw_commits_then_reveals_winners_anyone_can_verify(api: HttpApi) -> None:
+def test_points_draw_freezes_signs_then_reveals_winners_anyone_can_verify(api: HttpApi) -> None:
     publish(api, "lucky")
     fund(api, "lucky")
     ops = admin(api)
@@ -174,7 +175,7 @@ def test_points_draw_commits_then_reveals_winners_anyone_can_verify(api: HttpApi
         "closes_at": closes.isoformat(),
     }
     created = api.mutate("POST", "/admin/programs/lucky/draws", ops, spec, other={**spec, "winners": 1})
-    assert created["seed"] is None and len(created["commitment"]) == 64
+    assert created["signature"] == created["randomness"] == created["entrants_root"] == ""
     # Members buy tickets with points while it is open; the per-member cap holds
     for member, bought in (("ann", 3), ("bob", 1), ("cy", 5)):
         key = api.key(PrincipalKind.MEMBER, member, ("lucky",))
@@ -198,17 +199,20 @@ def test_points_draw_commits_then_reveals_winners_anyone_can_verify(api: HttpApi
     )
     revealed = api.mutate("POST", "/admin/programs/lucky/draws/car/reveal", ops)
     public = api.ok("GET", "/programs/lucky/draws/car", cy)
-    # Then anyone can check the seed against the commitment made before entries closed, and redo the draw
-    # from the tickets the ledger's entries show
+    # Then anyone can check the signature over the frozen entrants with the draw key's public half, and
+    # redo the draw from the tickets the ledger's entries show
     assert public == revealed
-    assert draw.commit(public["seed"]) == created["commitment"]
+    sb = api.sandbox
+    public_key = bytes(sb.client("kms").get_public_key(KeyId=sb.resource("DrawSigningKey"))["PublicKey"])
+    assert verify_draw(public, public_key) == []
     tickets: dict[str, int] = {}
     for member in MEMBERS:
         key = api.key(PrincipalKind.MEMBER, member, ("lucky",))
         statement = api.ok("GET", f"/programs/lucky/members/{member}/statement", key)["entries"]
         tickets[member] = sum(int(e["details"]["tickets"]) for e in statement if e["details"].get("draw") == "car")
     assert tickets == public["tickets"] == {"ann": 3, "bob": 1, "cy": 5}
-    assert public["winner_ids"] == draw.pick_winners(public["seed"], tickets, 2)
+    assert public["entrants_root"] == draw.entrants_root(tickets)
+    assert public["winner_ids"] == draw.pick_winners(public["randomness"], tickets, 2)
     assert len(set(public["winner_ids"])) == 2
 
 

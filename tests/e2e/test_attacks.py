@@ -2,12 +2,16 @@
 and now takes nothing.
 
 anonymous app events, partner drain, counterparty exchange, till gift, stolen link, member voids
-the shop's hold, reference squatting, the Idempotency-Key race; and bad keys as problems.
+the shop's hold, reference squatting, the Idempotency-Key race; and bad keys as problems. Then the
+evidence: the insider draw (nothing in the table before the close predicts the winner; tampering
+after the freeze fails `pointbridge draw verify`) and the recomputed chain (`pointbridge audit`
+names the account).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -16,18 +20,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from pointbridge.audit import report_lines, run_audit
+from pointbridge.draws import verify_draw
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key, mint_key
 from shared.events.identity import hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.exchange.agreements import Agreement, publish_agreement
+from shared.infra import keys
 from shared.infra.settings import Settings
 from shared.ledger.audit import audit
 from shared.ledger.commands import Earn
 from shared.program.config import BehaviourRules, ProgramConfig
 from shared.rewards.catalogue import Catalogue, publish_catalogue
+from shared.rewards.draws import pick_winners
 from tests.support.channels import create_channels
+from tests.support.forgery import inflate_credit, keyed_with, unkeyed
 from tests.support.http_api import HttpApi, problem
 from tests.support.inbox import code_inbox
 
@@ -405,3 +415,132 @@ def test_bad_keys_and_reaching_outside_are_problems_that_write_and_reveal_nothin
     real, invented = (api.call("POST", "/agreements/shop-air/quotes", kim_key, b) for b in (quote, nobody))
     assert problem(real, 403, "forbidden")["detail"] == problem(invented, 403, "forbidden")["detail"]
     assert entries(api) == before
+
+
+# --- evidence: the insider draw, the recomputed chain (these two run last: they forge table items) ---
+
+
+def _old_attack(draw_item: dict[str, Any], tickets: dict[str, int], insider: str) -> int | None:
+    """The insider's recipe against the old draws: read the seed from the draw item, then find the
+    ticket count that makes `insider` win. None: the table gives nothing to compute it from."""
+    seed = draw_item.get("seed")
+    if not seed:
+        return None
+    for count in range(1, 11):
+        if pick_winners(str(seed), {**tickets, insider: count}, 1) == [insider]:
+            return count
+    return None
+
+
+def test_the_insider_draw_cannot_be_rigged_and_tampering_after_the_freeze_is_detected(api: HttpApi) -> None:
+    sb, admin = api.sandbox, api.key(PrincipalKind.ADMIN, "ops")
+    for member in ("dora", "eli", "ina"):
+        fund(api, member)
+    closes = datetime.now(UTC) + timedelta(seconds=4)
+    spec = {"id": "gala", "prize": "Gala tickets", "ticket_points": 10, "closes_at": closes.isoformat()}
+    api.ok("POST", f"/admin/programs/{SHOP}/draws", admin, spec, status=201)
+    for member, count in (("dora", 3), ("eli", 2)):
+        api.ok(
+            "POST",
+            f"/programs/{SHOP}/members/{member}/draws/gala/entries",
+            member_key(api, member),
+            {"tickets": count, "reference": f"gala-{member}"},
+            status=201,
+        )
+    # Given an insider who reads every item of the draw's partition before the close
+    table = api.services.table
+    partition = list(table.partition(keys.draw(SHOP, "gala").pk))
+    draw_item = json.loads(next(str(item["body"]) for item in partition if item["type"] == "draw"))
+    # When he runs the old attack: there is no seed, nor anything the randomness derives from
+    assert _old_attack(draw_item, {"dora": 3, "eli": 2}, "ina") is None
+    assert not {"seed", "commitment"} & set(draw_item)
+    assert draw_item["signature"] == "" and draw_item["entrants_root"] == ""
+    # And the randomness needs the draw key, which only the API function may sign with
+    kms = sb.client_as("IngestFunction", "kms")
+    with pytest.raises(ClientError) as denied:
+        kms.sign(
+            KeyId=sb.arn("DrawSigningKey"),
+            Message=b"x",
+            MessageType="RAW",
+            SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256",
+        )
+    assert "AccessDenied" in denied.value.response["Error"]["Code"]
+    api.ok(
+        "POST",
+        f"/programs/{SHOP}/members/ina/draws/gala/entries",
+        member_key(api, "ina"),
+        {"tickets": 1, "reference": "gala-ina"},
+        status=201,
+    )
+    time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()) + 0.2)  # waits for the close
+    revealed = api.ok("POST", f"/admin/programs/{SHOP}/draws/gala/reveal", admin, status=201)
+    # Then anyone can verify the draw, with the key's public half from KMS
+    public_key = bytes(sb.client("kms").get_public_key(KeyId=sb.resource("DrawSigningKey"))["PublicKey"])
+    published = api.ok("GET", f"/programs/{SHOP}/draws/gala", member_key(api, "eli"))
+    assert published == revealed
+    assert published["tickets"] == {"dora": 3, "eli": 2, "ina": 1}
+    assert verify_draw(published, public_key) == []
+    # And tampering with the entrants after the freeze (more tickets for ina, ina the winner) is detected
+    frozen = next(item for item in table.partition(keys.draw(SHOP, "gala").pk, keys.REVEAL_PREFIX))
+    table.put({**frozen, "body": json.dumps({"dora": 3, "eli": 2, "ina": 50})})
+    stored = next(item for item in table.partition(keys.draw(SHOP, "gala").pk) if item["type"] == "draw")
+    table.put({**stored, "body": json.dumps({**json.loads(str(stored["body"])), "winner_ids": ["ina"]})})
+    tampered = api.ok("GET", f"/programs/{SHOP}/draws/gala", member_key(api, "eli"))
+    problems = verify_draw(tampered, public_key)
+    assert any("the entrants were changed after the freeze" in p for p in problems), problems
+    assert any("the signature does not verify" in p for p in problems), problems
+
+
+def test_the_recomputed_chain_fails_the_audit_which_names_the_account(api: HttpApi) -> None:
+    sb, services = api.sandbox, api.services
+    # Given two members with a 100-point credit and a spend each (keyed with the stack's chain key)
+    for member in ("vera", "walt"):
+        api.services.ledger.earn(
+            Earn(
+                program=SHOP,
+                member=member,
+                points=100,
+                source="seed",
+                external_id=f"{member}-100",
+                reason="order",
+                event_time=datetime.now(UTC),
+            )
+        )
+        api.ok(
+            "POST",
+            f"/programs/{SHOP}/members/{member}/redemptions",
+            member_key(api, member),
+            {"points": 10, "reference": f"{member}-mug"},
+            status=201,
+        )
+    # And the hourly digest of every account head, in the Object Lock bucket
+    assert sb.run_function("DigestFunction", simulate=True)["accounts"] >= 2
+    key = str(sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("ChainHashKey"))["SecretString"])
+
+    def pointbridge_audit() -> dict[str, Any]:
+        digests = (sb.client("s3"), sb.resource("DigestsBucket"))
+        return run_audit(sb.resource("PointsTable"), sb.client("dynamodb"), chain_key=key.encode(), digests=digests)
+
+    assert pointbridge_audit()["accounts_changed"] == []
+    # When someone with write access to the table turns each 100-point credit into 100,100 and
+    # recomputes the chain, the balance and the lot: vera's unkeyed, walt's with a guessed key
+    inflate_credit(services, SHOP, "vera", "seed:vera-100", 100_000, unkeyed)
+    inflate_credit(services, SHOP, "walt", "seed:walt-100", 100_000, keyed_with(b"pointbridge-dev"))
+    assert balance(api, "vera") == (100_090, 0)
+    # Then `pointbridge audit` fails and names both accounts
+    result = pointbridge_audit()
+    assert not result["ok"]
+    assert result["accounts_changed"] == [f"{SHOP}/vera", f"{SHOP}/walt"]
+    lines = report_lines(sb.resource("PointsTable"), result)
+    assert f"  ACCOUNTS CHANGED (digest of {result['digest_at']}): {SHOP}/vera, {SHOP}/walt" in lines
+    assert lines[-1] == "  FAILED"
+    # And no table writer can touch the digest that convicts them: writes and deletes are refused
+    bucket = sb.resource("DigestsBucket")
+    [digest] = sb.client("s3").list_objects_v2(Bucket=bucket, Prefix="digests/")["Contents"]
+    for function in ("ApiFunction", "IngestFunction"):
+        writer = sb.client_as(function, "s3")
+        with pytest.raises(ClientError) as overwrite:
+            writer.put_object(Bucket=bucket, Key=digest["Key"], Body=b"{}")
+        with pytest.raises(ClientError) as delete:
+            writer.delete_object(Bucket=bucket, Key=digest["Key"])
+        assert overwrite.value.response["Error"]["Code"] == delete.value.response["Error"]["Code"] == "AccessDenied"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -301,6 +302,17 @@ class Day:
         )
         assert one["reports"][0]["details"]["days"][0]["partners"] == 1
 
+    def evidence(self) -> None:
+        """A draw revealed (signed with the draw key) and the hourly digest of every account head."""
+        closes = datetime.now(UTC) + timedelta(seconds=2)
+        spec = {"id": "iam-draw", "prize": "A mug", "ticket_points": 5, "closes_at": closes.isoformat()}
+        self.http("POST", "/admin/programs/club/draws", spec)
+        time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()) + 0.1)  # the close, not a timing check
+        revealed = self.http("POST", "/admin/programs/club/draws/iam-draw/reveal")
+        assert revealed["signature"] and revealed["public_key"]
+        digest = self.sb.run_function("DigestFunction", now=datetime.now(UTC), simulate=True)
+        assert digest["accounts"] >= 3
+
     def deployment(self) -> None:
         """The stack's documentation removed and written again, as a deletion and a deployment do."""
         bucket = self.sb.resource("DocsBucket")
@@ -326,6 +338,7 @@ def test_a_day_of_traffic_is_refused_nothing_and_uses_every_grant(sb: Sandbox) -
     day.members()
     day.flags()
     day.jobs()
+    day.evidence()
     day.deployment()
     sb.wait_for_idle(timeout=60)
     # Then nothing was refused

@@ -11,7 +11,7 @@ from shared.infra.settings import get_settings
 from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
-from tests.support.iam import template_name
+from tests.support.iam import template, template_name
 from tests.support.services import services_on
 
 if TYPE_CHECKING:
@@ -51,6 +51,18 @@ def services(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[Services
         get_settings.cache_clear()
         yield services_on(TABLE, client, clock)
         reset()
+
+
+@pytest.fixture
+def draw_key(services: Services, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The draws' signing key, made in moto as template.yaml declares it, and given to the services and
+    to the API function's environment (its role's kms:Sign names the key's ARN)."""
+    spec = template()["Resources"]["DrawSigningKey"]["Properties"]
+    made = boto3.client("kms").create_key(KeySpec=spec["KeySpec"], KeyUsage=spec["KeyUsage"])
+    arn = str(made["KeyMetadata"]["Arn"])
+    monkeypatch.setenv("DRAW_SIGNING_KEY", arn)
+    services.settings = services.settings.model_copy(update={"draw_signing_key": arn})
+    return arn
 
 
 @pytest.fixture

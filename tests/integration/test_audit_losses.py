@@ -452,8 +452,30 @@ def test_a_dropped_file_without_its_report_is_a_file_unreported() -> None:
 
 def test_pointbridge_audit_of_a_table_that_is_not_there_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     with mock_aws():
+        secret = boto3.client("secretsmanager").create_secret(Name="chain-key", SecretString="k")["ARN"]
         args = argparse.Namespace(
-            table="no-such-table", json=False, dead_letter_queue=[], files_bucket=None, statements_bucket=None
+            table="no-such-table",
+            json=False,
+            dead_letter_queue=[],
+            files_bucket=None,
+            statements_bucket=None,
+            chain_key_secret=secret,
+            digests_bucket=None,
         )
         assert run_command(args) == 2
     assert capsys.readouterr().out.startswith("cannot audit: Scan failed: ResourceNotFoundException")
+
+
+def test_pointbridge_audit_without_the_chain_key_refuses_to_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # A chain it cannot check would read as sound: no key, no audit
+    args = argparse.Namespace(
+        table="points",
+        json=False,
+        dead_letter_queue=[],
+        files_bucket=None,
+        statements_bucket=None,
+        chain_key_secret=None,
+        digests_bucket=None,
+    )
+    assert run_command(args) == 2
+    assert capsys.readouterr().out.startswith("no chain key: give --chain-key-secret")

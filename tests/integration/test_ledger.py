@@ -18,6 +18,7 @@ from shared.errors import (
     UnknownMemberError,
     UnknownProgramError,
 )
+from shared.infra.settings import LOCAL_CHAIN_KEY
 from shared.ledger.audit import audit
 from shared.ledger.commands import (
     Activate,
@@ -266,5 +267,10 @@ def test_audit_detects_a_tampered_entry(ledger: Ledger, store: DynamoLedgerStore
     ledger.spend(spend(points=10))
     entries, accounts, lots, holds = store.ledger_records()
     tampered = [e.model_copy(update={"reason": "edited"}) if e.seq == 1 else e for e in entries]
-    assert not audit(tampered, accounts, lots, holds).ok
-    assert audit(entries, accounts, lots, holds).ok
+    key = LOCAL_CHAIN_KEY.encode()
+    found = audit(tampered, accounts, lots, holds, chain_key=key)
+    assert not found.ok
+    assert found.accounts_changed == ["demo/ann"]
+    assert audit(entries, accounts, lots, holds, chain_key=key).ok
+    # Without the key the keyed hashes go unchecked, and the report says how many
+    assert audit(tampered, accounts, lots, holds).unverified == 2

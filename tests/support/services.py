@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from functions.services import Services, use
+from shared.infra.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,5 +32,8 @@ def services_on(table_name: str, client: Any, clock: Callable[[], datetime] | No
 
 
 def sandbox_services(sb: Sandbox, **extra: Any) -> Services:
-    """Services on a running sandbox's table (not installed: the sandbox's functions have their own)."""
-    return Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), **extra)
+    """Services on a running sandbox's table (not installed: the sandbox's functions have their own),
+    sealing entries with the sandbox's chain key, as its functions do."""
+    secret = sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("ChainHashKey"))["SecretString"]
+    settings = Settings.from_environment().model_copy(update={"chain_hash_key_text": str(secret)})
+    return Services(settings, table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), **extra)

@@ -1,4 +1,4 @@
-"""Points draws: created by an admin with a committed seed, entered with points, revealed after closing."""
+"""Points draws: created by an admin, entered with points, revealed after closing with a signature nobody can pick."""
 
 from datetime import datetime
 from typing import Annotated
@@ -19,7 +19,13 @@ DrawPath = Annotated[str, Path(min_length=1, max_length=100, description="The dr
 
 
 class DrawOut(Model):
-    """A points draw: its terms, its commitment, and once revealed its seed, tickets and winners."""
+    """A points draw: its terms, and once revealed its frozen tickets, the proof of its randomness and its winners.
+
+    To verify a revealed draw: `entrants_root` is the Merkle root of `tickets`
+    (`shared.rewards.draws.entrants_root`); `signature` verifies with `public_key` (RSASSA-PKCS1-v1_5
+    SHA-256) over `signed_message`; `randomness` is sha256 of the signature; the winners are
+    `pick_winners(randomness, tickets, winners)`. `pointbridge draw verify` does all of it
+    (docs/security.md)."""
 
     id: str = Field(description="The draw's id in the program.")
     program: str = Field(description="The program.")
@@ -28,22 +34,38 @@ class DrawOut(Model):
     max_tickets_per_member: int = Field(description="Tickets one member may hold at most.")
     winners: int = Field(description="How many winners are drawn.")
     closes_at: datetime = Field(description="Tickets are sold until then; the draw is revealed after.")
-    commitment: str = Field(
-        description="sha256 of the seed (hex), published before entries close: anyone can check the revealed seed "
-        "against it."
-    )
-    seed: str | None = Field(description="The secret seed, revealed after the draw closed; null until then.")
     revealed_at: datetime | None = Field(description="When the draw was revealed; null until then.")
     tickets: dict[str, int] = Field(description="Tickets per member, frozen at the reveal; empty until then.")
     winner_ids: list[str] = Field(
-        description="The winners in the order drawn (`shared.rewards.draws.pick_winners(seed, tickets, winners)`); "
-        "empty until the reveal."
+        description="The winners in the order drawn (`shared.rewards.draws.pick_winners(randomness, tickets, "
+        "winners)`); empty until the reveal."
     )
+    entrants_root: str = Field(
+        description="Merkle root (sha256, hex) of the tickets frozen at the reveal; empty until then."
+    )
+    signed_message: str = Field(description="What the draw's key signed: the program, the draw and the root.")
+    signature: str = Field(
+        description="Base64 RSASSA-PKCS1-v1_5 SHA-256 signature over `signed_message` by the draw's KMS key."
+    )
+    signing_algorithm: str = Field(description="RSASSA_PKCS1_V1_5_SHA_256.")
+    signing_key: str = Field(description="The KMS key's ARN (template.yaml DrawSigningKey).")
+    public_key: str = Field(description="Base64 DER SubjectPublicKeyInfo of the key, as KMS GetPublicKey gives it.")
+    randomness: str = Field(description="sha256 (hex) of the signature: what the winners are drawn with.")
 
     @classmethod
     def of(cls, d: draw.Draw) -> "DrawOut":
-        shown = d if d.revealed_at else d.model_copy(update={"seed": None})
-        return cls.model_validate(shown.model_dump())
+        revealed = d.revealed_at is not None
+        return cls(
+            **d.model_dump(include=set(draw.DrawIn.model_fields) | {"program", "revealed_at", "winner_ids"}),
+            tickets=d.tickets,
+            entrants_root=d.entrants_root,
+            signed_message=draw.signed_message(d.program, d.id, d.entrants_root).decode() if revealed else "",
+            signature=d.signature,
+            signing_algorithm=draw.SIGNING_ALGORITHM,
+            signing_key=d.signing_key,
+            public_key=d.public_key,
+            randomness=d.randomness,
+        )
 
 
 class TicketsIn(Model):
@@ -61,8 +83,8 @@ class TicketsIn(Model):
 def create_draw(program: ProgramPath, body: draw.DrawIn) -> DrawOut:
     """Create a points draw.
 
-    Draws a random secret seed and publishes only its sha256 (`commitment`); the seed is revealed
-    after the draw closes, so it cannot be chosen after seeing the entries.
+    Nothing random is drawn now: the randomness is a signature over the entrants frozen after the
+    close, so nothing readable before then tells who will win.
     """
     context.authorize(router, program=program)
     services().programs.get(program)
@@ -73,7 +95,8 @@ def create_draw(program: ProgramPath, body: draw.DrawIn) -> DrawOut:
 def get_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
     """A points draw.
 
-    Its terms and commitment; after the reveal also the seed, the tickets and the winners.
+    Its terms; after the reveal also the tickets, their Merkle root, the signature that gives the
+    randomness, the public key that verifies it, and the winners.
     """
     context.authorize(router, program=program)
     return DrawOut.of(draw.load(services().reward_items, program, draw_id))
@@ -98,9 +121,9 @@ def enter_draw(program: ProgramPath, member: MemberPath, draw_id: DrawPath, body
 def reveal_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
     """Reveal a draw.
 
-    After it closed: publishes the seed, freezes the tickets and draws the winners. Revealing again
-    shows the same result.
+    After it closed: freezes the tickets (and their Merkle root), signs (program, draw, root) with the
+    draws' KMS key and draws the winners from the signature. Revealing again shows the same result.
     """
     context.authorize(router, program=program)
     d = draw.load(services().reward_items, program, draw_id)
-    return DrawOut.of(draw.reveal(services().reward_items, d, services().now()))
+    return DrawOut.of(draw.reveal(services().reward_items, services().draw_signer, d, services().now()))
