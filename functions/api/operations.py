@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from functions.api.routes import (
     admin,
     channels,
+    dead_letters,
     draws,
     exchange,
     figures,
@@ -26,6 +27,7 @@ from functions.api.routes import (
     identities,
     keys,
     members,
+    operations_desk,
     partner_files,
     redemptions,
     service,
@@ -58,6 +60,11 @@ class Tag(Enum):
         "channels",
         "Operators: the shops, Square sellers, till feeds, partners and apps that feed programs, each a record "
         "checked when written; secrets stored as secrets, never shown.",
+    )
+    OPERATIONS = (
+        "operations",
+        "Operators: the dead-letter queues with each message's reason and a redrive, and every partner's and "
+        "till's files.",
     )
     SERVICE = ("service", "The service itself.")
 
@@ -176,4 +183,12 @@ OPERATIONS |= {
     partner_files.upload_file: Operation(Tag.PARTNERS, PARTNER_FILES),
     partner_files.list_files: Operation(Tag.PARTNERS, PARTNER_FILES),
     partner_files.file_report: Operation(Tag.PARTNERS, (*PARTNER_FILES, "unknown_file")),
+}
+
+# The operations page (issue 14): dead letters and every partner's and till's files.
+OPERATIONS |= {
+    dead_letters.list_dead_letters: Operation(Tag.OPERATIONS),
+    dead_letters.redrive: Operation(Tag.OPERATIONS, ("unknown_dead_letter", "redrive_failed")),
+    operations_desk.channel_files: Operation(Tag.OPERATIONS, ("unknown_channel",)),
+    operations_desk.channel_file_report: Operation(Tag.OPERATIONS, ("unknown_channel", "unknown_file")),
 }

@@ -26,6 +26,7 @@ from shared.exchange.agreements import UnknownQuoteError
 from shared.jobs.notify import NotifyError
 from shared.members import verification
 from shared.members.flags import FlagDecidedError, FlagNotFoundError
+from shared.projections.dead_letters import RedriveFailedError, UnknownDeadLetterError
 from shared.rewards.draws import DrawClosedError, UnknownDrawError
 
 
@@ -362,5 +363,21 @@ REFUSALS |= {
             source="skyair",
         ),
         _of(UnknownFileError, "No file with that id from this partner.", "no file '20261207T101500Z-1a2b3c4d'"),
+        _of(
+            UnknownDeadLetterError,
+            "No message with that id in the dead-letter queue: already redriven, or never there. List the queue again.",
+            "no message 5fd0c3b2-9a1e-4c55-8d1f-2b7c0e6a9f10 in the watch dead-letter queue",
+            queue="watch",
+        ),
+        _of(
+            RedriveFailedError,
+            "The redriven message failed again. It stays in its dead-letter queue, with the new error as its reason "
+            "(`failed`); what replayed before the failure counts once and replays harmlessly next time.",
+            "the redrive failed again and the message stays with the new reason: E#ghost#01J...: UnknownProgramError: "
+            "no program 'ghost'",
+            message_id="5fd0c3b2-9a1e-4c55-8d1f-2b7c0e6a9f10",
+            failed=[{"entry": "E#ghost#01J...", "error": "UnknownProgramError: no program 'ghost'"}],
+            replayed=[],
+        ),
     )
 }
