@@ -199,17 +199,6 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             "source": _string("With `channel_disabled`: the channel's id."),
             "queue": _string("With `unknown_dead_letter`: the dead-letter queue named."),
             "message_id": _string("With `redrive_failed`: the message, still in its dead-letter queue."),
-            "failed": {
-                "type": "array",
-                "items": {"type": "object", "additionalProperties": {"type": "string"}},
-                "description": "With `redrive_failed`: each entry that failed again (`entry`) and its new error "
-                "(`error`), now the message's reason.",
-            },
-            "replayed": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "With `redrive_failed`: the entries of the batch that did replay (each counts once).",
-            },
         },
     },
     "FieldError": {

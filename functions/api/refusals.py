@@ -372,12 +372,11 @@ REFUSALS |= {
         _of(
             RedriveFailedError,
             "The redriven message failed again. It stays in its dead-letter queue, with the new error as its reason "
-            "(`failed`); what replayed before the failure counts once and replays harmlessly next time.",
+            "(each entry that failed and its error, in `detail`); what replayed before the failure counts once and "
+            "replays harmlessly next time.",
             "the redrive failed again and the message stays with the new reason: E#ghost#01J...: UnknownProgramError: "
             "no program 'ghost'",
             message_id="5fd0c3b2-9a1e-4c55-8d1f-2b7c0e6a9f10",
-            failed=[{"entry": "E#ghost#01J...", "error": "UnknownProgramError: no program 'ghost'"}],
-            replayed=[],
         ),
     )
 }

@@ -228,8 +228,6 @@ class DeadLetterQueues:
             raise RedriveFailedError(
                 f"the redrive failed again and the message stays with the new reason: {said}",
                 message_id=letter.message_id,
-                failed=failed,
-                replayed=done.replayed,
             )
         # Notes go only when the whole batch replayed: a later redrive of a kept message replays its
         # entries again (each counts once), and needs every one of them noted.
