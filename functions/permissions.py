@@ -49,6 +49,7 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         ("GET", "/console"): OPEN,
         ("GET", "/console/assets/{asset}"): OPEN,
         ("GET", "/console/members"): OPEN,
+        ("GET", "/console/operations"): OPEN,
         # Members
         ("GET", "/programs/{program}/members/{member}/balance"): MEMBER_READ,
         ("GET", "/programs/{program}/members/{member}/statement"): MEMBER_READ,
@@ -140,6 +141,11 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         ("POST", "/admin/programs/{program}/flags/{member}/decision"): rule(**_admins(OPERATOR, SUPPORT)),
         ("GET", "/admin/programs/{program}/figures"): CONFIG_READ,
         ("GET", "/admin/programs"): CONFIG_READ,
+        # Operations (issue 14): dead letters and every partner's and till's files; operators act, auditors read
+        ("GET", "/admin/dead-letters"): rule(**_admins(OPERATOR, AUDITOR)),
+        ("POST", "/admin/dead-letters/{queue}/{message_id}/redrive"): CONFIGURE,
+        ("GET", "/admin/channels/{kind}/{channel}/files"): rule(**_admins(OPERATOR, AUDITOR)),
+        ("GET", "/admin/channels/{kind}/{channel}/files/{file_id}"): rule(**_admins(OPERATOR, AUDITOR)),
         # The webhook receiver: the brand's app backend reports what its logged-in members did
         ("POST", "/app-events"): rule(channel=Scope.MEMBER_AUTH),
     }
@@ -148,7 +154,14 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
 # Not operations of the OpenAPI document: the webhook receiver's route, and the API's pages.
 WEBHOOK_ROUTES = frozenset({("POST", "/app-events")})
 # (The documentation, /docs and /openapi.json, is served by API Gateway from the docs bucket: no function.)
-PAGES = frozenset({("GET", "/console"), ("GET", "/console/assets/{asset}"), ("GET", "/console/members")})
+PAGES = frozenset(
+    {
+        ("GET", "/console"),
+        ("GET", "/console/assets/{asset}"),
+        ("GET", "/console/members"),
+        ("GET", "/console/operations"),
+    }
+)
 COLUMNS = (M, C, P, OPERATOR, SUPPORT, AUDITOR)
 
 

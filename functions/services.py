@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from shared.members.store import MemberDirectory
     from shared.members.tiers import Tiers
     from shared.program.store import Documents, ProgramRepository
+    from shared.projections.dead_letters import DeadLetterQueues
     from shared.projections.store import FailureNotes, FigureItems, WatchItems
     from shared.projections.watch import Watch
     from shared.rewards.store import KmsDrawSigner, RewardItems
@@ -367,6 +368,37 @@ class Services:
         from shared.earning.queue import EventQueue
 
         return EventQueue(self.settings.ingest_dlq_url)
+
+    @cached_property
+    def dead_letter_queues(self) -> DeadLetterQueues:
+        from shared.projections.dead_letters import DeadLetterQueues
+
+        return DeadLetterQueues(
+            sqs=aws.sqs(),
+            ingest_dlq_url=self.settings.ingest_dlq_url,
+            ingest_queue_url=self.settings.ingest_queue_url,
+            watch_dlq_url=self.settings.watch_dlq_url,
+            notes=self.failure_notes,
+            replay=self.replay_entry,
+            now=self.now,
+        )
+
+    def replay_entry(self, entry_pk: str) -> set[tuple[str, str]]:
+        """Project one ledger entry again, as the stream watch would (each projection counts it once).
+
+        Returns the (program, UTC day) of a partner statement that may need rewriting."""
+        from functions.watch.app import project
+        from shared.infra.keys import ItemKey
+        from shared.ledger.models import Account, Entry
+
+        item = self.table.get(ItemKey(entry_pk, "E"))
+        if item is None:
+            raise LookupError(f"no entry item {entry_pk}")
+        entry = Entry.model_validate_json(str(item["body"]))
+        project(self, entry)
+        if not any(posting.account is Account.PARTNER for posting in entry.postings):
+            return set()
+        return {(entry.program, entry.recorded_at.date().isoformat())}
 
     # Per container
 

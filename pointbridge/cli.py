@@ -7,7 +7,6 @@ exist yet is skipped.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import json
@@ -19,11 +18,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
 
     from pointbridge.sandbox import Sandbox
@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pointbridge.draws",
     "pointbridge.channels",
     "pointbridge.members",
+    "pointbridge.importer",
 )
 
 HOME = Path(".pointbridge")
@@ -99,16 +100,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     # Explicit handlers: a shell may start a background job with SIGINT ignored.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with sandbox:
-        info = {
-            "endpoint_url": sandbox.endpoint_url,
-            "api_url": sandbox.api_url,
-            "stage": args.stage,
-            "state_dir": str(args.state.resolve()),
-            "resources": {k: r.as_json() for k, r in sandbox.resources.items()},
-        }
-        RUNTIME_FILE.parent.mkdir(parents=True, exist_ok=True)
-        RUNTIME_FILE.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    with sandbox:  # it announces itself in RUNTIME_FILE while it is up (main sets where)
         print(f"emulator (AWS_ENDPOINT_URL): {sandbox.endpoint_url}")
         print(f"API:                         {sandbox.api_url}")
         print(f"state:                       {args.state} (saved on stop)")
@@ -118,15 +110,16 @@ def _run_sandbox(args: argparse.Namespace) -> int:
             while not stop.wait(0.5):
                 pass
         finally:
-            RUNTIME_FILE.unlink(missing_ok=True)
             print("stopping; saving state...", flush=True)
     return 0
 
 
 # -- run ------------------------------------------------------------------------------------
 def _configure_run(parser: argparse.ArgumentParser) -> None:
+    from pointbridge.plumbing import add_stack_option, timestamp
+
     parser.add_argument("function", help="logical id, e.g. ExpiryFunction")
-    parser.add_argument("--now", help="scheduled time, ISO 8601 (default: now)")
+    parser.add_argument("--now", type=timestamp, help="scheduled time, ISO 8601 (default: now; no offset: UTC)")
     parser.add_argument(
         "--simulate",
         action="store_true",
@@ -134,6 +127,7 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         "(what a simulated run does, e.g. expire points, is as real as any run's, and later runs at the "
         "real time are refused as stale)",
     )
+    add_stack_option(parser)
     _sandbox_options(parser)
 
 
@@ -172,37 +166,73 @@ def table_target(table: str | None) -> tuple[str, Any] | None:
 
 
 def _run_function(args: argparse.Namespace) -> int:
-    now = datetime.fromisoformat(args.now) if args.now else None
-    live = live_sandbox()
-    if live is not None:
-        params = {"now": now.isoformat()} if now else {}
-        if args.simulate:
-            params["simulate"] = "true"
-        query = urllib.parse.urlencode(params)
-        url = f"{live['api_url']}/_sandbox/functions/{args.function}/invoke?{query}"
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=900) as response:
-                result = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            result = json.loads(exc.read() or b"{}")
-        print(json.dumps(result, indent=2, default=str))
-        return 0 if result.get("ok") else 1
-    return _run_in_own_sandbox(args, now)
+    """On the running sandbox (the demo's too), a deployed stack (--stack), or else a sandbox of its own."""
+    from pointbridge.plumbing import find_target
+
+    if args.stack:
+        return _run_on_stack(args, find_target(args.stack))
+    if live_sandbox() is not None:
+        return _run_on_sandbox(args, find_target(None))
+    return _run_in_own_sandbox(args, args.now)
+
+
+def _run_on_sandbox(args: argparse.Namespace, target: Any) -> int:
+    from pointbridge.plumbing import CliError, WorkFailed, control
+
+    params = {"now": args.now.isoformat()} if args.now else {}
+    if args.simulate:
+        params["simulate"] = "true"
+    query = urllib.parse.urlencode(params)
+    status, reply = control(target, "POST", f"functions/{urllib.parse.quote(args.function)}/invoke?{query}")
+    if status == 404:
+        raise CliError(f"the sandbox at {target.api_url} has no function {args.function} (e.g. ExpiryFunction)")
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        said = reply if not isinstance(reply, dict) else f"{reply.get('errorType')}: {reply.get('errorMessage')}"
+        raise WorkFailed(f"{args.function} failed: {said}")
+    print(json.dumps(reply, indent=2, default=str))
+    return 0
+
+
+def _run_on_stack(args: argparse.Namespace, target: Any) -> int:
+    """The scheduled function invoked synchronously with the input its schedule sends (template.yaml)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pointbridge.plumbing import WorkFailed
+
+    now = args.now or datetime.now(UTC)
+    event: dict[str, Any] = {"scheduled_time": now.isoformat().replace("+00:00", "Z")}
+    if args.simulate:
+        event["simulate"] = True
+    try:
+        reply = target.client("lambda").invoke(
+            FunctionName=target.resource(args.function), Payload=json.dumps(event).encode()
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise WorkFailed(f"{args.function} on {target.name}: {error}") from None
+    body = json.loads(reply["Payload"].read() or b"null")
+    if reply.get("FunctionError"):
+        said = f"{body.get('errorType')}: {body.get('errorMessage')}" if isinstance(body, dict) else body
+        raise WorkFailed(f"{args.function} failed on {target.name}: {said}")
+    print(json.dumps({"ok": True, "reply": body}, indent=2, default=str))
+    return 0
 
 
 def _run_in_own_sandbox(args: argparse.Namespace, now: datetime | None) -> int:
+    from pointbridge.plumbing import CliError, WorkFailed
     from pointbridge.sandbox import InvocationError, Sandbox
 
+    if not Path(args.template).is_file():
+        raise CliError(f"no template {args.template} (run from the repository, or give --template)")
     sandbox: Sandbox = Sandbox(template=args.template, stage=args.stage, state_dir=args.state, pool_size=args.pool_size)
     with sandbox:
+        if args.function not in sandbox.functions:
+            raise CliError(
+                f"the template has no function {args.function} (e.g. {', '.join(sorted(sandbox.functions)[:3])})"
+            )
         try:
             reply = sandbox.run_function(args.function, now=now, simulate=args.simulate)
         except InvocationError as exc:
-            print(json.dumps({"ok": False, "errorType": exc.error_type, "errorMessage": exc.message}, indent=2))
-            return 1
-        except KeyError as exc:
-            print(f"error: {exc.args[0]}", file=sys.stderr)
-            return 2
+            raise WorkFailed(f"{args.function} failed: {exc.error_type}: {exc.message}") from None
         # Let stream and queue consumers see the run's writes before the snapshot is taken.
         try:
             sandbox.wait_for_idle(timeout=60)
@@ -223,8 +253,10 @@ def _load_command_modules() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pointbridge.plumbing import Parser
+
     _load_command_modules()
-    parser = argparse.ArgumentParser(prog="pointbridge", description="Pointbridge loyalty platform")
+    parser = Parser(prog="pointbridge", description="Pointbridge loyalty platform")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in _COMMANDS.values():
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
@@ -234,10 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pointbridge.plumbing import guarded
+    from pointbridge.sandbox.core import Sandbox
+
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
-    return code
+    # A sandbox a command starts (`sandbox`, `demo`) is found by the others while it is up.
+    before, Sandbox.announce_to = Sandbox.announce_to, RUNTIME_FILE
+    try:
+        return guarded(args.run, args)
+    finally:
+        Sandbox.announce_to = before
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m pointbridge.cli` runs this file as __main__, but the command modules register with
+    # `pointbridge.cli`: run that module's main, which has them all.
+    from pointbridge.cli import main as registered_main
+
+    sys.exit(registered_main())

@@ -29,62 +29,16 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pointbridge.cli import live_sandbox, register
+from shared.projections.dead_letters import HIDE_SECONDS, RETRIES_EXHAUSTED, Letter, in_range, read_letters
+from shared.projections.dead_letters import show_again as _show_again
 
 if TYPE_CHECKING:
     import argparse
 
     from functions.services import Services
-    from shared.projections.store import FailureNote
 
-RETRIES_EXHAUSTED = "retries_exhausted"
 # How long a listed message stays hidden from other readers (listing receives it).
-LIST_HIDE_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class Letter:
-    message_id: str
-    receipt: str
-    body: str
-    code: str  # "" when the message carries none (moved by the queue's redrive)
-    reason: str
-    receives: int
-
-
-def read_letters(sqs: Any, url: str, hide_seconds: int = LIST_HIDE_SECONDS) -> list[Letter]:
-    """Every message now in the queue, each hidden for `hide_seconds` (it comes back unless deleted)."""
-    letters: dict[str, Letter] = {}
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=hide_seconds,
-            WaitTimeSeconds=0,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not got:
-            return list(letters.values())
-        for message in got:
-            letters[message["MessageId"]] = _letter(message)
-
-
-def _letter(message: dict[str, Any]) -> Letter:
-    attributes = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
-    receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "0"))
-    code = attributes.get("code", "")
-    reason = attributes.get("reason", "")
-    if not code:
-        reason = (
-            "no reason recorded: moved here by the queue's redrive after its last delivery; every delivery "
-            "ended without the function reporting (a crash, a timeout or running out of memory)"
-        )
-    return Letter(message["MessageId"], message["ReceiptHandle"], message["Body"], code, reason, receives)
-
-
-def _show_again(sqs: Any, url: str, letters: list[Letter]) -> None:
-    for letter in letters:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=letter.receipt, VisibilityTimeout=0)
+LIST_HIDE_SECONDS = HIDE_SECONDS
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -170,10 +124,6 @@ def _entry_pk(record: dict[str, Any]) -> str | None:
     return str(image["PK"]["S"])
 
 
-def _in_range(note: FailureNote, start: str, end: str) -> bool:
-    return note.sequence_number.isdigit() and int(start) <= int(note.sequence_number) <= int(end)
-
-
 def _replay(services: Services, entry_pk: str) -> None:
     from functions.watch.app import project
     from shared.ledger.models import Entry
@@ -202,7 +152,7 @@ def _watch_batches(sqs: Any, streams: Any, services: Services, dlq_url: str) -> 
             pks = [pk for pk in (_entry_pk(r) for r in _range_records(streams, info)) if pk is not None]
         except Exception as error:  # trimmed (older than 24 hours), or the stream is gone
             batch.unreadable = f"{type(error).__name__}: {error}"
-            pks = [pk for pk, note in notes.items() if _in_range(note, batch.start, batch.end)]
+            pks = [pk for pk, note in notes.items() if in_range(note, batch.start, batch.end)]
             batch.missing = max(0, batch.batch_size - len(pks))
         for pk in pks:
             note = notes.get(pk)

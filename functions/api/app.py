@@ -20,6 +20,7 @@ from functions.api.context import admit_role, guard_requests, unreadable
 from functions.api.routes import (
     admin,
     channels,
+    dead_letters,
     draws,
     exchange,
     figures,
@@ -29,6 +30,7 @@ from functions.api.routes import (
     identities,
     keys,
     members,
+    operations_desk,
     partner_files,
     redemptions,
     service,
@@ -60,6 +62,8 @@ for area in (
     channels,
     partner_files,
     support,
+    dead_letters,  # the operations page's areas (issue 14)
+    operations_desk,
 ):
     app.include_router(area.router)
 

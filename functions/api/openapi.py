@@ -197,6 +197,8 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             ),
             "version": _integer("With `channel_changed`: the channel's current version."),
             "source": _string("With `channel_disabled`: the channel's id."),
+            "queue": _string("With `unknown_dead_letter`: the dead-letter queue named."),
+            "message_id": _string("With `redrive_failed`: the message, still in its dead-letter queue."),
         },
     },
     "FieldError": {

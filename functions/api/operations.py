@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from functions.api.routes import (
     admin,
     channels,
+    dead_letters,
     draws,
     exchange,
     figures,
@@ -26,6 +27,7 @@ from functions.api.routes import (
     identities,
     keys,
     members,
+    operations_desk,
     partner_files,
     redemptions,
     service,
@@ -64,6 +66,11 @@ class Tag(Enum):
         "support",
         "Support's desk: find a member by e-mail, phone, card or id; the member's page; adjustments, reversals and "
         "tier overrides, each with a reason and the agent on record.",
+    )
+    OPERATIONS = (
+        "operations",
+        "Operators: the dead-letter queues with each message's reason and a redrive, and every partner's and "
+        "till's files.",
     )
     SERVICE = ("service", "The service itself.")
 
@@ -218,4 +225,12 @@ OPERATIONS |= {
         ),
     ),
     support.override_tier: Operation(Tag.SUPPORT, (*ACCOUNT, "unknown_tier", "contention")),
+}
+
+# The operations page (issue 14): dead letters and every partner's and till's files.
+OPERATIONS |= {
+    dead_letters.list_dead_letters: Operation(Tag.OPERATIONS),
+    dead_letters.redrive: Operation(Tag.OPERATIONS, ("unknown_dead_letter", "redrive_failed")),
+    operations_desk.channel_files: Operation(Tag.OPERATIONS, ("unknown_channel",)),
+    operations_desk.channel_file_report: Operation(Tag.OPERATIONS, ("unknown_channel", "unknown_file")),
 }

@@ -27,6 +27,7 @@ from shared.jobs.notify import NotifyError
 from shared.members import verification
 from shared.members.flags import FlagDecidedError, FlagNotFoundError
 from shared.members.support import AlreadyReversedError, UnknownTierError
+from shared.projections.dead_letters import RedriveFailedError, UnknownDeadLetterError
 from shared.rewards.draws import DrawClosedError, UnknownDrawError
 
 
@@ -377,5 +378,20 @@ REFUSALS |= {
             "redemption:r-1 was reversed before",
         ),
         _of(UnknownTierError, "The program has no such tier (`detail` lists them).", "demo has no tier 'platinum'"),
+        _of(
+            UnknownDeadLetterError,
+            "No message with that id in the dead-letter queue: already redriven, or never there. List the queue again.",
+            "no message 5fd0c3b2-9a1e-4c55-8d1f-2b7c0e6a9f10 in the watch dead-letter queue",
+            queue="watch",
+        ),
+        _of(
+            RedriveFailedError,
+            "The redriven message failed again. It stays in its dead-letter queue, with the new error as its reason "
+            "(each entry that failed and its error, in `detail`); what replayed before the failure counts once and "
+            "replays harmlessly next time.",
+            "the redrive failed again and the message stays with the new reason: E#ghost#01J...: UnknownProgramError: "
+            "no program 'ghost'",
+            message_id="5fd0c3b2-9a1e-4c55-8d1f-2b7c0e6a9f10",
+        ),
     )
 }

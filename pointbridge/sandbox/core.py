@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pointbridge.sandbox import state
 from pointbridge.sandbox.apigw import ApiGateway, Authorizer, GatewayResponse, Route, S3Integration, method_throttle
@@ -99,6 +100,10 @@ def gateway_response(spec: dict[str, Any]) -> GatewayResponse:
 
 
 class Sandbox:
+    # Where a started sandbox announces itself (its URLs and resources) while it is up, so other
+    # `pointbridge` commands find it; set by the CLI for the sandboxes its commands start (the demo's too).
+    announce_to: ClassVar[Path | None] = None
+
     def __init__(
         self,
         template: Path = Path("template.yaml"),
@@ -146,6 +151,7 @@ class Sandbox:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._started = False
+        self._announced: Path | None = None
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -296,9 +302,37 @@ class Sandbox:
         except BaseException:
             self.stop()
             raise
+        self._announce()
         return self
 
+    def _announce(self) -> None:
+        self._announced = None if Sandbox.announce_to is None else Sandbox.announce_to.resolve()
+        if self._announced is None:
+            return
+        info = {
+            "endpoint_url": self.endpoint_url,
+            "api_url": self.api_url,
+            "stage": self.stage,
+            "state_dir": str(self.state_dir.resolve()) if self.state_dir is not None else None,
+            "pid": os.getpid(),
+            "resources": {k: r.as_json() for k, r in self.resources.items()},
+        }
+        self._announced.parent.mkdir(parents=True, exist_ok=True)
+        self._announced.write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+    def _withdraw(self) -> None:
+        announced, self._announced = self._announced, None
+        if announced is None or self._api is None:
+            return
+        try:
+            # Another sandbox may have announced itself since: leave its announcement alone.
+            if json.loads(announced.read_text(encoding="utf-8")).get("api_url") == self.api_url:
+                announced.unlink()
+        except (OSError, ValueError):
+            pass
+
     def stop(self) -> None:
+        self._withdraw()
         if self._runner is not None:
             self._runner.stop()
         for poller in self._pollers:

@@ -40,6 +40,8 @@ class Settings(Model):
     # Channels (issue 4): where poison messages go, the file drop bucket, per-source adapter
     # configs as JSON (docs/channels.md, "Sources").
     ingest_dlq_url: str = Field(default="", alias="INGEST_DLQ_URL")
+    # Where the watch's given-up stream batches go (the operations console redrives them).
+    watch_dlq_url: str = Field(default="", alias="WATCH_DLQ_URL")
     # The ingest queue's maxReceiveCount: on its last delivery a message that still fails is
     # dead-lettered by the function with the error, rather than moved by the redrive without one.
     ingest_max_receives: int = Field(default=5, ge=1, alias="INGEST_MAX_RECEIVES")

@@ -320,6 +320,44 @@ class Day:
         assert "Contents" not in self.sb.client("s3").list_objects_v2(Bucket=bucket)
         assert self.sb.send_custom_resource("DocsSite", "Update")["Data"] == {"Objects": 4}
 
+    def operations(self) -> None:
+        """The operations page's calls: a till's file report, and a dead letter of each queue redriven."""
+        [eod] = self.http("GET", "/admin/channels/till/default/files")["files"]
+        assert self.http("GET", f"/admin/channels/till/default/files/{eod['file_id']}")["file"]["accepted"] == 1
+        sqs = self.sb.client("sqs")
+        # An event the ingest queue's redrive moved here bare, and a stream batch the watch gave up on
+        event = PurchaseEvent(
+            program="acme",
+            channel=Channel.ONLINE,
+            source="shop",
+            external_id="o-dead",
+            identity=Identity(kind=IdentityKind.MEMBER, value="rita"),
+            occurred_at=self.now - MINUTES_5,
+            currency="EUR",
+            eligible_amount=Decimal("5"),
+        )
+        sqs.send_message(
+            QueueUrl=self.sb.resource("IngestDeadLetterQueue"),
+            MessageBody=json.dumps({"event": event.model_dump(mode="json")}),
+        )
+        earned = self.services.ledger.earn(
+            Earn(program="plain", member="olav", points=5, source="seed", external_id="dead", reason="seed",
+                 event_time=self.now),
+        )  # fmt: skip
+        self.sb.wait_for_idle(timeout=60)
+        pk = f"E#plain#{earned.entry_id}"
+        self.services.failure_notes.note(pk, "900000000000000000001", "ContentionError: simulated", self.now)
+        batch = {"startSequenceNumber": "900000000000000000001", "endSequenceNumber": "900000000000000000001"}
+        body = {"DDBStreamBatchInfo": {**batch, "batchSize": 1, "shardId": "shard", "streamArn": "arn"}}
+        sqs.send_message(QueueUrl=self.sb.resource("WatchDeadLetterQueue"), MessageBody=json.dumps(body))
+        letters = self.http("GET", "/admin/dead-letters")["queues"]
+        [bare] = [m for m in letters["ingest"] if "o-dead" in m["body"]]
+        [watched] = letters["watch"]
+        sent = self.http("POST", f"/admin/dead-letters/ingest/{bare['message_id']}/redrive", {})
+        replayed = self.http("POST", f"/admin/dead-letters/watch/{watched['message_id']}/redrive", {})
+        assert sent["sent_back"] and replayed["replayed"] == [pk]
+        self.sb.wait_for_idle(timeout=60)
+
     @property
     def due(self) -> datetime:
         return self.now + timedelta(days=5)
@@ -340,6 +378,7 @@ def test_a_day_of_traffic_is_refused_nothing_and_uses_every_grant(sb: Sandbox) -
     day.jobs()
     day.evidence()
     day.deployment()
+    day.operations()
     sb.wait_for_idle(timeout=60)
     # Then nothing was refused
     report = sb.iam_report()

@@ -18,7 +18,7 @@ from pointbridge.sandbox.template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 # Routes of the API that have `Authorizer: NONE` in the template (the console's assets by prefix).
-OPEN_PATHS = frozenset({"/health", "/console"})
+OPEN_PATHS = frozenset({"/health", "/console", "/console/operations"})
 OPEN_PREFIXES = ("/console/assets/",)
 
 

@@ -31,7 +31,13 @@ BEFORE_ANY_OPERATION = {
 }
 # Served behind the API, but not operations of its document: the pages (the documentation, which API
 # Gateway serves from the docs bucket, and the console) and the webhook receiver's app events.
-NOT_OPERATIONS = {("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/console"), ("POST", "/app-events")}
+NOT_OPERATIONS = {
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/console"),
+    ("GET", "/console/operations"),
+    ("POST", "/app-events"),
+}
 
 
 @dataclass(frozen=True)

@@ -438,6 +438,17 @@ SAMPLES: dict[tuple[str, str], Build] = {
     ("GET", "/partners/{partner}/programs/{program}/files/{file_id}"): lambda world, ref: Sample(
         f"/partners/{PARTNER}/programs/{PROGRAM}/files/none", program=PROGRAM, partner=PARTNER
     ),
+    # Operations (issue 14): a redrive of a message no queue holds is a 404 to those allowed
+    ("GET", "/admin/dead-letters"): lambda world, ref: Sample("/admin/dead-letters"),
+    ("POST", "/admin/dead-letters/{queue}/{message_id}/redrive"): lambda world, ref: Sample(
+        f"/admin/dead-letters/ingest/{_channel_id(ref)}/redrive", {}
+    ),
+    ("GET", "/admin/channels/{kind}/{channel}/files"): lambda world, ref: Sample(
+        f"/admin/channels/partner/{PARTNER}/files"
+    ),
+    ("GET", "/admin/channels/{kind}/{channel}/files/{file_id}"): lambda world, ref: Sample(
+        f"/admin/channels/partner/{PARTNER}/files/none"
+    ),
     APP_EVENTS: lambda world, ref: Sample(
         "/app-events", {"event_id": ref, "member_id": SELF, "action": "sign_in", "occurred_at": _now()}, **IN_PROGRAM
     ),
