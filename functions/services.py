@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from shared.events import catalogue
 from shared.infra import aws
 from shared.infra.settings import Settings, get_settings
 
@@ -49,12 +50,13 @@ if TYPE_CHECKING:
     from shared.members.tiers import Tiers
     from shared.program.store import Documents, ProgramRepository
     from shared.projections.dead_letters import DeadLetterQueues
+    from shared.projections.outbound import Outbound
     from shared.projections.store import FailureNotes, FigureItems, WatchItems
     from shared.projections.watch import Watch
     from shared.rewards.store import KmsDrawSigner, RewardItems
 
 
-IDENTITY_EVENTS = "pointbridge.identities"
+IDENTITY_EVENTS = catalogue.IDENTITY_EVENTS
 
 
 def utcnow() -> datetime:
@@ -223,6 +225,29 @@ class Services:
         from shared.projections.watch import Watch
 
         return Watch(self.programs, self.watch_items, self.members)
+
+    @cached_property
+    def outbound(self) -> Outbound:
+        """The outbound events of the stream's records (`shared.events.catalogue`), one publisher per source."""
+        from shared.jobs.notify import EventBridgeNotifier
+        from shared.projections.outbound import Outbound
+        from shared.projections.store import OutboundMarks
+
+        def publisher(source: str) -> Notifier:
+            if self._notifier is not None:
+                return self._notifier
+            return EventBridgeNotifier(self.settings.notifications_bus, source=source)
+
+        def rank(program: str, tier: str) -> int:
+            return self.programs.get(program).held_tier(tier).rank
+
+        return Outbound(
+            OutboundMarks(self.table),
+            {source: publisher(source) for source in catalogue.SOURCES},
+            self.ledger_store.get_entry,
+            rank,
+            clock=self.now,
+        )
 
     # Scheduled jobs
 

@@ -1,10 +1,16 @@
-"""`pointbridge demo` (`make demo`): the platform's main job, on the local sandbox.
+"""`pointbridge demo` (`make demo`): the product's story, on the local sandbox.
 
-One shopper, Alice, earns in every channel: an online order (a signed Shopify webhook over HTTP),
-a store visit (the till's end-of-day CSV dropped in the files bucket), a partner airline (its feed
-file), and an app review (a normalised event sent straight to the ingest queue). Her identities
-are then linked, and the HTTP API shows one balance and a statement that explains every entry.
-The API stays up until Ctrl-C (DEMO_EXIT=1: run the scenario and exit).
+Part 1 (`pointbridge.story`): Demo Outfitters, with an online shop, three stores and an airline
+partner, and a few hundred members over several simulated months: they earn in every channel,
+redeem, get reminded, lose expired points, move tiers; one is flagged and support decides.
+Part 2, today: one shopper, Alice, earns in every channel through the real front doors: an online
+order (a signed Shopify webhook over HTTP), a store visit (the till's end-of-day CSV dropped in the
+files bucket), a partner airline (its feed file), and an app review (a normalised event sent
+straight to the ingest queue). Her identities are then linked, and the HTTP API shows one balance
+and a statement that explains every entry.
+Then: what a CRM received (the CRM queue's outbound events), the audit, and the console's figures,
+which must equal the audit's. The API stays up until Ctrl-C (DEMO_EXIT=1: run it all and exit).
+DEMO_MEMBERS and DEMO_WEEKS size part 1 (default 200 members, 12 weeks).
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ PARTNER = "skyair"
 ALICE_EMAIL = "alice@example.com"
 ALICE_CARD = "6001 2345 6789"
 ALICE_AIRLINE_ID = "AIR-778812"
+# A loaded machine's sandbox may take a while to answer while the watch works through the story's entries.
+REQUEST_TIMEOUT = 180
+STORY_MEMBERS = int(os.environ.get("DEMO_MEMBERS", "200"))
+STORY_WEEKS = int(os.environ.get("DEMO_WEEKS", "12"))
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -163,45 +173,64 @@ class DemoClient:
         self._base = base_url
 
     def get(self, path: str) -> Any:
-        reply = self._session.get(f"{self._base}{path}", timeout=30)
+        reply = self._session.get(f"{self._base}{path}", timeout=REQUEST_TIMEOUT)
         reply.raise_for_status()
         return reply.json()
 
 
-def run_scenario(sb: Sandbox) -> dict[str, Any]:
+def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_WEEKS) -> dict[str, Any]:
     import requests
 
     from functions.services import Services
+    from pointbridge.story import SimulatedClock, run_story, story_start
+    from pointbridge.subscriber import CrmSubscriber
     from shared.access.keys import Principal, PrincipalKind, issue_key
     from shared.events.identity import hash_email
     from shared.events.model import Identity, IdentityKind
-    from shared.program.config import load_program
 
     now = datetime.now(UTC)
+    crm = CrmSubscriber(sb.client("sqs"), sb.resource("CrmQueue"))
+    clock = SimulatedClock(story_start(weeks, now))
+    months = Services(
+        table_name=sb.resource("PointsTable"),
+        client=sb.client("dynamodb"),
+        config_cache_seconds=3600,  # the story publishes its config once, before anything reads it
+        clock=clock,
+        sleep=lambda _: None,
+    )
+    print(f"Part 1: {members} members over {weeks} simulated weeks, from {clock.now.date()}")
+    story = run_story(sb, months, clock, members, weeks)
+    channels = ", ".join(f"{name} {count}" for name, count in sorted(story.events.items()))
+    print(f"   {sum(story.events.values())} events ({channels}), {story.redemptions} rewards redeemed")
+    print(f"   {story.job_runs} scheduled job runs (activation, expiry, reminders, tier review) at each week's end")
+    # The schedules catch up from the story's last week to now, as they would have run meanwhile.
+    for job in ("ActivationFunction", "ExpiryFunction", "ReminderFunction", "TierFunction"):
+        sb.run_function(job, now=now)
     stack = Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), config_cache_seconds=0)
-    program = load_program(PROGRAM_SEED)
-    stack.programs.publish(program)
+    program = stack.programs.get("demo")
     admin_key = issue_key(stack.access_items, Principal(kind=PrincipalKind.ADMIN, id="demo-operator"))
     for channel in _channels():
         created = requests.post(
-            f"{sb.api_url}/admin/channels", json=channel, headers={"x-api-key": admin_key}, timeout=30
+            f"{sb.api_url}/admin/channels", json=channel, headers={"x-api-key": admin_key}, timeout=REQUEST_TIMEOUT
         )
         if created.status_code not in (201, 409):  # 409: kept from an earlier run of the demo
             raise RuntimeError(f"channel {channel['kind']} {channel['id']} refused: {created.text}")
     identity_key = sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("IdentityHashKey"))["SecretString"]
-    print(f"program {program.program!r} v{program.version}: {program.name}, {len(program.tiers)} tiers")
+    print(
+        f"\nPart 2, today: program {program.program!r} v{program.version}: {program.name}, {len(program.tiers)} tiers"
+    )
 
     print("\n1. Online: a signed Shopify orders/paid webhook over HTTP")
     body = json.dumps(shopify_order(now)).encode()
     reply = requests.post(
-        f"{sb.api_url}/webhooks/shopify/{SHOP}", data=body, headers=_shopify_headers(body, now), timeout=30
+        f"{sb.api_url}/webhooks/shopify/{SHOP}", data=body, headers=_shopify_headers(body, now), timeout=REQUEST_TIMEOUT
     )
     print(f"   POST /webhooks/shopify/{SHOP} -> {reply.status_code}")
     forged = requests.post(
         f"{sb.api_url}/webhooks/shopify/{SHOP}",
         data=body.replace(b"180.00", b"980.00"),
         headers=_shopify_headers(body, now),
-        timeout=30,
+        timeout=REQUEST_TIMEOUT,
     )
     print(f"   the same webhook with a forged amount -> {forged.status_code} {forged.json().get('code')}")
 
@@ -210,7 +239,7 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
     sb.client("s3").put_object(Bucket=bucket, Key="till/eod-S01.csv", Body=_till_file(now))
     print("3. Partner: SkyAir's feed file")
     sb.client("s3").put_object(Bucket=bucket, Key=f"partners/{PARTNER}/feed.csv", Body=_partner_file(now))
-    sb.wait_for_idle(timeout=60)
+    sb.wait_for_idle(timeout=600)
 
     directory = stack.members
     ingest = stack.ingest
@@ -223,7 +252,7 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
 
     print("4. App: a product review, sent as a normalised event straight to the ingest queue (SQS)")
     sb.client("sqs").send_message(QueueUrl=sb.resource("IngestQueue"), MessageBody=json.dumps(_app_review(now, member)))
-    sb.wait_for_idle(timeout=60)
+    sb.wait_for_idle(timeout=600)
     report = json.loads(sb.client("s3").get_object(Bucket=bucket, Key="reports/till/eod-S01.csv.json")["Body"].read())
     print(f"   till file report: {report.get('accepted')} rows accepted, rejected: {report.get('rejected')}")
 
@@ -244,9 +273,15 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
         )
     from pointbridge.audit import run_audit
 
+    sb.wait_for_idle(timeout=600)
+    show_crm(crm)
+    shown = story_member(crm)
+    show_member(api, shown)
     chain_key = sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("ChainHashKey"))["SecretString"]
     result = run_audit(sb.resource("PointsTable"), sb.client("dynamodb"), chain_key=str(chain_key).encode())
     print(f"\naudit: {'OK' if result['ok'] else 'FAILED'} ({result['entries']} entries, keyed chains, sums checked)")
+    for problem in result["problems"]:
+        print(f"   PROBLEM {problem}")
     figures = show_figures(sb, api, result)
     return {
         "member": member,
@@ -255,12 +290,51 @@ def run_scenario(sb: Sandbox) -> dict[str, Any]:
         "audit": result,
         "admin_key": admin_key,
         "figures": figures,
+        "story": story,
+        "crm": crm,
+        "story_member": shown,
     }
+
+
+def story_member(crm: Any) -> str:
+    """A member of the story whose statement shows much: one who lost points, else one who redeemed, else earned."""
+    for kind in ("PointsExpired", "PointsRedeemed", "PointsEarned"):
+        for event in crm.received:
+            member = str(event["detail"].get("member", ""))
+            if event["detail-type"] == kind and member.startswith("m"):
+                return member
+    return "m001"
+
+
+def show_crm(crm: Any) -> None:
+    """What a CRM received on its queue: counts per event, and one of each in the member's words."""
+    crm.poll()
+    print(
+        f"\nWhat the CRM received (CrmQueue, {sum(crm.counts.values())} events, {crm.duplicates} duplicates dropped):"
+    )
+    print("   " + ", ".join(f"{kind} {count}" for kind, count in sorted(crm.counts.items())))
+    shown: set[str] = set()
+    for event in crm.received:
+        kind = str(event.get("detail-type"))
+        if kind in shown:
+            continue
+        shown.add(kind)
+        print(f"   {crm.describe(event)}")
+
+
+def show_member(api: DemoClient, member: str) -> None:
+    """One member of the story, as the statement tells it (both languages, the last lines)."""
+    for language in ("en", "zh-CN"):
+        told = api.get(f"/programs/demo/members/{member}/statement?limit=100&lang={language}")
+        lines = told.get("entries", [])
+        print(f"\nGET /programs/demo/members/{member}/statement?lang={language} (last 5 of {len(lines)} lines)")
+        for line in lines[-5:]:
+            print(f"   {str(line.get('event_time', ''))[:10]}  {line['points']:>+6}  {line['explanation']}")
 
 
 def show_figures(sb: Sandbox, api: DemoClient, audited: dict[str, Any]) -> dict[str, Any]:
     """The program's figures as the operator console shows them (the stream watcher's projection)."""
-    sb.wait_for_idle(timeout=60)  # the watcher has seen every entry
+    sb.wait_for_idle(timeout=600)  # the watcher has seen every entry
     figures: dict[str, Any] = api.get("/admin/programs/demo/figures")
     to_date = figures["to_date"]
     print(f"\nGET /admin/programs/demo/figures ({figures['requests']} DynamoDB requests for {figures['days']} days)")
@@ -287,21 +361,35 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sandbox up: API {sb.api_url}, emulator {sb.endpoint_url}")
         print(f"function logs (what each Lambda printed): {LOG_DIR}/<Function>.log\n")
         result = run_scenario(sb)
+        reconciled = reconciles(result)
+        print(f"\nthe console's figures {'equal' if reconciled else 'DIFFER FROM'} the audit's")
+        print(f"\nWhere to look ({sb.api_url}):")
+        print(f"   operator console     {sb.api_url}/console#program=demo (admin key: {result['admin_key']})")
+        print(f"   API docs             {sb.api_url}/docs")
+        for member in (result["story_member"], result["member"]):
+            print(f"   a member's statement {sb.api_url}/programs/demo/members/{member}/statement?lang=zh-CN")
+        print(f'   (the API takes the key as a header: curl -H "x-api-key: {result["admin_key"]}" URL)')
+        print("   what a CRM receives  `pointbridge subscriber` reads the same queue (docs/events.md)")
         if args.exit:
-            return 0 if result["audit"]["ok"] and not result["figures"]["to_date"]["unexplained"] else 1
-        print(f"\nThe API is up at {sb.api_url} (OpenAPI at {sb.api_url}/docs).")
-        print(f"Operator console: {sb.api_url}/console (admin key: {result['admin_key']})")
-        print(
-            f'Try: curl -H "x-api-key: {result["admin_key"]}" '
-            f"{sb.api_url}/programs/demo/members/{result['member']}/balance"
-        )
-        print("Ctrl-C to stop.", flush=True)
+            return 0 if reconciled else 1
+        print("\nStaying up; new outbound events print below as the CRM gets them. Ctrl-C to stop.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        follower = threading.Thread(target=result["crm"].follow, args=(stop,), daemon=True)
+        follower.start()
         while not stop.wait(0.5):
             pass
+        follower.join(timeout=5)
     return 0
+
+
+def reconciles(result: dict[str, Any]) -> bool:
+    """The audit passed and the console's liability is the ledger's, with nothing unexplained."""
+    figures = result["figures"]["to_date"]
+    members = ("available", "pending", "held")
+    program_side = -sum(v for k, v in result["audit"]["totals"].get("demo", {}).items() if k not in members)
+    return bool(result["audit"]["ok"]) and not figures["unexplained"] and program_side == figures["liability"]
 
 
 register("demo", "run the platform locally and show its main job", _configure, _run)

@@ -1,4 +1,7 @@
-"""The table's stream: velocity checks (anomaly watch), partner settlement lines and program figures for new entries.
+"""The table's stream: velocity checks (anomaly watch), partner settlement lines, program figures and outbound events.
+
+New entries feed every projection; a tier move's and a flag's records feed the outbound events only
+(`shared.projections.outbound`: the stream is the outbox, each cause published once by its marker).
 
 Each projection is idempotent per entry (a marker, a line keyed by entry, a set-add), so a record
 delivered again, or replayed by `pointbridge dlq redrive watch`, counts once. A record that fails is
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from shared.projections.watch import Finding
 
 logger = Logger()
+# The item types the event source passes (template.yaml, FilterCriteria): entries, tier moves, flags.
+STREAMED = frozenset({"entry", "tier_change", "flag_decision"})
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
@@ -36,14 +41,24 @@ def project(s: Services, entry: Entry) -> list[Finding]:
     """Everything the stream feeds from one new entry; safe to repeat."""
     record_partner_postings(s.exchange_items, entry)
     record_entry(s.figure_items, s.programs, entry)
-    return s.watch.observe(entry)
+    findings = s.watch.observe(entry)
+    s.outbound.on_entry(entry)
+    return findings
 
 
 def record_handler(record: DynamoDBRecord) -> None:
     image = record.dynamodb.new_image if record.dynamodb else None
-    if record.event_name is None or record.event_name.name != "INSERT" or not image or image.get("type") != "entry":
+    kind = image.get("type") if image else None
+    if record.event_name is None or record.event_name.name != "INSERT" or not image or kind not in STREAMED:
         return  # the event source's FilterCriteria drops these already (on AWS and in the sandbox)
     s = services()
+    if kind != "entry":
+        try:
+            s.outbound.on_item(image)
+        except Exception as error:
+            _note_failure(s, record, str(image.get("PK", "")), error)
+            raise
+        return
     try:
         entry = Entry.model_validate_json(image["body"])
         findings = project(s, entry)

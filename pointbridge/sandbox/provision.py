@@ -154,6 +154,8 @@ class Provisioner:
             "AWS::S3::Bucket": self._bucket,
             "AWS::SNS::Topic": self._topic,
             "AWS::Events::EventBus": self._event_bus,
+            "AWS::Events::Rule": self._rule,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::CloudWatch::Alarm": self._alarm,
@@ -309,6 +311,30 @@ class Provisioner:
         name = self._name(logical_id, p, "Name")
         arn = self.client("events").create_event_bus(Name=name)["EventBusArn"]
         return Provisioned(logical_id, "AWS::Events::EventBus", name, arn, {"Name": name})
+
+    def _rule(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        # Rules with an event pattern and targets moto delivers to (SQS in the sandbox): the CRM queue.
+        p = self.resolver.resolve(props)
+        name = self._name(logical_id, p, "Name")
+        events = self.client("events")
+        bus = str(p.get("EventBusName", "default"))
+        args: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": p.get("State", "ENABLED")}
+        if "EventPattern" in p:
+            args["EventPattern"] = json.dumps(p["EventPattern"])
+        if "ScheduleExpression" in p:
+            args["ScheduleExpression"] = p["ScheduleExpression"]
+        arn = events.put_rule(**args)["RuleArn"]
+        targets = [{"Id": str(t["Id"]), "Arn": str(t["Arn"])} for t in p.get("Targets", [])]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        return Provisioned(logical_id, "AWS::Events::Rule", f"{bus}|{name}", arn)
+
+    def _queue_policy(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        p = self.resolver.resolve(props)
+        sqs = self.client("sqs")
+        for url in p.get("Queues", []):
+            sqs.set_queue_attributes(QueueUrl=str(url), Attributes={"Policy": json.dumps(p["PolicyDocument"])})
+        return Provisioned(logical_id, "AWS::SQS::QueuePolicy", logical_id, "")
 
     def _function(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         # Only the name is resolved here: the runtime resolves the rest, which may point back here.

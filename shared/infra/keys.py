@@ -32,6 +32,7 @@
 | reminder | REM#<program>#<member>#<date> | REM |  |
 | settlement line | S#<program>#<day> | <partner>#<entry id> |  |
 | figures counter, marker | F#<program>#<bucket>#<shard> | F; FM#<program>#<entry id> / FM |  |
+| outbound event published (marker) | OUT#<event id> | OUT |  |
 | stream record the watch failed on | FAIL#watch | <entry item's PK> |  |
 | dropped file's run, its chunks | FILE#<file id> | RUN, CHUNK#<n> |  |
 
@@ -407,6 +408,10 @@ def figures(program: str, bucket: str, shard: int) -> ItemKey:
 
 def figures_marker(program: str, entry_id: str) -> ItemKey:
     return ItemKey(f"FM#{program}#{entry_id}", "FM")
+
+
+def outbound_marker(event_id: str) -> ItemKey:
+    return ItemKey(f"OUT#{event_id}", "OUT")
 
 
 # --- Stream records a consumer failed on (their last error, for the dead-letter redrive) ------

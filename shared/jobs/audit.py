@@ -16,7 +16,9 @@ Here, with the members' records, two more:
 - `settlement_line_missing`, given the clock: an entry that moved points to or from a partner, an
   hour or more ago, without its settlement line (the stream consumer dropped the record).
 - `clock_ahead`, given the audit's clock: a job's progress beyond it (a run with a "now" ahead of
-  the clock, after which every run at the real time is refused as stale).
+  the clock, after which every run at the real time is refused as stale). The walks that look ahead
+  by design are judged by how far they look: reminders up to the program's `reminder_days` past
+  the clock, the notices of a program's end not at all (they walk every lot once).
 """
 
 from __future__ import annotations
@@ -267,8 +269,19 @@ def _jobs_ahead(records: TableRecords, now: datetime | None) -> list[Loss]:
             f"job {job} has run through {through.isoformat()}, ahead of the clock ({now.isoformat()})",
         )
         for (job, program), through in sorted(records.progress.items())
-        if through > now + CLOCK_MARGIN
+        if job not in _WALKS_EVERY_LOT and through > now + CLOCK_MARGIN + _looks_ahead(records, job, program)
     ]
+
+
+_WALKS_EVERY_LOT = frozenset({"sunset-notice", "sunset-notice-never"})
+
+
+def _looks_ahead(records: TableRecords, job: str, program: str) -> timedelta:
+    """How far past its run a job's walk goes by design: reminders, the longest `reminder_days` the program had."""
+    if job != "reminders":
+        return timedelta(0)
+    configs = records.evidence.configs.get(program, [])
+    return timedelta(days=max((config.reminder_days for _, config in configs), default=0))
 
 
 # The stream projects an entry's settlement lines within seconds; retries and lag take minutes, not an hour.

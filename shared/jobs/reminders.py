@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.infra.codec import ts
 from shared.infra.keys import expiry_index_pks
 from shared.jobs.expiry import lots_horizon
 from shared.jobs.walk import DEFAULT_PAGE_BUDGET, DayWalk, JobContext, JobInput, JobReport, wall_clock
+from shared.ledger.models import EntryKind
+from shared.ledger.statement import LANGUAGES, earn_named, expiring_notice
 from shared.program.config import NEVER, ProgramConfig, Sunset, end_of_local_day
 
 if TYPE_CHECKING:
@@ -117,11 +119,37 @@ class ReminderJob(JobContext):
                 continue
             days.add(_local_day(expires, config.tz))
         amounts: dict[str, int] = defaultdict(int)
+        origins: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for lot in lots:
             if lot.expires(kept) > now:
-                amounts[_local_day(lot.expires(kept), config.tz)] += lot.remaining
+                day = _local_day(lot.expires(kept), config.tz)
+                amounts[day] += lot.remaining
+                if lot.remaining:
+                    origins[day][lot.origin] += lot.remaining
         for day in sorted(days):
-            self._notify(program, member, day, day, now, report, "PointsExpiring", partial(amounts.__getitem__, day))
+            told = partial(self._expiring_words, program, day, origins[day])
+            self._notify(
+                program, member, day, day, now, report, "PointsExpiring", partial(amounts.__getitem__, day), told
+            )
+
+    def _expiring_words(self, program: str, day: str, origins: dict[str, int], points: int) -> dict[str, Any]:
+        """The reminder in the statement's words: which earns expire, how many points, when (both languages)."""
+        named = self.ledger.entries_named(program, list(origins))
+        activated = [e.related for e in named.values() if e.kind is EntryKind.ACTIVATE and e.related]
+        named |= self.ledger.entries_named(program, [i for i in activated if i not in named])
+        earns = []
+        for origin, count in sorted(origins.items(), key=lambda item: (-item[1], item[0])):
+            words = {language: earn_named(origin, language, named) for language in LANGUAGES}
+            if all(words.values()):
+                earns.append((count, words))
+        sentence = {
+            language: expiring_notice(points, day, [(n, w[language]) for n, w in earns], language)
+            for language in LANGUAGES
+        }
+        return {
+            "earns": [{"points": n, "earned": w} for n, w in earns],
+            "words": sentence,
+        }
 
     def _notify(
         self,
@@ -133,12 +161,15 @@ class ReminderJob(JobContext):
         report: JobReport,
         kind: str,
         amount: Callable[[], int],
+        told: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         if not self.jobs.claim_reminder(program, member, marker, now, REMINDER_LEASE_SECONDS):
             report.notices_skipped += 1
             return
         points = amount()
-        detail = {"program": program, "member": member, "points": points, "date": day}
+        detail: dict[str, Any] = {"program": program, "member": member, "points": points, "date": day}
+        if told is not None:
+            detail |= told(points)
         self._notifier.publish(kind, f"reminder:{program}:{member}:{marker}", detail)
         self.jobs.reminder_sent(program, member, marker, points, now)
         report.notices_sent += 1

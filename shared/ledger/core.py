@@ -129,6 +129,15 @@ class LedgerCore:
     def lots(self, program: str, member: str) -> list[Lot]:
         return spend_order(self._store.get_account_and_lots(program, member)[1])
 
+    def entries_named(self, program: str, entry_ids: Sequence[str]) -> dict[str, Entry]:
+        """Entries by id, one read each (ids with no entry left out): what a notice names a lot's earn from."""
+        found = {}
+        for entry_id in dict.fromkeys(entry_ids):
+            entry = self._store.get_entry(program, entry_id)
+            if entry is not None:
+                found[entry_id] = entry
+        return found
+
     def spendable_points(self, program: str, member: str, at: datetime) -> int:
         """Points a debit could take now: unexpired by effective expiry (one read of the partition)."""
         state, lots = self._store.get_account_and_lots(program, member)

@@ -248,6 +248,8 @@ _EN = {
     "step.rounding": "{points} rounding",
     "step.cap": "{points} {name}",
     "in_store": "store {store}",
+    "reminder": "{points} points expire on {day} unless you spend them",
+    "reminder.earn": "{points} {what}",
 }
 
 _ZH = {
@@ -329,6 +331,8 @@ _ZH = {
     "step.rounding": "取整 {points}",
     "step.cap": "{name} {points}",
     "in_store": "门店 {store}",
+    "reminder": "您有 {points} 积分将于 {day} 到期，请及时使用",
+    "reminder.earn": "{points} 积分{what}",
 }
 
 _TEXT: dict[Language, dict[str, str]] = {"en": _EN, "zh-CN": _ZH}
@@ -642,3 +646,23 @@ def tier_line(from_tier: str, to_tier: str, reason: str, language: Language = "e
         colon = "：" if language == "zh-CN" else ": "
         return text["tier.override"].format(new=to_tier) + (f"{colon}{said}" if said else "")
     return text["tier.moved"].format(old=from_tier, new=to_tier)
+# Reminders: the same words as the statement's lines, for points that have not expired yet.
+
+
+def earn_named(entry_id: str, language: Language, related: Mapping[str, Entry]) -> str:
+    """Where points came from, as an expiry's line names the earn ("from your order #1042 of 2026-01-02")."""
+    entry = related.get(entry_id)
+    if entry is None:
+        return ""
+    describe = _Describe(entry, language, related)
+    what = describe.what(entry_id)
+    return describe.say("settles", what=what) if what else ""
+
+
+def expiring_notice(points: int, day: str, earns: list[tuple[int, str]], language: Language) -> str:
+    """A reminder as one sentence: how many points expire when, and from which earns (points, their name)."""
+    text, separator = _TEXT[language], _SEPARATOR[language]
+    head = text["reminder"].format(points=points, day=day)
+    told = [text["reminder.earn"].format(points=n, what=named) for n, named in earns if named]
+    colon = "：" if language == "zh-CN" else ": "
+    return head + colon + separator.join(told) if told else head

@@ -289,6 +289,8 @@ class MemberDirectory:
             "PK": log_key.pk,
             "SK": log_key.sk,
             "type": "tier_change",
+            "program": program,  # named for the stream's outbound events (TierChanged)
+            "member": member,
             "at": change.at,
             "from": change.from_tier,
             "to": change.to_tier,
@@ -359,6 +361,9 @@ class MemberDirectory:
             "PK": log_key.pk,
             "SK": log_key.sk,
             "type": "flag_decision",
+            "program": program,  # named for the stream's outbound events (FlagRaised)
+            "member": flag.member,
+            "check": flag.check,
             "at": decision.at,
             "id": decision.id,
             "decision": decision.decision,

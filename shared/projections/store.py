@@ -104,6 +104,26 @@ class FailureNote:
     last_failed_at: str
 
 
+# Markers of published events outlive any redelivery of their stream record (24 hours, a late redrive).
+OUTBOUND_MARKER_DAYS = 30
+
+
+class OutboundMarks:
+    """Which outbound events were published: a redelivered stream record skips those (TTL'd markers)."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def published(self, event_id: str) -> bool:
+        return self._table.get(keys.outbound_marker(event_id), consistent=False) is not None
+
+    def mark(self, event_id: str, detail_type: str, at: datetime) -> None:
+        marker = keys.outbound_marker(event_id)
+        expires = int(at.timestamp()) + OUTBOUND_MARKER_DAYS * 86_400
+        values = {"PK": marker.pk, "SK": marker.sk, "type": "outbound_marker", "detail_type": detail_type}
+        self._table.put(values | {"expires": expires})
+
+
 class FailureNotes:
     """Written by the stream consumer before it reports a record failed; read and cleared by the redrive."""
 

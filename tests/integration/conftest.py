@@ -12,6 +12,7 @@ from shared.program.config import ProgramConfig
 from tests.conftest import T0
 from tests.support.aws import create_table
 from tests.support.iam import template, template_name
+from tests.support.outbound import capture
 from tests.support.services import services_on
 
 if TYPE_CHECKING:
@@ -49,8 +50,12 @@ def services(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[Services
         # The bus the template names for the test stage: the functions' roles (enforced in-process) name it
         monkeypatch.setenv("NOTIFICATIONS_BUS", template_name("NotificationsBus"))
         get_settings.cache_clear()
+        # The bus as the template makes it, and a subscriber: whatever a test's code publishes must
+        # match the committed schemas (docs/events/).
+        published = capture(boto3.client("events"), boto3.client("sqs"), template_name("NotificationsBus"))
         yield services_on(TABLE, client, clock)
         reset()
+        published.drain()
 
 
 @pytest.fixture

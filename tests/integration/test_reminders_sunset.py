@@ -18,6 +18,7 @@ from shared.ledger.commands import Release
 from shared.program.config import ExpiryKind, ExpiryPolicy, ProgramConfig, Tier
 from shared.program.sunset import announce_sunset, earning_open, redemption_open
 from tests.support.jobs import FakeNotifier, World, make_world
+from tests.support.outbound import check
 
 if TYPE_CHECKING:
     from functions.services import Services
@@ -113,12 +114,21 @@ def test_notices_reach_the_eventbridge_bus(world: World) -> None:
     # Then the event arrives with a stable id, the amount and the date
     body = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
     assert body["detail-type"] == "PointsExpiring"
+    check(body)  # the committed schema (docs/events/PointsExpiring.json)
     assert body["detail"] == {
         "id": "reminder:demo:ann:2026-02-21",
         "program": "demo",
         "member": "ann",
         "points": 10,
         "date": "2026-02-21",
+        # In the statement's words: which earn, how many points, when
+        "earns": [
+            {"points": 10, "earned": {"en": "from Points added on 2026-01-10", "zh-CN": "来自 2026-01-10 的积分入账"}}
+        ],
+        "words": {
+            "en": "10 points expire on 2026-02-21 unless you spend them: 10 from Points added on 2026-01-10",
+            "zh-CN": "您有 10 积分将于 2026-02-21 到期，请及时使用：10 积分来自 2026-01-10 的积分入账",
+        },
     }
 
 
