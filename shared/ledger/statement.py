@@ -646,6 +646,8 @@ def tier_line(from_tier: str, to_tier: str, reason: str, language: Language = "e
         colon = "：" if language == "zh-CN" else ": "
         return text["tier.override"].format(new=to_tier) + (f"{colon}{said}" if said else "")
     return text["tier.moved"].format(old=from_tier, new=to_tier)
+
+
 # Reminders: the same words as the statement's lines, for points that have not expired yet.
 
 

@@ -479,6 +479,8 @@ def test_pointbridge_audit_without_the_chain_key_refuses_to_run(capsys: pytest.C
     )
     assert run_command(args) == 2
     assert capsys.readouterr().out.startswith("no chain key: give --chain-key-secret")
+
+
 def test_the_reminder_walks_look_ahead_is_not_clock_ahead_but_beyond_it_is(services: Services) -> None:
     # A reminder run at NOW walks the lots due within reminder_days (14) after it, by design
     wire(services, program(reminder_days=14), Clock())
