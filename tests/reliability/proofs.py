@@ -64,16 +64,24 @@ class Proven:
         self.runs += other.runs
 
 
+def tick_of(rounds: int) -> timedelta:
+    """Jobs every 12 simulated hours at size; daily for the small size (a job run costs most of a run)."""
+    return timedelta(hours=12) if rounds > 1 else timedelta(days=1)
+
+
 def _deliver(events: list[Event], seed: int, *, copies: int, fault_rate: float) -> tuple[dict[str, object], Figures]:
     config = program()
     with stack([config], START, seed, fault_rate) as s:
-        delivery = Delivery(s, [config.program], random.Random(seed))
+        delivery = Delivery(s, [config.program], random.Random(seed), tick_of(len(events) // BATCH))
         if copies:
             arrivals, until = shuffled_delivery(delivery, events, START, copies)
         else:
             arrivals, until = clean_delivery(delivery, events, START), START + _span()
         delivery.run(arrivals, until, faults=fault_rate > 0)
         return outcome(s.services, [config.program]), delivery.figures
+
+
+BATCH = len(channel_mix(1))  # events in one round of every channel
 
 
 def _span() -> timedelta:
