@@ -416,7 +416,7 @@ def channel_mix(rounds: int) -> list[Event]:
     """Every channel's sample events (Shopify order and refund, Square payment and refund, till rows
     and a till refund, partner file rows, an app event), `rounds` times over as distinct orders of
     the same members, each round 61 minutes before the next."""
-    from shared.events.model import IdentityKind, RefundEvent
+    from shared.events.model import BehaviourEvent, IdentityKind, RefundEvent
     from tests.integration.channel_fixtures import channel_events
 
     found: list[Event] = []
@@ -426,6 +426,9 @@ def channel_mix(rounds: int) -> list[Event]:
                 "external_id": f"{event.external_id}-{n}" if n else event.external_id,
                 "occurred_at": event.occurred_at - n * timedelta(minutes=61),
             }
+            if isinstance(event, BehaviourEvent) and n and event.subject:
+                # a review pays once per product: each round reviews another (docs/reliability.md)
+                update["subject"] = f"{event.subject}-{n}"
             if isinstance(event, RefundEvent) and n:
                 order = f"{event.order_external_id}-{n}"
                 update["order_external_id"] = order
