@@ -24,9 +24,9 @@ def test_the_proof_at_size_writes_reliability_json() -> None:
     total = Proven()
     want = oracle(ROUNDS)
     for seed in seeds(2):
-        total.add(delivery_proof(seed, ROUNDS, want=want))
+        total.add(delivery_proof(seed, ROUNDS, want=want, record=True))
     for seed in seeds(1):
-        total.add(delivery_proof(seed, ROUNDS, copies=1, fault_rate=0.15, want=want))
+        total.add(delivery_proof(seed, ROUNDS, copies=1, fault_rate=0.15, want=want, record=True))
     crash_points = crash_proof()
     concurrent_runs = 0
     for run in SCENARIOS.values():
@@ -51,7 +51,9 @@ def test_the_proof_at_size_writes_reliability_json() -> None:
     print(json.dumps(results, indent=2))
     print("faults by kind:", dict(figures.faults), "crash points by operation:", crash_points)
     print("mutants:", missed)
+    print("differences from the clean delivery:", total.failures)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    assert not total.failures, total.failures
     assert results["mutants_caught"] == results["mutants_total"], missed
     assert (total.points_lost, total.points_duplicated, total.audit_failures, figures.dlq_without_reason) == (
         0,
