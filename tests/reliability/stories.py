@@ -9,6 +9,7 @@ A story names its operation; `STORIES` is the enumeration the proof walks, all o
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from shared.events.model import BehaviourAction
@@ -16,6 +17,7 @@ from shared.jobs.audit import audit_table
 from shared.jobs.walk import JobInput
 from shared.ledger.commands import Authorise, Capture, Earn, Send
 from shared.ledger.models import Account
+from shared.program.config import Tier
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, behaviour, program, purchase, refund
 from tests.support.crash import Story
 
@@ -253,6 +255,25 @@ def held_gift_released(clock: Clock) -> Story:
     return Story(setup, run, run, outcome)
 
 
+def late_earn_re_rating_later_ones(clock: Clock) -> Story:
+    # Found by the soak: a redelivery of the late earn must finish the re-rating a stop cut short.
+    tiers = (
+        Tier(name="member", rank=0),
+        Tier(name="silver", rank=1, threshold=Decimal(500), multiplier=Decimal("1.2")),
+    )
+
+    def setup(services: Services) -> None:
+        clock.now = NOW - timedelta(days=10)
+        services.programs.publish(program(tiers=tiers))
+        clock.now = NOW
+        services.ingest.handle(purchase("2002", "100", at=NOW - timedelta(days=1)))
+
+    def deliver_late(services: Services) -> object:
+        return services.ingest.handle(purchase("2001", "600", at=NOW - timedelta(days=3)))
+
+    return Story(setup, deliver_late, deliver_late, outcome)
+
+
 STORIES: dict[str, Callable[[Clock], Story]] = {
     "activation with parked refunds": activation_with_parked_refunds,
     "a refund voiding its order and the referral": refund_voids_order_and_referral,
@@ -263,4 +284,5 @@ STORIES: dict[str, Callable[[Clock], Story]] = {
     "hold capture in part": hold_capture_in_part,
     "expiry job": expiry_job,
     "held gift released": held_gift_released,
+    "a late earn re-rating a later one": late_earn_re_rating_later_ones,
 }
