@@ -101,7 +101,14 @@ class Linking(IngestCore):
         raise ContentionError("the identity kept changing hands; retry the link", member=claimant)
 
     def merge(self, program: str, merged: str, survivor: str, reason: str, at: datetime | None = None) -> LinkResult:
-        """Support folds `merged` into `survivor` (either may be registered), with the reason on the entry."""
+        """Support folds `merged` into `survivor` (either may be registered), with the reason on the entry.
+
+        Repeated after a stop between the merge pointer and the end (a crash), it finishes that merge
+        first, as a repeated link does: the pointer alone would make the two look merged already.
+        """
+        pointer = self._members.profile(merged)
+        if pointer is not None and pointer.merged_into:
+            self._merge(program, merged, self._follow(pointer.merged_into), reason, at)
         merged, survivor = self._follow(merged), self._follow(survivor)
         if merged == survivor:
             return LinkResult(survivor)

@@ -18,7 +18,7 @@ from shared.earning.core import (
     entry_key,
     event_hash,
 )
-from shared.earning.rating import Rating
+from shared.earning.rating import TOP_UP_SOURCE, Rating
 from shared.earning.referrals import _may_be_referred
 from shared.errors import (
     AccountClosedError,
@@ -194,9 +194,13 @@ class Purchases(Rating):
                 note = _already_paid(self._programs.get(event.program), event)
                 return Outcome("skipped", entry_id, existing.member, note=note)
             raise IdempotencyConflictError(f"{entry_id} was already posted from a different event", entry_id=entry_id)
-        # A crash after the earn but before its follow-ups is repaired by the redelivery.
+        # A crash after the earn but before its follow-ups is repaired by the redelivery: the parked
+        # refunds, and the re-rating of the later earns it lifts (top-ups are keyed, so once).
         if existing.kind in (EntryKind.EARN_PENDING, EntryKind.EARN):
-            self._after_earn(self._programs.get(event.program), existing)
+            config = self._programs.get(event.program)
+            self._after_earn(config, existing)
+            if existing.source != TOP_UP_SOURCE:
+                self._rerate_if_late(self._view(config, event, existing.member), existing)
         return Outcome("replayed", existing.entry_id, existing.member, _points(existing))
 
     def _view(self, config: ProgramConfig, event: Event, member: str) -> MemberView:

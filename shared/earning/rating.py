@@ -183,6 +183,9 @@ class Rating(IngestCore):
                 self._members.bump(Tally(program, holder, f"capped#{day}", wanted), once_for=f"tier:{top_up_id}")
                 return None
             expires = config.expiry_for(target).expires_at(earned.event_time.astimezone(config.tz), config.tz)
+            # Funded as the earn it tops up (a partner's purchase: by the partner), as the same earn
+            # rated at this tier on arrival in time order would have been.
+            funding = next(p for p in earned.postings if p.amount < 0)
             cmd = Earn(
                 program=program,
                 member=holder,
@@ -193,6 +196,8 @@ class Rating(IngestCore):
                 event_time=earned.event_time,
                 expires_at=expires,
                 related=earned.entry_id,
+                counter=funding.account,
+                counter_owner=funding.owner,
                 pending=pending is not None,
                 # Activates just before the earn it tops up, so the earn's refunds find it there.
                 pending_until=pending.until - WHOLE_SECOND if pending is not None and pending.until else None,

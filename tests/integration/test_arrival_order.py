@@ -354,3 +354,34 @@ def test_any_arrival_order_gives_the_same_balances_soak(
     dynamo: Any, orders: list[tuple[int, int]], more: list[str], program: ProgramConfig, data: st.DataObject
 ) -> None:
     same_balances_in_any_order(dynamo, orders, more, program, data)
+
+
+def partner_purchase(order: str, amount: str, at: datetime) -> PurchaseEvent:
+    return buy(order, amount, at).model_copy(update={"channel": Channel.PARTNER, "source": "partner:air"})
+
+
+def funded(services: Services) -> dict[tuple[str, str], int]:
+    """What each counter account gave, summed over the ledger."""
+    entries, *_ = services.ledger_store.audit_records()
+    given: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        for posting in entry.postings:
+            if posting.amount < 0:
+                key = (posting.account.value, posting.owner)
+                given[key] = given.get(key, 0) + posting.amount
+    return given
+
+
+def test_a_late_earn_tops_up_a_partner_funded_earn_from_the_same_partner(dynamo: Any) -> None:
+    # Found by tests/reliability: a partner's purchase re-rated to silver by an earlier order that
+    # arrived after it was topped up from issuance, so the partner was charged 100 where a delivery
+    # in time order charges it 120.
+    events = (buy("o-1", "600", NOW - timedelta(days=3)), partner_purchase("p-1", "100", NOW - timedelta(days=1)))
+    in_time = deliver(dynamo, events, config())
+    reverse = deliver(dynamo, tuple(reversed(events)), config())
+
+    assert points(reverse) == points(in_time) == (600 + 120, 0)
+    topup = reverse.ledger_store.get_entry("demo", "tier:partner:air:p-1:silver")
+    assert topup is not None and earned(topup) == 20
+    assert funded(reverse) == funded(in_time) == {("issuance", ""): -600, ("partner", "air"): -120}
+    assert audit_table(reverse.table).ok
