@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pointbridge.keys",
     "pointbridge.deadletters",
     "pointbridge.channels",
+    "pointbridge.cards",
 )
 
 HOME = Path(".pointbridge")

@@ -12,7 +12,7 @@ from functools import cache, cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import ConfigError
+from shared.errors import ServiceMisconfiguredError
 
 LOCAL_IDENTITY_KEY = "local-identity-key"  # tests and local runs outside a function only
 
@@ -58,7 +58,9 @@ class Settings(BaseModel):
             return str(reply["SecretString"])
         if self.lambda_function_name:
             # A deployed function hashing with a key from the source code would match nobody's identities.
-            raise ConfigError("no identity hash key: set IDENTITY_HASH_KEY_SECRET (template.yaml) for this function")
+            raise ServiceMisconfiguredError(
+                "no identity hash key: set IDENTITY_HASH_KEY_SECRET (template.yaml) for this function"
+            )
         return LOCAL_IDENTITY_KEY
 
     @classmethod
