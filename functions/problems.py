@@ -34,7 +34,7 @@ NO_SUCH_ROUTE = "no_such_route"
 logger = Logger(child=True)
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
+def problem(status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     body = {
         "type": TYPE_BASE + code,
         "title": HTTPStatus(status).phrase,
@@ -44,18 +44,37 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
         **extra,
     }
     # Serialised here: powertools only serialises bodies it labels application/json itself.
-    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
+
+
+INTERNAL_DETAIL = "the service cannot take this request now; its operators have the reason, retry later"
 
 
 def proxy_reply(error: PointbridgeError) -> dict[str, Any]:
     """A problem as a raw proxy reply, for refusals made before the resolver runs."""
-    reply = problem(error.status, error.code, error.detail, **_context(error))
+    reply = _problem_of(error)
     return {
         "statusCode": reply.status_code,
-        "headers": {"Content-Type": PROBLEM_JSON},
+        "headers": {"Content-Type": PROBLEM_JSON, **_retry_after(error)},
         "body": reply.body,
         "isBase64Encoded": False,
     }
+
+
+def _problem_of(error: PointbridgeError) -> Response:
+    if error.internal:
+        # What is wrong is the stack's configuration (a channel's settings, a missing key): the caller,
+        # perhaps anonymous, learns nothing of it. The log keeps the code and the detail, which the
+        # raisers write without secret values.
+        logger.error("service misconfigured", extra={"code": error.code, "detail": error.detail})
+        return problem(error.status, error.code, INTERNAL_DETAIL)
+    return problem(error.status, error.code, error.detail, headers=_retry_after(error) or None, **_context(error))
+
+
+def _retry_after(error: PointbridgeError) -> dict[str, str]:
+    # A 429's `retry_after` (seconds) is also the standard header, for clients that honour it.
+    seconds = error.context.get("retry_after")
+    return {"Retry-After": str(seconds)} if isinstance(seconds, int) and error.status == 429 else {}
 
 
 def _context(error: PointbridgeError) -> dict[str, Any]:
@@ -68,11 +87,11 @@ def install(app: APIGatewayRestResolver, observe: Callable[[PointbridgeError], N
 
     @app.exception_handler(PointbridgeError)
     def domain_error(error: PointbridgeError) -> Response:
-        if error.status >= 500:
+        if error.status >= 500 and not error.internal:
             logger.warning("request refused", extra={"code": error.code, "detail": error.detail})
         if observe is not None:
             observe(error)
-        return problem(error.status, error.code, error.detail, **_context(error))
+        return _problem_of(error)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(error: RequestValidationError) -> Response:

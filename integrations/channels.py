@@ -29,7 +29,7 @@ from integrations.partner_feed import PartnerFeedConfig
 from integrations.shopify import ShopifyConfig
 from integrations.square import SquareConfig
 from integrations.till_csv import TillCsvConfig
-from shared.errors import ConfigError, InvalidChannelError
+from shared.errors import ChannelUnavailableError, InvalidChannelError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -268,6 +268,6 @@ class ChannelSources:
             config = adapter_config(kind, channel_id, view.program, view.settings, view.secret, self._identity_key())
         except InvalidChannelError as exc:
             # Checked when written, so only a record written around the checks gets here; it alone fails.
-            detail = f"{what} {shown!r} cannot be used: {exc.detail}"
-            return _Cached(until, None, lambda: ConfigError(detail))
+            detail = f"{what} {shown!r} cannot be used: {exc.detail} (field {exc.field})"
+            return _Cached(until, None, lambda: ChannelUnavailableError(detail, source=shown))
         return _Cached(until, config, None)

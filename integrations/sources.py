@@ -8,8 +8,10 @@ One JSON object, read once per cold start, e.g.
      "partners": {"airline": {...}}}
 
 Each entry is the adapter's own config model; the shop domain, merchant id, app id and partner id
-come from the key. `identity_key`, when absent, is the deployment's IDENTITY_HASH_KEY, so every
-channel of a program hashes e-mails the same way. A source that is not listed is unknown.
+come from the key. `identity_key` is always the stack's identity hash key, never a source's own: a
+source with its own key would hash e-mails, phones and cards apart from every other channel and the
+API (a member linked through the API would never receive that shop's orders), so an entry naming
+one is refused. A source that is not listed is unknown.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from integrations.partner_feed import PartnerFeedConfig
 from integrations.shopify import ShopifyConfig
 from integrations.square import SquareConfig
 from integrations.till_csv import TillCsvConfig
-from shared.errors import ConfigError
+from shared.errors import ServiceMisconfiguredError
 
 
 class Sources(BaseModel):
@@ -78,8 +80,14 @@ def parse_sources(text: str, identity_key: str) -> Sources:
                     raise ValueError(f"{kind}.{key} must be an object")
                 if key_field:
                     config.setdefault(key_field, key)
+                if "identity_key" in config:
+                    raise ValueError(f"{kind}.{key}: identity_key is the stack's, not a source's")
                 if kind != "partners" and kind != "app":
-                    config.setdefault("identity_key", identity_key)
+                    config["identity_key"] = identity_key
         return Sources.model_validate(raw)
-    except (ValueError, ValidationError) as exc:
-        raise ConfigError(f"invalid SOURCES configuration: {exc}") from exc
+    except ValidationError as exc:
+        # Where and what, never the values: the document holds webhook secrets and the identity key.
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ServiceMisconfiguredError(f"invalid SOURCES configuration: {reasons}") from None
+    except ValueError as exc:
+        raise ServiceMisconfiguredError(f"invalid SOURCES configuration: {exc}") from None

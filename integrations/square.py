@@ -37,7 +37,7 @@ from integrations.errors import (
     UnknownSourceError,
     UnsupportedEventError,
 )
-from shared.events.identity import InvalidIdentityError, hash_card, hash_email, hash_phone, normalise_card
+from shared.events.identity import InvalidIdentityError, hash_card, hash_card_fingerprint, hash_email, hash_phone
 from shared.events.model import Channel, Identity, IdentityKind, LineItem, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
@@ -197,7 +197,11 @@ def _identity(data: Mapping[str, Any], config: SquareConfig) -> Identity:
             if what == "card":
                 match = re.search(config.card_pattern, value)
                 if match:
-                    return Identity(kind=IdentityKind.CARD, value=normalise_card(match.group(1)))
+                    # Hashed: a number in a note may be a payment card's, and is stored nowhere raw.
+                    try:
+                        return Identity(kind=IdentityKind.CARD, value=hash_card(id_key, match.group(1)))
+                    except InvalidIdentityError:
+                        continue
             else:
                 try:
                     return Identity(kind=IdentityKind.PHONE, value=hash_phone(id_key, value, config.phone_region))
@@ -214,9 +218,9 @@ def _card(data: Mapping[str, Any], identity: Identity, config: SquareConfig) -> 
     card = details.get("card") if isinstance(details, dict) else None
     fingerprint = card.get("fingerprint") if isinstance(card, dict) else None
     if isinstance(fingerprint, str) and fingerprint.strip():
-        return hash_card(key, f"square:{fingerprint.strip()}")
+        return hash_card_fingerprint(key, "square", fingerprint)
     if identity.kind is IdentityKind.CARD:
-        return hash_card(key, identity.value)
+        return identity.value  # the loyalty card's keyed hash already
     return None
 
 

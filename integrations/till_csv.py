@@ -22,7 +22,7 @@ from integrations.errors import (
     UnknownSourceError,
 )
 from integrations.report import BatchReport, RejectedRow
-from shared.events.identity import InvalidIdentityError, hash_card, hash_phone, normalise_card
+from shared.events.identity import InvalidIdentityError, hash_card, hash_phone
 from shared.events.model import Channel, Identity, IdentityKind, PurchaseEvent, RefundEvent, Text
 
 if TYPE_CHECKING:
@@ -117,7 +117,8 @@ def _identity(row: Row, config: TillCsvConfig) -> Identity:
     card = optional(row, "card_number")
     if card:
         try:
-            return Identity(kind=IdentityKind.CARD, value=normalise_card(card))
+            key = config.identity_key.get_secret_value().encode("utf-8")
+            return Identity(kind=IdentityKind.CARD, value=hash_card(key, card))
         except InvalidIdentityError:
             raise MalformedPayloadError("card_number must be 4-32 letters or digits") from None
     phone = optional(row, "phone")
@@ -153,9 +154,8 @@ def _row(row: Row, config: TillCsvConfig, now: datetime) -> Event:
     converted = check_amount(convert(amount), "amount")
     if kind == "sale":
         identity = _identity(row, config)
-        card = None
-        if identity.kind is IdentityKind.CARD:  # the card presented: counted by the velocity check, hashed
-            card = hash_card(config.identity_key.get_secret_value().encode("utf-8"), identity.value)
+        # The card presented (its keyed hash, as the identity holds it): counted by the velocity check.
+        card = identity.value if identity.kind is IdentityKind.CARD else None
         return build(PurchaseEvent, identity=identity, eligible_amount=converted, card=card, **common)
     if kind == "refund":
         original = optional(row, "original_receipt_no")

@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pointbridge.channels",
     "pointbridge.members",
     "pointbridge.importer",
+    "pointbridge.cards",
 )
 
 HOME = Path(".pointbridge")

@@ -185,7 +185,7 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
     from pointbridge.story import SimulatedClock, run_story, story_start
     from pointbridge.subscriber import CrmSubscriber
     from shared.access.keys import Principal, PrincipalKind, issue_key
-    from shared.events.identity import hash_email
+    from shared.events.identity import hash_card, hash_email
     from shared.events.model import Identity, IdentityKind
 
     now = datetime.now(UTC)
@@ -244,7 +244,7 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
     directory = stack.members
     ingest = stack.ingest
     email = Identity(kind=IdentityKind.EMAIL, value=hash_email(identity_key.encode(), ALICE_EMAIL))
-    card = Identity(kind=IdentityKind.CARD, value=ALICE_CARD.replace(" ", ""))
+    card = Identity(kind=IdentityKind.CARD, value=hash_card(identity_key.encode(), ALICE_CARD))
     airline = Identity(kind=IdentityKind.PARTNER, value=ALICE_AIRLINE_ID, scope=PARTNER)
     member = directory.member_for(email.key)
     if member is None:

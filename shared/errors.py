@@ -17,6 +17,8 @@ class PointbridgeError(Exception):
 
     code = "pointbridge_error"
     status = 500
+    # An internal error's detail names configuration: it is logged, never sent to the caller.
+    internal = False
 
     def __init__(self, detail: str, **context: object) -> None:
         super().__init__(detail)
@@ -185,6 +187,24 @@ class ConfigError(PointbridgeError):
 
     code = "invalid_config"
     status = 422
+
+
+class ServiceMisconfiguredError(PointbridgeError):
+    """Raised when the stack itself cannot serve a request as configured: a channel record written
+    around its checks, a SOURCES document that does not validate, a function without its identity
+    hash key. The caller did nothing wrong and learns nothing of the configuration (`internal`):
+    the reply says only that the service is unavailable; the detail goes to the function's log."""
+
+    code = "service_unavailable"
+    status = 503
+    internal = True
+
+
+class ChannelUnavailableError(ServiceMisconfiguredError):
+    """Raised when a channel's record cannot be used as stored; its events are refused (with a status
+    the sender retries) until an operator corrects it."""
+
+    code = "channel_unavailable"
 
 
 class InvalidChannelError(PointbridgeError):

@@ -187,6 +187,9 @@ PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
             "earning_ended_at": _string("With `earning_closed`: when the program stopped crediting (ISO 8601)."),
             "flag_status": _string("With `flag_already_decided`: the decision that closed the flag."),
             "attempts_left": _integer("With `wrong_code`: how many more guesses the code allows."),
+            "retry_after": _integer(
+                "With `too_many_codes`: seconds until codes may be asked for again (also `Retry-After`)."
+            ),
             "start": _string("With `invalid_input` on a period: its first day."),
             "end": _string("With `invalid_input` on a period: its last day."),
             "days": _integer("With `invalid_input` on a period: how many days it covers."),

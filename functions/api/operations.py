@@ -111,7 +111,9 @@ OPERATIONS: dict[Callable[..., object], Operation] = {
     members.statement: Operation(Tag.MEMBERS, ACCOUNT),
     members.tier: Operation(Tag.MEMBERS, ACCOUNT),
     identities.link: Operation(Tag.IDENTITIES, (*LINK, "proof_required")),
-    identities.request_code: Operation(Tag.IDENTITIES, ("unknown_program", "invalid_identity", "notify_failed")),
+    identities.request_code: Operation(
+        Tag.IDENTITIES, ("unknown_program", "invalid_identity", "too_many_codes", "notify_failed")
+    ),
     identities.confirm_code: Operation(
         Tag.IDENTITIES, ("unknown_verification", "code_expired", "wrong_code", "too_many_attempts", *LINK)
     ),

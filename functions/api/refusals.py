@@ -312,6 +312,14 @@ REFUSALS: dict[str, Refusal] = {
             "The code's 5 attempts are spent. Ask for a new code; nothing was linked.",
             "no attempts left for this code; ask for a new one",
         ),
+        # 429
+        _of(
+            verification.TooManyCodesError,
+            "Too many codes asked for: 5 an hour per member, and 5 an hour per e-mail address or phone whoever "
+            "asks. Nothing was sent; ask again after `retry_after` seconds (also the `Retry-After` header).",
+            "5 codes an hour for this member: ask again in 1740 seconds",
+            retry_after=1740,
+        ),
         # 502, 503
         _of(
             NotifyError,

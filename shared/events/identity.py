@@ -1,4 +1,5 @@
-"""Keyed hashes of e-mail addresses and phone numbers, so events and the ledger never hold either.
+"""Keyed hashes of e-mail addresses, phone numbers and card numbers, so events and the ledger never
+hold any of them.
 
 HMAC-SHA256 with a program secret rather than a plain hash: the space of phone numbers is small
 enough to enumerate, so an unkeyed hash would be a reversible one. Each kind has its own label
@@ -76,6 +77,19 @@ def hash_phone(key: bytes, phone: str, default_region: str | None = None) -> str
 
 
 def hash_card(key: bytes, card: str) -> str:
-    """A card as the anomaly watch counts it (earns per card per hour), never the number itself:
-    a loyalty card's normalised number, or a payment processor's own card fingerprint."""
-    return _mac(key, b"card", card.strip())
+    """A loyalty card number as every channel stores it (the identity's value, and the card the
+    anomaly watch counts earns per hour by): its keyed hash, never the number. Card numbers are as
+    enumerable as phone numbers, so the hash is keyed like theirs."""
+    return _mac(key, b"card", normalise_card(card))
+
+
+def hash_card_fingerprint(key: bytes, processor: str, fingerprint: str) -> str:
+    """A payment processor's own card fingerprint (the same card in every location), keyed: the
+    processor's id for a card is as telling as the number to whoever holds the processor's data."""
+    return _mac(key, b"card", f"{processor}:{fingerprint.strip()}")
+
+
+def is_card_hash(value: str) -> bool:
+    """Whether an identity value is a keyed hash (64 hex digits) rather than a number written before
+    card numbers were hashed (docs/security.md, "Card numbers written before")."""
+    return len(value) == 64 and all(ch in "0123456789abcdef" for ch in value)

@@ -75,7 +75,7 @@ class IdentityKind(StrEnum):
 
     EMAIL = "email"  # keyed hash of the normalised address, never the address
     PHONE = "phone"  # keyed hash of the E.164 number, never the number
-    CARD = "card"  # loyalty card number printed on the card
+    CARD = "card"  # keyed hash of the normalised card number, never the number
     PARTNER = "partner"  # a partner brand's own member id, scoped by partner
     MEMBER = "member"  # our own member id, when the channel already knows it
     # A channel's own customer id (Shopify, Square), scoped by the event's source: the fallback
@@ -93,9 +93,7 @@ class Identity(Model):
     model_config = ConfigDict(frozen=True)
 
     kind: Annotated[IdentityKind, Field(description="What `value` is.")]
-    value: Annotated[
-        Text, Field(description="The identity: a keyed hash for e-mails and phones, else the id or card number.")
-    ]
+    value: Annotated[Text, Field(description="The identity: a keyed hash for e-mails, phones and cards, else the id.")]
     scope: Annotated[
         str, Field(description="Whose id it is: the partner for `partner`, the source for `customer` and `order`.")
     ] = ""

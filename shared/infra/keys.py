@@ -24,6 +24,7 @@
 | API key (its hash) | KEY#<key id> | KEY | GSI1 KEYS / <created>#<key id> |
 | Idempotency-Key claim, reply | IDEM#<principal> | KEY#<Idempotency-Key> |  |
 | identity verification | M#<member> | VERIFY#<verification id> |  |
+| one-time codes asked in an hour | CODES#<member or identity key>#<hour> | CODES |  |
 | exchange quote | QUOTE#<quote id> | QUOTE |  |
 | refunds waiting for order | W#<program>#<order entry id> | W |  |
 | velocity window | W#<program>#<check>#<key>#<w> | W |  |
@@ -131,6 +132,11 @@ def profile(member: str) -> ItemKey:
 
 def verification(member: str, verification_id: str) -> ItemKey:
     return ItemKey(member_pk(member), f"VERIFY#{verification_id}")
+
+
+def code_requests(counted: str, hour: str) -> ItemKey:
+    """How many one-time codes a member, or an identity's keyed hash, asked for in one hour."""
+    return ItemKey(f"CODES#{counted}#{hour}", "CODES")
 
 
 # --- Guard counters (limits checked in the ledger's transaction) ------------------------------

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field
 
 from shared.errors import ConfigError
 from shared.model import Model
+from shared.errors import ServiceMisconfiguredError
 
 LOCAL_IDENTITY_KEY = "local-identity-key"  # tests and local runs outside a function only
 LOCAL_CHAIN_KEY = "local-chain-key"  # the same, for the ledger's chain hashes
@@ -70,7 +71,9 @@ class Settings(Model):
             return str(reply["SecretString"])
         if self.lambda_function_name:
             # A deployed function hashing with a key from the source code would match nobody's identities.
-            raise ConfigError("no identity hash key: set IDENTITY_HASH_KEY_SECRET (template.yaml) for this function")
+            raise ServiceMisconfiguredError(
+                "no identity hash key: set IDENTITY_HASH_KEY_SECRET (template.yaml) for this function"
+            )
         return LOCAL_IDENTITY_KEY
 
     @cached_property

@@ -7,9 +7,11 @@ consistent BatchGetItem of the member's items (`view`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from shared.events.identity import is_card_hash
 from shared.events.model import IdentityKind
 from shared.infra import keys
 from shared.infra.codec import parse_ts, to_item, ts
@@ -22,7 +24,7 @@ from shared.members.verification import Verification
 from shared.members.view import REFERRAL_AWAITING, MemberView, Referral, Tallied
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from shared.infra.table import Table
 
@@ -45,6 +47,14 @@ def tier_count_change(previous: str | None, tier: str) -> dict[str, int]:
 def counters_of(item: dict[str, Any]) -> dict[str, int]:
     """A tally item's named counters (Tally.counters): its numbers other than the main value."""
     return {name: int(v) for name, v in item.items() if isinstance(v, Decimal) and name != "value"}
+
+
+@dataclass
+class CardsHashed:
+    """What `hash_stored_cards` did: cards rewritten, and (member, holder of the hash) left for support."""
+
+    hashed: int = 0
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
 
 
 class MemberDirectory:
@@ -85,6 +95,44 @@ class MemberDirectory:
             "ExpressionAttributeNames": {"#type": "type"},
             "ExpressionAttributeValues": to_item({":type": "member", ":p": provisional, ":id": {identity_key}}),
         }
+
+    def hash_stored_cards(self, hash_of: Callable[[str], str]) -> CardsHashed:
+        """Rewrite every identity link that holds a card number written before card numbers were hashed
+        (and its member's identity set) under the number's keyed hash. Two steps per card, each one
+        transaction: the hashed link and the profile's new entry first, then the raw link and the
+        profile's raw entry go; a run stopped between them is finished by the next. A card whose hash
+        another member already holds (it was seen again after the deploy, before this ran) is left
+        for support to merge, and named; it is rewritten by a run after the merge."""
+        done = CardsHashed()
+        prefix = keys.identity(f"{IdentityKind.CARD}#").pk
+        for item in self._table.scan():
+            pk = str(item["PK"])
+            if not pk.startswith(prefix) or item.get("SK") != "ID" or is_card_hash(pk[len(prefix) :]):
+                continue
+            number, member = pk[len(prefix) :], str(item["member"])
+            raw_key, hashed_key = f"{IdentityKind.CARD}#{number}", f"{IdentityKind.CARD}#{hash_of(number)}"
+            holder = self.member_for(hashed_key)
+            if holder is not None and holder != member:
+                done.conflicts.append((member, holder))
+                continue
+            if holder is None:
+                self.repoint(hashed_key, member)
+            profile = self._table.key(keys.profile(member))
+            self._table.transact(
+                [
+                    {"Delete": {"TableName": self._table.name, "Key": self._table.key(keys.identity(raw_key))}},
+                    {
+                        "Update": {
+                            "TableName": self._table.name,
+                            "Key": profile,
+                            "UpdateExpression": "DELETE identities :raw",
+                            "ExpressionAttributeValues": to_item({":raw": {raw_key}}),
+                        }
+                    },
+                ]
+            )
+            done.hashed += 1
+        return done
 
     def profile(self, member: str) -> Profile | None:
         item = self._table.get(keys.profile(member))
@@ -173,6 +221,16 @@ class MemberDirectory:
             ExpressionAttributeValues=to_item({":yes": True, ":no": False}),
         )
         return updated is not None
+
+    def count_code_request(self, counted: str, hour: str, expires: int) -> int:
+        updated = self._table.update(
+            keys.code_requests(counted, hour),
+            "ADD requests :one SET expires = :expires",
+            ExpressionAttributeValues=to_item({":one": 1, ":expires": expires}),
+            ReturnValues="UPDATED_NEW",
+        )
+        assert updated is not None  # no condition
+        return int(updated["requests"])
 
     # What an earn decides on
 

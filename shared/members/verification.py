@@ -5,18 +5,24 @@ notifications bus, for whatever delivers e-mails and texts); the table keeps onl
 it, next to the identity's keyed hash, an expiry and the attempts left. The member confirms it;
 every guess spends an attempt first (a conditional decrement), so no amount of concurrency gets
 more than `MAX_ATTEMPTS` guesses. A confirmed verification is used once.
+
+Asking for codes is limited too: `CODES_PER_HOUR` per member and as many per identity (whoever
+asks), counted in clock hours by an atomic ADD before anything is sent, so neither a member nor
+many members together can flood one address or phone, or buy fresh guesses without end. The
+counters carry `expires` (the table's TTL) and vanish after their hour.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import LedgerError, NotFoundError
+from shared.errors import LedgerError, NotFoundError, PointbridgeError
 from shared.events.model import Identity, IdentityKind
 
 if TYPE_CHECKING:
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
 CODE_DIGITS = 6
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
+CODES_PER_HOUR = 5
 EVENT = "VerificationCodeIssued"
 VERIFIABLE = frozenset({IdentityKind.EMAIL, IdentityKind.PHONE})
 
@@ -54,6 +61,14 @@ class TooManyAttemptsError(LedgerError):
 
     code = "too_many_attempts"
     status = 422
+
+
+class TooManyCodesError(PointbridgeError):
+    """Raised when a member, or an identity, asked for `CODES_PER_HOUR` codes this hour already:
+    `retry_after` says in how many seconds the next hour starts."""
+
+    code = "too_many_codes"
+    status = 429
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,10 @@ class VerificationItems(Protocol):
         """Mark it used; False when it was used already."""
         ...
 
+    def count_code_request(self, counted: str, hour: str, expires: int) -> int:
+        """Add one to the codes `counted` asked for in `hour`; the count after it."""
+        ...
+
 
 class Publish(Protocol):
     def __call__(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None: ...
@@ -109,6 +128,7 @@ def issue(
     """Send a code for `identity` (whose raw form, `destination`, only the outbound event carries)."""
     if identity.kind not in VERIFIABLE:
         raise ValueError(f"a {identity.kind} is not proved by a code")
+    _within_limits(items, member, identity, now)
     verification_id = secrets.token_hex(16)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     verification = Verification(
@@ -135,6 +155,24 @@ def issue(
         },
     )
     return verification
+
+
+def _within_limits(items: VerificationItems, member: str, identity: Identity, now: datetime) -> None:
+    """Count this request for the member, then for the identity; TooManyCodesError past either limit.
+
+    The member's count comes first, so a member over his limit spends none of the identity's."""
+    hour_start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    next_hour = hour_start + timedelta(hours=1)
+    hour = hour_start.strftime("%Y-%m-%dT%H")
+    # Kept an hour past its own, so a reader never sees a counter that TTL's lag has not yet removed.
+    expires = int((next_hour + timedelta(hours=1)).timestamp())
+    retry_after = max(1, math.ceil((next_hour - now).total_seconds()))
+    for counted, whose in ((f"M#{member}", "this member"), (f"ID#{identity.key}", "this e-mail address or phone")):
+        if items.count_code_request(counted, hour, expires) > CODES_PER_HOUR:
+            raise TooManyCodesError(
+                f"{CODES_PER_HOUR} codes an hour for {whose}: ask again in {retry_after} seconds",
+                retry_after=retry_after,
+            )
 
 
 def confirm(

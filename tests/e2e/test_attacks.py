@@ -26,7 +26,7 @@ from pointbridge.audit import report_lines, run_audit
 from pointbridge.draws import verify_draw
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import AdminRole, Principal, PrincipalKind, issue_key, mint_key
-from shared.events.identity import hash_email
+from shared.events.identity import hash_card, hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.exchange.agreements import Agreement, publish_agreement
 from shared.infra import keys
@@ -36,8 +36,8 @@ from shared.ledger.commands import Earn
 from shared.program.config import BehaviourRules, ProgramConfig
 from shared.rewards.catalogue import Catalogue, publish_catalogue
 from shared.rewards.draws import pick_winners
-from tests.support.channels import create_channels
 from tests.support.forgery import inflate_credit, keyed_with, unkeyed
+from tests.support.channels import create_channels, identity_key
 from tests.support.http_api import HttpApi, problem
 from tests.support.inbox import code_inbox
 
@@ -205,7 +205,7 @@ def test_stolen_link_takes_nothing(api: HttpApi) -> None:
     email = Identity(
         kind=IdentityKind.EMAIL, value=hash_email(Settings().identity_hash_key.encode(), "vic@example.com")
     )
-    card = Identity(kind=IdentityKind.CARD, value="6012777777")
+    card = Identity(kind=IdentityKind.CARD, value=hash_card(identity_key(api.sandbox).encode(), "6012777777"))
     airline = Identity(kind=IdentityKind.PARTNER, value="AIR-VIC", scope="airline")
     sb = api.sandbox
 
@@ -269,12 +269,13 @@ def test_two_members_claiming_one_identity_at_once_exactly_one_wins(api: HttpApi
     till_a = api.key(PrincipalKind.CHANNEL, "till-a", (SHOP,))
     till_b = api.key(PrincipalKind.CHANNEL, "till-b", (SHOP,))
     for n in range(4):
-        card = Identity(kind=IdentityKind.CARD, value=f"60129900{n}")
+        number = f"60129900{n}"
+        card = Identity(kind=IdentityKind.CARD, value=hash_card(identity_key(sb).encode(), number))
         holder = f"pv-race-{n}"
         directory.claim(card.key, holder, provisional=True)
         fund(api, holder, 100)
 
-        def link(key_and_member: tuple[str, str], value: str = card.value) -> requests.Response:
+        def link(key_and_member: tuple[str, str], value: str = number) -> requests.Response:
             key, member = key_and_member
             path = f"/programs/{SHOP}/members/{member}/identities"
             return HttpApi(sb).call("POST", path, key, {"kind": "card", "value": value})
@@ -544,3 +545,65 @@ def test_the_recomputed_chain_fails_the_audit_which_names_the_account(api: HttpA
         with pytest.raises(ClientError) as delete:
             writer.delete_object(Bucket=bucket, Key=digest["Key"])
         assert overwrite.value.response["Error"]["Code"] == delete.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_a_table_reader_learns_no_card_number(api: HttpApi) -> None:
+    # Given a shopper whose loyalty card (a till) and payment card (typed into a Square-style note as
+    # the identity) earned points, and a till that links the loyalty card to his account
+    sb, key = api.sandbox, identity_key(api.sandbox)
+    loyalty, payment_card = "6012 5555 01", "5500005555555559"
+    for number, ref in ((loyalty, "c-1"), (payment_card, "c-2")):
+        identity = Identity(kind=IdentityKind.CARD, value=hash_card(key.encode(), number))
+        event = {
+            "kind": "points",
+            "program": SHOP,
+            "channel": "pos",
+            "source": "seed",
+            "external_id": ref,
+            "identity": identity.model_dump(mode="json"),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "points": 30,
+            "reason": "earned",
+        }
+        sb.client("sqs").send_message(QueueUrl=sb.resource("IngestQueue"), MessageBody=json.dumps({"event": event}))
+    sb.wait_for_idle(timeout=60)
+    fund(api, "carl", 1)
+    till = api.key(PrincipalKind.CHANNEL, "till-cards", (SHOP,))
+    linked = api.ok(
+        "POST", f"/programs/{SHOP}/members/carl/identities", till, {"kind": "card", "value": loyalty}, status=201
+    )
+    assert linked["merged"]
+    # When an insider with read access to the table reads every item, looking for the numbers
+    items = json.dumps(list(api.services.table.scan()), default=str)
+    # Then neither number is there in any spelling, while the card still finds its member
+    for spelling in (loyalty, loyalty.replace(" ", ""), payment_card, payment_card[-10:]):
+        assert spelling not in items
+    card = Identity(kind=IdentityKind.CARD, value=hash_card(key.encode(), "6012-5555-01"))
+    assert api.services.members.member_for(card.key) == "carl"
+    assert balance(api, "carl") == (31, 0)
+
+
+def test_a_flood_of_codes_to_one_phone_stops_at_five_an_hour(api: HttpApi) -> None:
+    # Given an attacker with five member accounts, each asking for codes to a victim's phone
+    sb = api.sandbox
+    inbox = code_inbox(sb.client("events"), sb.client("sqs"), sb.resource("NotificationsBus"))
+    target = {"kind": "phone", "value": "+44 7911 123457"}
+    members = [f"flooder-{n}" for n in range(5)]
+    asked = [
+        api.call("POST", f"/programs/{SHOP}/members/{m}/identities/verifications", member_key(api, m), target)
+        for m in members + members
+    ]
+    # Then the phone gets five codes in the hour, whoever asks; every later request is a 429 with Retry-After
+    statuses = [r.status_code for r in asked]
+    assert statuses.count(201) == 5 and statuses.count(429) == 5, statuses
+    sent = [r.json()["verification_id"] for r in asked if r.status_code == 201]
+    assert {inbox.detail(v)["to"] for v in sent} == {"+447911123457"}
+    for reply in (r for r in asked if r.status_code == 429):
+        body = problem(reply, 429, "too_many_codes")
+        assert 0 < body["retry_after"] <= 3600 and reply.headers["Retry-After"] == str(body["retry_after"])
+        assert "7911" not in reply.text
+    # And one member cannot buy fresh guesses for another address without end either
+    mine = member_key(api, "guesser")
+    path = f"/programs/{SHOP}/members/guesser/identities/verifications"
+    tries = [api.call("POST", path, mine, {"kind": "email", "value": f"g{n}@example.com"}) for n in range(6)]
+    assert [r.status_code for r in tries] == [201] * 5 + [429]

@@ -18,7 +18,7 @@ import requests
 
 from pointbridge.sandbox import Sandbox
 from shared.access.keys import Principal, PrincipalKind, issue_key
-from shared.events.identity import hash_email
+from shared.events.identity import hash_card, hash_email
 from shared.events.model import Identity, IdentityKind
 from shared.ledger.audit import audit
 from tests.integration.channel_fixtures import (
@@ -116,7 +116,7 @@ def test_one_person_across_every_channel_ends_with_one_explained_balance(sb: San
     # When the person registers (member jon) and proves each identity over HTTP: the e-mail with a
     # one-time code, the card at the till that sees it, the airline id through the airline
     email = Identity(kind=IdentityKind.EMAIL, value=hash_email(identity_key(sb).encode(), "jon.snow@example.com"))
-    card = Identity(kind=IdentityKind.CARD, value="6012345678")
+    card = Identity(kind=IdentityKind.CARD, value=hash_card(identity_key(sb).encode(), "6012345678"))
     partner = Identity(kind=IdentityKind.PARTNER, value="AIR-778812", scope="skyair")
     provisional = {directory.member_for(i.key) for i in (email, card, partner)}
     online = directory.member_for(email.key)

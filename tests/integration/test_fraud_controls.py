@@ -56,7 +56,7 @@ def test_card_velocity_is_fed_by_the_till_file_and_flags_the_card(services: Serv
         ingest.handle(event)
 
     # Then each earn carries the hashed card, never the number
-    member = provisional_member(Identity(kind=IdentityKind.CARD, value="6012345678"))
+    member = provisional_member(Identity(kind=IdentityKind.CARD, value=hashed))
     first = store.get_entry("demo", "till:S001:T1:R1000")
     assert first is not None and first.details["card"] == hashed and "6012345678" not in first.details["card"]
 

@@ -21,7 +21,7 @@ from integrations.errors import (
     UnsupportedEventError,
 )
 from integrations.square import SquareConfig, parse_square_webhook
-from shared.events.identity import hash_email, hash_phone
+from shared.events.identity import hash_card, hash_email, hash_phone
 from shared.events.model import IdentityKind, PurchaseEvent, RefundEvent
 from tests.unit.adapter_helpers import load, raw, sign
 
@@ -73,7 +73,7 @@ def test_completed_payment_earns_on_the_amount_without_the_tip() -> None:
     assert event.external_id == "hYy9pRFVxpDsO1FB05SunFWUe9JZY"
     assert event.reference == "hYy9"  # the receipt number
     assert event.source == "square:6SSW7HV8K2ST5"
-    assert event.identity.kind is IdentityKind.CARD and event.identity.value == "6012345678"
+    assert event.identity.kind is IdentityKind.CARD and event.identity.value == hash_card(ID_KEY.encode(), "6012345678")
     assert event.occurred_at == datetime(2026, 11, 25, 9, 59, 31, 126000, tzinfo=UTC)
 
 
@@ -186,7 +186,7 @@ def test_an_enriched_completed_order_earns_without_tax_and_tip_keyed_by_its_paym
         ("W62UWFY35CWMYGVWK6TWJDNI", 2, Decimal("9.00")),
         ("v8ZuEXpOJpb0bazLuvrLDB", 1, Decimal("7.50")),
     ]
-    assert event.identity.value == "6012345678"
+    assert event.identity.value == hash_card(ID_KEY.encode(), "6012345678")
 
 
 def test_a_plain_order_notification_carries_no_amounts_and_earns_nothing() -> None:

@@ -11,7 +11,7 @@ from integrations.channels import ChannelSources, ChannelView, adapter_config, c
 from integrations.errors import ChannelDisabledError, UnknownSourceError
 from integrations.shopify import ShopifyConfig
 from integrations.square import SquareConfig
-from shared.errors import ConfigError, InvalidChannelError
+from shared.errors import ChannelUnavailableError, InvalidChannelError
 
 SHOP = "acme.myshopify.com"
 SQUARE_URL = "https://abc.execute-api.eu-west-1.amazonaws.com/Prod/webhooks/square/ML7Q2"
@@ -155,6 +155,6 @@ def test_a_record_that_no_longer_builds_fails_alone() -> None:
     records.put("till", "good", currency={"program_currency": "EUR"})
     records.put("till", "bad", currency={"program_currency": "EUR"}, phone_regionn="GB")
     sources = ChannelSources(records.lookup, lambda: "id-key")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ChannelUnavailableError):
         sources.till_config("bad")
     assert sources.till_config("good").currency.program_currency == "EUR"

@@ -12,7 +12,7 @@ from integrations.sources import parse_sources
 from shared.earning.core import event_hash, provisional_member
 from shared.earning.purchases import _streak
 from shared.earning.queue import envelope
-from shared.errors import ConfigError
+from shared.errors import ServiceMisconfiguredError
 from shared.events.model import Identity, IdentityKind
 from tests.integration.channel_fixtures import SOURCES, channel_events
 
@@ -52,7 +52,7 @@ def test_sources_fill_keys_and_the_identity_key() -> None:
 
 @pytest.mark.parametrize("text", ["[]", '{"shopify": {"x": 1}}', '{"shopify": {"x": {"program": "a"}}}', "{"])
 def test_a_broken_sources_config_fails_loudly(text: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ServiceMisconfiguredError):
         parse_sources(text, "k")
 
 

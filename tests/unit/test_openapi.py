@@ -50,6 +50,8 @@ NOT_FROM_THE_API = {
     "not_due",  # the expiry job's
     "queue_unavailable",
     "file_not_finished",  # the file splitter's: raised so that the S3 event is delivered again
+    "channel_unavailable",  # the webhooks': a channel record that cannot be used (Shopify and Square retry)
+    "service_unavailable",  # a stack without its identity hash key: a deployment fault, as API Gateway's 502
     "malformed_event",  # the ingest queue's poison messages
     "refund_exceeds_order",  # ingest refuses a refund above its order (a dead letter with the numbers)
     "adapter_error",

@@ -4,8 +4,8 @@ Whoever links an identity proves the member holds it: a channel that saw the car
 customer id it is), the partner whose member id it is, or the member itself with a one-time code
 sent to the e-mail address or phone. An identity another registered member holds never moves: it
 is `identity_taken`, and support decides (`POST /admin/.../merges`, with a reason). Raw e-mail
-addresses and phone numbers are hashed here with the identity key before anything stores or logs
-them; the raw form leaves only in the code's outbound event.
+addresses, phone numbers and card numbers are hashed here with the identity key before anything
+stores or logs them; an e-mail's or phone's raw form leaves only in the code's outbound event.
 """
 
 from enum import StrEnum
@@ -22,7 +22,7 @@ from functions.services import services
 from shared.access.keys import Principal, PrincipalKind
 from shared.earning.core import LinkResult
 from shared.errors import ForbiddenError, UnknownMemberError
-from shared.events.identity import hash_email, hash_phone, normalise_card, normalise_email, normalise_phone
+from shared.events.identity import hash_card, hash_email, hash_phone, normalise_email, normalise_phone
 from shared.events.model import Identity, IdentityKind
 from shared.infra.settings import get_settings
 from shared.members import verification
@@ -159,7 +159,7 @@ def _identity(kind: LinkKind, value: str, scope: str = "", region: str | None = 
     if kind is LinkKind.PHONE:
         return Identity(kind=IdentityKind.PHONE, value=hash_phone(_identity_key(), value, region))
     if kind is LinkKind.CARD:
-        return Identity(kind=IdentityKind.CARD, value=normalise_card(value))
+        return Identity(kind=IdentityKind.CARD, value=hash_card(_identity_key(), value))
     if kind is LinkKind.PARTNER:
         return Identity(kind=IdentityKind.PARTNER, value=value, scope=scope)
     return Identity(kind=IdentityKind.CUSTOMER, value=value, scope=scope)

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from shared.access.keys import PrincipalKind
-from shared.events.identity import hash_email, hash_phone
+from shared.events.identity import hash_card, hash_email, hash_phone
 from shared.events.model import Identity, IdentityKind
 from shared.infra.settings import get_settings
 from shared.ledger.audit import audit
@@ -43,6 +43,11 @@ def _provisional(services: Services, ledger: Ledger, identity: Identity, member:
 
 def _email(address: str) -> Identity:
     return Identity(kind=IdentityKind.EMAIL, value=hash_email(get_settings().identity_hash_key.encode(), address))
+
+
+def _card(number: str) -> Identity:
+    """A card as every channel stores it: the keyed hash of its number."""
+    return Identity(kind=IdentityKind.CARD, value=hash_card(get_settings().identity_hash_key.encode(), number))
 
 
 def test_a_code_proves_an_email_and_folds_its_provisional_points_into_the_member(
@@ -126,7 +131,7 @@ def test_the_till_that_saw_a_card_links_it_however_it_is_spelled(
     api: Client, funded: Ledger, services: Services
 ) -> None:
     # Given till points under card 6012345678, held by a provisional member
-    _provisional(services, funded, Identity(kind=IdentityKind.CARD, value="6012345678"), "prov-card", 42)
+    _provisional(services, funded, _card("6012345678"), "prov-card", 42)
     till = api.key_for(PrincipalKind.CHANNEL, "till-1")
     # When the till, with the card in front of it, links the number as printed (with spaces)
     reply = api.call("POST", f"{M1}/identities", key=till, body={"kind": "card", "value": "6012 3456-78"})
@@ -148,7 +153,7 @@ def test_a_registered_members_identity_never_moves_until_support_merges_with_a_r
     api: Client, funded: Ledger, services: Services, store: DynamoLedgerStore
 ) -> None:
     # Given m2, a registered member with 30 points, holding card 6012000001
-    card = Identity(kind=IdentityKind.CARD, value="6012000001")
+    card = _card("6012000001")
     services.members.claim(card.key, "m2", provisional=False)
     funded.earn(Earn(program="demo", member="m2", points=30, source="s", external_id="m2", reason="o", event_time=T0))
     till = api.key_for(PrincipalKind.CHANNEL, "till-1")
@@ -172,3 +177,37 @@ def test_a_registered_members_identity_never_moves_until_support_merges_with_a_r
     # And only support merges
     operator = api.key_for(PrincipalKind.ADMIN, "ops", ())
     assert api.call("POST", "/admin/programs/demo/members/m1/merges", key=operator, body=merge).code == "forbidden"
+
+
+def test_codes_are_limited_per_member_and_per_identity_each_hour(
+    services: Services, api: Client, funded: Ledger, clock: Clock, inbox: CodeInbox
+) -> None:
+    # Given m1 asking for codes to five addresses in one hour (each is sent)
+    m1, m2 = api.key_for(PrincipalKind.MEMBER, "m1"), api.key_for(PrincipalKind.MEMBER, "m2")
+    clock.now = T0.replace(minute=40, second=0, microsecond=0)
+    sent = [api.call("POST", CODES, key=m1, body={"kind": "email", "value": f"a{n}@example.com"}) for n in range(5)]
+    assert [r.status for r in sent] == [201] * 5
+    # When it asks for a sixth
+    sixth = api.call("POST", CODES, key=m1, body={"kind": "email", "value": "a5@example.com"})
+    # Then it is refused until the next hour, with the seconds left in the body and in Retry-After
+    assert (sixth.status, sixth.code, sixth.body["retry_after"]) == (429, "too_many_codes", 20 * 60)
+    assert sixth.headers["retry-after"] == "1200"
+    assert "a5@example.com" not in str(sixth.body)
+    # And nothing was sent for it, nor kept: the table holds counters with their expiry, never the address
+    assert len({inbox.detail(r.body["verification_id"])["to"] for r in sent}) == 5
+    counters = [i for i in services.table.scan() if str(i["PK"]).startswith("CODES#")]
+    assert counters and all(int(i["expires"]) > int(clock.now.timestamp()) for i in counters)
+    assert not any("example.com" in str(i) for i in counters)
+    # When other members ask for one address (m2, then members m3-m6): five codes an hour, whoever asks
+    target = {"kind": "phone", "value": "+44 7911 123456"}
+    others = [m2, *(api.key_for(PrincipalKind.MEMBER, f"m{n}") for n in range(3, 7))]
+    paths = ["/programs/demo/members/m2", *(f"/programs/demo/members/m{n}" for n in range(3, 7))]
+    replies = [
+        api.call("POST", f"{path}/identities/verifications", key=key, body=target)
+        for path, key in zip([*paths, paths[0]], [*others, others[0]], strict=True)
+    ]
+    assert [r.status for r in replies] == [201] * 5 + [429]
+    assert "+44" not in str(replies[-1].body) and "7911" not in str(replies[-1].body)
+    # Then the next hour, m1 asks again
+    clock.now += timedelta(minutes=20)
+    assert api.call("POST", CODES, key=m1, body={"kind": "email", "value": "a5@example.com"}).status == 201
