@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from functions import handler_loaded
 from functions.services import services
 from shared.jobs.walk import parse_job_input
 
@@ -22,3 +23,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = services().digest_job.run()
     logger.info("digest", extra=asdict(report))
     return asdict(report)
+
+
+handler_loaded()

@@ -12,9 +12,8 @@ from functools import cache, cached_property
 
 from pydantic import ConfigDict, Field
 
-from shared.errors import ConfigError
-from shared.model import Model
 from shared.errors import ServiceMisconfiguredError
+from shared.model import Model
 
 LOCAL_IDENTITY_KEY = "local-identity-key"  # tests and local runs outside a function only
 LOCAL_CHAIN_KEY = "local-chain-key"  # the same, for the ledger's chain hashes
@@ -88,7 +87,9 @@ class Settings(Model):
             reply = aws.secretsmanager().get_secret_value(SecretId=self.chain_hash_key_secret)
             return str(reply["SecretString"])
         if self.lambda_function_name:
-            raise ConfigError("no chain hash key: set CHAIN_HASH_KEY_SECRET (template.yaml) for this function")
+            raise ServiceMisconfiguredError(
+                "no chain hash key: set CHAIN_HASH_KEY_SECRET (template.yaml) for this function"
+            )
         return LOCAL_CHAIN_KEY
 
     @classmethod

@@ -36,8 +36,8 @@ from shared.ledger.commands import Earn
 from shared.program.config import BehaviourRules, ProgramConfig
 from shared.rewards.catalogue import Catalogue, publish_catalogue
 from shared.rewards.draws import pick_winners
-from tests.support.forgery import inflate_credit, keyed_with, unkeyed
 from tests.support.channels import create_channels, identity_key
+from tests.support.forgery import inflate_credit, keyed_with, unkeyed
 from tests.support.http_api import HttpApi, problem
 from tests.support.inbox import code_inbox
 

@@ -36,6 +36,12 @@ BAD = [
     (["import", "feed.csv"], "one of the arguments --partner --till is required"),
     (["import", "feed.csv", "--partner", "a", "--till", "b"], "not allowed with argument"),
     (["import", "feed.csv", "--partner", "a", "--timeout", "soon"], "invalid float value: 'soon'"),
+    (["members", "delete", "demo", "m1"], "invalid choice: 'delete'"),
+    (["adjust", "demo", "m1", "ten", "--reason", "goodwill"], "invalid int value: 'ten'"),
+    (["reverse", "demo", "m1"], "the following arguments are required: entry_id, --reason"),
+    (["export"], "the following arguments are required: program"),
+    (["cards", "burn"], "invalid choice: 'burn'"),
+    (["draw", "rig", "draw.json"], "invalid choice: 'rig'"),
     # Refused by the command, before it looks for a stack
     (["import", "missing.csv", "--partner", "skyair"], "no file missing.csv"),
     (["import", "notes.txt", "--partner", "skyair"], "ending .csv, .jsonl or .ndjson"),
