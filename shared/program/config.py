@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -304,6 +305,11 @@ class AnomalyRules(Model):
     max_gifts_per_member_per_hour: Annotated[int, Field(ge=1, le=10_000)] | None = 10
     # The same order id arriving from two channels is always suspicious when this is on.
     same_order_two_channels: bool = True
+
+    @field_serializer("flag_holds")
+    def _flag_holds_in_order(self, holds: frozenset[FlagHold]) -> list[str]:
+        # A set iterates in no fixed order: the config's JSON (and the version hashed from it) must not vary.
+        return sorted(holds)
 
 
 class Sunset(Model):
