@@ -9,6 +9,10 @@ noted with its error (`FailureNotes`, keyed by its entry) before it is reported 
 MaximumRetryAttempts Lambda sends only where the batch was to the on-failure destination
 (WatchDeadLetterQueue), and the note is what says why, and what to replay once the stream has
 trimmed the record (24 hours).
+
+A batch's program figures are counted first, in a transaction per program and day for all its
+entries (`count_figures`), since a transaction per entry was most of what the stream cost the
+table; the records' own handling then counts only what that left out.
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from functions import handler_loaded
 from functions.services import services
 from shared.exchange.settlement import record_partner_postings
 from shared.ledger.models import Entry
-from shared.projections.figures import record_entry
+from shared.projections.figures import record_entries, record_entry
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from functions.services import Services
@@ -37,20 +41,59 @@ STREAMED = frozenset({"entry", "tier_change", "flag_decision"})
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-def project(s: Services, entry: Entry) -> list[Finding]:
+# Entries of the batch being handled whose figures `count_figures` already recorded, by entry id.
+_figures_counted: set[str] = set()
+
+
+def project(s: Services, entry: Entry, figures_counted: bool = False) -> list[Finding]:
     """Everything the stream feeds from one new entry; safe to repeat."""
     record_partner_postings(s.exchange_items, entry)
-    record_entry(s.figure_items, s.programs, entry)
+    if not figures_counted:
+        record_entry(s.figure_items, s.programs, entry)
     findings = s.watch.observe(entry)
     s.outbound.on_entry(entry)
     return findings
 
 
-def record_handler(record: DynamoDBRecord) -> None:
+def _streamed_image(record: DynamoDBRecord) -> dict[str, Any] | None:
     image = record.dynamodb.new_image if record.dynamodb else None
     kind = image.get("type") if image else None
     if record.event_name is None or record.event_name.name != "INSERT" or not image or kind not in STREAMED:
-        return  # the event source's FilterCriteria drops these already (on AWS and in the sandbox)
+        return None  # the event source's FilterCriteria drops these already (on AWS and in the sandbox)
+    return image
+
+
+def _entry_image(record: DynamoDBRecord) -> dict[str, Any] | None:
+    image = _streamed_image(record)
+    return image if image is not None and image.get("type") == "entry" else None
+
+
+def count_figures(s: Services, records: list[DynamoDBRecord]) -> set[str]:
+    """The batch's figures in a transaction per program and day (not one per entry); the ids counted.
+
+    Whatever is not counted here (an entry counted before, a record that does not parse, busy
+    counters, any error) is counted by its own record's handling, which reports its failure."""
+    entries = []
+    for record in records:
+        image = _entry_image(record)
+        if image is None:
+            continue
+        try:
+            entries.append(Entry.model_validate_json(image["body"]))
+        except ValueError:
+            continue
+    try:
+        return record_entries(s.figure_items, s.programs, entries)
+    except Exception:  # noqa: BLE001 - each record's own handling meets the error again and reports it
+        logger.exception("figures of the batch not counted at once; counting them one by one")
+        return set()
+
+
+def record_handler(record: DynamoDBRecord) -> None:
+    image = _streamed_image(record)
+    if image is None:
+        return
+    kind = image.get("type")
     s = services()
     if kind != "entry":
         try:
@@ -61,7 +104,7 @@ def record_handler(record: DynamoDBRecord) -> None:
         return
     try:
         entry = Entry.model_validate_json(image["body"])
-        findings = project(s, entry)
+        findings = project(s, entry, figures_counted=entry.entry_id in _figures_counted)
     except Exception as error:
         _note_failure(s, record, str(image.get("PK", "")), error)
         raise
@@ -83,9 +126,15 @@ def _note_failure(s: Services, record: DynamoDBRecord, entry_pk: str, error: Exc
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    records = [DynamoDBRecord(r) for r in event.get("Records", [])]
+    _figures_counted.clear()
+    _figures_counted.update(count_figures(services(), records))
+    try:
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        )
+    finally:
+        _figures_counted.clear()
 
 
 handler_loaded()

@@ -105,11 +105,17 @@ class FigureStore(Protocol):
 
     `add_entry` writes the marker and the counter items of each bucket (the day, the month) and of
     the program to date in one transaction: False when the marker was there (counted before),
-    `ConcurrentUpdateError` when another transaction held an item.
+    `ConcurrentUpdateError` when another transaction held an item. `add_entries` does the same for
+    several entries of one program and buckets at once (their counters summed, a marker each): False
+    when any of the markers was there, and then nothing was written.
     """
 
     def add_entry(
         self, program: str, entry_id: str, buckets: Sequence[str], shard: int, counters: Mapping[str, int]
+    ) -> bool: ...
+
+    def add_entries(
+        self, program: str, entry_ids: Sequence[str], buckets: Sequence[str], shard: int, counters: Mapping[str, int]
     ) -> bool: ...
 
     def read_buckets(self, program: str, buckets: Sequence[str], shards: int) -> dict[str, dict[str, int]]: ...
@@ -216,6 +222,51 @@ def record_entry(
         except ConcurrentUpdateError:
             sleep(random.uniform(0, 0.05 * 2**attempt))
     raise ContentionError(f"the figures of {entry.program} stayed busy; the stream will deliver {entry.entry_id} again")
+
+
+# Markers per transaction when a stream batch is counted at once: DynamoDB's 100 actions, less the
+# three counter items (the day, the month, the program to date).
+MARKERS_PER_TRANSACTION = 97
+
+
+def record_entries(
+    store: FigureStore, programs: Programs, entries: Sequence[Entry], sleep: Callable[[float], None] = time.sleep
+) -> set[str]:
+    """Add a stream batch's entries to their programs' figures, a transaction per program and day
+    instead of one per entry; the ids of the entries counted.
+
+    Entries are grouped by program and local day and their counters summed onto one shard (the
+    first entry's: which shard holds a count does not matter to the reader, who sums them all).
+    A group any of whose entries was counted before (a redelivered record) or whose counters stayed
+    busy is not counted here at all: its ids are left out, for `record_entry` to count one by one.
+    """
+    groups: dict[tuple[str, tuple[str, ...]], list[Entry]] = {}
+    configs: dict[str, ProgramConfig] = {}
+    for entry in entries:
+        if entry.program not in configs:
+            configs[entry.program] = programs.get(entry.program)
+        day = local_day(entry, configs[entry.program])
+        groups.setdefault((entry.program, (day.isoformat(), month_bucket(day))), []).append(entry)
+    counted: set[str] = set()
+    for (program, buckets), group in groups.items():
+        for first in range(0, len(group), MARKERS_PER_TRANSACTION):
+            chunk = group[first : first + MARKERS_PER_TRANSACTION]
+            ids = [e.entry_id for e in chunk]
+            if len(set(ids)) != len(ids):
+                continue  # one entry twice in a batch: one transaction cannot write its marker twice
+            summed: dict[str, int] = {}
+            for entry in chunk:
+                for name, amount in entry_counters(entry).items():
+                    summed[name] = summed.get(name, 0) + amount
+            counters = {name: amount for name, amount in summed.items() if amount}
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    if store.add_entries(program, ids, buckets, shard_of(ids[0]), counters):
+                        counted.update(ids)
+                    break
+                except ConcurrentUpdateError:
+                    sleep(random.uniform(0, 0.05 * 2**attempt))
+    return counted
 
 
 # --- Reading them back -----------------------------------------------------------------------

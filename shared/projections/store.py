@@ -43,18 +43,29 @@ class FigureItems:
     def add_entry(
         self, program: str, entry_id: str, buckets: Sequence[str], shard: int, counters: Mapping[str, int]
     ) -> bool:
-        marker = keys.figures_marker(program, entry_id)
-        values = {"PK": marker.pk, "SK": marker.sk, "type": "figures_marker", "day": buckets[0], "shard": shard}
+        return self.add_entries(program, [entry_id], buckets, shard, counters)
+
+    def add_entries(
+        self, program: str, entry_ids: Sequence[str], buckets: Sequence[str], shard: int, counters: Mapping[str, int]
+    ) -> bool:
+        markers = [keys.figures_marker(program, entry_id) for entry_id in entry_ids]
+        day = buckets[0]
         try:
             self._table.transact(
                 [
-                    self._table.put_action(values, "attribute_not_exists(PK)"),
+                    *(
+                        self._table.put_action(
+                            {"PK": m.pk, "SK": m.sk, "type": "figures_marker", "day": day, "shard": shard},
+                            "attribute_not_exists(PK)",
+                        )
+                        for m in markers
+                    ),
                     *(self._update(program, bucket, shard, counters) for bucket in buckets),
                     self._update(program, ALL, shard, counters),
                 ]
             )
         except TransactionCanceledError as error:
-            if error.reasons and error.reasons[0] == "ConditionalCheckFailed":
+            if "ConditionalCheckFailed" in error.reasons[: len(markers)]:
                 return False  # counted before: a redelivered stream record
             raise ConcurrentUpdateError() from error
         return True

@@ -24,7 +24,14 @@ from shared.ledger.commands import Authorise, Capture, Earn, Send, Spend
 from shared.ledger.models import Account
 from shared.members.records import TierChange, TierRecord
 from shared.program.config import ProgramConfig, Tier
-from shared.projections.figures import ProgramFigures, buckets_of, program_figures
+from shared.projections.figures import (
+    ProgramFigures,
+    buckets_of,
+    local_day,
+    program_figures,
+    record_entries,
+    record_entry,
+)
 from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, partner_points, purchase, refund
 from tests.support.stream import deliver, entry_records
 
@@ -273,3 +280,53 @@ def test_tier_counts_move_with_the_tier_items(run: Run) -> None:
     assert members.move_tier("demo", "ann", down, replace(record, at="2027-06-20T00:00:00Z", to_tier="member"), "gold")
     # Then gold is empty again and both members are in the base tier
     assert [(t.name, t.count) for t in run.figures(NOW.date(), NOW.date()).tiers] == [("member", 2), ("gold", 0)]
+
+
+def test_a_stream_batch_is_counted_in_a_transaction_per_program_and_day(run: Run) -> None:
+    # Given the story's entries, over several days and two programs
+    play(run)
+    entries = run.store.audit_records()[0]
+    days = {(e.program, local_day(e, run.programs.get(e.program))) for e in entries}
+    assert len(days) > 1
+    start, end = NOW.date() - timedelta(days=1), run.clock.now.date() + timedelta(days=1)
+    items, table = run.services.figure_items, run.services.table
+
+    # When they are counted as one batch
+    table.stats.reset()
+    counted = record_entries(items, run.programs, entries)
+
+    # Then every entry is counted, with one transaction per program and day
+    assert counted == {e.entry_id for e in entries}
+    assert table.stats.requests["TransactWriteItems"] == len(days)
+    assert table.stats.requests["GetItem"] <= 2  # each program's configuration, once
+    figures = run.figures(start, end)
+    assert (figures.to_date["earned"], figures.to_date.partner_funded) == (200 + 40 + 60 + 35 + 25, 300)
+
+    # And counting them again, as a batch or one by one, counts nothing and changes nothing
+    assert record_entries(items, run.programs, entries) == set()
+    assert record_entries(items, run.programs, [entries[0], entries[0]]) == set()
+    assert not any(record_entry(items, run.programs, e, sleep=lambda _: None) for e in entries)
+    again = run.figures(start, end)
+    assert again.to_date == figures.to_date and again.series == figures.series
+
+
+def test_a_batch_holding_an_entry_counted_before_counts_the_rest_once(run: Run) -> None:
+    # Given the story's stream records, the first three already delivered one batch each
+    play(run)
+    records = run.stream_records()
+    for record in records[:3]:
+        run.deliver([record])
+
+    # When the whole stream is delivered as one batch (its group with those entries falls back to
+    # counting one by one), and then again
+    run.deliver(records)
+    start, end = NOW.date() - timedelta(days=1), run.clock.now.date() + timedelta(days=1)
+    figures = run.figures(start, end)
+    run.deliver(records)
+
+    # Then each entry counted once: the story's own numbers, unchanged by the redelivery
+    to_date = figures.to_date
+    assert (to_date["earned"], to_date["taken_back"]) == (200 + 40 + 60 + 35 + 25, 40 + 100)
+    assert (to_date.partner_funded, to_date.redeemed, to_date["exchanged_out"]) == (300, 120 + 50, 40)
+    assert to_date.unexplained == 0
+    assert run.figures(start, end).to_date == to_date
