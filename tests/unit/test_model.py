@@ -42,7 +42,8 @@ def test_every_model_default_equals_its_validated_twin() -> None:
         twin = type(default)(**given)
         assert default == twin, name
         assert default.model_fields_set == twin.model_fields_set, name
-        assert default.model_dump(mode="json") == twin.model_dump(mode="json"), name
+        # Python mode: a set's JSON list follows its iteration order, which two equal sets need not share.
+        assert default.model_dump() == twin.model_dump(), name
 
 
 def test_a_config_with_every_default_is_the_one_validation_makes() -> None:
