@@ -75,6 +75,7 @@ class Services:
         config_cache_seconds: float | None = None,
         notifier: Notifier | None = None,
         channel_cache_seconds: float | None = None,
+        events_client: Any = None,
     ) -> None:
         self.settings = settings or get_settings()
         self._table_name = table_name or self.settings.table_name
@@ -84,6 +85,7 @@ class Services:
         self._config_cache_seconds = config_cache_seconds
         self._notifier = notifier
         self._channel_cache = channel_cache_seconds
+        self._events_client = events_client  # None: the default client (the function's own endpoint)
 
     def now(self) -> datetime:
         """The clock every part reads (through this method, so a test may swap `clock` at any time)."""
@@ -236,7 +238,7 @@ class Services:
         def publisher(source: str) -> Notifier:
             if self._notifier is not None:
                 return self._notifier
-            return EventBridgeNotifier(self.settings.notifications_bus, source=source)
+            return EventBridgeNotifier(self.settings.notifications_bus, client=self._events_client, source=source)
 
         def rank(program: str, tier: str) -> int:
             return self.programs.get(program).held_tier(tier).rank

@@ -247,11 +247,12 @@ def _clients(live: dict[str, Any] | None) -> dict[str, Any]:
             "aws_access_key_id": "sandbox",
             "aws_secret_access_key": "sandbox",
         }
-    return {name: boto3.client(name, **kwargs) for name in ("sqs", "dynamodbstreams", "dynamodb")}
+    return {name: boto3.client(name, **kwargs) for name in ("sqs", "dynamodbstreams", "dynamodb", "events")}
 
 
 def _run(args: argparse.Namespace) -> int:
     from functions.services import Services
+    from shared.infra.settings import get_settings
 
     live = live_sandbox()
     dlq = _resolve(args, live, "dlq")
@@ -275,7 +276,12 @@ def _run(args: argparse.Namespace) -> int:
         if table is None:
             print("watch needs --table")
             return 2
-        services = Services(table_name=table, client=clients["dynamodb"])
+        # A replayed entry publishes its outbound event as the watch would: onto the stack's bus
+        settings = get_settings()
+        bus = (live or {}).get("resources", {}).get("NotificationsBus")
+        if bus is not None:
+            settings = settings.model_copy(update={"notifications_bus": str(bus["physical_id"])})
+        services = Services(settings, table_name=table, client=clients["dynamodb"], events_client=clients["events"])
         streams = clients["dynamodbstreams"]
         if args.action == "list":
             result = list_watch(sqs, streams, services, dlq)

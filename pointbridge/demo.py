@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import argparse
 
     from pointbridge.sandbox import Sandbox
+    from shared.infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM_SEED = ROOT / "seeds" / "demo-program.json"
@@ -178,6 +179,19 @@ class DemoClient:
         return reply.json()
 
 
+def _stack_keys(sb: Sandbox) -> Settings:
+    """Settings with the sandbox's own identity and chain keys: what the demo writes in-process is
+    hashed and sealed as the stack's functions would, so links match and the audit verifies it."""
+    from shared.infra.settings import Settings
+
+    def secret(name: str) -> str:
+        return str(sb.client("secretsmanager").get_secret_value(SecretId=sb.resource(name))["SecretString"])
+
+    return Settings.from_environment().model_copy(
+        update={"identity_hash_key_text": secret("IdentityHashKey"), "chain_hash_key_text": secret("ChainHashKey")}
+    )
+
+
 def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_WEEKS) -> dict[str, Any]:
     import requests
 
@@ -192,6 +206,7 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
     crm = CrmSubscriber(sb.client("sqs"), sb.resource("CrmQueue"))
     clock = SimulatedClock(story_start(weeks, now))
     months = Services(
+        _stack_keys(sb),
         table_name=sb.resource("PointsTable"),
         client=sb.client("dynamodb"),
         config_cache_seconds=3600,  # the story publishes its config once, before anything reads it
@@ -206,7 +221,9 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
     # The schedules catch up from the story's last week to now, as they would have run meanwhile.
     for job in ("ActivationFunction", "ExpiryFunction", "ReminderFunction", "TierFunction"):
         sb.run_function(job, now=now)
-    stack = Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), config_cache_seconds=0)
+    stack = Services(
+        _stack_keys(sb), table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"), config_cache_seconds=0
+    )
     program = stack.programs.get("demo")
     admin_key = issue_key(stack.access_items, Principal(kind=PrincipalKind.ADMIN, id="demo-operator"))
     for channel in _channels():

@@ -105,7 +105,7 @@ def test_a_stream_record_the_watch_gave_up_on_is_kept_with_its_reason_and_replay
     # Then the entry is projected once (figures, the partner's settlement line), the message is gone,
     # and the day whose statement needs rewriting is named
     [done] = redriven["batches"]
-    assert done["replayed"] == [pk] and done["deleted"]
+    assert done["replayed"] == [pk] and done["deleted"], json.dumps(done)
     assert redriven["settlement_days"] == [{"program": "ghost", "day": entry.recorded_at.date().isoformat()}]
     once = counted(services, "ghost")
     assert once["partner_earned"] == 120
