@@ -31,9 +31,8 @@ PHYSICAL_ID = "docs-site"
 def _site() -> dict[str, tuple[str, bytes]]:
     # The API's whole route table is imported only here, at deployment, never on a request path.
     from functions.api import openapi
-    from functions.api.app import app
 
-    return openapi.site(app)
+    return openapi.site(openapi.served())
 
 
 def publish(bucket: str) -> list[str]:

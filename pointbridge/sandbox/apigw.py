@@ -159,6 +159,25 @@ def _match(route: Route, path: str) -> dict[str, str] | None:
     return {name: unquote(value) for name, value in zip(names, found.groups(), strict=True)}
 
 
+def select_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route API Gateway picks: the most specific resource matching the path, then its method.
+
+    A resource is chosen before its methods: a method it lacks is refused (None: 403, as API Gateway
+    does), not handed to a greedy resource elsewhere that has it; its own method beats its ANY.
+    """
+    ranked = sorted(routes, key=lambda r: r.specificity(), reverse=True)
+    matching = [(route, params) for route in ranked if (params := _match(route, path)) is not None]
+    if not matching:
+        return None
+    resource = matching[0][0].resource
+    methods = [(route, params) for route, params in matching if route.resource == resource]
+    for wanted in (method, "ANY"):
+        for route, params in methods:
+            if route.method == wanted:
+                return route, params
+    return None
+
+
 class ApiGateway:
     def __init__(
         self,
@@ -219,17 +238,15 @@ class ApiGateway:
             status, payload = self.control(request.command, path[len(CONTROL_PREFIX) :], query, body)
             _reply(request, status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
             return
-        for route in self.routes:
-            if route.method not in ("ANY", request.command):
-                continue
-            params = _match(route, path)
-            if params is not None:
-                if route.s3 is not None:
-                    self._s3(request, route, route.s3, params)
-                else:
-                    self._proxy(request, route, params, split.query, body)
-                return
-        _reply(request, 403, _json_type(), b'{"message":"Missing Authentication Token"}')
+        found = select_route(self.routes, request.command, path)
+        if found is None:
+            _reply(request, 403, _json_type(), b'{"message":"Missing Authentication Token"}')
+            return
+        route, params = found
+        if route.s3 is not None:
+            self._s3(request, route, route.s3, params)
+        else:
+            self._proxy(request, route, params, split.query, body)
 
     def _event(
         self, request: BaseHTTPRequestHandler, route: Route, params: dict[str, str], query: str, body: bytes

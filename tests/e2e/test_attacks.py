@@ -518,16 +518,17 @@ def test_the_insider_draw_cannot_be_rigged_and_tampering_after_the_freeze_is_det
     assert _old_attack(draw_item, {"dora": 3, "eli": 2}, "ina") is None
     assert not {"seed", "commitment"} & set(draw_item)
     assert draw_item["signature"] == "" and draw_item["entrants_root"] == ""
-    # And the randomness needs the draw key, which only the API function may sign with
-    kms = sb.client_as("IngestFunction", "kms")
-    with pytest.raises(ClientError) as denied:
-        kms.sign(
-            KeyId=sb.arn("DrawSigningKey"),
-            Message=b"x",
-            MessageType="RAW",
-            SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256",
-        )
-    assert "AccessDenied" in denied.value.response["Error"]["Code"]
+    # And the randomness needs the draw key, which only the draw function may sign with: not the ingest
+    # function, nor the API function that serves every other route
+    for function in ("IngestFunction", "ApiFunction"):
+        with pytest.raises(ClientError) as denied:
+            sb.client_as(function, "kms").sign(
+                KeyId=sb.arn("DrawSigningKey"),
+                Message=b"x",
+                MessageType="RAW",
+                SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256",
+            )
+        assert "AccessDenied" in denied.value.response["Error"]["Code"], function
     api.ok(
         "POST",
         f"/programs/{SHOP}/members/ina/draws/gala/entries",

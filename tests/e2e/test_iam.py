@@ -307,8 +307,19 @@ class Day:
         closes = datetime.now(UTC) + timedelta(seconds=2)
         spec = {"id": "iam-draw", "prize": "A mug", "ticket_points": 5, "closes_at": closes.isoformat()}
         self.http("POST", "/admin/programs/club/draws", spec)
+        # DrawFunction's Idempotency-Key claims: given back when a reveal is refused (a draw still open),
+        # kept with the reply when it is done
+        later = {**spec, "id": "iam-later", "closes_at": (closes + timedelta(days=1)).isoformat()}
+        self.http("POST", "/admin/programs/club/draws", later)
+        early = requests.post(
+            self.sb.api_url + "/admin/programs/club/draws/iam-later/reveal",
+            headers={**self.admin, "Idempotency-Key": "early"},
+            timeout=60,
+        )
+        assert (early.status_code, early.json()["code"]) == (422, "draw_closed"), early.text
+        reveal = "/admin/programs/club/draws/iam-draw/reveal"
         time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()) + 0.1)  # the close, not a timing check
-        revealed = self.http("POST", "/admin/programs/club/draws/iam-draw/reveal")
+        revealed = self.http("POST", reveal, key={**self.admin, "Idempotency-Key": "reveal"})
         assert revealed["signature"] and revealed["public_key"]
         digest = self.sb.run_function("DigestFunction", now=datetime.now(UTC), simulate=True)
         assert digest["accounts"] >= 3

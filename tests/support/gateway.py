@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pointbridge.sandbox.apigw import EXPLICIT_DENY, UNAUTHORIZED, Route, gateway_reply
+from pointbridge.sandbox.apigw import EXPLICIT_DENY, UNAUTHORIZED, Route, gateway_reply, select_route
 from pointbridge.sandbox.core import gateway_response
 from pointbridge.sandbox.template import load_template
 
@@ -33,6 +33,26 @@ def points_api() -> Route:
         stage="Prod",
         gateway_responses={str(kind): gateway_response(spec) for kind, spec in responses.items()},
     )
+
+
+@cache
+def _function_routes() -> list[Route]:
+    """The PointsApi routes of template.yaml's functions (each Api event's path and method)."""
+    found = []
+    for logical_id, resource in load_template(TEMPLATE)["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "Api":
+                props = event["Properties"]
+                found.append(Route(logical_id, str(props["Method"]).upper(), str(props["Path"]), "abc123", "Prod"))
+    return found
+
+
+def function_for(method: str, path: str) -> str:
+    """The function API Gateway sends this request to (ApiFunction for a path no route names)."""
+    selected = select_route(_function_routes(), method, path)
+    return selected[0].function if selected is not None else "ApiFunction"
 
 
 def refused(context: dict[str, str] | None) -> tuple[int, dict[str, str], Any]:

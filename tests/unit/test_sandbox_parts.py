@@ -17,6 +17,7 @@ from pointbridge.sandbox.apigw import (
     Throttle,
     gateway_reply,
     method_throttle,
+    select_route,
     translate_reply,
 )
 from pointbridge.sandbox.core import gateway_response
@@ -168,6 +169,41 @@ def test_resolver_evaluates_conditions_if_and_no_value() -> None:
         resolver.condition("Nope")
     with pytest.raises(TemplateError):
         parameter_values(template, {"Unknown": "x"})
+
+
+def test_the_most_specific_resource_wins_then_its_method_as_in_api_gateway() -> None:
+    # Given the API's greedy route and the reveal's resource on a second function
+    reveal = "/admin/programs/{program}/draws/{draw_id}/reveal"
+    routes = [
+        Route("ApiFunction", "ANY", "/{proxy+}", "api", "Prod"),
+        Route("ApiFunction", "GET", "/health", "api", "Prod"),
+        Route("DrawFunction", "POST", reveal, "api", "Prod"),
+        Route("PageFunction", "ANY", "/page", "api", "Prod"),
+        Route("PageReader", "GET", "/page", "api", "Prod"),
+    ]
+
+    def picked(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        found = select_route(routes, method, path)
+        return (found[0].function, found[1]) if found is not None else None
+
+    # Then the reveal goes to the draw function, whatever order the routes came in
+    assert picked("POST", "/admin/programs/club/draws/d-1/reveal") == (
+        "DrawFunction",
+        {"program": "club", "draw_id": "d-1"},
+    )
+    assert select_route(routes[::-1], "POST", "/admin/programs/club/draws/d-1/reveal") is not None
+    assert picked("POST", "/admin/programs/club/draws/d-1") == (
+        "ApiFunction",
+        {"proxy": "admin/programs/club/draws/d-1"},
+    )
+    # And a method the chosen resource lacks is refused, not passed to the greedy route (API Gateway's 403)
+    assert picked("GET", "/admin/programs/club/draws/d-1/reveal") is None
+    assert picked("POST", "/health") is None
+    # And on one resource its own method beats its ANY
+    assert picked("GET", "/page") == ("PageReader", {})
+    assert picked("DELETE", "/page") == ("PageFunction", {})
+    # And a path no resource matches has no route
+    assert select_route(routes[2:], "GET", "/nothing") is None
 
 
 def test_method_throttle_picks_the_methods_own_setting_else_the_stages() -> None:

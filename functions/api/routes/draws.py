@@ -15,6 +15,8 @@ from shared.model import Model
 from shared.rewards import draws as draw
 
 router = APIGatewayRouter()
+# The reveal signs with the draw key: DrawFunction (functions.draws.app) serves this router alone.
+reveal_router = APIGatewayRouter()
 DrawPath = Annotated[str, Path(min_length=1, max_length=100, description="The draw's id in the program.")]
 
 
@@ -117,13 +119,13 @@ def enter_draw(program: ProgramPath, member: MemberPath, draw_id: DrawPath, body
     return EntryOut.of(draw.enter(services().ledger, d, member, body.tickets, reference, services().now()))
 
 
-@router.post("/admin/programs/<program>/draws/<draw_id>/reveal", status_code=201)
+@reveal_router.post("/admin/programs/<program>/draws/<draw_id>/reveal", status_code=201)
 def reveal_draw(program: ProgramPath, draw_id: DrawPath) -> DrawOut:
     """Reveal a draw.
 
     After it closed: freezes the tickets (and their Merkle root), signs (program, draw, root) with the
     draws' KMS key and draws the winners from the signature. Revealing again shows the same result.
     """
-    context.authorize(router, program=program)
+    context.authorize(reveal_router, program=program)
     d = draw.load(services().reward_items, program, draw_id)
     return DrawOut.of(draw.reveal(services().reward_items, services().draw_signer, d, services().now()))

@@ -68,8 +68,11 @@ class Client:
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        from functions.api.app import handler
+        from functions.api import app as api
+        from functions.draws import app as draw
 
+        # As API Gateway routes it: the reveal's resource goes to DrawFunction, the rest to ApiFunction.
+        handler = draw.handler if gateway.function_for(method, path) == "DrawFunction" else api.handler
         hdrs = {"content-type": "application/json", **(headers or {})}
         authorizer_context: dict[str, Any] = {}
         if key is None and path not in gateway.OPEN_PATHS and not path.startswith(gateway.OPEN_PREFIXES):
