@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from shared.earning.core import CATCH_UP_DAYS, Decision, HeldSettlement, IngestCore
@@ -15,6 +15,9 @@ from shared.errors import (
 from shared.ledger.commands import Activate, Cause, CauseKind, Transfer
 from shared.ledger.contract import CheckFailedError
 from shared.members.records import FLAG_OPEN, FLAG_VOIDED
+
+# A program whose activation was never walked is walked from its first publication, at most this far back.
+OLDEST_CATCH_UP = timedelta(days=366)
 
 if TYPE_CHECKING:
     from shared.ledger.models import PendingEarn
@@ -34,24 +37,56 @@ class HeldEarns(IngestCore):
         activated: list[str] = []
         flags: dict[str, str] = {}
         today = now.astimezone(UTC).date()
-        for back in range(CATCH_UP_DAYS, -1, -1):
-            day = (today - timedelta(days=back)).isoformat()
-            for due in self._items.due_pending(program, day, now):
-                if isinstance(due, FollowUp):
-                    self._follow_up(config, due.order_entry_id)  # a run that stopped after settling it
-                    continue
-                pending = due
-                if pending.held_for:
-                    if pending.held_for not in flags:
-                        flags[pending.held_for] = self._members.flag_status(program, pending.held_for)
-                    if flags[pending.held_for] == FLAG_OPEN:
-                        continue
-                    if flags[pending.held_for] == FLAG_VOIDED:
-                        self._void_held(config, pending, "fraud confirmed after review")
-                        continue
-                if self._activate(program, pending, now, "return window closed"):
-                    activated.append(pending.entry_id)
+        saved = self._saved_day(program, today)
+        look_back = today - timedelta(days=CATCH_UP_DAYS)
+        day = min(look_back, saved) if saved else look_back
+        while day <= today:
+            acted = self._activate_day(config, day.isoformat(), now, flags, activated)
+            day += timedelta(days=1)
+            if acted and day <= look_back:
+                # Catching up beyond the look-back: a run that fails later starts after this day.
+                self._items.save_activated_through(program, datetime.combine(day, time(), UTC))
+        if saved != today:  # once a day is enough: the next run walks the look-back again
+            self._items.save_activated_through(program, now)
         return activated
+
+    def _saved_day(self, program: str, today: date) -> date | None:
+        """The day the walk's saved progress reached (or, never walked, the program's first day).
+
+        Each run walks the last `CATCH_UP_DAYS` days again (an earn that arrived late, a flag decided
+        since, a run that stopped after an activation); an outage longer than that is caught up from
+        the saved progress, and a program never walked from its first publication (up to a year back).
+        """
+        through = self._items.activated_through(program)
+        if through is None:
+            since = self._programs.since(program)
+            if since is None:
+                return None
+            through = max(since, datetime.combine(today - OLDEST_CATCH_UP, time(), UTC))
+        return through.astimezone(UTC).date()
+
+    def _activate_day(
+        self, config: ProgramConfig, day: str, now: datetime, flags: dict[str, str], activated: list[str]
+    ) -> bool:
+        """Activate (or void, or leave held) what the index holds for `day` up to `now`; False: nothing was due."""
+        program = config.program
+        found = self._items.due_pending(program, day, now)
+        for due in found:
+            if isinstance(due, FollowUp):
+                self._follow_up(config, due.order_entry_id)  # a run that stopped after settling it
+                continue
+            pending = due
+            if pending.held_for:
+                if pending.held_for not in flags:
+                    flags[pending.held_for] = self._members.flag_status(program, pending.held_for)
+                if flags[pending.held_for] == FLAG_OPEN:
+                    continue
+                if flags[pending.held_for] == FLAG_VOIDED:
+                    self._void_held(config, pending, "fraud confirmed after review")
+                    continue
+            if self._activate(program, pending, now, "return window closed"):
+                activated.append(pending.entry_id)
+        return bool(found)
 
     def _activate(self, program: str, pending: PendingEarn, now: datetime, reason: str) -> bool:
         """Activate, then apply the refunds that waited for it: two steps, safe to stop between.

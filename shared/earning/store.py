@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.infra import keys
-from shared.infra.codec import to_item
+from shared.infra.codec import parse_ts, to_item, ts
 from shared.infra.table import TransactionCanceledError
 from shared.ledger.contract import Check, Mark
 from shared.ledger.store import pending_from
@@ -30,6 +30,7 @@ WAITING_IDS = "ids"
 # Set on an order's list of waiting refunds by the activation or void that settled the order while
 # refunds were waiting; with it the list sits in the activation index until they are applied.
 FOLLOW_UP = "follow_up"
+ACTIVATION_JOB = "activation"  # its progress item: `JOB#activation#<program>`
 REFUSED = "x#"  # a refused refund's reason, next to its body (`r#<refund entry>`)
 
 
@@ -44,6 +45,22 @@ class FollowUp:
 class EarningItems:
     def __init__(self, table: Table) -> None:
         self._table = table
+
+    # How far the activation walk got: every index day before `through`'s day was walked to its end
+    # (and everything up to `through` itself, when a run finished). Only ever moves forward.
+
+    def activated_through(self, program: str) -> datetime | None:
+        item = self._table.get(keys.job_progress(ACTIVATION_JOB, program))
+        return parse_ts(str(item["through"])) if item else None
+
+    def save_activated_through(self, program: str, through: datetime) -> None:
+        key = keys.job_progress(ACTIVATION_JOB, program)
+        # A slower concurrent run that saves an earlier point loses; the progress never goes back.
+        self._table.put(
+            {"PK": key.pk, "SK": key.sk, "type": "job_progress", "through": ts(through), "target": ts(through)},
+            "attribute_not_exists(PK) OR through < :through",
+            values_={":through": ts(through)},
+        )
 
     def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn | FollowUp]:
         """Open pending earns that may activate on `day` up to `until`, and orders settled that day

@@ -212,3 +212,7 @@ class Programs(Protocol):
     def at(self, program: str, moment: datetime) -> ProgramConfig:
         """The version that was live at `moment` (an event is evaluated by the rules of its time)."""
         ...
+
+    def since(self, program: str) -> datetime | None:
+        """When the program's first version was published (None: no such program)."""
+        ...

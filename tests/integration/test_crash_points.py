@@ -98,8 +98,8 @@ def test_activation_with_parked_refunds_every_crash_point(dynamo: Any) -> None:
         return services.ingest.activate_due("demo")
 
     writes, expected = crash_points(dynamo, clock, Story(setup, activate, activate, outcome))
-    # activation (with its follow-up mark), two claw-backs, two drops, the mark cleared
-    assert writes == 6
+    # activation (with its follow-up mark), two claw-backs, two drops, the mark cleared, the walk's progress
+    assert writes == 7
     assert expected[0] == [(provisional_member(EMAIL), 60, 0, 0, "")]  # type: ignore[index]
 
 
