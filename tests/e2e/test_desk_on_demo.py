@@ -137,6 +137,7 @@ def test_the_desk_runs_the_demo_program_from_the_console(desk: Desk) -> None:
         available = page.locator("#available")
         expect(available).to_have_text(str(before))
         expect(page.locator("#identities")).to_contain_text("email (hashed")
+        expect(page.locator("#found")).to_be_hidden()  # one match opens at once, no stale line above it
         shot(page, "2-alice-found-by-email")
         # An adjustment without a reason is refused on the page, and nothing is sent
         page.get_by_label("Points (+ adds, - deducts)").fill("50")
