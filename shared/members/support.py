@@ -24,6 +24,7 @@ from dateutil.relativedelta import relativedelta
 
 from shared.errors import (
     ContentionError,
+    IdempotencyConflictError,
     InvalidInputError,
     LedgerError,
     NotReversibleError,
@@ -90,20 +91,27 @@ def adjust(
     external_id = f"adjust:{reference or uuid.uuid4().hex}"
     details = agent.details("adjustment")
     if points > 0:
-        return ledger.earn(
-            Earn(
-                program=program,
-                member=member,
-                points=points,
-                source=ADJUSTMENT_SOURCE,
-                external_id=external_id,
-                reason=agent.reason,
-                event_time=now,
-                counter=Account.GOODWILL,
-                details=details,
-            ),
-            at=now,
+        credit = Earn(
+            program=program,
+            member=member,
+            points=points,
+            source=ADJUSTMENT_SOURCE,
+            external_id=external_id,
+            reason=agent.reason,
+            event_time=now,
+            counter=Account.GOODWILL,
+            details=details,
         )
+        try:
+            return ledger.earn(credit, at=now)
+        except IdempotencyConflictError:
+            # A credit's time is part of what it posted: a retry under the reference (later, or racing
+            # the first) is the same credit when it is at the first one's time; anything else still conflicts.
+            named = ledger.entries_named(program, [f"{ADJUSTMENT_SOURCE}:{external_id}"])
+            first = next(iter(named.values()), None)
+            if not reference or first is None or first.event_time == now:
+                raise
+            return ledger.earn(credit.model_copy(update={"event_time": first.event_time}), at=now)
     return ledger.spend(
         Spend(
             program=program,

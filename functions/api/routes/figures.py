@@ -6,8 +6,6 @@ the stream's delay (seconds). `/console` is a static page (no authorizer): it as
 for an admin key and calls the guarded routes below with it, from the same origin.
 """
 
-import base64
-import hashlib
 import json
 from collections.abc import Mapping
 from datetime import date
@@ -22,6 +20,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import Field
 
 from functions.api import context
+from functions.api.console_page import console_page
 from functions.api.routes.members import ProgramPath
 from functions.api.routes.models import DecimalText
 from functions.services import services
@@ -31,7 +30,6 @@ from shared.projections.figures import Figures, SeriesPoint, Share, money_value,
 from shared.rewards.catalogue import live_catalogue
 
 router = APIGatewayRouter()
-CONSOLE_PAGE = FilePath(__file__).resolve().parents[1] / "console.html"
 # The console's vendored files (the chart library and its licence): only those the manifest lists are served.
 CONSOLE_ASSETS = FilePath(__file__).resolve().parents[1] / "console_assets"
 
@@ -309,35 +307,9 @@ def _assets() -> dict[str, str]:
     return {name: str(entry["content_type"]) for name, entry in manifest.items()}
 
 
-@cache
-def _page() -> tuple[str, str]:
-    html = CONSOLE_PAGE.read_text(encoding="utf-8")
-    # The page's own inline script and style, and nothing else, may run (hashes in the policy).
-    hashes = []
-    for tag in ("script", "style"):
-        body = html.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
-        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-        hashes.append(f"{tag}-src 'sha256-{digest}'")
-    # The vendored chart library is a same-origin script (loaded with an integrity hash): 'self'.
-    hashes[0] = hashes[0].replace("script-src ", "script-src 'self' ")
-    policy = f"default-src 'none'; connect-src 'self'; {'; '.join(hashes)}; base-uri 'none'; form-action 'none'"
-    return html, policy
-
-
 @router.get("/console", include_in_schema=False)
 def console() -> Response[str]:
-    html, policy = _page()
-    return Response(
-        status_code=200,
-        content_type="text/html; charset=utf-8",
-        body=html,
-        headers={
-            "Content-Security-Policy": policy + "; frame-ancestors 'none'",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-cache",
-        },
-    )
+    return console_page("console.html", same_origin_scripts=True)
 
 
 @router.get("/console/assets/<asset>", include_in_schema=False)

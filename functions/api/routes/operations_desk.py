@@ -5,10 +5,6 @@ calls the guarded API with it (dead letters, channels' files, settlement, config
 read their own files under `/partners/...`; operators and auditors read any partner's or till's here.
 """
 
-import base64
-import hashlib
-from functools import cache
-from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
@@ -16,11 +12,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.api import context
+from functions.api.console_page import console_page
 from functions.api.routes.partner_files import FileOut, FileReportOut, FilesOut, RejectedLine
 from functions.services import services
 
 router = APIGatewayRouter()
-OPERATIONS_PAGE = FilePath(__file__).resolve().parents[1] / "console_operations.html"
 
 FeedKind = Annotated[Literal["partner", "till"], Path(description="`partner` or `till`: the channels that send files.")]
 ChannelPath = Annotated[str, Path(min_length=1, max_length=100, description="The channel's id.")]
@@ -57,30 +53,6 @@ def channel_file_report(kind: FeedKind, channel: ChannelPath, file_id: FileIdPat
     return FileReportOut(file=FileOut.of(record), rejected_lines=lines)
 
 
-@cache
-def _page() -> tuple[str, str]:
-    html = OPERATIONS_PAGE.read_text(encoding="utf-8")
-    # Only the page's own inline script and style may run (their hashes); it loads nothing else.
-    sources = []
-    for tag in ("script", "style"):
-        body = html.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
-        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-        sources.append(f"{tag}-src 'sha256-{digest}'")
-    policy = f"default-src 'none'; connect-src 'self'; {'; '.join(sources)}; base-uri 'none'; form-action 'none'"
-    return html, policy
-
-
 @router.get("/console/operations", include_in_schema=False)
 def operations_page() -> Response[str]:
-    html, policy = _page()
-    return Response(
-        status_code=200,
-        content_type="text/html; charset=utf-8",
-        body=html,
-        headers={
-            "Content-Security-Policy": policy + "; frame-ancestors 'none'",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-cache",
-        },
-    )
+    return console_page("console_operations.html")

@@ -6,10 +6,6 @@ stack's identity key before the directory is read, as everywhere else. Every act
 non-empty reason and is written with the agent's id (`shared.members.support`).
 """
 
-import base64
-import hashlib
-from functools import cache
-from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
@@ -18,6 +14,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from functions.api import context
+from functions.api.console_page import console_page
 from functions.api.routes.identities import LinkKind, _identity
 from functions.api.routes.members import Balance, MemberPath, ProgramPath, Statement
 from functions.api.routes.models import EntryOut, Reference, SupportReason
@@ -33,7 +30,6 @@ router = APIGatewayRouter()
 SearchValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
 Region = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 RECENT_ENTRIES = 50
-MEMBERS_PAGE = FilePath(__file__).resolve().parents[1] / "console_members.html"
 
 
 class SearchIn(BaseModel):
@@ -362,31 +358,7 @@ def _action(program: str, member: str, entry: Entry) -> ActionOut:
     return ActionOut(entry=EntryOut.of(entry, _language(None), named), available=state.available if state else 0)
 
 
-@cache
-def _members_page() -> tuple[str, str]:
-    html = MEMBERS_PAGE.read_text(encoding="utf-8")
-    # Only the page's own inline script and style may run (their hashes in the policy); it calls the API only.
-    sources = []
-    for tag in ("script", "style"):
-        body = html.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
-        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-        sources.append(f"{tag}-src 'sha256-{digest}'")
-    policy = f"default-src 'none'; connect-src 'self'; {'; '.join(sources)}; base-uri 'none'; form-action 'none'"
-    return html, policy
-
-
 @router.get("/console/members", include_in_schema=False)
 def members_page() -> Response[str]:
     """The console's members page (support's desk); it asks for an admin key and calls the API with it."""
-    html, policy = _members_page()
-    return Response(
-        status_code=200,
-        content_type="text/html; charset=utf-8",
-        body=html,
-        headers={
-            "Content-Security-Policy": policy + "; frame-ancestors 'none'",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-cache",
-        },
-    )
+    return console_page("console_members.html")
