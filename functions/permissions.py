@@ -71,6 +71,8 @@ PERMISSIONS: MappingProxyType[tuple[str, str], Rule] = MappingProxyType(
         ("POST", "/admin/programs/{program}/members/{member}/adjustments"): rule(**_admins(SUPPORT)),
         ("POST", "/admin/programs/{program}/members/{member}/reversals"): rule(**_admins(SUPPORT)),
         ("POST", "/admin/programs/{program}/members/{member}/tier"): rule(**_admins(SUPPORT)),
+        # The brand's member list, imported by operators (raw identities in the body, hashed by the API)
+        ("POST", "/admin/programs/{program}/members/imports"): CONFIGURE,
         # Redemption
         ("GET", "/programs/{program}/rewards"): PROGRAM_READ,
         ("POST", "/programs/{program}/members/{member}/redemptions"): MEMBER_SPEND,

@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pointbridge.members",
     "pointbridge.importer",
     "pointbridge.cards",
+    "pointbridge.subscriber",
 )
 
 HOME = Path(".pointbridge")

@@ -2,7 +2,10 @@
 
 Part 1 (`pointbridge.story`): Demo Outfitters, with an online shop, three stores and an airline
 partner, and a few hundred members over several simulated months: they earn in every channel,
-redeem, get reminded, lose expired points, move tiers; one is flagged and support decides.
+redeem, get reminded, lose expired points, move tiers; one is flagged. Then today, at the desk,
+over the HTTP API with keys the operator mints: members swap points with SkyAir (an exchange into
+its miles, transfers out it confirms or rejects, its transfer in), SkyAir reads its settlement, and
+support decides the flag with a reason.
 Part 2, today: one shopper, Alice, earns in every channel through the real front doors: an online
 order (a signed Shopify webhook over HTTP), a store visit (the till's end-of-day CSV dropped in the
 files bucket), a partner airline (its feed file), and an app review (a normalised event sent
@@ -196,7 +199,7 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
     import requests
 
     from functions.services import Services
-    from pointbridge.story import SimulatedClock, run_story, story_start
+    from pointbridge.story import Desk, SimulatedClock, StackApi, run_story, story_start, swap_candidates
     from pointbridge.subscriber import CrmSubscriber
     from shared.access.keys import Principal, PrincipalKind, issue_key
     from shared.events.identity import hash_card, hash_email
@@ -232,6 +235,9 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
         )
         if created.status_code not in (201, 409):  # 409: kept from an earlier run of the demo
             raise RuntimeError(f"channel {channel['kind']} {channel['id']} refused: {created.text}")
+    print("\nToday, at the desk: people at the API, each with the key the operator mints for them")
+    desk = Desk(sb, StackApi(sb.api_url, REQUEST_TIMEOUT), admin_key)
+    swapped = desk.run(swap_candidates(stack, "demo", members), now)
     identity_key = sb.client("secretsmanager").get_secret_value(SecretId=sb.resource("IdentityHashKey"))["SecretString"]
     print(
         f"\nPart 2, today: program {program.program!r} v{program.version}: {program.name}, {len(program.tiers)} tiers"
@@ -308,6 +314,7 @@ def run_scenario(sb: Sandbox, members: int = STORY_MEMBERS, weeks: int = STORY_W
         "admin_key": admin_key,
         "figures": figures,
         "story": story,
+        "desk": swapped,
         "crm": crm,
         "story_member": shown,
     }

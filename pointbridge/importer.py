@@ -7,6 +7,9 @@ writes its report (`reports/<key>.json`). With `--wait` (the default) the comman
 report and prints it: rows accepted, rows refused with line and reason. Each row posts once,
 whatever the retries; importing the same file again reads it again, and its rows post nothing
 twice (their external ids are the ledger's references).
+
+`pointbridge import members FILE.csv --program P` imports a brand's member list instead, through
+the admin API (`pointbridge.member_import`).
 """
 
 from __future__ import annotations
@@ -33,17 +36,28 @@ PART_SIZE = 1024 * 1024
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="the file: CSV, or JSON lines (.jsonl, .ndjson) for partners")
-    feed = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument(
+        "file",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="a feed file: CSV, or JSON lines (.jsonl, .ndjson) for partners; or `members FILE.csv`, a member list",
+    )
+    feed = parser.add_mutually_exclusive_group()
     feed.add_argument("--partner", help="a partner's feed (its channel id): partners/<partner>/")
     feed.add_argument("--till", help="a till feed (its channel id, e.g. default): till/<till>/")
     parser.add_argument("--no-wait", dest="wait", action="store_false", help="drop the file and return")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the report (default 300)")
     add_stack_option(parser)
+    members = parser.add_argument_group("members FILE.csv (through the admin API)")
+    members.add_argument("--program", help="the program the members join")
+    members.add_argument("--region", help="the country national phone numbers are read in (e.g. US, CN)")
+    members.add_argument("--api-url", help="the API's base URL (default: POINTBRIDGE_API_URL, else the sandbox's)")
+    members.add_argument("--key-file", help="a file holding an operator's key (default: POINTBRIDGE_API_KEY)")
 
 
 def drop_key(args: argparse.Namespace, now: datetime) -> str:
-    name = args.file.name
+    name = args.file[0].name
     if not FILE_NAME.fullmatch(name):
         raise CliError(
             f"{name!r}: a feed file is named with letters, digits, '.', '_' or '-', ending .csv, .jsonl or .ndjson"
@@ -101,9 +115,17 @@ def wait_for_report(target: Target, bucket: str, key: str, timeout: float) -> di
 
 
 def _run(args: argparse.Namespace) -> int:
-    body = read_file(args.file)
+    if str(args.file[0]) == "members":
+        from pointbridge import member_import
+
+        return member_import.run(args)
+    if len(args.file) != 1:
+        raise CliError("one feed file at a time (a member list: pointbridge import members FILE.csv)")
+    if not (args.partner or args.till):
+        raise CliError("one of the arguments --partner --till is required")
+    body = read_file(args.file[0])
     if not body.strip():
-        raise CliError(f"{args.file} is empty")
+        raise CliError(f"{args.file[0]} is empty")
     key = drop_key(args, datetime.now(UTC))
     target = find_target(args.stack)
     bucket = target.resource("FilesBucket")
@@ -120,4 +142,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-register("import", "import a partner's file or a till's CSV through the file drop path", _configure, _run)
+register(
+    "import",
+    "import a partner's file or a till's CSV through the file drop path, or a member list (import members FILE.csv)",
+    _configure,
+    _run,
+)

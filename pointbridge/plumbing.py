@@ -188,8 +188,8 @@ def control(target: Target, method: str, path: str, timeout: float = 900) -> tup
 # --- progress ----------------------------------------------------------------------------------
 
 
-def progress(description: str, total: int | None) -> AbstractContextManager[Callable[[int], None]]:
-    """A progress bar on a terminal (rich), nothing when piped: yields `advance(n)`."""
+def progress(description: str, total: int | None, unit: str = "bytes") -> AbstractContextManager[Callable[[int], None]]:
+    """A progress bar on a terminal (rich), nothing when piped: yields `advance(n)` (n bytes, or n of `unit`)."""
     from contextlib import contextmanager
 
     @contextmanager
@@ -197,15 +197,18 @@ def progress(description: str, total: int | None) -> AbstractContextManager[Call
         if not sys.stderr.isatty():
             yield lambda _: None
             return
-        from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-        columns = [
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeElapsedColumn(),
-        ]
+        done = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), done, TimeElapsedColumn()]
         with Progress(*columns, transient=True) as shown:
             task = shown.add_task(description, total=total)
             yield lambda n: shown.advance(task, n)

@@ -31,6 +31,7 @@ from functions.api.routes import (
     holds,
     identities,
     keys,
+    member_imports,
     members,
     operations_desk,
     partner_files,
@@ -61,6 +62,7 @@ ROUTERS = tuple(
         channels,
         partner_files,
         support,
+        member_imports,
         dead_letters,  # the operations page's areas (issue 14)
         operations_desk,
     )

@@ -26,6 +26,7 @@ from functions.api.routes import (
     holds,
     identities,
     keys,
+    member_imports,
     members,
     operations_desk,
     partner_files,
@@ -227,6 +228,8 @@ OPERATIONS |= {
         ),
     ),
     support.override_tier: Operation(Tag.SUPPORT, (*ACCOUNT, "unknown_tier", "contention")),
+    # Each row's refusal is in the reply (200); the request's own are these.
+    member_imports.import_members: Operation(Tag.SUPPORT, ("unknown_program",)),
 }
 
 # The operations page (issue 14): dead letters and every partner's and till's files.

@@ -14,6 +14,8 @@ class Profile:
     provisional: bool = False
     merged_into: str = ""  # set once the member was folded into another
     identities: frozenset[str] = frozenset()
+    name: str = ""  # as the brand's member list gave it (`pointbridge import members`)
+    language: str = ""  # the member's language for statements and messages; "" = the request's or English
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,18 @@ class MemberDirectory:
         item = self._table.get(keys.profile(member))
         return _profile(member, item) if item else None
 
+    def set_details(self, member: str, name: str, language: str) -> bool:
+        """The member's name and language, as given; False when the profile already says them."""
+        written = self._table.update(
+            keys.profile(member),
+            "SET #type = :type, #name = :name, #language = :language",
+            ConditionExpression="attribute_not_exists(#name) OR #name <> :name OR #language <> :language",
+            ExpressionAttributeNames={"#type": "type", "#name": "name", "#language": "language"},
+            ExpressionAttributeValues=to_item({":type": "member", ":name": name, ":language": language}),
+            ReturnValues="UPDATED_NEW",
+        )
+        return written is not None
+
     def repoint(self, identity_key: str, member: str) -> None:
         """The identity link and the member's profile, in one transaction (a merge stops between none)."""
         link = keys.identity(identity_key)
@@ -471,6 +483,8 @@ def _profile(member: str, item: dict[str, Any]) -> Profile:
         provisional=bool(item.get("provisional", False)),
         merged_into=str(item.get("merged_into", "")),
         identities=frozenset(item.get("identities") or ()),
+        name=str(item.get("name", "")),
+        language=str(item.get("language", "")),
     )
 
 

@@ -296,6 +296,11 @@ SAMPLES: dict[tuple[str, str], Build] = {
         f"/admin/programs/{PROGRAM}/members/search", {"member": SELF}, **IN_PROGRAM
     ),
     ("GET", "/admin/programs/{program}/members/{member}"): lambda world, ref: Sample(ADMIN_MEMBER, **ON_MEMBER),
+    ("POST", "/admin/programs/{program}/members/imports"): lambda world, ref: Sample(
+        f"/admin/programs/{PROGRAM}/members/imports",
+        {"rows": [{"row": 2, "email": f"{ref}@example.com", "name": "Matrix"}]},
+        **IN_PROGRAM,
+    ),
     ("POST", "/admin/programs/{program}/members/{member}/adjustments"): lambda world, ref: Sample(
         f"{ADMIN_MEMBER}/adjustments", {"points": 1, "reason": "matrix", "reference": ref}, **ON_MEMBER
     ),

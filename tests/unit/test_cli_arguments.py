@@ -48,8 +48,18 @@ BAD = [
     (["import", "empty.csv", "--till", "default"], "empty.csv is empty"),
     (["import", "feed.jsonl", "--till", "default"], "till files are CSV"),
     (["import", "feed.csv", "--partner", "bad/id"], "'bad/id' is not a channel id"),
+    (["import", "feed.csv", "more.csv", "--partner", "skyair"], "one feed file at a time"),
+    (["subscriber", "--lang", "fr"], "invalid choice: 'fr'"),
+    (["import", "members"], "give one file: pointbridge import members FILE.csv --program PROGRAM"),
+    (["import", "members", "members.csv"], "--program is required to import members"),
+    (["import", "members", "missing.csv", "--program", "demo"], "no file missing.csv"),
+    (["import", "members", "feed.csv", "--program", "demo"], "unknown columns 'partner_member_id'"),
+    (["import", "members", "names.csv", "--program", "demo"], "the header names no email, phone or card column"),
+    (["import", "members", "header.csv", "--program", "demo"], "header.csv has a header and no rows"),
+    (["import", "members", "latin1.csv", "--program", "demo"], "latin1.csv is not UTF-8 text"),
     # No sandbox is running here, and no stack named
     (["import", "feed.csv", "--partner", "skyair"], "no running sandbox found"),
+    (["import", "members", "members.csv", "--program", "demo"], "no API: pass --api-url"),
     (["run", "ExpiryFunction", "--template", "nowhere.yaml"], "no template nowhere.yaml"),
 ]
 
@@ -58,6 +68,11 @@ BAD = [
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("POINTBRIDGE_STACK", raising=False)
+    monkeypatch.delenv("POINTBRIDGE_API_URL", raising=False)
+    (tmp_path / "members.csv").write_text("email,name\nann@example.com,Ann\n", encoding="utf-8")
+    (tmp_path / "names.csv").write_text("name,language\nAnn,en\n", encoding="utf-8")
+    (tmp_path / "header.csv").write_text("email,name\n", encoding="utf-8")
+    (tmp_path / "latin1.csv").write_bytes("email,name\nzoe@example.com,Zo\xeb\n".encode("latin-1"))
     (tmp_path / "notes.txt").write_text("x\n", encoding="utf-8")
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
     (tmp_path / "feed.csv").write_text("partner_member_id,external_id,occurred_at,points,reason\n", encoding="utf-8")
