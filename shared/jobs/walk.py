@@ -159,7 +159,8 @@ class DayWalk:
             # A page that found nothing costs a share of a day: a day of empty shards is one page
             # of the budget, as the day was before its key was sharded.
             spent += 1 if items or key is not None else 1 / len(partitions)
-            handle(items)
+            if items:
+                handle(items)
             if key is None:
                 shard += 1
             if shard == len(partitions) and day >= end_day:
