@@ -9,7 +9,8 @@ records its position in the job's progress item after every page. So a job:
 - is bounded: a page budget bounds one invocation (a page that found nothing counts as a share of
   its day, so a day of empty shards is one page); what is left is picked up by the next scheduled
   run, from the saved cursor;
-- is resumable: a crash loses at most the page in flight, which the next run reads again;
+- is resumable: a crash loses at most the page in flight (and the empty pages read since the last
+  page with items, whose position is not written), which the next run reads again;
 - refuses to go back: a target earlier than what was already processed is a stale run;
 - refuses to run ahead: a "now" later than the wall clock (plus `FUTURE_MARGIN`) is refused unless
   the input says it is a simulation, since whatever a job does at a future time (an expiry, a
@@ -170,6 +171,11 @@ class DayWalk:
                 return result
             if shard == len(partitions):
                 day, shard = day + timedelta(days=1), 0
+            if not items:
+                # Nothing was handled, so a crash here loses only empty pages to read again: the
+                # position is written with the next page that had work, or when the run stops (a day
+                # of empty shards would otherwise cost 16 writes besides its 16 reads).
+                continue
             rev = self._save(rev, result, self._cursor(through, target, day, shard, key), target)
             if result.yielded:
                 return result
