@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.common import RESULTS, write_results
 from shared.infra.counters import SHARDS as FIGURE_SHARDS
+from shared.infra.keys import INDEX_DAY_SHARDS
 
 MEMBERS = 1_000_000
 PEAK_EARNS_PER_S = 10_000
@@ -59,10 +60,6 @@ PRICE_LAMBDA_GB_S_ARM = 0.0000133334
 PRICE_LAMBDA_REQUEST = 0.20 / 1e6
 PRICE_SQS_REQUEST = 0.40 / 1e6
 PRICE_REST_API_REQUEST = 3.50 / 1e6
-
-# The due-day index keys are one per day: their 16-way sharding was taken back when the proof suite
-# found activations missed under faults (docs/decisions.md, 2026-12-07 afternoon).
-INDEX_DAY_SHARDS = 1
 
 
 def _results(name: str) -> dict[str, Any]:

@@ -65,19 +65,15 @@ class EarningItems:
     def due_pending(self, program: str, day: str, until: datetime) -> list[PendingEarn | FollowUp]:
         """Open pending earns that may activate on `day` up to `until`, and orders settled that day
         whose waiting refunds are still to apply, in index order."""
-        found: list[PendingEarn | FollowUp] = []
-        for item in self._table.query(
-            IndexName="GSI1",
-            KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
-            ExpressionAttributeValues=to_item(
-                {":pk": keys.pending_index_pk(program, day), ":until": keys.through(until)}
-            ),
-        ):
-            if item.get(FOLLOW_UP):
-                found.append(FollowUp(program, str(item[FOLLOW_UP])))
-            else:
-                found.append(pending_from(item))
-        return found
+        items: list[dict[str, Any]] = []
+        for pk in keys.pending_index_pks(program, day):  # the day's shards: each is index order
+            items += self._table.query(
+                IndexName="GSI1",
+                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :until",
+                ExpressionAttributeValues=to_item({":pk": pk, ":until": keys.through(until)}),
+            )
+        items.sort(key=lambda item: str(item["GSI1SK"]))
+        return [FollowUp(program, str(i[FOLLOW_UP])) if i.get(FOLLOW_UP) else pending_from(i) for i in items]
 
     # Refunds waiting for their order (or for its return window to close): one item per order,
     # the refunds' ids in a set (gone when empty) and each body under its own attribute.

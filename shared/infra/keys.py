@@ -3,12 +3,12 @@
 | item | PK | SK | GSI |
 | --- | --- | --- | --- |
 | member balance | M#<member> | P#<program>#BAL |  |
-| hold (checkout, transfer) | M#<member> | P#<program>#HOLD#<hold id> | GSI1 H#<program>#<lapse day> |
-| lot | M#<member> | P#<program>#LOT#<expires>#<lot id> | GSI1 X#<program>#<due day> |
-| pending earn | M#<holder> | P#<program>#PEND#<entry id> | GSI1 N#<program>#<until day> |
+| hold (checkout, transfer) | M#<member> | P#<program>#HOLD#<hold id> | GSI1 H#<program>#<lapse day>[#<shard>] |
+| lot | M#<member> | P#<program>#LOT#<expires>#<lot id> | GSI1 X#<program>#<due day>[#<shard>] |
+| pending earn | M#<holder> | P#<program>#PEND#<entry id> | GSI1 N#<program>#<until day>[#<shard>] |
 | tally (counter, set) | M#<member> | P#<program>#T#<name> |  |
 | guard counter (limits) | M#<member> | P#<program>#LIMIT#... / GIFTS#... |  |
-| member tier | M#<member> | P#<program>#TIER | GSI1 T#<program>#<review day> |
+| member tier | M#<member> | P#<program>#TIER | GSI1 T#<program>#<review day>[#<shard>] |
 | tier change record | M#<member> | P#<program>#TIERLOG#<at>#<to> |  |
 | referral (of the referred) | M#<member> | P#<program>#REFERRAL |  |
 | member profile | M#<member> | PROFILE |  |
@@ -47,6 +47,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from shared.infra.codec import ts
+from shared.infra.counters import shard_of
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -206,37 +207,60 @@ class IndexKey(NamedTuple):
     GSI1SK: str
 
 
-def expiry_index_pk(program: str, day: str) -> str:
-    return f"X#{program}#{day}"
+# A due day's index items are spread over this many partitions by member: every earn of a day with
+# rolling expiry falls due on the same day, and one partition takes about 1,000 writes a second
+# (docs/capacity.md). Shard 0 is spelt without a suffix, as every day key was before sharding, so
+# items written then are read as shard 0 and need no migration. The jobs read a day's shards in order.
+INDEX_DAY_SHARDS = 16
+
+
+def index_shard(member: str) -> int:
+    """A member's shard of every due-day index (stable across processes)."""
+    return shard_of(member, INDEX_DAY_SHARDS)
+
+
+def _day_pk(kind: str, program: str, day: str, shard: int) -> str:
+    return f"{kind}#{program}#{day}" + (f"#{shard}" if shard else "")
+
+
+def _day_pks(kind: str, program: str, day: str) -> list[str]:
+    return [_day_pk(kind, program, day, shard) for shard in range(INDEX_DAY_SHARDS)]
+
+
+def expiry_index_pks(program: str, day: str) -> list[str]:
+    """The partitions of a UTC day of the expiry index, in the order the jobs read them."""
+    return _day_pks("X", program, day)
 
 
 def expiry_index(program: str, member: str, lot_id: str, due: datetime) -> IndexKey:
-    """Where the expiry and reminder jobs find a lot: its due time's UTC day, then that time."""
-    return IndexKey(expiry_index_pk(program, ts(due)[:10]), f"{ts(due)}#{member}#{lot_id}")
+    """Where the expiry and reminder jobs find a lot: its due time's UTC day and the member's shard, then that time."""
+    return IndexKey(_day_pk("X", program, ts(due)[:10], index_shard(member)), f"{ts(due)}#{member}#{lot_id}")
 
 
-def hold_index_pk(program: str, day: str) -> str:
-    return f"H#{program}#{day}"
+def hold_index_pks(program: str, day: str) -> list[str]:
+    return _day_pks("H", program, day)
 
 
 def hold_index(program: str, member: str, hold_id: str, lapses_at: datetime) -> IndexKey:
-    return IndexKey(hold_index_pk(program, ts(lapses_at)[:10]), f"{ts(lapses_at)}#{member}#{hold_id}")
+    return IndexKey(
+        _day_pk("H", program, ts(lapses_at)[:10], index_shard(member)), f"{ts(lapses_at)}#{member}#{hold_id}"
+    )
 
 
-def pending_index_pk(program: str, day: str) -> str:
-    return f"N#{program}#{day}"
+def pending_index_pks(program: str, day: str) -> list[str]:
+    return _day_pks("N", program, day)
 
 
 def pending_index(program: str, member: str, entry_id: str, until: datetime) -> IndexKey:
-    return IndexKey(pending_index_pk(program, ts(until)[:10]), f"{ts(until)}#{member}#{entry_id}")
+    return IndexKey(_day_pk("N", program, ts(until)[:10], index_shard(member)), f"{ts(until)}#{member}#{entry_id}")
 
 
-def tier_index_pk(program: str, day: str) -> str:
-    return f"T#{program}#{day}"
+def tier_index_pks(program: str, day: str) -> list[str]:
+    return _day_pks("T", program, day)
 
 
 def tier_index(program: str, member: str, due_at: str) -> IndexKey:
-    return IndexKey(tier_index_pk(program, due_at[:10]), f"{due_at}#{member}")
+    return IndexKey(_day_pk("T", program, due_at[:10], index_shard(member)), f"{due_at}#{member}")
 
 
 def through(moment: datetime) -> str:

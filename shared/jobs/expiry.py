@@ -1,6 +1,6 @@
 """Scheduled expiry, expiry reminders and the end of a program (sunset).
 
-The jobs read only what is due: lots carry GSI1PK `X#<program>#<day>` (the UTC day of their due
+The jobs read only what is due: lots carry GSI1PK `X#<program>#<day>[#<shard>]` (the UTC day of their due
 time) and GSI1SK `<due ts>#<member>#<lot id>`. A lot is due at its expiry, or just after it was
 written if that is later (points restored after their date, back-dated earns: see
 `shared.store.lot_due`), or, once a job found it kept alive by the member's activity, at its new
@@ -32,7 +32,7 @@ from shared.errors import (
     UnknownEntryError,
 )
 from shared.infra.codec import ts
-from shared.infra.keys import expiry_index_pk
+from shared.infra.keys import expiry_index_pks
 from shared.jobs.walk import DEFAULT_PAGE_BUDGET, DayWalk, JobContext, JobInput, JobReport
 from shared.ledger.commands import ExpireLot
 from shared.ledger.models import Account
@@ -58,7 +58,7 @@ class ExpiryJob(JobContext):
         return [self.run_program(program, now, budget) for program in programs]
 
     def _walk(self, program: str, job: str = "expiry") -> DayWalk:
-        return DayWalk(self.jobs, job, program, partial(expiry_index_pk, program), self.start(program), self.page_size)
+        return DayWalk(self.jobs, job, program, partial(expiry_index_pks, program), self.start(program), self.page_size)
 
     def run_program(self, program: str, now: datetime, budget: int) -> JobReport:
         config = self.config(program)
@@ -107,7 +107,7 @@ class ExpiryJob(JobContext):
         assert config.sunset is not None
         horizon = lots_horizon(config)
         start = config.sunset.ends_at
-        walk = DayWalk(self.jobs, "sunset", program, partial(expiry_index_pk, program), start, self.page_size)
+        walk = DayWalk(self.jobs, "sunset", program, partial(expiry_index_pks, program), start, self.page_size)
         progress = self.jobs.get_progress("sunset", program)
         if not (progress and progress.through >= ts(horizon)):
             result = walk.run(horizon, max(budget, 1), handle)
@@ -118,7 +118,7 @@ class ExpiryJob(JobContext):
             if not result.finished:
                 return
         # Lots that never expire sit in the last partition the key format allows.
-        never = DayWalk(self.jobs, "sunset-never", program, partial(expiry_index_pk, program), NEVER, self.page_size)
+        never = DayWalk(self.jobs, "sunset-never", program, partial(expiry_index_pks, program), NEVER, self.page_size)
         progress = self.jobs.get_progress("sunset-never", program)
         if not (progress and progress.through >= ts(NEVER)):
             result = never.run(NEVER, max(budget, 1), handle)

@@ -1,6 +1,6 @@
 """Lapsed holds: a checkout hold (or an outbound transfer, or a held gift) nobody settled in time is released.
 
-Holds carry GSI1PK `H#<program>#<lapse day>` and GSI1SK `<lapse ts>#<member>#<hold id>`. A
+Holds carry GSI1PK `H#<program>#<lapse day>[#<shard>]` and GSI1SK `<lapse ts>#<member>#<hold id>`. A
 `DayWalk` reads those day partitions of every program that ever had holds, from where the last run
 stopped (progress `JOB#holds#<program>`) up to the run's time, so however long the job was down,
 its next run releases every hold that lapsed meanwhile. Safe to re-run: a hold already captured or
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from shared.errors import AlreadySettledError, UnknownEntryError
 from shared.infra.codec import ts
-from shared.infra.keys import hold_index_pk
+from shared.infra.keys import hold_index_pks
 from shared.jobs.walk import DEFAULT_PAGE_BUDGET, DayWalk, JobContext, JobReport
 from shared.ledger.commands import Release
 from shared.ledger.models import Hold
@@ -53,7 +53,7 @@ class HoldLapseJob(JobContext):
         return reports
 
     def _walk(self, program: str) -> DayWalk:
-        return DayWalk(self.jobs, JOB, program, partial(hold_index_pk, program), self.start(program), self.page_size)
+        return DayWalk(self.jobs, JOB, program, partial(hold_index_pks, program), self.start(program), self.page_size)
 
     def _releaser(self, program: str, now: datetime, released: list[str]) -> Callable[[list[DueItem]], None]:
         def handle(items: list[DueItem]) -> None:

@@ -8,7 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shared.infra.codec import ts
-from shared.infra.keys import expiry_index_pk
+from shared.infra.keys import expiry_index_pks
 from shared.jobs.expiry import lots_horizon
 from shared.jobs.walk import DEFAULT_PAGE_BUDGET, DayWalk, JobContext, JobInput, JobReport, wall_clock
 from shared.ledger.models import EntryKind
@@ -63,7 +63,7 @@ class ReminderJob(JobContext):
                     self.jobs,
                     "reminders",
                     program,
-                    partial(expiry_index_pk, program),
+                    partial(expiry_index_pks, program),
                     self.start(program),
                     self.page_size,
                 )
@@ -193,7 +193,7 @@ class ReminderJob(JobContext):
             ("sunset-notice", now, lots_horizon(config)),
             ("sunset-notice-never", NEVER, NEVER),
         ):
-            walk = DayWalk(self.jobs, job, program, partial(expiry_index_pk, program), start, self.page_size)
+            walk = DayWalk(self.jobs, job, program, partial(expiry_index_pks, program), start, self.page_size)
             progress = self.jobs.get_progress(job, program)
             if progress and progress.through >= ts(target):
                 continue

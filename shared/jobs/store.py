@@ -26,13 +26,16 @@ JOB_PAGE_SIZE = 100
 class Progress:
     """How far a job walked an index: everything due up to `through` is done; `target` is being done.
 
-    A run stopped by its page budget leaves a cursor (the day and the page key) to resume from.
+    A run stopped by its page budget leaves a cursor (the day, its shard and the page key) to resume
+    from. Progress saved before the day keys were sharded has no shard: 0, the shard spelt as the
+    unsharded key was, so its page key still fits.
     """
 
     through: str  # codec timestamps, compared as strings
     target: str
     cursor_day: str = ""
     cursor_key: str = ""
+    cursor_shard: int = 0
     rev: int = 0
 
     def resume_key(self) -> dict[str, Any] | None:
@@ -74,6 +77,7 @@ class JobItems:
             target=str(item.get("target") or item["through"]),
             cursor_day=str(item.get("cursor_day", "")),
             cursor_key=str(item.get("cursor_key", "")),
+            cursor_shard=int(item.get("cursor_shard", 0)),
             rev=int(item.get("rev", 0)),
         )
 
@@ -88,6 +92,7 @@ class JobItems:
             "target": progress.target,
             "cursor_day": progress.cursor_day,
             "cursor_key": progress.cursor_key,
+            "cursor_shard": progress.cursor_shard,
             "rev": progress.rev + 1,
         }
         if progress.rev == 0:

@@ -54,7 +54,9 @@ class TierReviewJob(JobContext):
             # Nobody's period can end before one full window after the program started.
             window = relativedelta(months=self.config(program).tier_qualification.window_months)
             first_due = self.start(program) + window
-            walk = DayWalk(self.jobs, "tiers", program, partial(keys.tier_index_pk, program), first_due, self.page_size)
+            walk = DayWalk(
+                self.jobs, "tiers", program, partial(keys.tier_index_pks, program), first_due, self.page_size
+            )
             result = walk.run(now, budget, handle)
             report.pages, report.items_read, report.finished = result.pages, result.items, result.finished
             report.details["moves"] = [f"{m.member}: {m.from_tier} -> {m.to_tier}" for m in moves]

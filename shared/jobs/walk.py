@@ -1,13 +1,16 @@
 """What every scheduled job shares: its input, its report, and the walk of the due-date index.
 
-A `DayWalk` reads index partitions `<prefix>#<day>` (GSI1) in order up to a target time, a page at
-a time, and records its position in the job's progress item after every page. So a job:
+A `DayWalk` reads index partitions `<prefix>#<day>[#<shard>]` (GSI1) in order up to a target time
+(a day's shards one after the other, `shared.infra.keys.INDEX_DAY_SHARDS`), a page at a time, and
+records its position in the job's progress item after every page. So a job:
 
 - works by level: a run handles everything due up to its "now"; a skipped or failed run is caught
   up by the next one, which starts where the progress item says;
-- is bounded: a page budget bounds one invocation; what is left is picked up by the next scheduled
+- is bounded: a page budget bounds one invocation (a page that found nothing counts as a share of
+  its day, so a day of empty shards is one page); what is left is picked up by the next scheduled
   run, from the saved cursor;
-- is resumable: a crash loses at most the page in flight, which the next run reads again;
+- is resumable: a crash loses at most the page in flight (and the empty pages read since the last
+  page with items, whose position is not written), which the next run reads again;
 - refuses to go back: a target earlier than what was already processed is a stale run;
 - refuses to run ahead: a "now" later than the wall clock (plus `FUTURE_MARGIN`) is refused unless
   the input says it is a simulation, since whatever a job does at a future time (an expiry, a
@@ -104,18 +107,18 @@ class WalkResult:
 
 
 class DayWalk:
-    """Reads index partitions `<prefix>#<day>` in order up to a target time, with saved progress."""
+    """Reads each day's index partitions (`index_pks(day)`, in order) up to a target time, with saved progress."""
 
     def __init__(
         self,
         jobs: JobItems,
         job: str,
         program: str,
-        index_pk: Callable[[str], str],
+        index_pks: Callable[[str], list[str]],
         start: datetime,
         page_size: int = JOB_PAGE_SIZE,
     ):
-        self._jobs, self._job, self._program, self._index_pk, self._start = jobs, job, program, index_pk, start
+        self._jobs, self._job, self._program, self._index_pks, self._start = jobs, job, program, index_pks, start
         self._page_size = page_size
 
     def check(self, target: datetime) -> None:
@@ -136,31 +139,44 @@ class DayWalk:
         rev = progress.rev if progress else 0
         through = parse_ts(progress.through) if progress else self._start
         if progress and progress.cursor_day:
-            day, key = date.fromisoformat(progress.cursor_day), progress.resume_key()
+            day, shard, key = date.fromisoformat(progress.cursor_day), progress.cursor_shard, progress.resume_key()
         else:
-            day, key = through.date(), None
+            day, shard, key = through.date(), 0, None
         end_day = target.date()
         # Sort keys start with the due timestamp: `<ts>#...` < `<ts>$` takes everything due at `ts`.
         last_bound = ts(target) + "$"
         done = Progress(through=ts(target), target=ts(target))
+        spent = 0.0
         while day <= end_day:
-            if result.pages >= budget:
-                self._save(rev, result, self._cursor(through, target, day, key))
+            if spent >= budget:
+                self._save(rev, result, self._cursor(through, target, day, shard, key))
                 return result
+            partitions = self._index_pks(day.isoformat())
             items, key = self._jobs.due_page(
-                self._index_pk(day.isoformat()), last_bound if day == end_day else None, key, self._page_size
+                partitions[shard], last_bound if day == end_day else None, key, self._page_size
             )
             result.pages += 1
             result.items += len(items)
-            handle(items)
-            if key is None and day >= end_day:
+            # A page that found nothing costs a share of a day: a day of empty shards is one page
+            # of the budget, as the day was before its key was sharded.
+            spent += 1 if items or key is not None else 1 / len(partitions)
+            if items:
+                handle(items)
+            if key is None:
+                shard += 1
+            if shard == len(partitions) and day >= end_day:
                 # The level is reached: everything due up to the target has been read and handled.
                 self._save(rev, result, done, target)
                 result.finished = True
                 return result
-            if key is None:
-                day += timedelta(days=1)
-            rev = self._save(rev, result, self._cursor(through, target, day, key), target)
+            if shard == len(partitions):
+                day, shard = day + timedelta(days=1), 0
+            if not items:
+                # Nothing was handled, so a crash here loses only empty pages to read again: the
+                # position is written with the next page that had work, or when the run stops (a day
+                # of empty shards would otherwise cost 16 writes besides its 16 reads).
+                continue
+            rev = self._save(rev, result, self._cursor(through, target, day, shard, key), target)
             if result.yielded:
                 return result
         if result.pages == 0:
@@ -169,12 +185,13 @@ class DayWalk:
         return result
 
     @staticmethod
-    def _cursor(through: datetime, target: datetime, day: date, key: dict[str, Any] | None) -> Progress:
+    def _cursor(through: datetime, target: datetime, day: date, shard: int, key: dict[str, Any] | None) -> Progress:
         return Progress(
             through=ts(through),
             target=ts(target),
             cursor_day=day.isoformat(),
             cursor_key=json.dumps(key) if key else "",
+            cursor_shard=shard,
         )
 
     def _save(self, rev: int, result: WalkResult, state: Progress, target: datetime | None = None) -> int:

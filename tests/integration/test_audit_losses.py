@@ -79,8 +79,8 @@ def classes(services: Services, now: datetime | None = None) -> list[str]:
 class FixedPrograms:
     """A ledger's view of the config as an older deployment had it (the table holds the new one)."""
 
-    def __init__(self, config: ProgramConfig) -> None:
-        self._config = config
+    def __init__(self, config: ProgramConfig, published: datetime | None) -> None:
+        self._config, self._published = config, published
 
     def get(self, program: str) -> ProgramConfig:
         return self._config
@@ -88,8 +88,8 @@ class FixedPrograms:
     def at(self, program: str, moment: object) -> ProgramConfig:
         return self._config
 
-    def since(self, program: str) -> None:
-        return None
+    def since(self, program: str) -> datetime | None:
+        return self._published
 
 
 def test_a_void_of_held_points_for_no_refund_is_a_takeback_without_cause(services: Services) -> None:
@@ -125,7 +125,8 @@ def test_a_shortfall_not_put_on_the_debt_of_a_recovering_program_is_an_unrecover
     services.ledger.spend(
         Spend(program="demo", member=member, points=300, source="redemption", external_id="s-1", reason="x"), at=NOW
     )
-    old = Ledger(services.ledger_store, FixedPrograms(program()), clock=services.now)  # write_off, as before
+    as_before = FixedPrograms(program(), services.programs.since("demo"))  # write_off, as before
+    old = Ledger(services.ledger_store, as_before, clock=services.now)
     cmd = ClawBack(
         program="demo",
         member=member,

@@ -10,6 +10,8 @@ import pytest
 from functions.expiry.app import handler
 from functions.services import services
 from shared.errors import ConfigError, InvalidInputError, StaleRunError, UnknownProgramError
+from shared.infra import keys
+from shared.infra.codec import to_item
 from shared.jobs.expiry import ExpiryJob
 from shared.jobs.walk import JobInput, parse_job_input
 from shared.program.config import parse_program
@@ -207,3 +209,28 @@ def test_handler_takes_the_schedule_input(world: World) -> None:
     reply = handler({"scheduled_time": "2026-03-01T10:15:00Z", "simulate": True}, Context())  # type: ignore[arg-type]
     # Then the lot is expired and the reply says so
     assert reply["reports"][0]["points_expired"] == 10
+
+
+def test_lots_indexed_before_the_day_keys_were_sharded_still_expire(world: World) -> None:
+    # Given lots due on D1 and D2 whose index items carry the unsharded day key (`X#<program>#<day>`,
+    # as every lot was written before the index was sharded), and a progress item of that time:
+    # a run stopped on D1 with no shard in its cursor
+    world.earn("ann", 100, "o-1", EARNED, expires_at=D1)
+    world.earn("bob", 40, "o-2", EARNED, expires_at=D2)
+    for item in world.items():
+        if item.get("type") == "lot":
+            day = str(item["GSI1PK"]).split("#")[2]
+            world.services.table.update(
+                keys.ItemKey(str(item["PK"]), str(item["SK"])),
+                "SET GSI1PK = :pk",
+                ExpressionAttributeValues=to_item({":pk": f"X#demo#{day}"}),
+            )
+    assert {i["GSI1PK"] for i in world.items() if i.get("type") == "lot"} == {"X#demo#2026-03-01", "X#demo#2026-03-02"}
+    progress = keys.job_progress("expiry", "demo")
+    old = {"through": "2026-02-28T00:00:00Z", "target": "2026-03-01T10:00:00Z", "cursor_day": "2026-03-01"}
+    world.services.table.put({"PK": progress.pk, "SK": progress.sk, "type": "job_progress", **old, "rev": 1})
+    # When the job runs after D2
+    report = run(world, D2 + timedelta(hours=1))
+    # Then both are expired: the unsharded key is read as the day's shard 0
+    assert (report.lots_expired, report.points_expired, report.finished) == (2, 140, True)
+    assert world.breakage() == 140

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from shared.infra import keys
 from shared.jobs.expiry import ExpiryJob
 from shared.jobs.walk import JobInput
 from shared.ledger.commands import Cause, CauseKind, Earn, Release, Reverse, Send
@@ -147,7 +148,9 @@ def test_a_lot_is_indexed_by_its_due_time_and_the_ledger_checks_its_true_date(wo
     # Then its index key is its due time (written + the margin), its own date stays D1
     [item] = [i for i in world.items() if i.get("type") == "lot" and i["lot_id"].startswith("reversal:")]
     assert item["expires_at"] == "2026-03-01T10:00:00Z"
-    assert item["GSI1PK"] == "X#demo#2026-03-01"
+    assert (
+        item["GSI1PK"] == keys.expiry_index_pks("demo", "2026-03-01")[keys.index_shard("ann")] == "X#demo#2026-03-01#13"
+    )
     assert item["GSI1SK"].startswith("2026-03-01T12:05:00Z#ann#")
     # While an ordinary lot is indexed at its own date
     [earned] = [i for i in world.items() if i.get("type") == "lot" and i["lot_id"] == "shop:o-1"]
