@@ -8,6 +8,7 @@ errors, items, stream records as GetRecords serializes them, and SQS replies and
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.utils import unix_time
 from moto.dynamodb.models import dynamodb_backends
 
 from pointbridge.sandbox import moto_speedups
@@ -392,15 +394,47 @@ def _unnamed(reply: Any, table: str) -> Any:
     return "<table>" if reply == table else reply
 
 
+STREAMS_ENDPOINT = "https://streams.dynamodb.us-east-1.amazonaws.com"
+
+
 def _stream_replies(table: str, since: int) -> list[Any]:
     """The table's stream as GetRecords answers it (through moto's serializer), from record `since`."""
-    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+    # The endpoint is given: mock_aws leaves the client's default endpoint for this service unrouted
+    # (every call answers 404 "Not yet implemented", the same on both sides of a comparison).
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=STREAMS_ENDPOINT)
     arn = boto3.client("dynamodb", region_name="us-east-1").describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"][since:]
-    # Random event ids and creation times differ between any two runs; the rest must not.
-    return [{**r, "eventID": None, "dynamodb": {**r["dynamodb"], "ApproximateCreationDateTime": None}} for r in records]
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
+    held = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[table].stream_shard
+    assert held is not None and len(held.items) == len(records)
+    created = [r.to_json()["dynamodb"]["ApproximateCreationDateTime"] for r in held.items]
+    # Random event ids and creation times differ between any two runs; the rest must not. moto's
+    # SizeBytes is the length of the record's JSON, its creation time (seconds as a float) included,
+    # and that number's printed length varies with the time (1.5 vs 1.25): it is taken out too.
+    return [
+        {
+            **r,
+            "eventID": None,
+            "dynamodb": {
+                **r["dynamodb"],
+                "ApproximateCreationDateTime": None,
+                "SizeBytes": r["dynamodb"]["SizeBytes"] - len(json.dumps(unix_time(stamp))),
+            },
+        }
+        for r, stamp in zip(records[since:], created[since:], strict=True)
+    ]
+
+
+def test_stream_replies_are_read_from_the_emulated_stream(client: DynamoDBClient) -> None:
+    # Given one write to a table
+    client.put_item(TableName="stock", Item={"PK": {"S": "a"}, "SK": {"S": "1"}, "n": {"N": "1"}})
+    # When its stream is read as the comparisons read it
+    records = _stream_replies("stock", 0)
+    # Then GetRecords answered with the write's record (not an error shared by both sides)
+    assert [(r["eventName"], r["dynamodb"]["Keys"]) for r in records] == [
+        ("INSERT", {"PK": {"S": "a"}, "SK": {"S": "1"}})
+    ]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
