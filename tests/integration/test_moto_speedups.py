@@ -619,3 +619,84 @@ def test_update_expression_trees_are_copied_as_deepcopy_copies_them(expression: 
     ours, theirs = moto_speedups.tree_copy(tree), copy.deepcopy(tree)
     assert _tree(ours, {}) == _tree(theirs, {}) == _tree(tree, {})
     assert ours is not tree and all(a is not b for a, b in zip(ours.children, tree.children, strict=True))
+
+
+# --- EventBridge: a target's input paths parsed once ---------------------------------------------
+
+TRANSFORMERS = [
+    None,
+    {
+        "InputPathsMap": {"kind": "$.detail-type", "who": "$.detail.member"},
+        "InputTemplate": '{"k": "<kind>", "w": "<who>"}',
+    },
+    {
+        "InputPathsMap": {"first": "$.detail.items[0]", "all": "$.detail.items"},
+        "InputTemplate": '{"f": <first>, "a": <all>}',
+    },
+    {"InputPathsMap": {"missing": "$.detail.nowhere"}, "InputTemplate": '{"m": "<missing>"}'},
+]
+
+
+def _delivered(variant: str, details: list[dict[str, Any]]) -> list[Any]:
+    """What one rule's targets (one queue per input transformer) receive for `details`, put through
+    moto's own code or the speedups; the event ids and times, random or the clock's, taken out."""
+    events: Any = boto3.client("events", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    events.put_rule(Name=f"r-{variant}", EventPattern=json.dumps({"source": [f"test.{variant}"]}))
+    queues = []
+    for n, transformer in enumerate(TRANSFORMERS):
+        url = sqs.create_queue(QueueName=f"q-{variant}-{n}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        target: dict[str, Any] = {"Id": str(n), "Arn": arn}
+        if transformer is not None:
+            target["InputTransformer"] = transformer
+        events.put_targets(Rule=f"r-{variant}", Targets=[target])
+        queues.append(url)
+    with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
+        for detail in details:
+            entry = {"Source": f"test.{variant}", "DetailType": "Noticed", "Detail": json.dumps(detail)}
+            reply = events.put_events(Entries=[entry])
+            assert reply["FailedEntryCount"] == 0
+    received = []
+    for url in queues:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            body: Any = message["Body"]
+            with contextlib.suppress(ValueError):  # a template's text need not be JSON
+                body = json.loads(body)
+            if isinstance(body, dict):
+                body = {k: v for k, v in body.items() if k not in ("id", "time", "source")}
+            received.append(body)
+    return received
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    details=st.lists(
+        st.fixed_dictionaries(
+            {
+                "member": st.text("abcXYZ-_ ", min_size=1, max_size=8),
+                "items": st.lists(st.integers(0, 9), min_size=1, max_size=3),
+            }
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_events_reach_their_targets_as_through_moto(details: list[dict[str, Any]]) -> None:
+    with mock_aws():
+        stock, fast = _delivered("stock", details), _delivered("fast", details)
+    assert stock == fast
+    assert len(fast) == len(details) * len(TRANSFORMERS)
+
+
+def test_json_paths_are_parsed_once_and_find_as_moto_does() -> None:
+    from jsonpath_ng import ext
+
+    event = {"detail": {"a": [1, {"b": 2}], "c": None}, "id": "x"}
+    for path in ("$.detail", "$.detail.a[1].b", "$.detail.c", "$.nowhere", "$.detail.a[*]"):
+        assert ext.parse(path) is ext.parse(path)
+        with moto_speedups.without_speedups():
+            stock = [m.value for m in ext.parse(path).find(event)]
+        assert [m.value for m in ext.parse(path).find(event)] == stock
+    with pytest.raises(Exception, match="Parse error"):  # noqa: PT011 - jsonpath_ng's own error, as moto gets it
+        ext.parse("$.[")
