@@ -141,7 +141,7 @@ class Sandbox:
         # Lambda's destination records delivered for failed asynchronous invocations and stream batches.
         self.failures_delivered: list[dict[str, Any]] = []
         self.schedules: list[ScheduleSpec] = []
-        self._emulator = Emulator()
+        self._emulator = Emulator(on_arrival=self._arrived)
         self._pools: dict[str, FunctionPool] = {}
         self._pollers: list[Poller] = []
         self._api: ApiGateway | None = None
@@ -149,6 +149,7 @@ class Sandbox:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._busy = 0
+        self._finished = 0  # invocations ended so far (wait_for_idle's clock)
         self._busy_lock = threading.Lock()
         self._started = False
         self._announced: Path | None = None
@@ -279,19 +280,43 @@ class Sandbox:
         if logical_id not in self.functions:
             raise KeyError(f"no function {logical_id!r}; the template has {sorted(self.functions)}")
 
+    def _arrived(self, source_arn: str) -> None:
+        # The emulator reports a new message or stream record: one of that source's waiting pollers
+        # polls now (waking them all would send the others to find nothing); when none is
+        # waiting, each is told, so none that is about to wait misses it.
+        pollers = [p for p in self._pollers if p.source_arn == source_arn]
+        waiting = [p for p in pollers if p.waiting]
+        for poller in waiting[:1] or pollers:
+            poller.poke()
+
     def wait_for_idle(self, timeout: float = 30) -> None:
-        """Returns once every event source is drained and nothing is running; else TimeoutError."""
+        """Returns once every event source is drained and nothing is running; else TimeoutError.
+
+        Idle means: no invocation running, and every poller has polled its source twice and found
+        nothing since the last invocation ended (the second poll began after anything that
+        invocation, or anyone before the call, sent or wrote). A poller waiting after an empty poll
+        is asked to poll at once; one at work is left to it.
+        """
         deadline = time.monotonic() + timeout
-        start = {id(p): p.epoch for p in self._pollers}
+        finished = -1
+        start: dict[int, int] = {}
         while time.monotonic() < deadline:
-            for poller in self._pollers:
-                poller.poke()
-            # Two empty polls after the call: the second began after anything sent before it.
-            polled = all(p.epoch >= start[id(p)] + 2 for p in self._pollers)
-            if polled and self._busy == 0 and all(p.drained() for p in self._pollers) and self._busy == 0:
-                return
+            if self._busy == 0 and self._finished != finished:
+                finished = self._finished
+                start = {id(p): p.epoch for p in self._pollers}
+            if start:
+                for poller in self._pollers:
+                    if poller.waiting and poller.epoch < start[id(poller)] + 2:
+                        poller.poke()
+                polled = all(p.epoch >= start[id(p)] + 2 for p in self._pollers)
+                if polled and self._quiet_since(finished) and all(p.drained() for p in self._pollers):
+                    if self._quiet_since(finished):
+                        return
             time.sleep(0.05)
         raise TimeoutError(f"sandbox not idle after {timeout}s")
+
+    def _quiet_since(self, finished: int) -> bool:
+        return self._busy == 0 and self._finished == finished
 
     def start(self) -> Self:
         if self._started:
@@ -817,6 +842,7 @@ class Sandbox:
         finally:
             with self._busy_lock:
                 self._busy -= 1
+                self._finished += 1
 
     def _record(self, function: str, source: str, size: int, outcome: str, error: str | None, t0: float) -> None:
         self.invocations.append(

@@ -9,7 +9,10 @@ thread, in the order requests complete, so each is atomic as the real services a
 lock of LockedApp keeps that promise for any other server. Connections are kept alive (moto's
 werkzeug server closed each one after its reply). The price of one request at a time: a
 long-polling ReceiveMessage (WaitTimeSeconds > 0) would hold every other request for its whole
-wait, so the sandbox's own pollers never long-poll.
+wait, so the sandbox's own pollers never long-poll. Instead the emulator tells the sandbox which
+queues and streams got something new (`Arrivals`): after each request that added a message to a
+queue or a record to a stream, it writes their ARNs to a one-way pipe, and the sandbox wakes the
+pollers of those sources, so an idle poller need not keep asking an empty queue.
 
 A separate process keeps moto's process-wide backends private to one sandbox, so two sandboxes
 (or a test and a sandbox) never share state. Python runs one thread of it at a time anyway, so
@@ -21,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
 import threading
 import time
 import urllib.request
@@ -46,6 +50,54 @@ class LoggedRequest:
     cpu_seconds: float = 0.0  # the emulator thread's CPU time for the same (not counting waits for a core)
 
 
+class Arrivals:
+    """The emulator's side of the arrivals pipe: the ARNs of the queues and streams that got a
+    message or a record during the current request, written once each when the request ends.
+
+    The pipe does not block the emulator: when the sandbox is slow to read and the pipe is full, a
+    notice is dropped, which costs the poller concerned its idle pause (it still polls now and
+    then), never a message.
+    """
+
+    def __init__(self, pipe: Connection) -> None:
+        os.set_blocking(pipe.fileno(), False)
+        self._pipe = pipe
+        self._pending: set[str] = set()
+
+    def note(self, arn: str) -> None:
+        self._pending.add(arn)
+
+    def announce(self) -> None:
+        if not self._pending:
+            return
+        notice, self._pending = "\n".join(sorted(self._pending)).encode(), set()
+        try:
+            self._pipe.send_bytes(notice)
+        except OSError:
+            pass  # full (BlockingIOError) or closed: see the class's note
+
+
+def _watch_arrivals(arrivals: Arrivals) -> None:
+    """Note every message moto adds to a queue (sends, S3 and SNS deliveries, dead-letter moves)
+    and every record it adds to a stream, whichever request caused it."""
+    from moto.dynamodb.models.table import StreamShard
+    from moto.sqs.models import Queue
+
+    add_message, add_record = Queue.add_message, StreamShard.add
+
+    def add_message_noted(queue: Any, message: Any) -> None:
+        add_message(queue, message)
+        arrivals.note(queue.queue_arn)
+
+    def add_record_noted(shard: Any, old: Any, new: Any) -> None:
+        add_record(shard, old, new)
+        table = shard.table
+        arrivals.note(f"{table.table_arn}/stream/{table.latest_stream_label}")
+
+    setattr(Queue, "add_message", add_message_noted)  # noqa: B010 - moto's own signature is narrower
+    setattr(StreamShard, "add", add_record_noted)  # noqa: B010
+
+
 class LockedApp:
     """A WSGI app that lets one request at a time into the wrapped app, body included.
 
@@ -55,31 +107,39 @@ class LockedApp:
     benchmarks replay, count and time).
     """
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], arrivals: Arrivals | None = None) -> None:
         self._app = app
         self._lock = threading.Lock()
         self.log: list[LoggedRequest] | None = None
+        self._arrivals = arrivals
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self._lock:
-            if self.log is None:
-                return self._drain(environ, start_response)
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            entry = LoggedRequest(environ.get("HTTP_X_AMZ_TARGET", ""), body)
-            self.log.append(entry)
-
-            def noting_status(status: str, *args: Any) -> Any:
-                entry.status = int(status.split(" ", 1)[0])
-                return start_response(status, *args)
-
-            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
-                return self._drain(environ, noting_status)
+                return self._apply(environ, start_response)
             finally:
-                entry.seconds = time.perf_counter() - started
-                entry.cpu_seconds = time.thread_time() - cpu_started
+                if self._arrivals is not None:
+                    self._arrivals.announce()
+
+    def _apply(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if self.log is None:
+            return self._drain(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        entry = LoggedRequest(environ.get("HTTP_X_AMZ_TARGET", ""), body)
+        self.log.append(entry)
+
+        def noting_status(status: str, *args: Any) -> Any:
+            entry.status = int(status.split(" ", 1)[0])
+            return start_response(status, *args)
+
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            return self._drain(environ, noting_status)
+        finally:
+            entry.seconds = time.perf_counter() - started
+            entry.cpu_seconds = time.thread_time() - cpu_started
 
     def _drain(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         # Drain the body before the next request: some moto responses are generated lazily.
@@ -192,15 +252,17 @@ class IamGate:
         return [json.dumps(payload).encode()]
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
 
     from pointbridge.sandbox import moto_speedups
     from pointbridge.sandbox.http11 import Http11Server
 
     moto_speedups.install()
+    arrivals = Arrivals(arrivals_pipe)
+    _watch_arrivals(arrivals)
 
-    locked = LockedApp(DomainDispatcherApplication(create_backend_app))
+    locked = LockedApp(DomainDispatcherApplication(create_backend_app), arrivals)
     server = Http11Server(IamGate(locked, Enforcer()))
     conn.send(server.server_port)
     watcher = threading.Thread(target=_obey_parent, args=(conn, server, locked), daemon=True)
@@ -228,9 +290,14 @@ def _obey_parent(conn: Connection, server: Any, app: LockedApp) -> None:
 
 
 class Emulator:
-    def __init__(self) -> None:
+    """`on_arrival(arn)` is called (on a thread of its own) for each queue or stream that got a
+    message or a record, after the request that added it."""
+
+    def __init__(self, on_arrival: Callable[[str], None] | None = None) -> None:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
+        self._relay: threading.Thread | None = None
+        self.on_arrival = on_arrival
         self.port = 0
 
     @property
@@ -244,14 +311,32 @@ class Emulator:
     def start(self, timeout: float = 60) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child,), name="pointbridge-emulator", daemon=True)
+        arrivals_in, arrivals_out = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_serve, args=(child, arrivals_out), name="pointbridge-emulator", daemon=True)
         self._process.start()
         child.close()
+        arrivals_out.close()  # the emulator holds the only writing end: its exit ends the relay
+        self._relay = threading.Thread(
+            target=self._relay_arrivals, args=(arrivals_in,), name="emulator-arrivals", daemon=True
+        )
+        self._relay.start()
         if not parent.poll(timeout):
             self.stop()
             raise RuntimeError("the moto emulator did not start")
         self.port = int(parent.recv())
         self._conn = parent
+
+    def _relay_arrivals(self, pipe: Connection) -> None:
+        with pipe:
+            while True:
+                try:
+                    notice = pipe.recv_bytes()
+                except (EOFError, OSError):
+                    return
+                if self.on_arrival is None:
+                    continue
+                for arn in notice.decode().split("\n"):
+                    self.on_arrival(arn)
 
     def iam(self, method: str, payload: str | None = None, query: str = "") -> Any:
         """Talk to the emulator's IAM gate (see IamGate)."""
@@ -289,6 +374,9 @@ class Emulator:
                 self._process.join(timeout=5)
         if self._conn is not None:
             self._conn.close()
+        if self._relay is not None:
+            self._relay.join(timeout=5)
+        self._relay = None
         self._process = None
         self._conn = None
         self.port = 0

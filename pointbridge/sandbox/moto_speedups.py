@@ -19,9 +19,10 @@
    filters them as it always does.
 3. **Work redone for every request that gives the same answer every time**: the list of moto's
    service folders (read from disk to route each request), the method names of a response class,
-   the tree of an UpdateExpression's text, and which keys the response serializer should look
-   under for each member of a plain-dict value (most of the time moto spent writing a GetRecords
-   or a BatchGetItem reply). Each is worked out once and remembered.
+   the tree of an UpdateExpression's text, an EventBridge target's parsed input paths (jsonpath_ng
+   builds its parser anew for each: most of what a PutEvents cost), and which keys the response
+   serializer should look under for each member of a plain-dict value (most of the time moto
+   spent writing a GetRecords or a BatchGetItem reply). Each is worked out once and remembered.
 4. **SQS's retention check reads every queue attribute three times** for each message received,
    and the approximate counts among them walk every message in the queue, so a receive cost grew
    with the queue's length times the batch. Here it reads the retention period alone. The walks
@@ -406,6 +407,25 @@ def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str
     return make
 
 
+def _remembered_json_paths(stock: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's EventBridge parses a target's input paths (eight JSONPath texts when the target has
+    no InputTransformer) for every event it delivers, and jsonpath_ng builds its whole LR parser
+    for each parse. A parsed path is only read afterwards (`find`), so one per text serves all."""
+    paths: dict[str, Any] = {}
+
+    def parse(path: Any, debug: bool | None = None) -> Any:
+        if debug or not isinstance(path, str):
+            return stock(path, debug)
+        parsed = paths.get(path)
+        if parsed is None:
+            parsed = stock(path)  # a malformed path raises here, every time, as in moto
+            if len(paths) < MAX_REMEMBERED_EXPRESSIONS:
+                paths[path] = parsed
+        return parsed
+
+    return parse
+
+
 def _patch(owner: Any, attribute: str, ours: Any) -> None:
     # A class's own entry is kept as it is (a classmethod stays one) so that it can be put back.
     theirs = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
@@ -433,6 +453,7 @@ def install() -> None:
         return
     import moto.backends
     import moto.core.responses
+    from jsonpath_ng import ext as jsonpath_ext
     from moto.core.serialize import AttributePicker, ResponseSerializer, XFormedAttributePicker
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
@@ -482,4 +503,6 @@ def install() -> None:
     )
     _patch(validators, "deepcopy", tree_copy)
     _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
+    # moto's events module imports `parse` from here inside the function, for every event.
+    _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
     _installed = True

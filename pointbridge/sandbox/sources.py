@@ -24,14 +24,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pointbridge.sandbox")
 
-# After a poll that found nothing a poller waits, doubling the wait from the first to the last
-# while it keeps finding nothing; a poll that finds work is followed by the next at once. An idle
-# sandbox's pollers (five for template.yaml) then cost the emulator and this process a few polls
-# a second, and `poke()` (wait_for_idle pokes every poller) cuts the wait short.
-FIRST_EMPTY_POLL_PAUSE = 0.05
-LAST_EMPTY_POLL_PAUSE = 0.5
-# Between receives while an SQS batch is gathered within its batching window.
-WINDOW_POLL_PAUSE = 0.1
+# A poller polls again at once while its source may hold more (its last poll filled a batch or
+# left records pending); otherwise it waits until `poke()`: the sandbox pokes a source's pollers
+# when the emulator reports a new message or stream record in it (emulator.Arrivals), and
+# wait_for_idle pokes the waiting ones. IDLE_POLL_PAUSE only bounds what no arrival announces: a
+# message whose visibility timeout ran out (a poller that left messages in flight polls again
+# when they are due, see SqsPoller), a delayed message coming due, a notice lost because the
+# pipe was full. Idle, template.yaml's pollers made 16 ReceiveMessages and 4 GetRecords in 10 s.
+IDLE_POLL_PAUSE = 2.0
 
 
 class Invoker(Protocol):
@@ -44,6 +44,9 @@ class Poller:
     def __init__(self, name: str) -> None:
         self.name = name
         self.epoch = 0
+        self.waiting = False  # between polls, waiting for a poke or the idle pause
+        # Set by poll_once: the source may hold more than the poll took (poll again at once).
+        self.more = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
@@ -57,13 +60,21 @@ class Poller:
         if self._thread.is_alive():
             self._thread.join(timeout=60)
 
+    @property
+    def source_arn(self) -> str:
+        raise NotImplementedError
+
     def poke(self) -> None:
-        """Poll now if waiting after an empty poll (someone is waiting for the sandbox to be idle)."""
+        """Poll now if waiting (something arrived, or someone waits for the sandbox to be idle)."""
         self._wake.set()
 
+    def due_in(self) -> float | None:
+        """Seconds until something this poller knows of comes due in its source, if any."""
+        return None
+
     def _run(self) -> None:
-        pause = FIRST_EMPTY_POLL_PAUSE
         while not self._stop.is_set():
+            self.more = False
             try:
                 busy = self.poll_once()
             except Exception:
@@ -72,13 +83,15 @@ class Poller:
                     return
                 log.exception("sandbox: poller %s failed; retrying", self.name)
                 busy = False
-            if busy:
-                pause = FIRST_EMPTY_POLL_PAUSE
+            if busy and self.more:
                 continue
-            self.epoch += 1
-            self._wake.wait(pause)
+            if not busy:
+                self.epoch += 1
+            due = self.due_in()
+            self.waiting = True
+            self._wake.wait(IDLE_POLL_PAUSE if due is None else min(IDLE_POLL_PAUSE, max(due, 0.0)))
+            self.waiting = False
             self._wake.clear()
-            pause = min(pause * 2, LAST_EMPTY_POLL_PAUSE)
 
     def poll_once(self) -> bool:
         raise NotImplementedError
@@ -171,10 +184,32 @@ class SqsPoller(Poller):
         # hidden queue's visibility timeout), then `on_exhausted(event, last error, attempts)`.
         self.attempts = attempts
         self.on_exhausted = on_exhausted
+        # When messages this poller received and left in flight (a failed invocation, failed items,
+        # a retried notification) become visible again: no arrival announces them.
+        self._in_flight_due: float | None = None
+        self._visibility_timeout: float | None = None
+
+    @property
+    def source_arn(self) -> str:
+        return self.queue_arn
+
+    def due_in(self) -> float | None:
+        if self._in_flight_due is None:
+            return None
+        return self._in_flight_due - time.monotonic()
+
+    def _left_in_flight(self) -> None:
+        if self._visibility_timeout is None:
+            attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])
+            self._visibility_timeout = float(attributes["Attributes"]["VisibilityTimeout"])
+        # Visible again a little after the timeout (moto compares whole milliseconds).
+        self._in_flight_due = time.monotonic() + self._visibility_timeout + 0.05
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.window_s
+        if self._in_flight_due is not None and time.monotonic() >= self._in_flight_due:
+            self._in_flight_due = None
         while len(messages) < self.batch_size and not self._stop.is_set():
             got = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -190,13 +225,17 @@ class SqsPoller(Poller):
             if time.monotonic() >= deadline or (not got and not messages):
                 break
             if not got:
-                time.sleep(WINDOW_POLL_PAUSE)
+                # Gathering a batch within its window: receive again when a message arrives.
+                self._wake.wait(max(deadline - time.monotonic(), 0.0))
+                self._wake.clear()
         return messages
 
     def poll_once(self) -> bool:
         messages = self._receive()
         if not messages:
             return False
+        # moto answers a receive with every visible message up to the batch: fewer means it is empty.
+        self.more = len(messages) >= self.batch_size
         records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
         if self.shape is not None:
             self._deliver_each(messages)
@@ -211,13 +250,17 @@ class SqsPoller(Poller):
         try:
             reply = self.invoke(self.function, {"Records": records}, self.source, len(records))
         except InvocationError:
+            self._left_in_flight()
             return True  # the whole batch becomes visible again after the visibility timeout
         failed = failed_item_ids(reply, set(by_id)) if self.report_failures else set()
         if failed is None:
             log.warning("sandbox: %s returned a malformed batch reply; the whole batch fails", self.function)
+            self._left_in_flight()
             return True
         done = [r for r in records if r["messageId"] not in failed]
         self._delete(done)
+        if failed:
+            self._left_in_flight()
         return True
 
     def _deliver_each(self, messages: list[dict[str, Any]]) -> None:
@@ -237,6 +280,8 @@ class SqsPoller(Poller):
                     self.on_exhausted(event, error, count)
             if not failures or count >= self.attempts:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                self._left_in_flight()
 
     def _delete(self, records: list[dict[str, Any]]) -> None:
         for start in range(0, len(records), 10):
@@ -433,6 +478,10 @@ class StreamPoller(Poller):
         self._iterators: dict[str, str] = {}
         self._attempts = 0
 
+    @property
+    def source_arn(self) -> str:
+        return self.stream_arn
+
     def position_at_latest(self) -> None:
         """Start after what is already in the stream (restored items are not new writes)."""
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
@@ -459,6 +508,7 @@ class StreamPoller(Poller):
             self._fetch()
         if not self.pending:
             return False
+        self.more = True  # what the batch leaves pending, or what arrived meanwhile: the next poll says
         batch = self.pending[: self.batch_size]
         by_seq = {r["dynamodb"]["SequenceNumber"]: i for i, r in enumerate(batch)}
         try:

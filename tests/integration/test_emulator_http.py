@@ -424,3 +424,51 @@ def test_the_request_log_names_each_request_in_order() -> None:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", emulator.url)
     finally:
         emulator.stop()
+
+
+def test_the_emulator_reports_each_queue_and_stream_that_got_something() -> None:
+    from pointbridge.sandbox.emulator import Emulator
+
+    reported: list[str] = []
+    arrived = threading.Condition()
+
+    def note(arn: str) -> None:
+        with arrived:
+            reported.append(arn)
+            arrived.notify_all()
+
+    def wait_for(count: int) -> list[str]:
+        with arrived:
+            assert arrived.wait_for(lambda: len(reported) >= count, timeout=30), reported
+            return list(reported)
+
+    emulator = Emulator(on_arrival=note)
+    emulator.start()
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        sqs = session.client("sqs", endpoint_url=emulator.url)
+        ddb = session.client("dynamodb", endpoint_url=emulator.url)
+        quiet = sqs.create_queue(QueueName="quiet")["QueueUrl"]
+        busy = sqs.create_queue(QueueName="busy")["QueueUrl"]
+        busy_arn = sqs.get_queue_attributes(QueueUrl=busy, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        stream_arn = ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )["TableDescription"]["LatestStreamArn"]
+        # Creating, reading and an empty receive add nothing
+        sqs.receive_message(QueueUrl=quiet, WaitTimeSeconds=0)
+        # A batch of three messages is one report for its queue, after the request
+        sqs.send_message_batch(QueueUrl=busy, Entries=[{"Id": str(i), "MessageBody": "m"} for i in range(3)])
+        assert wait_for(1) == [busy_arn]
+        # A write is a report for the table's stream
+        ddb.put_item(TableName="t", Item={"PK": {"S": "a"}})
+        assert wait_for(2) == [busy_arn, stream_arn]
+        assert sqs.receive_message(QueueUrl=quiet, WaitTimeSeconds=0).get("Messages") is None
+    finally:
+        emulator.stop()
+    assert reported == [busy_arn, stream_arn]

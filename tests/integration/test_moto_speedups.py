@@ -8,6 +8,7 @@ errors, items, stream records as GetRecords serializes them, and SQS replies and
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.utils import unix_time
 from moto.dynamodb.models import dynamodb_backends
 
 from pointbridge.sandbox import moto_speedups
@@ -392,15 +394,47 @@ def _unnamed(reply: Any, table: str) -> Any:
     return "<table>" if reply == table else reply
 
 
+STREAMS_ENDPOINT = "https://streams.dynamodb.us-east-1.amazonaws.com"
+
+
 def _stream_replies(table: str, since: int) -> list[Any]:
     """The table's stream as GetRecords answers it (through moto's serializer), from record `since`."""
-    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+    # The endpoint is given: mock_aws leaves the client's default endpoint for this service unrouted
+    # (every call answers 404 "Not yet implemented", the same on both sides of a comparison).
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=STREAMS_ENDPOINT)
     arn = boto3.client("dynamodb", region_name="us-east-1").describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"][since:]
-    # Random event ids and creation times differ between any two runs; the rest must not.
-    return [{**r, "eventID": None, "dynamodb": {**r["dynamodb"], "ApproximateCreationDateTime": None}} for r in records]
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
+    held = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[table].stream_shard
+    assert held is not None and len(held.items) == len(records)
+    created = [r.to_json()["dynamodb"]["ApproximateCreationDateTime"] for r in held.items]
+    # Random event ids and creation times differ between any two runs; the rest must not. moto's
+    # SizeBytes is the length of the record's JSON, its creation time (seconds as a float) included,
+    # and that number's printed length varies with the time (1.5 vs 1.25): it is taken out too.
+    return [
+        {
+            **r,
+            "eventID": None,
+            "dynamodb": {
+                **r["dynamodb"],
+                "ApproximateCreationDateTime": None,
+                "SizeBytes": r["dynamodb"]["SizeBytes"] - len(json.dumps(unix_time(stamp))),
+            },
+        }
+        for r, stamp in zip(records[since:], created[since:], strict=True)
+    ]
+
+
+def test_stream_replies_are_read_from_the_emulated_stream(client: DynamoDBClient) -> None:
+    # Given one write to a table
+    client.put_item(TableName="stock", Item={"PK": {"S": "a"}, "SK": {"S": "1"}, "n": {"N": "1"}})
+    # When its stream is read as the comparisons read it
+    records = _stream_replies("stock", 0)
+    # Then GetRecords answered with the write's record (not an error shared by both sides)
+    assert [(r["eventName"], r["dynamodb"]["Keys"]) for r in records] == [
+        ("INSERT", {"PK": {"S": "a"}, "SK": {"S": "1"}})
+    ]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -585,3 +619,84 @@ def test_update_expression_trees_are_copied_as_deepcopy_copies_them(expression: 
     ours, theirs = moto_speedups.tree_copy(tree), copy.deepcopy(tree)
     assert _tree(ours, {}) == _tree(theirs, {}) == _tree(tree, {})
     assert ours is not tree and all(a is not b for a, b in zip(ours.children, tree.children, strict=True))
+
+
+# --- EventBridge: a target's input paths parsed once ---------------------------------------------
+
+TRANSFORMERS = [
+    None,
+    {
+        "InputPathsMap": {"kind": "$.detail-type", "who": "$.detail.member"},
+        "InputTemplate": '{"k": "<kind>", "w": "<who>"}',
+    },
+    {
+        "InputPathsMap": {"first": "$.detail.items[0]", "all": "$.detail.items"},
+        "InputTemplate": '{"f": <first>, "a": <all>}',
+    },
+    {"InputPathsMap": {"missing": "$.detail.nowhere"}, "InputTemplate": '{"m": "<missing>"}'},
+]
+
+
+def _delivered(variant: str, details: list[dict[str, Any]]) -> list[Any]:
+    """What one rule's targets (one queue per input transformer) receive for `details`, put through
+    moto's own code or the speedups; the event ids and times, random or the clock's, taken out."""
+    events: Any = boto3.client("events", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    events.put_rule(Name=f"r-{variant}", EventPattern=json.dumps({"source": [f"test.{variant}"]}))
+    queues = []
+    for n, transformer in enumerate(TRANSFORMERS):
+        url = sqs.create_queue(QueueName=f"q-{variant}-{n}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        target: dict[str, Any] = {"Id": str(n), "Arn": arn}
+        if transformer is not None:
+            target["InputTransformer"] = transformer
+        events.put_targets(Rule=f"r-{variant}", Targets=[target])
+        queues.append(url)
+    with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
+        for detail in details:
+            entry = {"Source": f"test.{variant}", "DetailType": "Noticed", "Detail": json.dumps(detail)}
+            reply = events.put_events(Entries=[entry])
+            assert reply["FailedEntryCount"] == 0
+    received = []
+    for url in queues:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            body: Any = message["Body"]
+            with contextlib.suppress(ValueError):  # a template's text need not be JSON
+                body = json.loads(body)
+            if isinstance(body, dict):
+                body = {k: v for k, v in body.items() if k not in ("id", "time", "source")}
+            received.append(body)
+    return received
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    details=st.lists(
+        st.fixed_dictionaries(
+            {
+                "member": st.text("abcXYZ-_ ", min_size=1, max_size=8),
+                "items": st.lists(st.integers(0, 9), min_size=1, max_size=3),
+            }
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_events_reach_their_targets_as_through_moto(details: list[dict[str, Any]]) -> None:
+    with mock_aws():
+        stock, fast = _delivered("stock", details), _delivered("fast", details)
+    assert stock == fast
+    assert len(fast) == len(details) * len(TRANSFORMERS)
+
+
+def test_json_paths_are_parsed_once_and_find_as_moto_does() -> None:
+    from jsonpath_ng import ext
+
+    event = {"detail": {"a": [1, {"b": 2}], "c": None}, "id": "x"}
+    for path in ("$.detail", "$.detail.a[1].b", "$.detail.c", "$.nowhere", "$.detail.a[*]"):
+        assert ext.parse(path) is ext.parse(path)
+        with moto_speedups.without_speedups():
+            stock = [m.value for m in ext.parse(path).find(event)]
+        assert [m.value for m in ext.parse(path).find(event)] == stock
+    with pytest.raises(Exception, match="Parse error"):  # noqa: PT011 - jsonpath_ng's own error, as moto gets it
+        ext.parse("$.[")
