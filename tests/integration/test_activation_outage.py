@@ -17,7 +17,7 @@ from moto import mock_aws
 from shared.earning.core import CATCH_UP_DAYS, provisional_member
 from shared.jobs.audit import audit_table
 from tests.integration.ingest_support import EMAIL, NOW, Clock, program, purchase, wire
-from tests.support.crash import CrashingServices, Story, crash_points
+from tests.support.crash import Story, crash_points
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

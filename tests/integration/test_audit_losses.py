@@ -88,6 +88,9 @@ class FixedPrograms:
     def at(self, program: str, moment: object) -> ProgramConfig:
         return self._config
 
+    def since(self, program: str) -> datetime | None:
+        return None  # no publication history: the tests here never walk a job from it
+
 
 def test_a_void_of_held_points_for_no_refund_is_a_takeback_without_cause(services: Services) -> None:
     # The old code: a flagged member's partner credit voided "refunded in full" by its own redelivery
