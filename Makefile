@@ -85,8 +85,9 @@ test: lint typecheck cfn-lint sam-validate packaging pytest
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# -rP: the soak's figures and seeds are printed also when it passes.
 soak: $(STAMP)
-	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow -rP $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .pointbridge

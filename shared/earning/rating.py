@@ -264,28 +264,35 @@ def timeline_of(
     counters: dict[str, int],
     config_at: Callable[[datetime], ProgramConfig],
 ) -> Timeline:
-    """A member's timeline from its entries (any order), its tier log and its activity tally now."""
+    """A member's timeline from its entries (any order), its tier log and its activity tally now.
+
+    A claw-back takes its order's activity back when it was posted (its own event time: the
+    refund's, or the activation's for a refund parked on a pending order), not at the order's time:
+    an earn rated in time order saw the order's activity whole until then, so a re-rating made after
+    the claw-back must see it so too (it is subtracted from "now" like any later activity)."""
     voided = {e.related for e in history if e.kind is EntryKind.VOID}
-    clawed: dict[str, tuple[int, Decimal]] = {}
-    for e in history:
-        if e.kind is EntryKind.CLAWBACK:
-            order = e.details.get("order", e.related)
-            points, money = clawed.get(order, (0, Decimal(0)))
-            clawed[order] = (
-                points + int(e.details.get("requested", "0")),
-                money + Decimal(e.details.get("refunded_amount", "0")),
-            )
+    earns = {e.entry_id: e for e in history if e.kind in EARNS}
     timeline = Timeline(counters=dict(counters), later=[], log=sorted(log))
     for e in history:
         if e.kind not in EARNS or e.entry_id in voided:
             continue
         config = config_at(e.event_time)
-        basis = Decimal(e.details.get("basis_amount", "0"))
-        taken_points, refunded = clawed.get(e.entry_id, (0, Decimal(0)))
-        spend = max(basis - min(refunded, basis), Decimal(0))
+        contribution = activity.change(config, e.event_time, _points(e), Decimal(e.details.get("basis_amount", "0")))
         topped = e.related if e.source == TOP_UP_SOURCE and e.related else ""
-        contribution = activity.change(config, e.event_time, _points(e) - taken_points, spend)
         timeline.later.append((e.event_time, topped or e.entry_id, contribution))
         if topped:
             timeline.top_ups.setdefault(topped, []).append(e)
+    refunded: dict[str, Decimal] = {}
+    clawbacks = sorted((e for e in history if e.kind is EntryKind.CLAWBACK), key=lambda e: (e.event_time, e.entry_id))
+    for e in clawbacks:
+        order = earns.get(e.details.get("order", e.related))
+        if order is None or order.entry_id in voided:
+            continue
+        basis = Decimal(order.details.get("basis_amount", "0"))
+        before = refunded.get(order.entry_id, Decimal(0))
+        refunded[order.entry_id] = before + Decimal(e.details.get("refunded_amount", "0"))
+        spend = min(refunded[order.entry_id], basis) - min(before, basis)
+        config = config_at(order.event_time)
+        taken = activity.change(config, order.event_time, -int(e.details.get("requested", "0")), -spend)
+        timeline.later.append((e.event_time, order.entry_id, taken))
     return timeline

@@ -385,3 +385,40 @@ def test_a_late_earn_tops_up_a_partner_funded_earn_from_the_same_partner(dynamo:
     assert topup is not None and earned(topup) == 20
     assert funded(reverse) == funded(in_time) == {("issuance", ""): -600, ("partner", "air"): -120}
     assert audit_table(reverse.table).ok
+
+
+def test_a_late_earn_re_rates_after_a_parked_refund_was_applied_as_in_time_order(dynamo: Any) -> None:
+    # Found by the soak (seeds 3464668632, 2810661137...: a Square payment kept at 11 points where
+    # time order gives 16). o-1 (300) is refunded 150 after all three purchases; the refund waits
+    # parked on the pending o-1 and is applied when o-1 activates. o-2, which lifts o-3 to silver,
+    # arrives only after that. The re-rating counted the refund at o-1's time (450 before o-3:
+    # member), where every order of arrival that re-rated before the activation, and time order,
+    # count 600 before o-3: the refund was not there yet.
+    window = config(return_window_days=30)
+    late_day = NOW + timedelta(days=35)
+
+    def run(first: Sequence[Any], late: Sequence[Any]) -> Services:
+        clock = Clock()
+        clock.now = NOW - timedelta(days=30)
+        services = table_services(fresh_table(dynamo), dynamo, clock)
+        services.programs.publish(window)
+        clock.now = NOW
+        for event in first:
+            services.ingest.handle(event)
+        clock.now = late_day
+        services.ingest.activate_due("demo", late_day)
+        for event in late:
+            services.ingest.handle(event)
+        clock.now = late_day + timedelta(days=1)
+        services.ingest.activate_due("demo", clock.now)
+        return services
+
+    refund = refund_of("o-1", "r-1", "150")
+    in_time = run((*THREE, refund), ())
+    late = run((THREE[0], THREE[2], refund), (THREE[1],))
+
+    assert points(in_time) == (150 + 300 + 60, 0)
+    assert points(late) == points(in_time)
+    topup = late.ledger_store.get_entry("demo", "tier:shop:o-3:silver")
+    assert topup is not None and earned(topup) == 10
+    assert audit_table(late.table).ok and audit_table(in_time.table).ok

@@ -32,6 +32,7 @@ from shared.earning.queue import envelope
 from shared.infra.settings import get_settings
 from shared.jobs.audit import audit_table
 from shared.jobs.walk import JobInput
+from shared.ledger.models import EntryKind
 from shared.ledger.statement import line
 from tests.integration.channel_fixtures import SOURCES
 from tests.reliability.faults import FaultLayer
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from functions.services import Services
     from shared.earning.core import Event
+    from shared.ledger.models import Entry
     from shared.program.config import ProgramConfig
 
 SEED_VARIABLE = "RELIABILITY_SEED"
@@ -340,6 +342,7 @@ def outcome(services: Services, programs: Sequence[str]) -> dict[str, Any]:
             for s in (line(e, "en", related),)
         },
         "audit": audit_table(services.table).problems,
+        "topped_up_after_activation": topped_up_after_activation(entries),
     }
 
 
@@ -356,10 +359,48 @@ def source_of(entry_id: str) -> str:
     return entry_id
 
 
-def _folded(result: dict[str, Any], rerated: set[str]) -> dict[str, set[Any]]:
+def topped_up_after_activation(entries: Sequence[Entry]) -> set[str]:
+    """The pending earns whose tier top-up was recorded after they had activated.
+
+    An earn re-rated only once its pending time is over (the late earn that lifts it was delivered
+    weeks late, e.g. redriven from the DLQ) gets its top-up as available points: the domain does not
+    re-enact a pending time already over ("pending alongside the earn if it still is",
+    shared/earning/rating.py). In time order the same points were pending with the earn and
+    activated with it: the member ends with the same points available, split over other entries.
+    A top-up posted available while its earn was still pending is not in this set (it would be a
+    defect: points spendable before the return window closed)."""
+    by_id = {(e.program, e.entry_id): e for e in entries}
+    found = set()
+    for top_up in entries:
+        if not top_up.entry_id.startswith("tier:") or top_up.kind is not EntryKind.EARN:
+            continue
+        earn_id = source_of(top_up.entry_id)
+        earned = by_id.get((top_up.program, earn_id))
+        activated = by_id.get((top_up.program, f"settle:{earn_id}"))
+        if (
+            earned is not None
+            and earned.kind is EntryKind.EARN_PENDING
+            and activated is not None
+            and activated.kind is EntryKind.ACTIVATE
+            and activated.recorded_at <= top_up.recorded_at
+        ):
+            found.add(earn_id)
+    return found
+
+
+def _folded(result: dict[str, Any], rerated: set[str], active_first: set[str]) -> dict[str, set[Any]]:
+    """Entries and statement lines summed per source event; for an earn in `active_first` its
+    activation is summed with it (what moved between pending and available nets out)."""
+
+    def source_key(program: str, entry_id: str) -> tuple[str, str]:
+        source = source_of(entry_id)
+        if source.startswith("settle:") and source.removeprefix("settle:") in active_first:
+            source = source.removeprefix("settle:")
+        return program, source
+
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for program, entry_id, kind, member, related, postings in result["entries"]:
-        key = (program, source_of(entry_id))
+        key = source_key(program, entry_id)
         group = entries.setdefault(key, {"kind": "", "member": member, "related": "", "moved": Counter()})
         if entry_id == key[1]:
             group["kind"], group["related"] = kind, source_of(related)
@@ -367,7 +408,7 @@ def _folded(result: dict[str, Any], rerated: set[str]) -> dict[str, set[Any]]:
             group["moved"][(account, owner)] += amount
     lines: dict[tuple[str, str], list[Any]] = {}
     for (program, entry_id), (member, date, title, detail, points, spendable) in result["statements"].items():
-        key = (program, source_of(entry_id))
+        key = source_key(program, entry_id)
         folded = lines.setdefault(key, [member, None, "", "", 0, 0])
         if entry_id == key[1]:
             # the rating's arithmetic differs where a top-up re-rated the earn: compared by its sums
@@ -395,7 +436,8 @@ def compare(got: dict[str, Any], want: dict[str, Any], seed: int) -> tuple[int, 
     rerated = {
         source_of(entry[1]) for result in (got, want) for entry in result["entries"] if entry[1].startswith("tier:")
     }
-    folded_got, folded_want = _folded(got, rerated), _folded(want, rerated)
+    active_first = got["topped_up_after_activation"] | want["topped_up_after_activation"]
+    folded_got, folded_want = _folded(got, rerated, active_first), _folded(want, rerated, active_first)
     for part in ("balances", "entries", "statements"):
         missing = sorted(folded_want[part] - folded_got[part], key=repr)[:5]
         extra = sorted(folded_got[part] - folded_want[part], key=repr)[:5]

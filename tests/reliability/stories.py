@@ -4,6 +4,8 @@
 then once per write with the process stopped right after it, and the next delivery or run on a
 restarted stack; the outcome must equal the crash-free run's, and (here) the audit must be clean.
 A story names its operation; `STORIES` is the enumeration the proof walks, all of it every time.
+tests/integration/test_crash_points.py takes its stories from here too (one setup of each), with
+its own outcome and its expectations of each operation's writes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tests.integration.ingest_support import CARD, EMAIL, NOW, Clock, behaviour,
 from tests.support.crash import Story
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from functions.services import Services
 
@@ -93,13 +95,16 @@ def refund_voids_order_and_referral(clock: Clock) -> Story:
     return Story(setup, refund_in_full, next_delivery_and_run, outcome)
 
 
-def link_merges_provisional_member(clock: Clock) -> Story:
+def link_merges_provisional_member(clock: Clock, till_sales: Sequence[str] = ("64",)) -> Story:
+    """A member known by email links a card that has till sales of its own (receipts R9, R10...)."""
+
     def setup(services: Services) -> None:
         clock.now = NOW
         services.programs.publish(WINDOW)
         services.members.claim(EMAIL.key, "m-1", provisional=False)
         services.ingest.handle(purchase("1001", "40", identity=EMAIL))
-        services.ingest.handle(purchase("T1:R9", "64", identity=CARD, source="till:store-1"))
+        for receipt, amount in enumerate(till_sales, start=9):
+            services.ingest.handle(purchase(f"T1:R{receipt}", amount, identity=CARD, source="till:store-1"))
 
     def link(services: Services) -> object:
         return services.ingest.link("demo", CARD, EMAIL)
