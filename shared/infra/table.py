@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from shared.infra.keys import ItemKey
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+BATCH_WRITE_ITEMS = 25  # and per BatchWriteItem
 
 
 @dataclass
@@ -186,6 +187,21 @@ class Table:
             raise
         self.stats.record("PutItem", dict(response))
         return True
+
+    def batch_put(self, items: Sequence[dict[str, Any]]) -> None:
+        """Unconditional puts, 25 a request; items DynamoDB leaves unprocessed are sent again."""
+        pending: list[Any] = [{"PutRequest": {"Item": to_item(values)}} for values in items]
+        while pending:
+            chunk, pending = pending[:BATCH_WRITE_ITEMS], pending[BATCH_WRITE_ITEMS:]
+            response = self.client.batch_write_item(
+                RequestItems={self.name: chunk},
+                ReturnConsumedCapacity="TOTAL",
+            )
+            self.stats.record("BatchWriteItem", dict(response))
+            unprocessed = list(response.get("UnprocessedItems", {}).get(self.name, []))
+            if unprocessed:
+                time.sleep(0.05)  # throttled: send again after a pause, as DynamoDB's contract says
+            pending = unprocessed + pending
 
     def put_new(self, values: dict[str, Any]) -> bool:
         """Put unless the key exists; False when it did (the caller reads what is there)."""

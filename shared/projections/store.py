@@ -20,7 +20,7 @@ from shared.infra.table import TransactionCanceledError
 from shared.ledger.contract import ConcurrentUpdateError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from datetime import datetime
 
     from shared.infra.table import Table
@@ -128,11 +128,31 @@ class OutboundMarks:
     def published(self, event_id: str) -> bool:
         return self._table.get(keys.outbound_marker(event_id), consistent=False) is not None
 
+    def published_of(self, event_ids: Collection[str]) -> set[str]:
+        """Those of `event_ids` already published (one BatchGetItem per 100)."""
+        if not event_ids:
+            return set()
+        by_key = {keys.outbound_marker(event_id): event_id for event_id in event_ids}
+        return {by_key[key] for key in self._table.batch_get(list(by_key), consistent=False) if key in by_key}
+
     def mark(self, event_id: str, detail_type: str, at: datetime) -> None:
+        self._table.put(self._marker(event_id, detail_type, at))
+
+    def mark_all(self, published: Sequence[tuple[str, str]], at: datetime) -> None:
+        """Markers for (event id, detail type) pairs, 25 a request."""
+        self._table.batch_put([self._marker(event_id, detail_type, at) for event_id, detail_type in published])
+
+    @staticmethod
+    def _marker(event_id: str, detail_type: str, at: datetime) -> dict[str, Any]:
         marker = keys.outbound_marker(event_id)
         expires = int(at.timestamp()) + OUTBOUND_MARKER_DAYS * 86_400
-        values = {"PK": marker.pk, "SK": marker.sk, "type": "outbound_marker", "detail_type": detail_type}
-        self._table.put(values | {"expires": expires})
+        return {
+            "PK": marker.pk,
+            "SK": marker.sk,
+            "type": "outbound_marker",
+            "detail_type": detail_type,
+            "expires": expires,
+        }
 
 
 class FailureNotes:

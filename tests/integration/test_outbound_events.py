@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,9 @@ from boto3.dynamodb.types import TypeSerializer
 
 from functions.watch.app import STREAMED
 from functions.watch.app import handler as watch_handler
+from shared.events.catalogue import LEDGER_EVENTS
+from shared.infra import aws
+from shared.jobs.notify import EventBridgeNotifier
 from shared.jobs.walk import JobInput
 from shared.ledger.commands import Earn
 from shared.members.records import TierChange, TierRecord
@@ -20,6 +24,8 @@ from tests.support.jobs import World, make_world
 from tests.support.outbound import Capture, capture
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from functions.services import Services
 
 AT = datetime(2026, 2, 3, 10, 0, tzinfo=UTC)
@@ -142,3 +148,62 @@ def test_each_cause_is_published_once_in_the_committed_shape(world: World, crm: 
     assert [(f["member"], f["check"]) for f in flags] == [("bob", "card_velocity")]
     ids = [event["detail"]["id"] for event in crm.seen]
     assert len(ids) == len(set(ids)) == 5 + 1 + 1 + 1 + 1
+
+
+def _calls(operation: str) -> list[int]:
+    """A counter of `operation` calls by the shared EventBridge client (a hook on the real client)."""
+    counted = [0]
+
+    def count(**_: Any) -> None:
+        counted[0] += 1
+
+    aws.events().meta.events.register(f"before-call.events.{operation}", count)
+    return counted
+
+
+def test_a_batch_is_published_ten_events_a_request_with_one_marker_read(world: World, crm: Capture) -> None:
+    # Given thirty purchases by thirty members, delivered in one stream batch
+    for n in range(30):
+        world.earn(f"m{n:02d}", 10 + n, f"o-{n}", AT)
+    put_events = _calls("PutEvents")
+    world.services.table.stats.reset()
+    deliver(world)
+    # Then each arrives once, sent ten a request, their markers read once and written 25 a request
+    assert sorted(e["points"] for e in crm.of("PointsEarned")) == [10 + n for n in range(30)]
+    requests = world.services.table.stats.requests
+    assert (put_events[0], requests["BatchGetItem"], requests["BatchWriteItem"], requests["PutItem"]) == (3, 1, 2, 0)
+    # And the same batch again (at-least-once) sends nothing and writes no marker
+    world.services.table.stats.reset()
+    deliver(world)
+    assert crm.drain() == [] and put_events[0] == 3
+    assert world.services.table.stats.requests["BatchWriteItem"] == 0
+
+
+@dataclass
+class HalfAccepting:
+    """A bus that takes only every other event of a batch (as PutEvents may answer), and single ones."""
+
+    bus: EventBridgeNotifier
+    refused: list[str] = field(default_factory=list)
+
+    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
+        self.bus.publish(detail_type, event_id, detail)
+
+    def publish_all(self, events: Sequence[tuple[str, str, dict[str, Any]]]) -> set[str]:
+        taken, left = list(events[::2]), list(events[1::2])
+        self.refused += [event_id for _, event_id, _ in left]
+        return self.bus.publish_all(taken)
+
+
+def test_events_a_batch_request_refused_are_sent_by_their_own_records(services: Services, crm: Capture) -> None:
+    bus = HalfAccepting(
+        EventBridgeNotifier(template_name("NotificationsBus"), client=aws.events(), source=LEDGER_EVENTS)
+    )
+    services._notifier = bus  # noqa: SLF001 - the composition root's seam for a notifier
+    world = make_world(services, ProgramConfig(program="demo", name="Demo"))
+    for n in range(6):
+        world.earn(f"m{n}", 10 + n, f"o-{n}", AT)
+    deliver(world)
+    deliver(world)
+    assert len(bus.refused) == 3
+    assert sorted(e["points"] for e in crm.of("PointsEarned")) == [10, 11, 12, 13, 14, 15]

@@ -12,6 +12,8 @@ from shared.ledger.models import Account
 from shared.program.config import ProgramConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from functions.services import Services
     from shared.jobs.store import JobItems
     from shared.ledger.ledger import Ledger
@@ -35,6 +37,10 @@ class FakeNotifier:
 
     def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
         self.sent.append((detail_type, event_id, detail))
+
+    def publish_all(self, events: Sequence[tuple[str, str, dict[str, Any]]]) -> set[str]:
+        self.sent.extend(events)
+        return {event_id for _, event_id, _ in events}
 
 
 @dataclass
