@@ -11,20 +11,18 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from pointbridge.sandbox import Sandbox
 from shared.access.keys import AdminRole, PrincipalKind
 from tests.support.browser import chromium
-from tests.support.channels import identity_key
-from tests.support.desk import EMAIL, PROGRAM, REDEMPTION, seed_desk
-from tests.support.http_api import HttpApi
+from tests.support.desk import EMAIL, PROGRAM, REDEMPTION, desk_api
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from playwright.sync_api import Page
 
+    from tests.support.http_api import HttpApi
+
 pytestmark = pytest.mark.e2e
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ARTIFACTS = (
     Path(os.environ.get("POINTBRIDGE_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")) / "console-members"
 )
@@ -32,9 +30,7 @@ ARTIFACTS = (
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[HttpApi]:
-    with Sandbox(template=TEMPLATE, schedules=False, pool_size=2) as sb:
-        http = HttpApi(sb)
-        seed_desk(http.services, identity_key(sb))
+    with desk_api() as http:
         yield http
 
 

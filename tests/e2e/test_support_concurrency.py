@@ -8,17 +8,14 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pointbridge.sandbox import Sandbox
 from shared.access.keys import AdminRole, PrincipalKind
 from shared.ledger.audit import audit
 from shared.members.support import ACTION, AGENT
-from tests.support.channels import identity_key
-from tests.support.desk import PROGRAM, seed_desk
+from tests.support.desk import PROGRAM, desk_api
 from tests.support.http_api import HttpApi
 
 if TYPE_CHECKING:
@@ -27,15 +24,12 @@ if TYPE_CHECKING:
     import requests
 
 pytestmark = pytest.mark.e2e
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ROUNDS = 4  # rounds in which both agents press Adjust at the same moment
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[HttpApi]:
-    with Sandbox(template=TEMPLATE, schedules=False, pool_size=2) as sb:
-        http = HttpApi(sb)
-        seed_desk(http.services, identity_key(sb))
+    with desk_api() as http:
         yield http
 
 

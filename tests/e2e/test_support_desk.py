@@ -3,31 +3,25 @@ override a tier with reasons; bad input gets problem codes; only support acts.""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from pointbridge.sandbox import Sandbox
 from shared.access.keys import AdminRole, PrincipalKind
 from shared.ledger.audit import audit
-from tests.support.channels import identity_key
-from tests.support.desk import EMAIL, GIFT, PARTNER_CREDIT, PROGRAM, REDEMPTION, seed_desk
+from tests.support.desk import EMAIL, GIFT, PARTNER_CREDIT, PROGRAM, REDEMPTION, desk_api
 from tests.support.http_api import HttpApi, problem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.e2e
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ANN = f"/admin/programs/{PROGRAM}/members/ann"
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[HttpApi]:
-    with Sandbox(template=TEMPLATE, schedules=False, pool_size=2) as sb:
-        http = HttpApi(sb)
-        seed_desk(http.services, identity_key(sb))
+    with desk_api() as http:
         yield http
 
 

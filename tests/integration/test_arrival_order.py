@@ -398,20 +398,7 @@ def test_a_late_earn_re_rates_after_a_parked_refund_was_applied_as_in_time_order
     late_day = NOW + timedelta(days=35)
 
     def run(first: Sequence[Any], late: Sequence[Any]) -> Services:
-        clock = Clock()
-        clock.now = NOW - timedelta(days=30)
-        services = table_services(fresh_table(dynamo), dynamo, clock)
-        services.programs.publish(window)
-        clock.now = NOW
-        for event in first:
-            services.ingest.handle(event)
-        clock.now = late_day
-        services.ingest.activate_due("demo", late_day)
-        for event in late:
-            services.ingest.handle(event)
-        clock.now = late_day + timedelta(days=1)
-        services.ingest.activate_due("demo", clock.now)
-        return services
+        return delivered_late(dynamo, window, first, late, late_day)
 
     refund = refund_of("o-1", "r-1", "150")
     in_time = run((*THREE, refund), ())
@@ -422,3 +409,23 @@ def test_a_late_earn_re_rates_after_a_parked_refund_was_applied_as_in_time_order
     topup = late.ledger_store.get_entry("demo", "tier:shop:o-3:silver")
     assert topup is not None and earned(topup) == 10
     assert audit_table(late.table).ok and audit_table(in_time.table).ok
+
+
+def delivered_late(
+    dynamo: Any, program: ProgramConfig, first: Sequence[Any], late: Sequence[Any], late_day: datetime
+) -> Services:
+    """`first` on the day, the activation job on `late_day`, then `late`, then the job a day later."""
+    clock = Clock()
+    clock.now = NOW - timedelta(days=30)
+    services = table_services(fresh_table(dynamo), dynamo, clock)
+    services.programs.publish(program)
+    clock.now = NOW
+    for event in first:
+        services.ingest.handle(event)
+    clock.now = late_day
+    services.ingest.activate_due("demo", late_day)
+    for event in late:
+        services.ingest.handle(event)
+    clock.now = late_day + timedelta(days=1)
+    services.ingest.activate_due("demo", clock.now)
+    return services

@@ -14,11 +14,8 @@ import pytest
 from moto import mock_aws
 
 from shared.ledger.models import EntryKind
-from tests.integration.ingest_support import Clock
-from tests.integration.test_arrival_order import NOW, THREE, config
+from tests.integration.test_arrival_order import NOW, THREE, config, delivered_late
 from tests.reliability.harness import compare, outcome
-from tests.support.crash import fresh_table
-from tests.support.services import table_services
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -38,20 +35,7 @@ def dynamo() -> Iterator[Any]:
 
 def delivered(dynamo: Any, first: Sequence[PurchaseEvent], late: Sequence[PurchaseEvent]) -> Services:
     """`first` on the day, the activation job after every window closed, then `late`, then the job again."""
-    clock = Clock()
-    clock.now = NOW - timedelta(days=30)
-    services = table_services(fresh_table(dynamo), dynamo, clock)
-    services.programs.publish(WINDOW)
-    clock.now = NOW
-    for event in first:
-        services.ingest.handle(event)
-    clock.now = LATE
-    services.ingest.activate_due("demo", LATE)
-    for event in late:
-        services.ingest.handle(event)
-    clock.now = LATE + timedelta(days=1)
-    services.ingest.activate_due("demo", clock.now)
-    return services
+    return delivered_late(dynamo, WINDOW, first, late, LATE)
 
 
 def test_a_top_up_recorded_after_its_earn_activated_is_available_at_once_and_equals_time_order(dynamo: Any) -> None:

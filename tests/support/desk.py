@@ -3,8 +3,10 @@ to bob), bob and cy; used by the desk's API, console and CLI tests."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.events.identity import hash_email
@@ -13,8 +15,12 @@ from shared.ledger.models import Account
 from shared.program.config import ProgramConfig, Tier
 from shared.rewards.catalogue import GiftPolicy
 from shared.rewards.gifts import send_gift
+from tests.support.channels import identity_key
+from tests.support.http_api import HttpApi
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from functions.services import Services
 
 PROGRAM = "desk"
@@ -65,3 +71,14 @@ def seed_desk(services: Services, identity_key: str) -> None:
         )
     )
     send_gift(ledger, GiftPolicy(), PROGRAM, "ann", "bob", 100, "g-1", now, "happy birthday")
+
+
+@contextmanager
+def desk_api() -> Iterator[HttpApi]:
+    """A sandbox with two API workers and the desk's members, for a module of desk tests."""
+    from pointbridge.sandbox import Sandbox
+
+    with Sandbox(template=Path(__file__).resolve().parents[2] / "template.yaml", schedules=False, pool_size=2) as sb:
+        http = HttpApi(sb)
+        seed_desk(http.services, identity_key(sb))
+        yield http
