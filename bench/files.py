@@ -33,9 +33,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import requests
+
 from bench.common import FUNCTION_LOGS, ROOT, write_results
 from functions.services import Services
 from pointbridge.sandbox import Sandbox
+from shared.access.keys import Principal, PrincipalKind, issue_key
 from shared.events.model import Identity, IdentityKind
 from shared.infra import keys
 from shared.program.config import ProgramConfig
@@ -50,7 +53,12 @@ PROGRAM = "bench"
 PARTNER = "skyair"
 KEY = f"partners/{PARTNER}/bench-{ROWS}.csv"
 SPLITTER = "FileSplitterFunction"
-SOURCES = {"partners": {PARTNER: {"program": PROGRAM, "currency": {"program_currency": "EUR"}}}}
+PARTNER_CHANNEL = {
+    "kind": "partner",
+    "id": PARTNER,
+    "program": PROGRAM,
+    "settings": {"currency": {"program_currency": "EUR"}},
+}
 
 
 def partner_file(rows: int, now: datetime) -> tuple[bytes, dict[str, int]]:
@@ -111,11 +119,16 @@ def main() -> None:
         pool_size=2,
         log_dir=FUNCTION_LOGS / "files",
     ) as sb:
-        sb.client("ssm").put_parameter(
-            Name="/pointbridge/benchfiles/channel-sources", Value=json.dumps(SOURCES), Type="SecureString"
-        )
         services = Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"))
         services.programs.publish(ProgramConfig(program=PROGRAM, name="Bench", currency="EUR"))
+        # The partner as a channel record, made as an operator makes it (the splitter refuses a file
+        # from a partner it has no record of).
+        admin_key = issue_key(services.access_items, Principal(kind=PrincipalKind.ADMIN, id="bench-operator"))
+        created = requests.post(
+            f"{sb.api_url}/admin/channels", json=PARTNER_CHANNEL, headers={"x-api-key": admin_key}, timeout=60
+        )
+        if created.status_code != 201:
+            raise RuntimeError(f"the partner channel was refused: {created.text}")
         print(f"  dropping {ROWS:,} rows ({len(body) / 1e6:.1f} MB) in the files bucket", flush=True)
         started = time.perf_counter()
         sb.client("s3").put_object(Bucket=sb.resource("FilesBucket"), Key=KEY, Body=body)
@@ -125,6 +138,9 @@ def main() -> None:
         redrops = 0
         while time.perf_counter() < deadline:
             current = report(sb) if not split_seconds else None
+            if current is not None and current.get("status") not in ("running", "complete", "incomplete", None):
+                print(f"  the splitter answered {current.get('status')}: {current.get('reason')}", flush=True)
+                break
             if current is not None and current.get("status") == "complete":
                 split_seconds = time.perf_counter() - started
                 print(f"  split in {split_seconds:,.1f} s", flush=True)
