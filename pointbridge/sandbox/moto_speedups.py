@@ -16,7 +16,10 @@
    the queried value, in the order moto's own `all_items` lists them (it sorts the whole table by
    its primary key on every index query, which made the jobs' sharded walk of the due-day index,
    sixteen queries a day, cost about 20 times what it did); moto then checks, sorts, pages and
-   filters them as it always does.
+   filters them as it always does. Those items are found through a map from each queried
+   attribute's values to the keys of the items holding them, kept current by every write
+   (`IndexedValues`): walking the table for them made a late earn's history query cost a walk
+   of every item, about 100 ms once a big file had put 100,000 rows in the table.
 3. **Work redone for every request that gives the same answer every time**: the list of moto's
    service folders (read from disk to route each request), the method names of a response class,
    the tree of an UpdateExpression's text, an EventBridge target's parsed input paths (jsonpath_ng
@@ -26,8 +29,18 @@
 4. **SQS's retention check reads every queue attribute three times** for each message received,
    and the approximate counts among them walk every message in the queue, so a receive cost grew
    with the queue's length times the batch. Here it reads the retention period alone. The walks
-   that remain (the visible messages, the counts a send and GetQueueAttributes ask for) read the
-   clock once each instead of twice per message.
+   that remain (the visible messages, the counts GetQueueAttributes asks for) read the clock once
+   each instead of twice per message.
+5. **SQS walks the whole queue for every message sent, received or deleted.** A SendMessage builds
+   every queue attribute (three walks of the queue for the counts) to read one setting; a
+   ReceiveMessage lists every visible message to hand out ten; a DeleteMessage looks for its
+   receipt handle in every message and copies the queue without it. A queue holding a big file's
+   100,000 rows made each of those a walk of 100,000 messages, so the file drained ever slower
+   (about three rows a second at 40,000 queued). Here a send reads the one setting, a receive
+   walks the visible messages only until it has its batch (over a copy of the queue's list taken
+   as moto's own list was, so nothing it changes mid-walk is skipped), and a delete looks among
+   the messages received and not yet deleted (moto's pending set) before the whole queue. The
+   messages handed out, their order, the counts and the errors are moto's.
 
 `install()` patches moto's classes in the current process: the sandbox's emulator process calls it
 at start, and so do the tests' `mock_aws` fixtures; `without_speedups()` puts moto's own code back
@@ -38,12 +51,13 @@ compares replies, errors, items and stream records.
 from __future__ import annotations
 
 import copy
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
@@ -98,6 +112,8 @@ class _UndoLog:
         for table, length in self.stream_lengths.values():
             if table.stream_shard is not None:
                 del table.stream_shard.items[length:]
+        for table, hash_value, range_value, _ in self.items:
+            _refresh(table, hash_value, range_value)
 
 
 def _key_of(table: Table, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +223,134 @@ def _primary_order(item: Any) -> Any:
     return (item.hash_key, item.range_key) if item.range_key else item.hash_key
 
 
+def _stored(table: Table, hash_value: Any, range_value: Any) -> Any:
+    if table.range_key_attr is None:
+        return table.items.get(hash_value)
+    partition = table.items.get(hash_value)
+    return partition.get(range_value) if partition else None
+
+
+class IndexedValues:
+    """For one table, the primary keys of the items that hold each value of an attribute queried
+    through an index, so that an index Query finds its items without reading every item.
+
+    An attribute is indexed from a walk of the table the first time a query names it; after that
+    every write keeps it current (`refresh` of the written key, called after moto's put, delete
+    and update and after a cancelled transaction's roll-back). What it hands out is checked again
+    against the stored item, so a key it still lists after a change is passed over."""
+
+    def __init__(self, table: Table) -> None:
+        self.generation = _generation
+        self._by_attribute: dict[str, dict[Any, set[tuple[Any, Any]]]] = {}
+        self._held: dict[tuple[Any, Any], dict[str, Any]] = {}
+        self._table = table
+
+    def candidates(self, attribute: str, wanted: Any) -> list[Any]:
+        if attribute not in self._by_attribute:
+            self._by_attribute[attribute] = {}
+            for hash_value, stored in list(self._table.items.items()):
+                if self._table.range_key_attr is None:
+                    self._add((hash_value, None), stored, (attribute,))
+                else:
+                    for range_value, item in stored.items():
+                        self._add((hash_value, range_value), item, (attribute,))
+        found = []
+        for hash_value, range_value in self._by_attribute[attribute].get(wanted, ()):
+            item = _stored(self._table, hash_value, range_value)
+            value = item.attrs.get(attribute) if item is not None else None
+            if value is not None and value == wanted:
+                found.append(item)
+        return found
+
+    def refresh(self, hash_value: Any, range_value: Any) -> None:
+        key = (hash_value, range_value)
+        for attribute, value in self._held.pop(key, {}).items():
+            holders = self._by_attribute[attribute].get(value)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._by_attribute[attribute][value]
+        item = _stored(self._table, hash_value, range_value)
+        if item is not None:
+            self._add(key, item, self._by_attribute)
+
+    def _add(self, key: tuple[Any, Any], item: Any, attributes: Iterable[str]) -> None:
+        for attribute in attributes:
+            value = item.attrs.get(attribute)
+            if value is None:
+                continue
+            try:
+                self._by_attribute[attribute].setdefault(value, set()).add(key)
+            except TypeError:  # a list or map: never an index key, never equal to a queried one
+                continue
+            self._held.setdefault(key, {})[attribute] = value
+
+
+# Writes made while moto's own code is back (`without_speedups`) do not refresh the indexes; each
+# is rebuilt after that.
+_generation = 0
+INDEX_ATTRIBUTE = "_pointbridge_indexed_values"
+
+
+def indexed_values(table: Table, *, create: bool) -> IndexedValues | None:
+    index: IndexedValues | None = table.__dict__.get(INDEX_ATTRIBUTE)
+    if index is not None and index.generation != _generation:
+        index = None
+    if index is None and create:
+        index = IndexedValues(table)
+        table.__dict__[INDEX_ATTRIBUTE] = index
+    return index
+
+
+def _refresh(table: Table | None, hash_value: Any, range_value: Any) -> None:
+    index = indexed_values(table, create=False) if table is not None else None
+    if index is not None:
+        index.refresh(hash_value, range_value)
+
+
+def _refreshing_put(stock: Callable[..., Any]) -> Callable[..., Any]:
+    def put_item(self: Table, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        try:
+            return stock(self, item_attrs, *args, **kwargs)
+        finally:
+            if self.hash_key_attr in item_attrs and (self.range_key_attr is None or self.range_key_attr in item_attrs):
+                range_value = DynamoType(item_attrs[self.range_key_attr]) if self.range_key_attr else None
+                _refresh(self, DynamoType(item_attrs[self.hash_key_attr]), range_value)
+
+    return put_item
+
+
+def _refreshing_delete(stock: Callable[..., Any]) -> Callable[..., Any]:
+    def delete_item(self: Table, hash_key: Any, range_key: Any) -> Any:
+        try:
+            return stock(self, hash_key, range_key)
+        finally:
+            _refresh(self, hash_key, range_key)
+
+    return delete_item
+
+
+def _refreshing_update(stock: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's UpdateItem changes the stored item's attributes in place."""
+
+    def update_item(self: DynamoDBBackend, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return stock(self, table_name, key, *args, **kwargs)
+        finally:
+            table = self.tables.get(table_name)
+            if table is not None and indexed_values(table, create=False) is not None:
+                try:
+                    hash_value, range_value = self.get_keys_value(table, key)
+                except Exception:  # noqa: BLE001 - a key moto refused wrote nothing
+                    pass
+                else:
+                    _refresh(table, hash_value, range_value)
+
+    return update_item
+
+
 def index_query(moto_query: Callable[..., Any], table: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
     """moto's index Query, over the items whose index hash attribute holds the queried value.
 
@@ -215,20 +359,18 @@ def index_query(moto_query: Callable[..., Any], table: Table, hash_key: Any, *ar
     equalities, in the same relative order (a stable sort of a subset orders it as the sort of the
     whole did), leaves everything after that step as moto's own code: its remaining checks (other
     hash attributes, the range attributes an index needs), the sort, the start key, Limit, the
-    filter expression and the projection."""
+    filter expression and the projection. The items are found through `IndexedValues`."""
     conditions = kwargs.get("hash_key_conditions") or []
     if not conditions:
         return moto_query(table, hash_key, *args, **kwargs)
     attribute, wanted = conditions[0]
-    if table.range_key_attr is None:
-        stored: Iterator[Any] = iter(table.items.values())
-    else:
-        stored = (item for partition in table.items.values() for item in partition.values())
-    candidates = []
-    for item in stored:
-        value = item.attrs.get(attribute)
-        if value is not None and value == wanted:
-            candidates.append(item)
+    try:
+        hash(wanted)
+    except TypeError:
+        return moto_query(table, hash_key, *args, **kwargs)
+    index = indexed_values(table, create=True)
+    assert index is not None
+    candidates = index.candidates(attribute, wanted)
     candidates.sort(key=_primary_order)
     table.all_items = lambda: candidates  # type: ignore[method-assign]
     try:
@@ -249,14 +391,13 @@ def sqs_message_within_retention(self: SQSBackend, queue_name: str, message: Any
 def _queue_scans() -> dict[str, Any]:
     """A queue's visible, delayed and in-flight messages, each found with one reading of the clock.
 
-    moto reads the clock (through datetime arithmetic) twice per message for every count, and a
-    SendMessage asks for every count (through `Queue.attributes`), so sending into a queue of n
-    messages cost 6n clock readings. The answers are those of moto's properties at one instant."""
+    moto reads the clock (through datetime arithmetic) twice per message for every count. The
+    answers are those of moto's properties at one instant; the visible messages are a view that a
+    receive walks only as far as its batch (`VisibleMessages`)."""
     import moto.sqs.models as sqs
 
-    def messages(self: Any) -> list[Any]:
-        now = sqs.unix_time_millis()
-        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+    def messages(self: Any) -> VisibleMessages:
+        return VisibleMessages(list(self._messages), sqs.unix_time_millis())
 
     def approximate_number_of_messages_delayed(self: Any) -> int:
         now = sqs.unix_time_millis()
@@ -271,6 +412,94 @@ def _queue_scans() -> dict[str, Any]:
         "approximate_number_of_messages_delayed": property(approximate_number_of_messages_delayed),
         "approximate_number_of_messages_not_visible": property(approximate_number_of_messages_not_visible),
     }
+
+
+class VisibleMessages:
+    """A queue's visible messages at one instant, found as they are asked for.
+
+    moto's ReceiveMessage walks `Queue.messages` only until it has its batch, so the messages
+    behind the batch are not looked at; `len()` and truth (GetQueueAttributes, the long-poll
+    wait) walk as far as they need. The walk is over a copy of the queue's list taken when the
+    view is made (a C-level copy of references), as moto's own list comprehension was."""
+
+    def __init__(self, messages: list[Any], now: float) -> None:
+        self._messages = messages
+        self._now = now
+
+    def __iter__(self) -> Iterator[Any]:
+        now = self._now
+        return (m for m in self._messages if now > m.visible_at and not now < m.delayed_until)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, VisibleMessages) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _DeduplicationSetting:
+    """What SendMessage reads of `Queue.attributes`: the one setting, as moto's dict holds it.
+
+    moto builds every attribute of the queue for it, the three counts among them, each a walk of
+    every message. Another key is refused loudly (a later moto reading more here must be seen)."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name != "ContentBasedDeduplication":
+            raise LookupError(f"moto's send read the queue attribute {name}, which the speedup does not provide")
+        if not self._queue.fifo_queue:
+            return default
+        value = self._queue.content_based_deduplication
+        return str(value).lower() if isinstance(value, bool) else value
+
+
+_sending = threading.local()
+
+
+def _queue_attributes(stock: property) -> property:
+    def attributes(self: Any) -> Any:
+        if getattr(_sending, "queue", None) is self:
+            return _DeduplicationSetting(self)
+        return stock.fget(self)  # type: ignore[misc]
+
+    return property(attributes)
+
+
+def _sending_without_counts(stock: Callable[..., Any]) -> Callable[..., Any]:
+    def send_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.queues.get(queue_name)
+        outer = getattr(_sending, "queue", None)
+        _sending.queue = queue
+        try:
+            return stock(self, queue_name, *args, **kwargs)
+        finally:
+            _sending.queue = outer
+
+    return send_message
+
+
+def _deleting_pending_first(stock: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return
+        # A handle is nearly always that of a message received and not yet deleted: look there
+        # first, then (a handle of a message moto no longer lists as pending) do as moto does.
+        found = next((m for m in self.pending_messages if m.had_receipt_handle(receipt_handle)), None)
+        if found is None or found not in self._messages:
+            stock(self, receipt_handle)
+            return
+        self.pending_messages.discard(found)
+        self.deleted_messages.update(found.all_receipt_handles)
+        self._messages.remove(found)
+
+    return delete_message
 
 
 def _remembered_per_class(stock: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
@@ -437,11 +666,13 @@ def _patch(owner: Any, attribute: str, ours: Any) -> None:
 @contextmanager
 def without_speedups() -> Iterator[None]:
     """moto exactly as it ships, for the duration (the tests compare the two side by side)."""
+    global _generation
     for owner, attribute, theirs, _ in _patches:
         setattr(owner, attribute, theirs)
     try:
         yield
     finally:
+        _generation += 1
         for owner, attribute, _, ours in _patches:
             setattr(owner, attribute, ours)
 
@@ -478,6 +709,9 @@ def install() -> None:
 
     _patch(DynamoDBBackend, "transact_write_items", transact_write_items)
     _patch(Table, "query", partition_query)
+    _patch(Table, "put_item", _refreshing_put(Table.put_item))
+    _patch(Table, "delete_item", _refreshing_delete(Table.delete_item))
+    _patch(DynamoDBBackend, "update_item", _refreshing_update(DynamoDBBackend.update_item))
     # The folders of moto's package and the methods of its response classes do not change while
     # it runs; moto lists both again for every request.
     moto_modules = tuple(moto.backends.list_of_moto_modules())
@@ -490,6 +724,9 @@ def install() -> None:
     _patch(SQSBackend, "is_message_valid_based_on_retention_period", sqs_message_within_retention)
     for name, scan in _queue_scans().items():
         _patch(Queue, name, scan)
+    _patch(Queue, "attributes", _queue_attributes(vars(Queue)["attributes"]))
+    _patch(SQSBackend, "send_message", _sending_without_counts(SQSBackend.send_message))
+    _patch(Queue, "delete_message", _deleting_pending_first(Queue.delete_message))
     # XFormedAttributePicker's own method calls AttributePicker's through super(): remembering
     # the subclass's answer covers both, and the base class's is remembered for other pickers.
     _patch(AttributePicker, "get_possible_keys", _remembered_possible_keys(AttributePicker.get_possible_keys))
