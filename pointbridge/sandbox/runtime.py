@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -70,8 +71,17 @@ class LambdaContext:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
+def _end_with_parent(parent: int) -> None:
+    # A sandbox killed outright (SIGKILL, a test runner's timeout) cannot stop its pools, and
+    # ProcessPoolExecutor's workers would wait on their queue for good, orphaned.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def _init_worker(settings: dict[str, Any]) -> None:
     global _handler
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True, name="end-with-parent").start()
     if settings.get("log_file"):
         # Line-buffered, appended: several workers of one function share the file, line by line.
         log = Path(settings["log_file"]).open("a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the worker
