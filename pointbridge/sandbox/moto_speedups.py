@@ -505,4 +505,15 @@ def install() -> None:
     _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
     # moto's events module imports `parse` from here inside the function, for every event.
     _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
+    _install_dynamodb_json()
     _installed = True
+
+
+def _install_dynamodb_json() -> None:
+    """DynamoDB's requests parsed and replies written by walks compiled per shape (moto_dynamodb)."""
+    from moto.core.responses import ActionResult, BaseResponse
+
+    from pointbridge.sandbox import moto_dynamodb
+
+    _patch(ActionResult, "execute_result", moto_dynamodb.execute_result(ActionResult.execute_result))
+    _patch(BaseResponse, "parse_parameters", moto_dynamodb.parse_parameters(BaseResponse.parse_parameters))
