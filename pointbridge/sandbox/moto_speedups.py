@@ -38,6 +38,7 @@ compares replies, errors, items and stream records.
 from __future__ import annotations
 
 import copy
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -402,9 +403,83 @@ def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str
             tree = stock(expression)  # a syntax error raises here, every time, as in moto
             if len(trees) < MAX_REMEMBERED_EXPRESSIONS:
                 trees[expression] = tree
+                _remember_pickled(tree)
         return tree
 
     return make
+
+
+# The remembered UpdateExpression trees (alive for the process's life, so their ids stay theirs),
+# each pickled once: the validator copies the tree for every update, and unpickling those bytes
+# is the same copy at a fraction of the cost.
+_pickled_trees: dict[int, bytes] = {}
+
+
+def _remember_pickled(tree: Any) -> None:
+    try:
+        blob = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a tree pickle cannot copy is copied by tree_copy
+        return
+    _pickled_trees[id(tree)] = blob
+
+
+def validator_copy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """What moto's validators deep-copy: a remembered UpdateExpression tree is unpickled from its
+    bytes (pickle rebuilds plain objects, lists and shared references exactly as deepcopy does);
+    anything else goes to tree_copy."""
+    blob = _pickled_trees.get(id(value)) if memo is None else None
+    if blob is not None:
+        return pickle.loads(blob)  # noqa: S301 - our own bytes, made from moto's parser's tree
+    return tree_copy(value, memo)
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of request JSON as parsed (dicts, lists, and immutable leaves)."""
+    if type(value) is dict:
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain_copy(v) for v in value]
+    return value
+
+
+def _remembered_conditions(stock: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """moto parses a ConditionExpression (or filter) anew for every request. Its result - a tree
+    of operators holding the expression's paths and values - depends only on the text, the
+    names and the values, and evaluating it changes nothing, so one tree serves every request
+    that gives the same three (with the names and values it found, which the handlers check for
+    unused ones). A parse that raises is not remembered: it raises again every time, as in moto."""
+    parsed: dict[str, tuple[Any, list[str], list[str]]] = {}
+
+    def parse(self: Any) -> Any:
+        try:
+            key = repr((self.condition_expression, self.expression_attribute_names, self.expression_attribute_values))
+        except Exception:  # noqa: BLE001 - leave it to moto
+            return stock(self)
+        known = parsed.get(key)
+        if known is None:
+            names_before, values_before = len(self.expr_attr_names_found), len(self.expr_attr_values_found)
+            # The tree keeps parts of the values it was given; a private copy of them keeps what
+            # the request does to its own values afterwards out of the remembered tree.
+            given = self.expression_attribute_values
+            self.expression_attribute_values = _plain_copy(given)
+            try:
+                op = stock(self)
+            finally:
+                self.expression_attribute_values = given
+            if len(parsed) >= MAX_REMEMBERED_EXPRESSIONS:
+                parsed.clear()  # most keys carry a request's own values: keep the recent ones
+            parsed[key] = (
+                op,
+                self.expr_attr_names_found[names_before:],
+                self.expr_attr_values_found[values_before:],
+            )
+            return op
+        op, names, values = known
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+    return parse
 
 
 def _remembered_json_paths(stock: Callable[..., Any]) -> Callable[..., Any]:
@@ -501,7 +576,7 @@ def install() -> None:
         "_serialize_structure_member",
         _skipping_absent_members(ResponseSerializer._serialize_structure_member),
     )
-    _patch(validators, "deepcopy", tree_copy)
+    _patch(validators, "deepcopy", validator_copy)
     _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
     # moto's events module imports `parse` from here inside the function, for every event.
     _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
@@ -512,8 +587,10 @@ def install() -> None:
 def _install_dynamodb_json() -> None:
     """DynamoDB's requests parsed and replies written by walks compiled per shape (moto_dynamodb)."""
     from moto.core.responses import ActionResult, BaseResponse
+    from moto.dynamodb.comparisons import ConditionExpressionParser
 
     from pointbridge.sandbox import moto_dynamodb
 
+    _patch(ConditionExpressionParser, "parse", _remembered_conditions(ConditionExpressionParser.parse))
     _patch(ActionResult, "execute_result", moto_dynamodb.execute_result(ActionResult.execute_result))
     _patch(BaseResponse, "parse_parameters", moto_dynamodb.parse_parameters(BaseResponse.parse_parameters))

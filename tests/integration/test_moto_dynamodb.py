@@ -413,6 +413,34 @@ def test_malformed_and_odd_requests_answer_as_moto_does(apps: dict[str, Any], ta
         {"TableName": TABLE, "Item": {"PK": {"S": "k"}, "SK": {"S": "x"}, "s": {"SS": []}}},
     )
     _both(apps, "DynamoDB_20120810.BatchGetItem", {"RequestItems": {}})
+    # Conditions and filters, each twice (the second is remembered), unused names and values too.
+    key = _key(KEYS[0])
+    for _ in range(2):
+        for extra_names, extra_values in (({}, {}), ({"#x": "x"}, {}), ({}, {":x": {"N": "1"}})):
+            condition = {
+                "ConditionExpression": "attribute_not_exists(#p) OR #v < :limit",
+                "ExpressionAttributeNames": {"#p": "PK", "#v": "v", **extra_names},
+                "ExpressionAttributeValues": {":limit": {"N": "3"}, **extra_values},
+            }
+            _both(
+                apps, "DynamoDB_20120810.PutItem", {"TableName": TABLE, "Item": {**key, "v": {"N": "1"}}, **condition}
+            )
+            _both(
+                apps,
+                "DynamoDB_20120810.UpdateItem",
+                {"TableName": TABLE, "Key": key, "UpdateExpression": "SET #v = #v + :limit", **condition},
+            )
+            _both(
+                apps,
+                "DynamoDB_20120810.Query",
+                {
+                    "TableName": TABLE,
+                    "KeyConditionExpression": "PK = :pk",
+                    "FilterExpression": "#v < :limit",
+                    "ExpressionAttributeNames": {"#v": "v", **extra_names},
+                    "ExpressionAttributeValues": {":pk": {"S": KEYS[0][0]}, ":limit": {"N": "9"}, **extra_values},
+                },
+            )
 
 
 def test_requests_moto_would_route_elsewhere_are_left_to_moto() -> None:

@@ -619,6 +619,11 @@ def test_update_expression_trees_are_copied_as_deepcopy_copies_them(expression: 
     ours, theirs = moto_speedups.tree_copy(tree), copy.deepcopy(tree)
     assert _tree(ours, {}) == _tree(theirs, {}) == _tree(tree, {})
     assert ours is not tree and all(a is not b for a, b in zip(ours.children, tree.children, strict=True))
+    # The validators' copy of a remembered tree (unpickled): alike, and a fresh one each time.
+    first, second = moto_speedups.validator_copy(tree), moto_speedups.validator_copy(tree)
+    assert _tree(first, {}) == _tree(second, {}) == _tree(theirs, {})
+    assert first is not tree and first is not second
+    assert all(a is not b for a, b in zip(first.children, tree.children, strict=True))
 
 
 # --- EventBridge: a target's input paths parsed once ---------------------------------------------
