@@ -442,6 +442,75 @@ def _plain_copy(value: Any) -> Any:
     return value
 
 
+def _item_copies() -> tuple[Callable[[Any, dict[int, Any]], Any], Callable[[Any, dict[int, Any]], Any]]:
+    """moto's own `__deepcopy__` of DynamoType and Item (an update copies the item it changes,
+    a transaction each item it touches), with each child copied by calling this directly
+    instead of through `copy.deepcopy`'s generic dispatch: the same objects, made in the same
+    order, with the same memo (a value shared by two attributes stays shared in the copy)."""
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType, LimitedSizeDict
+
+    sets = (DDBType.STRING_SET, DDBType.NUMBER_SET, DDBType.BINARY_SET)
+    list_type, map_type = DDBType.LIST, DDBType.MAP
+
+    def child(value: Any, memo: dict[int, Any]) -> Any:
+        known = memo.get(id(value), memo)
+        if known is not memo:
+            return known
+        if type(value) is DynamoType:
+            return dynamo_copy(value, memo)
+        return copy.deepcopy(value, memo)
+
+    def dynamo_copy(self: Any, memo: dict[int, Any]) -> Any:
+        if id(self) in memo:
+            return memo[id(self)]
+        result = self.__class__.__new__(self.__class__)
+        memo[id(self)] = result
+        result.type = self.type
+        kind = self.type
+        if kind == list_type:
+            result.value = [child(v, memo) for v in self.value]
+        elif kind == map_type:
+            result.value = {k: child(v, memo) for k, v in self.value.items()}
+        elif kind in sets:
+            result.value = list(self.value)
+        else:
+            result.value = self.value
+        return result
+
+    def item_copy(self: Any, memo: dict[int, Any]) -> Any:
+        if id(self) in memo:
+            return memo[id(self)]
+        result = self.__class__.__new__(self.__class__)
+        memo[id(self)] = result
+        result.hash_key = child(self.hash_key, memo)
+        result.range_key = child(self.range_key, memo)
+        # As moto's: the source passed LimitedSizeDict's size check when it was written.
+        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(attrs)
+        for key, value in self.attrs.items():
+            dict.__setitem__(attrs, key, child(value, memo))
+        result.attrs = attrs
+        return result
+
+    return dynamo_copy, item_copy
+
+
+def _request_id_without_scan(stock: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """moto writes the request id into a reply's `<RequestId>` element with a regular expression
+    run over the whole body, JSON replies included (a GetRecords reply carries tens of
+    kilobytes). A text without `<RequestId>` cannot match it, so the scan is skipped there;
+    moto's own code still makes the id and its header."""
+
+    def _enrich_response(headers: Any, body: Any) -> Any:
+        if type(body) is str and "<RequestId>" not in body:
+            unchanged = body
+            headers, body = stock(headers, "")
+            return headers, unchanged
+        return stock(headers, body)
+
+    return _enrich_response
+
+
 def _remembered_conditions(stock: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """moto parses a ConditionExpression (or filter) anew for every request. Its result - a tree
     of operators holding the expression's paths and values - depends only on the text, the
@@ -588,9 +657,14 @@ def _install_dynamodb_json() -> None:
     """DynamoDB's requests parsed and replies written by walks compiled per shape (moto_dynamodb)."""
     from moto.core.responses import ActionResult, BaseResponse
     from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
     from pointbridge.sandbox import moto_dynamodb
 
     _patch(ConditionExpressionParser, "parse", _remembered_conditions(ConditionExpressionParser.parse))
+    dynamo_copy, item_copy = _item_copies()
+    _patch(DynamoType, "__deepcopy__", dynamo_copy)
+    _patch(Item, "__deepcopy__", item_copy)
+    _patch(BaseResponse, "_enrich_response", staticmethod(_request_id_without_scan(BaseResponse._enrich_response)))
     _patch(ActionResult, "execute_result", moto_dynamodb.execute_result(ActionResult.execute_result))
     _patch(BaseResponse, "parse_parameters", moto_dynamodb.parse_parameters(BaseResponse.parse_parameters))
