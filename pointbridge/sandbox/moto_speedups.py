@@ -495,6 +495,64 @@ def _item_copies() -> tuple[Callable[[Any, dict[int, Any]], Any], Callable[[Any,
     return dynamo_copy, item_copy
 
 
+def _traversal(stock_traverse: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """moto's DepthFirstTraverser.traverse (ten of them run over every UpdateExpression), with
+    what it works out again at every node worked out once: each processor's map of node classes
+    (a dict literal of the processor's own methods, rebuilt twice per node) and, per node class,
+    which of them applies (isinstance against abstract classes). The walk is moto's: children
+    first, in order, the pre-child hook before each, the processed node put in its parent's place.
+    A traverser that overrides any of the walk's steps is left to moto's code."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+
+    stock_steps = (
+        DepthFirstTraverser.traverse_node_recursively,
+        DepthFirstTraverser.nodes_to_be_processed,
+        DepthFirstTraverser.process,
+    )
+    is_node: dict[type, bool] = {}
+    # (traverser class, node class) -> position of the map's first class the node is an instance of.
+    matching: dict[tuple[type, type], int] = {}
+
+    def traverse(self: Any, node: Any) -> Any:
+        cls = type(self)
+        if (cls.traverse_node_recursively, cls.nodes_to_be_processed, cls.process) != stock_steps:
+            return stock_traverse(self, node)
+        processors = list(self._processing_map().items())
+        pre_processing_of_child = self.pre_processing_of_child
+
+        def position(node_type: type) -> int:
+            key = (cls, node_type)
+            found = matching.get(key)
+            if found is None:
+                found = next((i for i, (k, _) in enumerate(processors) if issubclass(node_type, k)), -1)
+                matching[key] = found
+            return found
+
+        def visit(node: Any, child_id: int) -> Any:
+            node_type = type(node)
+            known = is_node.get(node_type)
+            if known is None:
+                known = is_node[node_type] = isinstance(node, Node)
+            if not known:
+                return node
+            parent_node = node.parent
+            if node.children is not None:
+                for i, child_node in enumerate(node.children):
+                    pre_processing_of_child(node, i)
+                    visit(child_node, i)
+            found = position(node_type)
+            if found >= 0:
+                node = processors[found][1](node)
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
+            return node
+
+        return visit(node, -1)
+
+    return traverse
+
+
 def _request_id_without_scan(stock: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """moto writes the request id into a reply's `<RequestId>` element with a regular expression
     run over the whole body, JSON replies included (a GetRecords reply carries tens of
@@ -658,10 +716,12 @@ def _install_dynamodb_json() -> None:
     from moto.core.responses import ActionResult, BaseResponse
     from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
 
     from pointbridge.sandbox import moto_dynamodb
 
     _patch(ConditionExpressionParser, "parse", _remembered_conditions(ConditionExpressionParser.parse))
+    _patch(DepthFirstTraverser, "traverse", _traversal(DepthFirstTraverser.traverse))
     dynamo_copy, item_copy = _item_copies()
     _patch(DynamoType, "__deepcopy__", dynamo_copy)
     _patch(Item, "__deepcopy__", item_copy)

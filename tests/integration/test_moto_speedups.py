@@ -762,3 +762,48 @@ def test_items_are_copied_as_moto_copies_them(attributes: dict[str, Any], share:
         copied = copy.deepcopy(value)
         with moto_speedups.without_speedups():
             assert _dynamo_tree(copied, {}) == _dynamo_tree(copy.deepcopy(value), {}), name
+
+
+# --- Validating an UpdateExpression --------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    # One clause of a kind at most (moto refuses two SETs as a whole, before any walk).
+    expression=st.lists(clauses, min_size=1, max_size=3, unique_by=lambda c: c.split()[0]).map(" ".join),
+    v=scalars,
+    w=attribute_values,
+    item_attributes=st.dictionaries(st.sampled_from(["a", "b", "l", "n"]), attribute_values, max_size=3),
+)
+def test_update_expressions_validate_as_moto_validates_them(
+    expression: str, v: Any, w: Any, item_attributes: dict[str, Any]
+) -> None:
+    """The validators' walks (ten traversals of the tree) give moto's tree, or moto's error."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    class _Table:
+        table_key_attrs = ["PK"]
+        attr = [{"AttributeName": "PK", "AttributeType": "S"}]
+        attribute_keys = ["PK"]
+
+    def validated() -> Any:
+        item = Item(DynamoType({"S": "h"}), None, {"PK": {"S": "h"}, **item_attributes})
+        try:
+            tree = UpdateExpressionParser.make(expression)
+            result = UpdateExpressionValidator(
+                tree,
+                expression_attribute_names={"#n": "n"},
+                expression_attribute_values={":v": v, ":w": w},
+                item=item,
+                table=_Table(),  # type: ignore[arg-type]
+            ).validate()
+        except Exception as error:  # noqa: BLE001 - moto's refusals are part of what is compared
+            return type(error).__name__, str(error)
+        return _tree(result, {})
+
+    ours = validated()
+    with moto_speedups.without_speedups():
+        theirs = validated()
+    assert ours == theirs
