@@ -257,12 +257,14 @@ def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
 
     from pointbridge.sandbox import moto_speedups
     from pointbridge.sandbox.http11 import Http11Server
+    from pointbridge.sandbox.moto_dynamodb import DynamoDBDispatch
 
     moto_speedups.install()
     arrivals = Arrivals(arrivals_pipe)
     _watch_arrivals(arrivals)
 
-    locked = LockedApp(DomainDispatcherApplication(create_backend_app), arrivals)
+    # DynamoDB's requests skip moto's domain dispatcher and Flask (moto_dynamodb.DynamoDBDispatch).
+    locked = LockedApp(DynamoDBDispatch(DomainDispatcherApplication(create_backend_app)), arrivals)
     server = Http11Server(IamGate(locked, Enforcer()))
     conn.send(server.server_port)
     watcher = threading.Thread(target=_obey_parent, args=(conn, server, locked), daemon=True)

@@ -51,6 +51,7 @@ compares replies, errors, items and stream records.
 from __future__ import annotations
 
 import copy
+import pickle
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -631,9 +632,210 @@ def _remembered_update_expressions(stock: Callable[[str], Any]) -> Callable[[str
             tree = stock(expression)  # a syntax error raises here, every time, as in moto
             if len(trees) < MAX_REMEMBERED_EXPRESSIONS:
                 trees[expression] = tree
+                _remember_pickled(tree)
         return tree
 
     return make
+
+
+# The remembered UpdateExpression trees (alive for the process's life, so their ids stay theirs),
+# each pickled once: the validator copies the tree for every update, and unpickling those bytes
+# is the same copy at a fraction of the cost.
+_pickled_trees: dict[int, bytes] = {}
+
+
+def _remember_pickled(tree: Any) -> None:
+    try:
+        blob = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a tree pickle cannot copy is copied by tree_copy
+        return
+    _pickled_trees[id(tree)] = blob
+
+
+def validator_copy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """What moto's validators deep-copy: a remembered UpdateExpression tree is unpickled from its
+    bytes (pickle rebuilds plain objects, lists and shared references exactly as deepcopy does);
+    anything else goes to tree_copy."""
+    blob = _pickled_trees.get(id(value)) if memo is None else None
+    if blob is not None:
+        return pickle.loads(blob)  # noqa: S301 - our own bytes, made from moto's parser's tree
+    return tree_copy(value, memo)
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of request JSON as parsed (dicts, lists, and immutable leaves)."""
+    if type(value) is dict:
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain_copy(v) for v in value]
+    return value
+
+
+def _item_copies() -> tuple[Callable[[Any, dict[int, Any]], Any], Callable[[Any, dict[int, Any]], Any]]:
+    """moto's own `__deepcopy__` of DynamoType and Item (an update copies the item it changes,
+    a transaction each item it touches), with each child copied by calling this directly
+    instead of through `copy.deepcopy`'s generic dispatch: the same objects, made in the same
+    order, with the same memo (a value shared by two attributes stays shared in the copy)."""
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType, LimitedSizeDict
+
+    sets = (DDBType.STRING_SET, DDBType.NUMBER_SET, DDBType.BINARY_SET)
+    list_type, map_type = DDBType.LIST, DDBType.MAP
+
+    def child(value: Any, memo: dict[int, Any]) -> Any:
+        known = memo.get(id(value), memo)
+        if known is not memo:
+            return known
+        if type(value) is DynamoType:
+            return dynamo_copy(value, memo)
+        return copy.deepcopy(value, memo)
+
+    def dynamo_copy(self: Any, memo: dict[int, Any]) -> Any:
+        if id(self) in memo:
+            return memo[id(self)]
+        result = self.__class__.__new__(self.__class__)
+        memo[id(self)] = result
+        result.type = self.type
+        kind = self.type
+        if kind == list_type:
+            result.value = [child(v, memo) for v in self.value]
+        elif kind == map_type:
+            result.value = {k: child(v, memo) for k, v in self.value.items()}
+        elif kind in sets:
+            result.value = list(self.value)
+        else:
+            result.value = self.value
+        return result
+
+    def item_copy(self: Any, memo: dict[int, Any]) -> Any:
+        if id(self) in memo:
+            return memo[id(self)]
+        result = self.__class__.__new__(self.__class__)
+        memo[id(self)] = result
+        result.hash_key = child(self.hash_key, memo)
+        result.range_key = child(self.range_key, memo)
+        # As moto's: the source passed LimitedSizeDict's size check when it was written.
+        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(attrs)
+        for key, value in self.attrs.items():
+            dict.__setitem__(attrs, key, child(value, memo))
+        result.attrs = attrs
+        return result
+
+    return dynamo_copy, item_copy
+
+
+def _traversal(stock_traverse: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """moto's DepthFirstTraverser.traverse (ten of them run over every UpdateExpression), with
+    what it works out again at every node worked out once: each processor's map of node classes
+    (a dict literal of the processor's own methods, rebuilt twice per node) and, per node class,
+    which of them applies (isinstance against abstract classes). The walk is moto's: children
+    first, in order, the pre-child hook before each, the processed node put in its parent's place.
+    A traverser that overrides any of the walk's steps is left to moto's code."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+
+    stock_steps = (
+        DepthFirstTraverser.traverse_node_recursively,
+        DepthFirstTraverser.nodes_to_be_processed,
+        DepthFirstTraverser.process,
+    )
+    is_node: dict[type, bool] = {}
+    # (traverser class, node class) -> position of the map's first class the node is an instance of.
+    matching: dict[tuple[type, type], int] = {}
+
+    def traverse(self: Any, node: Any) -> Any:
+        cls = type(self)
+        if (cls.traverse_node_recursively, cls.nodes_to_be_processed, cls.process) != stock_steps:
+            return stock_traverse(self, node)
+        processors = list(self._processing_map().items())
+        pre_processing_of_child = self.pre_processing_of_child
+
+        def position(node_type: type) -> int:
+            key = (cls, node_type)
+            found = matching.get(key)
+            if found is None:
+                found = next((i for i, (k, _) in enumerate(processors) if issubclass(node_type, k)), -1)
+                matching[key] = found
+            return found
+
+        def visit(node: Any, child_id: int) -> Any:
+            node_type = type(node)
+            known = is_node.get(node_type)
+            if known is None:
+                known = is_node[node_type] = isinstance(node, Node)
+            if not known:
+                return node
+            parent_node = node.parent
+            if node.children is not None:
+                for i, child_node in enumerate(node.children):
+                    pre_processing_of_child(node, i)
+                    visit(child_node, i)
+            found = position(node_type)
+            if found >= 0:
+                node = processors[found][1](node)
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
+            return node
+
+        return visit(node, -1)
+
+    return traverse
+
+
+def _request_id_without_scan(stock: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """moto writes the request id into a reply's `<RequestId>` element with a regular expression
+    run over the whole body, JSON replies included (a GetRecords reply carries tens of
+    kilobytes). A text without `<RequestId>` cannot match it, so the scan is skipped there;
+    moto's own code still makes the id and its header."""
+
+    def _enrich_response(headers: Any, body: Any) -> Any:
+        if type(body) is str and "<RequestId>" not in body:
+            unchanged = body
+            headers, body = stock(headers, "")
+            return headers, unchanged
+        return stock(headers, body)
+
+    return _enrich_response
+
+
+def _remembered_conditions(stock: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """moto parses a ConditionExpression (or filter) anew for every request. Its result - a tree
+    of operators holding the expression's paths and values - depends only on the text, the
+    names and the values, and evaluating it changes nothing, so one tree serves every request
+    that gives the same three (with the names and values it found, which the handlers check for
+    unused ones). A parse that raises is not remembered: it raises again every time, as in moto."""
+    parsed: dict[str, tuple[Any, list[str], list[str]]] = {}
+
+    def parse(self: Any) -> Any:
+        try:
+            key = repr((self.condition_expression, self.expression_attribute_names, self.expression_attribute_values))
+        except Exception:  # noqa: BLE001 - leave it to moto
+            return stock(self)
+        known = parsed.get(key)
+        if known is None:
+            names_before, values_before = len(self.expr_attr_names_found), len(self.expr_attr_values_found)
+            # The tree keeps parts of the values it was given; a private copy of them keeps what
+            # the request does to its own values afterwards out of the remembered tree.
+            given = self.expression_attribute_values
+            self.expression_attribute_values = _plain_copy(given)
+            try:
+                op = stock(self)
+            finally:
+                self.expression_attribute_values = given
+            if len(parsed) >= MAX_REMEMBERED_EXPRESSIONS:
+                parsed.clear()  # most keys carry a request's own values: keep the recent ones
+            parsed[key] = (
+                op,
+                self.expr_attr_names_found[names_before:],
+                self.expr_attr_values_found[values_before:],
+            )
+            return op
+        op, names, values = known
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+    return parse
 
 
 def _remembered_json_paths(stock: Callable[..., Any]) -> Callable[..., Any]:
@@ -738,8 +940,28 @@ def install() -> None:
         "_serialize_structure_member",
         _skipping_absent_members(ResponseSerializer._serialize_structure_member),
     )
-    _patch(validators, "deepcopy", tree_copy)
+    _patch(validators, "deepcopy", validator_copy)
     _patch(UpdateExpressionParser, "make", staticmethod(_remembered_update_expressions(UpdateExpressionParser.make)))
     # moto's events module imports `parse` from here inside the function, for every event.
     _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
+    _install_dynamodb_json()
     _installed = True
+
+
+def _install_dynamodb_json() -> None:
+    """DynamoDB's requests parsed and replies written by walks compiled per shape (moto_dynamodb)."""
+    from moto.core.responses import ActionResult, BaseResponse
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+
+    from pointbridge.sandbox import moto_dynamodb
+
+    _patch(ConditionExpressionParser, "parse", _remembered_conditions(ConditionExpressionParser.parse))
+    _patch(DepthFirstTraverser, "traverse", _traversal(DepthFirstTraverser.traverse))
+    dynamo_copy, item_copy = _item_copies()
+    _patch(DynamoType, "__deepcopy__", dynamo_copy)
+    _patch(Item, "__deepcopy__", item_copy)
+    _patch(BaseResponse, "_enrich_response", staticmethod(_request_id_without_scan(BaseResponse._enrich_response)))
+    _patch(ActionResult, "execute_result", moto_dynamodb.execute_result(ActionResult.execute_result))
+    _patch(BaseResponse, "parse_parameters", moto_dynamodb.parse_parameters(BaseResponse.parse_parameters))

@@ -825,6 +825,11 @@ def test_update_expression_trees_are_copied_as_deepcopy_copies_them(expression: 
     ours, theirs = moto_speedups.tree_copy(tree), copy.deepcopy(tree)
     assert _tree(ours, {}) == _tree(theirs, {}) == _tree(tree, {})
     assert ours is not tree and all(a is not b for a, b in zip(ours.children, tree.children, strict=True))
+    # The validators' copy of a remembered tree (unpickled): alike, and a fresh one each time.
+    first, second = moto_speedups.validator_copy(tree), moto_speedups.validator_copy(tree)
+    assert _tree(first, {}) == _tree(second, {}) == _tree(theirs, {})
+    assert first is not tree and first is not second
+    assert all(a is not b for a, b in zip(first.children, tree.children, strict=True))
 
 
 # --- EventBridge: a target's input paths parsed once ---------------------------------------------
@@ -906,3 +911,105 @@ def test_json_paths_are_parsed_once_and_find_as_moto_does() -> None:
         assert [m.value for m in ext.parse(path).find(event)] == stock
     with pytest.raises(Exception, match="Parse error"):  # noqa: PT011 - jsonpath_ng's own error, as moto gets it
         ext.parse("$.[")
+
+
+# --- Copying items -------------------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.integers(min_value=-3, max_value=3).map(lambda n: {"N": str(n)}),
+    st.sampled_from(["", "a", "ü"]).map(lambda s: {"S": s}),
+    st.binary(max_size=3).map(lambda b: {"B": b}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.just({"SS": ["x", "y"]}),
+    st.just({"NS": ["1", "2"]}),
+    st.just({"BS": [b"\x00"]}),
+)
+attribute_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3).map(lambda v: {"M": v}),
+    ),
+    max_leaves=8,
+)
+
+
+def _dynamo_tree(value: Any, seen: dict[int, int]) -> Any:
+    """A DynamoType/Item as plain data, with each object's first position (sharing shows)."""
+    position = seen.setdefault(id(value), len(seen))
+    if isinstance(value, list):
+        return ("list", position, [_dynamo_tree(v, seen) for v in value])
+    if isinstance(value, dict):
+        return (type(value).__name__, position, {k: _dynamo_tree(v, seen) for k, v in value.items()})
+    if hasattr(value, "__dict__"):
+        return (type(value).__name__, position, {k: _dynamo_tree(v, seen) for k, v in vars(value).items()})
+    return value
+
+
+@settings(max_examples=150, deadline=None)
+@given(attributes=st.dictionaries(st.sampled_from(["v", "w", "x"]), attribute_values, max_size=3), share=st.booleans())
+def test_items_are_copied_as_moto_copies_them(attributes: dict[str, Any], share: bool) -> None:
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    item = Item(DynamoType({"S": "h"}), DynamoType({"S": "r"}) if share else None, attributes)
+    if share and item.attrs:
+        # One value held by two attributes, as an update's SET a = b can leave it.
+        dict.__setitem__(item.attrs, "shared", next(iter(item.attrs.values())))
+    ours = copy.deepcopy(item)
+    with moto_speedups.without_speedups():
+        theirs = copy.deepcopy(item)
+    assert _dynamo_tree(ours, {}) == _dynamo_tree(theirs, {})
+    assert ours.to_json() == theirs.to_json() == item.to_json()
+    assert ours is not item and all(ours.attrs[k] is not item.attrs[k] for k in item.attrs)
+    for name, value in item.attrs.items():
+        copied = copy.deepcopy(value)
+        with moto_speedups.without_speedups():
+            assert _dynamo_tree(copied, {}) == _dynamo_tree(copy.deepcopy(value), {}), name
+
+
+# --- Validating an UpdateExpression --------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    # One clause of a kind at most (moto refuses two SETs as a whole, before any walk).
+    expression=st.lists(clauses, min_size=1, max_size=3, unique_by=lambda c: c.split()[0]).map(" ".join),
+    v=scalars,
+    w=attribute_values,
+    item_attributes=st.dictionaries(st.sampled_from(["a", "b", "l", "n"]), attribute_values, max_size=3),
+)
+def test_update_expressions_validate_as_moto_validates_them(
+    expression: str, v: Any, w: Any, item_attributes: dict[str, Any]
+) -> None:
+    """The validators' walks (ten traversals of the tree) give moto's tree, or moto's error."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    class _Table:
+        table_key_attrs = ["PK"]
+        attr = [{"AttributeName": "PK", "AttributeType": "S"}]
+        attribute_keys = ["PK"]
+
+    def validated() -> Any:
+        item = Item(DynamoType({"S": "h"}), None, {"PK": {"S": "h"}, **item_attributes})
+        try:
+            tree = UpdateExpressionParser.make(expression)
+            result = UpdateExpressionValidator(
+                tree,
+                expression_attribute_names={"#n": "n"},
+                expression_attribute_values={":v": v, ":w": w},
+                item=item,
+                table=_Table(),  # type: ignore[arg-type]
+            ).validate()
+        except Exception as error:  # noqa: BLE001 - moto's refusals are part of what is compared
+            return type(error).__name__, str(error)
+        return _tree(result, {})
+
+    ours = validated()
+    with moto_speedups.without_speedups():
+        theirs = validated()
+    assert ours == theirs
