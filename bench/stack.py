@@ -24,6 +24,11 @@ Figures:
   workers_bound_events_per_s (1000 / everything else's): the rates the pipeline could reach on an
   idle 2-core machine if the emulator had one core and the rest the other - the emulator runs
   one request at a time on one core, so the lower of the two is the ceiling.
+- emulator_running_share, emulator_waiting_for_core_share, emulator_asleep_share: how the
+  emulator's wall time in the pipeline pass divides (Linux schedstat of its threads): running on
+  a core, ready but waiting for one (the machine's other processes, our own workers included,
+  had them), and asleep (no request to serve: the only time the pipeline left it without work).
+  The pipeline runs at about emulator_running_share x emulator_bound_events_per_s.
 - load_average_1m: the machine's load when the rounds ended (2.0 fills both cores).
 
 Each figure is the median of ROUNDS rounds, pipeline and replay alternating, so both sides see the
@@ -195,6 +200,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def scheduled_seconds(pid: int | None) -> tuple[float, float] | None:
+    """Seconds a process's threads have run on a core, and waited ready for one (Linux schedstat)."""
+    ran = waited = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            run_ns, wait_ns, _ = (task / "schedstat").read_text().split()
+            ran, waited = ran + int(run_ns), waited + int(wait_ns)
+    except (FileNotFoundError, ValueError):
+        return None  # no schedstat on this kernel, or no such process
+    return ran / 1e9, waited / 1e9
+
+
+def emulator_shares(
+    before: tuple[float, float] | None, after: tuple[float, float] | None, seconds: float
+) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    running, waiting = ((a - b) / seconds for a, b in zip(after, before, strict=True))
+    return {
+        "emulator_running_share": running,
+        "emulator_waiting_for_core_share": waiting,
+        "emulator_asleep_share": max(0.0, 1 - running - waiting),
+    }
+
+
 def cpu_by_part(roles: dict[int, str]) -> dict[str, float]:
     used: dict[str, float] = defaultdict(float)
     for pid, role in roles.items():
@@ -207,8 +237,9 @@ def cpu_by_part(roles: dict[int, str]) -> dict[str, float]:
 
 def run_round(
     sb: Sandbox, start: int, table: str, profile: Path | None = None
-) -> tuple[float, float, list[LoggedRequest], dict[str, float]]:
-    """One pipeline pass over EVENTS members (who bought before) and its bare replay: seconds each.
+) -> tuple[float, float, list[LoggedRequest], dict[str, float], dict[str, float]]:
+    """One pipeline pass over EVENTS members (who bought before) and its bare replay: seconds each,
+    the request log, CPU seconds by part and the emulator's shares of the pass (emulator_shares).
 
     With `profile`, the pipeline pass (not the replay) is sampled into that file."""
     copy_table(sb, table, REPLAY_REGION)
@@ -218,10 +249,12 @@ def run_round(
     with Profiler(profile) if profile is not None else contextlib.nullcontext():
         sb.emulator.start_request_log()
         cpu_before = cpu_by_part(roles)
+        scheduled_before = scheduled_seconds(sb.emulator.pid)
         started = time.perf_counter()
         send(sb, bodies)
         sb.wait_for_idle(timeout=900)
         pipeline_seconds = time.perf_counter() - started
+        shares = emulator_shares(scheduled_before, scheduled_seconds(sb.emulator.pid), pipeline_seconds)
         cpu = {part: seconds - cpu_before.get(part, 0.0) for part, seconds in cpu_by_part(roles).items()}
         log = sb.emulator.stop_request_log()
     if (posted := entries_posted(sb, orders)) != EVENTS:
@@ -230,7 +263,7 @@ def run_round(
     if failed:
         raise RuntimeError(f"{len(failed)} invocations did not succeed, e.g. {failed[0]}")
     ddb = [r for r in log if r.target.startswith("DynamoDB_20120810.")]
-    return pipeline_seconds, replay(sb, ddb), log, cpu
+    return pipeline_seconds, replay(sb, ddb), log, cpu, shares
 
 
 def request_figures(log: list[LoggedRequest]) -> dict[str, float]:
@@ -273,15 +306,20 @@ def main() -> None:
         pipeline, raw, loads = [], [], []
         log: list[LoggedRequest] = []
         cpu_rounds: list[dict[str, float]] = []
+        share_rounds: list[dict[str, float]] = []
         for round_number in range(ROUNDS):
-            pipeline_seconds, raw_seconds, log, cpu = run_round(sb, round_number, table)
+            pipeline_seconds, raw_seconds, log, cpu, shares = run_round(sb, round_number, table)
             pipeline.append(EVENTS / pipeline_seconds)
             raw.append(EVENTS / raw_seconds)
             cpu_rounds.append(cpu)
+            share_rounds.append(shares)
             loads.append(os.getloadavg()[0])
             print(
                 f"  round {round_number}: pipeline {pipeline[-1]:.1f}/s, raw {raw[-1]:.1f}/s,"
-                f" emulator CPU {cpu.get('emulator', 0) * 1000 / EVENTS:.1f} ms/event, load {loads[-1]:.1f}",
+                f" emulator CPU {cpu.get('emulator', 0) * 1000 / EVENTS:.1f} ms/event, load {loads[-1]:.1f},"
+                f" emulator running {shares.get('emulator_running_share', 0):.0%}"
+                f" / waiting for a core {shares.get('emulator_waiting_for_core_share', 0):.0%}"
+                f" / asleep {shares.get('emulator_asleep_share', 0):.0%}",
                 flush=True,
             )
         pipeline_rate, raw_rate = statistics.median(pipeline), statistics.median(raw)
@@ -306,6 +344,7 @@ def main() -> None:
                 **{f"cpu_ms_per_event_{slug(part)}": round(ms, 2) for part, ms in cpu_ms.items()},
                 "emulator_bound_events_per_s": round(1000 / cpu_ms["emulator"], 1),
                 "workers_bound_events_per_s": round(1000 / rest_ms, 1),
+                **{name: round(statistics.median(r[name] for r in share_rounds), 3) for name in share_rounds[0]},
                 "load_average_1m": round(statistics.median(loads), 2),
             },
         )

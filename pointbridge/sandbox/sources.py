@@ -497,7 +497,6 @@ class StreamPoller(Poller):
             for record in page.get("Records", []):
                 shaped = _jsonable(record)
                 shaped["eventSourceARN"] = self.stream_arn
-                self._shard_of[shaped["dynamodb"]["SequenceNumber"]] = shard_id
                 shaped.setdefault("awsRegion", self.region)
                 if self.keep is None or self.keep(shaped):
                     self.pending.append(shaped)
