@@ -13,6 +13,9 @@ Every message that ends in the dead-letter queue carries its reason (attributes 
 - only a message whose every delivery ended without the function reporting (a crash, a timeout)
   reaches the DLQ through the queue's redrive, bare: `pointbridge dlq` names those as such and
   sends them back (docs/channels.md, "DLQ reasons").
+
+A batch's messages are parsed once, first, and the identity links they name read in one request
+(`read_ahead`); each message is then delivered on its own as above.
 """
 
 from __future__ import annotations

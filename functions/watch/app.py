@@ -13,8 +13,10 @@ trimmed the record (24 hours).
 A batch's program figures are counted first, in a transaction per program and day for all its
 entries (`count_figures`), since a transaction per entry was most of what the stream cost the
 table; its outbound events are then published together (`publish_outbound`: one marker read,
-PutEvents ten at a time, batched marker writes, instead of three requests per event). The
-records' own handling then does only what those left out.
+PutEvents ten at a time, batched marker writes, instead of three requests per event), and its
+velocity windows are added in one transaction when no entry of it can flag (`watch_quietly`,
+`Watch.observe_quiet`). Each entry is parsed once for all of these. The records' own handling then
+does only what those left out.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Anomaly watch: velocity checks on new entries, flags that hold a member's new points.
 
 Each check counts distinct ids in a window item (one per check, key and window), with a set-add,
-so a stream record delivered twice counts once. Passing a program's threshold flags the member
-(`shared.members.flags`): the ingest path makes a flagged member's earns pending until an operator
-decides the flag. Every flag and every decision is a record of its own, never overwritten.
+so a stream record delivered twice counts once. A stream batch whose entries cannot pass any limit
+is added at once (`observe_quiet`), with the same result as entry by entry. Passing a program's
+threshold flags the member (`shared.members.flags`): the ingest path makes a flagged member's earns
+pending until an operator decides the flag. Every flag and every decision is a record of its own,
+never overwritten.
 
 Checks (thresholds in `ProgramConfig.anomaly`, None switches one off):
 - many earns from one card in an hour (the card hash the adapter put on the event, which ingest
