@@ -51,8 +51,8 @@ _figures_counted: set[str] = set()
 _published: set[str] = set()
 # The batch's entries, parsed once, by their item's key (`batch_entries`).
 _parsed: dict[str, Entry] = {}
-# Entries of the batch `watch_quietly` counted in their velocity windows (none of them flags), by entry id.
-_watched: set[str] = set()
+# Entries of the batch `watch_quietly` counted in their velocity windows (none of them flags), by program and id.
+_watched: set[tuple[str, str]] = set()
 
 
 def project(
@@ -108,8 +108,8 @@ def count_figures(s: Services, entries: list[Entry]) -> set[str]:
         return set()
 
 
-def watch_quietly(s: Services, entries: list[Entry]) -> set[str]:
-    """The batch's velocity windows at once when no entry of it flags (`Watch.observe_quiet`); the ids counted.
+def watch_quietly(s: Services, entries: list[Entry]) -> set[tuple[str, str]]:
+    """The batch's velocity windows at once when no entry of it flags (`Watch.observe_quiet`); the entries counted.
 
     What is not counted here (a window the batch may take past its limit, any error) is counted by
     its own record's handling, entry by entry, which raises the flags and reports its failure."""
@@ -169,7 +169,7 @@ def record_handler(record: DynamoDBRecord) -> None:
             entry,
             figures_counted=entry.entry_id in _figures_counted,
             published=published,
-            watched=entry.entry_id in _watched,
+            watched=(entry.program, entry.entry_id) in _watched,
         )
     except Exception as error:
         _note_failure(s, record, str(image.get("PK", "")), error)

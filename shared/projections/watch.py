@@ -143,8 +143,9 @@ class Watch:
             self.flag(entry.program, finding, entry.recorded_at, entry.entry_id)
         return findings
 
-    def observe_quiet(self, entries: Sequence[Entry]) -> set[str]:
-        """Count a batch's entries with one write per window, when none of them can flag; the ids counted.
+    def observe_quiet(self, entries: Sequence[Entry]) -> set[tuple[str, str]]:
+        """Count a batch's entries with one write per window, when none of them can flag; the (program,
+        entry id) of those counted.
 
         Counted entry by entry, an entry flags when its window's size after its own add passes the
         limit, and every such size is at most the window's size once the whole batch is in. So each
@@ -162,19 +163,19 @@ class Watch:
                 continue
         if any(add.crowded for add in _adds(c for _, counts in planned for c in counts)):
             return set()
-        counted: set[str] = set()
+        counted: set[tuple[str, str]] = set()
         chunk: list[tuple[Entry, list[Count]]] = []
         windows: set[tuple[str, str, str, str]] = set()
         for entry, counts in planned:
             if len(windows | {c.window_key for c in counts}) > MAX_WINDOWS_AT_ONCE:
                 if not self._add_quietly(chunk):
                     return counted  # the later entries are counted after these, one by one
-                counted.update(e.entry_id for e, _ in chunk)
+                counted.update((e.program, e.entry_id) for e, _ in chunk)
                 chunk, windows = [], set()
             chunk.append((entry, counts))
             windows.update(c.window_key for c in counts)
         if self._add_quietly(chunk):
-            counted.update(e.entry_id for e, _ in chunk)
+            counted.update((e.program, e.entry_id) for e, _ in chunk)
         return counted
 
     def _add_quietly(self, chunk: list[tuple[Entry, list[Count]]]) -> bool:

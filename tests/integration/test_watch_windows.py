@@ -64,7 +64,7 @@ def one_by_one(services: Services, batch: list[Entry]) -> list[Finding]:
 
 def at_once(services: Services, batch: list[Entry]) -> list[Finding]:
     counted = services.watch.observe_quiet(batch)
-    return [finding for e in batch if e.entry_id not in counted for finding in services.watch.observe(e)]
+    return [finding for e in batch if (e.program, e.entry_id) not in counted for finding in services.watch.observe(e)]
 
 
 def items(table: Table) -> list[dict[str, Any]]:
