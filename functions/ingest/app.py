@@ -13,6 +13,9 @@ Every message that ends in the dead-letter queue carries its reason (attributes 
 - only a message whose every delivery ended without the function reporting (a crash, a timeout)
   reaches the DLQ through the queue's redrive, bare: `pointbridge dlq` names those as such and
   sends them back (docs/channels.md, "DLQ reasons").
+
+A batch's messages are parsed once, first, and the identity links they name read in one request
+(`read_ahead`); each message is then delivered on its own as above.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 RETRIES_EXHAUSTED = "retries_exhausted"
+# The batch's messages that parsed, by message id: parsed once, before the batch, for `read_ahead`.
+_parsed: dict[str, Event] = {}
 
 
 class PoisonMessageError(PointbridgeError):
@@ -84,7 +89,8 @@ def _last_delivery(record: SQSRecord) -> bool:
 
 def deliver(record: SQSRecord) -> None:
     try:
-        outcome = services().ingest.handle(read_message(record.body))
+        message = _parsed.pop(record.message_id, None)
+        outcome = services().ingest.handle(read_message(record.body) if message is None else message)
     except ContentionError as error:
         if not _last_delivery(record):
             raise  # transient: let SQS redeliver this record
@@ -107,10 +113,36 @@ def _receives(record: SQSRecord) -> str:
     return record.attributes.approximate_receive_count or "1"
 
 
+def read_ahead(records: list[dict[str, Any]]) -> bool:
+    """Parse the batch's messages once, and read the identity links they name in one request.
+
+    A message that does not parse, or a read that fails, is left to its own delivery (which meets
+    the error again and reports it, or reads its link itself). False: nothing was read ahead."""
+    _parsed.clear()
+    for record in records:
+        try:
+            _parsed[str(record["messageId"])] = read_message(str(record["body"]))
+        except Exception:  # noqa: BLE001 - its delivery meets the error again and dead-letters it
+            continue
+    if not _parsed:
+        return False
+    try:
+        services().ingest.read_ahead(list(_parsed.values()))
+    except Exception:  # noqa: BLE001 - each event reads its own link then
+        logger.exception("identity links of the batch not read at once; reading them one by one")
+    return True
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
+    read = read_ahead(list(event.get("Records", [])))
+    try:
+        return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
+    finally:
+        _parsed.clear()
+        if read:
+            services().ingest.forget_read_ahead()
 
 
 handler_loaded()

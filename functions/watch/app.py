@@ -13,8 +13,10 @@ trimmed the record (24 hours).
 A batch's program figures are counted first, in a transaction per program and day for all its
 entries (`count_figures`), since a transaction per entry was most of what the stream cost the
 table; its outbound events are then published together (`publish_outbound`: one marker read,
-PutEvents ten at a time, batched marker writes, instead of three requests per event). The
-records' own handling then does only what those left out.
+PutEvents ten at a time, batched marker writes, instead of three requests per event), and its
+velocity windows are added in one transaction when no entry of it can flag (`watch_quietly`,
+`Watch.observe_quiet`). Each entry is parsed once for all of these. The records' own handling then
+does only what those left out.
 """
 
 from __future__ import annotations
@@ -47,14 +49,20 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 _figures_counted: set[str] = set()
 # Records of the batch whose outbound event `publish_outbound` already sent (or that have none), by sequence number.
 _published: set[str] = set()
+# The batch's entries, parsed once, by their item's key (`batch_entries`).
+_parsed: dict[str, Entry] = {}
+# Entries of the batch `watch_quietly` counted in their velocity windows (none of them flags), by program and id.
+_watched: set[tuple[str, str]] = set()
 
 
-def project(s: Services, entry: Entry, figures_counted: bool = False, published: bool = False) -> list[Finding]:
+def project(
+    s: Services, entry: Entry, figures_counted: bool = False, published: bool = False, watched: bool = False
+) -> list[Finding]:
     """Everything the stream feeds from one new entry; safe to repeat."""
     record_partner_postings(s.exchange_items, entry)
     if not figures_counted:
         record_entry(s.figure_items, s.programs, entry)
-    findings = s.watch.observe(entry)
+    findings = [] if watched else s.watch.observe(entry)
     if not published:
         s.outbound.on_entry(entry)
     return findings
@@ -73,20 +81,26 @@ def _entry_image(record: DynamoDBRecord) -> dict[str, Any] | None:
     return image if image is not None and image.get("type") == "entry" else None
 
 
-def count_figures(s: Services, records: list[DynamoDBRecord]) -> set[str]:
+def batch_entries(records: list[DynamoDBRecord]) -> dict[str, Entry]:
+    """The entries of the batch's records by their item's key (an entry item is written once, never
+    changed), in order, each parsed once for every step (one that does not parse is left to its record's handling)."""
+    entries = {}
+    for record in records:
+        image = _entry_image(record)
+        if image is None or str(image.get("PK", "")) in entries:
+            continue
+        try:
+            entries[str(image.get("PK", ""))] = Entry.model_validate_json(image["body"])
+        except ValueError:
+            continue
+    return entries
+
+
+def count_figures(s: Services, entries: list[Entry]) -> set[str]:
     """The batch's figures in a transaction per program and day (not one per entry); the ids counted.
 
     Whatever is not counted here (an entry counted before, a record that does not parse, busy
     counters, any error) is counted by its own record's handling, which reports its failure."""
-    entries = []
-    for record in records:
-        image = _entry_image(record)
-        if image is None:
-            continue
-        try:
-            entries.append(Entry.model_validate_json(image["body"]))
-        except ValueError:
-            continue
     try:
         return record_entries(s.figure_items, s.programs, entries)
     except Exception:  # noqa: BLE001 - each record's own handling meets the error again and reports it
@@ -94,7 +108,19 @@ def count_figures(s: Services, records: list[DynamoDBRecord]) -> set[str]:
         return set()
 
 
-def publish_outbound(s: Services, records: list[DynamoDBRecord]) -> set[str]:
+def watch_quietly(s: Services, entries: list[Entry]) -> set[tuple[str, str]]:
+    """The batch's velocity windows at once when no entry of it flags (`Watch.observe_quiet`); the entries counted.
+
+    What is not counted here (a window the batch may take past its limit, any error) is counted by
+    its own record's handling, entry by entry, which raises the flags and reports its failure."""
+    try:
+        return s.watch.observe_quiet(entries)
+    except Exception:  # noqa: BLE001 - each record's own handling meets the error again and reports it
+        logger.exception("velocity windows of the batch not counted at once; counting them one by one")
+        return set()
+
+
+def publish_outbound(s: Services, records: list[DynamoDBRecord], entries: dict[str, Entry]) -> set[str]:
     """The batch's outbound events at once (`Outbound.on_batch`); the sequence numbers done.
 
     As with the figures, what is not done here (a record that does not parse, an event refused,
@@ -102,13 +128,13 @@ def publish_outbound(s: Services, records: list[DynamoDBRecord]) -> set[str]:
     causes: dict[str, Entry | dict[str, Any]] = {}
     for record in records:
         image = _streamed_image(record)
-        sequence = record.dynamodb.sequence_number if record.dynamodb else None
+        sequence = _sequence(record)
         if image is None or not sequence:
             continue
-        try:
-            causes[sequence] = Entry.model_validate_json(image["body"]) if image.get("type") == "entry" else image
-        except ValueError:
-            continue
+        if image.get("type") != "entry":
+            causes[sequence] = image
+        elif str(image.get("PK", "")) in entries:
+            causes[sequence] = entries[str(image.get("PK", ""))]
     try:
         return s.outbound.on_batch(causes)
     except Exception:  # noqa: BLE001 - each record's own handling meets the error again and reports it
@@ -137,8 +163,14 @@ def record_handler(record: DynamoDBRecord) -> None:
             raise
         return
     try:
-        entry = Entry.model_validate_json(image["body"])
-        findings = project(s, entry, figures_counted=entry.entry_id in _figures_counted, published=published)
+        entry = _parsed.get(str(image.get("PK", ""))) or Entry.model_validate_json(image["body"])
+        findings = project(
+            s,
+            entry,
+            figures_counted=entry.entry_id in _figures_counted,
+            published=published,
+            watched=(entry.program, entry.entry_id) in _watched,
+        )
     except Exception as error:
         _note_failure(s, record, str(image.get("PK", "")), error)
         raise
@@ -161,16 +193,23 @@ def _note_failure(s: Services, record: DynamoDBRecord, entry_pk: str, error: Exc
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = [DynamoDBRecord(r) for r in event.get("Records", [])]
+    _parsed.clear()
+    _parsed.update(batch_entries(records))
+    entries = list(_parsed.values())
     _figures_counted.clear()
-    _figures_counted.update(count_figures(services(), records))
+    _figures_counted.update(count_figures(services(), entries))
+    _watched.clear()
+    _watched.update(watch_quietly(services(), entries))
     _published.clear()
-    _published.update(publish_outbound(services(), records))
+    _published.update(publish_outbound(services(), records, _parsed))
     try:
         return dict(
             process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
         )
     finally:
+        _parsed.clear()
         _figures_counted.clear()
+        _watched.clear()
         _published.clear()
 
 

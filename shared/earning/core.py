@@ -171,6 +171,16 @@ class IngestCore:
         self._clock = clock
         self._tiers = tiers
 
+    def read_ahead(self, events: Sequence[Event]) -> None:
+        """Read in one request the identity links a batch of events will look up (`MemberDirectory.read_ahead`);
+        `forget_read_ahead` once the batch is done."""
+        looked_up = (IdentityKind.MEMBER, IdentityKind.ORDER)  # `_identify` finds these without a link
+        identities = [event.identity.key for event in events if event.identity.kind not in looked_up]
+        self._members.read_ahead(list(dict.fromkeys(identities)))
+
+    def forget_read_ahead(self) -> None:
+        self._members.forget_read_ahead()
+
     def resolve(self, identity: Identity, program: str) -> str:
         """The member an identity belongs to now, creating a provisional one for a stranger."""
         return self._follow(self._identify(identity, program, create=True))

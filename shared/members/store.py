@@ -60,12 +60,37 @@ class CardsHashed:
 class MemberDirectory:
     def __init__(self, table: Table) -> None:
         self._table = table
+        self._read_ahead: dict[str, str] = {}
 
     # Identities and profiles
 
     def member_for(self, identity_key: str) -> str | None:
+        """The member an identity is linked to (None: nobody); a link read ahead is used once, then read afresh."""
+        if identity_key in self._read_ahead:
+            return self._read_ahead.pop(identity_key)
         item = self._table.get(keys.identity(identity_key))
         return str(item["member"]) if item else None
+
+    def read_ahead(self, identity_keys: Sequence[str]) -> None:
+        """Read the links of identities about to be looked up, in one consistent BatchGetItem.
+
+        Each link found answers the next `member_for` of its identity once; one not found is read
+        again then (it may be claimed meanwhile). A link read ahead may be a batch's time old: a
+        link changes only by a merge, which first points the merged member at the survivor, and
+        whoever reads the member's view follows that pointer, as when the merge lands between a
+        fresh read of the link and the view.
+        """
+        self._read_ahead.clear()
+        if not identity_keys:
+            return
+        found = self._table.batch_get([keys.identity(key) for key in identity_keys])
+        for key in identity_keys:
+            item = found.get(keys.identity(key))
+            if item is not None:
+                self._read_ahead[key] = str(item["member"])
+
+    def forget_read_ahead(self) -> None:
+        self._read_ahead.clear()
 
     def claim(self, identity_key: str, member: str, *, provisional: bool) -> str:
         """Link an unclaimed identity to `member` (creating its profile); returns whoever holds it."""

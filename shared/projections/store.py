@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.infra.table import Table
+    from shared.projections.watch import WindowAdd
 
 ALL = "ALL"  # the program-to-date bucket
 # Notes outlive the stream's 24 hours and the DLQ's 14 days, for a redrive that comes late.
@@ -101,6 +102,45 @@ class WatchItems:
         )
         assert attributes is not None  # unconditional
         return len(attributes["ids"])
+
+    def add_within_limits(self, adds: Sequence[WindowAdd]) -> bool:
+        """Add each window's ids in one transaction, only if every window ends within its limit.
+
+        A window qualifies when it had room for the ids whichever they are, or already held them all
+        (a redelivered batch). False: some window did not, and nothing was written.
+        """
+        actions = []
+        for add in adds:
+            key = keys.velocity_window(add.program, add.check, add.key, add.window)
+            held = [f"contains(ids, :i{n})" for n in range(len(add.ids))]
+            values: dict[str, Any] = {
+                ":ids": set(add.ids),
+                ":t": "velocity",
+                ":exp": add.expires,
+                ":room": add.room,
+                ":limit": add.limit,
+                **{f":i{n}": member_id for n, member_id in enumerate(add.ids)},
+            }
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._table.name,
+                        "Key": self._table.key(key),
+                        "UpdateExpression": "ADD ids :ids SET #t = :t, expires = :exp",
+                        "ConditionExpression": "attribute_not_exists(ids) OR size(ids) <= :room"
+                        f" OR (size(ids) <= :limit AND {' AND '.join(held)})",
+                        "ExpressionAttributeNames": {"#t": "type"},
+                        "ExpressionAttributeValues": to_item(values),
+                    }
+                }
+            )
+        try:
+            self._table.transact(actions)
+        except TransactionCanceledError as error:
+            if "ConditionalCheckFailed" in error.reasons:
+                return False
+            raise
+        return True
 
 
 @dataclass(frozen=True)
