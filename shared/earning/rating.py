@@ -126,22 +126,24 @@ class Rating(IngestCore):
         return active is not None and _second(at) < active
 
     def _build_timeline(self, program: str, member: str, counters: dict[str, int]) -> Timeline:
-        history = self._entries.entries(program, member)
+        return self._timeline_of(program, member, counters, self._entries.entries(program, member))
+
+    def _timeline_of(self, program: str, member: str, counters: dict[str, int], history: list[Entry]) -> Timeline:
         log = [(parse_ts(c.at), c.to_tier) for c in self._members.tier_changes(program, member)]
         return timeline_of(history, log, counters, lambda moment: self._programs.at(program, moment))
 
     def _rerate_after(self, program: str, member: str, late: Entry) -> list[str]:
         """Re-rate the member's purchases dated after a late earn; returns the top-ups posted."""
+        if not _rated_after(self._entries.entries(program, member), late):
+            # Nothing dated after it was rated by tier (points credits, behaviour): one read, no top-up.
+            return []
+        # The tally is read before the history it is taken apart with: an earn posted in between
+        # then only makes a tier look lower (no top-up now; the next late earn re-rates), never higher.
         counters = self._members.tally_counters(program, member, activity.ACTIVITY)
-        timeline = self._build_timeline(program, member, counters)
-        history = sorted(
-            (e for e in self._entries.entries(program, member) if e.kind in EARNS and "tier_basis" in e.details),
-            key=lambda e: (e.event_time, e.entry_id),
-        )
+        history = self._entries.entries(program, member)
+        timeline = self._timeline_of(program, member, counters, history)
         posted = []
-        for earned in history:
-            if _second(earned.event_time) <= _second(late.event_time):
-                continue
+        for earned in _rated_after(history, late):
             top_up = self._top_up(program, earned, timeline)
             if top_up is not None:
                 posted.append(top_up.entry_id)
@@ -243,6 +245,18 @@ class Rating(IngestCore):
         """The entry ids of the top-ups posted for an earn (from its `topped#` tally)."""
         view = self._members.view(program, earned.member, [TOPPED + earned.entry_id], full=False)
         return sorted(view.tally(TOPPED + earned.entry_id).marks)
+
+
+def _rated_after(history: Sequence[Entry], late: Entry) -> list[Entry]:
+    """The member's earns rated by tier (purchases) dated after `late`, oldest first."""
+    return sorted(
+        (
+            e
+            for e in history
+            if e.kind in EARNS and "tier_basis" in e.details and _second(e.event_time) > _second(late.event_time)
+        ),
+        key=lambda e: (e.event_time, e.entry_id),
+    )
 
 
 def _second(moment: datetime) -> datetime:

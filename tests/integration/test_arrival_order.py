@@ -429,3 +429,33 @@ def delivered_late(
     clock.now = late_day + timedelta(days=1)
     services.ingest.activate_due("demo", clock.now)
     return services
+
+
+def test_a_late_credit_with_no_purchase_after_it_reads_the_history_once(dynamo: Any) -> None:
+    # A partner file dated over a day arrives in any order: most of its credits are late, and none
+    # of what follows them is rated by tier. Re-rating then has nothing to top up, and takes one
+    # history read to know it (it took three reads of the history, the tally and the tier log).
+    credits = [partner(f"p-{n}", 100, NOW - timedelta(hours=n)) for n in range(1, 6)]
+    in_time = deliver(dynamo, sorted(credits, key=lambda e: e.occurred_at), config())
+    services = deliver(dynamo, credits[:-1], config())
+    services.table.stats.reset()
+    services.ingest.handle(credits[-1])  # the earliest, after the four later ones
+
+    assert points(services) == points(in_time) == (500, 0)
+    asked = services.table.stats.requests
+    late_reads = asked["Query"]  # the rating's timeline (history, tier log) and the re-rating's check
+    assert late_reads == 3, asked
+    assert audit_table(services.table).ok
+
+
+def test_a_late_credit_still_lifts_a_purchase_after_it(dynamo: Any) -> None:
+    # The other side of the shortcut: a purchase after the late credit is re-rated as before.
+    points_tiers = config(tier_qualification=TierQualification(basis=QualifyingBasis.POINTS))
+    events = (partner("p-1", 500, NOW - timedelta(days=2)), buy("o-1", "100", NOW - timedelta(days=1)))
+    in_time = deliver(dynamo, events, points_tiers)
+    reverse = deliver(dynamo, tuple(reversed(events)), points_tiers)
+
+    assert points(reverse) == points(in_time) == (500 + 120, 0)
+    topup = reverse.ledger_store.get_entry("demo", "tier:shop:o-1:silver")
+    assert topup is not None and earned(topup) == 20
+    assert audit_table(reverse.table).ok
