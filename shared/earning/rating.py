@@ -92,6 +92,8 @@ class Timeline:
 class Rating(IngestCore):
     def _tier_at(self, config: ProgramConfig, event: Event, view: MemberView) -> Tier:
         """The tier `event` is rated at: as held or reached at its own time."""
+        if len(config.tiers) == 1:
+            return config.tiers[0]  # a one-tier ladder: held and reached are that tier, whatever the history
         at = event.occurred_at
         stored = config.held_tier(view.tier)
         since = parse_ts(view.tier_since) if view.tier_since else None

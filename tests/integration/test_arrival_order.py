@@ -459,3 +459,17 @@ def test_a_late_credit_still_lifts_a_purchase_after_it(dynamo: Any) -> None:
     topup = reverse.ledger_store.get_entry("demo", "tier:shop:o-1:silver")
     assert topup is not None and earned(topup) == 20
     assert audit_table(reverse.table).ok
+
+
+def test_a_late_credit_in_a_program_of_one_tier_reads_no_timeline(dynamo: Any) -> None:
+    one_tier = ProgramConfig(program="demo", name="Demo")
+    credits = [partner(f"p-{n}", 100, NOW - timedelta(hours=n)) for n in range(1, 6)]
+    services = deliver(dynamo, credits[:-1], one_tier)
+    services.table.stats.reset()
+    services.ingest.handle(credits[-1])
+
+    assert points(services) == (500, 0)
+    assert services.table.stats.requests["Query"] == 1, services.table.stats.requests  # the re-rating's check
+    late = services.ledger_store.get_entry("demo", "partner:air:p-5")
+    assert late is not None and late.details["tier"] == "member"
+    assert audit_table(services.table).ok
