@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from functions import handler_loaded
 from functions.services import services
-from shared.exchange.settlement import record_partner_postings
+from shared.exchange.settlement import record_batch_postings, record_partner_postings
 from shared.ledger.models import Entry
 from shared.projections.figures import record_entries, record_entry
 
@@ -51,15 +51,23 @@ _figures_counted: set[str] = set()
 _published: set[str] = set()
 # The batch's entries, parsed once, by their item's key (`batch_entries`).
 _parsed: dict[str, Entry] = {}
+# Entries of the batch whose settlement lines `settle_batch` already wrote, by entry id.
+_settled: set[str] = set()
 # Entries of the batch `watch_quietly` counted in their velocity windows (none of them flags), by program and id.
 _watched: set[tuple[str, str]] = set()
 
 
 def project(
-    s: Services, entry: Entry, figures_counted: bool = False, published: bool = False, watched: bool = False
+    s: Services,
+    entry: Entry,
+    figures_counted: bool = False,
+    published: bool = False,
+    watched: bool = False,
+    settled: bool = False,
 ) -> list[Finding]:
     """Everything the stream feeds from one new entry; safe to repeat."""
-    record_partner_postings(s.exchange_items, entry)
+    if not settled:
+        record_partner_postings(s.exchange_items, entry)
     if not figures_counted:
         record_entry(s.figure_items, s.programs, entry)
     findings = [] if watched else s.watch.observe(entry)
@@ -105,6 +113,17 @@ def count_figures(s: Services, entries: list[Entry]) -> set[str]:
         return record_entries(s.figure_items, s.programs, entries)
     except Exception:  # noqa: BLE001 - each record's own handling meets the error again and reports it
         logger.exception("figures of the batch not counted at once; counting them one by one")
+        return set()
+
+
+def settle_batch(s: Services, entries: list[Entry]) -> set[str]:
+    """The batch's settlement lines in batch writes (not a put per entry); the entry ids done.
+
+    What is not written here (any error) is written by its own record's handling, which reports its failure."""
+    try:
+        return record_batch_postings(s.exchange_items, entries)
+    except Exception:  # noqa: BLE001 - each record's own handling meets the error again and reports it
+        logger.exception("settlement lines of the batch not written at once; writing them one by one")
         return set()
 
 
@@ -170,6 +189,7 @@ def record_handler(record: DynamoDBRecord) -> None:
             figures_counted=entry.entry_id in _figures_counted,
             published=published,
             watched=(entry.program, entry.entry_id) in _watched,
+            settled=entry.entry_id in _settled,
         )
     except Exception as error:
         _note_failure(s, record, str(image.get("PK", "")), error)
@@ -198,6 +218,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     entries = list(_parsed.values())
     _figures_counted.clear()
     _figures_counted.update(count_figures(services(), entries))
+    _settled.clear()
+    _settled.update(settle_batch(services(), entries))
     _watched.clear()
     _watched.update(watch_quietly(services(), entries))
     _published.clear()
@@ -209,6 +231,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     finally:
         _parsed.clear()
         _figures_counted.clear()
+        _settled.clear()
         _watched.clear()
         _published.clear()
 

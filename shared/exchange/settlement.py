@@ -34,6 +34,8 @@ from shared.ledger.models import Account
 from shared.model import Model
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from shared.ledger.models import Entry
 
 
@@ -66,19 +68,38 @@ class Statement(Model):
 
 def record_partner_postings(items: ExchangeItems, entry: Entry) -> int:
     """Write the entry's settlement lines (one per partner it touches); returns how many."""
+    lines = settlement_lines_of(entry)
+    for day, line in lines:
+        items.add_settlement_line(entry.program, day, line)
+    return len(lines)
+
+
+def record_batch_postings(items: ExchangeItems, entries: Sequence[Entry]) -> set[str]:
+    """The settlement lines of many entries (a stream batch's) in as few writes as the table allows;
+    returns the ids of the entries whose lines are all written (those without partner postings included)."""
+    lines = [(entry.program, day, line) for entry in entries for day, line in settlement_lines_of(entry)]
+    if lines:
+        items.add_settlement_lines(lines)
+    return {entry.entry_id for entry in entries}
+
+
+def settlement_lines_of(entry: Entry) -> list[tuple[str, SettlementLine]]:
+    """The (UTC day, line) the entry settles with each partner it moved points to or from."""
     by_partner: dict[str, int] = defaultdict(int)
     for posting in entry.postings:
         if posting.account is Account.PARTNER:
             by_partner[posting.owner] += posting.amount
     day = entry.recorded_at.date().isoformat()
     exchange = entry.source == EXCHANGE_SOURCE
+    lines = []
     for partner, points in by_partner.items():
         # Both entries of an exchange carry its fee and residue: the fee is the debit side's, the residue the credit's.
         fee = int(entry.details.get("fee", "0")) if exchange and points > 0 else 0
         residue = Decimal(entry.details.get("residue", "0")) if exchange and points < 0 else Decimal(0)
-        line = SettlementLine(partner=partner, entry_id=entry.entry_id, points=points, fee=fee, residue=residue)
-        items.add_settlement_line(entry.program, day, line)
-    return len(by_partner)
+        lines.append(
+            (day, SettlementLine(partner=partner, entry_id=entry.entry_id, points=points, fee=fee, residue=residue))
+        )
+    return lines
 
 
 def statement(items: ExchangeItems, program: str, day: date) -> Statement:

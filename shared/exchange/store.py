@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict
 
@@ -12,6 +12,7 @@ from shared.infra import keys
 from shared.model import Model
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from shared.infra.table import Table
@@ -51,20 +52,11 @@ class ExchangeItems:
 
     def add_settlement_line(self, program: str, day: str, line: SettlementLine) -> None:
         # Keyed by entry: a redelivered stream record writes the same item again, never a second line.
-        key = keys.settlement_line(program, day, line.partner, line.entry_id)
-        self._table.put(
-            {
-                "PK": key.pk,
-                "SK": key.sk,
-                "type": "settlement_line",
-                "partner": line.partner,
-                "entry_id": line.entry_id,
-                "points": line.points,
-                # Absent when zero.
-                "fee": line.fee or None,
-                "residue": line.residue or None,
-            }
-        )
+        self._table.put(_settlement_item(program, day, line))
+
+    def add_settlement_lines(self, lines: Sequence[tuple[str, str, SettlementLine]]) -> None:
+        """Many (program, day, line) at once, 25 a request; each keyed by its entry, as one at a time."""
+        self._table.batch_put([_settlement_item(program, day, line) for program, day, line in lines])
 
     def settlement_lines(self, program: str, day: str, partner: str | None = None) -> list[SettlementLine]:
         """A day's lines, all partners' or (one Query on the sort-key prefix) one partner's."""
@@ -81,3 +73,18 @@ class ExchangeItems:
             for item in items
             if partner is None or item["partner"] == partner
         ]
+
+
+def _settlement_item(program: str, day: str, line: SettlementLine) -> dict[str, Any]:
+    key = keys.settlement_line(program, day, line.partner, line.entry_id)
+    return {
+        "PK": key.pk,
+        "SK": key.sk,
+        "type": "settlement_line",
+        "partner": line.partner,
+        "entry_id": line.entry_id,
+        "points": line.points,
+        # Absent when zero.
+        "fee": line.fee or None,
+        "residue": line.residue or None,
+    }

@@ -167,3 +167,23 @@ def test_a_burst_of_exchanges_is_flagged_and_a_redelivery_counts_once(world: Wor
     partner_earn(world, "cy", "x-9", 5, "acme", AT + timedelta(minutes=5))
     watch_handler(stream_event(world, seen), Context())  # type: ignore[arg-type]
     assert is_flagged(world.services.members, "demo", "cy")
+
+
+def test_a_batch_of_partner_earns_writes_its_settlement_lines_in_batch_writes(world: World) -> None:
+    # A partner file's rows reach the stream thirty at a time: their lines go 25 to a request, not one each.
+    for n in range(30):
+        partner_earn(world, f"m-{n}", f"f-{n}", 10, "acme", AT)
+    event = stream_event(world, set())
+    stats = world.services.table.stats
+    stats.reset()
+
+    assert watch_handler(event, Context()) == {"batchItemFailures": []}  # type: ignore[arg-type]
+
+    assert stats.requests["PutItem"] == 0, stats.requests
+    assert stats.requests["BatchWriteItem"] >= 2  # the lines' two, and the outbound marks'
+    (acme,) = statement(world.services.exchange_items, "demo", date(2026, 2, 3)).positions
+    assert (acme.partner, acme.points_from_partner, acme.entries) == ("acme", 300, 30)
+    # A redelivery rewrites the same lines: still thirty
+    watch_handler(event, Context())  # type: ignore[arg-type]
+    (acme,) = statement(world.services.exchange_items, "demo", date(2026, 2, 3)).positions
+    assert acme.entries == 30
