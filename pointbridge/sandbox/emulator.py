@@ -263,13 +263,44 @@ def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
     arrivals = Arrivals(arrivals_pipe)
     _watch_arrivals(arrivals)
 
-    # DynamoDB's requests skip moto's domain dispatcher and Flask (moto_dynamodb.DynamoDBDispatch).
+    # DynamoDB's, SQS's and EventBridge's JSON requests skip moto's domain dispatcher and Flask
+    # (moto_dynamodb.DynamoDBDispatch).
     locked = LockedApp(DynamoDBDispatch(DomainDispatcherApplication(create_backend_app)), arrivals)
     server = Http11Server(IamGate(locked, Enforcer()))
     conn.send(server.server_port)
     watcher = threading.Thread(target=_obey_parent, args=(conn, server, locked), daemon=True)
     watcher.start()
+    profile_path = os.environ.get(PROFILE_ENV)
+    if profile_path:
+        server.on_idle = _RequestLogProfiler(locked, profile_path).follow
     server.serve_forever()
+
+
+PROFILE_ENV = "POINTBRIDGE_EMULATOR_PROFILE"
+
+
+class _RequestLogProfiler:
+    """With POINTBRIDGE_EMULATOR_PROFILE=<path>: cProfile of the server thread, on its CPU clock
+    (time a core was not given to it is not counted), while the request log is on; the stats of
+    each logged span are added to <path> (pstats) when it ends. For finding where the emulator's
+    CPU goes; the profiler's own cost inflates small, frequent calls."""
+
+    def __init__(self, app: LockedApp, path: str) -> None:
+        import cProfile
+
+        self._app = app
+        self._path = path
+        self._profile = cProfile.Profile(time.thread_time)
+        self._on = False
+
+    def follow(self) -> None:
+        logging = self._app.log is not None
+        if logging and not self._on:
+            self._profile.enable()
+        elif self._on and not logging:
+            self._profile.disable()
+            self._profile.dump_stats(self._path)
+        self._on = logging
 
 
 def _obey_parent(conn: Connection, server: Any, app: LockedApp) -> None:
