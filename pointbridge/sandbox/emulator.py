@@ -177,6 +177,12 @@ def _request(environ: dict[str, Any]) -> AwsRequest:
 
 
 def _body(environ: dict[str, Any]) -> bytes:
+    stream = environ.get("wsgi.input")
+    if type(stream) is io.BytesIO and not environ.get("wsgi.input_terminated") and stream.tell() == 0:
+        # http11's own environ: the whole body, Content-Length long, in a stream nobody has read.
+        whole = stream.getvalue()
+        if str(len(whole)) == environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+            return whole
     from werkzeug.wsgi import get_input_stream
 
     body: bytes = get_input_stream(environ).read()
@@ -231,7 +237,7 @@ class IamGate:
         # An S3 object's body is not needed to authorise it (a multi-object delete's list of keys is).
         if service != "s3" or "delete" in query or "delete=" in query:
             request = replace(request, body=_body(environ))
-        refusal = self.enforcer.check(request)
+        refusal = self.enforcer.check(request, signer)
         if refusal is None:
             return self._app(environ, start_response)
         start_response(f"{refusal.status} {HTTPStatus(refusal.status).phrase}", list(refusal.headers.items()))

@@ -376,9 +376,11 @@ class Enforcer:
         principal = self.policies.principals.get(key)
         return (principal, region, service) if principal is not None else None
 
-    def check(self, request: AwsRequest) -> Reply | None:
-        """None if the request may go on; else AWS's AccessDenied reply for it."""
-        signer = self.principal_for(request)
+    def check(self, request: AwsRequest, signer: tuple[Principal, str, str] | None = None) -> Reply | None:
+        """None if the request may go on; else AWS's AccessDenied reply for it. `signer`: what
+        `principal_for(request)` answered, when the caller has asked already."""
+        if signer is None:
+            signer = self.principal_for(request)
         if signer is None:
             return None
         principal, region, service = signer
@@ -396,7 +398,9 @@ class Enforcer:
             verdict = self._verdict(principal, need)
             with self._lock:
                 self._requested[(principal.function, need.action, need.resource)] += 1
-                self._used.update(verdict.grants if verdict.allowed else ())
+                if verdict.allowed:
+                    for grant in verdict.grants:
+                        self._used[grant] += 1
             if not verdict.allowed:
                 message = _message(principal, described, need, verdict)
                 self._deny(Denial(principal.function, described.operation, need.action, need.resource, message))
