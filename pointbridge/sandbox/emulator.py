@@ -261,11 +261,12 @@ class IamGate:
 def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    from pointbridge.sandbox import moto_speedups
+    from pointbridge.sandbox import moto_requests, moto_speedups
     from pointbridge.sandbox.http11 import Http11Server
     from pointbridge.sandbox.moto_dynamodb import DynamoDBDispatch
 
     moto_speedups.install()
+    moto_requests.install()
     arrivals = Arrivals(arrivals_pipe)
     _watch_arrivals(arrivals)
 
