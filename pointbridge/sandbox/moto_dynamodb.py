@@ -453,6 +453,19 @@ def dynamodb_backend_of(environ: dict[str, Any]) -> str | None:
     return backend if backend in SERVICES else None
 
 
+# What moto's Request.raw_url (werkzeug's url_root, moto's raw_path and the query) is made of.
+_URL_ENVIRON = (
+    "wsgi.url_scheme",
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SCRIPT_NAME",
+    "RAW_URI",
+    "PATH_INFO",
+    "QUERY_STRING",
+)
+
+
 class DynamoDBDispatch:
     """A WSGI app: DynamoDB's, DynamoDB Streams', SQS's and EventBridge's JSON requests go straight
     to moto's handler class for them (`dispatch`, as moto's Flask view calls it, with the same
@@ -467,6 +480,7 @@ class DynamoDBDispatch:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
         self._handlers: dict[str, Any] = {}
+        self._urls: dict[tuple[Any, ...], str] = {}
 
     def _handler(self, backend: str) -> Any:
         handler = self._handlers.get(backend)
@@ -481,6 +495,18 @@ class DynamoDBDispatch:
                 from moto.events.responses import EventsHandler as handler
             self._handlers[backend] = handler
         return handler
+
+    def _raw_url(self, request: Any) -> str:
+        """moto's `request.raw_url`, remembered: werkzeug works out the URL's root (host checks,
+        IRI conversion) from these environ values alone, and every client sends the same few."""
+        environ = request.environ
+        key = tuple(environ.get(name) for name in _URL_ENVIRON)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= 1000:
+                self._urls.clear()
+            url = self._urls[key] = str(request.raw_url)
+        return url
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         import io
@@ -501,7 +527,7 @@ class DynamoDBDispatch:
             request = BackendRequest(environ)
             recorder._record_request(request)  # noqa: SLF001 - what moto's Flask view does first
             try:
-                result = self._handler(backend).dispatch(request, request.raw_url, dict(request.headers))
+                result = self._handler(backend).dispatch(request, self._raw_url(request), dict(request.headers))
             except ClientError as error:
                 result = 400, {}, error.response["Error"]["Message"]
         except HTTPException:

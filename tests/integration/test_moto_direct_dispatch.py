@@ -243,3 +243,23 @@ def test_only_json_requests_to_the_root_signed_for_the_service_are_taken() -> No
         assert direct_backend_of({**environ, **change}) is None, change
     del environ["HTTP_AUTHORIZATION"]
     assert direct_backend_of(environ) is None
+
+
+def test_the_remembered_url_is_moto_s_raw_url() -> None:
+    from moto.moto_server.werkzeug_app import BackendRequest
+
+    dispatch = DynamoDBDispatch(_moto_app())
+    base = _environ("fast", "AmazonSQS.ReceiveMessage", b"{}")
+    variants = [
+        {},
+        {"HTTP_HOST": "localhost:4566"},
+        {"HTTP_HOST": "127.0.0.1:80"},
+        {"HTTP_HOST": "sqs.eu-west-1.amazonaws.com"},
+        {"RAW_URI": "/"},
+        {"RAW_URI": "http://127.0.0.1:4566/", "REQUEST_URI": "http://127.0.0.1:4566/"},
+        {"SERVER_PORT": "9999"},
+    ]
+    for _ in range(2):  # the second time from what was remembered
+        for change in variants:
+            environ = {**base, **change}
+            assert dispatch._raw_url(BackendRequest(environ)) == BackendRequest(environ).raw_url, change  # noqa: SLF001
