@@ -177,6 +177,12 @@ def _request(environ: dict[str, Any]) -> AwsRequest:
 
 
 def _body(environ: dict[str, Any]) -> bytes:
+    stream = environ.get("wsgi.input")
+    if type(stream) is io.BytesIO and not environ.get("wsgi.input_terminated") and stream.tell() == 0:
+        # http11's own environ: the whole body, Content-Length long, in a stream nobody has read.
+        whole = stream.getvalue()
+        if str(len(whole)) == environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+            return whole
     from werkzeug.wsgi import get_input_stream
 
     body: bytes = get_input_stream(environ).read()
@@ -231,7 +237,7 @@ class IamGate:
         # An S3 object's body is not needed to authorise it (a multi-object delete's list of keys is).
         if service != "s3" or "delete" in query or "delete=" in query:
             request = replace(request, body=_body(environ))
-        refusal = self.enforcer.check(request)
+        refusal = self.enforcer.check(request, signer)
         if refusal is None:
             return self._app(environ, start_response)
         start_response(f"{refusal.status} {HTTPStatus(refusal.status).phrase}", list(refusal.headers.items()))
@@ -255,21 +261,53 @@ class IamGate:
 def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    from pointbridge.sandbox import moto_speedups
+    from pointbridge.sandbox import moto_requests, moto_speedups
     from pointbridge.sandbox.http11 import Http11Server
     from pointbridge.sandbox.moto_dynamodb import DynamoDBDispatch
 
     moto_speedups.install()
+    moto_requests.install()
     arrivals = Arrivals(arrivals_pipe)
     _watch_arrivals(arrivals)
 
-    # DynamoDB's requests skip moto's domain dispatcher and Flask (moto_dynamodb.DynamoDBDispatch).
+    # DynamoDB's, SQS's and EventBridge's JSON requests skip moto's domain dispatcher and Flask
+    # (moto_dynamodb.DynamoDBDispatch).
     locked = LockedApp(DynamoDBDispatch(DomainDispatcherApplication(create_backend_app)), arrivals)
     server = Http11Server(IamGate(locked, Enforcer()))
     conn.send(server.server_port)
     watcher = threading.Thread(target=_obey_parent, args=(conn, server, locked), daemon=True)
     watcher.start()
+    profile_path = os.environ.get(PROFILE_ENV)
+    if profile_path:
+        server.on_idle = _RequestLogProfiler(locked, profile_path).follow
     server.serve_forever()
+
+
+PROFILE_ENV = "POINTBRIDGE_EMULATOR_PROFILE"
+
+
+class _RequestLogProfiler:
+    """With POINTBRIDGE_EMULATOR_PROFILE=<path>: cProfile of the server thread, on its CPU clock
+    (time a core was not given to it is not counted), while the request log is on; the stats of
+    each logged span are added to <path> (pstats) when it ends. For finding where the emulator's
+    CPU goes; the profiler's own cost inflates small, frequent calls."""
+
+    def __init__(self, app: LockedApp, path: str) -> None:
+        import cProfile
+
+        self._app = app
+        self._path = path
+        self._profile = cProfile.Profile(time.thread_time)
+        self._on = False
+
+    def follow(self) -> None:
+        logging = self._app.log is not None
+        if logging and not self._on:
+            self._profile.enable()
+        elif self._on and not logging:
+            self._profile.disable()
+            self._profile.dump_stats(self._path)
+        self._on = logging
 
 
 def _obey_parent(conn: Connection, server: Any, app: LockedApp) -> None:

@@ -21,6 +21,8 @@ import io
 import selectors
 import socket
 import sys
+import time
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -52,8 +54,25 @@ def _wsgi_string(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+_PRESERVED_NAMES_KEY = "moto.preserved_header_names"  # moto.core.request.PRESERVED_HEADER_NAMES_ENVIRON_KEY
+
+
+def _http_date() -> str:
+    """The Date header's value, formatted once per second."""
+    now = int(time.time())
+    if _last_date[0] != now:
+        _last_date[:] = [now, formatdate(now, usegmt=True)]
+    return str(_last_date[1])
+
+
+_last_date: list[Any] = [None, ""]
+
+
 def _preserve_underscored_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
     """moto's server keeps S3 metadata headers' underscores; a dashed header of the same key wins."""
+    if not any("_" in name for name, _ in headers):
+        environ[_PRESERVED_NAMES_KEY] = {}  # what the loop below leaves when no name is kept
+        return
     from moto.core.request import (
         PRESERVED_HEADER_NAMES_ENVIRON_KEY,
         environ_key_for_header,
@@ -248,6 +267,7 @@ class Http11Server:
         self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
         self._connections: dict[int, _Connection] = {}
         self._running = False
+        self.on_idle: Callable[[], None] | None = None  # called between batches of ready sockets
 
     @property
     def server_port(self) -> int:
@@ -264,6 +284,8 @@ class Http11Server:
     def serve_forever(self) -> None:
         self._running = True
         while self._running:
+            if self.on_idle is not None:
+                self.on_idle()
             for key, events in self._selector.select(timeout=1.0):
                 if key.data == "accept":
                     self._accept()
@@ -369,9 +391,7 @@ class Http11Server:
         if "content-length" not in names and request.method != "HEAD" and not (100 <= code < 200 or code in (204, 304)):
             head.append(f"Content-Length: {len(body)}")
         if "date" not in names:
-            from email.utils import formatdate
-
-            head.append(f"Date: {formatdate(usegmt=True)}")
+            head.append(f"Date: {_http_date()}")
         if "server" not in names:
             head.append(f"Server: {SERVER_SOFTWARE}")
         if not keep_alive:

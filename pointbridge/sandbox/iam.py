@@ -57,6 +57,7 @@ MANAGED_POLICIES: dict[str, tuple[str, ...]] = {
 }
 _EVENT_POLICIES = {"SQS": "AWSLambdaSQSQueueExecutionRole", "DynamoDB": "AWSLambdaDynamoDBExecutionRole"}
 _MAX_DENIALS_KEPT = 1000
+_VERDICTS_KEPT = 10_000
 
 
 # -- policy statements --------------------------------------------------------------------------
@@ -344,11 +345,27 @@ class Enforcer:
         self._requested: Counter[tuple[str, str, str]] = Counter()  # (function, action, resource)
         self._denials: deque[Denial] = deque(maxlen=_MAX_DENIALS_KEPT)
         self._denied = 0
+        # evaluate() per principal and need, remembered: a function asks for the same few
+        # permissions on every request. Keyed by the principal's identity (a new PolicySet makes
+        # new principals), the principal kept with its verdict so that id cannot be reused.
+        self._verdicts: dict[tuple[int, Authorization], tuple[Principal, Verdict]] = {}
 
     def configure(self, policies: PolicySet, refuse: bool = True) -> None:
         with self._lock:
             self.policies = policies
             self.refuse = refuse
+            self._verdicts = {}
+
+    def _verdict(self, principal: Principal, need: Authorization) -> Verdict:
+        key = (id(principal), need)
+        known = self._verdicts.get(key)
+        if known is not None and known[0] is principal:
+            return known[1]
+        verdict = evaluate(principal, need)
+        if len(self._verdicts) >= _VERDICTS_KEPT:
+            self._verdicts = {}  # S3 keys, queue names: the needs are not bounded
+        self._verdicts[key] = (principal, verdict)
+        return verdict
 
     def principal_for(self, request: AwsRequest) -> tuple[Principal, str, str] | None:
         """The function that signed `request` (with the region and service it signed for), if any."""
@@ -359,9 +376,11 @@ class Enforcer:
         principal = self.policies.principals.get(key)
         return (principal, region, service) if principal is not None else None
 
-    def check(self, request: AwsRequest) -> Reply | None:
-        """None if the request may go on; else AWS's AccessDenied reply for it."""
-        signer = self.principal_for(request)
+    def check(self, request: AwsRequest, signer: tuple[Principal, str, str] | None = None) -> Reply | None:
+        """None if the request may go on; else AWS's AccessDenied reply for it. `signer`: what
+        `principal_for(request)` answered, when the caller has asked already."""
+        if signer is None:
+            signer = self.principal_for(request)
         if signer is None:
             return None
         principal, region, service = signer
@@ -376,10 +395,12 @@ class Enforcer:
             return access_denied(described, request, message) if self.refuse else None
         refusal = None
         for need in described.authorizations:
-            verdict = evaluate(principal, need)
+            verdict = self._verdict(principal, need)
             with self._lock:
                 self._requested[(principal.function, need.action, need.resource)] += 1
-                self._used.update(verdict.grants if verdict.allowed else ())
+                if verdict.allowed:
+                    for grant in verdict.grants:
+                        self._used[grant] += 1
             if not verdict.allowed:
                 message = _message(principal, described, need, verdict)
                 self._deny(Denial(principal.function, described.operation, need.action, need.resource, message))

@@ -13,9 +13,9 @@ walk was not built for (a value that is not a plain dict where a structure is ex
 with a serialized name, response transformers, pretty printing, an error) is handed to moto's
 own code, which then does all of that request's work as it always did.
 
-`DynamoDBDispatch` (a WSGI app) sends DynamoDB's JSON requests straight to moto's DynamoDB
-handler, without the domain dispatcher and Flask in front of it; every other request goes to the
-app it wraps (moto's server). See its docstring.
+`DynamoDBDispatch` (a WSGI app) sends DynamoDB's (and SQS's and EventBridge's) JSON requests
+straight to moto's handler for them, without the domain dispatcher and Flask in front of it; every
+other request goes to the app it wraps (moto's server). See its docstring.
 """
 
 from __future__ import annotations
@@ -410,17 +410,24 @@ def parse_parameters(stock: Callable[[Any, Any], None]) -> Callable[[Any, Any], 
 
 # --- dispatch --------------------------------------------------------------------------------
 
-_HANDLERS = {"DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodbstreams"}
+# X-Amz-Target prefix: (the service the request must be signed for, moto's backend).
+_HANDLERS = {
+    "DynamoDB_20120810": ("dynamodb", "dynamodb"),
+    "DynamoDBStreams_20120810": ("dynamodb", "dynamodbstreams"),
+    "AmazonSQS": ("sqs", "sqs"),
+    "AWSEvents": ("events", "events"),
+}
 
 
-def dynamodb_backend_of(environ: dict[str, Any]) -> str | None:
-    """ "dynamodb" or "dynamodbstreams" when moto's server would route this request to that
-    backend's one route ("/"), else None (then moto's server is asked)."""
+def direct_backend_of(environ: dict[str, Any]) -> str | None:
+    """The backend ("dynamodb", "dynamodbstreams", "sqs", "events") when moto's server would route
+    this JSON-protocol request to that backend's handler on its route "/", else None (then moto's
+    server is asked)."""
     target = environ.get("HTTP_X_AMZ_TARGET") or ""
     prefix, dot, _ = target.partition(".")
-    backend = _HANDLERS.get(prefix)
+    handled = _HANDLERS.get(prefix)
     if (
-        backend is None
+        handled is None
         or environ.get("REQUEST_METHOD") != "POST"
         or environ.get("PATH_INFO") != "/"
         or environ.get("QUERY_STRING")
@@ -435,37 +442,76 @@ def dynamodb_backend_of(environ: dict[str, Any]) -> str | None:
         _, _, _, service, _ = scope.split("/")
     except (KeyError, IndexError, ValueError):
         return None
-    return backend if service.lower() == "dynamodb" else None
+    signed_for, backend = handled
+    return backend if service.lower() == signed_for else None
+
+
+def dynamodb_backend_of(environ: dict[str, Any]) -> str | None:
+    """ "dynamodb" or "dynamodbstreams" when moto's server would route this request to that
+    backend's one route ("/"), else None."""
+    backend = direct_backend_of(environ)
+    return backend if backend in SERVICES else None
+
+
+# What moto's Request.raw_url (werkzeug's url_root, moto's raw_path and the query) is made of.
+_URL_ENVIRON = (
+    "wsgi.url_scheme",
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SCRIPT_NAME",
+    "RAW_URI",
+    "PATH_INFO",
+    "QUERY_STRING",
+)
 
 
 class DynamoDBDispatch:
-    """A WSGI app: DynamoDB's and DynamoDB Streams' requests go straight to moto's handler class
-    for them (`dispatch`, as moto's Flask view calls it, with the same request class), and the
-    reply is written as Flask writes it; every other request goes to `app` (moto's server).
+    """A WSGI app: DynamoDB's, DynamoDB Streams', SQS's and EventBridge's JSON requests go straight
+    to moto's handler class for them (`dispatch`, as moto's Flask view calls it, with the same
+    request class), and the reply is written as Flask writes it; every other request goes to
+    `app` (moto's server).
 
     What is skipped is routing: the domain dispatcher's inference of the service from the
-    signature (repeated here in `dynamodb_backend_of`), Flask's request context, URL matching and
+    signature (repeated here in `direct_backend_of`), Flask's request context, URL matching and
     response finalisation. A request Flask would answer itself (a werkzeug HTTP error raised
     before moto's handler ran) is handed to `app` from the start."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
         self._handlers: dict[str, Any] = {}
+        self._urls: dict[tuple[Any, ...], str] = {}
 
     def _handler(self, backend: str) -> Any:
         handler = self._handlers.get(backend)
         if handler is None:
             if backend == "dynamodb":
                 from moto.dynamodb.responses import DynamoHandler as handler
-            else:
+            elif backend == "dynamodbstreams":
                 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler as handler
+            elif backend == "sqs":
+                from moto.sqs.responses import SQSResponse as handler
+            else:
+                from moto.events.responses import EventsHandler as handler
             self._handlers[backend] = handler
         return handler
+
+    def _raw_url(self, request: Any) -> str:
+        """moto's `request.raw_url`, remembered: werkzeug works out the URL's root (host checks,
+        IRI conversion) from these environ values alone, and every client sends the same few."""
+        environ = request.environ
+        key = tuple(environ.get(name) for name in _URL_ENVIRON)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= 1000:
+                self._urls.clear()
+            url = self._urls[key] = str(request.raw_url)
+        return url
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         import io
 
-        backend = dynamodb_backend_of(environ)
+        backend = direct_backend_of(environ)
         stream = environ.get("wsgi.input")
         if backend is None or type(stream) is not io.BytesIO:
             return self._app(environ, start_response)
@@ -481,7 +527,7 @@ class DynamoDBDispatch:
             request = BackendRequest(environ)
             recorder._record_request(request)  # noqa: SLF001 - what moto's Flask view does first
             try:
-                result = self._handler(backend).dispatch(request, request.raw_url, dict(request.headers))
+                result = self._handler(backend).dispatch(request, self._raw_url(request), dict(request.headers))
             except ClientError as error:
                 result = 400, {}, error.response["Error"]["Message"]
         except HTTPException:

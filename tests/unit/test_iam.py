@@ -369,3 +369,41 @@ def test_an_audit_reports_every_missing_permission_and_refuses_nothing() -> None
     }
     assert enforcer.check(signed(who.access_key_id, "dynamodb", "DynamoDB_20120810.TransactWriteItems", body)) is None
     assert [d.action for d in enforcer.recent_denials(5)] == ["dynamodb:DeleteItem", "dynamodb:UpdateItem"]
+
+
+def test_remembered_verdicts_answer_as_evaluation_and_a_new_policy_set_forgets_them() -> None:
+    def enforcer_for(*statements: Statement) -> tuple[Enforcer, Principal]:
+        who = principal(*statements)
+        policies = PolicySet()
+        policies.add(who)
+        return Enforcer(policies), who
+
+    enforcer, who = enforcer_for(
+        statement(actions=("dynamodb:*Item",)), statement(effect="Deny", actions=("dynamodb:DeleteItem",))
+    )
+    bodies = {
+        "GetItem": {"TableName": "points", "Key": {}},
+        "DeleteItem": {"TableName": "points", "Key": {}},
+        "Query": {"TableName": "points", "IndexName": "by-day"},
+        "TransactWriteItems": {
+            "TransactItems": [{"Put": {"TableName": "points"}}, {"Delete": {"TableName": "points"}}]
+        },
+    }
+    first: dict[str, Any] = {}
+    for round_number in range(3):
+        for operation, body in bodies.items():
+            request = signed(who.access_key_id, "dynamodb", f"DynamoDB_20120810.{operation}", body)
+            refusal = enforcer.check(request)
+            answer = None if refusal is None else (refusal.status, refusal.body)
+            fresh = [evaluate(who, need) for need in describe(request, "dynamodb", "us-east-1", ACCOUNT).authorizations]
+            assert (answer is None) == all(v.allowed for v in fresh), operation
+            assert first.setdefault(operation, answer) == answer, (operation, round_number)
+    assert enforcer.report()["denied"] == 3 * 3  # DeleteItem, Query, the transaction's Delete
+    assert [g["count"] for g in enforcer.report()["used_grants"]] == [3 * 2]  # GetItem, the transaction's Put
+    # The same key with another policy: the remembered verdicts are not used.
+    stricter, same_key = enforcer_for(statement(actions=("dynamodb:Query",), resources=(f"{TABLE}/index/*",)))
+    enforcer.configure(stricter.policies)
+    get = signed(same_key.access_key_id, "dynamodb", "DynamoDB_20120810.GetItem", bodies["GetItem"])
+    query = signed(same_key.access_key_id, "dynamodb", "DynamoDB_20120810.Query", bodies["Query"])
+    assert enforcer.check(get) is not None
+    assert enforcer.check(query) is None
