@@ -945,6 +945,10 @@ def install() -> None:
     # moto's events module imports `parse` from here inside the function, for every event.
     _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
     _install_dynamodb_json()
+    from pointbridge.sandbox import moto_writes
+
+    for owner, attribute, ours in moto_writes.patches(_pickled_trees):
+        _patch(owner, attribute, ours)
     _installed = True
 
 
