@@ -242,9 +242,8 @@ def test_transactions_of_updates_answer_as_moto_does(client: DynamoDBClient, tra
 
 
 def test_the_item_independent_expressions_are_those_the_module_names() -> None:
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
-
     from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
     walks = [
         validators.ExpressionAttributeValueProcessor({}),
