@@ -14,12 +14,13 @@
    expression (one of the trees remembered per text), its names and its table's key attributes,
    later validations of the same three run only the four walks that read the values or the
    table (values, arithmetic, key types, empty key strings): the same tree, or the same first
-   error, as the ten walks give. Any other expression (a path read on the value side, as in
-   `SET n = n + :one`; `if_not_exists`; `a.b` or `l[0]`) is validated by all ten walks, always.
+   error, as the ten walks give. Each of the four is replayed at the places where it processes
+   nodes in the parsed tree (`value_walk_plan`), instead of walking every node. Any other
+   expression (a path read on the value side, as in `SET n = n + :one`; `if_not_exists`; `a.b`
+   or `l[0]`) is validated by all ten walks, always.
 2. **A remembered expression tree's clauses are listed again for every request** (the request
    handler asks for its attribute names and values). The tree never changes, so the lists are
    worked out once per tree and clause types (a new list each time, of the same nodes).
-
 3. **A new item's size is summed again for every attribute put in it.** moto's item keeps its
    attributes in a dict that, on every assignment, sums the size of every attribute already in
    it (to refuse an item over DynamoDB's limit), so building an item of n attributes sizes
@@ -35,7 +36,8 @@
    and everything else are sized by moto's own code.
 
 `patches()` names each patch; moto_speedups.install() applies them, and without_speedups() puts
-moto's code back. tests/integration/test_moto_speedups.py compares both.
+moto's code back. tests/integration/test_moto_writes.py runs random updates, transactions and
+items through both and compares replies, errors, cancellation reasons, items and stream records.
 """
 
 from __future__ import annotations
