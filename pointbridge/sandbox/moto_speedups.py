@@ -42,6 +42,10 @@
    the messages received and not yet deleted (moto's pending set) before the whole queue. The
    messages handed out, their order, the counts and the errors are moto's.
 
+DynamoDB writes' own repeated work (an UpdateExpression's item-independent validation walks, a new
+item's size summed per attribute, a set sized member by member) is cut in moto_writes.py, whose
+patches `install()` applies with these.
+
 `install()` patches moto's classes in the current process: the sandbox's emulator process calls it
 at start, and so do the tests' `mock_aws` fixtures; `without_speedups()` puts moto's own code back
 for a while. tests/integration/test_moto_speedups.py runs the same requests through both and
@@ -807,6 +811,10 @@ def _remembered_conditions(stock: Callable[[Any], Any]) -> Callable[[Any], Any]:
     parsed: dict[str, tuple[Any, list[str], list[str]]] = {}
 
     def parse(self: Any) -> Any:
+        if not self.condition_expression:
+            # moto answers at once (no condition holds always); every write without a condition
+            # asks, and the key below is a repr of the request's values.
+            return stock(self)
         try:
             key = repr((self.condition_expression, self.expression_attribute_names, self.expression_attribute_values))
         except Exception:  # noqa: BLE001 - leave it to moto
@@ -945,6 +953,10 @@ def install() -> None:
     # moto's events module imports `parse` from here inside the function, for every event.
     _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
     _install_dynamodb_json()
+    from pointbridge.sandbox import moto_writes
+
+    for owner, attribute, ours in moto_writes.patches(_pickled_trees):
+        _patch(owner, attribute, ours)
     _installed = True
 
 
