@@ -21,6 +21,7 @@ the emulator uses one core: the workers and pollers have the other.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import multiprocessing
@@ -267,6 +268,7 @@ def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
 
     moto_speedups.install()
     moto_requests.install()
+    freeze_survivors_of_full_collections()
     arrivals = Arrivals(arrivals_pipe)
     _watch_arrivals(arrivals)
 
@@ -281,6 +283,26 @@ def _serve(conn: Connection, arrivals_pipe: Connection) -> None:
     if profile_path:
         server.on_idle = _RequestLogProfiler(locked, profile_path).follow
     server.serve_forever()
+
+
+def freeze_survivors_of_full_collections() -> Callable[[str, dict[str, Any]], None]:
+    """Keep what outlived a full collection out of the next ones (`gc.freeze` after each).
+
+    The emulator's heap is the tables, queues and streams, which only grow; CPython's full
+    collections walk all of it, and took 13% of the emulator's CPU in a 1,200-event run (2 s of
+    18, ten collections), more as a big file's items pile up. Frozen objects are still freed when
+    their last reference goes; only a cycle that outlived a full collection and died later is kept
+    (the young generations still collect the request-scoped cycles moto makes, a million objects
+    in that run). Returns the callback, which `gc.callbacks` holds."""
+
+    def after_full_collection(phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
+
+    gc.collect()
+    gc.freeze()  # what start-up loaded (moto's modules, botocore's models)
+    gc.callbacks.append(after_full_collection)
+    return after_full_collection
 
 
 PROFILE_ENV = "POINTBRIDGE_EMULATOR_PROFILE"
