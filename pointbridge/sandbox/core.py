@@ -21,7 +21,14 @@ from pointbridge.sandbox.iam import PolicySet, function_credentials, function_pr
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner, is_custom_resource
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
-from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_filter, s3_events
+from pointbridge.sandbox.sources import (
+    GetRecordsReader,
+    Poller,
+    SqsPoller,
+    StreamPoller,
+    event_filter,
+    s3_events,
+)
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
     SERVERLESS_API,
@@ -713,8 +720,9 @@ class Sandbox:
     def _stream_source(self, function: str, props: dict[str, Any]) -> None:
         if props.get("Enabled", True) is False:
             return
+        streams = self.client("dynamodbstreams")
         poller = StreamPoller(
-            streams=self.client("dynamodbstreams"),
+            streams=streams,
             function=function,
             stream_arn=props["Stream"],
             region=self.region,
@@ -725,6 +733,13 @@ class Sandbox:
             keep=event_filter(props.get("FilterCriteria")),
             on_failure=self._failure_destination(function, props),
             function_arn=self.functions[function].arn,
+            reader=GetRecordsReader(
+                endpoint_url=self.endpoint_url,
+                region=self.region,
+                access_key=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                secret_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                fallback=streams,
+            ),
         )
         poller.position_at_latest()
         self._pollers.append(poller)
