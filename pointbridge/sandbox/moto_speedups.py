@@ -57,6 +57,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from pointbridge.sandbox import moto_streams
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
@@ -945,6 +947,7 @@ def install() -> None:
     # moto's events module imports `parse` from here inside the function, for every event.
     _patch(jsonpath_ext, "parse", _remembered_json_paths(jsonpath_ext.parse))
     _install_dynamodb_json()
+    moto_streams.install()  # stream records packed, trimmed after 24 hours
     _installed = True
 
 
