@@ -24,6 +24,7 @@ from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, schedule
 from pointbridge.sandbox.sources import (
     GetRecordsReader,
     Poller,
+    SignedJson,
     SqsPoller,
     StreamPoller,
     event_filter,
@@ -677,6 +678,7 @@ class Sandbox:
                     window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                     keep=event_filter(props.get("FilterCriteria")),
+                    requests=self._operator_requests("sqs"),
                 )
             )
 
@@ -714,6 +716,7 @@ class Sandbox:
                 shape=s3_events,
                 attempts=1 + self.async_configs[function].retries,
                 on_exhausted=lambda event, error, count: self._deliver_failure(function, event, error, count),
+                requests=self._operator_requests("sqs"),
             )
         )
 
@@ -733,16 +736,20 @@ class Sandbox:
             keep=event_filter(props.get("FilterCriteria")),
             on_failure=self._failure_destination(function, props),
             function_arn=self.functions[function].arn,
-            reader=GetRecordsReader(
-                endpoint_url=self.endpoint_url,
-                region=self.region,
-                access_key=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                secret_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                fallback=streams,
-            ),
+            reader=GetRecordsReader(self._operator_requests("dynamodb"), fallback=streams),
         )
         poller.position_at_latest()
         self._pollers.append(poller)
+
+    def _operator_requests(self, signing_name: str) -> SignedJson:
+        """A poller's own connection to the emulator for requests it sends and reads directly."""
+        return SignedJson(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            secret_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            signing_name=signing_name,
+        )
 
     def _failure_destination(self, function: str, props: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
         """A stream mapping's DestinationConfig.OnFailure (an SQS queue of the template), sent to as

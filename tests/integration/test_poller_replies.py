@@ -1,4 +1,4 @@
-"""The stream poller's direct reading of GetRecords against botocore's parser, over random records."""
+"""The pollers' direct reading of GetRecords and ReceiveMessage replies against botocore's parser."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pointbridge.sandbox.sources import _jsonable, botocore_stream_records, stream_records
+from pointbridge.sandbox.sources import (
+    _jsonable,
+    botocore_sqs_messages,
+    botocore_stream_records,
+    sqs_messages,
+    sqs_record,
+    stream_records,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.literals import StreamViewTypeType
@@ -137,3 +144,48 @@ def test_a_reply_with_members_botocore_does_not_keep_is_read_by_botocore() -> No
         }
     ]
     assert following == "it"
+
+
+def _attribute(rng: random.Random) -> dict[str, Any]:
+    kind = rng.choice(["String", "Number", "Binary", "String.custom", "Binary.png"])
+    if kind.startswith("Binary"):
+        return {"DataType": kind, "BinaryValue": rng.randbytes(rng.randint(1, 9))}
+    return {"DataType": kind, "StringValue": str(rng.randint(-50, 50)) if kind == "Number" else _text(rng) + "v"}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_messages_read_from_the_reply_are_what_botocore_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    with mock_aws():
+        sqs: Any = boto3.client("sqs", region_name="us-east-1")
+        bodies: list[bytes] = []
+
+        def keep_body(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+            if operation_model.name == "ReceiveMessage":
+                bodies.append(response_dict["body"])
+
+        sqs.meta.events.register("before-parse", keep_body)
+        queue = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+        received = 0
+        for _ in range(6):
+            for _ in range(rng.randint(0, 12)):
+                attributes = {f"a{i}": _attribute(rng) for i in range(rng.randint(0, 3))}
+                body = rng.choice([_text(rng) + ".", '{"event": {"x": 1}}'])
+                sqs.send_message(QueueUrl=queue, MessageBody=body, MessageAttributes=attributes)
+            page = sqs.receive_message(
+                QueueUrl=queue,
+                MaxNumberOfMessages=rng.randint(1, 10),
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+
+            direct = sqs_messages(bodies[-1])
+
+            assert direct == page.get("Messages", [])
+            assert direct == botocore_sqs_messages(bodies[-1])
+            assert [sqs_record(m, "arn", "us-east-1") for m in direct] == [
+                sqs_record(m, "arn", "us-east-1") for m in page.get("Messages", [])
+            ]
+            received += len(direct)
+        assert received > 0
