@@ -132,8 +132,12 @@ def moto_as_shipped() -> Iterator[None]:
 
 @pytest.mark.parametrize("view", ["NEW_AND_OLD_IMAGES", "KEYS_ONLY", "NEW_IMAGE"])
 @pytest.mark.parametrize("seed", range(5))
-def test_packed_records_read_as_moto_keeps_them(seed: int, view: str, moto_as_shipped: None) -> None:
+def test_packed_records_read_as_moto_keeps_them(
+    seed: int, view: str, moto_as_shipped: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shipped = _run(seed, view)
+    # Every record packed as soon as it is written, or all but the newest three.
+    monkeypatch.setattr(moto_streams, "UNPACKED_TAIL", seed % 2 * 3)
     moto_streams.install()
     try:
         packed = _run(seed, view)
@@ -143,7 +147,8 @@ def test_packed_records_read_as_moto_keeps_them(seed: int, view: str, moto_as_sh
     assert sum(len(r) for r in shipped[:5]) > 0
 
 
-def test_a_record_is_packed_and_unpacked_as_moto_built_it() -> None:
+def test_a_record_is_packed_and_unpacked_as_moto_built_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto_streams, "UNPACKED_TAIL", 0)
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
         _table(ddb)
@@ -170,7 +175,17 @@ def _read(streams: Any, iterator: str) -> list[dict[str, Any]] | str:
         return str(error.response["Error"]["Code"])
 
 
-def test_reads_after_a_trim_return_what_they_did_for_every_iterator_still_valid() -> None:
+def _age(record: Any, by: timedelta) -> None:
+    if "_packed" in vars(record):
+        record._created -= by
+    else:
+        record.record["dynamodb"]["ApproximateCreationDateTime"] -= by
+
+
+def test_reads_after_a_trim_return_what_they_did_for_every_iterator_still_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(moto_streams, "UNPACKED_TAIL", 10)  # some records packed, the newest not
     rng = random.Random(7)
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
@@ -204,8 +219,9 @@ def test_reads_after_a_trim_return_what_they_did_for_every_iterator_still_valid(
         assert isinstance(everything, list) and len(everything) == 35
 
         # The first 12 records were written over a day ago: the next stream request trims them.
+        assert any("_packed" in vars(r) for r in shard.items) and "_packed" not in vars(shard.items[-1])
         for record in shard.items[:12]:
-            record._created -= timedelta(hours=24, seconds=1)  # type: ignore[attr-defined]
+            _age(record, timedelta(hours=24, seconds=1))
         after = {name: _read(streams, it) for name, it in iterators.items()}
 
         assert len(shard.items) == 23 and shard.starting_sequence_number == first + 12
@@ -237,3 +253,22 @@ def test_records_younger_than_a_day_are_kept() -> None:
         now = moto_streams.created_at(shard.items[0])
         assert moto_streams.trim(shard, now + timedelta(hours=23, minutes=59)) == 0
         assert moto_streams.trim(shard, now + timedelta(hours=24, microseconds=1)) == 1
+
+
+def test_the_newest_records_stay_unpacked_and_older_ones_are_packed_in_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto_streams, "UNPACKED_TAIL", 4)
+    with mock_aws():
+        ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
+        _table(ddb)
+        shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["t"].stream_shard
+        assert shard is not None
+
+        def packed() -> list[bool]:
+            return ["_packed" in vars(r) for r in shard.items]
+
+        for i in range(7):
+            ddb.put_item(TableName="t", Item={"pk": {"S": f"k{i}"}})
+        assert packed() == [False] * 7  # three behind the newest four: not yet a batch of four
+        ddb.put_item(TableName="t", Item={"pk": {"S": "k7"}})
+        assert packed() == [True] * 4 + [False] * 4
+        assert [r.to_json()["dynamodb"]["Keys"]["pk"]["S"] for r in shard.items] == [f"k{i}" for i in range(8)]
