@@ -21,7 +21,15 @@ from pointbridge.sandbox.iam import PolicySet, function_credentials, function_pr
 from pointbridge.sandbox.provision import IMPLICIT_API, Provisioned, Provisioner, is_custom_resource
 from pointbridge.sandbox.runtime import FunctionPool, FunctionSpec, InvocationError
 from pointbridge.sandbox.schedules import ScheduleRunner, ScheduleSpec, scheduled_event
-from pointbridge.sandbox.sources import Poller, SqsPoller, StreamPoller, event_filter, s3_events
+from pointbridge.sandbox.sources import (
+    GetRecordsReader,
+    Poller,
+    SignedJson,
+    SqsPoller,
+    StreamPoller,
+    event_filter,
+    s3_events,
+)
 from pointbridge.sandbox.template import (
     ACCOUNT_ID,
     SERVERLESS_API,
@@ -670,6 +678,7 @@ class Sandbox:
                     window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                     keep=event_filter(props.get("FilterCriteria")),
+                    requests=self._operator_requests("sqs"),
                 )
             )
 
@@ -707,14 +716,16 @@ class Sandbox:
                 shape=s3_events,
                 attempts=1 + self.async_configs[function].retries,
                 on_exhausted=lambda event, error, count: self._deliver_failure(function, event, error, count),
+                requests=self._operator_requests("sqs"),
             )
         )
 
     def _stream_source(self, function: str, props: dict[str, Any]) -> None:
         if props.get("Enabled", True) is False:
             return
+        streams = self.client("dynamodbstreams")
         poller = StreamPoller(
-            streams=self.client("dynamodbstreams"),
+            streams=streams,
             function=function,
             stream_arn=props["Stream"],
             region=self.region,
@@ -725,9 +736,20 @@ class Sandbox:
             keep=event_filter(props.get("FilterCriteria")),
             on_failure=self._failure_destination(function, props),
             function_arn=self.functions[function].arn,
+            reader=GetRecordsReader(self._operator_requests("dynamodb"), fallback=streams),
         )
         poller.position_at_latest()
         self._pollers.append(poller)
+
+    def _operator_requests(self, signing_name: str) -> SignedJson:
+        """A poller's own connection to the emulator for requests it sends and reads directly."""
+        return SignedJson(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            secret_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            signing_name=signing_name,
+        )
 
     def _failure_destination(self, function: str, props: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
         """A stream mapping's DestinationConfig.OnFailure (an SQS queue of the template), sent to as

@@ -61,6 +61,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from pointbridge.sandbox import moto_streams
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
@@ -957,6 +959,7 @@ def install() -> None:
 
     for owner, attribute, ours in moto_writes.patches(_pickled_trees):
         _patch(owner, attribute, ours)
+    moto_streams.install()  # stream records packed, trimmed after 24 hours
     _installed = True
 
 

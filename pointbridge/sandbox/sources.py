@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import logging
 import threading
@@ -15,7 +16,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote_plus, unquote_plus, urlsplit
 
 from pointbridge.sandbox.runtime import InvocationError
 
@@ -165,9 +166,13 @@ class SqsPoller(Poller):
         keep: Callable[[dict[str, Any]], bool] | None = None,
         attempts: int = 3,
         on_exhausted: Callable[[Any, InvocationError, int], None] | None = None,
+        requests: SignedJson | None = None,
     ) -> None:
         super().__init__(f"{function}<-{queue_arn.rsplit(':', 1)[-1]}")
         self.sqs = sqs
+        # ReceiveMessage and DeleteMessageBatch sent and read directly (the sandbox's own emulator);
+        # without it, through the boto3 client (any endpoint, mock_aws included).
+        self.requests = requests
         self.function = function
         self.queue_url = queue_url
         self.queue_arn = queue_arn
@@ -211,14 +216,7 @@ class SqsPoller(Poller):
         if self._in_flight_due is not None and time.monotonic() >= self._in_flight_due:
             self._in_flight_due = None
         while len(messages) < self.batch_size and not self._stop.is_set():
-            got = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
-                # Never long-poll: the emulator's lock would be held for the whole wait.
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
+            got = self._receive_batch(min(10, self.batch_size - len(messages)))
             # A message whose visibility ran out during the window comes back: keep its newest receipt.
             seen = {m["MessageId"] for m in got}
             messages = [m for m in messages if m["MessageId"] not in seen] + got
@@ -229,6 +227,30 @@ class SqsPoller(Poller):
                 self._wake.wait(max(deadline - time.monotonic(), 0.0))
                 self._wake.clear()
         return messages
+
+    def _receive_batch(self, count: int) -> list[dict[str, Any]]:
+        request = {
+            "QueueUrl": self.queue_url,
+            "MaxNumberOfMessages": count,
+            # Never long-poll: the emulator's lock would be held for the whole wait.
+            "WaitTimeSeconds": 0,
+            "AttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
+        if self.requests is not None:
+            status, reply = self.requests.post("AmazonSQS.ReceiveMessage", request)
+            if status == 200:
+                try:
+                    return sqs_messages(reply)
+                except UnexpectedReply:
+                    return botocore_sqs_messages(reply)
+            # Refused (nothing was received): asked again through boto3, which raises it as usual.
+        return list(self.sqs.receive_message(**request).get("Messages", []))
+
+    def stop(self) -> None:
+        super().stop()
+        if self.requests is not None:
+            self.requests.close()
 
     def poll_once(self) -> bool:
         messages = self._receive()
@@ -286,11 +308,16 @@ class SqsPoller(Poller):
     def _delete(self, records: list[dict[str, Any]]) -> None:
         for start in range(0, len(records), 10):
             chunk = records[start : start + 10]
-            if chunk:
-                self.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
+            if not chunk:
+                continue
+            entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)]
+            if self.requests is not None:
+                status, _ = self.requests.post(
+                    "AmazonSQS.DeleteMessageBatch", {"QueueUrl": self.queue_url, "Entries": entries}
                 )
+                if status == 200:
+                    continue
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
     def drained(self) -> bool:
         attributes = self.sqs.get_queue_attributes(
@@ -458,8 +485,12 @@ class StreamPoller(Poller):
         keep: Callable[[dict[str, Any]], bool] | None = None,
         on_failure: Callable[[dict[str, Any]], None] | None = None,
         function_arn: str = "",
+        reader: GetRecordsReader | None = None,
     ) -> None:
         super().__init__(f"{function}<-stream")
+        # GetRecords read straight from the reply's JSON (the sandbox's own emulator); without
+        # one, through the boto3 client (any endpoint, mock_aws included).
+        self.reader = reader
         # The mapping's DestinationConfig.OnFailure: where a record of a batch given up on is sent.
         self.on_failure = on_failure
         self.function_arn = function_arn
@@ -482,6 +513,11 @@ class StreamPoller(Poller):
     def source_arn(self) -> str:
         return self.stream_arn
 
+    def stop(self) -> None:
+        super().stop()
+        if self.reader is not None:
+            self.reader.close()
+
     def position_at_latest(self) -> None:
         """Start after what is already in the stream (restored items are not new writes)."""
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
@@ -492,10 +528,14 @@ class StreamPoller(Poller):
 
     def _fetch(self) -> None:
         for shard_id, iterator in list(self._iterators.items()):
-            page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
-            self._iterators[shard_id] = page.get("NextShardIterator", iterator)
-            for record in page.get("Records", []):
-                shaped = _jsonable(record)
+            if self.reader is not None:
+                records, following = self.reader.read(iterator, 1000)
+            else:
+                page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                records = [_jsonable(record) for record in page.get("Records", [])]
+                following = page.get("NextShardIterator")
+            self._iterators[shard_id] = following or iterator
+            for shaped in records:
                 shaped["eventSourceARN"] = self.stream_arn
                 shaped.setdefault("awsRegion", self.region)
                 if self.keep is None or self.keep(shaped):
@@ -572,3 +612,223 @@ class StreamPoller(Poller):
 
 def _iso_seconds(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+# GetRecords' reply, as botocore parses it and `_jsonable` then writes it for Lambda, is the reply's
+# own JSON but for two members: ApproximateCreationDateTime (epoch seconds; botocore makes a
+# datetime of it and `_jsonable` whole seconds again) and binary values (base64 decoded and
+# encoded again). botocore also keeps only the members its shapes name and drops nulls; a reply
+# with anything else is handed to botocore's parser. Reading it so costs a json.loads: botocore's
+# walk over every record's old and new image was 80% of the stream poller's CPU, and the
+# FilterCriteria then drop most of those records (tests/integration/test_poller_replies.py
+# compares the two over random records).
+_RECORD_MEMBERS = frozenset(("eventID", "eventName", "eventVersion", "eventSource", "awsRegion", "dynamodb"))
+_STREAM_RECORD_MEMBERS = frozenset(
+    ("ApproximateCreationDateTime", "Keys", "NewImage", "OldImage", "SequenceNumber", "SizeBytes", "StreamViewType")
+)
+_IMAGES = ("Keys", "NewImage", "OldImage")
+
+
+class UnexpectedReply(ValueError):
+    """A GetRecords reply the direct reading was not written for (botocore's parser reads it)."""
+
+
+def _epoch_seconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnexpectedReply(f"ApproximateCreationDateTime {value!r}")
+    # As botocore's datetime (rounded to microseconds) and `_jsonable`'s int(timestamp()) give it.
+    return int(datetime.fromtimestamp(value, UTC).timestamp())
+
+
+def _rebased_binary(value: Any) -> Any:
+    """An attribute value with its binaries decoded and encoded again (botocore, then `_jsonable`)."""
+    if not isinstance(value, dict):
+        raise UnexpectedReply(f"attribute value {value!r}")
+    shaped = {}
+    for kind, inner in value.items():
+        if inner is None:
+            raise UnexpectedReply(f"a null {kind}")
+        if kind == "B":
+            inner = base64.b64encode(base64.b64decode(inner)).decode()
+        elif kind == "BS":
+            inner = [base64.b64encode(base64.b64decode(b)).decode() for b in inner]
+        elif kind == "M":
+            inner = {name: _rebased_binary(v) for name, v in inner.items()}
+        elif kind == "L":
+            inner = [_rebased_binary(v) for v in inner]
+        shaped[kind] = inner
+    return shaped
+
+
+def stream_records(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
+    """GetRecords' records as Lambda hands them over, read from the reply, and the next iterator."""
+    reply = json.loads(body)
+    if not isinstance(reply, dict):
+        raise UnexpectedReply("the reply is not an object")
+    records = reply.get("Records") or []
+    binary = b'"B' in body  # a "B" or "BS" somewhere (also an attribute name B: then walked for nothing)
+    for record in records:
+        if not isinstance(record, dict) or not record.keys() <= _RECORD_MEMBERS:
+            raise UnexpectedReply("a record member botocore does not keep")
+        stream = record.get("dynamodb")
+        if not isinstance(stream, dict) or not stream.keys() <= _STREAM_RECORD_MEMBERS:
+            raise UnexpectedReply("a stream record member botocore does not keep")
+        if None in record.values() or None in stream.values():
+            raise UnexpectedReply("a null member")
+        if "ApproximateCreationDateTime" in stream:
+            stream["ApproximateCreationDateTime"] = _epoch_seconds(stream["ApproximateCreationDateTime"])
+        if binary:
+            for image in _IMAGES:
+                if image in stream:
+                    stream[image] = {name: _rebased_binary(v) for name, v in stream[image].items()}
+    following = reply.get("NextShardIterator")
+    return records, following if isinstance(following, str) else None
+
+
+def botocore_stream_records(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
+    """The same through botocore's parser and `_jsonable`, as the boto3 client's path gives them."""
+    page = _get_records_parser().parse({"body": body, "headers": {}, "status_code": 200}, _get_records_shape())
+    return [_jsonable(r) for r in page.get("Records", [])], page.get("NextShardIterator")
+
+
+_botocore_parts: dict[str, Any] = {}
+
+
+def _get_records_shape() -> Any:
+    if "shape" not in _botocore_parts:
+        import botocore.session
+
+        model = botocore.session.get_session().get_service_model("dynamodbstreams")
+        _botocore_parts["shape"] = model.operation_model("GetRecords").output_shape
+    return _botocore_parts["shape"]
+
+
+def _get_records_parser() -> Any:
+    from botocore.parsers import create_parser
+
+    return create_parser("json")
+
+
+class SignedJson:
+    """Requests of a JSON protocol (DynamoDB Streams, SQS) over one kept-alive connection, signed
+    with SigV4 as the operator, the reply's status and bytes returned unparsed.
+
+    The sandbox plays the Lambda service here, not a function: it may read its sources as it likes,
+    and botocore's request building and reply parsing were most of the pollers' CPU. One per poller
+    (a connection is not shared between threads).
+    """
+
+    def __init__(self, *, endpoint_url: str, region: str, access_key: str, secret_key: str, signing_name: str) -> None:
+        from botocore.credentials import Credentials
+
+        parts = urlsplit(endpoint_url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._url = f"{parts.scheme}://{parts.netloc}/"
+        self._region = region
+        self._signing_name = signing_name
+        self._credentials = Credentials(access_key, secret_key)
+        self._connection: http.client.HTTPConnection | None = None
+
+    def post(self, target: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        body = json.dumps(payload).encode()
+        request = AWSRequest(
+            method="POST",
+            url=self._url,
+            data=body,
+            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
+        )
+        SigV4Auth(self._credentials, self._signing_name, self._region).add_auth(request)
+        headers = dict(request.headers.items())
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=60)
+            try:
+                self._connection.request("POST", "/", body=body, headers=headers)
+                response = self._connection.getresponse()
+                return response.status, response.read()
+            except (OSError, http.client.HTTPException):
+                # A kept-alive connection the server closed meanwhile: once more on a new one.
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class GetRecordsReader:
+    """GetRecords through `SignedJson`, the reply read by `stream_records`. A reply other than 200
+    is asked again through the boto3 client (`fallback`), so errors are raised as botocore raises
+    them (a poller retries after any)."""
+
+    def __init__(self, requests: SignedJson, fallback: Any) -> None:
+        self._requests = requests  # signed for "dynamodb", as DynamoDB Streams' requests are
+        self._fallback = fallback
+
+    def read(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        status, reply = self._requests.post(
+            "DynamoDBStreams_20120810.GetRecords", {"ShardIterator": iterator, "Limit": limit}
+        )
+        if status == 200:
+            try:
+                return stream_records(reply)
+            except UnexpectedReply:
+                return botocore_stream_records(reply)
+        page = self._fallback.get_records(ShardIterator=iterator, Limit=limit)
+        return [_jsonable(r) for r in page.get("Records", [])], page.get("NextShardIterator")
+
+    def close(self) -> None:
+        self._requests.close()
+
+
+# ReceiveMessage's reply as botocore parses it is the reply's JSON but for binary message
+# attributes (base64 decoded to bytes); botocore keeps only the members its shapes name and drops
+# nulls, so a reply with anything else goes to botocore's parser
+# (tests/integration/test_poller_replies.py compares the two over random messages).
+_MESSAGE_MEMBERS = frozenset(
+    ("MessageId", "ReceiptHandle", "MD5OfBody", "Body", "Attributes", "MD5OfMessageAttributes", "MessageAttributes")
+)
+_MESSAGE_ATTRIBUTE_MEMBERS = frozenset(
+    ("StringValue", "BinaryValue", "StringListValues", "BinaryListValues", "DataType")
+)
+
+
+def sqs_messages(body: bytes) -> list[dict[str, Any]]:
+    """ReceiveMessage's messages, as botocore's parser gives them, read from the reply."""
+    reply = json.loads(body)
+    if not isinstance(reply, dict):
+        raise UnexpectedReply("the reply is not an object")
+    messages = reply.get("Messages") or []
+    for message in messages:
+        if not isinstance(message, dict) or not message.keys() <= _MESSAGE_MEMBERS or None in message.values():
+            raise UnexpectedReply("a message member botocore does not keep")
+        attributes = message.get("Attributes", {})
+        if not isinstance(attributes, dict) or None in attributes.values():
+            raise UnexpectedReply("a null system attribute")
+        for value in message.get("MessageAttributes", {}).values():
+            if not value.keys() <= _MESSAGE_ATTRIBUTE_MEMBERS or None in value.values():
+                raise UnexpectedReply("a message attribute member botocore does not keep")
+            if "BinaryValue" in value:
+                value["BinaryValue"] = base64.b64decode(value["BinaryValue"])
+            if "BinaryListValues" in value:
+                value["BinaryListValues"] = [base64.b64decode(b) for b in value["BinaryListValues"]]
+    return messages
+
+
+def botocore_sqs_messages(body: bytes) -> list[dict[str, Any]]:
+    """The same through botocore's parser, as the boto3 client's path gives them."""
+    shape = _botocore_parts.get("receive")
+    if shape is None:
+        import botocore.session
+
+        model = botocore.session.get_session().get_service_model("sqs")
+        shape = _botocore_parts["receive"] = model.operation_model("ReceiveMessage").output_shape
+    page = _get_records_parser().parse({"body": body, "headers": {}, "status_code": 200}, shape)
+    return list(page.get("Messages", []))
