@@ -18,6 +18,8 @@ import pytest
 
 from shared.earning.core import provisional_member
 from shared.events.model import BehaviourAction, Identity, IdentityKind
+from shared.infra.codec import to_item
+from shared.infra.keys import ItemKey
 from shared.ledger.models import Account
 from shared.program.config import BehaviourRules, Caps, QualifyingBasis, Tier, TierQualification
 from tests.integration.ingest_support import CARD, EMAIL, available, behaviour, program, purchase, wire
@@ -224,3 +226,27 @@ def _program_capped() -> ProgramConfig:
 
 def _program() -> ProgramConfig:
     return program()
+
+
+def test_the_table_notes_every_item_it_writes_until_told_to_stop(services: Services) -> None:
+    table = services.table
+    a, b, c, d, e, checked = (ItemKey(f"NOTE#{n}", "X") for n in "abcdef")
+    table.put({"PK": checked.pk, "SK": checked.sk})
+    noted = table.note_writes()
+    # When the table puts, updates, deletes, batch-puts and writes in a transaction (one action only a check)
+    table.put({"PK": a.pk, "SK": a.sk})
+    table.update(b, "SET v = :v", ExpressionAttributeValues=to_item({":v": 1}))
+    table.delete(c)
+    table.batch_put([{"PK": d.pk, "SK": d.sk}])
+    check = {
+        "ConditionCheck": {
+            "TableName": table.name,
+            "Key": table.key(checked),
+            "ConditionExpression": "attribute_exists(PK)",
+        }
+    }
+    table.transact([table.put_action({"PK": e.pk, "SK": e.sk}), check])
+    table.stop_noting(noted)
+    table.put({"PK": "NOTE#after", "SK": "X"})
+    # Then each written key is noted, not the checked one, and nothing after the stop
+    assert noted == {a, b, c, d, e}
