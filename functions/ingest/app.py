@@ -14,8 +14,8 @@ Every message that ends in the dead-letter queue carries its reason (attributes 
   reaches the DLQ through the queue's redrive, bare: `pointbridge dlq` names those as such and
   sends them back (docs/channels.md, "DLQ reasons").
 
-A batch's messages are parsed once, first, and the identity links they name read in one request
-(`read_ahead`); each message is then delivered on its own as above.
+A batch's messages are parsed once, first, the identity links they name read in one request and
+the members' views in one more (`read_ahead`); each message is then delivered on its own as above.
 """
 
 from __future__ import annotations
@@ -114,10 +114,11 @@ def _receives(record: SQSRecord) -> str:
 
 
 def read_ahead(records: list[dict[str, Any]]) -> bool:
-    """Parse the batch's messages once, and read the identity links they name in one request.
+    """Parse the batch's messages once, read the identity links they name in one request and the
+    views their earns decide on in one more (`Ingest.read_ahead`).
 
     A message that does not parse, or a read that fails, is left to its own delivery (which meets
-    the error again and reports it, or reads its link itself). False: nothing was read ahead."""
+    the error again and reports it, or reads its link and view itself). False: nothing was read ahead."""
     _parsed.clear()
     for record in records:
         try:
@@ -129,7 +130,7 @@ def read_ahead(records: list[dict[str, Any]]) -> bool:
     try:
         services().ingest.read_ahead(list(_parsed.values()))
     except Exception:  # noqa: BLE001 - each event reads its own link then
-        logger.exception("identity links of the batch not read at once; reading them one by one")
+        logger.exception("the batch's identity links or views not read at once; reading them one by one")
     return True
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from shared.ledger.contract import LedgerStore, Programs
     from shared.ledger.ledger import Ledger
     from shared.ledger.models import Entry
-    from shared.members.store import MemberDirectory
+    from shared.members.store import MemberDirectory, ViewWanted
     from shared.members.view import MemberView
     from shared.program.config import ProgramConfig
     from shared.program.rules import EarnDecision
@@ -172,11 +172,21 @@ class IngestCore:
         self._tiers = tiers
 
     def read_ahead(self, events: Sequence[Event]) -> None:
-        """Read in one request the identity links a batch of events will look up (`MemberDirectory.read_ahead`);
+        """Read in one request the identity links a batch of events will look up (`MemberDirectory.read_ahead`),
+        then in one more the views their earns decide on (`MemberDirectory.read_views_ahead`);
         `forget_read_ahead` once the batch is done."""
         looked_up = (IdentityKind.MEMBER, IdentityKind.ORDER)  # `_identify` finds these without a link
         identities = [event.identity.key for event in events if event.identity.kind not in looked_up]
         self._members.read_ahead(list(dict.fromkeys(identities)))
+        self._members.read_views_ahead(self._views_wanted(events))
+
+    def _known_member(self, identity: Identity) -> str | None:
+        """The member an identity names as far as known without a request (before following merges)."""
+        if identity.kind is IdentityKind.MEMBER:
+            return identity.value
+        if identity.kind is IdentityKind.ORDER:
+            return None
+        return self._members.linked_ahead(identity.key)
 
     def forget_read_ahead(self) -> None:
         self._members.forget_read_ahead()
@@ -224,6 +234,9 @@ class IngestCore:
         raise NotImplementedError
 
     def _refuse_if_closed(self, config: ProgramConfig, event: Event, now: datetime) -> None:
+        raise NotImplementedError
+
+    def _views_wanted(self, events: Sequence[Event]) -> list[ViewWanted]:
         raise NotImplementedError
 
     def _existing(self, event: Event, entry_id: str, digest: str) -> Outcome | None:

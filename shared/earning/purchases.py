@@ -33,6 +33,7 @@ from shared.events.model import (
     Channel,
     PointsEvent,
     PurchaseEvent,
+    RefundEvent,
 )
 from shared.infra import keys
 from shared.ledger.commands import Earn
@@ -40,6 +41,7 @@ from shared.ledger.contract import CheckFailedError, Guard, GuardRefusedError, S
 from shared.ledger.models import Account, EntryKind
 from shared.members import activity
 from shared.members.flags import Finding, raise_flag
+from shared.members.store import ViewWanted
 from shared.program.rules import (
     evaluate_behaviour,
     evaluate_points,
@@ -49,6 +51,8 @@ from shared.program.rules import (
 from shared.program.sunset import earning_open
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from shared.ledger.models import Entry
     from shared.members.view import MemberView
     from shared.program.config import ProgramConfig
@@ -205,12 +209,7 @@ class Purchases(Rating):
 
     def _view(self, config: ProgramConfig, event: Event, member: str) -> MemberView:
         """The member's batch read, following merges to the member who holds the points now."""
-        names = [activity.ACTIVITY]
-        if self._capped(config, event):
-            names.append(f"earned#{event.occurred_at.astimezone(config.tz).date().isoformat()}")
-        if _is_sign_in(event):
-            names.append(SIGN_INS)
-        referral = isinstance(event, PurchaseEvent)  # a purchase may be the first one a referral waits for
+        names, referral = self._view_wanted(config, event)
         seen = {member}
         while True:
             view = self._members.view(event.program, member, names, referral=referral)
@@ -218,6 +217,43 @@ class Purchases(Rating):
                 return view
             member = view.merged_into
             seen.add(member)
+
+    def _view_wanted(self, config: ProgramConfig, event: Event) -> tuple[tuple[str, ...], bool]:
+        """The tallies an earn's view reads, and whether it reads who referred the member."""
+        names = [activity.ACTIVITY]
+        if self._capped(config, event):
+            names.append(f"earned#{event.occurred_at.astimezone(config.tz).date().isoformat()}")
+        if _is_sign_in(event):
+            names.append(SIGN_INS)
+        return tuple(names), isinstance(event, PurchaseEvent)  # a purchase may be the first one a referral waits for
+
+    def _views_wanted(self, events: Sequence[Event]) -> list[ViewWanted]:
+        """The views a batch's earns will read first, one per member (a member's next earn reads
+        after the first one's write): those of members known without a request."""
+        wanted: dict[tuple[str, str], ViewWanted] = {}
+        configs: dict[str, ProgramConfig | None] = {}
+        for event in events:
+            if isinstance(event, RefundEvent) or (
+                isinstance(event, BehaviourEvent) and event.action is BehaviourAction.REFERRAL
+            ):
+                continue
+            member = self._known_member(event.identity)
+            if member is None or (event.program, member) in wanted:
+                continue
+            if event.program not in configs:
+                configs[event.program] = self._live_config(event.program)
+            config = configs[event.program]
+            if config is not None:
+                # The live rules: an event older than them whose own rules read other tallies reads afresh.
+                names, referral = self._view_wanted(config, event)
+                wanted[(event.program, member)] = ViewWanted(event.program, member, names, referral)
+        return list(wanted.values())
+
+    def _live_config(self, program: str) -> ProgramConfig | None:
+        try:
+            return self._programs.get(program)
+        except PointbridgeError:
+            return None  # the event's own delivery meets the error
 
     @staticmethod
     def _capped(config: ProgramConfig, event: Event) -> bool:

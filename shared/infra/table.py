@@ -73,6 +73,25 @@ class Table:
         self.name = name or get_settings().table_name
         self._client = client
         self.stats = RequestStats()
+        # Sets that collect the key of every item written from now on (`note_writes`).
+        self._write_notes: list[set[ItemKey]] = []
+
+    def note_writes(self) -> set[ItemKey]:
+        """A set that collects the key of every item this table writes (or tries to) until
+        `stop_noting` it: what a reader that keeps items across writes checks them against."""
+        noted: set[ItemKey] = set()
+        self._write_notes.append(noted)
+        return noted
+
+    def stop_noting(self, noted: set[ItemKey]) -> None:
+        self._write_notes = [n for n in self._write_notes if n is not noted]
+
+    def _noting(self, keys: Iterator[ItemKey]) -> None:
+        # Noted before the request is sent: a write whose outcome is unknown (a timeout) counts too.
+        if self._write_notes:
+            written = set(keys)
+            for noted in self._write_notes:
+                noted |= written
 
     @property
     def client(self) -> DynamoDBClient:
@@ -178,6 +197,7 @@ class Table:
             kwargs["ExpressionAttributeNames"] = names
         if values_:
             kwargs["ExpressionAttributeValues"] = to_item(values_)
+        self._noting(iter([_key_of(values)]))
         try:
             response = self.client.put_item(**kwargs)
         except ClientError as error:
@@ -191,6 +211,7 @@ class Table:
     def batch_put(self, items: Sequence[dict[str, Any]]) -> None:
         """Unconditional puts, 25 a request; items DynamoDB leaves unprocessed are sent again."""
         pending: list[Any] = [{"PutRequest": {"Item": to_item(values)}} for values in items]
+        self._noting(_key_of(values) for values in items)
         while pending:
             chunk, pending = pending[:BATCH_WRITE_ITEMS], pending[BATCH_WRITE_ITEMS:]
             response = self.client.batch_write_item(
@@ -209,6 +230,7 @@ class Table:
 
     def update(self, key: ItemKey, expression: str, **kwargs: Any) -> dict[str, Any] | None:
         """An UpdateItem; returns the attributes asked for with ReturnValues, None when its condition failed."""
+        self._noting(iter([key]))
         try:
             response = self.client.update_item(
                 TableName=self.name,
@@ -240,6 +262,7 @@ class Table:
             kwargs["ExpressionAttributeNames"] = names
         if values:
             kwargs["ExpressionAttributeValues"] = to_item(values)
+        self._noting(iter([key]))
         try:
             response = self.client.delete_item(
                 TableName=self.name, Key=self.key(key), ReturnConsumedCapacity="TOTAL", **kwargs
@@ -254,6 +277,8 @@ class Table:
 
     def transact(self, items: Sequence[Any]) -> None:
         """One TransactWriteItems; a refusal raises `TransactionCanceledError` with DynamoDB's reasons."""
+        if self._write_notes:
+            self._noting(_written_by(action) for action in items if "ConditionCheck" not in action)
         try:
             response = self.client.transact_write_items(TransactItems=list(items), ReturnConsumedCapacity="TOTAL")
         except ClientError as error:
@@ -275,6 +300,13 @@ class Table:
         if condition:
             put["ConditionExpression"] = condition
         return {"Put": put}
+
+
+def _written_by(action: dict[str, Any]) -> ItemKey:
+    """The key of the item a transaction's Put, Update or Delete writes."""
+    request = action.get("Put") or action.get("Update") or action["Delete"]
+    typed = request["Item"] if "Item" in request else request["Key"]
+    return _key_of({"PK": typed["PK"]["S"], "SK": typed["SK"]["S"]})
 
 
 def _key_of(item: dict[str, Any]) -> ItemKey:

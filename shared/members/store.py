@@ -26,6 +26,7 @@ from shared.members.view import REFERRAL_AWAITING, MemberView, Referral, Tallied
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from shared.infra.keys import ItemKey
     from shared.infra.table import Table
 
 # The program figures count members per tier (`shared.projections.figures` reads them): the tier
@@ -49,6 +50,23 @@ def counters_of(item: dict[str, Any]) -> dict[str, int]:
     return {name: int(v) for name, v in item.items() if isinstance(v, Decimal) and name != "value"}
 
 
+@dataclass(frozen=True)
+class ViewWanted:
+    """A member's view an earn is about to read (`MemberDirectory.view`, full): the named tallies,
+    and whether who referred the member is read too."""
+
+    program: str
+    member: str
+    tallies: tuple[str, ...]
+    referral: bool
+
+
+@dataclass(frozen=True)
+class _ViewAhead:
+    view: MemberView
+    keys: frozenset[ItemKey]
+
+
 @dataclass
 class CardsHashed:
     """What `hash_stored_cards` did: cards rewritten, and (member, holder of the hash) left for support."""
@@ -61,6 +79,8 @@ class MemberDirectory:
     def __init__(self, table: Table) -> None:
         self._table = table
         self._read_ahead: dict[str, str] = {}
+        self._views_ahead: dict[ViewWanted, _ViewAhead] = {}
+        self._written_since: set[ItemKey] | None = None  # the table's writes since the views were read
 
     # Identities and profiles
 
@@ -70,6 +90,10 @@ class MemberDirectory:
             return self._read_ahead.pop(identity_key)
         item = self._table.get(keys.identity(identity_key))
         return str(item["member"]) if item else None
+
+    def linked_ahead(self, identity_key: str) -> str | None:
+        """The member a link read ahead names (None: not read ahead, or no link), leaving it for `member_for`."""
+        return self._read_ahead.get(identity_key)
 
     def read_ahead(self, identity_keys: Sequence[str]) -> None:
         """Read the links of identities about to be looked up, in one consistent BatchGetItem.
@@ -89,8 +113,39 @@ class MemberDirectory:
             if item is not None:
                 self._read_ahead[key] = str(item["member"])
 
+    def read_views_ahead(self, wanted: Sequence[ViewWanted]) -> None:
+        """Read the views earns are about to read, in one consistent BatchGetItem.
+
+        Each answers the next `view` that asks for exactly it, once, unless the table wrote one of
+        its items meanwhile (an earlier event of the batch: the member's own earn, a referral reward
+        or a merge): that `view` reads afresh, as every later one does. A view read ahead is as old
+        as the events before it in the batch; what an earn decides on it is guarded as for a fresh
+        read (the balance and the daily tally by the earn's conditions, a merge by the closed account).
+        """
+        self._forget_views()
+        if not wanted:
+            return
+        self._written_since = self._table.note_writes()
+        items_of = {w: _view_keys(w.program, w.member, w.tallies, full=True, referral=w.referral) for w in wanted}
+        found = self._table.batch_get([key for items in items_of.values() for key in items])
+        for w, items in items_of.items():
+            self._views_ahead[w] = _ViewAhead(_view_of(w.program, w.member, w.tallies, found), frozenset(items))
+
+    def _view_ahead(self, wanted: ViewWanted) -> MemberView | None:
+        ahead = self._views_ahead.pop(wanted, None)
+        if ahead is None or self._written_since is None or not ahead.keys.isdisjoint(self._written_since):
+            return None
+        return ahead.view
+
+    def _forget_views(self) -> None:
+        self._views_ahead.clear()
+        if self._written_since is not None:
+            self._table.stop_noting(self._written_since)
+            self._written_since = None
+
     def forget_read_ahead(self) -> None:
         self._read_ahead.clear()
+        self._forget_views()
 
     def claim(self, identity_key: str, member: str, *, provisional: bool) -> str:
         """Link an unclaimed identity to `member` (creating its profile); returns whoever holds it."""
@@ -276,37 +331,14 @@ class MemberDirectory:
     ) -> MemberView:
         """One consistent BatchGetItem: the profile and the named tallies; with `full`, also the
         tier, the balance and the member's flag (everything an earn decides on); with `referral`,
-        who referred the member (a purchase may owe that member a reward)."""
-        profile_key = keys.profile(member)
-        tally_keys = {name: keys.tally(program, member, name) for name in tallies}
-        wanted = [profile_key, *tally_keys.values()]
-        if full:
-            wanted += [keys.tier(program, member), keys.balance(program, member), keys.flag(program, member)]
-        if referral:
-            wanted.append(keys.referral(program, member))
-        found = self._table.batch_get(wanted)
-        referred = found.get(keys.referral(program, member))
-        profile = _profile(member, found.get(profile_key, {}))
-        tier = found.get(keys.tier(program, member))
-        balance = found.get(keys.balance(program, member))
-        flag = found.get(keys.flag(program, member), {})
-        read: dict[str, Tallied] = {}
-        for name, key in tally_keys.items():
-            item = found.get(key)
-            if item:
-                read[name] = Tallied(int(item.get("value", 0)), frozenset(item.get("marks", set())), counters_of(item))
-        return MemberView(
-            member=member,
-            merged_into=profile.merged_into,
-            provisional=profile.provisional,
-            tier=str(tier["tier"]) if tier else None,
-            tier_since=str(tier.get("since", "")) if tier else "",
-            account=account_from(balance) if balance else None,
-            tallies=read,
-            flag_status=str(flag.get("status", "")),
-            flag_reason=str(flag.get("reason", "")),
-            referral=referral_from(referred) if referred else None,
-        )
+        who referred the member (a purchase may owe that member a reward). A full view read ahead
+        (`read_views_ahead`) answers instead, when nothing of it was written since."""
+        if full and self._views_ahead:
+            ahead = self._view_ahead(ViewWanted(program, member, tuple(tallies), referral))
+            if ahead is not None:
+                return ahead
+        found = self._table.batch_get(_view_keys(program, member, tallies, full=full, referral=referral))
+        return _view_of(program, member, tallies, found)
 
     # Tallies
 
@@ -500,6 +532,41 @@ class MemberDirectory:
     def flag_status(self, program: str, member: str) -> str:
         flag = self.get_flag(program, member)
         return flag.status if flag else ""
+
+
+def _view_keys(program: str, member: str, tallies: Sequence[str], *, full: bool, referral: bool) -> list[ItemKey]:
+    wanted = [keys.profile(member), *(keys.tally(program, member, name) for name in tallies)]
+    if full:
+        wanted += [keys.tier(program, member), keys.balance(program, member), keys.flag(program, member)]
+    if referral:
+        wanted.append(keys.referral(program, member))
+    return wanted
+
+
+def _view_of(program: str, member: str, tallies: Sequence[str], found: dict[ItemKey, dict[str, Any]]) -> MemberView:
+    """The member's view from a batch read of its items (`_view_keys`; an item not read counts as absent)."""
+    referred = found.get(keys.referral(program, member))
+    profile = _profile(member, found.get(keys.profile(member), {}))
+    tier = found.get(keys.tier(program, member))
+    balance = found.get(keys.balance(program, member))
+    flag = found.get(keys.flag(program, member), {})
+    read: dict[str, Tallied] = {}
+    for name in tallies:
+        item = found.get(keys.tally(program, member, name))
+        if item:
+            read[name] = Tallied(int(item.get("value", 0)), frozenset(item.get("marks", set())), counters_of(item))
+    return MemberView(
+        member=member,
+        merged_into=profile.merged_into,
+        provisional=profile.provisional,
+        tier=str(tier["tier"]) if tier else None,
+        tier_since=str(tier.get("since", "")) if tier else "",
+        account=account_from(balance) if balance else None,
+        tallies=read,
+        flag_status=str(flag.get("status", "")),
+        flag_reason=str(flag.get("reason", "")),
+        referral=referral_from(referred) if referred else None,
+    )
 
 
 def _profile(member: str, item: dict[str, Any]) -> Profile:
