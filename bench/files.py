@@ -116,7 +116,6 @@ def main() -> None:
         template=ROOT / "template.yaml",
         stage="benchfiles",
         schedules=False,
-        pool_size=2,
         log_dir=FUNCTION_LOGS / "files",
     ) as sb:
         services = Services(table_name=sb.resource("PointsTable"), client=sb.client("dynamodb"))

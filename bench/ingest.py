@@ -76,7 +76,7 @@ def message(event: PurchaseEvent) -> str:
 
 
 def main() -> None:
-    with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=2, log_dir=FUNCTION_LOGS / "ingest") as sb:
+    with Sandbox(template=ROOT / "template.yaml", schedules=False, log_dir=FUNCTION_LOGS / "ingest") as sb:
         ddb = sb.client("dynamodb")
         # The raw side's own client (the sandbox caches one per service, and the recorder hooks that one).
         bare = boto3.session.Session(
@@ -181,7 +181,7 @@ def main() -> None:
                 "pipeline_vs_raw": round(pipeline_rate / raw_rate, 3),
                 "ddb_requests_per_event": round(ddb_requests, 2),
                 "events": EVENTS,
-                "ingest_workers": 2,
+                "ingest_workers": sb.pool_size,
             },
         )
 

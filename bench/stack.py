@@ -295,7 +295,7 @@ def spread(values: list[float]) -> float:
 
 
 def main() -> None:
-    with Sandbox(template=ROOT / "template.yaml", schedules=False, pool_size=2, log_dir=FUNCTION_LOGS / "stack") as sb:
+    with Sandbox(template=ROOT / "template.yaml", schedules=False, log_dir=FUNCTION_LOGS / "stack") as sb:
         table = sb.resource("PointsTable")
         programs = Services(table_name=table, client=sb.client("dynamodb"), config_cache_seconds=3600).programs
         programs.publish(load_program(ROOT / "seeds" / "demo-program.json"))
