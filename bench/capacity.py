@@ -9,7 +9,7 @@ Measured inputs (the other benchmarks' results in bench/results/, read here, not
   watch), and each function's CPU milliseconds per event.
 
 Assumptions (constants below, each with its reason) cover what a local stack cannot measure:
-DynamoDB's network latency, how many items a BatchGetItem reads, what the watch's transaction
+DynamoDB's network latency, how many items an earn reads, what the watch's transaction
 writes, and list prices. The hottest-partition figure applies DynamoDB's per-partition limits
 (1,000 WCU and 3,000 RCU a second) to the keys every earn writes: see `hot_keys`.
 """
@@ -35,7 +35,10 @@ PARTITION_RCU = 3_000
 
 # Assumptions.
 DYNAMODB_MS_PER_REQUEST = 8.0  # a DynamoDB call inside the region, round trip (single-digit ms)
-ITEMS_PER_BATCH_GET = 5  # docs/channels.md: profile, tier, tallies, balance, flag
+# Items an earn reads, strongly consistent, each under 4 KB (1 RCU): its identity link and the
+# member's profile, tier, tallies, balance and flag (docs/channels.md). Ingest reads a batch's in two
+# BatchGetItems (links, then views): fewer requests, the same read units.
+ITEMS_READ_PER_EVENT = 1 + 5
 # The watch's transaction: the figures marker (a put) and three counter updates (the day, the month,
 # to date), each item < 1 KB, transactional: 2 WCU each (shared/projections/store.py add_entry).
 WATCH_WCU_PER_EVENT = 4 * 2
@@ -47,6 +50,8 @@ KB_STORED_PER_ENTRY = 2
 KB_PER_MEMBER = 5  # profile, balance, tier, tallies, identity: about 1 KB each
 FUNCTION_GB = 0.5  # template.yaml Globals MemorySize 512
 SQS_BATCH = 10  # the ingest mapping's batch size
+# Ingest's own DynamoDB requests per event: the earn's transaction, and the batch's two reads.
+INGEST_REQUESTS_PER_EVENT = 1 + 2 / SQS_BATCH
 STREAM_BATCH = 100  # the watch's stream batch size
 # The webhook function's own work per request (stack.json sends to the queue directly): assumed.
 WEBHOOK_CPU_MS = 10.0
@@ -92,17 +97,15 @@ def model() -> dict[str, float | int]:
     earn_wcu = float(ledger["earn_wcu_per_op"])
     earn_gsi_wcu = float(ledger["earn_gsi_wcu_per_op"])
     wcu_per_event = earn_wcu + earn_gsi_wcu + WATCH_WCU_PER_EVENT
-    # Reads: identity (GetItem, strongly consistent, 1 RCU), the member's items (BatchGetItem), and
-    # the transaction's condition checks, billed as transactional reads (counted in the WCU above).
-    rcu_per_event = float(stack["ddb_GetItem_per_event"]) + float(stack["ddb_BatchGetItem_per_event"]) * (
-        ITEMS_PER_BATCH_GET
-    )
+    # Reads: the items ingest reads (the transaction's condition checks are billed with its writes).
+    rcu_per_event = ITEMS_READ_PER_EVENT
     ddb_requests = float(stack["ddb_requests_per_event"])
     sqs_requests = float(stack["sqs_requests_per_event"])
 
     # Lambda: CPU measured per event plus the wait on each DynamoDB call, billed per millisecond.
-    ingest_ms = float(stack["cpu_ms_per_event_ingestfunction"]) + 3 * DYNAMODB_MS_PER_REQUEST
-    watch_ms = float(stack["cpu_ms_per_event_watchfunction"]) + (ddb_requests - 3) * DYNAMODB_MS_PER_REQUEST
+    ingest_ms = float(stack["cpu_ms_per_event_ingestfunction"]) + INGEST_REQUESTS_PER_EVENT * DYNAMODB_MS_PER_REQUEST
+    watch_requests = max(0.0, ddb_requests - INGEST_REQUESTS_PER_EVENT)
+    watch_ms = float(stack["cpu_ms_per_event_watchfunction"]) + watch_requests * DYNAMODB_MS_PER_REQUEST
     gb_s_per_event = (ingest_ms + watch_ms) / 1000 * FUNCTION_GB
     invocations_per_event = 1 / SQS_BATCH + 1 / STREAM_BATCH + WEBHOOK_SHARE
     webhook_ms = WEBHOOK_CPU_MS + DYNAMODB_MS_PER_REQUEST  # verify the signature, one SQS send
