@@ -13,7 +13,6 @@ are blanked. DynamoDB's side of the same dispatch is tests/integration/test_moto
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ import pytest
 
 from pointbridge.sandbox import moto_speedups
 from pointbridge.sandbox.moto_dynamodb import DynamoDBDispatch, direct_backend_of
+from tests.support.moto_diff import call_wsgi, json_environ
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,49 +44,15 @@ def apps() -> dict[str, Any]:
 
 
 def _environ(variant: str, target: str, body: bytes) -> dict[str, Any]:
-    region = REGIONS[variant]
     prefix = target.split(".")[0]
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "4566",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "CONTENT_TYPE": f"application/x-amz-json-{VERSIONS[prefix]}",
-        "CONTENT_LENGTH": str(len(body)),
-        "HTTP_HOST": "127.0.0.1:4566",
-        "HTTP_X_AMZ_TARGET": target,
-        "HTTP_X_AMZ_QUERY_MODE": "true",
-        "HTTP_USER_AGENT": "Boto3/1.35 md/Botocore#1.35 ua/2.0 os/linux",
-        "HTTP_AUTHORIZATION": (
-            f"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261207/{region}/{SIGNED_FOR[prefix]}/aws4_request, "
-            "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0123456789abcdef"
-        ),
-        "HTTP_X_AMZ_DATE": "20261207T120000Z",
-    }
-
-
-def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    reply: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        reply["status"], reply["headers"] = status, headers
-        return lambda data: None
-
-    try:
-        result = app(environ, start_response)
-    except Exception as error:  # noqa: BLE001 - the emulator's server answers it with a 500
-        return "500 (raised)", [], f"{type(error).__name__}: {error}".encode()
-    try:
-        body = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    return reply["status"], list(reply["headers"]), body
+    return json_environ(
+        target,
+        body,
+        region=REGIONS[variant],
+        service=SIGNED_FOR[prefix],
+        json_version=VERSIONS[prefix],
+        HTTP_X_AMZ_QUERY_MODE="true",
+    )
 
 
 VOLATILE = re.compile(
@@ -124,7 +90,7 @@ def _both(
         if variant == "fast":
             assert direct_backend_of(environ) is not None  # the fast side does take this request
         with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
-            status, headers, reply = _call(apps[variant], environ)
+            status, headers, reply = call_wsgi(apps[variant], environ)
         normalised[variant] = _normalised(variant, status, headers, reply)
         try:
             decoded[variant] = json.loads(reply) if reply else None

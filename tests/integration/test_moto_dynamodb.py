@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import io
 import json
 import re
 from collections import Counter
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 
 from pointbridge.sandbox import moto_speedups
 from pointbridge.sandbox.moto_dynamodb import DynamoDBDispatch, dynamodb_backend_of
+from tests.support.moto_diff import call_wsgi, json_environ
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,47 +48,7 @@ def apps() -> dict[str, Any]:
 
 def _environ(variant: str, target: str, payload: Any, *, raw: bytes | None = None) -> dict[str, Any]:
     body = raw if raw is not None else json.dumps(payload).encode()
-    region = REGIONS[variant]
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "4566",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "CONTENT_TYPE": "application/x-amz-json-1.0",
-        "CONTENT_LENGTH": str(len(body)),
-        "HTTP_HOST": "127.0.0.1:4566",
-        "HTTP_X_AMZ_TARGET": target,
-        "HTTP_USER_AGENT": "Boto3/1.35 md/Botocore#1.35 ua/2.0 os/linux",
-        "HTTP_AUTHORIZATION": (
-            f"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261207/{region}/dynamodb/aws4_request, "
-            "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0123456789abcdef"
-        ),
-        "HTTP_X_AMZ_DATE": "20261207T120000Z",
-    }
-
-
-def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    reply: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        reply["status"], reply["headers"] = status, headers
-        return lambda data: None
-
-    try:
-        result = app(environ, start_response)
-    except Exception as error:  # noqa: BLE001 - the emulator's server answers it with a 500
-        return "500 (raised)", [], f"{type(error).__name__}: {error}".encode()
-    try:
-        body = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    return reply["status"], list(reply["headers"]), body
+    return json_environ(target, body, region=REGIONS[variant], service="dynamodb")
 
 
 # SizeBytes: moto measures each record with its creation time written as a float of varying length.
@@ -126,7 +86,7 @@ def _both(apps: dict[str, Any], target: str, payload: Any, *, raw: bytes | None 
         if variant == "stock":
             assert dynamodb_backend_of(environ) is not None  # the fast side does take this request
         with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
-            replies[variant] = _normalised(variant, *_call(apps[variant], environ))
+            replies[variant] = _normalised(variant, *call_wsgi(apps[variant], environ))
     assert replies["fast"] == replies["stock"], target
     OUTCOMES[(target.split(".")[-1], replies["fast"][0], _error_type(replies["fast"][2]))] += 1
     status, _, text = replies["fast"]
@@ -368,22 +328,22 @@ def _stream_records(apps: dict[str, Any]) -> None:
     for variant in ("stock", "fast"):
         environ = _environ(variant, "DynamoDB_20120810.DescribeTable", {"TableName": TABLE})
         with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
-            described = json.loads(_call(apps[variant], environ)[2])
+            described = json.loads(call_wsgi(apps[variant], environ)[2])
             arn = described["Table"]["LatestStreamArn"]
             environ = _environ(variant, "DynamoDBStreams_20120810.DescribeStream", {"StreamArn": arn})
-            shard = json.loads(_call(apps[variant], environ)[2])["StreamDescription"]["Shards"][0]["ShardId"]
+            shard = json.loads(call_wsgi(apps[variant], environ)[2])["StreamDescription"]["Shards"][0]["ShardId"]
             environ = _environ(
                 variant,
                 "DynamoDBStreams_20120810.GetShardIterator",
                 {"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"},
             )
-            iterators[variant] = json.loads(_call(apps[variant], environ)[2])["ShardIterator"]
+            iterators[variant] = json.loads(call_wsgi(apps[variant], environ)[2])["ShardIterator"]
     replies = {}
     for variant in ("stock", "fast"):
         environ = _environ(variant, "DynamoDBStreams_20120810.GetRecords", {"ShardIterator": iterators[variant]})
         assert dynamodb_backend_of(environ) == "dynamodbstreams"
         with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
-            replies[variant] = _normalised(variant, *_call(apps[variant], environ))
+            replies[variant] = _normalised(variant, *call_wsgi(apps[variant], environ))
     assert replies["fast"] == replies["stock"], _first_difference(replies["fast"][2], replies["stock"][2])
 
 
@@ -470,7 +430,7 @@ def test_fast_path_is_taken(apps: dict[str, Any], table: str, monkeypatch: pytes
 
     monkeypatch.setattr(apps["fast"], "_app", refuse)
     try:
-        status, _, body = _call(
+        status, _, body = call_wsgi(
             apps["fast"], _environ("fast", "DynamoDB_20120810.GetItem", {"TableName": TABLE, "Key": _key(KEYS[0])})
         )
     finally:
@@ -507,7 +467,7 @@ def test_compiled_reader_and_writer_serve_the_pipeline_s_requests(
         ),
         ("TransactWriteItems", {"TransactItems": [{"Put": {"TableName": TABLE, "Item": {**key, "v": {"N": "1"}}}}]}),
     ):
-        status, _, body = _call(apps["fast"], _environ("fast", f"DynamoDB_20120810.{operation}", payload))
+        status, _, body = call_wsgi(apps["fast"], _environ("fast", f"DynamoDB_20120810.{operation}", payload))
         assert status.startswith("200"), body
 
 

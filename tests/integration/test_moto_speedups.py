@@ -23,9 +23,10 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 
 from pointbridge.sandbox import moto_speedups
+from tests.support.moto_diff import run_as
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
@@ -50,19 +51,6 @@ def client() -> Iterator[DynamoDBClient]:
                 StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
             )
         yield dynamodb
-
-
-def _as(variant: str, call: Callable[[], Any]) -> tuple[str, Any]:
-    """Run a request with moto's own code ("stock") or the speedups ("fast"); the reply or error."""
-    with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
-        try:
-            reply = call()
-            reply.pop("ResponseMetadata", None)
-            return "ok", reply
-        except ClientError as error:
-            return error.response["Error"]["Code"], (
-                error.response.get("CancellationReasons") or error.response["Error"].get("Message")
-            )
 
 
 def _state(client: DynamoDBClient, table: str) -> tuple[list[Any], list[Any]]:
@@ -123,7 +111,7 @@ def test_transactions_answer_and_roll_back_as_moto_does(client: DynamoDBClient, 
     # When the same transactions run through moto's code and through the speedups
     for transaction in transactions:
         replies = {
-            table: _as(
+            table: run_as(
                 table,
                 lambda table=table, transaction=transaction: client.transact_write_items(  # type: ignore[misc]
                     TransactItems=[_action(kind, key, value, guard, table) for kind, key, value, guard in transaction]
@@ -184,7 +172,7 @@ def test_table_queries_read_one_partition_with_the_same_pages(client: DynamoDBCl
         start: dict[str, Any] | None = None
         while True:
             kwargs: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-            status, page = _as(
+            status, page = run_as(
                 table,
                 lambda kwargs=kwargs: client.query(  # type: ignore[misc]
                     TableName=table,
@@ -284,7 +272,7 @@ def _index_pages(client: DynamoDBClient, table: str, query: tuple[Any, ...]) -> 
     start: dict[str, Any] | None = None
     while len(pages) < 40:
         more = {"ExclusiveStartKey": start} if start else {}
-        reply = _as(table, lambda more=more: client.query(TableName=table, **kwargs, **more))  # type: ignore[misc]
+        reply = run_as(table, lambda more=more: client.query(TableName=table, **kwargs, **more))  # type: ignore[misc]
         pages.append(reply)
         start = reply[1].get("LastEvaluatedKey") if reply[0] == "ok" else None
         if not start:
@@ -552,7 +540,7 @@ def test_reads_and_updates_answer_as_moto_does(client: DynamoDBClient, sequence:
     for request in sequence:
         replies = {
             table: _unnamed(
-                _as(table, lambda table=table, request=request: _request(client, table, request)),  # type: ignore[misc]
+                run_as(table, lambda table=table, request=request: _request(client, table, request)),  # type: ignore[misc]
                 table,
             )
             for table in TABLES
@@ -561,8 +549,8 @@ def test_reads_and_updates_answer_as_moto_does(client: DynamoDBClient, sequence:
         assert replies["stock"] == replies["fast"], request
     # And so are the items and the stream records, as GetRecords serializes them
     assert _state(client, "stock")[0] == _state(client, "fast")[0]
-    stock_records = _as("stock", lambda: {"Records": _stream_replies("stock", before["stock"])})
-    fast_records = _as("fast", lambda: {"Records": _stream_replies("fast", before["fast"])})
+    stock_records = run_as("stock", lambda: {"Records": _stream_replies("stock", before["stock"])})
+    fast_records = run_as("fast", lambda: {"Records": _stream_replies("fast", before["fast"])})
     assert stock_records == fast_records
 
 
@@ -663,7 +651,7 @@ def test_sqs_answers_as_moto_does(actions: list[tuple[str, Any, Any]], redrive: 
         seen: dict[str, list[str]] = {variant: [] for variant in TABLES}
         for action in [*actions, ("attributes", None, None)]:
             replies = {
-                variant: _as(
+                variant: run_as(
                     variant,
                     lambda variant=variant, action=action: {  # type: ignore[misc]
                         "reply": _sqs_step(sqs, urls[variant], action, handles[variant], seen[variant])
@@ -712,7 +700,7 @@ def test_fifo_sends_deduplicate_as_moto_does(content_based: str | None, sends: l
             received = sqs.receive_message(QueueUrl=urls[variant], MaxNumberOfMessages=10).get("Messages", [])
             return {"sent": sent, "bodies": [m["Body"] for m in received]}
 
-        replies = {variant: _as(variant, lambda variant=variant: run(variant)) for variant in TABLES}  # type: ignore[misc]
+        replies = {variant: run_as(variant, lambda variant=variant: run(variant)) for variant in TABLES}  # type: ignore[misc]
         assert replies["stock"] == replies["fast"]
 
 

@@ -17,6 +17,7 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.moto_api._internal import mock_random
 
 from pointbridge.sandbox import moto_streams
+from tests.support.moto_diff import stream_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -66,17 +67,6 @@ def _write(ddb: Any, rng: random.Random) -> None:
         ddb.delete_item(TableName="t", Key=key)
 
 
-def _table(ddb: Any, view: str = "NEW_AND_OLD_IMAGES") -> str:
-    ddb.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
-    )
-    return str(ddb.describe_table(TableName="t")["Table"]["LatestStreamArn"])
-
-
 def _shard_id(streams: Any, arn: str) -> str:
     return str(streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"])
 
@@ -104,7 +94,7 @@ def _run(seed: int, view: str) -> list[Any]:
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
         streams: Any = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=STREAMS_ENDPOINT)
-        arn = _table(ddb, view)
+        arn = stream_table(ddb, view)
         shard = _shard_id(streams, arn)
         iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
         iterator = iterator["ShardIterator"]
@@ -151,7 +141,7 @@ def test_a_record_is_packed_and_unpacked_as_moto_built_it(monkeypatch: pytest.Mo
     monkeypatch.setattr(moto_streams, "UNPACKED_TAIL", 0)
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
-        _table(ddb)
+        stream_table(ddb)
         ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "b": {"B": b"\x01"}, "m": {"M": {"x": {"NULL": True}}}})
         (record,) = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["t"].stream_shard.items  # type: ignore[union-attr]
         assert "record" not in vars(record)  # kept as bytes
@@ -190,7 +180,7 @@ def test_reads_after_a_trim_return_what_they_did_for_every_iterator_still_valid(
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
         streams: Any = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=STREAMS_ENDPOINT)
-        arn = _table(ddb)
+        arn = stream_table(ddb)
         shard_id = _shard_id(streams, arn)
         described = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
         for _ in range(30):
@@ -246,7 +236,7 @@ def test_reads_after_a_trim_return_what_they_did_for_every_iterator_still_valid(
 def test_records_younger_than_a_day_are_kept() -> None:
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
-        _table(ddb)
+        stream_table(ddb)
         ddb.put_item(TableName="t", Item={"pk": {"S": "a"}})
         shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["t"].stream_shard
         assert shard is not None
@@ -259,7 +249,7 @@ def test_the_newest_records_stay_unpacked_and_older_ones_are_packed_in_bulk(monk
     monkeypatch.setattr(moto_streams, "UNPACKED_TAIL", 4)
     with mock_aws():
         ddb: Any = boto3.client("dynamodb", region_name="us-east-1")
-        _table(ddb)
+        stream_table(ddb)
         shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["t"].stream_shard
         assert shard is not None
 

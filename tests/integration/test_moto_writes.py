@@ -10,12 +10,10 @@ used; every example also repeats its requests once.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -23,6 +21,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
 from pointbridge.sandbox import moto_speedups, moto_writes
+from tests.support.moto_diff import run_as
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -113,20 +112,6 @@ def client() -> Iterator[DynamoDBClient]:
         yield dynamodb
 
 
-def _as(variant: str, call: Callable[[], Any]) -> tuple[str, Any]:
-    with moto_speedups.without_speedups() if variant == "stock" else contextlib.nullcontext():
-        try:
-            reply = call()
-            reply.pop("ResponseMetadata", None)
-            return "ok", reply
-        except ClientError as error:
-            return error.response["Error"]["Code"], (
-                error.response.get("CancellationReasons") or error.response["Error"].get("Message")
-            )
-        except Exception as error:  # noqa: BLE001 - moto's own crashes (an undefined #name) compared too
-            return "raised", f"{type(error).__name__}: {error}"
-
-
 def _unnamed(reply: Any, table: str) -> Any:
     """The reply with its table's name (which differs on purpose) taken out."""
     if isinstance(reply, dict):
@@ -190,7 +175,7 @@ def _compare(client: DynamoDBClient, calls: list[Callable[[str], Any]]) -> None:
     before = _clear(client)
     for call in calls:
         replies = {
-            table: _unnamed(_as(table, lambda table=table, call=call: call(table)), table)  # type: ignore[misc]
+            table: _unnamed(run_as(table, lambda table=table, call=call: call(table)), table)  # type: ignore[misc]
             for table in TABLES
         }
         assert replies["stock"] == replies["fast"]

@@ -19,6 +19,7 @@ from pointbridge.sandbox.sources import (
     sqs_record,
     stream_records,
 )
+from tests.support.moto_diff import stream_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.literals import StreamViewTypeType
@@ -92,13 +93,7 @@ def test_records_read_from_the_reply_are_what_botocore_and_jsonable_give(seed: i
     rng = random.Random(seed)
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
-        )
+        stream_table(ddb, view)
         streams = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=STREAMS_ENDPOINT)
         bodies: list[bytes] = []
 

@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from pointbridge.sandbox.runtime import InvocationError
 from pointbridge.sandbox.sources import StreamPoller, event_filter
+from tests.support.moto_diff import stream_table
 
 # mock_aws leaves the client's default endpoint for DynamoDB Streams unrouted; this one is routed.
 STREAMS_ENDPOINT = "https://streams.dynamodb.us-east-1.amazonaws.com"
@@ -18,14 +19,7 @@ STREAMS_ENDPOINT = "https://streams.dynamodb.us-east-1.amazonaws.com"
 def test_a_given_up_batch_names_its_shard_and_records_the_filter_passed_over_leave_nothing_behind() -> None:
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
-        stream_arn = ddb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+        stream_arn = stream_table(ddb)
         batches: list[list[dict[str, Any]]] = []
         given_up: list[dict[str, Any]] = []
 
