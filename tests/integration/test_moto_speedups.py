@@ -23,7 +23,7 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 
 from pointbridge.sandbox import moto_speedups
-from tests.support.moto_diff import run_as
+from tests.support.moto_diff import keyed_tables, run_as
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,17 +39,7 @@ KEYS = [("a", "1"), ("a", "2"), ("b", "1"), ("c", "9")]
 def client() -> Iterator[DynamoDBClient]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        for name in TABLES:
-            dynamodb.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "PK", "AttributeType": "S"},
-                    {"AttributeName": "SK", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-            )
+        keyed_tables(dynamodb, TABLES)
         yield dynamodb
 
 

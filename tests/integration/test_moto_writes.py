@@ -21,7 +21,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
 from pointbridge.sandbox import moto_speedups, moto_writes
-from tests.support.moto_diff import run_as
+from tests.support.moto_diff import keyed_tables, run_as
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -90,25 +90,7 @@ puts = st.tuples(
 def client() -> Iterator[DynamoDBClient]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        for name in TABLES:
-            dynamodb.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "PK", "AttributeType": "S"},
-                    {"AttributeName": "SK", "AttributeType": "S"},
-                    {"AttributeName": "GSI1PK", "AttributeType": "S"},
-                ],
-                GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": "GSI1",
-                        "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"}],
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
-                ],
-                BillingMode="PAY_PER_REQUEST",
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-            )
+        keyed_tables(dynamodb, TABLES, index="GSI1")
         yield dynamodb
 
 

@@ -91,3 +91,25 @@ def json_environ(
         ),
         "HTTP_X_AMZ_DATE": "20261207T120000Z",
     }
+
+
+def keyed_tables(ddb: Any, names: tuple[str, ...], *, index: str | None = None) -> None:
+    """Tables keyed by PK and SK, with a stream of both images (and `index`, hashed on `<index>PK`):
+    one for each side of a differential test, alike but for their names."""
+    attributes = ["PK", "SK", *([f"{index}PK"] if index else [])]
+    indexes = [
+        {
+            "IndexName": index,
+            "KeySchema": [{"AttributeName": f"{index}PK", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ]
+    for name in names:
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attributes],
+            **({"GlobalSecondaryIndexes": indexes} if index else {}),
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
