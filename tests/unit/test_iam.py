@@ -407,3 +407,26 @@ def test_remembered_verdicts_answer_as_evaluation_and_a_new_policy_set_forgets_t
     query = signed(same_key.access_key_id, "dynamodb", "DynamoDB_20120810.Query", bodies["Query"])
     assert enforcer.check(get) is not None
     assert enforcer.check(query) is None
+
+
+def test_a_function_is_not_given_another_functions_remembered_verdict() -> None:
+    # The ingest function may delete; the watch function, asking the same thing next, may not.
+    key, secret = function_credentials("stack", "Ingest")
+    allowed = Principal(
+        "Ingest",
+        key,
+        secret,
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/r/ingest",
+        (statement(actions=("dynamodb:DeleteItem",)),),
+    )
+    key, secret = function_credentials("stack", "Watch")
+    refused = Principal("Watch", key, secret, f"arn:aws:sts::{ACCOUNT}:assumed-role/r/watch", (statement(),))
+    policies = PolicySet()
+    policies.add(allowed)
+    policies.add(refused)
+    enforcer = Enforcer(policies)
+    body = {"TableName": "points", "Key": {}}
+    for _ in range(2):
+        assert enforcer.check(signed(allowed.access_key_id, "dynamodb", "DynamoDB_20120810.DeleteItem", body)) is None
+        refusal = enforcer.check(signed(refused.access_key_id, "dynamodb", "DynamoDB_20120810.DeleteItem", body))
+        assert refusal is not None and refusal.status == 400 and b"AccessDenied" in refusal.body
