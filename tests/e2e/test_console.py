@@ -49,9 +49,14 @@ def stack() -> Iterator[tuple[HttpApi, Seeded]]:
         programs.publish(live.model_copy(update={"version": live.version + 1, "point_value": Decimal("0.01")}))
         now = datetime.now(UTC)
         earlier = now - timedelta(days=DAYS_AGO)
+        # Due after the program was first published (the expiry job walks from there): five minutes
+        # ago, or just after, when the program is younger than that (a run just past midnight).
+        since = programs.since("demo")
+        assert since is not None
+        expires = max(now - timedelta(minutes=5), since + (now - since) / 2)
         api.services.ledger.earn(
             Earn(program="demo", member="m9", points=500, source="seed", external_id="m9", reason="seed",
-                 event_time=earlier, expires_at=now - timedelta(minutes=5)),
+                 event_time=earlier, expires_at=expires),
             at=earlier,
         )  # fmt: skip
         api.services.expiry_job.run(JobInput(now=now))
